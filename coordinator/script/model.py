@@ -1,0 +1,180 @@
+"""The typed, validated form of a ceremony script.
+
+Everything downstream (the machine, the rehearsal, the consoles) reads these frozen values, never
+raw TOML: the loader (`coordinator.script.load`) is the one place that knows the file format and
+the one place that reports what is wrong with it. See docs/script-format.md for every key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from keyrite.durations import Duration
+
+#: Every step action a script may name, and what the machine does with it (docs/script-format.md).
+ACTIONS: dict[str, str] = {
+    "acknowledge": "the actor confirms on their console",
+    "signin": "participants sign in; completes when every role has its minimum, on the actor's word",
+    "record": "the actor enters a value, checked against a format",
+    "verify": "the machine observes a value itself and compares it with the record",
+    "hsm.fingerprint": "the signer reports the HSM's identity",
+    "hsm.list": "the signer lists the keys in the HSM",
+    "hsm.purge": "the signer deletes exactly the keys its key-state source reports dead (quorum)",
+    "hsm.generate": "the signer generates keys for the policies over a duration (quorum)",
+    "hsm.backup": "the signer writes a password-protected backup and its .sha256sum (quorum)",
+    "quorum": "officers of a role approve one exact operation from their own consoles",
+    "drive.insert": "wait for a flash drive by label and record (or check) its serial",
+    "drive.copy": "copy files onto a drive, flushed to the device",
+    "drive.verify": "read the files back from the drive and check them with their .sha256sum",
+    "drive.eject": "unmount and release the drive",
+    "seal": "a custodian accepts a sealed tamper-evident bag, its serial and its contents",
+    "transcript": "the printable record of the journal so far, written to a drive, and its digest",
+    "signoff": "the actor signs the journal's current checkpoint to close the ceremony",
+}
+
+#: What a `verify` step may observe; the machine obtains each value itself, never by typing.
+OBSERVATIONS: dict[str, str] = {
+    "livecd.sha256": "SHA-256 of the live boot medium (device or image), as colon hex",
+    "signer.host_key": "the signer's SSH host key fingerprint, SHA256:... as OpenSSH prints it",
+    "signer.role": "what the signer reports itself to be (e.g. standby)",
+    "hsm.fingerprint": "the HSM token's identity (docs/signer.md)",
+    "hsm.key_count": "the number of keys the HSM lists",
+    "drive.serial": "the USB serial of the drive named by the step's `drive`",
+    "backup.sha256": "SHA-256 of the backup file as written",
+    "transcript.sha256": "SHA-256 of the printable transcript as written",
+}
+
+#: Formats a `record` step may ask for (regular expressions in coordinator.script.formats).
+RECORD_FORMATS = ("text", "usb-serial", "bag-serial", "sha256", "datetime")
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str  # "KGA", "KSO", ...
+    title: str
+    duty: str
+    min: int  # people who must be signed in before the signin step completes
+    max: int  # people who may hold it
+    trusted: bool  # untrusted participants show a government ID at sign-in
+    observer: bool  # observers never act (witness, auditor)
+
+
+@dataclass(frozen=True)
+class Material:
+    item: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Signer:
+    name: str
+    role: str | None  # what the signer must report itself to be, e.g. "standby"
+    host_key: str | None  # pinned fingerprint (SHA256:... or MD5 colon hex), if known
+
+
+@dataclass(frozen=True)
+class Drive:
+    label: str  # "master-copy"
+    title: str  # "Master Copy", as written on the drive
+    serial: str | None  # expected USB serial, if known before the ceremony
+
+
+@dataclass(frozen=True)
+class Bag:
+    label: str
+    title: str
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    role: str  # "KSK" | "ZSK" | "CSK"
+    algorithm: str  # "RSA/2048", "ECDSA/P-256"
+    lifetime: Duration
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    keys: tuple[KeySpec, ...]
+
+
+@dataclass(frozen=True)
+class Quorum:
+    id: str
+    role: str
+    m: int  # distinct people of `role` who must approve
+    authorizes: int  # the number of the hsm.* step whose exact operation is approved
+    expires: Duration  # how long one approval stays valid
+
+
+@dataclass(frozen=True)
+class Step:
+    n: int
+    actor: str  # a role name
+    text: str  # the instruction as printed
+    action: str  # a key of ACTIONS
+    section: str  # the title of its section
+    note: str | None = None
+    kga_may_complete: bool = False
+    # action parameters; which ones apply is in docs/script-format.md and checked by the loader
+    format: str | None = None  # record
+    observe: str | None = None  # verify
+    expect: str | None = None  # verify: "previous.KEY", "step.N", "signer.NAME.host_key" ...
+    value: str | None = None  # verify: a literal expected value
+    equals: int | None = None  # record: must equal the value of step N
+    drive: str | None = None  # drive.*, verify drive.serial, transcript, record
+    bag: str | None = None  # seal, record
+    source: str | None = None  # drive.copy: "backup" | "drive:LABEL" | "transcript" | "journal"
+    contents: tuple[str, ...] = ()  # seal: "drive:LABEL", "password:NAME", "transcript"
+    serial: int | None = None  # seal: the record step that holds the bag's serial
+    signer: str | None = None  # hsm.*: which signer (default: the only one)
+    quorum: tuple[str, ...] = ()  # hsm.purge/generate/backup: quorum ids; quorum: one id
+    count: int | None = None  # quorum: approvals collected by the end of this step
+    duration: Duration | None = None  # hsm.generate
+    policies: tuple[str, ...] = ()  # hsm.generate: policy names (empty: all)
+    password: str | None = None  # hsm.backup: the material that protects it
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    estimated: Duration
+    note: str | None
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Ceremony:
+    id: str
+    title: str
+    version: str
+    administrator: str  # the role that oversees (KGA)
+    continues: str | None  # the previous ceremony this one continues from
+    previous: tuple[str, ...]  # the keys the previous ceremony's record must provide
+    estimated: Duration | None
+
+
+@dataclass(frozen=True)
+class Script:
+    ceremony: Ceremony
+    roles: dict[str, Role]
+    may_combine: frozenset[frozenset[str]]  # role pairs one person may hold together
+    materials: tuple[Material, ...]
+    signers: tuple[Signer, ...]
+    drives: dict[str, Drive]
+    bags: dict[str, Bag]
+    policies: dict[str, Policy]
+    quorums: dict[str, Quorum]
+    sections: tuple[Section, ...]
+    sha256: str  # of the file's bytes: what approvals bind to
+    path: str = field(default="<memory>", compare=False)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(s for sec in self.sections for s in sec.steps)
+
+    def step(self, n: int) -> Step:
+        for s in self.steps:
+            if s.n == n:
+                return s
+        raise KeyError(n)

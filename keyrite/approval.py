@@ -1,0 +1,133 @@
+"""Officer approvals: what an officer signs to let one exact HSM operation happen.
+
+An approval binds the ceremony id, the number of the step that will run the operation, the
+script's SHA-256, the operation's digest, a nonce of the officer's console and an expiry. The
+coordinator's machine and (later) the signer shim check approvals with `check_approval`: both must
+refuse the same things for the same reasons, so the rule lives here, once.
+
+Why a text message and not JSON: the signed bytes must be identical wherever they are rebuilt,
+and a fixed line format leaves no room for key order or number spelling to differ.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+DOMAIN = "keyrite-approval-v1"
+#: The longest validity an approval may claim, whatever a script says (clock skew included).
+MAX_LIFETIME = 3600
+
+
+class ApprovalRefused(ValueError):
+    """An approval that must not count, with the reason shown to the officers."""
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    """`ed25519:<base64 raw>` as rosters carry officer keys."""
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return "ed25519:" + base64.b64encode(raw).decode()
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    if not text.startswith("ed25519:"):
+        raise ValueError(f"officer key {text!r} is not of the form ed25519:<base64>")
+    raw = base64.b64decode(text[len("ed25519:") :], validate=True)
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approval:
+    """One officer's signed approval. `key` names the signer; the roster maps it to a seat."""
+
+    ceremony: str
+    step: int
+    script_sha256: str
+    operation: str  # hex digest of the exact operation
+    nonce: str  # 32 hex digits, fresh from the officer's console
+    expires: int  # Unix seconds
+    key: str  # ed25519:<base64>
+    signature: str  # base64
+
+    def message(self) -> bytes:
+        return signed_message(
+            self.ceremony, self.step, self.script_sha256, self.operation, self.nonce, self.expires
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Approval:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def signed_message(
+    ceremony: str, step: int, script_sha256: str, operation: str, nonce: str, expires: int
+) -> bytes:
+    return (
+        f"{DOMAIN}\nceremony {ceremony}\nstep {step}\nscript {script_sha256}\n"
+        f"operation {operation}\nnonce {nonce}\nexpires {expires}\n"
+    ).encode()
+
+
+def sign_approval(
+    key: Ed25519PrivateKey,
+    *,
+    ceremony: str,
+    step: int,
+    script_sha256: str,
+    operation: str,
+    expires: int,
+    nonce: str | None = None,
+) -> Approval:
+    """What an officer's console does when the officer approves (after showing the operation)."""
+    nonce = nonce or secrets.token_hex(16)
+    msg = signed_message(ceremony, step, script_sha256, operation, nonce, expires)
+    return Approval(
+        ceremony=ceremony, step=step, script_sha256=script_sha256, operation=operation,
+        nonce=nonce, expires=expires, key=public_key_text(key.public_key()),
+        signature=base64.b64encode(key.sign(msg)).decode(),
+    )
+
+
+def check_approval(
+    approval: Approval,
+    *,
+    ceremony: str,
+    step: int,
+    script_sha256: str,
+    operation: str,
+    now: float,
+    max_lifetime: int = MAX_LIFETIME,
+) -> None:
+    """Raise ApprovalRefused unless `approval` is a valid signature for exactly this operation now.
+
+    Counting distinct people, roster membership and replayed nonces are the caller's: they need
+    state this function does not hold.
+    """
+    if approval.ceremony != ceremony:
+        raise ApprovalRefused(f"approval is for ceremony {approval.ceremony!r}, not {ceremony!r}")
+    if approval.step != step:
+        raise ApprovalRefused(f"approval is for step {approval.step}, not step {step}")
+    if approval.script_sha256 != script_sha256:
+        raise ApprovalRefused("approval is for another version of the script")
+    if approval.operation != operation:
+        raise ApprovalRefused("approval is for a different operation than the one to run")
+    if approval.expires <= now:
+        raise ApprovalRefused(f"approval expired {int(now - approval.expires)} s ago")
+    if approval.expires > now + max_lifetime:
+        raise ApprovalRefused("approval claims a validity longer than allowed")
+    if len(approval.nonce) != 32 or any(c not in "0123456789abcdef" for c in approval.nonce):
+        raise ApprovalRefused("approval nonce is not 32 lower-case hex digits")
+    try:
+        pub = load_public_key(approval.key)
+        pub.verify(base64.b64decode(approval.signature, validate=True), approval.message())
+    except (InvalidSignature, ValueError) as e:
+        raise ApprovalRefused("approval signature does not verify") from e

@@ -1,0 +1,83 @@
+"""What the coordinator may ask of a signer, as plain values.
+
+The rehearsal reaches a signer in-process through `signer_shim.local.LocalSigner`; a later issue
+puts the same calls behind SSH. Operations are planned first (so officers can approve the exact
+operation, shown in full), then executed with their approvals. `execute` is idempotent on the
+operation: called again after a crash it reconciles against the HSM's inventory and never does
+the work twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from keyrite.approval import Approval
+
+#: progress(done, total, what): called during long work, e.g. (37, 85, "generated 37 of 85 keys")
+Progress = Callable[[int, int, str], None]
+
+
+class SignerError(RuntimeError):
+    """The signer could not do what was asked; the message says why, for the officers."""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    locator: str  # 32 lower-case hex digits, also CKA_ID (16 bytes) and CKA_LABEL
+    type: str  # "RSA/2048", "ECDSA/P-256"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    repository: str  # the token label, as ods-hsmutil names the repository
+    keys: tuple[KeyInfo, ...]  # sorted by locator
+
+    def render(self) -> str:
+        """The same layout as `ods-hsmutil list`."""
+        lines = [f"Listing keys in repository: {self.repository}", f"{len(self.keys)} keys found.", ""]
+        lines.append(f"{'Repository':<16}{'ID':<34}Type")
+        lines.append(f"{'----------':<16}{'--':<34}----")
+        lines += [f"{self.repository:<16}{k.locator:<34}{k.type}" for k in self.keys]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class PolicyKeys:
+    """One policy key as the script declares it, handed to plan_generate."""
+
+    policy: str
+    role: str  # KSK | ZSK | CSK
+    algorithm: str  # "RSA/2048" | "ECDSA/P-256"
+    lifetime_seconds: int
+
+
+class Signer(Protocol):
+    def info(self) -> dict[str, Any]:
+        """{"name", "role" (e.g. "standby"), "host_key" (SHA256:...), "backend", "repository"}"""
+
+    def fingerprint(self) -> str: ...
+
+    def inventory(self) -> Inventory: ...
+
+    def plan_purge(self) -> dict[str, Any]:
+        """{"op": "purge", "token": fingerprint, "delete": [locators, sorted]}"""
+
+    def plan_generate(self, keys: Sequence[PolicyKeys], duration: str) -> dict[str, Any]:
+        """{"op": "generate", "token", "duration", "batches": [{"policy","role","algorithm",
+        "count", "locators": [...]}]}: locators are chosen at planning time, so a retry after a
+        crash generates exactly the missing ones."""
+
+    def plan_backup(self, date: str) -> dict[str, Any]:
+        """{"op": "backup", "token", "file": "key-backup-YYYY-MM-DD.tar.gz"}"""
+
+    def execute(
+        self, operation: dict[str, Any], approvals: Sequence[Approval], progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Carry out a planned operation. Returns a result dict (see docs/signer.md)."""
+
+    def read_output(self, name: str) -> bytes:
+        """A file the signer wrote to its output directory (backups and their .sha256sum)."""
+
+    def close(self) -> None: ...
