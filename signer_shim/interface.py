@@ -9,7 +9,7 @@ the work twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,7 +36,8 @@ class Inventory:
 
     def render(self) -> str:
         """The same layout as `ods-hsmutil list`."""
-        lines = [f"Listing keys in repository: {self.repository}", f"{len(self.keys)} keys found.", ""]
+        lines = [f"Listing keys in repository: {self.repository}",
+                 f"{len(self.keys)} keys found.", ""]
         lines.append(f"{'Repository':<16}{'ID':<34}Type")
         lines.append(f"{'----------':<16}{'--':<34}----")
         lines += [f"{self.repository:<16}{k.locator:<34}{k.type}" for k in self.keys]
@@ -55,9 +56,11 @@ class PolicyKeys:
 
 class Signer(Protocol):
     def info(self) -> dict[str, Any]:
-        """{"name", "role" (e.g. "standby"), "host_key" (SHA256:...), "backend", "repository"}"""
+        """{"name", "role" (e.g. "standby"), "host_key" (SHA256:...), "host_key_md5" (MD5:..),
+        "backend", "repository"}"""
 
-    def fingerprint(self) -> str: ...
+    def fingerprint(self) -> str:
+        """The token's identity, 10 groups of 4 hex digits (definition in docs/signer.md)."""
 
     def inventory(self) -> Inventory: ...
 
@@ -65,17 +68,32 @@ class Signer(Protocol):
         """{"op": "purge", "token": fingerprint, "delete": [locators, sorted]}"""
 
     def plan_generate(self, keys: Sequence[PolicyKeys], duration: str) -> dict[str, Any]:
-        """{"op": "generate", "token", "duration", "batches": [{"policy","role","algorithm",
-        "count", "locators": [...]}]}: locators are chosen at planning time, so a retry after a
-        crash generates exactly the missing ones."""
+        """{"op": "generate", "token", "duration", "batches": [{"policy", "role", "algorithm",
+        "lifetime_seconds", "zones", "unused", "count", "locators": [...]}]}: count =
+        max(0, ceil(duration / lifetime) * zones - unused); locators are chosen at planning
+        time, so a retry after a crash generates exactly the missing ones."""
 
     def plan_backup(self, date: str) -> dict[str, Any]:
-        """{"op": "backup", "token", "file": "key-backup-YYYY-MM-DD.tar.gz"}"""
+        """{"op": "backup", "token", "file": "key-backup-YYYY-MM-DD.tar.gz"}; refused if that
+        file (or its .sha256sum) already exists."""
 
     def execute(
-        self, operation: dict[str, Any], approvals: Sequence[Approval], progress: Progress | None = None
+        self,
+        operation: Mapping[str, Any],
+        approvals: Sequence[Approval],
+        progress: Progress | None = None,
+        *,
+        secrets: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Carry out a planned operation. Returns a result dict (see docs/signer.md)."""
+        """Carry out a planned operation. Returns a result dict (see docs/signer.md):
+
+        purge    {"deleted": [...], "before": n, "after": n}
+        generate {"generated": [...], "before": n, "after": n, "added": k, "removed": 0}
+        backup   {"file", "sha256", "sha256sum_file", "size"}
+
+        `secrets` carries what must never be journaled, logged or shown: a backup needs
+        {"password": the device-backup password}. Approvals are recorded with the operation.
+        """
 
     def read_output(self, name: str) -> bytes:
         """A file the signer wrote to its output directory (backups and their .sha256sum)."""

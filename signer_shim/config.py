@@ -1,0 +1,109 @@
+"""A signer's configuration: which token, which PIN, where its state lives, who it says it is.
+
+A small TOML file (mode 0600: it holds the user PIN), read strictly: an unknown or missing key is
+an error naming the file and the key, before any token is opened. Relative paths are taken
+relative to the file's directory, so a rehearsal work directory can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from signer_shim.files import write_atomic
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "signer": ("name", "role", "state_dir", "host_key_path"),
+    "pkcs11": ("module", "softhsm2_conf", "token_label", "user_pin"),
+}
+_PATHS = {"state_dir", "host_key_path", "module", "softhsm2_conf"}
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignerConfig:
+    name: str  # how the script names this signer
+    role: str  # what it reports itself to be, e.g. "standby"
+    module: Path  # the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so
+    softhsm2_conf: Path  # set as SOFTHSM2_CONF in the worker's environment only
+    token_label: str
+    user_pin: str = field(repr=False)
+    state_dir: Path  # key state, operation journal, outputs/
+    host_key_path: Path  # the SSH host key whose fingerprint info() reports
+
+    @property
+    def keystate_path(self) -> Path:
+        return self.state_dir / "keystate.json"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / "operations.jsonl"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.state_dir / "outputs"
+
+    @property
+    def worker_log(self) -> Path:
+        return self.state_dir / "worker.log"
+
+    def to_toml(self) -> str:
+        lines = []
+        for section, keys in _SECTIONS.items():
+            lines.append(f"[{section}]")
+            for k in keys:
+                v = getattr(self, k)
+                lines.append(f"{k} = {json.dumps(str(v))}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def save(self, path: Path) -> Path:
+        write_atomic(Path(path), self.to_toml().encode(), mode=0o600)
+        return Path(path)
+
+    @classmethod
+    def from_toml(
+        cls, text: str, source: str = "signer config", base: Path | None = None
+    ) -> SignerConfig:
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        values: dict[str, Any] = {}
+        unknown = sorted(set(doc) - set(_SECTIONS))
+        if unknown:
+            raise ConfigError(f"{source}: unknown section [{unknown[0]}]")
+        for section, keys in _SECTIONS.items():
+            table = doc.get(section)
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: section [{section}] is required")
+            for k in table:
+                if k not in keys:
+                    raise ConfigError(f"{source}: unknown key {section}.{k}")
+            for k in keys:
+                if k not in table:
+                    raise ConfigError(f"{source}: {section}.{k} is required")
+                v = table[k]
+                if not isinstance(v, str) or not v:
+                    raise ConfigError(f"{source}: {section}.{k} must be a non-empty string")
+                if k in _PATHS:
+                    p = Path(v)
+                    values[k] = p if p.is_absolute() or base is None else base / p
+                else:
+                    values[k] = v
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: Path) -> SignerConfig:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"{path}: {e.strerror}") from None
+        return cls.from_toml(text, str(path), base=path.parent.absolute())

@@ -1,0 +1,201 @@
+"""The rehearsal's HSM: a fresh SoftHSM2 token and key-state source holding what a previous
+ceremony left behind, so every figure the seed ceremony reads (140 keys, 115 after the purge,
+200 after generating for P14M) comes out of the real rules and a real token.
+
+The fixture takes the same `PolicyKeys` list the script gives the signer, so the keys it seeds and
+the keys the ceremony then plans agree by construction; the figures it returns are computed with
+the planning module's own count, and tests check them against the seed's numbers.
+
+Seeding RSA keys is the slow part (~0.4 s each here), so the keys are split over several worker
+processes on the one token: SoftHSM2 allows that (file locks), and it is what the second core is
+for. python-pkcs11 itself is never used from two threads of one process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyrite.durations import MONTH, YEAR, parse_duration
+from signer_shim.config import SignerConfig
+from signer_shim.hostkey import ensure_host_key
+from signer_shim.interface import PolicyKeys, Progress, SignerError
+from signer_shim.inventory import contents_from_objects
+from signer_shim.keystate import KeyRecord, KeyState, save_keystate
+from signer_shim.planning import keys_needed, new_locator
+from signer_shim.softhsm import SoftHSMToken, create_token
+from signer_shim.workerclient import WorkerClient
+
+#: The seed ceremony's one policy: KSK RSA/2048 for a year, ZSK RSA/2048 for three months.
+DEFAULT_POLICIES = (
+    PolicyKeys(policy="default", role="KSK", algorithm="RSA/2048", lifetime_seconds=YEAR),
+    PolicyKeys(policy="default", role="ZSK", algorithm="RSA/2048", lifetime_seconds=3 * MONTH),
+)
+IN_USE_STATES = ("active", "publish", "ready", "retire")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a previous ceremony left, per policy: zones, and keys per role by kind."""
+
+    zones: int
+    dead: Mapping[str, int]
+    unused: Mapping[str, int]
+    in_use: Mapping[str, int]
+
+
+SHAPES: Mapping[str, Shape] = {
+    # the seed: 13 zones, 140 keys, 25 dead, 6 unused (1 KSK, 5 ZSK), 109 in zones
+    "default": Shape(zones=13, dead={"KSK": 5, "ZSK": 20}, unused={"KSK": 1, "ZSK": 5},
+                     in_use={"KSK": 26, "ZSK": 83}),
+    # fast tests: 1 zone, 6 keys (2 dead, 1 unused ZSK, 3 in use) -> 4 -> +6 -> 10
+    "small": Shape(zones=1, dead={"KSK": 1, "ZSK": 1}, unused={"ZSK": 1},
+                   in_use={"KSK": 1, "ZSK": 2}),
+}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the ceremony should see on this token."""
+
+    keys: int  # listed before the purge (seed: 140)
+    dead: int  # deleted by the purge (25)
+    after_purge: int  # (115)
+    duration: str  # the generation window the figures assume (P14M)
+    to_generate: int  # (85)
+    after_generate: int  # (200)
+
+
+@dataclass(frozen=True)
+class RehearsalToken:
+    token: SoftHSMToken  # softhsm2_conf, tokendir, label, user_pin, so_pin (PINs not in repr)
+    config: SignerConfig  # ready for LocalSigner(config)
+    config_path: Path  # the same, as TOML
+    figures: Figures
+    zones: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # policy -> zones
+
+
+def seed_records(policies: Sequence[PolicyKeys], shape: Shape) -> tuple[dict[str, tuple[str, ...]],
+                                                                         list[KeyRecord]]:
+    """The zones and key records a previous ceremony left (pure apart from random locators)."""
+    names = sorted({p.policy for p in policies})
+    zones = {
+        p: tuple(f"zone{i:02d}.example" if len(names) == 1 else f"zone{i:02d}.{p}.example"
+                 for i in range(1, shape.zones + 1))
+        for p in names
+    }
+    records = []
+    for pk in policies:
+        z = zones[pk.policy]
+
+        def rec(state: str, zone: str | None, pk: PolicyKeys = pk) -> KeyRecord:
+            return KeyRecord(locator=new_locator(), policy=pk.policy, role=pk.role,
+                             algorithm=pk.algorithm, state=state, zone=zone)
+
+        records += [rec("dead", z[i % len(z)] if z else None)
+                    for i in range(shape.dead.get(pk.role, 0))]
+        records += [rec("generate", None) for _ in range(shape.unused.get(pk.role, 0))]
+        records += [rec(IN_USE_STATES[(i // len(z)) % len(IN_USE_STATES)], z[i % len(z)])
+                    for i in range(shape.in_use.get(pk.role, 0) if z else 0)]
+    return zones, records
+
+
+def expected_figures(policies: Sequence[PolicyKeys], shape: Shape, records: Sequence[KeyRecord],
+                     duration: str) -> Figures:
+    seconds = parse_duration(duration).seconds
+    dead = sum(1 for r in records if r.state == "dead")
+    generate = sum(
+        keys_needed(seconds, pk.lifetime_seconds, shape.zones,
+                    sum(1 for r in records if r.unused and (r.policy, r.role, r.algorithm)
+                        == (pk.policy, pk.role, pk.algorithm)))
+        for pk in policies
+    )
+    n = len(records)
+    return Figures(n, dead, n - dead, duration, generate, n - dead + generate)
+
+
+def seed_rehearsal_token(
+    workdir: Path,
+    policies: Sequence[PolicyKeys] = DEFAULT_POLICIES,
+    *,
+    shape: str | Shape = "default",
+    duration: str = "P14M",
+    name: str = "signer",
+    role: str = "standby",
+    label: str = "rehearsal",
+    processes: int = 2,
+    progress: Progress | None = None,
+) -> RehearsalToken:
+    """Make `workdir/hsm` (token), `workdir/state` (key state, host key) and `workdir/signer.toml`.
+
+    `workdir/hsm` must not exist yet. Progress is reported as ("seeded 37 of 140 keys").
+    """
+    workdir = Path(workdir).absolute()
+    s = SHAPES[shape] if isinstance(shape, str) else shape
+    token = create_token(workdir / "hsm", label)
+    zones, records = seed_records(policies, s)
+    figures = expected_figures(policies, s, records, duration)
+
+    state_dir = workdir / "state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = SignerConfig(
+        name=name, role=role, module=token.module, softhsm2_conf=token.softhsm2_conf,
+        token_label=label, user_pin=token.user_pin, state_dir=state_dir,
+        host_key_path=ensure_host_key(state_dir / "ssh_host_ed25519_key"),
+    )
+    _generate_parallel(token, records, max(1, processes), progress)
+    save_keystate(config.keystate_path, KeyState(zones, {r.locator: r for r in records}))
+    config_path = config.save(workdir / "signer.toml")
+    return RehearsalToken(token, config, config_path, figures, zones)
+
+
+def _generate_parallel(token: SoftHSMToken, records: Sequence[KeyRecord], processes: int,
+                       progress: Progress | None) -> None:
+    """Generate the records' keys over `processes` workers, one thread talking to each, and
+    check the token then holds exactly these keys."""
+    total = len(records)
+    shares = [list(records[i::processes]) for i in range(processes)]
+    shares = [s for s in shares if s]
+    done = [0] * len(shares)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    workers = [WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)
+               for _ in shares or [()]]
+    try:
+        def run(i: int) -> None:
+            def relay(n: int, _t: int, _w: str) -> None:
+                with lock:
+                    done[i] = n
+                    if progress is not None:
+                        k = sum(done)
+                        progress(k, total, f"seeded {k} of {total} keys")
+
+            try:
+                keys = [{"locator": r.locator, "algorithm": r.algorithm} for r in shares[i]]
+                workers[i].call("generate", {"keys": keys}, relay)
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(shares))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+    finally:
+        for w in workers:
+            w.close()
+    # Listed from a fresh process: right after two processes wrote to one token, either of them
+    # may still miss some of the other's objects (SoftHSM's change counter races), a fresh
+    # process reads the directory as it is.
+    checker = WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)
+    try:
+        listed = contents_from_objects(token.label, checker.call("list_objects"))
+    finally:
+        checker.close()
+    expected = {r.locator for r in records}
+    if listed.locators != expected or listed.halves:
+        raise SignerError(f"seeding left {len(listed.locators)} keys, expected {total}")

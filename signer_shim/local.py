@@ -1,0 +1,305 @@
+"""`LocalSigner`: the signer side of the ceremony, in the caller's process, over one worker.
+
+What it adds to the worker: the pure planning rules (signer_shim.planning), the key-state source,
+the operation journal and the outputs directory. Every operation is checked against this token
+before anything happens, journaled before the first device call, and its effect proved by an
+inventory diff before it is recorded as finished. The coordinator uses it directly in the
+rehearsal; a later issue puts the same calls behind SSH.
+
+Resource handling: the worker is spawned on first use and again if it has died (so a caller can
+retry after a crash without rebuilding the signer); `close()` ends it. Calls are serialised by
+one lock, as the HSM is: planning and executing never interleave.
+
+Error handling: everything that goes wrong reaches the caller as a SignerError with a message for
+the officers; an execute that fails is journaled as failed, and executing the same operation
+again reconciles against the token from where it stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, final
+
+from keyrite.approval import Approval
+from keyrite.digests import operation_digest
+from signer_shim import planning
+from signer_shim.backup import BackupError, build_archive, read_manifest, sha256sum_line
+from signer_shim.config import SignerConfig
+from signer_shim.files import write_exclusive
+from signer_shim.hostkey import host_key_fingerprint, host_key_md5
+from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
+from signer_shim.inventory import TokenContents, contents_from_objects
+from signer_shim.journal import OperationJournal, OperationStatus
+from signer_shim.keystate import KeyState, load_keystate, save_keystate
+from signer_shim.softhsm import read_tokendir
+from signer_shim.tokenid import token_fingerprint
+from signer_shim.workerclient import WorkerClient
+
+
+@final
+class LocalSigner:
+    """Implements `signer_shim.interface.Signer` over a SoftHSM2 (or other PKCS#11) token."""
+
+    def __init__(self, config: SignerConfig) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        config.outputs_dir.mkdir(exist_ok=True)
+        self._journal = OperationJournal(config.journal_path)
+        self._lock = threading.RLock()
+        self._worker: WorkerClient | None = None
+
+    @classmethod
+    def from_file(cls, path: Path) -> LocalSigner:
+        """A signer from its TOML config file (signer_shim.config)."""
+        return cls(SignerConfig.load(path))
+
+    def __repr__(self) -> str:
+        return f"<LocalSigner {self.config.name} token={self.config.token_label!r}>"
+
+    def __enter__(self) -> LocalSigner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the Signer protocol ----------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        c = self.config
+        if not c.host_key_path.exists():
+            raise SignerError(f"the signer's host key {c.host_key_path} does not exist")
+        return {"name": c.name, "role": c.role, "host_key": host_key_fingerprint(c.host_key_path),
+                "host_key_md5": host_key_md5(c.host_key_path), "backend": "pkcs11",
+                "repository": c.token_label}
+
+    def fingerprint(self) -> str:
+        t = self._call("token_info")
+        return token_fingerprint(t["manufacturer_id"], t["model"], t["serial"], t["label"])
+
+    def inventory(self) -> Inventory:
+        return self._contents().inventory
+
+    def plan_purge(self) -> dict[str, Any]:
+        with self._lock:
+            return planning.plan_purge(self.fingerprint(), self._keystate(),
+                                       self._contents().locators)
+
+    def plan_generate(self, keys: Sequence[PolicyKeys], duration: str) -> dict[str, Any]:
+        with self._lock:
+            return planning.plan_generate(self.fingerprint(), keys, duration, self._keystate(),
+                                          self._contents().locators)
+
+    def plan_backup(self, date: str) -> dict[str, Any]:
+        with self._lock:
+            op = planning.plan_backup(self.fingerprint(), date)
+            self._refuse_existing_outputs(op["file"])
+            return op
+
+    def execute(
+        self,
+        operation: Mapping[str, Any],
+        approvals: Sequence[Approval],
+        progress: Progress | None = None,
+        *,
+        secrets: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Carry out a planned operation once, whatever happened before.
+
+        `secrets` holds what must never be journaled or shown: {"password": ...} for a backup.
+        A finished operation returns its recorded result; a started one is reconciled.
+        """
+        op = dict(operation)
+        secrets = dict(secrets or {})
+        with self._lock:
+            planning.check_operation(op, self.fingerprint())
+            digest = operation_digest(op)
+            status = self._journal.status(digest)
+            if status.finished:
+                assert status.result is not None
+                return status.result
+            if op["op"] == "backup" and not secrets.get("password"):
+                raise SignerError("a backup needs the device-backup password (secrets['password'])")
+            self._journal.append(digest, "received", operation=op,
+                                 approvals=[_approval_dict(a) for a in approvals])
+            contents = self._contents()
+            if not status.started:
+                self._precheck(op, contents)
+                self._journal.append(digest, "started", before=sorted(contents.locators))
+                status = self._journal.status(digest)
+            try:
+                result = self._run(op, digest, status, contents, progress, secrets)
+            except Exception as e:
+                self._journal.append(digest, "failed", error=str(e))
+                if isinstance(e, SignerError):
+                    raise
+                raise SignerError(f"{op['op']} failed: {e}") from e
+            self._journal.append(digest, "finished", result=result)
+            return result
+
+    def read_output(self, name: str) -> bytes:
+        if "/" in name or name.startswith(".") or not name:
+            raise SignerError(f"{name!r} is not the name of an output file")
+        try:
+            return (self.config.outputs_dir / name).read_bytes()
+        except FileNotFoundError:
+            raise SignerError(f"the signer has no output named {name}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._worker is not None:
+                self._worker.close()
+                self._worker = None
+
+    # -- beyond the protocol: for the restore drill and the tests -------------------------
+
+    @property
+    def worker_pid(self) -> int:
+        """The worker's process id (spawning it if need be)."""
+        return self._client().pid
+
+    def sign(self, locator: str, data: bytes, mechanism: str) -> bytes:
+        """Sign with a key on the token: `SHA256_RSA_PKCS` over data, or `ECDSA` over a digest."""
+        r = self._call("sign", {"locator": locator, "data": base64.b64encode(data).decode(),
+                                "mechanism": mechanism})
+        return base64.b64decode(r["signature"])
+
+    def key_attributes(self, locator: str) -> dict[str, Any]:
+        """sensitive, extractable, always_sensitive, never_extractable, local, private, sign,
+        label, token, type (and public_exponent for RSA) of one key pair."""
+        return dict(self._call("key_attributes", {"locator": locator}))
+
+    def public_key_der(self, locator: str) -> bytes:
+        return base64.b64decode(self._call("public_key", {"locator": locator})["der"])
+
+    # -- inside -----------------------------------------------------------------------------
+
+    def _client(self) -> WorkerClient:
+        with self._lock:
+            if self._worker is None or not self._worker.alive:
+                if self._worker is not None:
+                    self._worker.close()
+                c = self.config
+                self._worker = WorkerClient(c.module, c.softhsm2_conf, c.token_label, c.user_pin,
+                                            log_path=c.worker_log)
+            return self._worker
+
+    def _call(self, method: str, params: dict[str, Any] | None = None,
+              progress: Progress | None = None) -> Any:
+        with self._lock:
+            return self._client().call(method, params, progress)
+
+    def _contents(self) -> TokenContents:
+        return contents_from_objects(self.config.token_label, self._call("list_objects"))
+
+    def _keystate(self) -> KeyState:
+        return load_keystate(self.config.keystate_path)
+
+    def _precheck(self, op: dict[str, Any], contents: TokenContents) -> None:
+        """Refusals that only make sense before the first attempt touches the token."""
+        if op["op"] == "generate":
+            known = contents.locators | contents.halves | set(self._keystate().keys)
+            taken = sorted(k.locator for k in planning.planned_keys(op) if k.locator in known)
+            if taken:
+                raise SignerError(f"planned locators already in use: {', '.join(taken)}")
+        elif op["op"] == "purge":
+            dead = set(self._keystate().dead())
+            alive = [k for k in op["delete"] if k not in dead]
+            if alive:
+                raise SignerError(f"refusing to delete keys the key state does not call dead: "
+                                  f"{', '.join(alive)}")
+        else:
+            self._refuse_existing_outputs(op["file"])
+
+    def _refuse_existing_outputs(self, name: str) -> None:
+        for n in (name, name + ".sha256sum"):
+            if (self.config.outputs_dir / n).exists():
+                raise SignerError(f"output {n} already exists; a backup never overwrites")
+
+    def _run(self, op: dict[str, Any], digest: str, status: OperationStatus,
+             contents: TokenContents, progress: Progress | None,
+             secrets: dict[str, str]) -> dict[str, Any]:
+        assert status.before is not None
+        if op["op"] == "generate":
+            return self._generate(op, status.before, contents, progress)
+        if op["op"] == "purge":
+            return self._purge(op, status.before, contents, progress)
+        return self._backup(op, digest, secrets["password"])
+
+    def _generate(self, op: dict[str, Any], before: Sequence[str], contents: TokenContents,
+                  progress: Progress | None) -> dict[str, Any]:
+        planned = planning.planned_keys(op)
+        todo = planning.generation_todo(planned, contents.locators, contents.halves)
+        if todo.repair:
+            self._call("destroy", {"locators": list(todo.repair)})
+        total, offset = len(planned), len(todo.present)
+
+        def relay(done: int, _total: int, _what: str) -> None:
+            if progress is not None:
+                n = offset + done
+                progress(n, total, f"generated {n} of {total} keys")
+
+        keys = [{"locator": k.locator, "algorithm": k.algorithm} for k in todo.create]
+        if keys:
+            self._call("generate", {"keys": keys}, relay)
+        after = self._contents().locators
+        added = planning.check_generated(before, after, [k.locator for k in planned])
+        save_keystate(self.config.keystate_path,
+                      self._keystate().with_keys(k.record() for k in planned))
+        return {"generated": sorted(k.locator for k in planned), "before": len(before),
+                "after": len(after), "added": len(added), "removed": 0}
+
+    def _purge(self, op: dict[str, Any], before: Sequence[str], contents: TokenContents,
+               progress: Progress | None) -> dict[str, Any]:
+        delete = list(op["delete"])
+        there = [k for k in delete if k in contents.locators or k in contents.halves]
+        if there:
+            self._call("destroy", {"locators": there})
+        if progress is not None:
+            progress(len(delete), len(delete), f"deleted {len(delete)} keys")
+        after = self._contents().locators
+        planning.check_purged(before, after, delete)
+        save_keystate(self.config.keystate_path, self._keystate().with_state(delete, "purged"))
+        return {"deleted": delete, "before": len(before), "after": len(after)}
+
+    def _backup(self, op: dict[str, Any], digest: str, password: str) -> dict[str, Any]:
+        name = op["file"]
+        path = self.config.outputs_dir / name
+        sums = self.config.outputs_dir / f"{name}.sha256sum"
+        if path.exists():  # an earlier attempt of this operation got this far, or a stranger
+            data = path.read_bytes()
+            try:
+                ours = read_manifest(data).get("operation") == digest
+            except BackupError:
+                ours = False
+            if not ours:
+                raise SignerError(f"{name} exists and is not this operation's: not overwriting")
+        else:
+            ks = self.config.keystate_path
+            data = build_archive(
+                name=name, operation=digest, token=op["token"],
+                repository=self.config.token_label,
+                tokendir=read_tokendir(self.config.softhsm2_conf),
+                keystate=ks.read_bytes() if ks.exists() else KeyState().to_json(),
+                inventory=self.inventory().render(), password=password,
+            )
+            write_exclusive(path, data)
+        sha = hashlib.sha256(data).hexdigest()
+        line = sha256sum_line(sha, name)
+        if sums.exists():
+            if sums.read_text() != line:
+                raise SignerError(f"{sums.name} exists and does not match {name}")
+        else:
+            write_exclusive(sums, line.encode())
+        return {"file": name, "sha256": sha, "sha256sum_file": sums.name, "size": len(data)}
+
+
+def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:
+    """Approvals are recorded as given (checking them is a later issue); a dict must at least
+    have an approval's shape."""
+    if isinstance(a, Approval):
+        return a.to_dict()
+    return Approval.from_dict(dict(a)).to_dict()

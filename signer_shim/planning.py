@@ -1,0 +1,237 @@
+"""The signer's pure rules: how many keys to make, what an operation must look like, what a
+finished operation must have changed. No device, no file, no clock: the caller passes the key
+state and the token's contents in, and gets plain values out.
+
+Why locators are chosen when planning and not when generating: the plan is what officers approve,
+so it must name exactly what will appear on the token; and a retry after a crash can then tell
+the keys it already made (planned locators present) from the ones still missing.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from keyrite.durations import parse_duration
+from signer_shim.algorithms import algorithm
+from signer_shim.interface import PolicyKeys, SignerError
+from signer_shim.inventory import diff
+from signer_shim.keystate import ROLES, KeyRecord, KeyState
+from signer_shim.tokenid import is_fingerprint
+
+BACKUP_FILE = re.compile(r"^key-backup-(\d{4})-(\d{2})-(\d{2})\.tar\.gz$")
+_LOCATOR = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_locator() -> str:
+    """16 random bytes as 32 hex digits: OpenDNSSEC's CKA_ID / CKA_LABEL."""
+    return secrets.token_hex(16)
+
+
+def periods(duration_seconds: int, lifetime_seconds: int) -> int:
+    """How many keys one zone uses up in `duration`: ceil(duration / lifetime)."""
+    if duration_seconds <= 0 or lifetime_seconds <= 0:
+        raise ValueError("duration and lifetime must be positive")
+    return -(-duration_seconds // lifetime_seconds)
+
+
+def keys_needed(duration_seconds: int, lifetime_seconds: int, zones: int, unused: int) -> int:
+    """OpenDNSSEC's count for one policy key: periods x zones, less the unused pool keys,
+    never below 0."""
+    return max(0, periods(duration_seconds, lifetime_seconds) * zones - unused)
+
+
+def generate_batches(
+    keys: Sequence[PolicyKeys],
+    duration: str,
+    state: KeyState,
+    on_token: Iterable[str],
+    locator: Callable[[], str] = new_locator,
+) -> list[dict[str, Any]]:
+    """One batch per policy key, with its arithmetic shown and its locators drawn."""
+    seconds = parse_duration(duration).seconds
+    present = set(on_token)
+    taken = present | set(state.keys)
+    seen: set[tuple[str, str]] = set()
+    batches = []
+    for pk in keys:
+        if pk.role not in ROLES:
+            raise SignerError(f"policy {pk.policy}: unknown key role {pk.role!r}")
+        try:
+            algorithm(pk.algorithm)
+        except ValueError as e:
+            raise SignerError(f"policy {pk.policy} {pk.role}: {e}") from None
+        if (pk.policy, pk.role) in seen:
+            raise SignerError(f"policy {pk.policy} declares its {pk.role} twice")
+        seen.add((pk.policy, pk.role))
+        zones = state.zone_count(pk.policy)
+        unused = state.unused(pk.policy, pk.role, pk.algorithm, present)
+        count = keys_needed(seconds, pk.lifetime_seconds, zones, unused)
+        locators = []
+        while len(locators) < count:
+            loc = locator()
+            if loc not in taken:
+                taken.add(loc)
+                locators.append(loc)
+        batches.append({
+            "policy": pk.policy, "role": pk.role, "algorithm": pk.algorithm,
+            "lifetime_seconds": pk.lifetime_seconds, "zones": zones, "unused": unused,
+            "count": count, "locators": locators,
+        })
+    return batches
+
+
+def plan_generate(
+    token: str, keys: Sequence[PolicyKeys], duration: str, state: KeyState,
+    on_token: Iterable[str], locator: Callable[[], str] = new_locator,
+) -> dict[str, Any]:
+    batches = generate_batches(keys, duration, state, on_token, locator)
+    return {"op": "generate", "token": token, "duration": duration, "batches": batches}
+
+
+def plan_purge(token: str, state: KeyState, on_token: Iterable[str]) -> dict[str, Any]:
+    """Dead in the key state AND on the token: a dead key already gone is nothing to delete,
+    and a key the key state does not call dead is never touched."""
+    present = set(on_token)
+    return {"op": "purge", "token": token, "delete": [k for k in state.dead() if k in present]}
+
+
+def plan_backup(token: str, date: str) -> dict[str, Any]:
+    name = f"key-backup-{date}.tar.gz"
+    if not BACKUP_FILE.match(name):
+        raise SignerError(f"backup date {date!r} is not of the form YYYY-MM-DD")
+    return {"op": "backup", "token": token, "file": name}
+
+
+_SHAPES: Mapping[str, frozenset[str]] = {
+    "purge": frozenset({"op", "token", "delete"}),
+    "generate": frozenset({"op", "token", "duration", "batches"}),
+    "backup": frozenset({"op", "token", "file"}),
+}
+_BATCH = frozenset(
+    {"policy", "role", "algorithm", "lifetime_seconds", "zones", "unused", "count", "locators"}
+)
+
+
+def check_operation(op: Mapping[str, Any], token: str) -> None:
+    """Refuse anything but a well-formed operation planned for this token, before any device
+    call: the approved value is the only input that decides what happens."""
+    kind = op.get("op") if isinstance(op, Mapping) else None
+    if kind not in _SHAPES:
+        raise SignerError(f"unknown operation {kind!r} (expected one of {sorted(_SHAPES)})")
+    if set(op) != _SHAPES[kind]:
+        extra, missing = sorted(set(op) - _SHAPES[kind]), sorted(_SHAPES[kind] - set(op))
+        raise SignerError(f"{kind} operation: unknown keys {extra}, missing keys {missing}")
+    if not isinstance(op["token"], str) or not is_fingerprint(op["token"]):
+        raise SignerError(f"{kind} operation: token {op['token']!r} is not a token fingerprint")
+    if op["token"] != token:
+        raise SignerError(f"{kind} operation is for token {op['token']}, this token is {token}")
+    if kind == "purge":
+        _check_locators(op["delete"], "purge operation: delete")
+        if list(op["delete"]) != sorted(set(op["delete"])):
+            raise SignerError("purge operation: delete must be sorted and without repeats")
+    elif kind == "backup":
+        if not isinstance(op["file"], str) or not BACKUP_FILE.match(op["file"]):
+            raise SignerError(f"backup operation: bad file name {op['file']!r}")
+    else:
+        parse_duration(op["duration"])
+        if not isinstance(op["batches"], list):
+            raise SignerError("generate operation: batches must be a list")
+        all_locators: list[str] = []
+        for i, b in enumerate(op["batches"]):
+            if not isinstance(b, Mapping) or set(b) != _BATCH:
+                raise SignerError(
+                    f"generate operation: batches[{i}] must have keys {sorted(_BATCH)}")
+            try:
+                algorithm(b["algorithm"])
+            except ValueError as e:
+                raise SignerError(f"generate operation: batches[{i}]: {e}") from None
+            if b["role"] not in ROLES:
+                raise SignerError(f"generate operation: batches[{i}]: unknown role {b['role']!r}")
+            _check_locators(b["locators"], f"generate operation: batches[{i}].locators")
+            if len(b["locators"]) != b["count"]:
+                raise SignerError(f"generate operation: batches[{i}]: count is not the locators'")
+            all_locators += b["locators"]
+        if len(set(all_locators)) != len(all_locators):
+            raise SignerError("generate operation: a locator is planned twice")
+
+
+def _check_locators(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(x, str) and _LOCATOR.match(x) for x in value
+    ):
+        raise SignerError(f"{where} must be a list of 32-hex-digit locators")
+
+
+@dataclass(frozen=True)
+class PlannedKey:
+    locator: str
+    algorithm: str
+    policy: str
+    role: str
+
+    def record(self) -> KeyRecord:
+        """What the key state holds once the key is on the token: an unused pool key."""
+        return KeyRecord(locator=self.locator, policy=self.policy, role=self.role,
+                         algorithm=self.algorithm, state="generate", zone=None)
+
+
+def planned_keys(op: Mapping[str, Any]) -> list[PlannedKey]:
+    return [
+        PlannedKey(loc, b["algorithm"], b["policy"], b["role"])
+        for b in op["batches"] for loc in b["locators"]
+    ]
+
+
+@dataclass(frozen=True)
+class GenerationTodo:
+    present: tuple[str, ...]  # planned and already a whole key pair: skipped
+    repair: tuple[str, ...]  # planned and half there: delete the half, then generate
+    create: tuple[PlannedKey, ...]  # to generate, in plan order (repairs included)
+
+
+def generation_todo(
+    planned: Sequence[PlannedKey], on_token: Iterable[str], halves: Iterable[str]
+) -> GenerationTodo:
+    have, half = set(on_token), set(halves)
+    return GenerationTodo(
+        present=tuple(k.locator for k in planned if k.locator in have),
+        repair=tuple(k.locator for k in planned if k.locator in half),
+        create=tuple(k for k in planned if k.locator not in have),
+    )
+
+
+def check_generated(
+    before: Iterable[str], after: Iterable[str], planned: Iterable[str]
+) -> list[str]:
+    """The generation step's sanity check: only planned keys appeared, every planned key is
+    there, none vanished. Returns the keys added."""
+    added, removed = diff(before, after)
+    plan = set(planned)
+    if removed:
+        raise SignerError(f"{len(removed)} keys vanished during generation: {', '.join(removed)}")
+    unplanned = sorted(set(added) - plan)
+    if unplanned:
+        raise SignerError(f"keys appeared that were not planned: {', '.join(unplanned)}")
+    missing = sorted(plan - set(after))
+    if missing:
+        raise SignerError(f"{len(missing)} planned keys are not on the token: {', '.join(missing)}")
+    return added
+
+
+def check_purged(before: Iterable[str], after: Iterable[str], delete: Iterable[str]) -> list[str]:
+    """Only the planned keys went, and they all went. Returns the keys removed."""
+    added, removed = diff(before, after)
+    planned = set(delete)
+    if added:
+        raise SignerError(f"keys appeared during the purge: {', '.join(added)}")
+    unplanned = sorted(set(removed) - planned)
+    if unplanned:
+        raise SignerError(f"keys vanished that were not to be deleted: {', '.join(unplanned)}")
+    left = sorted(planned & set(after))
+    if left:
+        raise SignerError(f"keys to delete are still on the token: {', '.join(left)}")
+    return removed

@@ -1,0 +1,230 @@
+"""The only process that calls PKCS#11: `python -m signer_shim.worker --module M --label L`.
+
+Why a process of its own: python-pkcs11 is not safe to call from two threads against SoftHSM
+(C_Initialize(NULL) makes SoftHSM drop its own locking), SoftHSM reads SOFTHSM2_CONF once per
+process, and parallel RSA generation needs several processes anyway. So the worker serves one
+request at a time from stdin (signer_shim.wire), with SOFTHSM2_CONF in its own environment.
+
+The user PIN comes as the first request (`open`) on stdin, never on the command line or in the
+environment, where other users could read it from /proc.
+
+The worker is deliberately dumb: it lists, generates, deletes and signs what it is told. What to
+generate or delete, and whether the result is right, is decided by its caller from the pure
+planning rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11.util.ec import encode_ec_public_key
+from pkcs11.util.rsa import encode_rsa_public_key
+
+from signer_shim.algorithms import algorithm, ec_name, rsa_name
+from signer_shim.wire import decode, encode
+
+_CLASSES = {ObjectClass.PRIVATE_KEY: "private", ObjectClass.PUBLIC_KEY: "public"}
+_PRIVATE_FLAGS = {
+    "sensitive": Attribute.SENSITIVE, "extractable": Attribute.EXTRACTABLE,
+    "always_sensitive": Attribute.ALWAYS_SENSITIVE,
+    "never_extractable": Attribute.NEVER_EXTRACTABLE, "local": Attribute.LOCAL,
+    "private": Attribute.PRIVATE, "sign": Attribute.SIGN,
+}
+#: What every generated private key must show before it is reported as made.
+_REQUIRED = {"sensitive": True, "extractable": False, "always_sensitive": True,
+             "never_extractable": True, "local": True, "private": True, "sign": True}
+_MECHANISMS = {"SHA256_RSA_PKCS": Mechanism.SHA256_RSA_PKCS, "ECDSA": Mechanism.ECDSA}
+
+
+_PLAIN_METHODS = ("token_info", "list_objects", "destroy", "key_attributes", "public_key", "sign")
+
+
+class Refused(Exception):
+    """A request the worker will not carry out as asked."""
+
+
+class Worker:
+    def __init__(self, module: str, label: str) -> None:
+        self.module = module
+        self.label = label
+        self.session: Any = None
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def open(self, pin: str) -> dict[str, Any]:
+        lib = pkcs11.lib(self.module)
+        token = lib.get_token(token_label=self.label)
+        self.session = token.open(rw=True, user_pin=pin)
+        return {"pid": os.getpid()}
+
+    def token_info(self) -> dict[str, Any]:
+        t = self.session.token
+        return {"manufacturer_id": t.manufacturer_id, "model": t.model,
+                "serial": t.serial.decode("ascii", "replace"), "label": t.label}
+
+    def list_objects(self) -> list[dict[str, Any]]:
+        out = []
+        for cls, name in _CLASSES.items():
+            for o in list(self.session.get_objects({Attribute.CLASS: cls})):
+                out.append({"class": name, "id": bytes(o[Attribute.ID]).hex(),
+                            "label": o[Attribute.LABEL], "type": self._type(o)})
+        return out
+
+    def generate(self, keys: list[dict[str, str]], progress: Callable[..., None]) -> dict[str, Any]:
+        done = []
+        for k in keys:  # check all first: refuse before making anything
+            if self._objects(k["locator"]):
+                raise Refused(f"key objects with ID {k['locator']} already exist")
+            algorithm(k["algorithm"])
+        for i, k in enumerate(keys, 1):
+            self._generate_one(k["locator"], k["algorithm"])
+            done.append(k["locator"])
+            progress(i, len(keys), f"generated {i} of {len(keys)} keys")
+        return {"generated": done}
+
+    def destroy(self, locators: list[str], classes: list[str] | None = None) -> dict[str, Any]:
+        """Delete every key object with these IDs (whole pairs and halves alike); `classes`
+        narrows it to "public" or "private" objects (the crash tests make half pairs so)."""
+        wanted = [c for c, n in _CLASSES.items() if classes is None or n in classes]
+        destroyed = []
+        for loc in locators:
+            objs = [o for c in wanted for o in self._objects(loc, c)]
+            for o in objs:
+                o.destroy()
+            if objs:
+                destroyed.append(loc)
+        return {"destroyed": destroyed}
+
+    def key_attributes(self, locator: str) -> dict[str, Any]:
+        """The attributes that make a key a ceremony key, for the checks and the tests."""
+        (priv,) = self._objects(locator, ObjectClass.PRIVATE_KEY)
+        (pub,) = self._objects(locator, ObjectClass.PUBLIC_KEY)
+        out = {name: bool(priv[a]) for name, a in _PRIVATE_FLAGS.items()}
+        out.update(label=priv[Attribute.LABEL], public_label=pub[Attribute.LABEL],
+                   token=bool(priv[Attribute.TOKEN]) and bool(pub[Attribute.TOKEN]),
+                   type=self._type(priv))
+        if priv[Attribute.KEY_TYPE] == KeyType.RSA:
+            out["public_exponent"] = int.from_bytes(pub[Attribute.PUBLIC_EXPONENT], "big")
+        return out
+
+    def public_key(self, locator: str) -> dict[str, Any]:
+        (pub,) = self._objects(locator, ObjectClass.PUBLIC_KEY)
+        kt = pub[Attribute.KEY_TYPE]
+        der = encode_rsa_public_key(pub) if kt == KeyType.RSA else encode_ec_public_key(pub)
+        return {"der": base64.b64encode(der).decode()}
+
+    def sign(self, locator: str, data: str, mechanism: str) -> dict[str, Any]:
+        (priv,) = self._objects(locator, ObjectClass.PRIVATE_KEY)
+        sig = priv.sign(base64.b64decode(data), mechanism=_MECHANISMS[mechanism])
+        return {"signature": base64.b64encode(sig).decode()}
+
+    # -- device details ---------------------------------------------------------------------
+
+    def _objects(self, locator: str, cls: ObjectClass | None = None) -> list[Any]:
+        classes = [cls] if cls is not None else list(_CLASSES)
+        found = []
+        for c in classes:
+            attrs = {Attribute.CLASS: c, Attribute.ID: bytes.fromhex(locator)}
+            found += list(self.session.get_objects(attrs))
+        return found
+
+    def _type(self, o: Any) -> str:
+        kt = o[Attribute.KEY_TYPE]
+        if kt == KeyType.RSA:
+            return rsa_name(len(o[Attribute.MODULUS]) * 8)
+        if kt == KeyType.EC:
+            return ec_name(bytes(o[Attribute.EC_PARAMS]))
+        return str(kt)
+
+    def _generate_one(self, locator: str, name: str) -> None:
+        """A token key pair as OpenDNSSEC makes it: CKA_ID = the 16 bytes, CKA_LABEL = their
+        hex; private key sensitive, not extractable, for signing only."""
+        alg = algorithm(name)
+        kid = bytes.fromhex(locator)
+        public: dict[Attribute, Any] = {Attribute.PRIVATE: False}
+        private = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+                   Attribute.PRIVATE: True}
+        common = dict(id=kid, label=locator, store=True,
+                      capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                      public_template=public, private_template=private)
+        if alg.kind == "RSA":
+            public[Attribute.PUBLIC_EXPONENT] = b"\x01\x00\x01"
+            self.session.generate_keypair(KeyType.RSA, alg.bits, **common)
+        else:
+            public[Attribute.EC_PARAMS] = alg.ec_params
+            self.session.generate_keypair(KeyType.EC, **common)
+        self._check(locator, name)
+
+    def _check(self, locator: str, name: str) -> None:
+        """Check the new pair is what was asked before anyone is told it exists (boulder
+        checks every generated key); a pair that is not is deleted again."""
+        attrs = self.key_attributes(locator)
+        wrong = [k for k, v in _REQUIRED.items() if attrs[k] != v]
+        if attrs["type"] != name:
+            wrong.append(f"type {attrs['type']}")
+        if attrs.get("public_exponent", 65537) != 65537:
+            wrong.append("public exponent")
+        if attrs["label"] != locator or attrs["public_label"] != locator or not attrs["token"]:
+            wrong.append("label/token")
+        if wrong:
+            self.destroy([locator])
+            raise Refused(f"generated key {locator} is not as asked: {', '.join(wrong)}")
+
+
+def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
+    def send(message: dict[str, Any]) -> None:
+        out.write(encode(message))
+        out.flush()
+
+    for line in inp:
+        if not line.strip():
+            continue
+        msg = decode(line)
+        rid, method, params = msg["id"], msg.get("method"), dict(msg.get("params") or {})
+
+        def progress(done: int, total: int, what: str, rid: Any = rid) -> None:
+            send({"id": rid, "progress": {"done": done, "total": total, "what": what}})
+
+        try:
+            if method == "open":
+                result: Any = worker.open(**params)
+            elif worker.session is None:
+                raise Refused("the first request must be open")
+            elif method == "generate":
+                result = worker.generate(**params, progress=progress)
+            elif method in _PLAIN_METHODS:
+                result = getattr(worker, method)(**params)
+            elif method == "ping":
+                result = "pong"
+            else:
+                raise Refused(f"unknown method {method!r}")
+        except Exception as e:  # every failure goes back to the caller, the worker lives on
+            send({"id": rid, "error": {"type": type(e).__name__, "message": str(e) or repr(e)}})
+        else:
+            send({"id": rid, "result": result})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m signer_shim.worker")
+    ap.add_argument("--module", required=True)
+    ap.add_argument("--label", required=True)
+    args = ap.parse_args(argv)
+    if "SOFTHSM2_CONF" not in os.environ and "softhsm" in args.module:
+        print("worker: SOFTHSM2_CONF is not set", file=sys.stderr)
+        return 2
+    # Keep the protocol channel ours: anything a library prints goes to stderr instead.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    serve(Worker(args.module, args.label), sys.stdin.buffer, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
