@@ -1,0 +1,206 @@
+"""The rules a journal must hold, applied line by line: the one place both `Journal.open` and
+`verify_journal` take them from, so the writer never accepts what the verifier would refuse.
+
+`Chain.feed(line, following)` checks one complete line and either folds it in or raises `Broken`
+naming the first entry that does not hold. It never reads a file: the caller hands it lines, and
+the next line too (`following`), because a broken hash link alone cannot say which side changed:
+
+- entry i's `prev` differs from SHA-256(line i-1). If line i+1 still links to line i, line i is as
+  it was written, so it is entry i-1 that was altered; otherwise entry i itself was (its `prev`
+  field). With no line i+1 the earlier entry is named, as everything before it is proven.
+- a `seq` out of place: a gap is a deletion, an earlier number an insertion, a neighbour holding
+  the expected number a swap.
+
+The attribution assumes one change; whatever it names, every entry before the named one holds.
+
+Why a hash chain *and* checkpoints: the chain finds accidental damage anywhere before the last
+entry with no key at all; a signed checkpoint also stops someone who rewrites the file and
+recomputes every link, since they cannot sign the new root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.journal import entry as _entry
+from coordinator.journal.checkpoint import BadCheckpoint, Checkpoint
+from coordinator.journal.entry import CHECKPOINT_TYPE, GENESIS_PREV, BadLine, Entry
+from coordinator.journal.merkle import CompactRange
+from coordinator.journal.note import (
+    BadSignature,
+    MalformedNote,
+    NoTrustedSignature,
+    Verifier,
+    open_note,
+)
+
+#: The genesis record's field that carries the journal's own parameters:
+#: `{"origin": <checkpoint origin>, "vkey": <coordinator verifier key>, "version": 1}`.
+GENESIS_FIELD = "journal"
+FORMAT_VERSION = 1
+
+
+class Broken(Exception):
+    """The first entry that does not hold: its seq (0-based position), a kind, and why.
+
+    Kinds: json, format, seq, link, genesis, note, signature, untrusted, checkpoint, root.
+    The line number is seq + 1: entry n is always meant to be on line n + 1.
+    """
+
+    def __init__(self, seq: int, kind: str, reason: str) -> None:
+        super().__init__(f"entry {seq} (line {seq + 1}): {reason}")
+        self.seq = seq
+        self.kind = kind
+        self.reason = reason
+
+    @property
+    def line(self) -> int:
+        return self.seq + 1
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint as found in the journal: the entry that holds it and what it says."""
+
+    seq: int
+    checkpoint: Checkpoint
+    note: str
+    signed_by: tuple[str, ...]
+
+
+def _peek(line: bytes | None) -> tuple[int, str] | None:
+    """`(seq, prev)` of a lookahead line, or None if it does not decode."""
+    if line is None:
+        return None
+    try:
+        seq, prev, _ = _entry.decode(line)
+    except BadLine:
+        return None
+    return seq, prev
+
+
+class Chain:
+    """What the lines so far add up to: size, last line hash, Merkle state, keys, checkpoints.
+
+    `trusted` are the verifier keys checkpoints must be signed by; None means "the key the
+    genesis entry announces" (`trust == "genesis"`), which proves consistency, not authorship.
+    Errors are sticky: after `Broken`, every later `feed` raises it again.
+    """
+
+    def __init__(self, trusted: list[Verifier] | None = None) -> None:
+        self.size = 0
+        self.last_hash = GENESIS_PREV
+        self.tree = CompactRange()
+        self.trust = "genesis" if trusted is None else "given"
+        self.verifiers: list[Verifier] = list(trusted or [])
+        self.genesis: dict[str, Any] | None = None
+        self.origin: str | None = None
+        self.announced: Verifier | None = None  # the genesis entry's key
+        self.checkpoints = 0
+        self.last_checkpoint: SignedCheckpoint | None = None
+        self.broken: Broken | None = None
+
+    def feed(self, line: bytes, following: bytes | None = None) -> Entry:
+        """Check one complete line (no newline) at position `size` and fold it in."""
+        if self.broken is not None:
+            raise self.broken
+        try:
+            return self._feed(line, following)
+        except Broken as e:
+            self.broken = e
+            raise
+
+    def _feed(self, line: bytes, following: bytes | None) -> Entry:
+        pos = self.size
+        try:
+            seq, prev, record = _entry.decode(line)
+        except BadLine as e:
+            raise Broken(pos, e.kind, e.reason) from None
+        line_hash = _entry.line_hash(line)
+        if seq != pos:
+            raise self._seq_broken(pos, seq, following)
+        if prev != self.last_hash:
+            raise self._link_broken(pos, line_hash, following)
+        if pos == 0:
+            self._genesis(record)
+        elif record.get("type") == CHECKPOINT_TYPE:
+            self._checkpoint(pos, record)
+        self.last_hash = line_hash
+        self.tree.append(line)
+        self.size = pos + 1
+        return Entry(seq, prev, record, line_hash)
+
+    def _seq_broken(self, pos: int, seq: int, following: bytes | None) -> Broken:
+        nxt = _peek(following)
+        found = f"found seq {seq} where seq {pos} belongs"
+        if nxt is not None and nxt[0] == pos and seq == pos + 1:
+            return Broken(pos, "seq", f"{found}, and seq {pos} after it: entries swapped")
+        if nxt is not None and nxt[0] == pos + 1:
+            return Broken(pos, "seq", f"{found}, and seq {pos + 1} after it: seq altered")
+        if seq > pos:
+            gone = f"entry {pos}" if seq == pos + 1 else f"entries {pos} to {seq - 1}"
+            return Broken(pos, "seq", f"{found}: {gone} deleted (or moved)")
+        return Broken(pos, "seq", f"{found}: an entry was inserted (a copy of seq {seq}?)")
+
+    def _link_broken(self, pos: int, line_hash: str, following: bytes | None) -> Broken:
+        if pos == 0:
+            return Broken(0, "link", "the genesis entry's prev is not 64 zeros")
+        nxt = _peek(following)
+        if nxt is not None and nxt[1] != line_hash:
+            return Broken(
+                pos,
+                "link",
+                f"altered: its prev does not match entry {pos - 1}, "
+                f"and entry {pos + 1} does not link to it",
+            )
+        why = f"altered: entry {pos} records a different SHA-256 for it"
+        if nxt is None:  # nothing after entry pos to tell which of the two changed
+            why += f" (or entry {pos}'s prev was altered)"
+        return Broken(pos - 1, "link", why)
+
+    def _genesis(self, record: dict[str, Any]) -> None:
+        params = record.get(GENESIS_FIELD)
+        if not isinstance(params, dict):
+            raise Broken(0, "genesis", f"genesis record has no {GENESIS_FIELD!r} object")
+        origin, vkey = params.get("origin"), params.get("vkey")
+        if params.get("version") != FORMAT_VERSION:
+            raise Broken(0, "genesis", f"journal version {params.get('version')!r} is not 1")
+        if not isinstance(origin, str) or not origin or "\n" in origin:
+            raise Broken(0, "genesis", "genesis has no valid checkpoint origin")
+        try:
+            announced = Verifier.parse(vkey) if isinstance(vkey, str) else None
+        except ValueError as e:
+            raise Broken(0, "genesis", str(e)) from None
+        if announced is None:
+            raise Broken(0, "genesis", "genesis has no verifier key (vkey)")
+        self.genesis, self.origin, self.announced = record, origin, announced
+        if self.trust == "genesis":
+            self.verifiers = [announced]
+
+    def _checkpoint(self, pos: int, record: dict[str, Any]) -> None:
+        note_text = record.get("note")
+        if not isinstance(note_text, str):
+            raise Broken(pos, "note", "checkpoint record has no note text")
+        try:
+            opened = open_note(note_text, self.verifiers)
+            cp = Checkpoint.parse(opened.text)
+        except (MalformedNote, BadCheckpoint) as e:
+            raise Broken(pos, "note", f"checkpoint note is malformed: {e}") from None
+        except BadSignature as e:
+            raise Broken(pos, "signature", f"checkpoint {e}") from None
+        except NoTrustedSignature as e:
+            raise Broken(pos, "untrusted", f"checkpoint is {e}") from None
+        if cp.origin != self.origin:
+            raise Broken(pos, "checkpoint", f"checkpoint origin {cp.origin!r} is not the journal's")
+        if cp.size != pos:
+            raise Broken(pos, "checkpoint", f"checkpoint covers {cp.size} entries, not {pos}")
+        if cp.root != self.tree.root():
+            raise Broken(
+                pos,
+                "root",
+                f"checkpoint root does not match entries 0 to {pos - 1}: an earlier entry "
+                "was rewritten and its links recomputed",
+            )
+        self.checkpoints += 1
+        self.last_checkpoint = SignedCheckpoint(pos, cp, note_text, opened.signed_by)
