@@ -1,12 +1,18 @@
-"""Ceremony scripts: the typed model (`model`), the strict TOML loader (`load`), and the bundled
-seed ceremony."""
+"""Ceremony scripts: the typed model (`model`), the strict TOML loader (`load`), the value formats
+(`formats`), and the bundled seed ceremony."""
 
+from coordinator.script.errors import ScriptError, ScriptErrors
+from coordinator.script.formats import check_value
+from coordinator.script.load import bundled_script_path, load_script, load_script_text
 from coordinator.script.model import (
     ACTIONS,
     OBSERVATIONS,
+    PARAMETERS,
+    RECORD_FORMATS,
     Bag,
     Ceremony,
     Drive,
+    KeySpec,
     Material,
     Policy,
     Quorum,
@@ -18,6 +24,8 @@ from coordinator.script.model import (
 )
 
 __all__ = [
-    "ACTIONS", "OBSERVATIONS", "Bag", "Ceremony", "Drive", "Material", "Policy", "Quorum", "Role",
-    "Script", "Section", "Signer", "Step",
+    "ACTIONS", "OBSERVATIONS", "PARAMETERS", "RECORD_FORMATS", "Bag", "Ceremony", "Drive",
+    "KeySpec", "Material", "Policy", "Quorum", "Role", "Script", "ScriptError", "ScriptErrors",
+    "Section", "Signer", "Step", "bundled_script_path", "check_value", "load_script",
+    "load_script_text",
 ]

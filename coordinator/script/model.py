@@ -14,7 +14,9 @@ from keyrite.durations import Duration
 #: Every step action a script may name, and what the machine does with it (docs/script-format.md).
 ACTIONS: dict[str, str] = {
     "acknowledge": "the actor confirms on their console",
-    "signin": "participants sign in; completes when every role has its minimum, on the actor's word",
+    "signin": (
+        "participants sign in; completes when every role has its minimum, on the actor's word"
+    ),
     "record": "the actor enters a value, checked against a format",
     "verify": "the machine observes a value itself and compares it with the record",
     "hsm.fingerprint": "the signer reports the HSM's identity",
@@ -42,6 +44,28 @@ OBSERVATIONS: dict[str, str] = {
     "drive.serial": "the USB serial of the drive named by the step's `drive`",
     "backup.sha256": "SHA-256 of the backup file as written",
     "transcript.sha256": "SHA-256 of the printable transcript as written",
+}
+
+#: Each action's parameters as (required, optional); any other parameter on the step is an error.
+#: A `verify` step's `drive` and `signer` further depend on what it observes (script.schema).
+PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "acknowledge": ((), ()),
+    "signin": ((), ()),
+    "record": (("format",), ("drive", "bag", "equals")),
+    "verify": (("observe",), ("expect", "value", "drive", "signer")),
+    "hsm.fingerprint": ((), ("signer",)),
+    "hsm.list": ((), ("signer",)),
+    "hsm.purge": (("quorum",), ("signer",)),
+    "hsm.generate": (("quorum", "duration"), ("policies", "signer")),
+    "hsm.backup": (("quorum", "password"), ("signer",)),
+    "quorum": (("quorum", "count"), ()),
+    "drive.insert": (("drive",), ()),
+    "drive.copy": (("drive", "source"), ()),
+    "drive.verify": (("drive",), ()),
+    "drive.eject": (("drive",), ()),
+    "seal": (("bag", "serial", "contents"), ()),
+    "transcript": (("drive",), ()),
+    "signoff": ((), ()),
 }
 
 #: Formats a `record` step may ask for (regular expressions in coordinator.script.formats).
@@ -127,7 +151,7 @@ class Step:
     source: str | None = None  # drive.copy: "backup" | "drive:LABEL" | "transcript" | "journal"
     contents: tuple[str, ...] = ()  # seal: "drive:LABEL", "password:NAME", "transcript"
     serial: int | None = None  # seal: the record step that holds the bag's serial
-    signer: str | None = None  # hsm.*: which signer (default: the only one)
+    signer: str | None = None  # hsm.*, verify of signer.*/hsm.*: the only signer if unnamed
     quorum: tuple[str, ...] = ()  # hsm.purge/generate/backup: quorum ids; quorum: one id
     count: int | None = None  # quorum: approvals collected by the end of this step
     duration: Duration | None = None  # hsm.generate

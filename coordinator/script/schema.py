@@ -1,0 +1,255 @@
+"""Every table and key a ceremony script may hold, every action's parameters, and what each value
+reference yields: the rules as data.
+
+The loader reads with these tables and `coordinator.script.reference` renders them into
+docs/script-format.md, so what the docs promise is what the loader checks.
+"""
+
+from __future__ import annotations
+
+from coordinator.script.kinds import (
+    array,
+    boolean,
+    choice,
+    duration,
+    integer,
+    one_or_more,
+    pattern,
+    text,
+    value_format,
+)
+from coordinator.script.model import ACTIONS, OBSERVATIONS, PARAMETERS, RECORD_FORMATS
+from coordinator.script.tables import Key, Table, named_tables, table, tables
+
+#: Ceremony ids, drive and bag labels, quorum ids, password names.
+LABEL = r"[a-z0-9][a-z0-9-]*"
+#: Role names.
+ROLE = r"[A-Z][A-Z0-9]*"
+#: Signer and policy names.
+NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+#: Keys of the previous ceremony's record.
+PREVIOUS_KEY = r"[a-z][a-z0-9_]*"
+
+KEY_ROLES = ("KSK", "ZSK", "CSK")
+ALGORITHMS = ("RSA/1024", "RSA/2048", "RSA/4096", "ECDSA/P-256", "ECDSA/P-384")
+
+#: The forms of a `verify` step's `expect` (and of nothing else).
+REFERENCE = (
+    rf"previous\.{PREVIOUS_KEY}|step\.[1-9][0-9]*|signer\.{NAME}\.(?:host_key|role)"
+    rf"|drive\.{LABEL}\.serial"
+)
+SOURCE = rf"backup|transcript|journal|drive:{LABEL}"
+CONTENT = rf"drive:{LABEL}|password:{LABEL}|transcript"
+
+#: The value format each observation is compared in (`coordinator.script.formats`).
+OBSERVATION_FORMATS: dict[str, str] = {
+    "livecd.sha256": "sha256",
+    "signer.host_key": "host-key",
+    "signer.role": "text",
+    "hsm.fingerprint": "text",
+    "hsm.key_count": "count",
+    "drive.serial": "usb-serial",
+    "backup.sha256": "sha256",
+    "transcript.sha256": "sha256",
+}
+
+#: Parameters of a `verify` step that depend on what it observes: (required, optional).
+OBSERVATION_PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "livecd.sha256": ((), ()),
+    "signer.host_key": ((), ("signer",)),
+    "signer.role": ((), ("signer",)),
+    "hsm.fingerprint": ((), ("signer",)),
+    "hsm.key_count": ((), ("signer",)),
+    "drive.serial": (("drive",), ()),
+    "backup.sha256": ((), ()),
+    "transcript.sha256": ((), ()),
+}
+
+#: Actions whose steps yield a value a later `step.N` reference or `equals` can name, and the
+#: value's format (a `record` step yields its own `format`).
+YIELDS: dict[str, str] = {
+    "record": "(its format)",
+    "drive.insert": "usb-serial",
+    "hsm.fingerprint": "text",
+    "hsm.list": "count",
+    "hsm.backup": "sha256",
+    "transcript": "sha256",
+}
+
+#: Actions a quorum may authorize: the HSM operations that change state.
+QUORUM_ACTIONS = ("hsm.purge", "hsm.generate", "hsm.backup")
+
+#: Actions that talk to a signer and so take `signer` (default: the only signer declared).
+SIGNER_ACTIONS = tuple(a for a, (req, opt) in PARAMETERS.items() if "signer" in req + opt)
+
+assert set(OBSERVATION_FORMATS) == set(OBSERVATION_PARAMETERS) == set(OBSERVATIONS)
+
+CEREMONY = Table("[ceremony]", (
+    Key("id", pattern(LABEL, "a ceremony id"), "names the ceremony in journals and approvals"),
+    Key("title", text(), "as printed on the transcript"),
+    Key("version", text(), "the script's version, a string (`\"74\"`)"),
+    Key("administrator", pattern(ROLE, "a role name"),
+        "the declared, non-observer role that oversees and records exceptions (KGA)"),
+    Key("continues", text(), "the ceremony whose record this one continues", required=False,
+        default=None),
+    Key("previous", array(pattern(PREVIOUS_KEY, "a record key")),
+        "keys the previous ceremony's record must provide; `previous.KEY` names them",
+        required=False, default=(), default_doc="`[]`"),
+    Key("estimated", duration(), "how long the whole ceremony should take", required=False,
+        default=None),
+))
+
+ROLE_TABLE = Table("[roles.NAME]", (
+    Key("title", text(), "the role's full name"),
+    Key("duty", text(), "what the role does in the ceremony"),
+    Key("min", integer(0), "people holding it who must be signed in when signin completes"),
+    Key("max", integer(1), "people who may hold it; at least `min`"),
+    Key("trusted", boolean(), "untrusted participants show a government ID at sign-in",
+        required=False, default=True, default_doc="`true`"),
+    Key("observer", boolean(), "observers never act: no step, quorum or administrator is theirs",
+        required=False, default=False, default_doc="`false`"),
+))
+
+SEPARATION = Table("[separation]", (
+    Key("may_combine", array(array(pattern(ROLE, "a role name"), exact=2, doc="[ROLE, ROLE] pair"),
+                             doc="array of `[ROLE, ROLE]` pairs"),
+        "pairs of declared roles one person may hold together; any other two are exclusive",
+        required=False, default=(), default_doc="`[]`"),
+))
+
+MATERIAL = Table("[[materials]]", (
+    Key("item", text(), "what is brought to the room"),
+    Key("quantity", integer(1), "how many"),
+))
+
+SIGNER = Table("[[signers]]", (
+    Key("name", pattern(NAME, "a signer name"), "how steps and references name it"),
+    Key("role", text(), "what the signer must report itself to be (`signer.role`), e.g. standby",
+        required=False, default=None),
+    Key("host_key", value_format("host-key"), "its pinned SSH host key fingerprint",
+        required=False, default=None),
+))
+
+DRIVE = Table("[[drives]]", (
+    Key("label", pattern(LABEL, "a drive label"), "how steps name it"),
+    Key("title", text(), "as written on the drive"),
+    Key("serial", value_format("usb-serial"), "its USB serial, if known before the ceremony",
+        required=False, default=None),
+))
+
+BAG = Table("[[bags]]", (
+    Key("label", pattern(LABEL, "a bag label"), "how steps name it"),
+    Key("title", text(), "as written on the bag"),
+))
+
+KEY_SPEC = Table("[[policies.keys]]", (
+    Key("role", choice(KEY_ROLES), "the key's DNSSEC role"),
+    Key("algorithm", choice(ALGORITHMS), "algorithm and size"),
+    Key("lifetime", duration(), "how long one key is used; sets how many keys a duration needs"),
+))
+
+POLICY = Table("[[policies]]", (
+    Key("name", pattern(NAME, "a policy name"), "as the signer's key-state source names it"),
+    Key("keys", tables(KEY_SPEC, min_len=1), "the keys the policy uses"),
+))
+
+QUORUM = Table("[[quorums]]", (
+    Key("id", pattern(LABEL, "a quorum id"), "how steps name it"),
+    Key("role", pattern(ROLE, "a role name"), "the declared, non-observer role that approves"),
+    Key("m", integer(1), "distinct people of `role` who must approve; at most the role's `max`"),
+    Key("authorizes", integer(1), "the number of the hsm.purge, hsm.generate or hsm.backup step "
+        "whose exact operation is approved; that step lists this quorum"),
+    Key("expires", duration(), "how long one approval stays valid"),
+))
+
+_P = {"required": False, "parameter": True}
+PARAMETER_KEYS = (
+    Key("format", choice(RECORD_FORMATS, doc="string: a record format (see Value formats)"),
+        "record: the format the entered value must fit", **_P),
+    Key("observe", choice(OBSERVATIONS, doc="string: an observation (see Observations)"),
+        "verify: what the machine observes", **_P),
+    Key("expect", pattern(REFERENCE, "a reference", "string: a reference (see References)"),
+        "verify: the reference the observation must equal (see References)", **_P),
+    Key("value", text(), "verify: a literal the observation must equal, in the observation's "
+        "format", **_P),
+    Key("equals", integer(1), "record: the entered value must equal what step N yielded", **_P),
+    Key("drive", pattern(LABEL, "a drive label"), "a declared drive", **_P),
+    Key("bag", pattern(LABEL, "a bag label"), "a declared bag", **_P),
+    Key("source", pattern(SOURCE, "a copy source", "string: a copy source"),
+        "drive.copy: `backup`, `transcript`, `journal` or `drive:LABEL` (another drive)", **_P),
+    Key("contents", array(pattern(CONTENT, "a bag content"), min_len=1,
+                          doc="non-empty array of strings: bag contents"),
+        "seal: `drive:LABEL`, `password:NAME` (an hsm.backup password) or `transcript`",
+        default=(), **_P),
+    Key("serial", integer(1), "seal: the earlier record step (format bag-serial, same bag) that "
+        "holds the bag's serial", **_P),
+    Key("signer", pattern(NAME, "a signer name"),
+        "a declared signer; default: the only one declared (resolved by the loader)", **_P),
+    Key("quorum", one_or_more(pattern(LABEL, "a quorum id")),
+        "declared quorum ids; a quorum step names exactly one", default=(), **_P),
+    Key("count", integer(1), "quorum: approvals collected by the end of this step, 1..m", **_P),
+    Key("duration", duration(), "hsm.generate: the period to generate keys for (`P14M`)", **_P),
+    Key("policies", array(pattern(NAME, "a policy name"), min_len=1),
+        "hsm.generate: declared policy names; default: all", default=(), **_P),
+    Key("password", pattern(LABEL, "a password name"),
+        "hsm.backup: the name of the pre-generated password that protects the backup", **_P),
+)
+
+STEP = Table("[[sections.steps]]", (
+    Key("n", integer(1), "the step's number: unique, strictly increasing through the file"),
+    Key("actor", pattern(ROLE, "a role name"), "the declared, non-observer role that does it"),
+    Key("text", text(), "the instruction as printed"),
+    Key("action", choice(ACTIONS, "an action:", doc="string: an action (see Actions)"),
+        "what the machine does (see Actions)"),
+    Key("note", text(), "shown under the instruction", required=False, default=None),
+    Key("kga_may_complete", boolean(), "the administrator may complete it for an absent actor",
+        required=False, default=False, default_doc="`false`"),
+    *PARAMETER_KEYS,
+))
+
+SECTION = Table("[[sections]]", (
+    Key("title", text(), "unique; each step's `section`"),
+    Key("estimated", duration(), "how long the section should take"),
+    Key("note", text(), "shown under the title", required=False, default=None),
+    Key("steps", tables(STEP, min_len=1), "the section's steps, in order"),
+))
+
+DOCUMENT = Table("top level", (
+    Key("ceremony", table(CEREMONY), "what the ceremony is"),
+    Key("roles", named_tables(ROLE_TABLE, pattern(ROLE, "a role name"), min_len=1),
+        "the roles, one table each, named `[A-Z][A-Z0-9]*`"),
+    Key("separation", table(SEPARATION), "which roles one person may combine", required=False,
+        default=None, default_doc="no pairs"),
+    Key("materials", tables(MATERIAL), "what is brought to the room", required=False,
+        default=(), default_doc="none"),
+    Key("signers", tables(SIGNER), "the signing hosts", required=False, default=(),
+        default_doc="none"),
+    Key("drives", tables(DRIVE), "the flash drives", required=False, default=(),
+        default_doc="none"),
+    Key("bags", tables(BAG), "the tamper-evident bags", required=False, default=(),
+        default_doc="none"),
+    Key("policies", tables(POLICY), "the key policies hsm.generate follows", required=False,
+        default=(), default_doc="none"),
+    Key("quorums", tables(QUORUM), "the approvals hsm.purge/generate/backup need",
+        required=False, default=(), default_doc="none"),
+    Key("sections", tables(SECTION, min_len=1), "the procedure"),
+))
+
+#: Every table, in the order the docs list them.
+TABLES = (DOCUMENT, CEREMONY, ROLE_TABLE, SEPARATION, MATERIAL, SIGNER, DRIVE, BAG, POLICY,
+          KEY_SPEC, QUORUM, SECTION, STEP)
+
+assert {k.name for k in PARAMETER_KEYS} == {p for r, o in PARAMETERS.values() for p in r + o}
+
+
+def step_parameters(action: str, observe: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (required, optional) parameters of a step; for a `verify` step whose `observe` is not
+    known (missing or wrong), the observation-dependent ones are all optional."""
+    required, optional = PARAMETERS[action]
+    if action != "verify" or observe not in OBSERVATION_PARAMETERS:
+        return required, optional
+    dependent = {p for r, o in OBSERVATION_PARAMETERS.values() for p in r + o}
+    extra_required, extra_optional = OBSERVATION_PARAMETERS[observe]
+    return required + extra_required, (
+        tuple(p for p in optional if p not in dependent) + extra_optional
+    )

@@ -1,0 +1,290 @@
+"""The rules that tie steps to each other and to the declarations: numbering, actors, each
+action's parameters, value references, quorums and seals.
+
+Order matters in a ceremony, so "earlier" here means earlier in the file, whatever the numbers
+say: a reference to a later step, or a quorum collected after the operation it approves, could
+never be satisfied when the ceremony runs.
+"""
+
+from __future__ import annotations
+
+from coordinator.script.declared import Declared, one_of
+from coordinator.script.formats import FORMATS, check_value
+from coordinator.script.locate import KeyPath
+from coordinator.script.schema import (
+    OBSERVATION_FORMATS,
+    PARAMETER_KEYS,
+    QUORUM_ACTIONS,
+    YIELDS,
+    step_parameters,
+)
+from coordinator.script.tables import Row
+
+_PARAMETERS = frozenset(k.name for k in PARAMETER_KEYS)
+_ANY = "any"  # the format of a `previous.KEY` value: the previous record is read at run time
+
+
+class StepChecker:
+    def __init__(self, declared: Declared) -> None:
+        self.d = declared
+        self.report = declared.report
+        self.steps = declared.steps
+        self.position: dict[int, int] = {}  # step number -> index of its first step in the file
+        backups = [s for s in self.steps if s.get("action") == "hsm.backup"]
+        self.passwords = {s.get("password") for s in backups if s.get("password")}
+        # a password written wrong (and reported) may be the one a seal names: do not guess
+        self.passwords_known = all(s.get("password") for s in backups if "password" in s.written)
+
+    def check(self) -> None:
+        self._numbers()
+        for pos, step in enumerate(self.steps):
+            self._step(pos, step)
+        for quorum in (self.d.quorums or {}).values():
+            self._authorizes(quorum)
+
+    def _numbers(self) -> None:
+        last: int | None = None
+        for pos, step in enumerate(self.steps):
+            n = step.get("n")
+            if n is None:
+                continue
+            if n in self.position:
+                first = self.d.line((*self.steps[self.position[n]].path, "n"))
+                self.report((*step.path, "n"), f"duplicate step number {n} (first at line {first})")
+            else:
+                if last is not None and n < last:
+                    self.report((*step.path, "n"), f"step {n} comes after step {last} "
+                                "(expected numbers that increase through the file)")
+                self.position[n] = pos
+            last = n
+
+    def _step(self, pos: int, step: Row) -> None:
+        if actor := step.get("actor"):
+            self.d.acting_role(actor, (*step.path, "actor"))
+        action = step.get("action")
+        if action is None:
+            return  # missing or unknown, already reported: its parameters cannot be judged
+        observe = step.get("observe") if action == "verify" else None
+        required, optional = step_parameters(action, observe)
+        for name in sorted(step.written & _PARAMETERS - set(required) - set(optional)):
+            takes = ", ".join(required + optional) or "none"
+            subject = f"a verify step observing {observe}" if observe else f"action {action!r}"
+            self.report((*step.path, name),
+                        f"{name!r} is not a parameter of {subject} (it takes {takes})")
+        for name in required:
+            if name not in step.written:
+                doc = next(k.kind.doc for k in PARAMETER_KEYS if k.name == name)
+                self.report((*step.path, name),
+                            f"action {action!r} requires {name!r} (expected {doc})")
+        self._names(step, required + optional)
+        checks = {"verify": self._verify, "record": self._record, "quorum": self._quorum,
+                  "seal": self._seal, "drive.copy": self._drive_copy,
+                  **{a: self._approved for a in QUORUM_ACTIONS}}
+        if action in checks:
+            checks[action](pos, step)
+
+    def _names(self, step: Row, allowed: tuple[str, ...]) -> None:
+        """Every drive, bag, signer, quorum and policy the step names is declared."""
+        d, at = self.d, step.path
+        if "drive" in allowed and (drive := step.get("drive")):
+            d.lookup(d.drives, "drive", drive, (*at, "drive"))
+        if "bag" in allowed and (bag := step.get("bag")):
+            d.lookup(d.bags, "bag", bag, (*at, "bag"))
+        if "quorum" in allowed:
+            for q in step.get("quorum") or ():
+                d.lookup(d.quorums, "quorum", q, (*at, "quorum"))
+        if "policies" in allowed:
+            for i, p in enumerate(step.get("policies") or ()):
+                d.lookup(d.policies, "policy", p, (*at, "policies", i))
+            if "policies" not in step.written and d.policies == {}:
+                self.report((*at, "action"), "hsm.generate for all policies, and no [[policies]] "
+                            "is declared")
+        if "signer" in allowed and d.signers is not None:
+            if "signer" in step.written:
+                if signer := step.get("signer"):
+                    d.lookup(d.signers, "signer", signer, (*at, "signer"))
+            elif not d.signers:
+                self.report((*at, "signer"), "names no signer, and no [[signers]] is declared")
+            elif len(d.signers) > 1:
+                self.report((*at, "signer"), f"names no signer, and {len(d.signers)} signers are "
+                            f"declared ({one_of(d.signers, 'signer')})")
+
+    # -- per action -------------------------------------------------------------------------------
+
+    def _verify(self, pos: int, step: Row) -> None:
+        observe, expect, value = step.get("observe"), step.get("expect"), step.get("value")
+        has_expect, has_value = "expect" in step.written, "value" in step.written
+        if has_expect == has_value:
+            got = "both" if has_expect else "neither"
+            self.report((*step.path, "value" if has_value else "expect"),
+                        f"a verify step needs exactly one of expect or value, got {got}")
+            return
+        if observe is None:
+            return
+        fmt = OBSERVATION_FORMATS[observe]
+        if value is not None and check_value(fmt, value) is None:
+            self.report((*step.path, "value"),
+                        f"{value!r} is not a valid {fmt} (expected {FORMATS[fmt]})")
+        if expect is not None:
+            got = self._reference(expect, pos, (*step.path, "expect"))
+            if got not in (None, _ANY, fmt):
+                self.report((*step.path, "expect"), f"{expect} yields format {got}, but "
+                            f"{observe} is compared in format {fmt}")
+
+    def _reference(self, ref: str, pos: int, at: KeyPath) -> str | None:
+        """The format of the value `ref` names, `_ANY`, or None if it does not resolve."""
+        d = self.d
+        kind, _, rest = ref.partition(".")
+        if kind == "previous":
+            if d.previous is not None and rest not in d.previous:
+                self.report(at, f"{rest!r} is not listed in ceremony.previous "
+                            f"({one_of(d.previous, 'previous key')})")
+                return None
+            return _ANY
+        if kind == "step":
+            return self._yielded(int(rest), pos, at)
+        name, _, attr = rest.rpartition(".")
+        if kind == "signer":
+            signer = d.lookup(d.signers, "signer", name, at)
+            if signer is None:
+                return None
+            if signer.get(attr) is None:
+                if attr not in signer.written:  # else it was written wrong, and reported
+                    self.report(at, f"signer {name!r} declares no {attr}")
+                return None
+            return "host-key" if attr == "host_key" else "text"
+        drive = d.lookup(d.drives, "drive", name, at)
+        if drive is None:
+            return None
+        if drive.get("serial") is None:
+            if "serial" not in drive.written:
+                self.report(at, f"drive {name!r} declares no serial")
+            return None
+        return "usb-serial"
+
+    def _earlier(self, n: int, pos: int, at: KeyPath) -> Row | None:
+        """Step `n` if it comes before position `pos` in the file; reports otherwise."""
+        if n not in self.position:
+            self.report(at, f"step {n} does not exist")
+            return None
+        if self.position[n] >= pos:
+            self.report(at, f"step {n} does not come before this step")
+            return None
+        return self.steps[self.position[n]]
+
+    def _yielded(self, n: int, pos: int, at: KeyPath) -> str | None:
+        """The format of the value step `n` yields; reports if it is not an earlier such step."""
+        target = self._earlier(n, pos, at)
+        if target is None:
+            return None
+        action = target.get("action")
+        if action is None:
+            return None  # its action is wrong, and reported: what it yields is unknown
+        if action not in YIELDS:
+            self.report(at, f"step {n} ({action}) yields no value "
+                        f"(expected a step whose action is one of {', '.join(YIELDS)})")
+            return None
+        return target.get("format") if action == "record" else YIELDS[action]
+
+    def _record(self, pos: int, step: Row) -> None:
+        fmt = step.get("format")
+        if fmt is None:
+            return
+        for name, only in (("bag", "bag-serial"), ("drive", "usb-serial")):
+            if name in step.written and fmt != only:
+                self.report((*step.path, name),
+                            f"{name!r} applies only to format = {only!r}, not {fmt!r}")
+        if (n := step.get("equals")) is not None:
+            got = self._yielded(n, pos, (*step.path, "equals"))
+            if got is not None and got != fmt:
+                self.report((*step.path, "equals"), f"step {n} yields format {got}, but "
+                            f"this step records format {fmt}")
+
+    def _quorum(self, pos: int, step: Row) -> None:
+        ids = step.get("quorum")
+        if not ids:
+            return
+        if len(ids) != 1:
+            self.report((*step.path, "quorum"),
+                        f"a quorum step collects one quorum, got {len(ids)} (expected one id)")
+            return
+        quorum = (self.d.quorums or {}).get(ids[0])
+        if quorum is None:
+            return
+        m, count = quorum.get("m"), step.get("count")
+        if m is not None and count is not None and count > m:
+            self.report((*step.path, "count"),
+                        f"count {count} is more than m = {m} of quorum {ids[0]!r} "
+                        f"(expected 1..{m})")
+        target = quorum.get("authorizes")
+        if target in self.position and self.position[target] <= pos:
+            self.report((*step.path, "quorum"), f"quorum {ids[0]!r} authorizes step {target}, "
+                        "which comes before this step (expected quorum steps before it)")
+
+    def _seal(self, pos: int, step: Row) -> None:
+        d, bag, n = self.d, step.get("bag"), step.get("serial")
+        if n is not None:
+            at = (*step.path, "serial")
+            target = self._earlier(n, pos, at)
+            action = target.get("action") if target else None
+            fmt = target.get("format") if target else None
+            if target is None or action is None or (action == "record" and fmt is None):
+                pass  # reported, here or at the target
+            elif action != "record" or fmt != "bag-serial":
+                self.report(at, f"step {n} does not record a bag serial "
+                            "(expected a record step with format = \"bag-serial\")")
+            elif bag is not None and "bag" not in target.written:
+                self.report(at, f"step {n} records a bag serial but names no bag "
+                            f"(expected bag = {bag!r} on it)")
+            elif bag is not None and target.get("bag") not in (None, bag):
+                self.report(at, f"step {n} records the serial of bag {target.get('bag')!r}, "
+                            f"not {bag!r}")
+        for i, item in enumerate(step.get("contents") or ()):
+            kind, _, name = item.partition(":")
+            at = (*step.path, "contents", i)
+            if kind == "drive":
+                d.lookup(d.drives, "drive", name, at)
+            elif kind == "password" and self.passwords_known and name not in self.passwords:
+                self.report(at, f"{name!r} is not the password of any hsm.backup step "
+                            f"({one_of(self.passwords, 'backup password')})")
+
+    def _drive_copy(self, pos: int, step: Row) -> None:
+        source = step.get("source") or ""
+        if source.startswith("drive:"):
+            label = source.removeprefix("drive:")
+            at = (*step.path, "source")
+            if label == step.get("drive"):
+                self.report(at, f"copies drive {label!r} onto itself")
+            else:
+                self.d.lookup(self.d.drives, "drive", label, at)
+
+    def _approved(self, pos: int, step: Row) -> None:
+        """Each quorum a state-changing hsm step lists authorizes exactly that step.
+
+        No quorum step is required before it: when approvals are collected is the machine's rule.
+        """
+        n = step.get("n")
+        for q in step.get("quorum") or ():
+            quorum = (self.d.quorums or {}).get(q)
+            target = quorum.get("authorizes") if quorum else None
+            if target is not None and n is not None and target != n:
+                self.report((*step.path, "quorum"),
+                            f"quorum {q!r} authorizes step {target}, not this step {n}")
+
+    def _authorizes(self, quorum: Row) -> None:
+        target, q = quorum.get("authorizes"), quorum.get("id")
+        if target is None or q is None:
+            return
+        at = (*quorum.path, "authorizes")
+        if target not in self.position:
+            self.report(at, f"step {target} does not exist")
+            return
+        step = self.steps[self.position[target]]
+        action = step.get("action")
+        if action is None or ("quorum" in step.written and step.get("quorum") is None):
+            return  # reported at the step
+        if action not in QUORUM_ACTIONS:
+            self.report(at, f"step {target} has action {action} "
+                        f"(expected one of {', '.join(QUORUM_ACTIONS)})")
+        elif q not in (step.get("quorum") or ()):
+            self.report(at, f"step {target} does not list quorum {q!r}")
