@@ -1,0 +1,162 @@
+"""What can happen at a ceremony, as frozen values. The machine takes these and nothing else.
+
+Every event carries `at`, the Unix time the coordinator stamped on it: the machine never reads a
+clock, so approval expiry and elapsed time are judged from these stamps, and replaying a journal
+judges them the same way again. Officers' events carry the `seat` whose key carried them (the bus
+or the rehearsal attributes them; the machine checks the seat may act).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyrite.approval import Approval
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    at: float
+
+
+# --- from people ---------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class SignIn(Event):
+    """A person signs in for one or more enrolled seats (the KGA checks their ID)."""
+
+    person: str
+    name: str
+    organisation: str
+    seats: tuple[str, ...]
+    id_checked: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Acknowledge(Event):
+    seat: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record(Event):
+    """A value typed by an officer: a `record` step's value, or a custodian's bag serial."""
+
+    seat: str
+    value: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approve(Event):
+    seat: str
+    approval: Approval
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefuseApproval(Event):
+    """An officer refuses the operation shown; the quorum starts over."""
+
+    seat: str
+    quorum: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decide(Event):
+    """The administrator's decision on an exception: retry, accept (with a reason) or abort."""
+
+    seat: str
+    decision: str  # "retry" | "accept" | "abort"
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignOff(Event):
+    """A closing signature over the journal checkpoint text the officer was shown."""
+
+    seat: str
+    checkpoint: str
+    signature: str  # base64 Ed25519 over the checkpoint text, by the seat's enrolled key
+
+
+# --- from the machine's own adapters ------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Observed(Event):
+    """A value the coordinator obtained itself for a `verify` step."""
+
+    step: int
+    value: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationPlanned(Event):
+    """The signer's plan for a state-changing HSM step: the exact operation officers approve."""
+
+    step: int
+    operation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationStarted(Event):
+    """Journaled before the operation is sent, so a crash is reconciled, never repeated blindly."""
+
+    step: int
+    digest: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Performed(Event):
+    """Work the coordinator carried out for a step finished (HSM, drive, transcript)."""
+
+    step: int
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PerformFailed(Event):
+    step: int
+    error: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        SignIn, Acknowledge, Record, Approve, RefuseApproval, Decide, SignOff,
+        Observed, OperationPlanned, OperationStarted, Performed, PerformFailed,
+    )
+}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The journal form: `{"event": "Acknowledge", "at": ..., "seat": ...}`."""
+    d: dict[str, Any] = {"event": type(event).__name__}
+    for f in dataclasses.fields(event):
+        v = getattr(event, f.name)
+        if isinstance(v, Approval):
+            v = v.to_dict()
+        elif isinstance(v, tuple):
+            v = list(v)
+        d[f.name] = v
+    return d
+
+
+def event_from_dict(d: dict[str, Any]) -> Event:
+    """Inverse of event_to_dict; raises ValueError on an unknown event or a missing field."""
+    try:
+        cls = EVENT_TYPES[d["event"]]
+    except KeyError as e:
+        raise ValueError(f"unknown event {d.get('event')!r}") from e
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"event {d['event']} lacks field {f.name!r}")
+            continue
+        v = d[f.name]
+        if hints[f.name] is Approval:
+            v = Approval.from_dict(v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[f.name] = v
+    return cls(**kwargs)

@@ -1,0 +1,638 @@
+"""The ceremony state machine: events in, decisions out, no I/O.
+
+Like h11's connection object it never touches a clock, a socket or a file. The coordinator (or the
+rehearsal) stamps each event with a time, hands it to `handle`, journals it if it was accepted,
+and carries out what `wants()` asks for. An illegal event raises `Refused` with the rule it broke
+and leaves the state exactly as it was (the handler works on a copy and commits only on success).
+
+Every rule of the room lives here: step order, who may complete a step, sign-in and separation of
+duty, verify mismatches and the administrator's exception decisions, and quorums of distinct
+people over one exact operation. The step kinds and the events each accepts are the table
+`ACCEPTS`; an event a step kind does not accept is refused from one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+
+from coordinator.machine import decisions as d
+from coordinator.machine import events as ev
+from coordinator.roster import Roster
+from coordinator.script.formats import check_value
+from coordinator.script.model import Quorum, Script, Step
+from keyrite.approval import Approval, ApprovalRefused, check_approval, load_public_key
+from keyrite.digests import from_colon_hex, operation_digest
+from keyrite.exits import BadInput
+
+#: hsm actions that change the HSM: planned, approved by a quorum, then executed.
+STATE_CHANGING = {"hsm.purge": "purge", "hsm.generate": "generate", "hsm.backup": "backup"}
+#: actions the coordinator carries out itself (answered by Performed / PerformFailed).
+PERFORMED = frozenset(
+    {"hsm.fingerprint", "hsm.list", "drive.insert", "drive.copy", "drive.verify", "drive.eject",
+     "transcript"}
+)
+#: step kind -> the event types it accepts while it is the current step. SignIn, Approve,
+#: RefuseApproval and OperationPlanned are judged on their own (they may concern a later step).
+ACCEPTS: dict[str, tuple[type[ev.Event], ...]] = {
+    "acknowledge": (ev.Acknowledge,),
+    "signin": (ev.Acknowledge,),
+    "record": (ev.Record,),
+    "verify": (ev.Observed, ev.PerformFailed),
+    "quorum": (),
+    "seal": (ev.Record,),
+    "signoff": (ev.SignOff,),
+    **{a: (ev.OperationStarted, ev.Performed, ev.PerformFailed) for a in STATE_CHANGING},
+    **{a: (ev.Performed, ev.PerformFailed) for a in PERFORMED},
+}
+#: the result field whose value a performed step yields (a later step may refer to it).
+YIELDED_BY = {"hsm.fingerprint": "fingerprint", "hsm.list": "count", "hsm.backup": "sha256",
+              "transcript": "sha256"}
+#: a verify mismatch may be accepted with a reason; a failed operation may only be retried.
+ACCEPTABLE_EXCEPTIONS = ("mismatch",)
+#: leeway over a quorum's `expires` for clocks that differ a little between consoles.
+CLOCK_SKEW = 60
+
+
+class Refused(Exception):
+    """An event the ceremony's rules do not allow now; `reason` is shown to the officer."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Approved:
+    seat: str
+    person: str
+    approval: Approval
+
+
+@dataclass
+class State:
+    """Everything that changes. Deep-copied per event so a refusal leaves it untouched."""
+
+    status: str = "running"  # running | exception | aborted | completed
+    index: int = 0  # position of the current step in script order
+    now: float = 0.0
+    completed: list[int] = field(default_factory=list)
+    signed_in: dict[str, str] = field(default_factory=dict)  # seat -> person
+    people: dict[str, dict[str, Any]] = field(default_factory=dict)  # person -> name, org, seats
+    values: dict[int, str] = field(default_factory=dict)  # the value each step yielded
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    observed: dict[int, str] = field(default_factory=dict)  # verify observations, even mismatched
+    # step -> {operation, digest}
+    operations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    approvals: dict[str, list[_Approved]] = field(default_factory=dict)  # quorum id -> approvals
+    used_nonces: set[str] = field(default_factory=set)
+    started: dict[int, list[_Approved]] = field(default_factory=dict)  # step -> approvals used
+    exception: dict[str, Any] | None = None  # step, kind, reason, observed, expected
+    accepted: dict[int, str] = field(default_factory=dict)  # step -> administrator's reason
+    custody: dict[str, dict[str, Any]] = field(default_factory=dict)  # bag -> record
+    signoffs: list[dict[str, str]] = field(default_factory=list)
+
+
+class Machine:
+    def __init__(self, script: Script, roster: Roster, previous: Mapping[str, str]) -> None:
+        missing = [k for k in script.ceremony.previous if k not in previous]
+        if missing:
+            raise BadInput(f"the previous ceremony's record lacks: {', '.join(missing)}")
+        for o in roster.officers.values():
+            if o.role not in script.roles:
+                raise BadInput(f"roster seat {o.seat} has role {o.role}, which the script lacks")
+        self.script = script
+        self.roster = roster
+        self.previous = dict(previous)
+        self.steps: tuple[Step, ...] = script.steps
+        self.state = State()
+
+    # --- reading ---------------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        return self.state.status
+
+    @property
+    def current(self) -> Step | None:
+        s = self.state
+        return self.steps[s.index] if s.index < len(self.steps) else None
+
+    def quorum_status(self, quorum: str) -> list[str]:
+        return [a.seat for a in self.state.approvals.get(quorum, [])]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain data: two machines agree iff their snapshots are equal."""
+        s = self.state
+        return {
+            "status": s.status,
+            "step": self.current.n if self.current else None,
+            "now": s.now,  # judges expiry and dates the backup plan: part of the state
+            "completed": list(s.completed),
+            "signed_in": dict(s.signed_in),
+            "people": copy.deepcopy(s.people),
+            "values": {str(k): v for k, v in s.values.items()},
+            "results": {str(k): v for k, v in s.results.items()},
+            "observed": {str(k): v for k, v in s.observed.items()},
+            "operations": {str(k): v["digest"] for k, v in s.operations.items()},
+            "approvals": {q: [a.seat for a in lst] for q, lst in s.approvals.items()},
+            "used_nonces": sorted(s.used_nonces),
+            "started": {str(k): [a.seat for a in v] for k, v in s.started.items()},
+            "exception": copy.deepcopy(s.exception),
+            "accepted": {str(k): v for k, v in s.accepted.items()},
+            "custody": copy.deepcopy(s.custody),
+            "signoffs": copy.deepcopy(s.signoffs),
+        }
+
+    # --- what the machine wants done ------------------------------------------------------------
+    def wants(self, now: float | None = None) -> tuple[d.Decision, ...]:
+        """What to do next. `now`, the caller's clock, leaves out approvals that expired after the
+        last accepted event: without it a coordinator resuming later would be told to Execute,
+        have its OperationStarted refused, and never be asked for the approvals again."""
+        s = self.state
+        now = s.now if now is None else max(now, s.now)
+        if s.status in ("completed", "aborted"):
+            return ()
+        step = self.current
+        assert step is not None
+        admin = self.script.ceremony.administrator
+        if s.status == "exception":
+            return (d.Ask(step.n, admin, "decide", dict(s.exception or {})),)
+        a = step.action
+        if a in ("acknowledge", "record", "seal", "signoff"):
+            detail: dict[str, Any] = {"text": step.text}
+            if a == "record":
+                detail["format"] = step.format
+            if a == "seal":
+                detail.update(bag=step.bag, contents=list(step.contents))
+            return (d.Ask(step.n, step.actor, a, detail),)
+        if a == "signin":
+            return (d.Ask(step.n, step.actor, "signin", {"missing": self._missing_roles()}),)
+        if a == "verify":
+            return (d.Observe(step.n, step.observe or "", self._observe_params(step)),)
+        if a in PERFORMED:
+            return (d.Perform(step.n, a, self._perform_params(step)),)
+        if a == "quorum":
+            q = self.script.quorums[step.quorum[0]]
+            return self._approval_wants(q.authorizes, [q], now)
+        if a in STATE_CHANGING:
+            quorums = [self.script.quorums[q] for q in step.quorum]
+            if step.n in s.started:
+                return (self._execute(step, s.started[step.n], reconcile=True),)
+            asks = self._approval_wants(step.n, quorums, now)
+            if asks:
+                return asks
+            used = [x for q in quorums for x in self._valid(q, now)[: q.m]]
+            return (self._execute(step, used, reconcile=False),)
+        raise AssertionError(f"no wants for action {a}")  # the loader admits no other action
+
+    def _valid(self, q: Quorum, now: float) -> list[_Approved]:
+        return [a for a in self.state.approvals.get(q.id, []) if a.approval.expires > now]
+
+    def _approval_wants(self, step_n: int, quorums: list[Quorum], now: float
+                        ) -> tuple[d.Decision, ...]:
+        s = self.state
+        target = self.script.step(step_n)
+        if step_n not in s.operations:
+            return (d.Plan(step_n, target.action, self._plan_params(target)),)
+        op = s.operations[step_n]
+        out: list[d.Decision] = []
+        for q in quorums:
+            have = self._valid(q, now)
+            if len(have) < q.m:
+                out.append(d.RequestApproval(
+                    step_n, q.id, q.role, op["operation"], op["digest"], len(have), q.m,
+                    tuple(x.seat for x in have), q.expires.seconds,
+                ))
+        return tuple(out)
+
+    def _execute(self, step: Step, used: list[_Approved], reconcile: bool) -> d.Execute:
+        op = self.state.operations[step.n]
+        secrets = (step.password,) if step.password else ()
+        return d.Execute(step.n, op["operation"], op["digest"], tuple(x.approval for x in used),
+                         secrets, reconcile)
+
+    def _missing_roles(self) -> dict[str, int]:
+        held = self._holders()
+        return {r.name: r.min - len(held.get(r.name, ())) for r in self.script.roles.values()
+                if len(held.get(r.name, ())) < r.min}
+
+    def _holders(self) -> dict[str, set[str]]:
+        held: dict[str, set[str]] = {}
+        for seat, person in self.state.signed_in.items():
+            held.setdefault(self.roster.officers[seat].role, set()).add(person)
+        return held
+
+    def _last_result(self, action: str) -> dict[str, Any]:
+        for n in reversed(self.state.completed):
+            if self.script.step(n).action == action:
+                return self.state.results.get(n, {})
+        return {}
+
+    def _observe_params(self, step: Step) -> dict[str, Any]:
+        p: dict[str, Any] = {}
+        if step.drive:
+            p["drive"] = step.drive
+        if step.observe == "signer.host_key":
+            expected = self._expected(step)
+            p["format"] = "sha256" if expected.startswith("SHA256:") else "md5"
+        if step.observe == "backup.sha256":
+            p["file"] = self._last_result("hsm.backup").get("file")
+        if step.observe == "transcript.sha256":
+            r = self._last_result("transcript")
+            p.update(file=r.get("file"), drive=r.get("drive"))
+        if step.observe and step.observe.startswith(("signer.", "hsm.")):
+            p["signer"] = step.signer or self.script.signers[0].name
+        return p
+
+    def _perform_params(self, step: Step) -> dict[str, Any]:
+        p: dict[str, Any] = {}
+        if step.action.startswith("hsm."):
+            p["signer"] = step.signer or self.script.signers[0].name
+        if step.drive:
+            p["drive"] = step.drive
+            p["expected_serial"] = self.script.drives[step.drive].serial
+        if step.source:
+            p["source"] = step.source
+            if step.source == "backup":
+                p["backup"] = self._last_result("hsm.backup")
+            if step.source == "transcript":
+                p["transcript"] = self._last_result("transcript")
+        return p
+
+    def _plan_params(self, step: Step) -> dict[str, Any]:
+        p: dict[str, Any] = {"signer": step.signer or self.script.signers[0].name}
+        if step.action == "hsm.generate":
+            names = step.policies or tuple(self.script.policies)
+            p["duration"] = str(step.duration)
+            p["keys"] = [
+                {"policy": n, "role": k.role, "algorithm": k.algorithm,
+                 "lifetime_seconds": k.lifetime.seconds}
+                for n in names for k in self.script.policies[n].keys
+            ]
+        if step.action == "hsm.backup":
+            p["date"] = time.strftime("%Y-%m-%d", time.gmtime(self.state.now))
+        return p
+
+    def _expected(self, step: Step) -> str:
+        if step.value is not None:
+            return step.value
+        ref = step.expect or ""
+        kind, _, rest = ref.partition(".")
+        if kind == "previous":
+            return str(self.previous[rest])
+        if kind == "step":
+            return self.state.values[int(rest)]
+        if kind == "signer":
+            name, _, attr = rest.rpartition(".")
+            signer = next(x for x in self.script.signers if x.name == name)
+            return str(getattr(signer, attr))
+        if kind == "drive":
+            return str(self.script.drives[rest.rpartition(".")[0]].serial)
+        raise AssertionError(f"unresolvable reference {ref!r}")  # the loader checked it
+
+    # --- events ----------------------------------------------------------------------------------
+    def handle(self, event: ev.Event) -> tuple[d.Decision, ...]:
+        """Apply one event; returns notices then what the machine now wants. Raises Refused."""
+        saved = self.state
+        self.state = copy.deepcopy(saved)
+        try:
+            notices = self._handle(event)
+        except BaseException:  # Refused, or a bug: either way the event did not happen
+            self.state = saved
+            raise
+        return tuple(notices) + self.wants()
+
+    def _handle(self, e: ev.Event) -> list[d.Decision]:
+        s = self.state
+        if s.status in ("completed", "aborted"):
+            raise Refused(f"the ceremony is {s.status}")
+        s.now = e.at
+        self._expire(e.at)
+        if isinstance(e, ev.SignIn):
+            return self._sign_in(e)
+        if isinstance(e, ev.Decide):
+            return self._decide(e)
+        if s.status == "exception":
+            raise Refused(f"the ceremony is stopped at step {self.current.n} until the "  # type: ignore[union-attr]
+                          f"{self.script.ceremony.administrator} records a decision")
+        if isinstance(e, ev.Approve):
+            return self._approve(e)
+        if isinstance(e, ev.RefuseApproval):
+            return self._refuse_approval(e)
+        if isinstance(e, ev.OperationPlanned):
+            return self._planned(e)
+        step = self.current
+        assert step is not None
+        if not isinstance(e, ACCEPTS[step.action]):
+            raise Refused(f"step {step.n} ({step.action}) does not take {type(e).__name__}")
+        if isinstance(e, (ev.Observed, ev.OperationStarted, ev.Performed, ev.PerformFailed)) \
+                and e.step != step.n:
+            raise Refused(f"{type(e).__name__} for step {e.step}, but step {step.n} is current")
+        handler = getattr(self, f"_on_{type(e).__name__}")
+        return handler(step, e)
+
+    def _expire(self, now: float) -> None:
+        """Drop approvals past their expiry, except those already consumed by a started step."""
+        for q, lst in self.state.approvals.items():
+            if self.script.quorums[q].authorizes not in self.state.started:
+                lst[:] = [a for a in lst if a.approval.expires > now]
+
+    def _complete(self, step: Step, value: str | None = None) -> list[d.Decision]:
+        s = self.state
+        if value is not None:
+            s.values[step.n] = value
+        s.completed.append(step.n)
+        s.index += 1
+        notices: list[d.Decision] = [d.StepCompleted(step.n, value)]
+        if s.index == len(self.steps):
+            s.status = "completed"
+            notices.append(d.CeremonyEnded("completed"))
+        return notices
+
+    def _stop(self, step: Step, kind: str, reason: str, **extra: Any) -> list[d.Decision]:
+        self.state.status = "exception"
+        self.state.exception = {"step": step.n, "kind": kind, "reason": reason, **extra}
+        return [d.ExceptionRaised(step.n, reason)]
+
+    def _actor(self, step: Step, seat: str) -> None:
+        """Refuse unless `seat` is signed in and may complete `step`."""
+        self._signed_in(seat)
+        role = self.roster.officers[seat].role
+        admin = self.script.ceremony.administrator
+        if role == step.actor or (role == admin and step.kga_may_complete):
+            return
+        raise Refused(f"step {step.n} is for the {step.actor}; {seat} ({role}) may not complete it")
+
+    def _signed_in(self, seat: str) -> None:
+        if seat not in self.roster.officers:
+            raise Refused(f"{seat} is not an enrolled seat")
+        if seat not in self.state.signed_in:
+            raise Refused(f"{seat} must sign in before acting")
+
+    # sign-in and separation of duty
+    def _sign_in(self, e: ev.SignIn) -> list[d.Decision]:
+        s = self.state
+        if not e.seats:
+            raise Refused("a sign-in names at least one seat")
+        roles_now = {self.roster.officers[x].role for x, p in s.signed_in.items() if p == e.person}
+        new_roles: list[str] = []
+        for seat in e.seats:
+            off = self.roster.officers.get(seat)
+            if off is None:
+                raise Refused(f"{seat} is not enrolled in the roster")
+            if off.person != e.person:
+                raise Refused(f"{seat} is enrolled for another person")
+            if seat in s.signed_in:
+                raise Refused(f"{seat} is already signed in")
+            role = self.script.roles[off.role]
+            if not role.trusted and not e.id_checked:
+                raise Refused(f"{off.role} is not a trusted role: a government ID must be checked")
+            if off.role in roles_now or off.role in new_roles:
+                raise Refused(f"one person may not hold two {off.role} seats "
+                              "(quorums count people)")
+            new_roles.append(off.role)
+        all_roles = sorted(roles_now | set(new_roles))
+        for i, r1 in enumerate(all_roles):
+            for r2 in all_roles[i + 1:]:
+                if frozenset((r1, r2)) not in self.script.may_combine:
+                    raise Refused(f"separation of duty: one person may not be both {r1} and {r2}"
+                                  " (the script's [separation] may_combine does not allow it)")
+        held = self._holders()
+        for r in new_roles:
+            if len(held.get(r, set()) | {e.person}) > self.script.roles[r].max:
+                raise Refused(f"{r} may be held by at most {self.script.roles[r].max} people")
+        for seat in e.seats:
+            s.signed_in[seat] = e.person
+        rec = s.people.setdefault(e.person, {"name": e.name, "organisation": e.organisation,
+                                             "seats": []})
+        rec["seats"] = sorted(set(rec["seats"]) | set(e.seats))
+        return []
+
+    # people's steps
+    def _on_Acknowledge(self, step: Step, e: ev.Acknowledge) -> list[d.Decision]:
+        self._actor(step, e.seat)
+        if step.action == "signin":
+            missing = self._missing_roles()
+            if missing:
+                need = ", ".join(f"{n} more {r}" for r, n in sorted(missing.items()))
+                raise Refused(f"sign-in is not complete: {need} must sign in")
+        return self._complete(step)
+
+    def _on_Record(self, step: Step, e: ev.Record) -> list[d.Decision]:
+        self._actor(step, e.seat)
+        fmt = "bag-serial" if step.action == "seal" else (step.format or "text")
+        value = check_value(fmt, e.value)
+        if value is None:
+            raise Refused(f"{e.value!r} is not a valid {fmt}")
+        if step.action == "seal":
+            recorded = self.state.values[step.serial]  # type: ignore[index]
+            if value != recorded:
+                raise Refused(f"bag serial {value} does not match {recorded}, recorded at step "
+                              f"{step.serial}")
+            self.state.custody[step.bag] = {  # type: ignore[index]
+                "serial": value, "contents": list(step.contents), "custodian": e.seat,
+                "person": self.state.signed_in[e.seat], "step": step.n, "at": e.at,
+            }
+        elif step.equals is not None:
+            # the referenced value may be a raw result (colon hex from a transcript): compare the
+            # two in one normal form, as formats.py requires of every comparison
+            recorded = self.state.values.get(step.equals)
+            if recorded is None or value != check_value(fmt, recorded):
+                raise Refused(f"{value} does not match the value of step {step.equals}")
+        return self._complete(step, value)
+
+    def _on_SignOff(self, step: Step, e: ev.SignOff) -> list[d.Decision]:
+        self._actor(step, e.seat)
+        key = load_public_key(self.roster.officers[e.seat].signing_key)
+        try:
+            key.verify(base64.b64decode(e.signature), e.checkpoint.encode())
+        except (InvalidSignature, ValueError) as err:
+            raise Refused(f"{e.seat}'s sign-off signature does not verify") from err
+        self.state.signoffs.append({"seat": e.seat, "checkpoint": e.checkpoint,
+                                    "signature": e.signature})
+        return self._complete(step)
+
+    def _decide(self, e: ev.Decide) -> list[d.Decision]:
+        s = self.state
+        admin = self.script.ceremony.administrator
+        self._signed_in(e.seat)
+        if self.roster.officers[e.seat].role != admin:
+            raise Refused(f"only the {admin} records exception decisions")
+        if s.status != "exception" or s.exception is None:
+            raise Refused("there is no exception to decide")
+        step = self.current
+        assert step is not None
+        exc = s.exception
+        if e.decision == "retry":
+            s.status, s.exception = "running", None
+            s.observed.pop(step.n, None)
+            return []
+        if e.decision in ("accept", "abort") and not e.reason.strip():
+            raise Refused(f"to {e.decision}, the {admin} writes a reason")
+        if e.decision == "abort":
+            s.status = "aborted"
+            s.exception = {**exc, "decision": "abort", "reason_written": e.reason}
+            return [d.CeremonyEnded("aborted")]
+        if e.decision == "accept":
+            if exc["kind"] not in ACCEPTABLE_EXCEPTIONS:
+                raise Refused("a failed operation cannot be accepted: retry it or abort")
+            s.status, s.exception = "running", None
+            s.accepted[step.n] = e.reason
+            return self._complete(step, s.observed.get(step.n))
+        raise Refused(f"decision must be retry, accept or abort, not {e.decision!r}")
+
+    # the machine's own steps
+    def _on_Observed(self, step: Step, e: ev.Observed) -> list[d.Decision]:
+        expected = self._expected(step)
+        self.state.observed[step.n] = e.value
+        if _normalise(step.observe or "", e.value) == _normalise(step.observe or "", expected):
+            return self._complete(step, e.value)
+        return self._stop(step, "mismatch", f"observed {e.value} but the record says {expected}",
+                          observed=e.value, expected=expected)
+
+    def _on_OperationStarted(self, step: Step, e: ev.OperationStarted) -> list[d.Decision]:
+        s = self.state
+        if step.n in s.started:
+            raise Refused(f"step {step.n}'s operation was already started")
+        op = s.operations.get(step.n)
+        if op is None or op["digest"] != e.digest:
+            raise Refused(f"step {step.n}: that is not the planned operation")
+        used: list[_Approved] = []
+        for qid in step.quorum:
+            q = self.script.quorums[qid]
+            valid = [a for a in s.approvals.get(qid, []) if a.approval.expires > e.at]
+            if len(valid) < q.m:
+                raise Refused(f"quorum {qid} has {len(valid)} of {q.m} valid approvals")
+            used += valid[: q.m]
+        s.started[step.n] = used
+        return []
+
+    def _on_Performed(self, step: Step, e: ev.Performed) -> list[d.Decision]:
+        s = self.state
+        if step.action in STATE_CHANGING and step.n not in s.started:
+            raise Refused(f"step {step.n}'s operation was never started")
+        r = e.result
+        a = step.action
+        needed = YIELDED_BY.get(a)
+        if needed and needed not in r:
+            raise Refused(f"step {step.n} ({a}): the result lacks {needed!r}")
+        s.results[step.n] = dict(e.result)
+        if a == "drive.insert":
+            expected = self.script.drives[step.drive].serial  # type: ignore[index]
+            serial = str(r.get("serial", ""))
+            if expected and (_normalise("drive.serial", serial)
+                             != _normalise("drive.serial", expected)):
+                return self._stop(step, "failure", f"drive {step.drive} has serial {serial}, the "
+                                  f"script expects {expected}: wrong drive")
+            return self._complete(step, serial)
+        if a == "drive.verify" and not r.get("ok"):
+            return self._stop(step, "failure", f"drive {step.drive} failed its check: "
+                              f"{r.get('detail', 'sha256 mismatch')}")
+        value = {
+            "hsm.fingerprint": lambda: str(r["fingerprint"]),
+            "hsm.list": lambda: str(r["count"]),
+            "hsm.backup": lambda: str(r["sha256"]),
+            "transcript": lambda: str(r["sha256"]),
+        }.get(a)
+        return self._complete(step, value() if value else None)
+
+    def _on_PerformFailed(self, step: Step, e: ev.PerformFailed) -> list[d.Decision]:
+        return self._stop(step, "failure", e.error)
+
+    def _planned(self, e: ev.OperationPlanned) -> list[d.Decision]:
+        s = self.state
+        step = self.current
+        assert step is not None
+        target = step.n if step.action in STATE_CHANGING else (
+            self.script.quorums[step.quorum[0]].authorizes if step.action == "quorum" else None)
+        if e.step != target:
+            raise Refused(f"no operation is being planned for step {e.step} now")
+        if e.step in s.operations:
+            raise Refused(f"step {e.step}'s operation is already planned")
+        kind = STATE_CHANGING[self.script.step(e.step).action]
+        if e.operation.get("op") != kind:
+            raise Refused(f"step {e.step} plans a {kind} operation, not {e.operation.get('op')!r}")
+        s.operations[e.step] = {"operation": dict(e.operation),
+                                "digest": operation_digest(e.operation)}
+        return []
+
+    def _quorum_for(self, approval_step: int, role: str) -> Quorum:
+        step = self.current
+        assert step is not None
+        open_ids = step.quorum if step.action in ("quorum", *STATE_CHANGING) else ()
+        for qid in open_ids:
+            q = self.script.quorums[qid]
+            if q.authorizes == approval_step and q.role == role:
+                return q
+        raise Refused(f"no {role} approval is asked for step {approval_step} now")
+
+    def _approve(self, e: ev.Approve) -> list[d.Decision]:
+        s = self.state
+        self._signed_in(e.seat)
+        officer = self.roster.officers[e.seat]
+        if e.approval.key != officer.signing_key:
+            raise Refused(f"the approval is not signed with {e.seat}'s enrolled key")
+        q = self._quorum_for(e.approval.step, officer.role)
+        op = s.operations.get(q.authorizes)
+        if op is None:
+            raise Refused(f"step {q.authorizes}'s operation is not planned yet")
+        if q.authorizes in s.started:
+            raise Refused(f"step {q.authorizes}'s operation has already started")
+        try:
+            check_approval(
+                e.approval, ceremony=self.script.ceremony.id, step=q.authorizes,
+                script_sha256=self.script.sha256, operation=op["digest"], now=e.at,
+                max_lifetime=q.expires.seconds + CLOCK_SKEW,
+            )
+        except ApprovalRefused as err:
+            raise Refused(str(err)) from err
+        nonce = f"{e.approval.key}|{e.approval.nonce}"
+        if nonce in s.used_nonces:
+            raise Refused("this approval was already used (replayed nonce)")
+        have = s.approvals.setdefault(q.id, [])
+        person = s.signed_in[e.seat]
+        if any(a.person == person for a in have):
+            raise Refused(f"{e.seat}'s holder already approved {q.id}: a quorum needs "
+                          f"{q.m} different people")
+        if len(have) >= q.m:
+            raise Refused(f"{q.id} already has {q.m} of {q.m} approvals")
+        have.append(_Approved(e.seat, person, e.approval))
+        s.used_nonces.add(nonce)
+        step = self.current
+        assert step is not None
+        if step.action == "quorum" and step.quorum[0] == q.id and len(have) >= (step.count or q.m):
+            return self._complete(step)
+        return []
+
+    def _refuse_approval(self, e: ev.RefuseApproval) -> list[d.Decision]:
+        self._signed_in(e.seat)
+        q = self.script.quorums.get(e.quorum)
+        if q is None:
+            raise Refused(f"there is no quorum {e.quorum!r}")
+        role = self.roster.officers[e.seat].role
+        if role != q.role:
+            raise Refused(f"{e.seat} ({role}) may not refuse for quorum {q.id} of the {q.role}")
+        self._quorum_for(q.authorizes, role)
+        if q.authorizes in self.state.started:
+            raise Refused(f"step {q.authorizes}'s operation has already started")
+        self.state.approvals[q.id] = []
+        return []
+
+
+def _normalise(observe: str, value: str) -> str:
+    v = str(value).strip()
+    if observe.endswith(".sha256") or observe == "hsm.fingerprint":
+        return from_colon_hex(v)
+    if observe == "drive.serial":
+        return "".join(c for c in v.upper() if c.isalnum())
+    if observe == "signer.role":
+        return v.lower()
+    if observe == "hsm.key_count":
+        return str(int(v)) if v.isdecimal() else v  # isdigit() admits "²", int() does not
+    return v

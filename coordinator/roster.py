@@ -1,0 +1,90 @@
+"""The roster: who is enrolled for which seat, with which signing key.
+
+A seat is one officer position ("KSO1"); one person may hold several seats where the script's
+separation rules allow. The roster is an input of the ceremony, like the script, and is copied
+into the journal's first entry so the journal can be verified and replayed alone.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from keyrite.approval import load_public_key
+from keyrite.exits import BadInput
+
+_SEAT = re.compile(r"^[A-Z][A-Z0-9]*$")
+
+
+@dataclass(frozen=True)
+class Officer:
+    seat: str  # "KSO1"
+    role: str  # "KSO"
+    person: str  # a stable id of the human; the same for all their seats
+    name: str
+    organisation: str
+    signing_key: str  # ed25519:<base64>
+
+
+@dataclass(frozen=True)
+class Roster:
+    officers: dict[str, Officer]
+
+    def by_key(self, key: str) -> Officer | None:
+        return next((o for o in self.officers.values() if o.signing_key == key), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"officers": [asdict(o) for o in self.officers.values()]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "roster") -> Roster:
+        officers: dict[str, Officer] = {}
+        fields = set(Officer.__dataclass_fields__)
+        for i, o in enumerate(d.get("officers", [])):
+            at = f"{where}: officers[{i}]"
+            if not isinstance(o, dict):
+                raise BadInput(f"{at}: expected a table")
+            unknown = set(o) - fields
+            missing = fields - set(o)
+            if unknown:
+                raise BadInput(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
+            if missing:
+                raise BadInput(f"{at}: missing key(s) {', '.join(sorted(missing))}")
+            off = Officer(**{k: str(o[k]) for k in fields})
+            if not _SEAT.match(off.seat):
+                raise BadInput(f"{at}.seat: {off.seat!r} is not a seat name like KSO1")
+            try:
+                load_public_key(off.signing_key)
+            except ValueError as e:
+                raise BadInput(f"{at}.signing_key: {e}") from e
+            if off.seat in officers:
+                raise BadInput(f"{at}.seat: {off.seat} is enrolled twice")
+            officers[off.seat] = off
+        keys = [o.signing_key for o in officers.values()]
+        if len(set(keys)) != len(keys):
+            raise BadInput(f"{where}: two seats share one signing key")
+        return cls(officers)
+
+
+def load_roster(path: Path) -> Roster:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise BadInput(f"{path}: {e}") from e
+    return Roster.from_dict(data, where=str(path))
+
+
+def dump_roster(roster: Roster) -> str:
+    out = []
+    for o in roster.officers.values():
+        out.append("[[officers]]")
+        out += [f"{k} = {_toml_str(v)}" for k, v in asdict(o).items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
