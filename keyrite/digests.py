@@ -11,7 +11,7 @@ from keyrite._pgpwords import EVEN, ODD
 
 
 def canonical_json(value: Any) -> bytes:
-    """One byte string per value: sorted keys, no spaces, UTF-8. What officers sign is built on it."""
+    """One byte string per value: sorted keys, no spaces, UTF-8; what officers sign builds on it."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

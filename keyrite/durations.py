@@ -37,7 +37,9 @@ class Duration:
 def parse_duration(text: str) -> Duration:
     m = _DURATION.match(text) if isinstance(text, str) else None
     if not m:
-        raise DurationError(f"{text!r} is not an ISO 8601 duration (expected e.g. PT15M, P14M, P1Y)")
+        raise DurationError(
+            f"{text!r} is not an ISO 8601 duration (expected e.g. PT15M, P14M, P1Y)"
+        )
     g = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
     seconds = (
         g["y"] * YEAR + g["mo"] * MONTH + g["w"] * 7 * DAY + g["d"] * DAY

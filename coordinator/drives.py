@@ -1,0 +1,148 @@
+"""Flash drives behind one small interface, and the folder-backed kind the rehearsal uses.
+
+The live coordinator will implement `Drives` with udev and real mounts (a later issue); the
+rehearsal uses `FolderDrives`, where each drive is a folder under the workdir holding a `.drive`
+label file (label, serial, vendor, model) and a `files/` tree standing for its filesystem. Copies
+are written to a temporary name, fsync'd, renamed, the directory fsync'd, then read back and
+compared, so a crash never leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from keyrite.exits import Failure
+
+
+@dataclass(frozen=True)
+class DriveInfo:
+    label: str
+    serial: str
+    vendor: str
+    model: str
+    path: str  # where its files are (the mount point, for real drives)
+
+
+class Drives(Protocol):
+    def wait_for(self, label: str) -> DriveInfo: ...
+
+    def copy(self, label: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, object]]: ...
+
+    def verify(self, label: str) -> dict[str, object]: ...
+
+    def read(self, label: str, name: str) -> bytes: ...
+
+    def list(self, label: str) -> list[str]: ...
+
+    def eject(self, label: str) -> None: ...
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_sha256sum(folder: Path, sumfile: str) -> tuple[bool, list[str]]:
+    """What `sha256sum -c SUMFILE` does, run in `folder`: (all OK, the report lines)."""
+    lines, ok = [], True
+    for raw in (folder / sumfile).read_text().splitlines():
+        if not raw.strip():
+            continue
+        digest, _, name = raw.partition("  ")
+        name = name.lstrip("*")
+        target = folder / name
+        if not name or "/" in name or not target.is_file():
+            lines.append(f"{name or raw}: FAILED open or read")
+            ok = False
+        elif sha256_file(target) != digest.strip().lower():
+            lines.append(f"{name}: FAILED")
+            ok = False
+        else:
+            lines.append(f"{name}: OK")
+    return ok and bool(lines), lines
+
+
+class FolderDrives:
+    """Drives as folders: `ROOT/LABEL/.drive` holds the identity, `ROOT/LABEL/files/` the data."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def provision(self, label: str, serial: str, vendor: str = "Rehearsal",
+                  model: str = "Folder Drive") -> DriveInfo:
+        """Put a blank, labelled drive in the box (rehearsal set-up)."""
+        d = self.root / label
+        (d / "files").mkdir(parents=True, exist_ok=True)
+        info = DriveInfo(label, serial, vendor, model, str(d / "files"))
+        (d / ".drive").write_text(json.dumps(asdict(info), indent=1) + "\n")
+        return info
+
+    def info(self, label: str) -> DriveInfo:
+        p = self.root / label / ".drive"
+        if not p.is_file():
+            raise Failure(f"no flash drive labelled {label!r} in the box ({p} is missing)")
+        return DriveInfo(**json.loads(p.read_text()))
+
+    def wait_for(self, label: str) -> DriveInfo:
+        return self.info(label)
+
+    def _files(self, label: str) -> Path:
+        return Path(self.info(label).path)
+
+    def copy(self, label: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, object]]:
+        dest = self._files(label)
+        out = []
+        for name, data in files:
+            if "/" in name or name.startswith("."):
+                raise Failure(f"refusing to write {name!r}: not a plain file name")
+            tmp = dest / f".{name}.partial"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, dest / name)
+            fsync_dir(dest)
+            want = hashlib.sha256(data).hexdigest()
+            got = sha256_file(dest / name)
+            if got != want:
+                raise Failure(f"{label}/{name}: read back {got}, wrote {want}")
+            out.append({"name": name, "size": len(data), "sha256": got})
+        return out
+
+    def verify(self, label: str) -> dict[str, object]:
+        folder = self._files(label)
+        sums = sorted(p.name for p in folder.glob("*.sha256sum"))
+        report: list[str] = []
+        ok = bool(sums)
+        for s in sums:
+            good, lines = check_sha256sum(folder, s)
+            ok = ok and good
+            report += lines
+        detail = "; ".join(report) if report else "no .sha256sum file on the drive"
+        return {"ok": ok, "checked": report, "detail": detail}
+
+    def read(self, label: str, name: str) -> bytes:
+        return (self._files(label) / name).read_bytes()
+
+    def list(self, label: str) -> list[str]:
+        return sorted(p.name for p in self._files(label).iterdir() if not p.name.startswith("."))
+
+    def eject(self, label: str) -> None:
+        self.info(label)  # a drive that is not there cannot be ejected

@@ -1,0 +1,65 @@
+"""What the rehearsal shows while it runs: section, step n of N, elapsed against the estimate."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from coordinator.machine import Machine
+from coordinator.machine import decisions as d
+
+
+def _mmss(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 60}:{s % 60:02d}"
+
+
+class Display:
+    def __init__(self, out: TextIO | None = None, quiet: bool = False) -> None:
+        self.out = out or sys.stdout
+        self.quiet = quiet
+        self.tty = self.out.isatty()
+        self._section: str | None = None
+        self._section_start = 0.0
+        self._last_progress = -1
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.out, flush=True)
+
+    def step(self, machine: Machine) -> None:
+        step = machine.current
+        if step is None:
+            return
+        if step.section != self._section:
+            self._section = step.section
+            self._section_start = time.monotonic()
+            est = next(s.estimated for s in machine.script.sections if s.title == step.section)
+            self.say(f"== {step.section} (estimated {_mmss(est.seconds)})")
+        total = len(machine.steps)
+        pos = machine.state.index + 1
+        elapsed = _mmss(time.monotonic() - self._section_start)
+        self.say(f"  [{pos:3d}/{total}] {elapsed} {step.actor:<4} {step.action:<16} "
+                 f"{step.text[:60]}")
+        self._last_progress = -1
+
+    def notice(self, machine: Machine, notice: d.Decision) -> None:
+        if isinstance(notice, d.ExceptionRaised):
+            self.say(f"  !! step {notice.step} stopped: {notice.reason}")
+        elif isinstance(notice, d.CeremonyEnded):
+            self.say(f"== ceremony {notice.status}")
+        elif isinstance(notice, d.StepCompleted) and notice.value:
+            self.say(f"         -> {notice.value[:100]}")
+
+    def progress(self, done: int, total: int, what: str) -> None:
+        if self.quiet or total <= 0:
+            return
+        pct = done * 100 // total
+        if self.tty:
+            bar = "#" * (pct // 5)
+            end = "\n" if done >= total else ""
+            print(f"\r         [{bar:<20}] {pct:3d}% {what}", end=end, file=self.out, flush=True)
+        elif pct // 10 != self._last_progress // 10 or done >= total:
+            self._last_progress = pct
+            self.say(f"         {pct:3d}% {what}")

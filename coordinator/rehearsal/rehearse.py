@@ -1,0 +1,140 @@
+"""`keyrite rehearse`: the whole bundled (or given) ceremony, end to end, on a fresh SoftHSM2 token.
+
+The order is boulder's: the script is validated and the work directory checked before anything
+touches the HSM; set-up makes the token, the cast and the materials; then the machine runs every
+step through the journal. `--resume` rebuilds the machine from the journal (the journal is the
+truth) and carries on; an HSM operation started but not journaled as finished is reconciled by
+the signer against its inventory before anything is retried.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from consoles.officer_keys import load_key
+from consoles.scripted import ScriptedRoom
+from coordinator.drives import FolderDrives
+from coordinator.journal import Journal
+from coordinator.machine import Machine, Refused
+from coordinator.machine import events as ev
+from coordinator.rehearsal import summary as summary_
+from coordinator.rehearsal.display import Display
+from coordinator.rehearsal.people import CUSTODIANS, PEOPLE
+from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up, write_new
+from coordinator.rehearsal.world import RehearsalWorld
+from coordinator.runner import Runner
+from coordinator.script import bundled_script_path
+from coordinator.script.load import load_script, load_script_text
+from keyrite.exits import BadInput, Failure
+from signer_shim.config import SignerConfig
+from signer_shim.local import LocalSigner
+
+FIXTURES = ("default", "small")
+
+
+def iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool) -> tuple[Path, str]:
+    if resume:
+        if not paths.options.is_file():
+            raise BadInput(f"{paths.root}: nothing to resume ({paths.options.name} is missing)")
+        opts = read_toml(paths.options)
+        script = Path(opts["script"])
+        if script_arg and Path(script_arg).absolute() != script:
+            raise BadInput(f"{paths.root} rehearses {script}, not {script_arg}")
+        return script, str(opts["fixture"])
+    if paths.root.exists() and any(paths.root.iterdir()):
+        raise BadInput(f"{paths.root} exists and is not empty: --resume it, or choose a new "
+                       "--workdir")
+    return (Path(script_arg).absolute() if script_arg else bundled_script_path()), fixture
+
+
+def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "default",
+             resume: bool = False, as_json: bool = False) -> tuple[int, dict[str, Any]]:
+    paths = Paths(workdir.absolute())
+    script_path, fixture = _options(paths, script_arg, fixture, resume)
+    script = load_script(script_path)  # every check before the HSM is touched
+    display = Display(out=sys.stderr if as_json else sys.stdout)
+    if not resume:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        write_new(paths.options, f'script = "{script_path}"\nfixture = "{fixture}"\n'.encode())
+    if not paths.done.exists():
+        display.say(f"setting up {paths.root} (fixture {fixture})")
+        set_up(paths, script, fixture, display.progress)
+
+    roster, keys = load_cast(paths)
+    previous = {k: str(v) for k, v in read_toml(paths.previous).items()}
+    coordinator_key = load_key(paths.coordinator_key, None)
+    machine = Machine(script, roster, previous)
+    _discard_unborn_journal(paths.journal, display)
+    if paths.journal.exists():
+        journal = Journal.open(paths.journal, key=coordinator_key)
+        if journal.torn:
+            display.say(f"journal: cut a torn final line ({journal.torn})")
+        _replay(journal, machine, script.sha256)
+        display.say(f"resumed at step {machine.current.n if machine.current else '-'} "
+                       f"with {len(machine.state.completed)} steps done")
+    else:
+        origin = f"keyrite.rehearsal/{script.ceremony.id}/{time.strftime('%Y%m%dT%H%M%SZ')}"
+        journal = Journal.create(
+            paths.journal, key=coordinator_key, name=origin, origin=origin,
+            genesis_record={
+                "type": "genesis", "at": iso(time.time()), "ceremony": script.ceremony.id,
+                "title": script.ceremony.title, "rehearsal": True,
+                "script": {"name": script_path.name, "sha256": script.sha256,
+                           "text": script_path.read_text()},
+                "roster": roster.to_dict(), "previous": previous,
+            },
+        )
+
+    signer_config = SignerConfig.load(paths.signer / "signer.toml")
+    drives = FolderDrives(paths.drives)
+    bags = {k: str(v) for k, v in read_toml(paths.bags).items()}
+    room = ScriptedRoom(machine, list(PEOPLE), keys, time.time,
+                        lambda label: drives.info(label).serial, bags.__getitem__, CUSTODIANS)
+    secrets = {"device-backup": (paths.materials / "device-backup-password").read_text().strip()}
+    signer = LocalSigner(signer_config)
+    try:
+        world = RehearsalWorld(machine, signer, drives, room, paths.livecd, paths.journal,
+                               lambda: ((e.seq, e.record) for e in journal.entries()), secrets)
+        status = Runner(machine, journal, world, display, iso).run()
+    finally:
+        signer.close()
+    note = journal.checkpoint(iso(time.time()))
+    result = summary_.build(
+        machine, status=status, journal=paths.journal, checkpoint=note,
+        checkpoint_key=journal.verifier.text(), drives_root=paths.drives,
+        token={"softhsm2_conf": str(signer_config.softhsm2_conf),
+               "label": signer_config.token_label, "user_pin": signer_config.user_pin},
+    )
+    return (0 if status == "completed" else 1), result
+
+
+def _discard_unborn_journal(path: Path, display: Display) -> None:
+    """A journal whose genesis line never reached the disk whole holds nothing of the ceremony:
+    it was being created when the process died. Only that case is removed; anything with a
+    complete first line is opened, checked and kept."""
+    if path.exists() and b"\n" not in path.read_bytes():
+        display.say(f"journal: {path.name} was being created when the rehearsal stopped; "
+                       "starting it again")
+        path.unlink()
+
+
+def _replay(journal: Journal, machine: Machine, script_sha256: str) -> None:
+    """State = fold over the journal: every accepted event again, in order."""
+    for entry in journal.entries():
+        rec = entry.record
+        if rec.get("type") == "genesis":
+            if rec["script"]["sha256"] != script_sha256:
+                raise BadInput("the journal was written for another version of the script")
+            load_script_text(rec["script"]["text"])  # the journal's own copy must still load
+        elif rec.get("type") == "event":
+            try:
+                machine.handle(ev.event_from_dict(rec["event"]))
+            except (Refused, ValueError) as e:
+                raise Failure(f"journal entry {entry.seq} does not replay: {e}") from e

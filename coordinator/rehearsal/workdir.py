@@ -1,0 +1,169 @@
+"""A rehearsal's work directory: everything one rehearsal makes, in one place, never overwritten.
+
+    DIR/rehearsal.toml          what was asked (script, fixture), to --resume the same rehearsal
+    DIR/coordinator.key         the coordinator's Ed25519 checkpoint key (PKCS#8 PEM, 0600)
+    DIR/officers/SEAT.key       each scripted officer's key, encrypted with their passphrase
+    DIR/officers/passphrases.toml   the scripted officers' passphrases (0600; rehearsal only)
+    DIR/roster.toml             the enrolled seats and their public keys
+    DIR/previous-record.toml    the previous ceremony's record the script verifies against
+    DIR/livecd.iso              the live boot medium whose digest step 16 verifies
+    DIR/bags.toml               the tamper-evident bags in stock and their serials
+    DIR/materials/              the pre-generated device-backup password (0600)
+    DIR/signer/                 the signer: config, SoftHSM2 token, key state, outputs
+    DIR/drives/LABEL/           the folder-backed flash drives
+    DIR/journal.jsonl           the ceremony journal
+    DIR/setup.done              written last: set-up is complete
+
+Set-up is redone from scratch when `setup.done` is missing (it is all before the journal exists,
+so nothing of the ceremony is lost), which is what makes a SIGKILL during set-up resumable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from consoles.officer_keys import load_key, save_key
+from coordinator.drives import FolderDrives, fsync_dir
+from coordinator.rehearsal.people import PEOPLE, seat_role
+from coordinator.roster import Officer, Roster, dump_roster, load_roster
+from coordinator.runner import Progress
+from coordinator.script.model import Script
+from keyrite.approval import public_key_text
+from keyrite.digests import colon_hex
+from keyrite.exits import BadInput
+from signer_shim.fixture import seed_rehearsal_token
+from signer_shim.interface import PolicyKeys
+from signer_shim.local import LocalSigner
+
+LIVECD_SIZE = 4 << 20
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:
+        files = {
+            "options": "rehearsal.toml", "coordinator_key": "coordinator.key",
+            "officers": "officers", "roster": "roster.toml", "previous": "previous-record.toml",
+            "livecd": "livecd.iso", "bags": "bags.toml", "materials": "materials",
+            "signer": "signer", "drives": "drives", "journal": "journal.jsonl",
+            "done": "setup.done",
+        }
+        if name in files:
+            return self.root / files[name]
+        raise AttributeError(name)
+
+
+def write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Create `path` exclusively, fsync'd: set-up never writes over anything."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _toml_value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, str) else str(v)
+
+
+def policy_keys(script: Script) -> list[PolicyKeys]:
+    return [PolicyKeys(p.name, k.role, k.algorithm, k.lifetime.seconds)
+            for p in script.policies.values() for k in p.keys]
+
+
+def livecd_bytes() -> bytes:
+    """A deterministic stand-in for the live CD image (the same digest in every rehearsal)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < LIVECD_SIZE:
+        out += hashlib.sha256(b"keyrite rehearsal live CD %d" % counter).digest()
+        counter += 1
+    return bytes(out[:LIVECD_SIZE])
+
+
+def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> None:
+    """Make everything the rehearsal needs, then write `setup.done`."""
+    for sub in ("officers", "materials", "signer", "drives"):
+        d = getattr(paths, sub)
+        if d.exists():
+            shutil.rmtree(d)  # an interrupted set-up of our own: start it again
+    for f in ("roster", "previous", "livecd", "bags", "coordinator_key"):
+        getattr(paths, f).unlink(missing_ok=True)
+
+    # officers: keys encrypted with their passphrases, and the roster of public keys
+    paths.officers.mkdir(mode=0o700)
+    officers: dict[str, Officer] = {}
+    passphrases: dict[str, str] = {}
+    for p in PEOPLE:
+        for seat in p.seats:
+            key = Ed25519PrivateKey.generate()
+            passphrases[seat] = secrets.token_urlsafe(12)
+            save_key(key, paths.officers / f"{seat}.key", passphrases[seat].encode())
+            officers[seat] = Officer(seat, seat_role(seat), p.person, p.name, p.organisation,
+                                     public_key_text(key.public_key()))
+    write_new(paths.officers / "passphrases.toml",
+              "".join(f"{k} = {_toml_value(v)}\n" for k, v in passphrases.items()).encode(), 0o600)
+    write_new(paths.roster, dump_roster(Roster(officers)).encode())
+
+    # the signer with its token, seeded with the previous ceremony's keys
+    declared = script.signers[0]
+    seeded = seed_rehearsal_token(paths.signer, policy_keys(script), shape=fixture,
+                                  name=declared.name, role=declared.role or "standby",
+                                  progress=progress)
+    with LocalSigner(seeded.config) as s:
+        signer = {"host_key": s.info()["host_key"], "fingerprint": s.fingerprint(),
+                  "key_count": len(s.inventory().keys)}
+
+    # materials, drives, bags, live CD
+    paths.materials.mkdir(mode=0o700)
+    write_new(paths.materials / "device-backup-password", secrets.token_urlsafe(24).encode(), 0o600)
+    drives = FolderDrives(paths.drives)
+    for label in script.drives:
+        serial = script.drives[label].serial or secrets.token_hex(12).upper()
+        drives.provision(label, serial)
+    bag_serials = {b: str(3_000_000 + secrets.randbelow(999_999)) for b in script.bags}
+    write_new(paths.bags, "".join(f'{k} = "{v}"\n' for k, v in bag_serials.items()).encode())
+    cd = livecd_bytes()
+    write_new(paths.livecd, cd)
+
+    # the previous ceremony's record: what this ceremony must find again
+    previous = {
+        "livecd_sha256": colon_hex(hashlib.sha256(cd).hexdigest()),
+        "signer_host_key": signer["host_key"],
+        "hsm_fingerprint": signer["fingerprint"],
+        "key_count": str(signer["key_count"]),
+    }
+    write_new(paths.previous,
+              "".join(f"{k} = {_toml_value(v)}\n" for k, v in previous.items()).encode())
+    key = Ed25519PrivateKey.generate()
+    save_key(key, paths.coordinator_key, None)  # the machine's own key: file mode guards it
+    fsync_dir(paths.root)
+    write_new(paths.done, b"")
+    fsync_dir(paths.root)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise BadInput(f"{path}: {e}") from e
+
+
+def load_cast(paths: Paths) -> tuple[Roster, dict[str, Ed25519PrivateKey]]:
+    roster = load_roster(paths.roster)
+    phrases = read_toml(paths.officers / "passphrases.toml")
+    keys = {seat: load_key(paths.officers / f"{seat}.key", str(phrases[seat]).encode())
+            for seat in roster.officers}
+    return roster, keys

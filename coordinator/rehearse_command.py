@@ -1,0 +1,43 @@
+"""`keyrite rehearse`: argument parsing and output; the work is coordinator.rehearsal.rehearse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from keyrite import exits
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rehearse",
+        help="run a whole ceremony with scripted officers on a fresh SoftHSM2 token",
+        description=(
+            "Rehearse a ceremony end to end: a fresh SoftHSM2 token under DIR seeded with a "
+            "previous ceremony's keys, scripted officers who sign as real consoles do, folder "
+            "drives, and every step through the state machine and the signed journal. "
+            "Exit codes: 0 completed, 1 ceremony stopped or failed, 2 bad input."
+        ),
+    )
+    p.add_argument("script", nargs="?", help="ceremony script (default: the bundled seed ceremony)")
+    p.add_argument("--workdir", required=True, type=Path,
+                   help="a new or empty directory for everything the rehearsal makes")
+    p.add_argument("--fixture", choices=("default", "small"), default="default",
+                   help="the previous ceremony's keys: 'default' reproduces the seed's 140/115/200;"
+                   " 'small' is a few keys, for fast tests")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted rehearsal in DIR from its journal")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object (progress goes to stderr)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from coordinator.rehearsal.rehearse import rehearse
+    from coordinator.rehearsal.summary import render_text
+
+    code, summary = rehearse(args.script, args.workdir, fixture=args.fixture,
+                             resume=args.resume, as_json=args.json)
+    print(json.dumps(summary, indent=1) if args.json else render_text(summary))
+    return code if code in (exits.OK, exits.FAILED) else exits.FAILED

@@ -1,0 +1,133 @@
+"""The loop that carries the machine's decisions out and journals every accepted event.
+
+The order is the durability rule of DESIGN.md: the machine accepts an event, the journal appends
+and fsyncs it, and only then does anyone act on it. An HSM operation is journaled as started
+before it is sent; after a crash the machine (rebuilt from the journal) asks for it again with
+`reconcile=True`, and the signer reconciles against its inventory instead of repeating it.
+
+The runner knows nothing of where answers come from: a `World` supplies observations, HSM work,
+drive work and people's answers. The rehearsal's world is scripted; the live coordinator's is
+consoles and udev.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from coordinator.machine import Machine, Refused
+from coordinator.machine import decisions as d
+from coordinator.machine import events as ev
+from keyrite.exits import Failure
+
+Progress = Callable[[int, int, str], None]
+
+
+class World(Protocol):
+    def now(self) -> float: ...
+
+    def observe(self, want: d.Observe) -> str: ...
+
+    def perform(self, want: d.Perform, progress: Progress) -> dict[str, Any]: ...
+
+    def plan(self, want: d.Plan) -> dict[str, Any]: ...
+
+    def execute(self, want: d.Execute, progress: Progress) -> dict[str, Any]: ...
+
+    def people(self, want: d.Ask | d.RequestApproval, context: dict[str, Any]) -> list[ev.Event]:
+        """Officers' answers; an empty list means nobody here can answer (the ceremony waits)."""
+
+
+class Display(Protocol):
+    def step(self, machine: Machine) -> None: ...
+
+    def notice(self, machine: Machine, notice: d.Decision) -> None: ...
+
+    def progress(self, done: int, total: int, what: str) -> None: ...
+
+
+class Journal(Protocol):
+    def append(self, record: dict[str, Any]) -> Any: ...
+
+    def checkpoint(self, at: str) -> str: ...
+
+
+class Runner:
+    def __init__(self, machine: Machine, journal: Journal, world: World, display: Display,
+                 iso: Callable[[float], str]) -> None:
+        self.machine = machine
+        self.journal = journal
+        self.world = world
+        self.display = display
+        self.iso = iso
+
+    def apply(self, event: ev.Event) -> tuple[d.Decision, ...]:
+        """Have the machine judge `event`; journal it if accepted; report what followed."""
+        current = self.machine.current
+        at_step = current.n if current else None
+        try:
+            out = self.machine.handle(event)
+        except Refused as r:
+            self.journal.append({"type": "refused", "at": event.at, "step": at_step,
+                                 "event": ev.event_to_dict(event), "reason": r.reason})
+            raise
+        self.journal.append({"type": "event", "at": event.at, "step": at_step,
+                             "event": ev.event_to_dict(event)})
+        for n in out:
+            if isinstance(n, (d.StepCompleted, d.ExceptionRaised, d.CeremonyEnded)):
+                self.display.notice(self.machine, n)
+            if isinstance(n, d.StepCompleted) and self._section_ended(n.step):
+                self.journal.checkpoint(self.iso(event.at))
+        return out
+
+    def _section_ended(self, n: int) -> bool:
+        nxt = self.machine.current
+        return nxt is None or nxt.section != self.machine.script.step(n).section
+
+    def run(self) -> str:
+        """Run until the ceremony completes, aborts, or waits for someone absent ("stopped")."""
+        m = self.machine
+        last_step = None
+        while m.status in ("running", "exception"):
+            if m.current and m.current.n != last_step:
+                last_step = m.current.n
+                self.display.step(m)
+            want = m.wants()[0]
+            if isinstance(want, (d.Ask, d.RequestApproval)):
+                context: dict[str, Any] = {}
+                if isinstance(want, d.Ask) and want.kind == "signoff":
+                    context["checkpoint"] = self.journal.checkpoint(self.iso(self.world.now()))
+                answers = self.world.people(want, context)
+                if not answers:
+                    return "stopped"
+                for e in answers:
+                    self.apply(e)
+            elif isinstance(want, d.Observe):
+                self._machine_work(want.step, lambda w=want: ev.Observed(
+                    at=self.world.now(), step=w.step, value=self.world.observe(w)))
+            elif isinstance(want, d.Perform):
+                self._machine_work(want.step, lambda w=want: ev.Performed(
+                    at=self.world.now(), step=w.step,
+                    result=self.world.perform(w, self.display.progress)))
+            elif isinstance(want, d.Plan):
+                op = self.world.plan(want)
+                self.apply(ev.OperationPlanned(at=self.world.now(), step=want.step, operation=op))
+            elif isinstance(want, d.Execute):
+                if not want.reconcile:
+                    self.apply(ev.OperationStarted(at=self.world.now(), step=want.step,
+                                                   digest=want.digest))
+                self._machine_work(want.step, lambda w=want: ev.Performed(
+                    at=self.world.now(), step=w.step,
+                    result=self.world.execute(w, self.display.progress)))
+            else:
+                raise AssertionError(f"unhandled decision {want!r}")
+        return m.status
+
+    def _machine_work(self, step: int, work: Callable[[], ev.Event]) -> None:
+        """Do work for a step; a failure becomes PerformFailed, which stops the ceremony."""
+        try:
+            event = work()
+        except (Failure, OSError, RuntimeError, ValueError, KeyError) as e:
+            event = ev.PerformFailed(at=self.world.now(), step=step,
+                                     error=f"{type(e).__name__}: {e}")
+        self.apply(event)
