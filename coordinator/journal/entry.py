@@ -58,14 +58,14 @@ def _no_constant(name: str) -> Any:
 
 # One decoder for every line: `json.loads` with options would build a new one per call, which
 # was a third of `keyrite verify`'s time on a long journal.
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def decode(line: bytes) -> tuple[int, str, dict[str, Any]]:
     """`(seq, prev, record)` from a line, or BadLine. Checks shape, not links."""
     try:
         text = line.decode("utf-8")
-        obj, end = _DECODER.raw_decode(text)  # no whitespace allowed around the object
+        obj, end = DECODER.raw_decode(text)  # no whitespace allowed around the object
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError included
         raise BadLine("json", f"not a JSON line ({e})") from None
     if end != len(text):

@@ -167,12 +167,10 @@ class Journal:
                     "its creation was interrupted; nothing was cut"
                 )
             chain = Chain()
-            last = len(complete) - 1
-            for i, line in enumerate(complete):
-                try:
-                    chain.feed(line, complete[i + 1] if i < last else None)
-                except Broken as e:
-                    raise JournalCorrupt(path, e) from None
+            try:
+                chain.feed_lines(complete)
+            except Broken as e:
+                raise JournalCorrupt(path, e) from None
             signer = cls._signer_for(chain, key)
             if torn is not None:
                 os.ftruncate(fd, torn.offset)
@@ -200,7 +198,9 @@ class Journal:
         """Write `record` as the next entry; return once it is on disk (written and fsync'd).
 
         Records are JSON objects the journal does not interpret, except that the type
-        "checkpoint" is the journal's own (use `checkpoint`).
+        "checkpoint" is the journal's own (use `checkpoint`). They are stored as canonical
+        JSON, so `entries()` gives back what JSON keeps (tuples come back as lists); NaN and
+        infinities are refused.
         """
         if record.get("type") == CHECKPOINT_TYPE:
             raise ValueError("checkpoint records are written by Journal.checkpoint only")
@@ -223,19 +223,20 @@ class Journal:
         if self._failed is not None:
             raise JournalError(f"{self.path}: an earlier write failed ({self._failed}); reopen it")
         line = _entry.encode(self._chain.size, self._chain.last_hash, record)
-        try:
-            # A record the journal could not read back (NaN, ...) is refused before it is written.
-            _entry.decode(line)
-        except _entry.BadLine as e:
-            raise ValueError(f"record cannot be journaled: {e.reason}") from None
-        before = (self._chain.size, self._chain.last_hash, self._chain.tree.copy())
-        entry = self._chain.feed(line)
+        # NaN and infinities are the only values canonical_json writes that no JSON reader
+        # takes back; refuse them before anything is written (the substring test keeps the
+        # full check off the common path).
+        if b"NaN" in line or b"Infinity" in line:
+            try:
+                _entry.decode(line)
+            except _entry.BadLine as e:
+                raise ValueError(f"record cannot be journaled: {e.reason}") from None
+        entry = self._chain.extend(line, record)
         try:
             _write_all(self._fd, line + b"\n")
             os.fsync(self._fd)
         except OSError as e:
-            self._failed = e
-            self._chain.size, self._chain.last_hash, self._chain.tree = before
+            self._failed = e  # the entry may or may not be on disk: reopening will tell
             raise
         return entry
 

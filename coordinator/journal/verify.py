@@ -67,7 +67,9 @@ class Report:
         if self.problem is not None:
             p = self.problem
             return f"{self.path}: entry {p.seq} (line {p.line}) does not hold: {p.reason}"
-        parts = [f"{self.entries} entries", f"{self.checkpoints} checkpoints"]
+        entries = f"{self.entries} {'entry' if self.entries == 1 else 'entries'}"
+        checkpoints = f"{self.checkpoints} checkpoint{'' if self.checkpoints == 1 else 's'}"
+        parts = [entries, checkpoints]
         if self.last_checkpoint_size is not None:
             parts.append(f"last checkpoint covers {self.last_checkpoint_size}")
         else:
@@ -117,11 +119,8 @@ def verify_journal(path: str | os.PathLike[str], trusted_keys: list[str] | None 
     complete, torn = _lines.split(data)
     chain = Chain(trusted)
     problem: Problem | None = None
-    last = len(complete) - 1
-    feed = chain.feed
     try:
-        for i, line in enumerate(complete):
-            feed(line, complete[i + 1] if i < last else None)
+        chain.feed_lines(complete)
     except Broken as e:
         problem = Problem(e.seq, e.line, e.kind, e.reason)
     if problem is None and torn is not None:
