@@ -1,0 +1,135 @@
+"""`keyrite rehearse` end to end, on a real SoftHSM2 token, as a person runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from coordinator.script import bundled_script_path
+from tests.rehearsal_helpers import (
+    KEYRITE,
+    kill_when,
+    rehearse,
+    rehearse_json,
+    token_private_key_ids,
+)
+
+
+def check_completed(workdir: Path, summary: dict) -> None:
+    """Everything a finished rehearsal promises, checked from outside keyrite where we can."""
+    assert summary["status"] == "completed"
+    assert summary["steps_completed"] == summary["steps_total"] == 132
+    k = summary["keys"]
+    assert k["after_purge"] == k["initial"] - k["purged"]
+    assert k["after_generate"] == k["after_purge"] + k["generated"]
+    ids = token_private_key_ids(summary)
+    assert len(ids) == k["after_generate"], "the token disagrees with the summary"
+    assert len(set(ids)) == len(ids), "duplicate keys on the token"
+    # every drive that carries a checksum file passes sha256sum -c, run in the drive
+    checked = 0
+    for d in summary["drives"]:
+        assert d["verified"], d
+        files = Path(d["path"])
+        for sums in files.glob("*.sha256sum"):
+            subprocess.run(["sha256sum", "-c", sums.name], cwd=files, check=True,
+                           capture_output=True)
+            checked += 1
+            assert summary["backup_sha256"] in sums.read_text()
+    assert checked == 4  # the master copy and the three operative copies
+    v = subprocess.run([*KEYRITE, "verify", summary["journal"], "--key", summary["checkpoint_key"]],
+                       capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert summary["checkpoint"].startswith(summary["checkpoint_key"].split("+")[0] + "\n")
+    assert sorted(summary["custody"]) == ["albany", "auckland", "keygen-log", "master-copy",
+                                          "wellington"]
+
+
+def test_small_rehearsal_completes_and_adds_up(tmp_path: Path) -> None:
+    code, summary, err = rehearse_json(tmp_path / "r", "--fixture", "small")
+    assert code == 0, err
+    check_completed(tmp_path / "r", summary)
+    assert summary["keys"] == {"initial": 6, "after_purge": 4, "after_generate": 10,
+                               "purged": 2, "generated": 6}
+    assert "[ 33/132]" in err and "generated 6 of 6 keys" in err  # progress, on stderr with --json
+
+
+@pytest.mark.parametrize("moment", [
+    r"seeded 3 of 6 keys",  # during set-up, before the journal exists
+    r"\[  2/132\]",  # just after the journal was created
+    r"generated 2 of 6 keys",  # in the middle of key generation on the HSM
+    r"\[ 39/132\]",  # between the two KSO approvals of the backup
+    r"\[ 57/132\]",  # while copying to an operative drive
+    r"\[131/132\]",  # at the sign-off
+])
+def test_sigkill_then_resume_completes(tmp_path: Path, moment: str) -> None:
+    work = tmp_path / "r"
+    kill_when(work, moment, "--fixture", "small")
+    code, summary, err = rehearse_json(work, "--resume")
+    assert code == 0, err
+    check_completed(work, summary)
+    assert summary["keys"]["after_generate"] == 10
+    # no step repeated: each step number completes once in the journal's replay
+    entries = [json.loads(line) for line in Path(summary["journal"]).read_text().splitlines()]
+    completions = [e["record"]["step"] for e in entries
+                   if e["record"].get("type") == "event"
+                   and e["record"]["event"]["event"] == "OperationStarted"]
+    assert sorted(completions) == sorted(set(completions)), "an HSM operation was started twice"
+
+
+def test_resume_after_completion_changes_nothing(tmp_path: Path) -> None:
+    work = tmp_path / "r"
+    code, first, _ = rehearse_json(work, "--fixture", "small")
+    assert code == 0
+    code, again, _ = rehearse_json(work, "--resume")
+    assert code == 0
+    assert again["keys"] == first["keys"]
+    assert again["backup_sha256"] == first["backup_sha256"]
+
+
+def test_a_verify_mismatch_stops_the_ceremony(tmp_path: Path) -> None:
+    script = tmp_path / "wrong-role.toml"
+    text = bundled_script_path().read_text()
+    old = 'expect = "signer.standby.role"'
+    assert text.count(old) == 1
+    script.write_text(text.replace(old, 'value = "active"'))
+    code, summary, err = rehearse_json(tmp_path / "r", str(script), "--fixture", "small")
+    assert code == 1
+    assert summary["status"] == "stopped"
+    assert summary["exception"]["step"] == 29
+    assert "standby" in summary["exception"]["reason"]
+    assert summary["keys"]["initial"] is None, "nothing was purged after the stop"
+
+
+def test_bad_inputs_exit_2(tmp_path: Path) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "something").write_text("x")
+    p = rehearse("--workdir", str(busy), "--fixture", "small")
+    assert p.returncode == 2 and "not empty" in p.stderr
+    p = rehearse("--workdir", str(tmp_path / "none"), "--resume")
+    assert p.returncode == 2 and "nothing to resume" in p.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[ceremony]\nid = "x"\n')
+    p = rehearse(str(bad), "--workdir", str(tmp_path / "new"))
+    assert p.returncode == 2 and "bad.toml:" in p.stderr
+    assert not (tmp_path / "new" / "signer").exists(), "the HSM was touched before validation"
+    p = rehearse("--workdir", str(tmp_path / "x"), "--fixture", "huge")
+    assert p.returncode == 2
+
+
+def test_help_explains(tmp_path: Path) -> None:
+    p = subprocess.run([*KEYRITE, "rehearse", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0
+    for word in ("--workdir", "--resume", "--json", "--fixture", "Exit codes"):
+        assert word in p.stdout
+
+
+def test_workdir_records_options_for_resume(tmp_path: Path) -> None:
+    code, _, _ = rehearse_json(tmp_path / "r", "--fixture", "small")
+    opts = tomllib.loads((tmp_path / "r" / "rehearsal.toml").read_text())
+    assert code == 0 and opts["fixture"] == "small"
+    assert Path(opts["script"]) == bundled_script_path()
