@@ -8,7 +8,9 @@ the planning module's own count, and tests check them against the seed's numbers
 
 Seeding RSA keys is the slow part (~0.4 s each here), so the keys are split over several worker
 processes on the one token: SoftHSM2 allows that (file locks), and it is what the second core is
-for. python-pkcs11 itself is never used from two threads of one process.
+for. python-pkcs11 itself is never used from two threads of one process. While both processes
+write, neither reads (SoftHSM's view of another process's concurrent writes is unreliable); the
+keys are listed and checked afterwards from a fresh process.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from keyrite.durations import MONTH, YEAR, parse_duration
 from signer_shim.config import SignerConfig
 from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys, Progress, SignerError
-from signer_shim.inventory import contents_from_objects
+from signer_shim.inventory import contents_from_objects, key_problems
 from signer_shim.keystate import KeyRecord, KeyState, save_keystate
 from signer_shim.planning import keys_needed, new_locator
 from signer_shim.softhsm import SoftHSMToken, create_token
@@ -174,7 +176,7 @@ def _generate_parallel(token: SoftHSMToken, records: Sequence[KeyRecord], proces
 
             try:
                 keys = [{"locator": r.locator, "algorithm": r.algorithm} for r in shares[i]]
-                workers[i].call("generate", {"keys": keys}, relay)
+                workers[i].call("generate", {"keys": keys, "check": False}, relay)
             except BaseException as e:
                 errors.append(e)
 
@@ -188,14 +190,20 @@ def _generate_parallel(token: SoftHSMToken, records: Sequence[KeyRecord], proces
     finally:
         for w in workers:
             w.close()
-    # Listed from a fresh process: right after two processes wrote to one token, either of them
-    # may still miss some of the other's objects (SoftHSM's change counter races), a fresh
-    # process reads the directory as it is.
+    # Checked from a fresh process once both writers are gone: while two processes write to
+    # one token, each one's view of the other's objects is unreliable in SoftHSM (stale lists,
+    # invalid handles); a fresh process reads the directory as it is.
     checker = WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)
     try:
         listed = contents_from_objects(token.label, checker.call("list_objects"))
+        audit = checker.call("audit")
     finally:
         checker.close()
     expected = {r.locator for r in records}
     if listed.locators != expected or listed.halves:
-        raise SignerError(f"seeding left {len(listed.locators)} keys, expected {total}")
+        raise SignerError(f"seeding left {len(listed.locators)} keys and {len(listed.halves)} "
+                          f"half pairs, expected {total} keys")
+    for r in records:
+        wrong = key_problems(audit[r.locator], r.locator, r.algorithm)
+        if wrong:
+            raise SignerError(f"seeded key {r.locator} is not as asked: {', '.join(wrong)}")

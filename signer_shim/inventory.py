@@ -43,6 +43,25 @@ def contents_from_objects(repository: str, objects: Iterable[Mapping[str, Any]])
     return TokenContents(Inventory(repository=repository, keys=keys), halves)
 
 
+#: What every ceremony private key must show (kskm and boulder check each key they make).
+REQUIRED_PRIVATE = {"sensitive": True, "extractable": False, "always_sensitive": True,
+                    "never_extractable": True, "local": True, "private": True, "sign": True}
+
+
+def key_problems(attrs: Mapping[str, Any], locator: str, expected_type: str) -> list[str]:
+    """What is wrong with a key pair's attributes (the worker's `key_attributes`); [] if none."""
+    wrong = [k for k, v in REQUIRED_PRIVATE.items() if attrs.get(k) != v]
+    if attrs.get("type") != expected_type:
+        wrong.append(f"type {attrs.get('type')} is not {expected_type}")
+    if attrs.get("public_exponent", 65537) != 65537:
+        wrong.append("public exponent is not 65537")
+    if attrs.get("label") != locator or attrs.get("public_label") != locator:
+        wrong.append("label is not the ID")
+    if not attrs.get("token"):
+        wrong.append("not a token object")
+    return wrong
+
+
 def diff(before: Iterable[str], after: Iterable[str]) -> tuple[list[str], list[str]]:
     """(added, removed), each sorted."""
     b, a = set(before), set(after)

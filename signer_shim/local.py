@@ -125,12 +125,12 @@ class LocalSigner:
                 raise SignerError("a backup needs the device-backup password (secrets['password'])")
             self._journal.append(digest, "received", operation=op,
                                  approvals=[_approval_dict(a) for a in approvals])
-            contents = self._contents()
-            if not status.started:
-                self._precheck(op, contents)
-                self._journal.append(digest, "started", before=sorted(contents.locators))
-                status = self._journal.status(digest)
             try:
+                contents = self._contents()
+                if not status.started:
+                    self._precheck(op, contents)
+                    self._journal.append(digest, "started", before=sorted(contents.locators))
+                    status = self._journal.status(digest)
                 result = self._run(op, digest, status, contents, progress, secrets)
             except Exception as e:
                 self._journal.append(digest, "failed", error=str(e))
@@ -302,4 +302,7 @@ def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:
     have an approval's shape."""
     if isinstance(a, Approval):
         return a.to_dict()
-    return Approval.from_dict(dict(a)).to_dict()
+    try:
+        return Approval.from_dict(dict(a)).to_dict()
+    except (KeyError, TypeError, ValueError) as e:
+        raise SignerError(f"an approval is malformed: {e!r}") from None

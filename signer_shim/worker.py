@@ -28,6 +28,7 @@ from pkcs11.util.ec import encode_ec_public_key
 from pkcs11.util.rsa import encode_rsa_public_key
 
 from signer_shim.algorithms import algorithm, ec_name, rsa_name
+from signer_shim.inventory import key_problems
 from signer_shim.wire import decode, encode
 
 _CLASSES = {ObjectClass.PRIVATE_KEY: "private", ObjectClass.PUBLIC_KEY: "public"}
@@ -37,13 +38,11 @@ _PRIVATE_FLAGS = {
     "never_extractable": Attribute.NEVER_EXTRACTABLE, "local": Attribute.LOCAL,
     "private": Attribute.PRIVATE, "sign": Attribute.SIGN,
 }
-#: What every generated private key must show before it is reported as made.
-_REQUIRED = {"sensitive": True, "extractable": False, "always_sensitive": True,
-             "never_extractable": True, "local": True, "private": True, "sign": True}
 _MECHANISMS = {"SHA256_RSA_PKCS": Mechanism.SHA256_RSA_PKCS, "ECDSA": Mechanism.ECDSA}
 
 
-_PLAIN_METHODS = ("token_info", "list_objects", "destroy", "key_attributes", "public_key", "sign")
+_PLAIN_METHODS = ("token_info", "list_objects", "destroy", "key_attributes", "audit",
+                  "public_key", "sign")
 
 
 class Refused(Exception):
@@ -77,14 +76,22 @@ class Worker:
                             "label": o[Attribute.LABEL], "type": self._type(o)})
         return out
 
-    def generate(self, keys: list[dict[str, str]], progress: Callable[..., None]) -> dict[str, Any]:
+    def generate(self, keys: list[dict[str, str]], progress: Callable[..., None],
+                 check: bool = True) -> dict[str, Any]:
+        """Make these key pairs. `check=False` reads nothing from the token (no duplicate-ID
+        refusal, no per-key check), for when another process writes to it at the same time
+        (see `_check`): the caller must then `audit` from a fresh process once all writing
+        is over."""
         done = []
+        existing = self._ids() if check else set()
         for k in keys:  # check all first: refuse before making anything
-            if self._objects(k["locator"]):
+            if k["locator"] in existing:
                 raise Refused(f"key objects with ID {k['locator']} already exist")
             algorithm(k["algorithm"])
         for i, k in enumerate(keys, 1):
             self._generate_one(k["locator"], k["algorithm"])
+            if check:
+                self._check(k["locator"], k["algorithm"])
             done.append(k["locator"])
             progress(i, len(keys), f"generated {i} of {len(keys)} keys")
         return {"generated": done}
@@ -106,6 +113,18 @@ class Worker:
         """The attributes that make a key a ceremony key, for the checks and the tests."""
         (priv,) = self._objects(locator, ObjectClass.PRIVATE_KEY)
         (pub,) = self._objects(locator, ObjectClass.PUBLIC_KEY)
+        return self._attributes(pub, priv)
+
+    def audit(self) -> dict[str, Any]:
+        """key_attributes of every whole pair on the token, by locator, in one pass."""
+        by_id: dict[str, dict[str, Any]] = {}
+        for cls, name in _CLASSES.items():
+            for o in list(self.session.get_objects({Attribute.CLASS: cls})):
+                by_id.setdefault(bytes(o[Attribute.ID]).hex(), {})[name] = o
+        return {i: self._attributes(p["public"], p["private"])
+                for i, p in sorted(by_id.items()) if len(p) == 2}
+
+    def _attributes(self, pub: Any, priv: Any) -> dict[str, Any]:
         out = {name: bool(priv[a]) for name, a in _PRIVATE_FLAGS.items()}
         out.update(label=priv[Attribute.LABEL], public_label=pub[Attribute.LABEL],
                    token=bool(priv[Attribute.TOKEN]) and bool(pub[Attribute.TOKEN]),
@@ -126,6 +145,11 @@ class Worker:
         return {"signature": base64.b64encode(sig).decode()}
 
     # -- device details ---------------------------------------------------------------------
+
+    def _ids(self) -> set[str]:
+        """Every key object ID on the token, in one pass (a find per key costs a pass each)."""
+        return {bytes(o[Attribute.ID]).hex() for c in _CLASSES
+                for o in list(self.session.get_objects({Attribute.CLASS: c}))}
 
     def _objects(self, locator: str, cls: ObjectClass | None = None) -> list[Any]:
         classes = [cls] if cls is not None else list(_CLASSES)
@@ -160,19 +184,23 @@ class Worker:
         else:
             public[Attribute.EC_PARAMS] = alg.ec_params
             self.session.generate_keypair(KeyType.EC, **common)
-        self._check(locator, name)
 
     def _check(self, locator: str, name: str) -> None:
         """Check the new pair is what was asked before anyone is told it exists (boulder
-        checks every generated key); a pair that is not is deleted again."""
-        attrs = self.key_attributes(locator)
-        wrong = [k for k, v in _REQUIRED.items() if attrs[k] != v]
-        if attrs["type"] != name:
-            wrong.append(f"type {attrs['type']}")
-        if attrs.get("public_exponent", 65537) != 65537:
-            wrong.append("public exponent")
-        if attrs["label"] != locator or attrs["public_label"] != locator or not attrs["token"]:
-            wrong.append("label/token")
+        checks every generated key); a pair that is not is deleted again.
+
+        Only sound while no other process writes to the token: SoftHSM then re-reads its
+        object directory under this session, and handles (those C_GenerateKeyPair returned,
+        and even those a fresh find returned) were seen to go invalid (ObjectHandleInvalid),
+        to read another object's attributes, or to miss the other half.
+        """
+        found = list(self.session.get_objects({Attribute.ID: bytes.fromhex(locator)}))
+        pubs = [o for o in found if o[Attribute.CLASS] == ObjectClass.PUBLIC_KEY]
+        privs = [o for o in found if o[Attribute.CLASS] == ObjectClass.PRIVATE_KEY]
+        if len(pubs) != 1 or len(privs) != 1:
+            raise Refused(f"generated key {locator}: found {len(pubs)} public and "
+                          f"{len(privs)} private objects with its ID")
+        wrong = key_problems(self._attributes(pubs[0], privs[0]), locator, name)
         if wrong:
             self.destroy([locator])
             raise Refused(f"generated key {locator} is not as asked: {', '.join(wrong)}")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from keyrite.durations import DAY, MONTH, YEAR, parse_duration
 from signer_shim.fixture import DEFAULT_POLICIES, SHAPES, expected_figures, seed_records
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, SignerError
-from signer_shim.inventory import contents_from_objects, diff
+from signer_shim.inventory import contents_from_objects, diff, key_problems
 from signer_shim.keystate import KeyRecord, KeyState
 from signer_shim.planning import (
     check_generated,
@@ -275,3 +275,18 @@ def test_small_fixture_figures() -> None:
     figures = expected_figures(DEFAULT_POLICIES, SHAPES["small"], records, "P14M")
     assert (figures.keys, figures.dead, figures.after_purge) == (6, 2, 4)
     assert (figures.to_generate, figures.after_generate) == (6, 10)
+
+
+def test_key_problems_names_what_is_wrong() -> None:
+    good = {"sensitive": True, "extractable": False, "always_sensitive": True,
+            "never_extractable": True, "local": True, "private": True, "sign": True,
+            "label": loc(1), "public_label": loc(1), "token": True, "type": "RSA/2048",
+            "public_exponent": 65537}
+    assert key_problems(good, loc(1), "RSA/2048") == []
+    assert key_problems({**good, "extractable": True}, loc(1), "RSA/2048") == ["extractable"]
+    assert key_problems(good, loc(1), "ECDSA/P-256") == ["type RSA/2048 is not ECDSA/P-256"]
+    assert key_problems({**good, "public_exponent": 3}, loc(1), "RSA/2048") == [
+        "public exponent is not 65537"]
+    assert key_problems({**good, "public_label": "x"}, loc(1), "RSA/2048") == [
+        "label is not the ID"]
+    assert key_problems({**good, "token": False}, loc(1), "RSA/2048") == ["not a token object"]
