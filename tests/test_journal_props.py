@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coordinator.journal import Journal, verify_journal
+from coordinator.journal import lines as journal_lines
+from coordinator.journal.chain import Broken, Chain
 from tests.test_journal import AT, GENESIS, NAME
 
 KEY = Ed25519PrivateKey.generate()
@@ -92,6 +94,27 @@ def test_any_single_byte_flip_is_caught_in_the_entry_it_hit(ops, where: float, x
         assert not report.ok
         assert report.problem is not None
         assert report.problem.seq == hit, (pos, xor, report.problem)
+        slow = _one_by_one(bytes(data))
+        if slow is None:
+            assert report.problem.kind == "torn"
+        else:
+            assert (slow.seq, slow.kind, slow.reason) == (
+                hit,
+                report.problem.kind,
+                report.problem.reason,
+            )
+
+
+def _one_by_one(data: bytes) -> Broken | None:
+    """The plain `feed` loop, to hold the inlined `feed_lines` (which verify uses) to it."""
+    complete, _ = journal_lines.split(data)
+    chain = Chain()
+    for i, line in enumerate(complete):
+        try:
+            chain.feed(line, complete[i + 1] if i + 1 < len(complete) else None)
+        except Broken as e:
+            return e
+    return None  # a torn tail: verify reports it at the same seq
 
 
 @SETTINGS

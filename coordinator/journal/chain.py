@@ -141,10 +141,9 @@ class Chain:
         """
         raw_decode = _entry.DECODER.raw_decode
         sha256 = hashlib.sha256
-        tree = self.tree
-        append_leaf = tree.append
         last = len(lines) - 1
         pos, last_hash = self.size, self.last_hash
+        pending: list[bytes] = []  # ordinary lines not yet in the tree: added in one batch
         for i, line in enumerate(lines):
             try:
                 text = line.decode("utf-8")
@@ -164,12 +163,15 @@ class Chain:
                 ordinary = False
             if ordinary and self.broken is None:
                 last_hash = sha256(line).hexdigest()
-                append_leaf(line)
+                pending.append(line)
                 pos += 1
                 continue
+            self.tree.extend(pending)
+            pending.clear()
             self.size, self.last_hash = pos, last_hash
             self.feed(line, lines[i + 1] if i < last else None)
             pos, last_hash = self.size, self.last_hash
+        self.tree.extend(pending)
         self.size, self.last_hash = pos, last_hash
 
     def extend(self, line: bytes, record: dict[str, Any]) -> Entry:
