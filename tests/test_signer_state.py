@@ -77,7 +77,7 @@ def test_journal_fold_and_torn_line(tmp_path: Path) -> None:
 
 
 def config(tmp_path: Path) -> SignerConfig:
-    return SignerConfig(name="sign2", role="standby", module=Path("/usr/lib/x.so"),
+    return SignerConfig(name="standby", role="standby", module=Path("/usr/lib/x.so"),
                         softhsm2_conf=tmp_path / "softhsm2.conf", token_label="tok",
                         user_pin="s3cret-pin", state_dir=tmp_path / "state",
                         host_key_path=tmp_path / "hostkey")
