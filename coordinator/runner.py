@@ -45,6 +45,8 @@ class Display(Protocol):
 
     def progress(self, done: int, total: int, what: str) -> None: ...
 
+    def approval(self, machine: Machine, want: d.RequestApproval) -> None: ...
+
 
 class Journal(Protocol):
     def append(self, record: dict[str, Any]) -> Any: ...
@@ -95,6 +97,8 @@ class Runner:
             want = m.wants()[0]
             if isinstance(want, (d.Ask, d.RequestApproval)):
                 context: dict[str, Any] = {}
+                if isinstance(want, d.RequestApproval):
+                    self.display.approval(m, want)
                 if isinstance(want, d.Ask) and want.kind == "signoff":
                     context["checkpoint"] = self.journal.checkpoint(self.iso(self.world.now()))
                 answers = self.world.people(want, context)

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from coordinator.machine import Machine
 from coordinator.machine import decisions as d
+from keyrite.digests import colon_hex, pgp_words
 
 
 def _mmss(seconds: float) -> str:
@@ -23,6 +24,7 @@ class Display:
         self._section: str | None = None
         self._section_start = 0.0
         self._last_progress = -1
+        self._shown: set[tuple[int, str]] = set()
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -51,6 +53,29 @@ class Display:
             self.say(f"== ceremony {notice.status}")
         elif isinstance(notice, d.StepCompleted) and notice.value:
             self.say(f"         -> {notice.value[:100]}")
+
+    def approval(self, machine: Machine, want: d.RequestApproval) -> None:
+        """What every officer sees before approving: the whole operation and its digest, in hex
+        and in PGP words to read aloud. Shown once per operation."""
+        key = (want.step, want.digest)
+        if key in self._shown:
+            self.say(f"         {want.role} approval {want.have + 1} of {want.need} for step "
+                     f"{want.step}")
+            return
+        self._shown.add(key)
+        op = want.operation
+        self.say(f"         operation for step {want.step}, to be approved by {want.need} "
+                 f"{want.role}: {op.get('op')}")
+        if op.get("op") == "purge":
+            self.say(f"           delete {len(op['delete'])} dead keys: {' '.join(op['delete'])}")
+        elif op.get("op") == "generate":
+            for b in op.get("batches", []):
+                self.say(f"           {b['policy']} {b['role']} {b['algorithm']}: {b['count']} "
+                         "new keys")
+        elif op.get("op") == "backup":
+            self.say(f"           write {op.get('file')} of token {op.get('token')}")
+        self.say(f"           digest {colon_hex(want.digest)}")
+        self.say(f"           words  {pgp_words(want.digest)}")
 
     def progress(self, done: int, total: int, what: str) -> None:
         if self.quiet or total <= 0:
