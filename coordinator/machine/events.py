@@ -155,7 +155,10 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             continue
         v = d[f.name]
         if hints[f.name] is Approval:
-            v = Approval.from_dict(v)
+            try:  # a journal's approval that is not a whole table is bad input, like a lost field
+                v = Approval.from_dict(v)
+            except (KeyError, TypeError) as e:
+                raise ValueError(f"event {d['event']}: approval is malformed ({e!r})") from e
         elif isinstance(v, list):
             v = tuple(v)
         kwargs[f.name] = v
