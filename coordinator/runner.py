@@ -94,7 +94,7 @@ class Runner:
             if m.current and m.current.n != last_step:
                 last_step = m.current.n
                 self.display.step(m)
-            want = m.wants()[0]
+            want = m.wants(now=self.world.now())[0]
             if isinstance(want, (d.Ask, d.RequestApproval)):
                 context: dict[str, Any] = {}
                 if isinstance(want, d.RequestApproval):

@@ -312,8 +312,10 @@ class Machine:
         s = self.state
         if s.status in ("completed", "aborted"):
             raise Refused(f"the ceremony is {s.status}")
-        s.now = e.at
-        self._expire(e.at)
+        # the machine's time never goes back: an event stamped earlier (another console's
+        # clock, a replayed stamp) is judged at the latest time already seen
+        s.now = max(s.now, e.at)
+        self._expire(s.now)
         if isinstance(e, ev.SignIn):
             return self._sign_in(e)
         if isinstance(e, ev.Decide):
@@ -353,7 +355,18 @@ class Machine:
         if s.index == len(self.steps):
             s.status = "completed"
             notices.append(d.CeremonyEnded("completed"))
+        elif self._quorum_step_satisfied():
+            # approvals that came in early (both KSOs at the first quorum step) complete the
+            # next quorum step as soon as it is reached: nobody is left to ask
+            notices += self._complete(self.current)  # type: ignore[arg-type]
         return notices
+
+    def _quorum_step_satisfied(self) -> bool:
+        step = self.current
+        if step is None or step.action != "quorum":
+            return False
+        q = self.script.quorums[step.quorum[0]]
+        return len(self.state.approvals.get(q.id, [])) >= (step.count or q.m)
 
     def _stop(self, step: Step, kind: str, reason: str, **extra: Any) -> list[d.Decision]:
         self.state.status = "exception"
@@ -506,7 +519,7 @@ class Machine:
         used: list[_Approved] = []
         for qid in step.quorum:
             q = self.script.quorums[qid]
-            valid = [a for a in s.approvals.get(qid, []) if a.approval.expires > e.at]
+            valid = [a for a in s.approvals.get(qid, []) if a.approval.expires > s.now]
             if len(valid) < q.m:
                 raise Refused(f"quorum {qid} has {len(valid)} of {q.m} valid approvals")
             used += valid[: q.m]
@@ -587,7 +600,7 @@ class Machine:
         try:
             check_approval(
                 e.approval, ceremony=self.script.ceremony.id, step=q.authorizes,
-                script_sha256=self.script.sha256, operation=op["digest"], now=e.at,
+                script_sha256=self.script.sha256, operation=op["digest"], now=s.now,
                 max_lifetime=q.expires.seconds + CLOCK_SKEW,
             )
         except ApprovalRefused as err:
