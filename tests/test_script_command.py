@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.script import bundled_script_path, command
+from coordinator.script import command
 from tests.test_script_samples import BASE, change, line_of
 
 
@@ -83,9 +83,6 @@ def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "nope.toml: cannot read: No such file or directory" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not bundled_script_path().is_file(),
-                    reason="the bundled script (coordinator/scripts/second-key-generation.toml) "
-                    "is not there")
 def test_default_is_the_bundled_script(capsys: pytest.CaptureFixture[str]) -> None:
     assert run() == 0
     out = capsys.readouterr().out

@@ -177,10 +177,6 @@ def test_docs_example_loads_and_uses_every_action() -> None:
     assert s.step(21).contents == ("drive:master-copy", "password:device-backup")
 
 
-BUNDLED_ABSENT = "the bundled script (coordinator/scripts/second-key-generation.toml) is not there"
-
-
-@pytest.mark.skipif(not bundled_script_path().is_file(), reason=BUNDLED_ABSENT)
 def test_bundled_script_loads_with_every_seed_step() -> None:
     s = load_script(bundled_script_path())
     assert [step.n for step in s.steps] == list(range(1, 133))
