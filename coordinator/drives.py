@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 from keyrite.exits import Failure
+from keyrite.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_sha256sum(folder: Path, sumfile: str) -> tuple[bool, list[str]]:
@@ -112,13 +104,7 @@ class FolderDrives:
         for name, data in files:
             if "/" in name or name.startswith("."):
                 raise Failure(f"refusing to write {name!r}: not a plain file name")
-            tmp = dest / f".{name}.partial"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest / name)
-            fsync_dir(dest)
+            write_atomic(dest / name, data, mode=0o644)
             want = hashlib.sha256(data).hexdigest()
             got = sha256_file(dest / name)
             if got != want:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signer_shim.files import write_atomic
+from keyrite.files import write_atomic
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "signer": ("name", "role", "state_dir", "host_key_path"),

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from keyrite.files import write_atomic
 from signer_shim.algorithms import algorithm
-from signer_shim.files import write_atomic
 
 VERSION = 1
 STATES = ("generate", "publish", "ready", "active", "retire", "dead", "purged")

@@ -26,10 +26,10 @@ from typing import Any, final
 
 from keyrite.approval import Approval
 from keyrite.digests import operation_digest
+from keyrite.files import write_exclusive
 from signer_shim import planning
 from signer_shim.backup import BackupError, build_archive, read_manifest, sha256sum_line
 from signer_shim.config import SignerConfig
-from signer_shim.files import write_exclusive
 from signer_shim.hostkey import host_key_fingerprint, host_key_md5
 from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
 from signer_shim.inventory import TokenContents, contents_from_objects

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from keyrite.durations import MONTH, YEAR
+from keyrite.files import partial_name
 from signer_shim.backup import BackupError, restore_backup
 from signer_shim.config import SignerConfig
-from signer_shim.files import partial_name
 from signer_shim.fixture import RehearsalToken, seed_rehearsal_token
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.local import LocalSigner

@@ -38,6 +38,7 @@ from coordinator.journal.checkpoint import Checkpoint
 from coordinator.journal.entry import CHECKPOINT_TYPE, Entry
 from coordinator.journal.lines import TornTail
 from coordinator.journal.note import Signer, Verifier, sign, valid_name
+from keyrite.files import fsync_dir
 
 
 class JournalError(Exception):
@@ -63,13 +64,6 @@ def _lock(fd: int, path: Path) -> None:
         os.close(fd)
         raise JournalBusy(f"{path} is held open by another process") from None
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -136,7 +130,7 @@ class Journal:
         try:
             _write_all(fd, line + b"\n")
             os.fsync(fd)
-            _fsync_dir(path)
+            fsync_dir(path.parent)
         except BaseException:
             os.close(fd)
             raise

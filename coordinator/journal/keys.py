@@ -1,68 +1,20 @@
-"""The coordinator's Ed25519 key on disk: PKCS#8 PEM, optionally passphrase-encrypted.
+"""The coordinator's checkpoint key: making one, and its verifier key text.
 
-The file is written like every other output: created exclusively (an existing key is never
-replaced, since that would orphan every checkpoint it signed), mode 0600, fsync'd with its
-directory.
+The key file itself is written and read by `keyrite.keyfiles`, like every officer's key.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    BestAvailableEncryption,
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
 
 from coordinator.journal.note import Verifier
+from keyrite.keyfiles import KeyFileError, load_private_key, save_private_key
 
-
-class KeyFileError(ValueError):
-    """A key file that cannot be used: not Ed25519, wrong or missing passphrase, not PEM."""
+__all__ = ["KeyFileError", "generate_key", "load_private_key", "save_private_key", "verifier_key"]
 
 
 def generate_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
-
-
-def save_private_key(
-    path: str | os.PathLike[str], key: Ed25519PrivateKey, passphrase: bytes | None = None
-) -> None:
-    """Write `key` as PKCS#8 PEM to a new file; raises FileExistsError if `path` exists."""
-    path = Path(path)
-    encryption = BestAvailableEncryption(passphrase) if passphrase else NoEncryption()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def load_private_key(
-    path: str | os.PathLike[str], passphrase: bytes | None = None
-) -> Ed25519PrivateKey:
-    data = Path(path).read_bytes()
-    try:
-        key = load_pem_private_key(data, password=passphrase)
-    except TypeError as e:  # encrypted without a passphrase given, or the other way round
-        raise KeyFileError(f"{path}: {e}") from None
-    except ValueError:
-        raise KeyFileError(f"{path}: not a PEM private key, or the passphrase is wrong") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: not an Ed25519 key")
-    return key
 
 
 def verifier_key(name: str, key: Ed25519PrivateKey) -> str:

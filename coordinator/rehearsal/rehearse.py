@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consoles.officer_keys import load_key
 from consoles.scripted import ScriptedRoom
 from coordinator.drives import FolderDrives
 from coordinator.journal import Journal
@@ -23,12 +22,14 @@ from coordinator.machine import events as ev
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
 from coordinator.rehearsal.people import CUSTODIANS, PEOPLE
-from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up, write_new
+from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up
 from coordinator.rehearsal.world import RehearsalWorld
 from coordinator.runner import Runner
 from coordinator.script import bundled_script_path
 from coordinator.script.load import load_script, load_script_text
 from keyrite.exits import BadInput, Failure
+from keyrite.files import write_exclusive
+from keyrite.keyfiles import load_private_key
 from signer_shim.config import SignerConfig
 from signer_shim.local import LocalSigner
 
@@ -62,14 +63,15 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "default",
     display = Display(out=sys.stderr if as_json else sys.stdout)
     if not resume:
         paths.root.mkdir(parents=True, exist_ok=True)
-        write_new(paths.options, f'script = "{script_path}"\nfixture = "{fixture}"\n'.encode())
+        options = f'script = "{script_path}"\nfixture = "{fixture}"\n'
+        write_exclusive(paths.options, options.encode())
     if not paths.done.exists():
         display.say(f"setting up {paths.root} (fixture {fixture})")
         set_up(paths, script, fixture, display.progress)
 
     roster, keys = load_cast(paths)
     previous = {k: str(v) for k, v in read_toml(paths.previous).items()}
-    coordinator_key = load_key(paths.coordinator_key, None)
+    coordinator_key = load_private_key(paths.coordinator_key)
     machine = Machine(script, roster, previous)
     _discard_unborn_journal(paths.journal, display)
     if paths.journal.exists():

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import shutil
 import tomllib
@@ -32,8 +31,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from consoles.officer_keys import load_key, save_key
-from coordinator.drives import FolderDrives, fsync_dir
+from coordinator.drives import FolderDrives
 from coordinator.rehearsal.people import PEOPLE, seat_role
 from coordinator.roster import Officer, Roster, dump_roster, load_roster
 from coordinator.runner import Progress
@@ -41,6 +39,8 @@ from coordinator.script.model import Script
 from keyrite.approval import public_key_text
 from keyrite.digests import colon_hex
 from keyrite.exits import BadInput
+from keyrite.files import write_exclusive
+from keyrite.keyfiles import load_private_key, save_private_key
 from signer_shim.fixture import seed_rehearsal_token
 from signer_shim.interface import PolicyKeys
 from signer_shim.local import LocalSigner
@@ -63,15 +63,6 @@ class Paths:
         if name in files:
             return self.root / files[name]
         raise AttributeError(name)
-
-
-def write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Create `path` exclusively, fsync'd: set-up never writes over anything."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _toml_value(v: Any) -> str:
@@ -110,12 +101,12 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> No
         for seat in p.seats:
             key = Ed25519PrivateKey.generate()
             passphrases[seat] = secrets.token_urlsafe(12)
-            save_key(key, paths.officers / f"{seat}.key", passphrases[seat].encode())
+            save_private_key(paths.officers / f"{seat}.key", key, passphrases[seat].encode())
             officers[seat] = Officer(seat, seat_role(seat), p.person, p.name, p.organisation,
                                      public_key_text(key.public_key()))
-    write_new(paths.officers / "passphrases.toml",
+    write_exclusive(paths.officers / "passphrases.toml",
               "".join(f"{k} = {_toml_value(v)}\n" for k, v in passphrases.items()).encode(), 0o600)
-    write_new(paths.roster, dump_roster(Roster(officers)).encode())
+    write_exclusive(paths.roster, dump_roster(Roster(officers)).encode())
 
     # the signer with its token, seeded with the previous ceremony's keys
     declared = script.signers[0]
@@ -128,15 +119,16 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> No
 
     # materials, drives, bags, live CD
     paths.materials.mkdir(mode=0o700)
-    write_new(paths.materials / "device-backup-password", secrets.token_urlsafe(24).encode(), 0o600)
+    password = secrets.token_urlsafe(24).encode()
+    write_exclusive(paths.materials / "device-backup-password", password, 0o600)
     drives = FolderDrives(paths.drives)
     for label in script.drives:
         serial = script.drives[label].serial or secrets.token_hex(12).upper()
         drives.provision(label, serial)
     bag_serials = {b: str(3_000_000 + secrets.randbelow(999_999)) for b in script.bags}
-    write_new(paths.bags, "".join(f'{k} = "{v}"\n' for k, v in bag_serials.items()).encode())
+    write_exclusive(paths.bags, "".join(f'{k} = "{v}"\n' for k, v in bag_serials.items()).encode())
     cd = livecd_bytes()
-    write_new(paths.livecd, cd)
+    write_exclusive(paths.livecd, cd)
 
     # the previous ceremony's record: what this ceremony must find again
     previous = {
@@ -145,13 +137,11 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> No
         "hsm_fingerprint": signer["fingerprint"],
         "key_count": str(signer["key_count"]),
     }
-    write_new(paths.previous,
+    write_exclusive(paths.previous,
               "".join(f"{k} = {_toml_value(v)}\n" for k, v in previous.items()).encode())
     key = Ed25519PrivateKey.generate()
-    save_key(key, paths.coordinator_key, None)  # the machine's own key: file mode guards it
-    fsync_dir(paths.root)
-    write_new(paths.done, b"")
-    fsync_dir(paths.root)
+    save_private_key(paths.coordinator_key, key)  # the machine's own key: file mode guards it
+    write_exclusive(paths.done, b"")  # last: set-up is complete
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -164,6 +154,6 @@ def read_toml(path: Path) -> dict[str, Any]:
 def load_cast(paths: Paths) -> tuple[Roster, dict[str, Ed25519PrivateKey]]:
     roster = load_roster(paths.roster)
     phrases = read_toml(paths.officers / "passphrases.toml")
-    keys = {seat: load_key(paths.officers / f"{seat}.key", str(phrases[seat]).encode())
+    keys = {seat: load_private_key(paths.officers / f"{seat}.key", str(phrases[seat]).encode())
             for seat in roster.officers}
     return roster, keys

@@ -1,8 +1,8 @@
 """Writing files so that a crash leaves either the old content or the new, never half of it.
 
-Two ways, for two kinds of file: state the signer keeps (key state, config) is replaced
-atomically; outputs others read (backups, checksums) are created exclusively and never replace
-anything, the boulder ceremony tool's rule.
+Two ways, for two kinds of file: state a room keeps (key state, config) is replaced atomically;
+outputs others read (backups, checksums, keys, the rehearsal's records) are created exclusively
+and never replace anything, the boulder ceremony tool's rule. Every room writes through here.
 """
 
 from __future__ import annotations
