@@ -1,6 +1,8 @@
-"""Approvals that arrive early, and time stamps that go backwards."""
+"""Approvals that arrive early, time stamps that go backwards, and strict event decoding."""
 
 from __future__ import annotations
+
+import pytest
 
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
@@ -46,3 +48,13 @@ def test_an_event_stamped_earlier_is_judged_at_the_latest_time_seen() -> None:
     stale = approval(w, "KSO2", want.step, want.digest, 50)
     refused(m, ev.Approve(at=late - 90, seat="KSO2", approval=stale), "expired")
     assert m.state.now == late
+
+
+def test_journal_events_are_decoded_strictly() -> None:
+    e = ev.Acknowledge(at=1.0, seat="KGA1")
+    d_ = ev.event_to_dict(e)
+    assert ev.event_from_dict(d_) == e
+    with pytest.raises(ValueError, match="unknown field"):
+        ev.event_from_dict({**d_, "seat_override": "SA1"})
+    with pytest.raises(ValueError, match="lacks field"):
+        ev.event_from_dict({"event": "Acknowledge", "at": 1.0})

@@ -141,11 +141,15 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:
-    """Inverse of event_to_dict; raises ValueError on an unknown event or a missing field."""
+    """Inverse of event_to_dict; raises ValueError on an unknown event, an unknown field or a
+    missing one (strict: a journal entry that says more than the event holds is not trusted)."""
     try:
         cls = EVENT_TYPES[d["event"]]
     except KeyError as e:
         raise ValueError(f"unknown event {d.get('event')!r}") from e
+    unknown = set(d) - {"event"} - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"event {d['event']} has unknown field(s) {', '.join(sorted(unknown))}")
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
