@@ -9,10 +9,11 @@ preceded by progress messages with the same `id`. Requests on one session are an
     error     {"v": 1, "id": "r1", "error": {"type": "BadRequest", "message": "..."}}
     progress  {"v": 1, "id": "r1", "progress": {"done": 2, "total": 6, "what": "..."}}
 
-Requests are parsed strictly: exactly the five fields above; `v` must be 1 (the integer);
-`id` and `key` non-empty strings of at most 128 characters; `method` one of `METHODS`; `params`
-an object (for the read-only methods, empty). A line that is not such a request gets an error
-message (`id` is the request's if one could be read, else null) and the session stays open.
+Requests are parsed strictly: exactly the five fields above, none twice; `v` must be 1 (the
+integer); `id` and `key` non-empty strings of at most 128 characters; `method` one of `METHODS`;
+`params` an object (for the read-only methods, empty); a line at most MAX_LINE bytes. A line that
+is not such a request gets an error message (`id` is the request's if one could be read, else
+null) and the session stays open.
 
 Error types: `BadRequest` (not a request of this protocol), `UnsupportedVersion`,
 `UnknownMethod`, `SignerError` (the signer refused or failed; the message is for the officers),
@@ -80,13 +81,28 @@ def _token(doc: dict[str, Any], name: str) -> str:
     return v
 
 
+class _Duplicate(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in doc:
+            raise _Duplicate(k)
+        doc[k] = v
+    return doc
+
+
 def parse_request(line: bytes) -> Request:
     """A request from one line, or ProtocolError saying what is wrong with it."""
     if len(line) > MAX_LINE:
         raise ProtocolError("BadRequest", f"line longer than {MAX_LINE} bytes")
     try:
-        doc = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+        doc = json.loads(line, object_pairs_hook=_no_duplicates)
+    except _Duplicate as e:
+        raise ProtocolError("BadRequest", f"field {e.args[0]!r} given twice") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ProtocolError("BadRequest", "not a JSON object") from None
     if not isinstance(doc, dict):
         raise ProtocolError("BadRequest", "not a JSON object")

@@ -212,25 +212,35 @@ class Shim:
             peer = process.get_extra_info("peername")
             user = process.get_extra_info("username")
             log.info("session from %s as %r", peer, user)
-            while True:
-                try:
-                    line = await process.stdin.readuntil(b"\n")
-                except asyncio.IncompleteReadError as e:
-                    line = e.partial  # end of input: answer a last unterminated line, if any
-                    if line.strip():
-                        process.stdout.write(await self.answer(line))
-                    break
-                except asyncssh.DisconnectError:
-                    return
-                except asyncio.LimitOverrunError:
-                    process.stdout.write(protocol.error(None, "BadRequest", "line too long"))
-                    break
-                if line.strip():
-                    process.stdout.write(await self.answer(line))
+            await self._serve_lines(process)
             process.exit(0)
         except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged,
                 BrokenPipeError, ConnectionError):
             process.exit(1)
+
+
+    async def _serve_lines(self, process: asyncssh.SSHServerProcess) -> None:
+        """Answer each line in order until end of input. A line longer than MAX_LINE is not
+        buffered: it is dropped up to its newline and answered with one error."""
+        buf = b""
+        discarding = False
+        while True:
+            chunk = await process.stdin.read(protocol.MAX_LINE)
+            if not chunk:  # end of input: answer a last unterminated line, if any
+                if buf.strip() and not discarding:
+                    process.stdout.write(await self.answer(buf))
+                return
+            buf += chunk
+            while (nl := buf.find(b"\n")) >= 0:
+                line, buf = buf[: nl + 1], buf[nl + 1 :]
+                if discarding:
+                    discarding = False
+                    process.stdout.write(protocol.error(
+                        None, "BadRequest", f"line longer than {protocol.MAX_LINE} bytes"))
+                elif line.strip():
+                    process.stdout.write(await self.answer(line))
+            if discarding or len(buf) > protocol.MAX_LINE:
+                buf, discarding = b"", True
 
 
 async def start(loaded: Loaded, shim: Shim) -> asyncssh.SSHAcceptor:

@@ -65,6 +65,9 @@ def test_a_good_request_parses() -> None:
         (req(params=[]), "BadRequest", "r1"),
         (req(params={"x": 1}), "BadRequest", "r1"),
         (b"\xff\xfe", "BadRequest", None),
+        (b"[" * 60000 + b"]" * 60000, "BadRequest", None),
+        (b'{"v":1,"id":"a","id":"b","key":"k","method":"info","params":{}}', "BadRequest",
+         None),
         (b'{"pad": "' + b"x" * protocol.MAX_LINE + b'"}', "BadRequest", None),
     ],
 )
@@ -306,6 +309,15 @@ def test_a_malformed_request_gets_an_error_and_the_session_goes_on(live: Live) -
     assert (d["id"], d["error"]["type"]) == ("r4", "BadRequest")  # type: ignore[index]
     assert "surprise" in d["error"]["message"]  # type: ignore[index]
     assert e["id"] == "r5" and e["result"]["count"] == 6  # type: ignore[index]
+
+
+def test_an_overlong_line_is_refused_and_the_session_goes_on(live: Live) -> None:
+    huge = b'{"pad": "' + b"x" * (3 * protocol.MAX_LINE) + b'"}\n'
+    too_long, ok = asyncio.run(_session(live, live.client_key, [huge, req(id="r2") + b"\n"]))
+    assert too_long["id"] is None
+    assert too_long["error"]["type"] == "BadRequest"  # type: ignore[index]
+    assert "longer than" in too_long["error"]["message"]  # type: ignore[index]
+    assert ok["id"] == "r2" and "result" in ok
 
 
 def test_two_clients_at_once_are_both_answered(live: Live) -> None:
