@@ -20,6 +20,7 @@ COMMANDS = (
     "coordinator.rehearse_command",
     "coordinator.script.command",
     "coordinator.journal.command",
+    "signer_shim.command",
 )
 
 
