@@ -11,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,8 @@ from signer_shim.command import main as shim_main
 from signer_shim.config import ConfigError
 from signer_shim.fixture import RehearsalToken
 from signer_shim.hostkey import host_key_fingerprint
-from signer_shim.server import ShimConfig, load
+from signer_shim.interface import Inventory, KeyInfo, SignerError
+from signer_shim.server import Shim, ShimConfig, load
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 60  # seconds: the bound on every wait (no timing is asserted)
@@ -412,3 +415,68 @@ def test_a_port_it_cannot_bind_exits_1(small_rehearsal: RehearsalToken, tmp_path
         config = shim_files(small_rehearsal, tmp_path / "shim", port=taken.getsockname()[1])
         assert shim_main(["--config", str(config)]) == 1
     assert "cannot serve on 127.0.0.1 port" in capsys.readouterr().err
+
+
+# -- the server's one-signer rule, in process with a stand-in signer -------------------------
+
+
+class StandIn:
+    """Counts how many calls are inside at once; `gate` holds inventory until it is set."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most = 0
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.guard = threading.Lock()
+
+    def inventory(self) -> Inventory:
+        with self.guard:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        self.entered.set()
+        try:
+            assert self.gate.wait(WAIT)
+            time.sleep(0.01)  # widens the window an unlocked server would overlap in
+            return Inventory("stand-in", (KeyInfo("00" * 16, "ECDSA/P-256"),))
+        finally:
+            with self.guard:
+                self.inside -= 1
+
+    def info(self) -> dict[str, object]:
+        raise SignerError("the host key is missing")
+
+    def fingerprint(self) -> str:
+        raise RuntimeError("a bug")
+
+
+def test_one_request_at_a_time_reaches_the_signer_and_the_loop_stays_free() -> None:
+    signer = StandIn()
+    shim = Shim(signer)  # type: ignore[arg-type]
+    line = req(method="inventory") + b"\n"
+
+    async def scenario() -> list[bytes]:
+        signer.gate.clear()
+        first = asyncio.ensure_future(shim.answer(line))
+        assert await asyncio.to_thread(signer.entered.wait, WAIT)
+        # the signer is busy in its thread: the loop still answers what needs no signer
+        bad = protocol.parse_reply(await shim.answer(b"nonsense\n"))
+        assert bad["error"]["type"] == "BadRequest"  # type: ignore[index]
+        rest = [asyncio.ensure_future(shim.answer(line)) for _ in range(5)]
+        signer.gate.set()
+        return list(await asyncio.gather(first, *rest))
+
+    answers = asyncio.run(scenario())
+    assert [protocol.parse_reply(a)["result"]["count"] for a in answers] == [1] * 6  # type: ignore[index]
+    assert signer.most == 1
+
+
+def test_signer_errors_and_bugs_become_error_replies() -> None:
+    shim = Shim(StandIn())  # type: ignore[arg-type]
+    refused = protocol.parse_reply(asyncio.run(shim.answer(req(id="a") + b"\n")))
+    assert refused == {"v": 1, "id": "a", "error": {"type": "SignerError",
+                                                    "message": "the host key is missing"}}
+    bug = protocol.parse_reply(asyncio.run(shim.answer(req(id="b", method="fingerprint"))))
+    assert bug["error"]["type"] == "Internal"  # type: ignore[index]
+    assert "a bug" not in bug["error"]["message"]  # type: ignore[index]
