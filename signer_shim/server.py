@@ -147,7 +147,20 @@ def sd_notify(message: str = "READY=1") -> bool:
 
 
 class _Auth(asyncssh.SSHServer):
-    """Public keys only; everything but a session is refused by asyncssh's defaults."""
+    """Public keys only; everything but a session is refused by asyncssh's defaults. Keeps
+    `live` up to date, so stopping can close the connections still open."""
+
+    def __init__(self, live: set[asyncssh.SSHServerConnection]) -> None:
+        self._live = live
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._live.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._live.discard(self._conn)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -168,6 +181,7 @@ class Shim:
     def __init__(self, signer: LocalSigner) -> None:
         self.signer = signer
         self._lock = asyncio.Lock()
+        self.connections: set[asyncssh.SSHServerConnection] = set()
 
     async def call(self, req: protocol.Request) -> Any:
         async with self._lock:
@@ -247,7 +261,7 @@ async def start(loaded: Loaded, shim: Shim) -> asyncssh.SSHAcceptor:
     cfg = loaded.config
     return await asyncssh.listen(
         cfg.listen, cfg.port,
-        server_factory=_Auth,
+        server_factory=lambda: _Auth(shim.connections),
         server_host_keys=[loaded.host_key],
         authorized_client_keys=loaded.authorized_keys,
         process_factory=shim.session,
@@ -268,15 +282,20 @@ def bound_port(acceptor: asyncssh.SSHAcceptor) -> int:
 async def serve(loaded: Loaded, stop: asyncio.Event, announce: Any = print) -> None:
     """Listen, announce the address, notify READY=1, serve until `stop` is set, then close."""
     signer = LocalSigner(loaded.signer_config)
+    shim = Shim(signer)
     try:
-        acceptor = await start(loaded, Shim(signer))
+        acceptor = await start(loaded, shim)
         try:
             announce(f"listening on {loaded.config.listen} port {bound_port(acceptor)}")
             sd_notify("READY=1")
             await stop.wait()
             sd_notify("STOPPING=1")
         finally:
-            acceptor.close()
+            acceptor.close()  # stops listening; open connections are closed here, not by it
+            for conn in list(shim.connections):
+                conn.close()
+            for conn in list(shim.connections):
+                await conn.wait_closed()
             await acceptor.wait_closed()
     finally:
         await asyncio.get_running_loop().run_in_executor(None, signer.close)

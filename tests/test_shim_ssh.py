@@ -338,6 +338,24 @@ def test_sigterm_stops_the_shim_cleanly(live: Live) -> None:
     assert stop(live.proc) == 0
 
 
+def test_sigterm_with_a_session_open_closes_it_and_exits_0(live: Live) -> None:
+    async def hold_open() -> bytes:
+        async with asyncssh.connect(
+            "127.0.0.1", live.port, username="officer", client_keys=[str(live.client_key)],
+            known_hosts=str(live.known_hosts), agent_path=None, config=[],
+            connect_timeout=WAIT,
+        ) as conn:
+            proc = await conn.create_process(subsystem=protocol.SUBSYSTEM, encoding=None)
+            proc.stdin.write(req(id="r1") + b"\n")
+            assert "result" in protocol.parse_reply(
+                await asyncio.wait_for(proc.stdout.readline(), WAIT))
+            live.proc.terminate()  # the session is idle and open
+            return await asyncio.wait_for(proc.stdout.read(), WAIT)  # ends when closed
+
+    assert asyncio.run(hold_open()) == b""
+    assert live.proc.wait(timeout=WAIT) == 0
+
+
 # -- start-up ---------------------------------------------------------------------------------
 
 
