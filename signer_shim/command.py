@@ -1,6 +1,6 @@
 """`keyrite shim --config FILE`: run the signer shim (signer_shim.server) until SIGTERM/SIGINT.
 
-`python -m signer_shim.command --config FILE` runs the same without the `keyrite` front end.
+`python -m signer_shim.command --config FILE` runs the same, through `keyrite.cli`.
 """
 
 from __future__ import annotations
@@ -78,21 +78,11 @@ async def _serve(loaded: Loaded) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `keyrite` boundary for this one command (for `python -m signer_shim.command`)."""
-    p = argparse.ArgumentParser(prog="keyrite shim", description=DESCRIPTION)
-    _arguments(p)
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        return run(args)
-    except exits.BadInput as e:
-        print(f"keyrite shim: {e}", file=sys.stderr)
-        return exits.BAD_INPUT
-    except exits.Failure as e:
-        print(f"keyrite shim: {e}", file=sys.stderr)
-        return exits.FAILED
+    """`python -m signer_shim.command ARGS` is `keyrite shim ARGS`, through the one boundary
+    that maps outcomes to exit codes (keyrite.cli)."""
+    from keyrite.cli import main as keyrite_main
+
+    return keyrite_main(["shim", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
