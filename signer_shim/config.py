@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,39 +72,64 @@ class SignerConfig:
     def from_toml(
         cls, text: str, source: str = "signer config", base: Path | None = None
     ) -> SignerConfig:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{source}: {e}") from None
-        values: dict[str, Any] = {}
-        unknown = sorted(set(doc) - set(_SECTIONS))
-        if unknown:
-            raise ConfigError(f"{source}: unknown section [{unknown[0]}]")
-        for section, keys in _SECTIONS.items():
-            table = doc.get(section)
-            if not isinstance(table, dict):
-                raise ConfigError(f"{source}: section [{section}] is required")
-            for k in table:
-                if k not in keys:
-                    raise ConfigError(f"{source}: unknown key {section}.{k}")
-            for k in keys:
-                if k not in table:
-                    raise ConfigError(f"{source}: {section}.{k} is required")
-                v = table[k]
-                if not isinstance(v, str) or not v:
-                    raise ConfigError(f"{source}: {section}.{k} must be a non-empty string")
-                if k in _PATHS:
-                    p = Path(v)
-                    values[k] = p if p.is_absolute() or base is None else base / p
-                else:
-                    values[k] = v
-        return cls(**values)
+        return cls(**read_sections(text, source, _SECTIONS, paths=_PATHS, base=base))
 
     @classmethod
     def load(cls, path: Path) -> SignerConfig:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ConfigError(f"{path}: {e.strerror}") from None
-        return cls.from_toml(text, str(path), base=path.parent.absolute())
+        return cls.from_toml(*read_file(path))
+
+
+def read_file(path: Path) -> tuple[str, str, Path]:
+    """A config file's text, its name for messages, and the directory relative paths start from."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    return text, str(path), path.parent.absolute()
+
+
+def read_sections(
+    text: str,
+    source: str,
+    sections: dict[str, tuple[str, ...]],
+    *,
+    paths: Iterable[str],
+    base: Path | None,
+    ports: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The strict reader every signer-side config uses: exactly these sections and keys, every
+    one required; ports are integers 0..65535, everything else a non-empty string; `paths`
+    are taken relative to `base`. Errors name the source and the key."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    unknown = sorted(set(doc) - set(sections))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section [{unknown[0]}]")
+    paths, ports = set(paths), set(ports)
+    values: dict[str, Any] = {}
+    for section, keys in sections.items():
+        table = doc.get(section)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: section [{section}] is required")
+        for k in table:
+            if k not in keys:
+                raise ConfigError(f"{source}: unknown key {section}.{k}")
+        for k in keys:
+            if k not in table:
+                raise ConfigError(f"{source}: {section}.{k} is required")
+            v = table[k]
+            if k in ports:
+                if type(v) is not int or not 0 <= v <= 65535:
+                    raise ConfigError(f"{source}: {section}.{k} must be an integer from 0 to 65535")
+                values[k] = v
+            elif not isinstance(v, str) or not v:
+                raise ConfigError(f"{source}: {section}.{k} must be a non-empty string")
+            elif k in paths:
+                p = Path(v)
+                values[k] = p if p.is_absolute() or base is None else base / p
+            else:
+                values[k] = v
+    return values

@@ -25,7 +25,6 @@ import asyncio
 import logging
 import os
 import socket
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import asyncssh
 
 from signer_shim import protocol
-from signer_shim.config import ConfigError, SignerConfig
+from signer_shim.config import ConfigError, SignerConfig, read_file, read_sections
 from signer_shim.hostkey import host_key_fingerprint
 from signer_shim.interface import SignerError
 from signer_shim.local import LocalSigner
@@ -54,45 +53,12 @@ class ShimConfig:
 
     @classmethod
     def from_toml(cls, text: str, source: str, base: Path) -> ShimConfig:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{source}: {e}") from None
-        unknown = sorted(set(doc) - {"shim"})
-        if unknown:
-            raise ConfigError(f"{source}: unknown section [{unknown[0]}]")
-        table = doc.get("shim")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: section [shim] is required")
-        for k in table:
-            if k not in _KEYS:
-                raise ConfigError(f"{source}: unknown key shim.{k}")
-        values: dict[str, Any] = {}
-        for k in _KEYS:
-            if k not in table:
-                raise ConfigError(f"{source}: shim.{k} is required")
-            v = table[k]
-            if k == "port":
-                if type(v) is not int or not 0 <= v <= 65535:
-                    raise ConfigError(f"{source}: shim.port must be an integer from 0 to 65535")
-                values[k] = v
-            elif not isinstance(v, str) or not v:
-                raise ConfigError(f"{source}: shim.{k} must be a non-empty string")
-            elif k in _PATHS:
-                p = Path(v)
-                values[k] = p if p.is_absolute() else base / p
-            else:
-                values[k] = v
-        return cls(**values)
+        return cls(**read_sections(text, source, {"shim": _KEYS}, paths=_PATHS, base=base,
+                                   ports=("port",)))
 
     @classmethod
     def load(cls, path: Path) -> ShimConfig:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ConfigError(f"{path}: {e.strerror}") from None
-        return cls.from_toml(text, str(path), path.parent.absolute())
+        return cls.from_toml(*read_file(path))
 
 
 @dataclass(frozen=True)
