@@ -63,37 +63,50 @@ class OperationJournal:
         self.path = Path(path)
 
     def entries(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        lines = self.path.read_bytes().split(b"\n")
-        out = []
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                if i == len(lines) - 1:  # a torn last line: the append never completed
-                    break
-                raise
-        return out
+        return read_json_lines(self.path)
 
     def status(self, digest: str) -> OperationStatus:
         return operation_status(self.entries(), digest)
 
     def append(self, digest: str, event: str, **fields: Any) -> None:
-        entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "digest": digest,
-                 "event": event, **fields}
-        line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        append_json_line(self.path, {"at": utc_now(), "digest": digest, "event": event, **fields})
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """Every entry of a JSON-lines journal; a torn last line (an append that never completed)
+    is skipped, a bad line anywhere else raises."""
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
         try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.ftruncate(fd, _end_of_last_line(fd, size))  # drop a torn, never-done append
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            out.append(json.loads(line))
+        except ValueError:
+            if i == len(lines) - 1:
+                break
+            raise
+    return out
+
+
+def append_json_line(path: Path, entry: Mapping[str, Any]) -> None:
+    """Append one entry and fsync it, cutting a torn last line off first."""
+    line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.ftruncate(fd, _end_of_last_line(fd, size))  # drop a torn, never-done append
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _end_of_last_line(fd: int, size: int) -> int:

@@ -9,26 +9,42 @@ preceded by progress messages with the same `id`. Requests on one session are an
     error     {"v": 1, "id": "r1", "error": {"type": "BadRequest", "message": "..."}}
     progress  {"v": 1, "id": "r1", "progress": {"done": 2, "total": 6, "what": "..."}}
 
+    queued    {"v": 1, "id": "r1", "queued": {"ahead": 2}}
+
 Requests are parsed strictly: exactly the five fields above, none twice; `v` must be 1 (the
 integer); `id` and `key` non-empty strings of at most 128 characters; `method` one of `METHODS`;
-`params` an object (for the read-only methods, empty); a line at most MAX_LINE bytes. A line that
-is not such a request gets an error message (`id` is the request's if one could be read, else
-null) and the session stays open.
+`params` an object with exactly the method's parameters; a line at most MAX_LINE bytes. A line
+that is not such a request gets an error message (`id` is the request's if one could be read,
+else null) and the session stays open.
 
 Error types: `BadRequest` (not a request of this protocol), `UnsupportedVersion`,
-`UnknownMethod`, `SignerError` (the signer refused or failed; the message is for the officers),
-`Internal` (a bug in the shim; details are in its log, not on the wire).
+`UnknownMethod`, `QuorumRefused` (the approvals do not let the operation run; nothing touched
+the HSM), `IdempotencyConflict` (the key was used for a different request), `SignerError` (the
+signer refused or failed; the message is for the officers), `Internal` (a bug in the shim;
+details are in its log, not on the wire).
 
-Methods (version 1, read-only for now):
+Methods (version 1):
 
-    info         -> {"name", "role", "host_key", "host_key_md5", "backend", "repository"}
-    fingerprint  -> {"fingerprint": "d34d-ba64-..."}
-    inventory    -> {"repository", "count", "keys": [{"locator", "type"}], "listing": <the
-                     `ods-hsmutil list` rendering>}
+    info           {} -> {"name", "role", "host_key", "host_key_md5", "backend", "repository"}
+    fingerprint    {} -> {"fingerprint": "d34d-ba64-..."}
+    inventory      {} -> {"repository", "count", "keys": [{"locator", "type"}], "listing"}
+    plan_purge     {} -> the operation (signer_shim.interface.Signer.plan_purge)
+    plan_generate  {"keys": [{"policy", "role", "algorithm", "lifetime_seconds"}],
+                    "duration": "P14M"} -> the operation
+    plan_backup    {"date": "YYYY-MM-DD"} -> the operation
+    execute        {"operation": {...}, "approvals": [{...}], "secrets": {"password": ...}}
+                   -> the result (signer_shim.interface.Signer.execute); progress on the way
+    read_output    {"name": "key-backup-....tar.gz", "offset": 0}
+                   -> {"name", "size", "offset", "data": base64 of at most OUTPUT_CHUNK bytes}
 
-The idempotency key is checked for shape on every request. Read-only methods are answered afresh
-each time (their answer may legitimately change); replaying a recorded answer for a repeated key
-belongs to the state-changing methods, which come later.
+Every HSM call waits its turn in one queue; while a request waits, `queued` messages say how
+many are ahead of it. The idempotency key matters for `execute`: the first request under a key
+is checked (quorum, nonces) and journaled; a later request under the same key must be the same
+request (secrets aside), and gets the recorded result if the operation finished, waits for it if
+it is running, or carries it on (reconciling against the HSM) if it failed or the shim died.
+An operation that has started always runs to its end: a client that disconnects or gives up
+loses only the messages, never the work, and asks again under the same key for the result.
+Read-only methods are answered afresh each time.
 """
 
 from __future__ import annotations
@@ -41,7 +57,19 @@ from signer_shim.interface import Inventory
 
 VERSION = 1
 SUBSYSTEM = "keyrite-shim"
-METHODS = ("info", "fingerprint", "inventory")
+#: each method's parameters: name -> (type, required)
+PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
+    "info": {},
+    "fingerprint": {},
+    "inventory": {},
+    "plan_purge": {},
+    "plan_generate": {"keys": (list, True), "duration": (str, True)},
+    "plan_backup": {"date": (str, True)},
+    "execute": {"operation": (dict, True), "approvals": (list, True), "secrets": (dict, False)},
+    "read_output": {"name": (str, True), "offset": (int, True)},
+}
+METHODS = tuple(PARAMS)
+OUTPUT_CHUNK = 1 << 20  # bytes of an output file per read_output answer
 MAX_LINE = 65536  # bytes, newline included; a longer line is refused
 MAX_TOKEN = 128  # characters in an id or an idempotency key
 
@@ -137,10 +165,33 @@ def parse_request(line: bytes) -> Request:
     params = doc["params"]
     if not isinstance(params, dict):
         raise ProtocolError("BadRequest", "'params' must be an object", id_)
-    if params:
-        raise ProtocolError("BadRequest",
-                            f"{method} takes no params (got {sorted(params)[0]!r})", id_)
+    _check_params(method, params, id_)
     return Request(id=rid, key=key, method=method, params=params)
+
+
+def _check_params(method: str, params: dict[str, Any], id_: str | None) -> None:
+    spec = PARAMS[method]
+    for name in sorted(params):
+        if name not in spec:
+            what = "takes no params" if not spec else f"has no parameter {name!r}"
+            raise ProtocolError("BadRequest", f"{method} {what} (got {name!r})", id_)
+    for name, (kind, required) in spec.items():
+        if name not in params:
+            if required:
+                raise ProtocolError("BadRequest", f"{method} needs params.{name}", id_)
+            continue
+        v = params[name]
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise ProtocolError("BadRequest", f"params.{name} must be a {kind.__name__}", id_)
+        if kind is int and v < 0:
+            raise ProtocolError("BadRequest", f"params.{name} must not be negative", id_)
+    if method == "execute":
+        if not all(isinstance(a, dict) for a in params["approvals"]):
+            raise ProtocolError("BadRequest", "params.approvals must be a list of objects", id_)
+        if not all(isinstance(v, str) for v in params.get("secrets", {}).values()):
+            raise ProtocolError("BadRequest", "params.secrets must map names to strings", id_)
+    if method == "plan_generate" and not all(isinstance(k, dict) for k in params["keys"]):
+        raise ProtocolError("BadRequest", "params.keys must be a list of objects", id_)
 
 
 def result(id_: str, value: Any) -> bytes:
@@ -156,13 +207,17 @@ def progress(id_: str, done: int, total: int, what: str) -> bytes:
                    "progress": {"done": done, "total": total, "what": what}})
 
 
+def queued(id_: str, ahead: int) -> bytes:
+    return encode({"v": VERSION, "id": id_, "queued": {"ahead": ahead}})
+
+
 def inventory_result(inv: Inventory) -> dict[str, Any]:
     return {"repository": inv.repository, "count": len(inv.keys),
             "keys": [{"locator": k.locator, "type": k.type} for k in inv.keys],
             "listing": inv.render()}
 
 
-_REPLY_KINDS = ("result", "error", "progress")
+_REPLY_KINDS = ("result", "error", "progress", "queued")
 
 
 def parse_reply(line: bytes) -> dict[str, Any]:

@@ -5,9 +5,13 @@ key is the identity); the host key comes from a file and must be the signer's ow
 one `info` reports), checked at start-up. Shells, exec requests, other subsystems, PTYs, agent,
 X11 and port forwarding are refused. Each session reads request lines and answers them in order.
 
-All HSM calls go through ONE `LocalSigner`, run in a thread (the event loop never blocks), behind
-one asyncio.Lock: two clients' requests never interleave at the signer. `READY=1` is sent to
-`$NOTIFY_SOCKET` (sd_notify, no library) once the server listens.
+All HSM calls go through ONE signer, in ONE thread, in the order they arrived (`HsmQueue`): two
+clients' requests never interleave at the HSM, and a waiting request is told how many are ahead.
+The event loop never blocks on the HSM. A state-changing request (`execute`) must carry a quorum
+that verifies against the shim's own authority file (signer_shim.authority), is journaled by
+idempotency key (signer_shim.requests) before it joins the queue, and runs to its end even if
+its client goes away. `READY=1` is sent to `$NOTIFY_SOCKET` (sd_notify, no library) once the
+server listens.
 
 Configuration (`shim.toml`), read strictly; relative paths are taken from the file's directory:
 
@@ -17,30 +21,45 @@ Configuration (`shim.toml`), read strictly; relative paths are taken from the fi
     host_key = "state/ssh_host_ed25519_key"
     authorized_keys = "authorized_keys"
     signer_config = "signer.toml"     # the SignerConfig
+    authority = "authority.toml"      # officers and quorum rules (signer_shim.authority)
+
+The request journal is `requests.jsonl` in the signer's state directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 
+from keyrite.approval import Approval
+from keyrite.digests import canonical_json, operation_digest
 from signer_shim import protocol
+from signer_shim.authority import Authority, QuorumRefused, check_quorum
 from signer_shim.config import ConfigError, SignerConfig, read_file, read_sections
 from signer_shim.hostkey import host_key_fingerprint
-from signer_shim.interface import SignerError
+from signer_shim.interface import PolicyKeys, Signer, SignerError
 from signer_shim.local import LocalSigner
+from signer_shim.requests import RequestJournal
 
 log = logging.getLogger("signer_shim.server")
 
-_KEYS = ("listen", "port", "host_key", "authorized_keys", "signer_config")
-_PATHS = ("host_key", "authorized_keys", "signer_config")
+_KEYS = ("listen", "port", "host_key", "authorized_keys", "signer_config", "authority")
+_PATHS = ("host_key", "authorized_keys", "signer_config", "authority")
+T = TypeVar("T")
+Send = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,7 @@ class ShimConfig:
     host_key: Path
     authorized_keys: Path
     signer_config: Path
+    authority: Path
 
     @classmethod
     def from_toml(cls, text: str, source: str, base: Path) -> ShimConfig:
@@ -69,6 +89,7 @@ class Loaded:
     signer_config: SignerConfig
     host_key: asyncssh.SSHKey
     authorized_keys: asyncssh.SSHAuthorizedKeys
+    authority: Authority
 
 
 def load(path: Path) -> Loaded:
@@ -93,7 +114,7 @@ def load(path: Path) -> Loaded:
         authorized = asyncssh.read_authorized_keys(cfg.authorized_keys)
     except (OSError, asyncssh.KeyImportError, ValueError) as e:
         raise ConfigError(f"{path}: shim.authorized_keys {cfg.authorized_keys}: {e}") from None
-    return Loaded(cfg, signer_config, host_key, authorized)
+    return Loaded(cfg, signer_config, host_key, authorized, Authority.load(cfg.authority))
 
 
 def sd_notify(message: str = "READY=1") -> bool:
@@ -141,29 +162,170 @@ class _Auth(asyncssh.SSHServer):
         return False
 
 
+class HsmQueue:
+    """One line for every HSM call: first come, first served, one at a time, in one thread.
+
+    A job that has reached the HSM is never abandoned half-way: if its caller is cancelled, the
+    job still runs to its end and only then lets the next one in."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsm")
+        self._line: list[object] = []
+        self._moved = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._line)
+
+    async def run(self, job: Callable[[], T], on_wait: Callable[[int], None] | None = None) -> T:
+        ticket = object()
+        self._line.append(ticket)
+        try:
+            told = None
+            while self._line[0] is not ticket:
+                ahead = self._line.index(ticket)
+                if on_wait is not None and ahead != told:
+                    on_wait(ahead)
+                    told = ahead
+                moved = self._moved
+                await moved.wait()
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, job)
+        except BaseException:
+            self._release(ticket)
+            raise
+        fut.add_done_callback(lambda _: self._release(ticket))
+        return await asyncio.shield(fut)
+
+    def _release(self, ticket: object) -> None:
+        if ticket in self._line:
+            self._line.remove(ticket)
+            self._moved.set()
+            self._moved = asyncio.Event()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class _Conflict(Exception):
+    pass
+
+
 class Shim:
-    """One signer, one lock, many sessions."""
+    """One signer, one queue, one authority, many sessions."""
 
-    def __init__(self, signer: LocalSigner) -> None:
+    def __init__(self, signer: Signer, authority: Authority | None = None,
+                 journal: RequestJournal | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.signer = signer
-        self._lock = asyncio.Lock()
+        self.authority = authority
+        self.journal = journal
+        self.clock = clock
+        self.queue = HsmQueue()
         self.connections: set[asyncssh.SSHServerConnection] = set()
+        self.running: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._listeners: dict[str, list[tuple[str, Send]]] = {}
 
-    async def call(self, req: protocol.Request) -> Any:
-        async with self._lock:
-            return await asyncio.get_running_loop().run_in_executor(None, self._do, req)
+    async def call(self, req: protocol.Request, send: Send | None = None) -> Any:
+        if req.method == "execute":
+            return await self._execute(req, send)
+
+        def waiting(ahead: int) -> None:
+            if send is not None:
+                _safe(send, protocol.queued(req.id, ahead))
+
+        return await self.queue.run(partial(self._do, req), waiting)
 
     def _do(self, req: protocol.Request) -> Any:
-        s = self.signer
+        s, p = self.signer, req.params
         if req.method == "info":
             return s.info()
         if req.method == "fingerprint":
             return {"fingerprint": s.fingerprint()}
         if req.method == "inventory":
             return protocol.inventory_result(s.inventory())
+        if req.method == "plan_purge":
+            return s.plan_purge()
+        if req.method == "plan_generate":
+            return s.plan_generate(_policy_keys(p["keys"]), p["duration"])
+        if req.method == "plan_backup":
+            return s.plan_backup(p["date"])
+        if req.method == "read_output":
+            data = s.read_output(p["name"])
+            chunk = data[p["offset"] : p["offset"] + protocol.OUTPUT_CHUNK]
+            return {"name": p["name"], "size": len(data), "offset": p["offset"],
+                    "data": base64.b64encode(chunk).decode()}
         raise AssertionError(f"method {req.method} passed parsing but has no handler")
 
-    async def answer(self, line: bytes) -> bytes:
+    async def _execute(self, req: protocol.Request, send: Send | None) -> dict[str, Any]:
+        if self.authority is None or self.journal is None:
+            raise SignerError("this shim has no authority file: it runs no operation")
+        op, approvals = req.params["operation"], req.params["approvals"]
+        secrets = dict(req.params.get("secrets", {}))
+        request = hashlib.sha256(canonical_json({"operation": op, "approvals": approvals}))
+        request_id = request.hexdigest()
+        digest = operation_digest(op)
+        state = self.journal.requests.get(req.key)
+        if state is not None:
+            if state.request != request_id:
+                raise _Conflict(f"idempotency key {req.key!r} was used for a different request")
+            if state.finished:
+                log.info("request %r: %s already finished, answering its recorded result",
+                         req.id, req.key)
+                assert state.result is not None
+                return state.result
+        else:
+            try:
+                verdict = check_quorum(self.authority, op, approvals, now=self.clock(),
+                                       used_nonces=self.journal.nonces, request_key=req.key)
+            except QuorumRefused as e:
+                log.info("request %r key %r refused: %s", req.id, req.key, e)
+                self.journal.refused(req.key, str(e), digest)
+                raise
+            self.journal.received(req.key, method="execute", request=request_id,
+                                  op=str(op["op"]), digest=digest, step=verdict.step,
+                                  nonces=verdict.nonces, approvers=verdict.approvers)
+            log.info("request %r key %r: %s approved by %s", req.id, req.key, op["op"],
+                     ", ".join(verdict.approvers))
+        listeners = self._listeners.setdefault(req.key, [])
+        me = (req.id, send or (lambda _: None))
+        listeners.append(me)
+        task = self.running.get(req.key)
+        if task is None:
+            task = asyncio.create_task(self._operation(req.key, op, approvals, secrets))
+            self.running[req.key] = task
+            task.add_done_callback(lambda _t, k=req.key: self.running.pop(k, None))
+        try:
+            return await asyncio.shield(task)
+        finally:
+            listeners.remove(me)
+
+    async def _operation(self, key: str, op: dict[str, Any], approvals: list[dict[str, Any]],
+                         secrets: dict[str, str]) -> dict[str, Any]:
+        """The operation itself: once here, it runs to its end whoever is still listening."""
+        assert self.journal is not None
+        journal = self.journal
+        loop = asyncio.get_running_loop()
+
+        def tell(make: Callable[[str], bytes]) -> None:
+            for rid, send in list(self._listeners.get(key, ())):
+                _safe(send, make(rid))
+
+        def progress(done: int, total: int, what: str) -> None:
+            loop.call_soon_threadsafe(tell, lambda rid: protocol.progress(rid, done, total, what))
+
+        def work() -> dict[str, Any]:
+            journal.started(key)
+            try:
+                result = self.signer.execute(op, [Approval.from_dict(a) for a in approvals],
+                                             progress, secrets=secrets)
+            except Exception as e:
+                journal.failed(key, str(e))
+                raise
+            journal.finished(key, result)
+            return result
+
+        return await self.queue.run(work, lambda n: tell(lambda rid: protocol.queued(rid, n)))
+
+    async def answer(self, line: bytes, send: Send | None = None) -> bytes:
         try:
             req = protocol.parse_request(line)
         except protocol.ProtocolError as e:
@@ -171,13 +333,23 @@ class Shim:
             return protocol.error(e.id, e.type, str(e))
         log.info("request %r key %r: %s", req.id, req.key, req.method)
         try:
-            return protocol.result(req.id, await self.call(req))
+            return protocol.result(req.id, await self.call(req, send))
+        except QuorumRefused as e:
+            return protocol.error(req.id, "QuorumRefused", str(e))
+        except _Conflict as e:
+            return protocol.error(req.id, "IdempotencyConflict", str(e))
         except SignerError as e:
             log.info("request %r: SignerError %s", req.id, e)
             return protocol.error(req.id, "SignerError", str(e))
         except Exception:
             log.exception("request %s (%s) failed", req.id, req.method)
             return protocol.error(req.id, "Internal", "internal error in the shim (see its log)")
+
+    async def drain(self) -> None:
+        """Let running operations finish (stopping never cuts one short)."""
+        if self.running:
+            await asyncio.gather(*self.running.values(), return_exceptions=True)
+
 
     async def session(self, process: asyncssh.SSHServerProcess) -> None:
         try:
@@ -208,7 +380,7 @@ class Shim:
             chunk = await process.stdin.read(protocol.MAX_LINE)
             if not chunk:  # end of input: answer a last unterminated line, if any
                 if buf.strip() and not discarding:
-                    process.stdout.write(await self.answer(buf))
+                    process.stdout.write(await self.answer(buf, process.stdout.write))
                 return
             buf += chunk
             while (nl := buf.find(b"\n")) >= 0:
@@ -218,9 +390,30 @@ class Shim:
                     process.stdout.write(protocol.error(
                         None, "BadRequest", f"line longer than {protocol.MAX_LINE} bytes"))
                 elif line.strip():
-                    process.stdout.write(await self.answer(line))
+                    process.stdout.write(await self.answer(line, process.stdout.write))
             if discarding or len(buf) > protocol.MAX_LINE:
                 buf, discarding = b"", True
+
+
+def _safe(send: Send, line: bytes) -> None:
+    """Messages to a client that has gone are dropped; the work goes on."""
+    try:
+        send(line)
+    except Exception as e:  # a closed channel: BrokenPipeError and asyncssh's own errors
+        log.debug("dropped a message to a closed session: %s", e)
+
+
+def _policy_keys(rows: list[dict[str, Any]]) -> list[PolicyKeys]:
+    try:
+        keys = [PolicyKeys(str(r["policy"]), str(r["role"]), str(r["algorithm"]),
+                           int(r["lifetime_seconds"])) for r in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        raise SignerError(f"params.keys: each key needs policy, role, algorithm and "
+                          f"lifetime_seconds ({e!r})") from None
+    if any(set(r) != {"policy", "role", "algorithm", "lifetime_seconds"} for r in rows):
+        raise SignerError("params.keys: each key has exactly policy, role, algorithm and "
+                          "lifetime_seconds")
+    return keys
 
 
 async def start(loaded: Loaded, shim: Shim) -> asyncssh.SSHAcceptor:
@@ -248,7 +441,9 @@ def bound_port(acceptor: asyncssh.SSHAcceptor) -> int:
 async def serve(loaded: Loaded, stop: asyncio.Event, announce: Any = print) -> None:
     """Listen, announce the address, notify READY=1, serve until `stop` is set, then close."""
     signer = LocalSigner(loaded.signer_config)
-    shim = Shim(signer)
+    journal = RequestJournal(loaded.signer_config.state_dir / "requests.jsonl")
+    journal.booted()
+    shim = Shim(signer, loaded.authority, journal)
     try:
         acceptor = await start(loaded, shim)
         try:
@@ -263,5 +458,7 @@ async def serve(loaded: Loaded, stop: asyncio.Event, announce: Any = print) -> N
             for conn in list(shim.connections):
                 await conn.wait_closed()
             await acceptor.wait_closed()
+            await shim.drain()
     finally:
         await asyncio.get_running_loop().run_in_executor(None, signer.close)
+        shim.queue.close()

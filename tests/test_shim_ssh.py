@@ -27,6 +27,8 @@ from signer_shim.fixture import RehearsalToken
 from signer_shim.hostkey import host_key_fingerprint
 from signer_shim.interface import Inventory, KeyInfo, SignerError
 from signer_shim.server import Shim, ShimConfig, load
+from signer_shim.standup import write_shim_files
+from tests.shim_helpers import cast_authority
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 60  # seconds: the bound on every wait (no timing is asserted)
@@ -103,6 +105,7 @@ port = 0
 host_key = "hk"
 authorized_keys = "ak"
 signer_config = "signer.toml"
+authority = "authority.toml"
 """
 
 
@@ -156,19 +159,11 @@ def write_key(path: Path) -> asyncssh.SSHKey:
 
 def shim_files(rt: RehearsalToken, d: Path, port: int = 0) -> Path:
     d.mkdir()
-    client = write_key(d / "client_key")
+    write_key(d / "client_key")
     write_key(d / "stranger_key")
-    (d / "authorized_keys").write_bytes(client.export_public_key())
-    host_key = rt.config.host_key_path
-    pub = asyncssh.read_private_key(host_key).export_public_key().decode().split()
+    write_shim_files(d, rt.config_path, cast_authority(), port=port, client_key=d / "client_key")
+    pub = asyncssh.read_private_key(rt.config.host_key_path).export_public_key().decode().split()
     (d / "known_hosts").write_text(f"[127.0.0.1]:* {pub[0]} {pub[1]}\n")
-    (d / "shim.toml").write_text(
-        "[shim]\n"
-        'listen = "127.0.0.1"\n'
-        f"port = {port}\n"
-        f"host_key = {json.dumps(str(host_key))}\n"
-        'authorized_keys = "authorized_keys"\n'
-        f"signer_config = {json.dumps(str(rt.config_path))}\n")
     return d / "shim.toml"
 
 
@@ -275,7 +270,7 @@ async def _session(live: Live, key: Path, lines: list[bytes]) -> list[dict[str, 
                 got = await asyncio.wait_for(proc.stdout.readline(), WAIT)
                 assert got, "the shim closed the session"
                 msg = protocol.parse_reply(got)
-                if "progress" not in msg:
+                if "progress" not in msg and "queued" not in msg:
                     out.append(msg)
                     break
         proc.stdin.write_eof()
