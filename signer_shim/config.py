@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,13 @@ from keyrite.files import write_atomic
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "signer": ("name", "role", "state_dir", "host_key_path"),
-    "pkcs11": ("module", "softhsm2_conf", "token_label", "user_pin"),
+    "pkcs11": ("module", "softhsm2_conf", "token_label", "user_pin", "workers"),
 }
 _PATHS = {"state_dir", "host_key_path", "module", "softhsm2_conf"}
+#: Optional keys and their defaults: files written before a key existed still load.
+_OPTIONAL = {"workers": 1}
+#: Worker processes for one generate: each holds a PKCS#11 session, and HSMs limit sessions.
+_RANGES = {"workers": (1, 64)}
 
 
 class ConfigError(ValueError):
@@ -37,6 +41,7 @@ class SignerConfig:
     user_pin: str = field(repr=False)
     state_dir: Path  # key state, operation journal, outputs/
     host_key_path: Path  # the SSH host key whose fingerprint info() reports
+    workers: int = 1  # worker processes one generate is spread over (signer_shim.pool)
 
     @property
     def keystate_path(self) -> Path:
@@ -60,7 +65,7 @@ class SignerConfig:
             lines.append(f"[{section}]")
             for k in keys:
                 v = getattr(self, k)
-                lines.append(f"{k} = {json.dumps(str(v))}")
+                lines.append(f"{k} = {v if type(v) is int else json.dumps(str(v))}")
             lines.append("")
         return "\n".join(lines)
 
@@ -72,7 +77,8 @@ class SignerConfig:
     def from_toml(
         cls, text: str, source: str = "signer config", base: Path | None = None
     ) -> SignerConfig:
-        return cls(**read_sections(text, source, _SECTIONS, paths=_PATHS, base=base))
+        return cls(**read_sections(text, source, _SECTIONS, paths=_PATHS, base=base,
+                                   optional=_OPTIONAL, ranges=_RANGES))
 
     @classmethod
     def load(cls, path: Path) -> SignerConfig:
@@ -97,10 +103,13 @@ def read_sections(
     paths: Iterable[str],
     base: Path | None,
     ports: Iterable[str] = (),
+    optional: Mapping[str, Any] | None = None,
+    ranges: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """The strict reader every signer-side config uses: exactly these sections and keys, every
-    one required; ports are integers 0..65535, everything else a non-empty string; `paths`
-    are taken relative to `base`. Errors name the source and the key."""
+    one required unless `optional` gives its default; ports are integers 0..65535, `ranges`
+    keys integers in their (low, high), everything else a non-empty string; `paths` are taken
+    relative to `base`. Errors name the source and the key."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -108,7 +117,9 @@ def read_sections(
     unknown = sorted(set(doc) - set(sections))
     if unknown:
         raise ConfigError(f"{source}: unknown section [{unknown[0]}]")
-    paths, ports = set(paths), set(ports)
+    paths = set(paths)
+    optional = dict(optional or {})
+    ranges = {**dict.fromkeys(ports, (0, 65535)), **(ranges or {})}
     values: dict[str, Any] = {}
     for section, keys in sections.items():
         table = doc.get(section)
@@ -119,11 +130,16 @@ def read_sections(
                 raise ConfigError(f"{source}: unknown key {section}.{k}")
         for k in keys:
             if k not in table:
+                if k in optional:
+                    values[k] = optional[k]
+                    continue
                 raise ConfigError(f"{source}: {section}.{k} is required")
             v = table[k]
-            if k in ports:
-                if type(v) is not int or not 0 <= v <= 65535:
-                    raise ConfigError(f"{source}: {section}.{k} must be an integer from 0 to 65535")
+            if k in ranges:
+                lo, hi = ranges[k]
+                if type(v) is not int or not lo <= v <= hi:
+                    raise ConfigError(
+                        f"{source}: {section}.{k} must be an integer from {lo} to {hi}")
                 values[k] = v
             elif not isinstance(v, str) or not v:
                 raise ConfigError(f"{source}: {section}.{k} must be a non-empty string")

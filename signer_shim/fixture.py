@@ -7,20 +7,21 @@ the keys the ceremony then plans agree by construction; the figures it returns a
 the planning module's own count, and tests check them against the seed's numbers.
 
 Seeding RSA keys is the slow part (~0.4 s each here), so the keys are split over several worker
-processes on the one token: SoftHSM2 allows that (file locks), and it is what the second core is
-for. python-pkcs11 itself is never used from two threads of one process. While both processes
-write, neither reads (SoftHSM's view of another process's concurrent writes is unreliable); the
-keys are listed and checked afterwards from a fresh process.
+processes on the one token (signer_shim.pool, as LocalSigner does with `workers`): SoftHSM2
+allows that (file locks), and it is what the second core is for. python-pkcs11 itself is never
+used from two threads of one process. While the processes write, none reads (SoftHSM's view of
+another process's concurrent writes is unreliable); the keys are listed and checked afterwards
+from a fresh process.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyrite.durations import MONTH, YEAR, parse_duration
+from signer_shim import pool
 from signer_shim.config import SignerConfig
 from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys, Progress, SignerError
@@ -155,41 +156,19 @@ def seed_rehearsal_token(
 
 def _generate_parallel(token: SoftHSMToken, records: Sequence[KeyRecord], processes: int,
                        progress: Progress | None) -> None:
-    """Generate the records' keys over `processes` workers, one thread talking to each, and
-    check the token then holds exactly these keys."""
+    """Generate the records' keys over `processes` workers (signer_shim.pool) and check the
+    token then holds exactly these keys."""
     total = len(records)
-    shares = [list(records[i::processes]) for i in range(processes)]
-    shares = [s for s in shares if s]
-    done = [0] * len(shares)
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-    workers = [WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)
-               for _ in shares or [()]]
-    try:
-        def run(i: int) -> None:
-            def relay(n: int, _t: int, _w: str) -> None:
-                with lock:
-                    done[i] = n
-                    if progress is not None:
-                        k = sum(done)
-                        progress(k, total, f"seeded {k} of {total} keys")
 
-            try:
-                keys = [{"locator": r.locator, "algorithm": r.algorithm} for r in shares[i]]
-                workers[i].call("generate", {"keys": keys, "check": False}, relay)
-            except BaseException as e:
-                errors.append(e)
+    def spawn() -> WorkerClient:
+        return WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(shares))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-    finally:
-        for w in workers:
-            w.close()
+    def relay(n: int, _total: int) -> None:
+        if progress is not None:
+            progress(n, total, f"seeded {n} of {total} keys")
+
+    keys = [{"locator": r.locator, "algorithm": r.algorithm} for r in records]
+    pool.generate(spawn, keys, processes, relay)
     # Checked from a fresh process once both writers are gone: while two processes write to
     # one token, each one's view of the other's objects is unreliable in SoftHSM (stale lists,
     # invalid handles); a fresh process reads the directory as it is.

@@ -27,12 +27,12 @@ from typing import Any, final
 from keyrite.approval import Approval
 from keyrite.digests import operation_digest
 from keyrite.files import write_exclusive
-from signer_shim import planning
+from signer_shim import planning, pool
 from signer_shim.backup import BackupError, build_archive, read_manifest, sha256sum_line
 from signer_shim.config import SignerConfig
 from signer_shim.hostkey import host_key_fingerprint, host_key_md5
 from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
-from signer_shim.inventory import TokenContents, contents_from_objects
+from signer_shim.inventory import TokenContents, contents_from_objects, key_problems
 from signer_shim.journal import OperationJournal, OperationStatus
 from signer_shim.keystate import KeyState, load_keystate, save_keystate
 from signer_shim.softhsm import read_tokendir
@@ -182,10 +182,14 @@ class LocalSigner:
             if self._worker is None or not self._worker.alive:
                 if self._worker is not None:
                     self._worker.close()
-                c = self.config
-                self._worker = WorkerClient(c.module, c.softhsm2_conf, c.token_label, c.user_pin,
-                                            log_path=c.worker_log)
+                self._worker = self._spawn()
             return self._worker
+
+    def _spawn(self) -> WorkerClient:
+        """A further worker on the same token, for one generate spread over processes."""
+        c = self.config
+        return WorkerClient(c.module, c.softhsm2_conf, c.token_label, c.user_pin,
+                            log_path=c.worker_log)
 
     def _call(self, method: str, params: dict[str, Any] | None = None,
               progress: Progress | None = None) -> Any:
@@ -243,14 +247,35 @@ class LocalSigner:
                 progress(n, total, f"generated {n} of {total} keys")
 
         keys = [{"locator": k.locator, "algorithm": k.algorithm} for k in todo.create]
-        if keys:
+        pooled = min(self.config.workers, len(keys)) > 1
+        if pooled:
+            pool.generate(self._spawn, keys, self.config.workers,
+                          lambda n, t: relay(n, t, ""))
+        elif keys:
             self._call("generate", {"keys": keys}, relay)
         after = self._contents().locators
         added = planning.check_generated(before, after, [k.locator for k in planned])
+        if pooled:
+            self._audit_generated(todo.create)
         save_keystate(self.config.keystate_path,
                       self._keystate().with_keys(k.record() for k in planned))
         return {"generated": sorted(k.locator for k in planned), "before": len(before),
                 "after": len(after), "added": len(added), "removed": 0}
+
+    def _audit_generated(self, made: Sequence[planning.PlannedKey]) -> None:
+        """The per-key check the pool's helpers could not make (they write blind), made now
+        that all writing is over, from the main worker: it did not write meanwhile, so its
+        session re-reads the token (tests/test_signer_pool.py). Keys that fail are deleted,
+        so executing again remakes them."""
+        audit = self._call("audit", {"locators": [k.locator for k in made]})
+        bad = {k.locator: key_problems(audit.get(k.locator, {}), k.locator, k.algorithm)
+               for k in made}
+        bad = {loc: wrong for loc, wrong in bad.items() if wrong}
+        if bad:
+            self._call("destroy", {"locators": sorted(bad)})
+            loc, wrong = sorted(bad.items())[0]
+            raise SignerError(f"{len(bad)} generated keys were not as asked and were deleted, "
+                              f"e.g. {loc}: {', '.join(wrong)}")
 
     def _purge(self, op: dict[str, Any], before: Sequence[str], contents: TokenContents,
                progress: Progress | None) -> dict[str, Any]:

@@ -115,12 +115,16 @@ class Worker:
         (pub,) = self._objects(locator, ObjectClass.PUBLIC_KEY)
         return self._attributes(pub, priv)
 
-    def audit(self) -> dict[str, Any]:
-        """key_attributes of every whole pair on the token, by locator, in one pass."""
+    def audit(self, locators: list[str] | None = None) -> dict[str, Any]:
+        """key_attributes of every whole pair on the token (or of these locators' pairs), by
+        locator, in one pass."""
+        wanted = None if locators is None else set(locators)
         by_id: dict[str, dict[str, Any]] = {}
         for cls, name in _CLASSES.items():
             for o in list(self.session.get_objects({Attribute.CLASS: cls})):
-                by_id.setdefault(bytes(o[Attribute.ID]).hex(), {})[name] = o
+                kid = bytes(o[Attribute.ID]).hex()
+                if wanted is None or kid in wanted:
+                    by_id.setdefault(kid, {})[name] = o
         return {i: self._attributes(p["public"], p["private"])
                 for i, p in sorted(by_id.items()) if len(p) == 2}
 
@@ -223,14 +227,14 @@ def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
         try:
             if method == "open":
                 result: Any = worker.open(**params)
+            elif method == "ping":  # also before open: the caller waits for our imports
+                result = "pong"
             elif worker.session is None:
                 raise Refused("the first request must be open")
             elif method == "generate":
                 result = worker.generate(**params, progress=progress)
             elif method in _PLAIN_METHODS:
                 result = getattr(worker, method)(**params)
-            elif method == "ping":
-                result = "pong"
             else:
                 raise Refused(f"unknown method {method!r}")
         except Exception as e:  # every failure goes back to the caller, the worker lives on

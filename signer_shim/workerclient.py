@@ -18,6 +18,11 @@ from signer_shim.interface import Progress, SignerError
 from signer_shim.softhsm import child_env
 from signer_shim.wire import decode, encode
 
+#: One worker of this process opens its token at a time. SoftHSM writes the token object on
+#: every login (its flags), and a process initialising or logging in while another one does
+#: that was seen to fail (GeneralError) when a pool's workers opened together.
+_OPEN_LOCK = threading.Lock()
+
 
 class WorkerClient:
     def __init__(
@@ -38,7 +43,9 @@ class WorkerClient:
             if not isinstance(log, int):
                 log.close()
         try:
-            self.call("open", {"pin": user_pin})
+            self.call("ping")  # the slow part, Python and python-pkcs11 starting, in parallel
+            with _OPEN_LOCK:
+                self.call("open", {"pin": user_pin})
         except BaseException:
             self.close()
             raise
