@@ -12,11 +12,13 @@ For RSA-2048 and ECDSA P-256, in keys per second, each path on its own fresh Sof
    (signer_shim.pool), helper start-up included.
 
 `--local` measures (2) and (3) through LocalSigner in this process instead of over SSH.
-Ratios are against (1) measured in the same run; targets: >= 0.95x with one worker, >= 1.7x
-for RSA with two (on two cores). RSA key times vary with the primes found, so a run of n keys
-carries a spread of its own, printed as +-% (standard error of the baseline's mean key time).
-Prints numbers, asserts nothing. Usage: python bench/shim.py [--rsa N] [--ec N] [--local]
-[--json] [--dir DIR]
+The paths take turns, a round of keys each (--rounds), so that other processes' load falls on
+all of them alike. Ratios are against (1) measured in the same run; targets: >= 0.95x with one
+worker, >= 1.7x for RSA with two (on two cores). RSA key times vary with the primes found, so
+a run of n keys carries a spread of its own, printed as +-% (standard error of the baseline's
+mean key time).
+Prints numbers, asserts nothing. Usage: python bench/shim.py [--rsa N] [--ec N] [--rounds R]
+[--local] [--json] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -56,39 +58,55 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def baseline_child() -> int:
     """In a child with SOFTHSM2_CONF set (SoftHSM reads it once per process): params as JSON on
-    stdin (the PIN stays off the command line), the loop's times as JSON on stdout."""
+    the first stdin line (the PIN stays off the command line), then one line per round with the
+    number of keys to make, each answered with the loop's key times as a JSON line."""
     from signer_shim.worker import Worker
 
-    p = json.load(sys.stdin)
+    p = json.loads(sys.stdin.readline())
     w = Worker(p["module"], p["label"])
     w.open(p["pin"])
-    times = []
-    for _ in range(p["n"]):
-        loc = new_locator()
-        t0 = time.perf_counter()
-        w._generate_one(loc, p["algorithm"])
-        times.append(time.perf_counter() - t0)
-    json.dump({"times": times}, sys.stdout)
+    for line in sys.stdin:
+        times = []
+        for _ in range(int(line)):
+            loc = new_locator()
+            t0 = time.perf_counter()
+            w._generate_one(loc, p["algorithm"])
+            times.append(time.perf_counter() - t0)
+        print(json.dumps(times), flush=True)
     return 0
 
 
-def baseline(workdir: Path, alg: str, n: int) -> dict[str, Any]:
-    token = create_token(workdir / "hsm", "bench")
-    params = {"module": str(token.module), "label": token.label, "pin": token.user_pin,
-              "algorithm": alg, "n": n}
-    out = subprocess.run([sys.executable, __file__, "--baseline-child"], input=json.dumps(params),
-                         capture_output=True, text=True, check=True, cwd=ROOT,
-                         env=child_env(token.softhsm2_conf))
-    times = json.loads(out.stdout)["times"]
-    mean = statistics.fmean(times)
-    spread = statistics.stdev(times) / mean / len(times) ** 0.5 if len(times) > 1 else 0.0
-    return {"path": "baseline", "keys": n, "seconds": sum(times), "rate": n / sum(times),
-            "spread": spread}
+class Baseline:
+    def __init__(self, workdir: Path, alg: str) -> None:
+        token = create_token(workdir / "hsm", "bench")
+        self.proc = subprocess.Popen([sys.executable, __file__, "--baseline-child"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=ROOT, env=child_env(token.softhsm2_conf))
+        self._send({"module": str(token.module), "label": token.label, "pin": token.user_pin,
+                    "algorithm": alg})
+        self.times: list[float] = []
+
+    def _send(self, value: object) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(value) + "\n")
+        self.proc.stdin.flush()
+
+    def round(self, n: int) -> float:
+        assert self.proc.stdout is not None
+        self._send(n)
+        times = json.loads(self.proc.stdout.readline())
+        self.times += times
+        return float(sum(times))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
 
 
-def signer_setup(workdir: Path, alg: str, n: int, workers: int) -> tuple[Path, PolicyKeys]:
-    """A token, a key state with n zones and no keys, and the signer config: planning for
-    P1Y with a one-year lifetime then asks for exactly n keys."""
+def signer_setup(workdir: Path, alg: str, zones: int, workers: int) -> tuple[Path, PolicyKeys]:
+    """A token, a key state with `zones` zones and no keys, and the signer config: with a
+    one-year lifetime, planning round r for P{r}Y then asks for exactly `zones` new keys."""
     token = create_token(workdir / "hsm", "bench")
     state = workdir / "state"
     state.mkdir()
@@ -97,8 +115,8 @@ def signer_setup(workdir: Path, alg: str, n: int, workers: int) -> tuple[Path, P
                           user_pin=token.user_pin, state_dir=state,
                           host_key_path=ensure_host_key(state / "ssh_host_ed25519_key"),
                           workers=workers)
-    zones = tuple(f"zone{i:04d}.example" for i in range(n))
-    save_keystate(config.keystate_path, KeyState({"bench": zones}, {}))
+    names = tuple(f"zone{i:04d}.example" for i in range(zones))
+    save_keystate(config.keystate_path, KeyState({"bench": names}, {}))
     pk = PolicyKeys(policy="bench", role="ZSK", algorithm=alg, lifetime_seconds=YEAR)
     return config.save(workdir / "signer.toml"), pk
 
@@ -108,58 +126,95 @@ def approvals(officer: Ed25519PrivateKey, op: dict[str, Any]) -> list[Approval]:
                           operation=operation_digest(op), expires=int(time.time()) + 3600)]
 
 
-def keyrite(workdir: Path, alg: str, n: int, workers: int, local: bool) -> dict[str, Any]:
-    config_path, pk = signer_setup(workdir, alg, n, workers)
-    officer = Ed25519PrivateKey.generate()
-    with ExitStack() as stack:
+class Keyrite:
+    """One signer (and shim) for all rounds of one path; each round is one generate operation,
+    planned untimed and executed timed."""
+
+    def __init__(self, workdir: Path, alg: str, per_round: int, workers: int,
+                 local: bool) -> None:
+        self.stack = ExitStack()
+        config_path, self.pk = signer_setup(workdir, alg, per_round, workers)
+        self.officer = Ed25519PrivateKey.generate()
+        self.per_round, self.rounds = per_round, 0
         if local:
-            signer: Any = stack.enter_context(LocalSigner(SignerConfig.load(config_path)))
+            self.signer: Any = self.stack.enter_context(
+                LocalSigner(SignerConfig.load(config_path)))
         else:
             from signer_shim.client import ShimClient
             from signer_shim.standup import ShimProcess, write_shim_files
 
-            key = public_key_text(officer.public_key())
+            key = public_key_text(self.officer.public_key())
             authority = Authority(CEREMONY, SCRIPT_SHA256, {key: Officer("Bench", "SA", key)},
                                   (Rule("generate", STEP, (("SA", 1),)),))
             files = write_shim_files(workdir / "shim", config_path, authority)
-            shim = stack.enter_context(ShimProcess(files.config))
-            signer = stack.enter_context(ShimClient("127.0.0.1", shim.port,
-                                                    client_key=files.client_key,
-                                                    host_key_pin=files.host_key_pin))
-        op = signer.plan_generate([pk], "P1Y")
+            shim = self.stack.enter_context(ShimProcess(files.config))
+            self.signer = self.stack.enter_context(ShimClient(
+                "127.0.0.1", shim.port, client_key=files.client_key,
+                host_key_pin=files.host_key_pin))
+        how = "in-process LocalSigner" if local else "shim over SSH"
+        self.path = f"keyrite workers={workers} ({how})"
+
+    def round(self, n: int) -> float:
+        assert n == self.per_round
+        self.rounds += 1
+        op = self.signer.plan_generate([self.pk], f"P{self.rounds}Y")
         count = sum(len(b["locators"]) for b in op["batches"])
         assert count == n, f"planned {count} keys, wanted {n}"
         t0 = time.perf_counter()
-        result = signer.execute(op, approvals(officer, op))
+        result = self.signer.execute(op, approvals(self.officer, op))
         seconds = time.perf_counter() - t0
         assert result["added"] == n, result
-    how = "in-process LocalSigner" if local else "shim over SSH"
-    return {"path": f"keyrite workers={workers} ({how})", "keys": n, "seconds": seconds,
-            "rate": n / seconds}
+        return seconds
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def measure(base: Path, name: str, n: int, rounds: int, local: bool) -> list[dict[str, Any]]:
+    """The three paths in turns, `rounds` rounds of n/rounds keys each, so they share the
+    machine's weather (other processes' load swings a 2-core machine's rates by 2x)."""
+    alg = ALGORITHMS[name]
+    per = max(1, n // rounds)
+    dirs = [base / f"{name}-{w}" for w in (0, 1, 2)]
+    for d in dirs:
+        d.mkdir()
+    paths: list[Any] = [Baseline(dirs[0], alg)]
+    try:
+        paths += [Keyrite(dirs[w], alg, per, w, local) for w in (1, 2)]
+        seconds = [0.0, 0.0, 0.0]
+        for _ in range(rounds):
+            for i, path in enumerate(paths):
+                seconds[i] += path.round(per)
+    finally:
+        for path in paths:
+            path.close()
+    times = paths[0].times
+    spread = statistics.stdev(times) / statistics.fmean(times) / len(times) ** 0.5
+    keys = per * rounds
+    rows = [{"path": "baseline (raw python-pkcs11, one session)", "keys": keys,
+             "seconds": seconds[0], "spread": spread}]
+    rows += [{"path": p.path, "keys": keys, "seconds": t}
+             for p, t in zip(paths[1:], seconds[1:], strict=True)]
+    for r in rows:
+        r["rate"] = keys / r["seconds"]
+        r["ratio"] = r["rate"] / rows[0]["rate"]
+    rows[1]["target"], rows[2]["target"] = 0.95, (1.7 if name == "rsa" else None)
+    return rows
 
 
 def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
-    report: dict[str, Any] = {"cores": os.cpu_count(), "via": "local" if args.local else "ssh"}
+    report: dict[str, Any] = {"cores": os.cpu_count(), "via": "local" if args.local else "ssh",
+                              "rounds": args.rounds}
     for name, n in (("rsa", args.rsa), ("ec", args.ec)):
-        if n <= 0:
-            continue
-        alg = ALGORITHMS[name]
-        rows = []
-        for workers in (0, 1, 2):  # 0: the baseline
-            d = base / f"{name}-{workers}"
-            d.mkdir()
-            rows.append(keyrite(d, alg, n, workers, args.local) if workers
-                        else baseline(d, alg, n))
-        for r in rows:
-            r["ratio"] = r["rate"] / rows[0]["rate"]
-        rows[1]["target"], rows[2]["target"] = 0.95, 1.7 if name == "rsa" else None
-        report[alg] = rows
+        if n > 0:
+            report[ALGORITHMS[name]] = measure(base, name, n, args.rounds, args.local)
     return report
 
 
 def show(report: dict[str, Any]) -> None:
     via = "over SSH on 127.0.0.1" if report["via"] == "ssh" else "in-process"
-    print(f"{report['cores']} cores; keyrite measured {via}")
+    print(f"{report['cores']} cores; keyrite measured {via}; paths in turns, "
+          f"{report['rounds']} rounds")
     for alg in ALGORITHMS.values():
         rows = report.get(alg)
         if not rows:
@@ -176,8 +231,9 @@ def main() -> int:
     if sys.argv[1:] == ["--baseline-child"]:
         return baseline_child()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rsa", type=int, default=40, help="RSA-2048 keys per path")
-    parser.add_argument("--ec", type=int, default=200, help="ECDSA P-256 keys per path")
+    parser.add_argument("--rsa", type=int, default=60, help="RSA-2048 keys per path")
+    parser.add_argument("--ec", type=int, default=240, help="ECDSA P-256 keys per path")
+    parser.add_argument("--rounds", type=int, default=3, help="turns the paths take")
     parser.add_argument("--local", action="store_true",
                         help="keyrite through LocalSigner in this process, not over SSH")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
