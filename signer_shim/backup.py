@@ -11,6 +11,7 @@ Layout of `key-backup-YYYY-MM-DD.tar.gz` (members under `key-backup-YYYY-MM-DD/`
     token.tar.enc    AES-256-GCM(tar of the token directory), key = scrypt(password, salt)
     keystate.json    the signer's key-state file (not secret: policies, roles, states)
     inventory.txt    the key list in `ods-hsmutil list` layout
+    kasp.db          (OpenDNSSEC backend only) a consistent copy of the enforcer's KASP database
 
 The GCM associated data binds the format, the token fingerprint and the KDF parameters, so a
 manifest edited to weaken the KDF or to claim another token fails to decrypt. A wrong password and
@@ -26,7 +27,7 @@ import json
 import os
 import tarfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -41,6 +42,8 @@ FORMAT = "keyrite-key-backup-v1"
 #: scrypt cost: N=2^17, r=8, p=1 (128 MiB, well under a second here); recorded in the manifest.
 DEFAULT_KDF = {"name": "scrypt", "n": 2**17, "r": 8, "p": 1, "length": 32}
 MEMBERS = ("manifest.json", "token.tar.enc", "keystate.json", "inventory.txt")
+#: Members a backend may add (`build_archive(extra=...)`); digested in the manifest like the rest.
+OPTIONAL_MEMBERS = ("kasp.db",)
 
 
 class BackupError(ValueError):
@@ -54,6 +57,7 @@ class Restored:
     manifest: dict[str, Any]
     keystate: bytes
     inventory: str
+    extra: dict[str, bytes] = field(default_factory=dict)  # optional members, e.g. kasp.db
 
 
 def _derive(password: str, kdf: Mapping[str, Any]) -> bytes:
@@ -83,16 +87,21 @@ def tar_directory(directory: Path, arcname: str) -> bytes:
 def build_archive(
     *, name: str, operation: str, token: str, repository: str, tokendir: Path,
     keystate: bytes, inventory: str, password: str, kdf: Mapping[str, Any] | None = None,
+    extra: Mapping[str, bytes] | None = None,
 ) -> bytes:
-    """The `.tar.gz` bytes for backup file `name` (nothing is written here)."""
+    """The `.tar.gz` bytes for backup file `name` (nothing is written here). `extra`: optional
+    members (names from OPTIONAL_MEMBERS, not secret: stored in clear, digested)."""
     if not password:
         raise BackupError("the backup password is empty")
+    extra = dict(extra or {})
+    if set(extra) - set(OPTIONAL_MEMBERS):
+        raise BackupError(f"unknown optional members {sorted(set(extra) - set(OPTIONAL_MEMBERS))}")
     kdf = {**(kdf or DEFAULT_KDF), "salt": base64.b64encode(os.urandom(16)).decode()}
     nonce = os.urandom(12)
     plain = tar_directory(tokendir, "tokens")
     sealed = AESGCM(_derive(password, kdf)).encrypt(nonce, plain, _aad(token, kdf))
     members = {"token.tar.enc": sealed, "keystate.json": keystate,
-               "inventory.txt": inventory.encode()}
+               "inventory.txt": inventory.encode(), **extra}
     manifest = {
         "format": FORMAT, "file": name, "operation": operation, "token": token,
         "repository": repository, "kdf": kdf,
@@ -104,7 +113,7 @@ def build_archive(
     stem = name.removesuffix(".tar.gz")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for member in MEMBERS:
+        for member in MEMBERS + tuple(m for m in OPTIONAL_MEMBERS if m in extra):
             data = members[member]
             info = tarfile.TarInfo(f"{stem}/{member}")
             info.size, info.mode = len(data), 0o600 if member == "token.tar.enc" else 0o644
@@ -113,25 +122,32 @@ def build_archive(
 
 
 def read_members(archive: bytes) -> dict[str, bytes]:
-    """The four members of a backup archive, checked against the manifest's digests."""
+    """The four members of a backup archive (and any optional ones), checked against the
+    manifest's digests."""
     out: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             for info in tar.getmembers():
                 member = PurePosixPath(info.name).name
-                if not info.isfile() or member not in MEMBERS or member in out:
+                allowed = MEMBERS + OPTIONAL_MEMBERS
+                if not info.isfile() or member not in allowed or member in out:
                     raise BackupError(f"unexpected member {info.name!r} in the backup")
                 f = tar.extractfile(info)
                 assert f is not None
                 out[member] = f.read()
     except (tarfile.TarError, OSError, EOFError) as e:
         raise BackupError(f"not a readable backup archive: {e}") from None
-    if set(out) != set(MEMBERS):
+    if not set(MEMBERS) <= set(out):
         raise BackupError(f"backup lacks {sorted(set(MEMBERS) - set(out))}")
     manifest = json.loads(out["manifest.json"])
     if manifest.get("format") != FORMAT:
         raise BackupError(f"unknown backup format {manifest.get('format')!r}")
+    unlisted = sorted(m for m in out if m != "manifest.json" and m not in manifest["sha256"])
+    if unlisted:
+        raise BackupError(f"backup members {unlisted} are not in the manifest")
     for member, digest in manifest["sha256"].items():
+        if member not in out:
+            raise BackupError(f"backup lacks {member}, which its manifest lists")
         if hashlib.sha256(out[member]).hexdigest() != digest:
             raise BackupError(f"backup member {member} does not match its manifest digest")
     return out
@@ -171,7 +187,8 @@ def restore_backup(archive: Path, password: str, target_dir: Path) -> Restored:
     _safe_extract(plain, target_dir)
     conf = write_conf(target_dir / "softhsm2.conf", tokendir)
     return Restored(conf, tokendir, manifest, members["keystate.json"],
-                    members["inventory.txt"].decode())
+                    members["inventory.txt"].decode(),
+                    {m: members[m] for m in OPTIONAL_MEMBERS if m in members})
 
 
 def _safe_extract(tar_bytes: bytes, target: Path) -> None:

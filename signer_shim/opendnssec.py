@@ -1,0 +1,501 @@
+"""`OdsSigner`: the `Signer` protocol over Debian's OpenDNSSEC 2.1 tools, and `open_signer`, which
+picks the backend from a config file.
+
+Unlike `LocalSigner`, this backend decides nothing about keys itself: the enforcer chooses how
+many keys to make and their locators, and what is dead. So the plan records what the enforcer
+will do as *counts* computed from its own KASP database (policy keys, unused pool keys), and
+execute proves afterwards, by inventory diff, that exactly that happened:
+
+- inventory: `ods-hsmutil -c CONF list REPOSITORY`, parsed; fingerprint: `ods-hsmutil info`
+  (the token's manufacturer, model, serial and label, as LocalSigner hashes them);
+- generate: `ods-enforcer key generate --duration D --all` only schedules the work, so execute
+  polls the inventory until it stops changing and has the predicted count of new keys (bounded
+  by the configured timeout), then requires: nothing removed, exactly the predicted number
+  added, every new key known to the enforcer. The scheduling is journaled (`scheduled`), so a
+  retry after a crash polls again instead of scheduling a second generation;
+- purge: `ods-enforcer key purge -z ZONE --delete` deletes every dead key of a zone; execute
+  first requires that the enforcer's dead keys in those zones are all planned ones (a purge cannot
+  delete a subset), then that exactly the planned keys vanished;
+- backup: the same archive as LocalSigner plus `kasp.db`, an sqlite3 online-backup copy.
+
+Measured on OpenDNSSEC 2.1.12 (Debian bookworm): `key generate` makes ceil(duration / lifetime)
+keys per policy key *minus* the unused ones, and does NOT multiply by the number of zones (log:
+"2 keys needed for 13 zones covering 63072000 seconds, generating 2 keys"). The plan predicts what
+the enforcer does, and shows the zone count beside it so the difference is visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import tempfile
+import threading
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, final
+
+from keyrite.approval import Approval
+from keyrite.digests import operation_digest
+from keyrite.durations import parse_duration
+from keyrite.files import write_exclusive
+from signer_shim import planning
+from signer_shim.backup import BackupError, build_archive, read_manifest, sha256sum_line
+from signer_shim.config import ConfigError, read_file
+from signer_shim.hostkey import host_key_fingerprint, host_key_md5
+from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, Signer, SignerError
+from signer_shim.journal import OperationJournal, OperationStatus
+from signer_shim.keystate import STATES, KeyRecord, KeyState
+from signer_shim.ods_config import OdsConf, OdsConfig, load_ods_config, read_ods_conf
+from signer_shim.ods_kasp import (
+    EnforcerKey,
+    copy_database,
+    hsmutil_type,
+    known_locators,
+    parse_key_list,
+    policy_keys,
+)
+from signer_shim.softhsm import child_env, read_tokendir
+from signer_shim.tokenid import token_fingerprint
+
+_GEN_BATCH = frozenset({"policy", "role", "algorithm", "lifetime_seconds", "zones", "unused",
+                        "count"})
+_LOCATOR = re.compile(r"^[0-9a-f]{32}$")
+POLL_SECONDS = 0.25
+
+
+def enforcer_count(duration_seconds: int, lifetime_seconds: int, unused: int) -> int:
+    """What OpenDNSSEC 2.1.12's `key generate` makes for one policy key (measured, see the
+    module docstring): ceil(duration / lifetime) less the unused pool keys, never below 0."""
+    return max(0, planning.periods(duration_seconds, lifetime_seconds) - unused)
+
+
+def parse_hsmutil_list(text: str, repository: str) -> Inventory:
+    """`ods-hsmutil list REPOSITORY`: rows after the dashed header; the "N keys found." line must
+    agree with the rows, and a key listed twice is an error (ambiguity stops everything)."""
+    found = re.search(r"^(\d+) keys found\.", text, re.M)
+    if found is None:
+        raise SignerError(f"unexpected ods-hsmutil list output: {text[:200]!r}")
+    keys: dict[str, KeyInfo] = {}
+    rows = False
+    for line in text.splitlines():
+        if line.startswith("----------"):
+            rows = True
+            continue
+        parts = line.split()
+        if not rows or not parts:
+            continue
+        if len(parts) != 3 or parts[0] != repository or not _LOCATOR.match(parts[1]):
+            raise SignerError(f"unexpected ods-hsmutil list row: {line!r}")
+        if parts[1] in keys:
+            raise SignerError(f"ods-hsmutil lists key {parts[1]} twice")
+        keys[parts[1]] = KeyInfo(locator=parts[1], type=hsmutil_type(parts[2]))
+    if len(keys) != int(found.group(1)):
+        raise SignerError(f"ods-hsmutil says {found.group(1)} keys but lists {len(keys)}")
+    return Inventory(repository=repository, keys=tuple(keys[k] for k in sorted(keys)))
+
+
+def parse_hsmutil_info(text: str, repository: str) -> dict[str, str]:
+    """The token fields of one repository's block in `ods-hsmutil info`."""
+    blocks = re.split(r"^Repository: ", text, flags=re.M)
+    for block in blocks[1:]:
+        name, _, rest = block.partition("\n")
+        if name.strip() != repository:
+            continue
+        fields = dict(re.findall(r"^\s+([A-Za-z ]+):\s*(.*?)\s*$", rest, re.M))
+        try:
+            return {"label": fields["Token Label"], "manufacturer_id": fields["Manufacturer"],
+                    "model": fields["Model"], "serial": fields["Serial"]}
+        except KeyError as e:
+            raise SignerError(f"ods-hsmutil info lacks {e} for {repository}") from None
+    raise SignerError(f"ods-hsmutil info does not show repository {repository}")
+
+
+@final
+class OdsSigner:
+    """Implements `signer_shim.interface.Signer` by driving ods-enforcer and ods-hsmutil."""
+
+    def __init__(self, config: OdsConfig) -> None:
+        self.config = config
+        self.ods: OdsConf = read_ods_conf(config.conf)
+        self.socket = config.socket or self.ods.socket
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        config.outputs_dir.mkdir(exist_ok=True)
+        self._journal = OperationJournal(config.journal_path)
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_file(cls, path: Path) -> OdsSigner:
+        return cls(load_ods_config(path))
+
+    def __repr__(self) -> str:
+        return f"<OdsSigner {self.config.name} repository={self.ods.repository!r}>"
+
+    def __enter__(self) -> OdsSigner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the Signer protocol ----------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        c = self.config
+        if not c.host_key_path.exists():
+            raise SignerError(f"the signer's host key {c.host_key_path} does not exist")
+        return {"name": c.name, "role": c.role, "host_key": host_key_fingerprint(c.host_key_path),
+                "host_key_md5": host_key_md5(c.host_key_path), "backend": "opendnssec",
+                "repository": self.ods.repository}
+
+    def fingerprint(self) -> str:
+        t = parse_hsmutil_info(self._hsmutil("info"), self.ods.repository)
+        return token_fingerprint(t["manufacturer_id"], t["model"], t["serial"], t["label"])
+
+    def inventory(self) -> Inventory:
+        return parse_hsmutil_list(self._hsmutil("list", self.ods.repository), self.ods.repository)
+
+    def enforcer_keys(self) -> list[EnforcerKey]:
+        """The enforcer's own key list, with its state names (`dead` is what purge removes)."""
+        return parse_key_list(self._enforcer("key", "list", "--all", "--verbose", "--parsable"))
+
+    def plan_purge(self) -> dict[str, Any]:
+        """The keys the enforcer calls dead and that are on the token."""
+        with self._lock:
+            present = self._locators()
+            dead = sorted({k.locator for k in self.enforcer_keys()
+                           if k.state == "dead" and k.locator in present})
+            return {"op": "purge", "token": self.fingerprint(), "delete": dead}
+
+    def plan_generate(self, keys: Sequence[PolicyKeys], duration: str) -> dict[str, Any]:
+        """Counts from the enforcer's database; the script's policy keys must be exactly the
+        enforcer's (`--all` generates for every policy key it knows)."""
+        with self._lock:
+            seconds = parse_duration(duration).seconds
+            kasp = {(p.policy, p.role): p for p in policy_keys(self.ods.datastore)}
+            declared: dict[tuple[str, str], PolicyKeys] = {}
+            for pk in keys:
+                if (pk.policy, pk.role) in declared:
+                    raise SignerError(f"policy {pk.policy} declares its {pk.role} twice")
+                declared[(pk.policy, pk.role)] = pk
+            missing = sorted(set(kasp) - set(declared))
+            if missing:
+                raise SignerError("the enforcer would also generate for policy keys the script "
+                                  f"does not declare: {missing}")
+            batches = []
+            for (policy, role), pk in declared.items():
+                k = kasp.get((policy, role))
+                if k is None:
+                    raise SignerError(f"the enforcer has no {role} in a policy {policy!r}")
+                if (k.algorithm, k.lifetime_seconds) != (pk.algorithm, pk.lifetime_seconds):
+                    raise SignerError(
+                        f"policy {policy} {role}: the script says {pk.algorithm} for "
+                        f"{pk.lifetime_seconds} s, the enforcer {k.algorithm} for "
+                        f"{k.lifetime_seconds} s")
+                batches.append({
+                    "policy": policy, "role": role, "algorithm": k.algorithm,
+                    "lifetime_seconds": k.lifetime_seconds, "zones": k.zones, "unused": k.unused,
+                    "count": enforcer_count(seconds, k.lifetime_seconds, k.unused)})
+            return {"op": "generate", "token": self.fingerprint(), "duration": duration,
+                    "batches": batches}
+
+    def plan_backup(self, date: str) -> dict[str, Any]:
+        with self._lock:
+            op = planning.plan_backup(self.fingerprint(), date)
+            self._refuse_existing_outputs(op["file"])
+            return op
+
+    def execute(
+        self,
+        operation: Mapping[str, Any],
+        approvals: Sequence[Approval],
+        progress: Progress | None = None,
+        *,
+        secrets: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Carry out a planned operation once, whatever happened before (journaled as
+        LocalSigner does; a generation also journals `scheduled`)."""
+        op = dict(operation)
+        secrets = dict(secrets or {})
+        with self._lock:
+            check_operation(op, self.fingerprint())
+            digest = operation_digest(op)
+            status = self._journal.status(digest)
+            if status.finished:
+                assert status.result is not None
+                return status.result
+            if op["op"] == "backup" and not secrets.get("password"):
+                raise SignerError("a backup needs the device-backup password (secrets['password'])")
+            self._journal.append(digest, "received", operation=op,
+                                 approvals=[_approval_dict(a) for a in approvals])
+            try:
+                if not status.started:
+                    locators = self._locators()
+                    self._precheck(op)
+                    self._journal.append(digest, "started", before=sorted(locators))
+                    status = self._journal.status(digest)
+                result = self._run(op, digest, status, progress, secrets)
+            except Exception as e:
+                self._journal.append(digest, "failed", error=str(e))
+                if isinstance(e, SignerError):
+                    raise
+                raise SignerError(f"{op['op']} failed: {e}") from e
+            self._journal.append(digest, "finished", result=result)
+            return result
+
+    def read_output(self, name: str) -> bytes:
+        if "/" in name or name.startswith(".") or not name:
+            raise SignerError(f"{name!r} is not the name of an output file")
+        try:
+            return (self.config.outputs_dir / name).read_bytes()
+        except FileNotFoundError:
+            raise SignerError(f"the signer has no output named {name}") from None
+
+    def close(self) -> None:
+        """Nothing stays open between calls (every tool is a short-lived process)."""
+
+    # -- inside -----------------------------------------------------------------------------
+
+    def _run_tool(self, args: list[str], timeout: float = 120) -> str:
+        try:
+            p = subprocess.run(args, env=child_env(self.config.softhsm2_conf), text=True,
+                               capture_output=True, timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise SignerError(f"{args[0]} {' '.join(args[3:])}: {e}") from None
+        if p.returncode != 0:
+            detail = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or [""]
+            raise SignerError(f"{args[0]} {' '.join(args[3:])} failed ({p.returncode}): "
+                              f"{detail[0]}")
+        return p.stdout
+
+    def _hsmutil(self, *args: str) -> str:
+        """ods-hsmutil only reads here; while the enforcer writes to the token it was seen to
+        fail now and then (exit 255 after printing "0 keys found."), so it is tried 10 times
+        over about 3 s."""
+        for attempt in range(10):
+            try:
+                return self._run_tool([self.config.hsmutil, "-c", str(self.config.conf), *args])
+            except SignerError:
+                if attempt == 9:
+                    raise
+                time.sleep(0.3)
+        raise AssertionError("unreachable")
+
+    def _enforcer(self, *args: str) -> str:
+        return self._run_tool([self.config.enforcer, "-s", str(self.socket), *args])
+
+    def _locators(self) -> frozenset[str]:
+        return frozenset(k.locator for k in self.inventory().keys)
+
+    def _precheck(self, op: dict[str, Any]) -> None:
+        if op["op"] == "generate":
+            fresh = self.plan_generate(_declared(op), op["duration"])
+            if fresh["batches"] != op["batches"]:
+                raise SignerError("the enforcer's figures changed since planning (zones, pool "
+                                  "or policies): plan the generation again")
+        elif op["op"] == "purge":
+            dead = {k.locator for k in self.enforcer_keys() if k.state == "dead"}
+            alive = [k for k in op["delete"] if k not in dead]
+            if alive:
+                raise SignerError(f"refusing to delete keys the enforcer does not call dead: "
+                                  f"{', '.join(alive)}")
+        else:
+            self._refuse_existing_outputs(op["file"])
+
+    def _refuse_existing_outputs(self, name: str) -> None:
+        for n in (name, name + ".sha256sum"):
+            if (self.config.outputs_dir / n).exists():
+                raise SignerError(f"output {n} already exists; a backup never overwrites")
+
+    def _run(self, op: dict[str, Any], digest: str, status: OperationStatus,
+             progress: Progress | None, secrets: dict[str, str]) -> dict[str, Any]:
+        assert status.before is not None
+        if op["op"] == "generate":
+            return self._generate(op, digest, status.before, progress)
+        if op["op"] == "purge":
+            return self._purge(op, status.before, progress)
+        return self._backup(op, digest, secrets["password"])
+
+    def _scheduled(self, digest: str) -> bool:
+        return any(e.get("digest") == digest and e.get("event") == "scheduled"
+                   for e in self._journal.entries())
+
+    def _generate(self, op: dict[str, Any], digest: str, before: Sequence[str],
+                  progress: Progress | None) -> dict[str, Any]:
+        total = sum(b["count"] for b in op["batches"])
+        start = set(before)
+        added = set(self._locators()) - start
+        # Schedule once: journaled after the enforcer accepted it; keys already added since
+        # `before` also prove an earlier attempt scheduled it (crash before the journal line).
+        if total and not added and not self._scheduled(digest):
+            self._enforcer("key", "generate", "--duration", op["duration"], "--all")
+            self._journal.append(digest, "scheduled")
+        after = self._wait_for(start, total, progress)
+        added_l, removed = sorted(after - start), sorted(start - after)
+        if removed:
+            raise SignerError(f"{len(removed)} keys vanished during generation: "
+                              f"{', '.join(removed)}")
+        if len(added_l) != total:
+            raise SignerError(f"the enforcer made {len(added_l)} keys, the plan said {total}")
+        known = known_locators(self.ods.datastore)
+        policies = {b["policy"] for b in op["batches"]}
+        strangers = [k for k in added_l if known.get(k) not in policies]
+        if strangers:
+            raise SignerError(f"keys appeared that the enforcer does not hold for the planned "
+                              f"policies: {', '.join(strangers)}")
+        return {"generated": added_l, "before": len(start), "after": len(after),
+                "added": len(added_l), "removed": 0}
+
+    def _wait_for(self, start: set[str], total: int, progress: Progress | None) -> set[str]:
+        """Poll until the inventory has `total` new keys and stays so for one more poll."""
+        deadline = time.monotonic() + self.config.timeout_seconds
+        last: frozenset[str] | None = None
+        while True:
+            now = self._locators()
+            n = len(now - start)
+            if progress is not None:
+                progress(min(n, total), total, f"generated {min(n, total)} of {total} keys")
+            if n >= total and now == last:
+                return set(now)
+            if n > total:
+                raise SignerError(f"the enforcer made {n} keys, the plan said {total}")
+            if time.monotonic() > deadline:
+                raise SignerError(f"the enforcer made {n} of {total} keys in "
+                                  f"{self.config.timeout}; execute again to keep waiting")
+            last = now
+            time.sleep(POLL_SECONDS)
+
+    def _purge(self, op: dict[str, Any], before: Sequence[str],
+               progress: Progress | None) -> dict[str, Any]:
+        delete = list(op["delete"])
+        planned = set(delete)
+        present = self._locators()
+        keys = self.enforcer_keys()
+        zones = sorted({k.zone for k in keys if k.locator in planned and k.locator in present})
+        for zone in zones:
+            # `key purge` deletes every dead key of the zone: refuse if any is not planned.
+            extra = sorted(k.locator for k in keys if k.zone == zone and k.state == "dead"
+                           and k.locator not in planned and k.locator in present)
+            if extra:
+                raise SignerError(f"zone {zone} has dead keys the plan does not name: "
+                                  f"{', '.join(extra)}; plan the purge again")
+        for zone in zones:
+            self._enforcer("key", "purge", "--zone", zone, "--delete")
+        if progress is not None:
+            progress(len(delete), len(delete), f"deleted {len(delete)} keys")
+        after = self._locators()
+        planning.check_purged(before, after, delete)
+        return {"deleted": delete, "before": len(before), "after": len(after)}
+
+    def _keystate(self) -> bytes:
+        """The enforcer's view in our key-state format, for readers of the backup: zones per
+        policy from its database, keys with the enforcer's state names (keys in states we do
+        not name are left out: kasp.db beside it is the complete record)."""
+        kasp = policy_keys(self.ods.datastore)
+        policy_of = known_locators(self.ods.datastore)
+        types = {k.locator: k.type for k in self.inventory().keys}
+        roles = {(p.policy, p.role): p for p in kasp}
+        zones: dict[str, set[str]] = {}
+        records: dict[str, KeyRecord] = {}
+        for k in self.enforcer_keys():
+            policy = policy_of.get(k.locator)
+            if policy is None:
+                continue
+            zones.setdefault(policy, set()).add(k.zone)
+            alg = types.get(k.locator) or (roles.get((policy, k.role)) or kasp[0]).algorithm
+            if k.state in STATES:
+                records[k.locator] = KeyRecord(locator=k.locator, policy=policy, role=k.role,
+                                               algorithm=alg, state=k.state, zone=k.zone)
+        state = KeyState({p: tuple(sorted(z)) for p, z in zones.items()}, records)
+        return state.to_json()
+
+    def _backup(self, op: dict[str, Any], digest: str, password: str) -> dict[str, Any]:
+        name = op["file"]
+        path = self.config.outputs_dir / name
+        sums = self.config.outputs_dir / f"{name}.sha256sum"
+        if path.exists():
+            data = path.read_bytes()
+            try:
+                ours = read_manifest(data).get("operation") == digest
+            except BackupError:
+                ours = False
+            if not ours:
+                raise SignerError(f"{name} exists and is not this operation's: not overwriting")
+        else:
+            with tempfile.TemporaryDirectory(dir=self.config.state_dir) as tmp:
+                kasp_db = copy_database(self.ods.datastore, Path(tmp) / "kasp.db")
+            data = build_archive(
+                name=name, operation=digest, token=op["token"], repository=self.ods.repository,
+                tokendir=read_tokendir(self.config.softhsm2_conf), keystate=self._keystate(),
+                inventory=self.inventory().render(), password=password,
+                extra={"kasp.db": kasp_db},
+            )
+            write_exclusive(path, data)
+        sha = hashlib.sha256(data).hexdigest()
+        line = sha256sum_line(sha, name)
+        if sums.exists():
+            if sums.read_text() != line:
+                raise SignerError(f"{sums.name} exists and does not match {name}")
+        else:
+            write_exclusive(sums, line.encode())
+        return {"file": name, "sha256": sha, "sha256sum_file": sums.name, "size": len(data)}
+
+
+def check_operation(op: Mapping[str, Any], token: str) -> None:
+    """Purge and backup have LocalSigner's shapes; a generation holds counts, not locators."""
+    if op.get("op") != "generate":
+        planning.check_operation(op, token)
+        return
+    shape = {"op", "token", "duration", "batches"}
+    if set(op) != shape:
+        raise SignerError(f"generate operation must have exactly the keys {sorted(shape)}")
+    if op["token"] != token:
+        raise SignerError(f"generate operation is for token {op['token']}, this token is {token}")
+    parse_duration(op["duration"])
+    if not isinstance(op["batches"], list):
+        raise SignerError("generate operation: batches must be a list")
+    for i, b in enumerate(op["batches"]):
+        if not isinstance(b, Mapping) or set(b) != _GEN_BATCH:
+            raise SignerError(f"generate operation: batches[{i}] must have keys "
+                              f"{sorted(_GEN_BATCH)}")
+        if type(b["count"]) is not int or b["count"] < 0:
+            raise SignerError(f"generate operation: batches[{i}].count must be a count")
+
+
+def _declared(op: Mapping[str, Any]) -> list[PolicyKeys]:
+    return [PolicyKeys(b["policy"], b["role"], b["algorithm"], b["lifetime_seconds"])
+            for b in op["batches"]]
+
+
+def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(a, Approval):
+        return a.to_dict()
+    try:
+        return Approval.from_dict(dict(a)).to_dict()
+    except (KeyError, TypeError, ValueError) as e:
+        raise SignerError(f"an approval is malformed: {e!r}") from None
+
+
+def open_signer(path: Path) -> Signer:
+    """The signer a config file describes: `[signer] backend = "opendnssec"` gives an OdsSigner;
+    no `backend` key gives LocalSigner (the PKCS#11 config, unchanged); anything else is an
+    error naming the file."""
+    text, source, _base = read_file(path)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    signer = doc.get("signer")
+    backend = signer.get("backend") if isinstance(signer, dict) else None
+    if backend is None:
+        from signer_shim.local import LocalSigner  # python-pkcs11 stays out of ODS-only use
+
+        return LocalSigner.from_file(Path(path))
+    if backend == "opendnssec":
+        return OdsSigner.from_file(Path(path))
+    raise ConfigError(f"{source}: signer.backend {backend!r} is unknown (known: 'opendnssec'; "
+                      "leave it out for PKCS#11)")
+
+
+__all__ = ["OdsSigner", "check_operation", "enforcer_count", "open_signer", "parse_hsmutil_list"]

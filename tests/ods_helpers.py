@@ -1,0 +1,72 @@
+"""Helpers for the OpenDNSSEC tests: a private installation with its enforcer running, and moving
+the enforcer's clock forward until keys die (restart with `--set-time`, `flush`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from keyrite.durations import MONTH, YEAR
+from signer_shim.interface import PolicyKeys
+from signer_shim.ods_kasp import parse_key_list
+from signer_shim.ods_setup import EnforcerDaemon, OdsInstallation, create_installation
+
+EC_POLICIES = (
+    PolicyKeys(policy="default", role="KSK", algorithm="ECDSA/P-256", lifetime_seconds=YEAR),
+    PolicyKeys(policy="default", role="ZSK", algorithm="ECDSA/P-256", lifetime_seconds=3 * MONTH),
+)
+
+
+@contextmanager
+def running_installation(
+    directory: Path, zones: Mapping[str, Sequence[str]],
+    policies: Sequence[PolicyKeys] = EC_POLICIES,
+) -> Iterator[tuple[OdsInstallation, EnforcerDaemon]]:
+    inst = create_installation(directory, policies, zones)
+    daemon = EnforcerDaemon(inst)
+    daemon.start()
+    try:
+        daemon.bootstrap()
+        yield inst, daemon
+    finally:
+        daemon.stop()
+
+
+def wait_until_idle(daemon: EnforcerDaemon, timeout: float = 20.0) -> None:
+    """Until `queue` reports every worker idle (the enforce tasks `flush` started are done)."""
+    deadline = time.monotonic() + timeout
+    while "All worker threads idle" not in daemon.command("queue"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the enforcer stayed busy")
+        time.sleep(0.05)
+
+
+def advance_until(daemon: EnforcerDaemon, state: str, *, steps: int = 15) -> int:
+    """Restart the daemon at each next transition time the key list shows (+60 s) and flush,
+    until some key is in `state`; returns the number of restarts. The daemon's clock then runs
+    from that time, so later commands see the future."""
+    for n in range(1, steps + 1):
+        keys = daemon.command("key", "list", "--all", "--verbose", "--parsable")
+        if any(k.state == state for k in parse_key_list(keys)):
+            return n - 1
+        dates = [line.split(";")[3] for line in keys.splitlines() if line.count(";") == 8]
+        if "waiting for ds-seen" in dates:
+            daemon.command("key", "ds-seen", "--all")  # the parent has the DS: let KSKs go on
+        if "now" in dates or "waiting for ds-seen" in dates:
+            daemon.command("flush")
+            time.sleep(0.2)
+            wait_until_idle(daemon)
+            continue
+        times = [int(time.mktime(time.strptime(d, "%Y-%m-%d %H:%M:%S")))
+                 for d in dates if d[:2] == "20"]
+        if not times:
+            raise AssertionError(f"no next transition to move to:\n{keys}")
+        daemon.stop()
+        daemon.set_time = min(times) + 60
+        daemon.start()
+        daemon.command("flush")
+        time.sleep(0.2)
+        wait_until_idle(daemon)
+    raise AssertionError(f"no key reached {state!r} in {steps} steps")
