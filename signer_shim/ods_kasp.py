@@ -96,6 +96,20 @@ def known_locators(db: Path) -> dict[str, str]:
     return {loc: name for loc, name in rows}
 
 
+def dead_keys(db: Path) -> list[tuple[str, str]]:
+    """(zone, locator) of every key whose DS, DNSKEY, RRSIG DNSKEY and RRSIG records are all
+    HIDDEN (0) or NA (4): what `key purge` removes. `key list` keeps calling such keys `retire`
+    (seen on 2.1.12), so its state column cannot be used to find them."""
+    with _readonly(db) as conn:
+        rows = conn.execute(
+            "SELECT z.name, h.locator FROM keyData k JOIN hsmKey h ON h.id = k.hsmKeyId"
+            " JOIN zone z ON z.id = k.zoneId WHERE NOT EXISTS (SELECT 1 FROM keyState s"
+            "  WHERE s.keyDataId = k.id AND s.state NOT IN (0, 4))"
+            " AND EXISTS (SELECT 1 FROM keyState s WHERE s.keyDataId = k.id)"
+            " ORDER BY z.name, h.locator").fetchall()
+    return [(z, loc) for z, loc in rows]
+
+
 def parse_key_list(text: str) -> list[EnforcerKey]:
     """`key list --all --verbose --parsable`: zone;type;state;next;size;alg;cka_id;repo;keytag.
     Lines of another shape (the client's "sock set to ..." chatter) are skipped; a line that

@@ -13,7 +13,8 @@ execute proves afterwards, by inventory diff, that exactly that happened:
   by the configured timeout), then requires: nothing removed, exactly the predicted number
   added, every new key known to the enforcer. The scheduling is journaled (`scheduled`), so a
   retry after a crash polls again instead of scheduling a second generation;
-- purge: `ods-enforcer key purge -z ZONE --delete` deletes every dead key of a zone; execute
+- purge: dead keys come from the KASP DB (all record states HIDDEN or NA); `ods-enforcer key
+  purge -z ZONE --delete` deletes every dead key of a zone; execute
   first requires that the enforcer's dead keys in those zones are all planned ones (a purge cannot
   delete a subset), then that exactly the planned keys vanished;
 - backup: the same archive as LocalSigner plus `kasp.db`, an sqlite3 online-backup copy.
@@ -52,6 +53,7 @@ from signer_shim.ods_config import OdsConf, OdsConfig, load_ods_config, read_ods
 from signer_shim.ods_kasp import (
     EnforcerKey,
     copy_database,
+    dead_keys,
     hsmutil_type,
     known_locators,
     parse_key_list,
@@ -160,12 +162,15 @@ class OdsSigner:
         """The enforcer's own key list, with its state names (`dead` is what purge removes)."""
         return parse_key_list(self._enforcer("key", "list", "--all", "--verbose", "--parsable"))
 
+    def dead_keys(self) -> list[tuple[str, str]]:
+        """(zone, locator) of the keys `key purge` would remove, from the KASP database."""
+        return dead_keys(self.ods.datastore)
+
     def plan_purge(self) -> dict[str, Any]:
-        """The keys the enforcer calls dead and that are on the token."""
+        """The keys the enforcer's database calls dead and that are on the token."""
         with self._lock:
             present = self._locators()
-            dead = sorted({k.locator for k in self.enforcer_keys()
-                           if k.state == "dead" and k.locator in present})
+            dead = sorted({loc for _z, loc in self.dead_keys() if loc in present})
             return {"op": "purge", "token": self.fingerprint(), "delete": dead}
 
     def plan_generate(self, keys: Sequence[PolicyKeys], duration: str) -> dict[str, Any]:
@@ -295,7 +300,7 @@ class OdsSigner:
                 raise SignerError("the enforcer's figures changed since planning (zones, pool "
                                   "or policies): plan the generation again")
         elif op["op"] == "purge":
-            dead = {k.locator for k in self.enforcer_keys() if k.state == "dead"}
+            dead = {loc for _z, loc in self.dead_keys()}
             alive = [k for k in op["delete"] if k not in dead]
             if alive:
                 raise SignerError(f"refusing to delete keys the enforcer does not call dead: "
@@ -371,12 +376,12 @@ class OdsSigner:
         delete = list(op["delete"])
         planned = set(delete)
         present = self._locators()
-        keys = self.enforcer_keys()
-        zones = sorted({k.zone for k in keys if k.locator in planned and k.locator in present})
+        dead = self.dead_keys()
+        zones = sorted({z for z, loc in dead if loc in planned and loc in present})
         for zone in zones:
             # `key purge` deletes every dead key of the zone: refuse if any is not planned.
-            extra = sorted(k.locator for k in keys if k.zone == zone and k.state == "dead"
-                           and k.locator not in planned and k.locator in present)
+            extra = sorted(loc for z, loc in dead if z == zone and loc not in planned
+                           and loc in present)
             if extra:
                 raise SignerError(f"zone {zone} has dead keys the plan does not name: "
                                   f"{', '.join(extra)}; plan the purge again")

@@ -4,13 +4,12 @@ the enforcer's clock forward until keys die (restart with `--set-time`, `flush`)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from keyrite.durations import MONTH, YEAR
 from signer_shim.interface import PolicyKeys
-from signer_shim.ods_kasp import parse_key_list
 from signer_shim.ods_setup import EnforcerDaemon, OdsInstallation, create_installation
 
 EC_POLICIES = (
@@ -43,14 +42,14 @@ def wait_until_idle(daemon: EnforcerDaemon, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def advance_until(daemon: EnforcerDaemon, state: str, *, steps: int = 15) -> int:
+def advance_until(daemon: EnforcerDaemon, done: Callable[[], bool], *, steps: int = 15) -> int:
     """Restart the daemon at each next transition time the key list shows (+60 s) and flush,
-    until some key is in `state`; returns the number of restarts. The daemon's clock then runs
+    until `done()`; returns the number of restarts. The daemon's clock then runs
     from that time, so later commands see the future."""
     for n in range(1, steps + 1):
-        keys = daemon.command("key", "list", "--all", "--verbose", "--parsable")
-        if any(k.state == state for k in parse_key_list(keys)):
+        if done():
             return n - 1
+        keys = daemon.command("key", "list", "--all", "--verbose", "--parsable")
         dates = [line.split(";")[3] for line in keys.splitlines() if line.count(";") == 8]
         if "waiting for ds-seen" in dates:
             daemon.command("key", "ds-seen", "--all")  # the parent has the DS: let KSKs go on
@@ -69,4 +68,4 @@ def advance_until(daemon: EnforcerDaemon, state: str, *, steps: int = 15) -> int
         daemon.command("flush")
         time.sleep(0.2)
         wait_until_idle(daemon)
-    raise AssertionError(f"no key reached {state!r} in {steps} steps")
+    raise AssertionError(f"not done in {steps} steps")

@@ -153,8 +153,8 @@ def test_purge_deletes_exactly_the_dead_keys(ods1) -> None:
     wait_until_idle(daemon)
     assert signer.plan_purge()["delete"] == []
     daemon.command("key", "rollover", "--zone", "zone01.example", "--keytype", "ZSK")
-    steps = advance_until(daemon, "dead")
-    dead = sorted(k.locator for k in signer.enforcer_keys() if k.state == "dead")
+    steps = advance_until(daemon, lambda: bool(signer.dead_keys()))
+    dead = sorted(loc for _zone, loc in signer.dead_keys())
     assert len(dead) == 1, steps
     before = {k.locator for k in signer.inventory().keys}
     op = signer.plan_purge()
