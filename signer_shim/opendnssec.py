@@ -357,7 +357,13 @@ class OdsSigner:
         deadline = time.monotonic() + self.config.timeout_seconds
         last: frozenset[str] | None = None
         while True:
-            now = self._locators()
+            try:
+                now = self._locators()
+            except SignerError:  # ods-hsmutil fails now and then while the enforcer writes
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(POLL_SECONDS)
+                continue
             n = len(now - start)
             if progress is not None:
                 progress(min(n, total), total, f"generated {min(n, total)} of {total} keys")
