@@ -97,6 +97,7 @@ class ShimClient:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._session: tuple[asyncssh.SSHWriter[bytes], asyncssh.SSHReader[bytes]] | None = None
         self._lock = threading.Lock()  # one request at a time on the one session
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<ShimClient {self.username}@{self.host}:{self.port}>"
@@ -125,11 +126,15 @@ class ShimClient:
         return value
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        """Close the link. A request in flight in another thread ends with SignerError; an
+        operation it started goes on at the signer (ask again under the same key)."""
+        if self._closed:
             return
+        self._closed = True
         with contextlib.suppress(SignerError, TimeoutError, OSError, asyncssh.Error):
-            self._run(self._close(), timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
+        with self._lock:  # the request in flight has seen the connection go
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
 
@@ -178,7 +183,7 @@ class ShimClient:
         self._conn, self._session = None, None
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        if self._loop.is_closed():
+        if self._closed:
             coro.close()
             raise SignerError("the signer link is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
@@ -197,6 +202,9 @@ class ShimClient:
                 try:
                     return self._run(self._exchange(rid, line, progress))
                 except _Lost as e:
+                    if self._closed:
+                        raise SignerError("the signer link was closed during the request; "
+                                          "an operation goes on at the signer") from None
                     self._run(self._close())
                     if attempt == 2:
                         raise SignerError(f"lost the link to the signer: {e}") from None

@@ -58,6 +58,7 @@ log = logging.getLogger("signer_shim.server")
 
 _KEYS = ("listen", "port", "host_key", "authorized_keys", "signer_config", "authority")
 _PATHS = ("host_key", "authorized_keys", "signer_config", "authority")
+PROGRESS_INTERVAL = 0.1  # seconds between progress messages of one operation (the last is sent)
 T = TypeVar("T")
 Send = Callable[[bytes], None]
 
@@ -309,7 +310,13 @@ class Shim:
             for rid, send in list(self._listeners.get(key, ())):
                 _safe(send, make(rid))
 
+        last = [0.0]
+
         def progress(done: int, total: int, what: str) -> None:
+            now = time.monotonic()  # at most ~10 messages a second: the HSM's time is not ours
+            if done < total and now - last[0] < PROGRESS_INTERVAL:
+                return
+            last[0] = now
             loop.call_soon_threadsafe(tell, lambda rid: protocol.progress(rid, done, total, what))
 
         def work() -> dict[str, Any]:
