@@ -20,7 +20,11 @@ key gets, and the order operations ran in (one `started` is always followed by i
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,12 @@ from typing import Any
 
 from keyrite.files import fsync_dir
 from signer_shim.journal import append_json_line, read_json_lines, utc_now
+
+log = logging.getLogger("signer_shim.requests")
+
+
+class Busy(OSError):
+    """Another shim serves this signer's state."""
 
 
 @dataclass
@@ -55,6 +65,32 @@ class RequestJournal:
 
     def entries(self) -> list[dict[str, Any]]:
         return read_json_lines(self.path)
+
+    def claim(self, wait: float = 300.0) -> None:
+        """Hold this signer's state for this process (an flock, released when it exits), and
+        re-read the journal. Two shims on one token would interleave HSM work behind each
+        other's queues; one still finishing an operation (after SIGTERM) is waited for."""
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + wait
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise Busy(f"another shim holds {self.path}.lock (waited {wait:.0f} s)"
+                               ) from None
+                if not said:
+                    log.warning("another shim is still serving this signer; waiting for it")
+                    said = True
+                time.sleep(0.1)
+        self._claim_fd = fd
+        self.requests.clear()
+        self.nonces.clear()
+        for e in read_json_lines(self.path):
+            self._fold(e)
 
     def received(self, key: str, *, method: str, request: str, op: str, digest: str, step: int,
                  nonces: tuple[str, ...], approvers: tuple[str, ...]) -> RequestState:

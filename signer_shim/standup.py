@@ -3,11 +3,14 @@
 The rehearsal, the tests and the bench all need a real shim beside a token they made: the same
 enrolment an operator does by hand on a signer host (docs/signer-install.md), done in one call.
 `ShimProcess` runs `python -m signer_shim.command` as a child, waits for its "listening on"
-line, and stops it with SIGTERM (SIGKILL only if it does not go).
+line, and stops it with SIGTERM (SIGKILL only if it does not go). If its parent dies, the child
+gets SIGTERM too (prctl PDEATHSIG), finishes an operation it is running and exits; a new shim on
+the same signer waits for it (signer_shim.requests.RequestJournal.claim).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import select
@@ -24,6 +27,7 @@ from signer_shim.authority import Authority
 from signer_shim.config import SignerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ class ShimProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "signer_shim.command", "--config", str(config)],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
-                env={**os.environ, **(env or {})}, start_new_session=True)
+                env={**os.environ, **(env or {})}, start_new_session=True,
+                preexec_fn=_terminate_with_parent)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], wait)
         line = self.proc.stdout.readline() if ready else ""
@@ -109,6 +114,13 @@ class ShimProcess:
             self.proc.wait(30)
         _close(self.proc)
         return self.proc.returncode
+
+
+def _terminate_with_parent() -> None:
+    """In the child: SIGTERM when the process that started us dies (even by SIGKILL), so a
+    crashed rehearsal leaves no shim behind; SIGTERM lets a running operation finish."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _close(proc: subprocess.Popen[str]) -> None:
