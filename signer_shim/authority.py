@@ -145,7 +145,7 @@ class Verdict:
     step: int
     digest: str
     nonces: tuple[str, ...]
-    approvers: tuple[str, ...]  # officer names, sorted
+    approvers: tuple[str, ...]  # "name (role)", sorted
 
 
 def check_quorum(
@@ -214,7 +214,7 @@ def check_quorum(
         have = len(people.get(role, ()))
         if have < m:
             raise QuorumRefused(f"{kind} needs {m} distinct {role} approval(s), has {have}")
-    names = sorted(n for group in people.values() for n in group)
+    names = sorted(f"{n} ({role})" for role, group in people.items() for n in group)
     return Verdict(rule.step, digest, tuple(sorted(seen_nonces)), tuple(names))
 
 

@@ -7,6 +7,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from coordinator.script import bundled_script_path
@@ -102,6 +103,26 @@ def test_a_verify_mismatch_stops_the_ceremony(tmp_path: Path) -> None:
     assert summary["exception"]["step"] == 29
     assert "standby" in summary["exception"]["reason"]
     assert summary["keys"]["initial"] is None, "nothing was purged after the stop"
+
+
+def test_a_signer_with_another_host_key_stops_the_ceremony_before_any_request(
+        tmp_path: Path) -> None:
+    script = tmp_path / "pinned.toml"
+    text = bundled_script_path().read_text()
+    old = 'host_key = "previous.signer_host_key"'
+    assert text.count(old) == 1
+    other = asyncssh.generate_private_key("ssh-ed25519").get_fingerprint("sha256")
+    script.write_text(text.replace(old, f'host_key = "{other}"'))
+    code, summary, err = rehearse_json(tmp_path / "r", str(script), "--fixture", "small")
+    assert code == 1, err
+    assert summary["status"] == "stopped"
+    assert summary["exception"]["step"] == 25
+    live = asyncssh.read_private_key(
+        tmp_path / "r" / "signer" / "state" / "ssh_host_ed25519_key").get_fingerprint("sha256")
+    assert live in summary["exception"]["reason"] and other in summary["exception"]["reason"]
+    log = (tmp_path / "r" / "shim" / "shim.log").read_text()
+    assert "signer_shim.server INFO request" not in log, "a request reached the wrong signer"
+    assert summary["keys"]["initial"] is None
 
 
 def test_bad_inputs_exit_2(tmp_path: Path) -> None:

@@ -113,6 +113,18 @@ CASES = [
           "is not a valid host-key (expected `SHA256:` and 43 base64 characters as OpenSSH prints "
           "it, or 16 colon-separated hex bytes (legacy MD5, optionally `MD5:`-prefixed; "
           "normalised to `MD5:` + lower case))")),
+    case("host key pinned to a previous key the ceremony does not list",
+         change('host_key = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"',
+                'host_key = "previous.signer_key"'),
+         ("previous.signer_key", "signers[0].host_key",
+          "'signer_key' is not listed in ceremony.previous "
+          "(expected one of key_count, livecd_sha256)")),
+    case("host key pinned to a malformed previous reference",
+         change('host_key = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"',
+                'host_key = "previous.Signer-Key"'),
+         ("previous.Signer-Key", "signers[0].host_key",
+          "'previous.Signer-Key' is not a previous-ceremony reference (expected previous.KEY, "
+          "KEY lower-case letters, digits and _)")),
     case("bad drive serial", change('serial = "0019 e000-faa9"', 'serial = "0019/e000"'),
          ("0019/e000", "drives[0].serial", "'0019/e000' is not a valid usb-serial (expected "
           "letters and digits, spaces and dashes ignored, at most 126; upper-cased)")),

@@ -88,7 +88,7 @@ def test_a_purge_with_its_quorum_runs_and_a_repeat_gets_the_recorded_answer(shim
         assert again == first
     entries = shim.journal.entries()
     assert [e["event"] for e in entries if e.get("key")] == ["received", "started", "finished"]
-    assert entries[1]["approvers"] == ["Sam"] and len(entries[1]["nonces"]) == 1
+    assert entries[1]["approvers"] == ["Sam (SA)"] and len(entries[1]["nonces"]) == 1
 
 
 def refusal_cases(op: dict[str, object]) -> dict[str, list[object]]:

@@ -29,7 +29,8 @@ def check(op: dict[str, object], approvals: list[dict[str, object]], *,
 
 def test_a_good_quorum_names_its_approvers() -> None:
     v = check(BACKUP, as_dicts(approve(BACKUP, "kso1", "kso2", "dso1", now=NOW)))
-    assert v.step == 43 and v.approvers == ("Dee", "Kai", "Kim") and len(v.nonces) == 3
+    assert v.step == 43 and len(v.nonces) == 3
+    assert v.approvers == ("Dee (DSO)", "Kai (KSO)", "Kim (KSO)")
 
 
 def refused(op: dict[str, object], approvals: list[dict[str, object]], match: str,
@@ -101,7 +102,7 @@ def test_an_operation_this_signer_does_not_run() -> None:
 def test_a_spent_nonce_is_a_replay_unless_it_is_the_same_request() -> None:
     approvals = as_dicts(approve(PURGE, "sa1", now=NOW))
     used = {approvals[0]["nonce"]: "k1"}
-    assert check(PURGE, approvals, used=used, key="k1").approvers == ("Sam",)
+    assert check(PURGE, approvals, used=used, key="k1").approvers == ("Sam (SA)",)
     refused(PURGE, approvals, "already used", used=used, key="k2")
 
 

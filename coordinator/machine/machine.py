@@ -279,6 +279,15 @@ class Machine:
             p["date"] = time.strftime("%Y-%m-%d", time.gmtime(self.state.now))
         return p
 
+    def host_key_pin(self, signer: str) -> str | None:
+        """The host-key fingerprint the script pins for `signer`, with a `previous.KEY` pin
+        resolved from the previous ceremony's record; None if the script pins none."""
+        declared = next(x for x in self.script.signers if x.name == signer)
+        pin = declared.host_key
+        if pin is not None and pin.startswith("previous."):
+            return str(self.previous[pin.removeprefix("previous.")])
+        return pin
+
     def _expected(self, step: Step) -> str:
         if step.value is not None:
             return step.value
@@ -290,6 +299,10 @@ class Machine:
             return self.state.values[int(rest)]
         if kind == "signer":
             name, _, attr = rest.rpartition(".")
+            if attr == "host_key":
+                pin = self.host_key_pin(name)
+                assert pin is not None  # the loader checked the signer declares one
+                return pin
             signer = next(x for x in self.script.signers if x.name == name)
             return str(getattr(signer, attr))
         if kind == "drive":

@@ -1,10 +1,12 @@
 """`keyrite rehearse`: the whole bundled (or given) ceremony, end to end, on a fresh SoftHSM2 token.
 
 The order is boulder's: the script is validated and the work directory checked before anything
-touches the HSM; set-up makes the token, the cast and the materials; then the machine runs every
-step through the journal. `--resume` rebuilds the machine from the journal (the journal is the
-truth) and carries on; an HSM operation started but not journaled as finished is reconciled by
-the signer against its inventory before anything is retried.
+touches the HSM; set-up makes the token, the cast and the materials; a signer shim is enrolled
+and started on 127.0.0.1 and reached over SSH with the script's pinned host key (as a live
+ceremony reaches its signer); then the machine runs every step through the journal. `--resume`
+rebuilds the machine from the journal (the journal is the truth) and carries on; an HSM
+operation started but not journaled as finished is reconciled by the signer against its
+inventory before anything is retried.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from coordinator.machine import Machine, Refused
 from coordinator.machine import events as ev
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
+from coordinator.rehearsal.link import open_link
 from coordinator.rehearsal.people import CUSTODIANS, PEOPLE
 from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up
 from coordinator.rehearsal.world import RehearsalWorld
@@ -31,7 +34,6 @@ from keyrite.exits import BadInput, Failure
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
 from signer_shim.config import SignerConfig
-from signer_shim.local import LocalSigner
 
 FIXTURES = ("default", "small")
 
@@ -100,13 +102,17 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "default",
     room = ScriptedRoom(machine, list(PEOPLE), keys, time.time,
                         lambda label: drives.info(label).serial, bags.__getitem__, CUSTODIANS)
     secrets = {"device-backup": (paths.materials / "device-backup-password").read_text().strip()}
-    signer = LocalSigner(signer_config)
+    declared = script.signers[0]
+    link = open_link(paths.root / "shim", paths.signer / "signer.toml", script, roster,
+                     machine.host_key_pin(declared.name))
+    display.say(f"signer {declared.name}: shim listening on 127.0.0.1 port "
+                f"{link.process.port}, reached over SSH")
     try:
-        world = RehearsalWorld(machine, signer, drives, room, paths.livecd, paths.journal,
+        world = RehearsalWorld(machine, link.client, drives, room, paths.livecd, paths.journal,
                                lambda: ((e.seq, e.record) for e in journal.entries()), secrets)
         status = Runner(machine, journal, world, display, iso).run()
     finally:
-        signer.close()
+        link.close()
     note = journal.checkpoint(iso(time.time()))
     result = summary_.build(
         machine, status=status, journal=paths.journal, checkpoint=note,

@@ -1,4 +1,4 @@
-"""The rehearsal's world: a real signer (SoftHSM2 through the signer shim's worker), folder drives,
+"""The rehearsal's world: a real signer (SoftHSM2 behind a signer shim, over SSH), folder drives,
 a live-CD image on disk, and scripted officers. It answers the runner's requests; every rule is
 still the machine's."""
 
@@ -18,6 +18,7 @@ from coordinator.runner import Progress
 from coordinator.transcript import render
 from keyrite.digests import colon_hex
 from keyrite.exits import Failure
+from signer_shim.client import HostKeyMismatch, ShimClient
 from signer_shim.interface import PolicyKeys, Signer
 
 
@@ -52,8 +53,7 @@ class RehearsalWorld:
         if src == "livecd.sha256":
             return colon_hex(sha256_file(self.livecd))
         if src == "signer.host_key":
-            info = self.signer.info()
-            return info["host_key"] if p.get("format") == "sha256" else info["host_key_md5"]
+            return self._live_host_key(p.get("format", "sha256"))
         if src == "signer.role":
             return str(self.signer.info()["role"])
         if src == "hsm.fingerprint":
@@ -70,6 +70,18 @@ class RehearsalWorld:
             data = self.drives.read(p["drive"], p["file"])
             return colon_hex(hashlib.sha256(data).hexdigest())
         raise Failure(f"the rehearsal cannot observe {src}")
+
+    def _live_host_key(self, fmt: str) -> str:
+        """The key the signer presented in the SSH handshake, not what it says of itself:
+        a wrong key stops the link before any request, and the verify step shows which."""
+        if isinstance(self.signer, ShimClient):
+            try:
+                return self.signer.host_key(fmt)
+            except HostKeyMismatch as e:
+                shown = self.signer.presented if fmt == "sha256" else self.signer.presented_md5
+                return shown or e.presented
+        info = self.signer.info()
+        return str(info["host_key"] if fmt == "sha256" else info["host_key_md5"])
 
     # --- work without approvals ----------------------------------------------------------------
     def perform(self, want: d.Perform, progress: Progress) -> dict[str, Any]:

@@ -106,6 +106,14 @@ class Declared:
                             f"duplicate section title {title!r} (first at line {first})")
             elif title is not None:
                 titles[title] = section
+        for signer in (self.signers or {}).values():
+            pin = signer.get("host_key")
+            if isinstance(pin, str) and pin.startswith("previous.") and self.previous is not None:
+                key = pin.removeprefix("previous.")
+                if key not in self.previous:
+                    self.report((*signer.path, "host_key"),
+                                f"{key!r} is not listed in ceremony.previous "
+                                f"({one_of(self.previous, 'previous key')})")
         for quorum in (self.quorums or {}).values():
             role = quorum.get("role")
             if role is None:

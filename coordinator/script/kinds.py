@@ -144,6 +144,24 @@ def value_format(fmt: str) -> Kind:
     return Kind(f"string ({fmt})", read)
 
 
+def host_key_pin() -> Kind:
+    """A pinned SSH host key: a fingerprint, or `previous.KEY` (the previous ceremony's record
+    holds it; the loader checks that KEY is listed in ceremony.previous)."""
+    fingerprint = value_format("host-key")
+
+    def read(value: Any, at: KeyPath, report: Report) -> Any:
+        if isinstance(value, str) and value.startswith("previous."):
+            if re.fullmatch(r"previous\.[a-z][a-z0-9_]*", value):
+                return value
+            report(at, f"{value!r} is not a previous-ceremony reference (expected "
+                   "previous.KEY, KEY lower-case letters, digits and _)")
+            return BAD
+        return fingerprint.read(value, at, report)
+
+    return Kind("string: a host-key fingerprint, or `previous.KEY` (the records of the previous "
+                "ceremony hold it)", read)
+
+
 def integer(low: int, high: int | None = None) -> Kind:
     def read(value: Any, at: KeyPath, report: Report) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -12,6 +12,7 @@ from coordinator.script.kinds import (
     boolean,
     choice,
     duration,
+    host_key_pin,
     integer,
     one_or_more,
     pattern,
@@ -126,7 +127,9 @@ SIGNER = Table("[[signers]]", (
     Key("name", pattern(NAME, "a signer name"), "how steps and references name it"),
     Key("role", text(), "what the signer must report itself to be (`signer.role`), e.g. standby",
         required=False, default=None),
-    Key("host_key", value_format("host-key"), "its pinned SSH host key fingerprint",
+    Key("host_key", host_key_pin(),
+        "its pinned SSH host key: the link refuses any other key before sending anything, and "
+        "`signer.NAME.host_key` is what a verify step compares the live key with",
         required=False, default=None),
 ))
 
