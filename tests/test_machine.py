@@ -23,6 +23,7 @@ from keyrite.exits import BadInput
 from tests.machine_helpers import (
     MINI_PREVIOUS,
     PEOPLE,
+    SEED_PREVIOUS,
     T0,
     approval,
     drive,
@@ -751,3 +752,11 @@ def test_decisions_are_asked_of_the_administrator_by_role():
     with pytest.raises(Refused):
         m.handle(ev.Performed(at=w.at(), step=9, result={"count": 0}))
     assert m.status == "exception"
+
+
+def test_a_host_key_pin_is_a_fingerprint_or_the_previous_record() -> None:
+    m, _ = start()
+    assert m.host_key_pin("standby") == "SHA256:96QvYCmXKW8YPnQdHF9indZTB7xB4ppUo6v5vRwRECM"
+    seed, _ = start(seed_script())
+    assert seed.script.signers[0].host_key == "previous.signer_host_key"
+    assert seed.host_key_pin("standby") == SEED_PREVIOUS["signer_host_key"]
