@@ -44,7 +44,7 @@ from keyrite.durations import parse_duration
 from keyrite.files import write_exclusive
 from signer_shim import planning
 from signer_shim.backup import BackupError, build_archive, read_manifest, sha256sum_line
-from signer_shim.config import ConfigError, read_file
+from signer_shim.config import ConfigError, SignerConfig, read_file
 from signer_shim.hostkey import host_key_fingerprint, host_key_md5
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, Signer, SignerError
 from signer_shim.journal import OperationJournal, OperationStatus
@@ -488,10 +488,10 @@ def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:
         raise SignerError(f"an approval is malformed: {e!r}") from None
 
 
-def open_signer(path: Path) -> Signer:
-    """The signer a config file describes: `[signer] backend = "opendnssec"` gives an OdsSigner;
-    no `backend` key gives LocalSigner (the PKCS#11 config, unchanged); anything else is an
-    error naming the file."""
+def load_signer_config(path: Path) -> SignerConfig | OdsConfig:
+    """The config a signer file describes, read strictly: `[signer] backend = "opendnssec"` gives
+    an OdsConfig; no `backend` key gives the PKCS#11 SignerConfig (unchanged); anything else is
+    an error naming the file. Both have `host_key_path` and `state_dir`."""
     text, source, _base = read_file(path)
     try:
         doc = tomllib.loads(text)
@@ -500,13 +500,26 @@ def open_signer(path: Path) -> Signer:
     signer = doc.get("signer")
     backend = signer.get("backend") if isinstance(signer, dict) else None
     if backend is None:
-        from signer_shim.local import LocalSigner  # python-pkcs11 stays out of ODS-only use
-
-        return LocalSigner.from_file(Path(path))
+        return SignerConfig.load(Path(path))
     if backend == "opendnssec":
-        return OdsSigner.from_file(Path(path))
+        return load_ods_config(Path(path))
     raise ConfigError(f"{source}: signer.backend {backend!r} is unknown (known: 'opendnssec'; "
                       "leave it out for PKCS#11)")
 
 
-__all__ = ["OdsSigner", "check_operation", "enforcer_count", "open_signer", "parse_hsmutil_list"]
+def signer_for(config: SignerConfig | OdsConfig) -> Signer:
+    """The signer for a config `load_signer_config` returned."""
+    if isinstance(config, OdsConfig):
+        return OdsSigner(config)
+    from signer_shim.local import LocalSigner  # python-pkcs11 stays out of ODS-only use
+
+    return LocalSigner(config)
+
+
+def open_signer(path: Path) -> Signer:
+    """The signer a config file describes (`load_signer_config`, then `signer_for`)."""
+    return signer_for(load_signer_config(path))
+
+
+__all__ = ["OdsSigner", "check_operation", "enforcer_count", "load_signer_config", "open_signer",
+           "parse_hsmutil_list", "signer_for"]

@@ -20,10 +20,12 @@ Configuration (`shim.toml`), read strictly; relative paths are taken from the fi
     port = 2222                       # 0: any free port (reported on stdout)
     host_key = "state/ssh_host_ed25519_key"
     authorized_keys = "authorized_keys"
-    signer_config = "signer.toml"     # the SignerConfig
+    signer_config = "signer.toml"     # the signer config (either backend, see below)
     authority = "authority.toml"      # officers and quorum rules (signer_shim.authority)
 
-The request journal is `requests.jsonl` in the signer's state directory.
+The signer config picks the backend (signer_shim.opendnssec.load_signer_config): PKCS#11
+(`LocalSigner`) without `[signer] backend`, OpenDNSSEC (`OdsSigner`) with `backend =
+"opendnssec"`. Either way the request journal is `requests.jsonl` in that config's state_dir.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from signer_shim.authority import Authority, QuorumRefused, check_quorum
 from signer_shim.config import ConfigError, SignerConfig, read_file, read_sections
 from signer_shim.hostkey import host_key_fingerprint
 from signer_shim.interface import PolicyKeys, Signer, SignerError
-from signer_shim.local import LocalSigner
+from signer_shim.ods_config import OdsConfig
+from signer_shim.opendnssec import load_signer_config, signer_for
 from signer_shim.requests import RequestJournal
 
 log = logging.getLogger("signer_shim.server")
@@ -87,7 +90,7 @@ class Loaded:
     """Everything the server needs, checked before anything listens."""
 
     config: ShimConfig
-    signer_config: SignerConfig
+    signer_config: SignerConfig | OdsConfig  # whichever backend the signer config names
     host_key: asyncssh.SSHKey
     authorized_keys: asyncssh.SSHAuthorizedKeys
     authority: Authority
@@ -97,7 +100,7 @@ def load(path: Path) -> Loaded:
     """Read and check the shim config, the signer config and both key files (ConfigError names
     the file and the key at fault)."""
     cfg = ShimConfig.load(path)
-    signer_config = SignerConfig.load(cfg.signer_config)
+    signer_config = load_signer_config(cfg.signer_config)
     try:
         host_key = asyncssh.read_private_key(cfg.host_key)
     except (OSError, asyncssh.KeyImportError, ValueError) as e:
@@ -447,8 +450,9 @@ def bound_port(acceptor: asyncssh.SSHAcceptor) -> int:
 
 async def serve(loaded: Loaded, stop: asyncio.Event, announce: Any = print) -> None:
     """Listen, announce the address, notify READY=1, serve until `stop` is set, then close."""
-    signer = LocalSigner(loaded.signer_config)
+    signer = signer_for(loaded.signer_config)  # the backend the signer config names
     journal = RequestJournal(loaded.signer_config.state_dir / "requests.jsonl")
+    journal.claim()  # one shim per signer: wait for one still finishing its operation
     journal.booted()
     shim = Shim(signer, loaded.authority, journal)
     try:
