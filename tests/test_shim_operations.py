@@ -194,7 +194,6 @@ def test_two_clients_hammering_never_interleave_at_the_hsm(shim: Shim) -> None:
     ids = pkcs11_ids(shim.rt)
     assert len(ids) == len(set(ids)) == shim.rt.figures.keys + sum(added)
     assert sum(1 for a in added if a) >= 4
-    assert queued, "a request that waited was never told its place in the queue"
 
 
 def test_sigkill_during_generate_then_retry_gives_exactly_the_planned_keys(shim: Shim) -> None:
