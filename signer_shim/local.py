@@ -3,8 +3,8 @@
 What it adds to the worker: the pure planning rules (signer_shim.planning), the key-state source,
 the operation journal and the outputs directory. Every operation is checked against this token
 before anything happens, journaled before the first device call, and its effect proved by an
-inventory diff before it is recorded as finished. The coordinator uses it directly in the
-rehearsal; a later issue puts the same calls behind SSH.
+inventory diff before it is recorded as finished. The shim (signer_shim.server) serves it over
+SSH; tests and the fixture use it directly.
 
 Resource handling: the worker is spawned on first use and again if it has died (so a caller can
 retry after a crash without rebuilding the signer); `close()` ends it. Calls are serialised by
