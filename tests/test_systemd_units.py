@@ -1,5 +1,6 @@
 """The shipped systemd units pass `systemd-analyze verify` silently and score 2.0 or lower
-("OK") on `systemd-analyze security --offline=yes`.
+("OK") on `systemd-analyze security --offline=yes`; so does each drop-in docs/signer.md documents
+for a real HSM (PCIe, network, OpenDNSSEC), at or below the score it states.
 
 The unit's ExecStart (/opt/keyrite/.venv/bin/keyrite) does not exist on a development machine,
 and `verify` reports a missing executable, so a copy is checked whose ExecStart names this venv's
@@ -121,3 +122,43 @@ def test_the_score_check_can_fail(tmp_path):
         _local_copy(tmp_path, drop=("CapabilityBoundingSet", "SystemCallFilter"))
     )
     assert level > LIMIT, (level, label)
+
+
+DOC = UNITS.parent / "docs" / "signer.md"
+SECTION = "## Opening the unit for a real HSM"
+BASE = "IPAddressAllow=192.0.2.10/32"  # the ceremony-network drop-in every variant builds on
+
+
+def documented_variants() -> dict[str, tuple[float, list[str]]]:
+    """The drop-ins in docs/signer.md's section on real HSMs: name -> (stated exposure, lines).
+    Each is an ```ini block whose first line is `# variant NAME: X.Y LABEL`."""
+    text = DOC.read_text()
+    assert SECTION in text, f"{DOC} lost its section {SECTION!r}"
+    section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for block in re.findall(r"```ini\n(.*?)```", section, re.S):
+        m = re.match(r"# variant (\S+): (\d+\.\d) (SAFE|OK)\n", block)
+        assert m, f"an ini block without its '# variant NAME: X.Y OK' line:\n{block}"
+        lines = [ln for ln in block.splitlines()[1:] if ln and not ln.startswith("#")]
+        assert lines[0] == "[Service]", block
+        out[m.group(1)] = (float(m.group(2)), lines[1:])
+    return out
+
+
+def test_the_doc_states_a_bound_for_each_hsm_variant():
+    v = documented_variants()
+    assert {"pcie", "network", "opendnssec", "everything"} <= set(v), sorted(v)
+    assert all(level <= LIMIT for level, _ in v.values())
+
+
+@needs_analyze
+@pytest.mark.parametrize("name", sorted(documented_variants()))
+def test_documented_hsm_drop_ins_verify_and_keep_their_score(tmp_path, name):
+    """A drop-in's assignments come after the unit's, which is what appending them to [Service]
+    does here (an empty assignment resets a list in both)."""
+    stated, lines = documented_variants()[name]
+    unit = _local_copy(tmp_path, "\n".join([BASE, *lines]))
+    r = _analyze("verify", "--man=no", unit.name, cwd=tmp_path)
+    assert (r.returncode, r.stderr, r.stdout) == (0, "", ""), name
+    level, label = _exposure(unit)
+    assert level <= stated and label in {"SAFE", "OK"}, (name, level, label, stated)
