@@ -22,12 +22,20 @@ if TYPE_CHECKING:
 DESCRIPTION = (
     "Serve this signer's HSM over SSH: an asyncssh server offering the 'keyrite-shim' "
     "subsystem, which answers one JSON request per line (protocol version 1: info, "
-    "fingerprint, inventory; see docs/signer.md). Clients authenticate with a public key "
-    "listed in the configured authorized_keys file; the server's host key is the signer's own. "
-    "FILE is a TOML file with a [shim] section: listen, port (0 = any free port), host_key, "
-    "authorized_keys, signer_config (relative paths from FILE's directory). Prints "
-    "'listening on HOST port N' on stdout and sends READY=1 to $NOTIFY_SOCKET once listening; "
-    "runs until SIGTERM or SIGINT. Sessions and requests are logged on stderr. "
+    "fingerprint, inventory, plan_purge, plan_generate, plan_backup, execute, read_output; "
+    "progress and queue-position messages before each answer; see docs/signer.md). All HSM "
+    "calls wait their turn in one queue. execute runs only with officers' signed approvals that "
+    "make a quorum under the authority file (distinct officers, unexpired, for this step, "
+    "script and exact operation, nonces never used before); requests are journaled by "
+    "idempotency key in the signer's state_dir/requests.jsonl, an operation runs to its end "
+    "even if its client leaves, and a repeated key gets the recorded result. Clients "
+    "authenticate with a public key listed in the configured authorized_keys file; the "
+    "server's host key is the signer's own. FILE is a TOML file with a [shim] section: listen, "
+    "port (0 = any free port), host_key, authorized_keys, signer_config (PKCS#11, or "
+    "OpenDNSSEC with [signer] backend = \"opendnssec\"), authority (officers and quorum "
+    "rules); relative paths from FILE's directory. Prints 'listening on HOST port N' on stdout "
+    "and sends READY=1 to $NOTIFY_SOCKET once listening; runs until SIGTERM or SIGINT "
+    "(running operations finish first). Sessions and requests are logged on stderr. "
     "Exit codes: 0 stopped by a signal, 1 could not serve, 2 bad config."
 )
 
@@ -41,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, type=Path, metavar="FILE",
                    help="the shim's TOML config ([shim] listen, port, host_key, "
-                   "authorized_keys, signer_config)")
+                   "authorized_keys, signer_config, authority)")
     p.set_defaults(run=run)
 
 
