@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncssh
 
 from signer_shim.authority import Authority
-from signer_shim.config import SignerConfig
+from signer_shim.opendnssec import load_signer_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -51,7 +51,7 @@ def write_shim_files(directory: Path, signer_config: Path, authority: Authority,
     public = asyncssh.read_private_key(client_key).export_public_key()
     (directory / "authorized_keys").write_bytes(public)
     (directory / "authority.toml").write_text(authority.to_toml())
-    host_key = SignerConfig.load(signer_config).host_key_path
+    host_key = load_signer_config(signer_config).host_key_path  # either backend
     pin = asyncssh.read_private_key(host_key).get_fingerprint("sha256")
     (directory / "shim.toml").write_text(
         "[shim]\n"

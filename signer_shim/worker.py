@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import pkcs11
-from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, PKCS11Error
 from pkcs11.util.ec import encode_ec_public_key
 from pkcs11.util.rsa import encode_rsa_public_key
 
@@ -212,12 +212,31 @@ class Worker:
         to read another object's attributes, or to miss the other half.
         """
         kid = bytes.fromhex(locator)
-        want = (kid, ObjectClass.PUBLIC_KEY), (kid, ObjectClass.PRIVATE_KEY)
-        got = tuple((bytes(a[Attribute.ID]), a[Attribute.CLASS]) for a in (
-            o.get_attributes([Attribute.ID, Attribute.CLASS]) for o in (pub, priv)))
-        if got != want:
+        rsa = algorithm(name).kind == "RSA"
+        size = Attribute.MODULUS if rsa else Attribute.EC_PARAMS  # what names the type
+        try:  # two C_GetAttributeValue calls per pair: each is a round through SoftHSM's store
+            a = priv.get_attributes([Attribute.ID, Attribute.CLASS, *_PRIVATE_FLAGS.values(),
+                                     Attribute.LABEL, Attribute.TOKEN, Attribute.KEY_TYPE, size])
+            p = pub.get_attributes([Attribute.ID, Attribute.CLASS, Attribute.LABEL,
+                                    Attribute.TOKEN] + ([Attribute.PUBLIC_EXPONENT] if rsa else []))
+        except PKCS11Error as e:
+            self.destroy([locator])
+            raise Refused(f"generated key {locator} is not as asked: {e!r}") from None
+        got = ((bytes(p[Attribute.ID]), p[Attribute.CLASS]),
+               (bytes(a[Attribute.ID]), a[Attribute.CLASS]))
+        if got != ((kid, ObjectClass.PUBLIC_KEY), (kid, ObjectClass.PRIVATE_KEY)):
             raise Refused(f"generated key {locator}: the new objects do not carry its ID")
-        wrong = key_problems(self._attributes(pub, priv), locator, name)
+        attrs: dict[str, Any] = {n: bool(a[attr]) for n, attr in _PRIVATE_FLAGS.items()}
+        attrs.update(label=a[Attribute.LABEL], public_label=p[Attribute.LABEL],
+                     token=bool(a[Attribute.TOKEN]) and bool(p[Attribute.TOKEN]))
+        if a[Attribute.KEY_TYPE] == KeyType.RSA and rsa:
+            attrs["type"] = rsa_name(len(a[size]) * 8)
+            attrs["public_exponent"] = int.from_bytes(p[Attribute.PUBLIC_EXPONENT], "big")
+        elif a[Attribute.KEY_TYPE] == KeyType.EC and not rsa:
+            attrs["type"] = ec_name(bytes(a[size]))
+        else:
+            attrs["type"] = str(a[Attribute.KEY_TYPE])
+        wrong = key_problems(attrs, locator, name)
         if wrong:
             self.destroy([locator])
             raise Refused(f"generated key {locator} is not as asked: {', '.join(wrong)}")
