@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_ssh_private_key,
 )
+
+from signer_shim.interface import SignerError
 
 
 def ensure_host_key(path: Path) -> Path:
@@ -51,3 +54,13 @@ def host_key_fingerprint(path: Path) -> str:
 def host_key_md5(path: Path) -> str:
     h = hashlib.md5(_public_blob(path)).hexdigest()
     return "MD5:" + ":".join(h[i : i + 2] for i in range(0, 32, 2))
+
+
+def signer_info(name: str, role: str, host_key_path: Path, backend: str,
+                repository: str) -> dict[str, Any]:
+    """What a signer says of itself (`Signer.info`), the same for every backend."""
+    if not Path(host_key_path).exists():
+        raise SignerError(f"the signer's host key {host_key_path} does not exist")
+    return {"name": name, "role": role, "host_key": host_key_fingerprint(host_key_path),
+            "host_key_md5": host_key_md5(host_key_path), "backend": backend,
+            "repository": repository}

@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from signer_shim.interface import SignerError
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,40 @@ class OperationJournal:
 
     def append(self, digest: str, event: str, **fields: Any) -> None:
         append_json_line(self.path, {"at": utc_now(), "digest": digest, "event": event, **fields})
+
+
+def execute_once(
+    journal: OperationJournal,
+    op: dict[str, Any],
+    digest: str,
+    approvals: list[dict[str, Any]],
+    *,
+    start: Callable[[], Iterable[str]],
+    run: Callable[[OperationStatus], dict[str, Any]],
+) -> dict[str, Any]:
+    """The journaled life of one operation, the same for every backend: a finished operation
+    returns its recorded result; otherwise `received` is journaled, and unless an earlier
+    attempt started, `start()` makes the last refusals and returns the token's locators, which
+    are journaled as `started` (the *before* every later diff is against); then `run(status)`
+    does the work (reconciling if it started before) and its result is journaled `finished`.
+    Any failure is journaled `failed` and reaches the caller as a SignerError."""
+    status = journal.status(digest)
+    if status.finished:
+        assert status.result is not None
+        return status.result
+    journal.append(digest, "received", operation=op, approvals=approvals)
+    try:
+        if not status.started:
+            journal.append(digest, "started", before=sorted(start()))
+            status = journal.status(digest)
+        result = run(status)
+    except Exception as e:
+        journal.append(digest, "failed", error=str(e))
+        if isinstance(e, SignerError):
+            raise
+        raise SignerError(f"{op['op']} failed: {e}") from e
+    journal.append(digest, "finished", result=result)
+    return result
 
 
 def utc_now() -> str:

@@ -18,7 +18,6 @@ again reconciles against the token from where it stopped.
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,15 +25,15 @@ from typing import Any, final
 
 from keyrite.approval import Approval
 from keyrite.digests import operation_digest
-from keyrite.files import write_exclusive
 from signer_shim import planning, pool
-from signer_shim.backup import BackupError, build_archive, read_manifest, sha256sum_line
+from signer_shim.backup import build_archive
 from signer_shim.config import SignerConfig
-from signer_shim.hostkey import host_key_fingerprint, host_key_md5
+from signer_shim.hostkey import signer_info
 from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
 from signer_shim.inventory import TokenContents, contents_from_objects, key_problems
-from signer_shim.journal import OperationJournal, OperationStatus
+from signer_shim.journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.keystate import KeyState, load_keystate, save_keystate
+from signer_shim.outputs import Outputs
 from signer_shim.softhsm import read_tokendir
 from signer_shim.tokenid import token_fingerprint
 from signer_shim.workerclient import WorkerClient
@@ -49,6 +48,7 @@ class LocalSigner:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         config.outputs_dir.mkdir(exist_ok=True)
         self._journal = OperationJournal(config.journal_path)
+        self._outputs = Outputs(config.outputs_dir)
         self._lock = threading.RLock()
         self._worker: WorkerClient | None = None
 
@@ -70,11 +70,7 @@ class LocalSigner:
 
     def info(self) -> dict[str, Any]:
         c = self.config
-        if not c.host_key_path.exists():
-            raise SignerError(f"the signer's host key {c.host_key_path} does not exist")
-        return {"name": c.name, "role": c.role, "host_key": host_key_fingerprint(c.host_key_path),
-                "host_key_md5": host_key_md5(c.host_key_path), "backend": "pkcs11",
-                "repository": c.token_label}
+        return signer_info(c.name, c.role, c.host_key_path, "pkcs11", c.token_label)
 
     def fingerprint(self) -> str:
         t = self._call("token_info")
@@ -96,7 +92,7 @@ class LocalSigner:
     def plan_backup(self, date: str) -> dict[str, Any]:
         with self._lock:
             op = planning.plan_backup(self.fingerprint(), date)
-            self._refuse_existing_outputs(op["file"])
+            self._outputs.refuse_existing(op["file"])
             return op
 
     def execute(
@@ -116,37 +112,25 @@ class LocalSigner:
         secrets = dict(secrets or {})
         with self._lock:
             planning.check_operation(op, self.fingerprint())
-            digest = operation_digest(op)
-            status = self._journal.status(digest)
-            if status.finished:
-                assert status.result is not None
-                return status.result
             if op["op"] == "backup" and not secrets.get("password"):
                 raise SignerError("a backup needs the device-backup password (secrets['password'])")
-            self._journal.append(digest, "received", operation=op,
-                                 approvals=[_approval_dict(a) for a in approvals])
-            try:
-                contents = self._contents()
-                if not status.started:
-                    self._precheck(op, contents)
-                    self._journal.append(digest, "started", before=sorted(contents.locators))
-                    status = self._journal.status(digest)
-                result = self._run(op, digest, status, contents, progress, secrets)
-            except Exception as e:
-                self._journal.append(digest, "failed", error=str(e))
-                if isinstance(e, SignerError):
-                    raise
-                raise SignerError(f"{op['op']} failed: {e}") from e
-            self._journal.append(digest, "finished", result=result)
-            return result
+            digest = operation_digest(op)
+            listed: list[TokenContents] = []
+
+            def start() -> frozenset[str]:
+                listed.append(self._contents())
+                self._precheck(op, listed[0])
+                return listed[0].locators
+
+            def run(status: OperationStatus) -> dict[str, Any]:
+                contents = listed[0] if listed else self._contents()
+                return self._run(op, digest, status, contents, progress, secrets)
+
+            return execute_once(self._journal, op, digest,
+                                [_approval_dict(a) for a in approvals], start=start, run=run)
 
     def read_output(self, name: str) -> bytes:
-        if "/" in name or name.startswith(".") or not name:
-            raise SignerError(f"{name!r} is not the name of an output file")
-        try:
-            return (self.config.outputs_dir / name).read_bytes()
-        except FileNotFoundError:
-            raise SignerError(f"the signer has no output named {name}") from None
+        return self._outputs.read(name)
 
     def close(self) -> None:
         with self._lock:
@@ -216,12 +200,7 @@ class LocalSigner:
                 raise SignerError(f"refusing to delete keys the key state does not call dead: "
                                   f"{', '.join(alive)}")
         else:
-            self._refuse_existing_outputs(op["file"])
-
-    def _refuse_existing_outputs(self, name: str) -> None:
-        for n in (name, name + ".sha256sum"):
-            if (self.config.outputs_dir / n).exists():
-                raise SignerError(f"output {n} already exists; a backup never overwrites")
+            self._outputs.refuse_existing(op["file"])
 
     def _run(self, op: dict[str, Any], digest: str, status: OperationStatus,
              contents: TokenContents, progress: Progress | None,
@@ -291,35 +270,17 @@ class LocalSigner:
         return {"deleted": delete, "before": len(before), "after": len(after)}
 
     def _backup(self, op: dict[str, Any], digest: str, password: str) -> dict[str, Any]:
-        name = op["file"]
-        path = self.config.outputs_dir / name
-        sums = self.config.outputs_dir / f"{name}.sha256sum"
-        if path.exists():  # an earlier attempt of this operation got this far, or a stranger
-            data = path.read_bytes()
-            try:
-                ours = read_manifest(data).get("operation") == digest
-            except BackupError:
-                ours = False
-            if not ours:
-                raise SignerError(f"{name} exists and is not this operation's: not overwriting")
-        else:
+        def build() -> bytes:
             ks = self.config.keystate_path
-            data = build_archive(
-                name=name, operation=digest, token=op["token"],
+            return build_archive(
+                name=op["file"], operation=digest, token=op["token"],
                 repository=self.config.token_label,
                 tokendir=read_tokendir(self.config.softhsm2_conf),
                 keystate=ks.read_bytes() if ks.exists() else KeyState().to_json(),
                 inventory=self.inventory().render(), password=password,
             )
-            write_exclusive(path, data)
-        sha = hashlib.sha256(data).hexdigest()
-        line = sha256sum_line(sha, name)
-        if sums.exists():
-            if sums.read_text() != line:
-                raise SignerError(f"{sums.name} exists and does not match {name}")
-        else:
-            write_exclusive(sums, line.encode())
-        return {"file": name, "sha256": sha, "sha256sum_file": sums.name, "size": len(data)}
+
+        return self._outputs.write_backup(op["file"], digest, build)
 
 
 def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ the enforcer does, and shows the zone count beside it so the difference is visib
 
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
 import tempfile
@@ -41,13 +40,12 @@ from typing import Any, final
 from keyrite.approval import Approval
 from keyrite.digests import operation_digest
 from keyrite.durations import parse_duration
-from keyrite.files import write_exclusive
 from signer_shim import planning
-from signer_shim.backup import BackupError, build_archive, read_manifest, sha256sum_line
+from signer_shim.backup import build_archive
 from signer_shim.config import ConfigError, SignerConfig, read_file
-from signer_shim.hostkey import host_key_fingerprint, host_key_md5
+from signer_shim.hostkey import signer_info
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, Signer, SignerError
-from signer_shim.journal import OperationJournal, OperationStatus
+from signer_shim.journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.keystate import STATES, KeyRecord, KeyState
 from signer_shim.ods_config import OdsConf, OdsConfig, load_ods_config, read_ods_conf
 from signer_shim.ods_kasp import (
@@ -59,6 +57,7 @@ from signer_shim.ods_kasp import (
     parse_key_list,
     policy_keys,
 )
+from signer_shim.outputs import Outputs
 from signer_shim.softhsm import child_env, read_tokendir
 from signer_shim.tokenid import token_fingerprint
 
@@ -126,6 +125,7 @@ class OdsSigner:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         config.outputs_dir.mkdir(exist_ok=True)
         self._journal = OperationJournal(config.journal_path)
+        self._outputs = Outputs(config.outputs_dir)
         self._lock = threading.RLock()
 
     @classmethod
@@ -145,11 +145,7 @@ class OdsSigner:
 
     def info(self) -> dict[str, Any]:
         c = self.config
-        if not c.host_key_path.exists():
-            raise SignerError(f"the signer's host key {c.host_key_path} does not exist")
-        return {"name": c.name, "role": c.role, "host_key": host_key_fingerprint(c.host_key_path),
-                "host_key_md5": host_key_md5(c.host_key_path), "backend": "opendnssec",
-                "repository": self.ods.repository}
+        return signer_info(c.name, c.role, c.host_key_path, "opendnssec", self.ods.repository)
 
     def fingerprint(self) -> str:
         t = parse_hsmutil_info(self._hsmutil("info"), self.ods.repository)
@@ -208,7 +204,7 @@ class OdsSigner:
     def plan_backup(self, date: str) -> dict[str, Any]:
         with self._lock:
             op = planning.plan_backup(self.fingerprint(), date)
-            self._refuse_existing_outputs(op["file"])
+            self._outputs.refuse_existing(op["file"])
             return op
 
     def execute(
@@ -225,37 +221,21 @@ class OdsSigner:
         secrets = dict(secrets or {})
         with self._lock:
             check_operation(op, self.fingerprint())
-            digest = operation_digest(op)
-            status = self._journal.status(digest)
-            if status.finished:
-                assert status.result is not None
-                return status.result
             if op["op"] == "backup" and not secrets.get("password"):
                 raise SignerError("a backup needs the device-backup password (secrets['password'])")
-            self._journal.append(digest, "received", operation=op,
-                                 approvals=[_approval_dict(a) for a in approvals])
-            try:
-                if not status.started:
-                    locators = self._locators()
-                    self._precheck(op)
-                    self._journal.append(digest, "started", before=sorted(locators))
-                    status = self._journal.status(digest)
-                result = self._run(op, digest, status, progress, secrets)
-            except Exception as e:
-                self._journal.append(digest, "failed", error=str(e))
-                if isinstance(e, SignerError):
-                    raise
-                raise SignerError(f"{op['op']} failed: {e}") from e
-            self._journal.append(digest, "finished", result=result)
-            return result
+            digest = operation_digest(op)
+
+            def start() -> frozenset[str]:
+                locators = self._locators()
+                self._precheck(op)
+                return locators
+
+            return execute_once(
+                self._journal, op, digest, [_approval_dict(a) for a in approvals], start=start,
+                run=lambda status: self._run(op, digest, status, progress, secrets))
 
     def read_output(self, name: str) -> bytes:
-        if "/" in name or name.startswith(".") or not name:
-            raise SignerError(f"{name!r} is not the name of an output file")
-        try:
-            return (self.config.outputs_dir / name).read_bytes()
-        except FileNotFoundError:
-            raise SignerError(f"the signer has no output named {name}") from None
+        return self._outputs.read(name)
 
     def close(self) -> None:
         """Nothing stays open between calls (every tool is a short-lived process)."""
@@ -306,12 +286,7 @@ class OdsSigner:
                 raise SignerError(f"refusing to delete keys the enforcer does not call dead: "
                                   f"{', '.join(alive)}")
         else:
-            self._refuse_existing_outputs(op["file"])
-
-    def _refuse_existing_outputs(self, name: str) -> None:
-        for n in (name, name + ".sha256sum"):
-            if (self.config.outputs_dir / n).exists():
-                raise SignerError(f"output {n} already exists; a backup never overwrites")
+            self._outputs.refuse_existing(op["file"])
 
     def _run(self, op: dict[str, Any], digest: str, status: OperationStatus,
              progress: Progress | None, secrets: dict[str, str]) -> dict[str, Any]:
@@ -422,35 +397,18 @@ class OdsSigner:
         return state.to_json()
 
     def _backup(self, op: dict[str, Any], digest: str, password: str) -> dict[str, Any]:
-        name = op["file"]
-        path = self.config.outputs_dir / name
-        sums = self.config.outputs_dir / f"{name}.sha256sum"
-        if path.exists():
-            data = path.read_bytes()
-            try:
-                ours = read_manifest(data).get("operation") == digest
-            except BackupError:
-                ours = False
-            if not ours:
-                raise SignerError(f"{name} exists and is not this operation's: not overwriting")
-        else:
+        def build() -> bytes:
             with tempfile.TemporaryDirectory(dir=self.config.state_dir) as tmp:
                 kasp_db = copy_database(self.ods.datastore, Path(tmp) / "kasp.db")
-            data = build_archive(
-                name=name, operation=digest, token=op["token"], repository=self.ods.repository,
+            return build_archive(
+                name=op["file"], operation=digest, token=op["token"],
+                repository=self.ods.repository,
                 tokendir=read_tokendir(self.config.softhsm2_conf), keystate=self._keystate(),
                 inventory=self.inventory().render(), password=password,
                 extra={"kasp.db": kasp_db},
             )
-            write_exclusive(path, data)
-        sha = hashlib.sha256(data).hexdigest()
-        line = sha256sum_line(sha, name)
-        if sums.exists():
-            if sums.read_text() != line:
-                raise SignerError(f"{sums.name} exists and does not match {name}")
-        else:
-            write_exclusive(sums, line.encode())
-        return {"file": name, "sha256": sha, "sha256sum_file": sums.name, "size": len(data)}
+
+        return self._outputs.write_backup(op["file"], digest, build)
 
 
 def check_operation(op: Mapping[str, Any], token: str) -> None:

@@ -1,0 +1,61 @@
+"""The signer's outputs directory: backups and their .sha256sum files, never overwritten.
+
+Both backends write the same way: an archive is built only if it is not already there, an
+archive that is there must be this operation's (its manifest names the operation digest), and
+the `.sha256sum` line is written once and must match. So a backup interrupted anywhere is
+finished by running the same operation again, and nothing of another operation is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from keyrite.files import write_exclusive
+from signer_shim.backup import BackupError, read_manifest, sha256sum_line
+from signer_shim.interface import SignerError
+
+
+class Outputs:
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+
+    def read(self, name: str) -> bytes:
+        if "/" in name or name.startswith(".") or not name:
+            raise SignerError(f"{name!r} is not the name of an output file")
+        try:
+            return (self.dir / name).read_bytes()
+        except FileNotFoundError:
+            raise SignerError(f"the signer has no output named {name}") from None
+
+    def refuse_existing(self, name: str) -> None:
+        for n in (name, name + ".sha256sum"):
+            if (self.dir / n).exists():
+                raise SignerError(f"output {n} already exists; a backup never overwrites")
+
+    def write_backup(self, name: str, digest: str, build: Callable[[], bytes]) -> dict[str, Any]:
+        """The archive `name` for operation `digest` (built by `build` unless an earlier attempt
+        of this operation wrote it) and its .sha256sum; the backup result."""
+        path = self.dir / name
+        sums = self.dir / f"{name}.sha256sum"
+        if path.exists():
+            data = path.read_bytes()
+            try:
+                ours = read_manifest(data).get("operation") == digest
+            except BackupError:
+                ours = False
+            if not ours:
+                raise SignerError(f"{name} exists and is not this operation's: not overwriting")
+        else:
+            data = build()
+            write_exclusive(path, data)
+        sha = hashlib.sha256(data).hexdigest()
+        line = sha256sum_line(sha, name)
+        if sums.exists():
+            if sums.read_text() != line:
+                raise SignerError(f"{sums.name} exists and does not match {name}")
+        else:
+            write_exclusive(sums, line.encode())
+        return {"file": name, "sha256": sha, "sha256sum_file": sums.name, "size": len(data)}
