@@ -147,6 +147,7 @@ def seed_rehearsal_token(
         name=name, role=role, module=token.module, softhsm2_conf=token.softhsm2_conf,
         token_label=label, user_pin=token.user_pin, state_dir=state_dir,
         host_key_path=ensure_host_key(state_dir / "ssh_host_ed25519_key"),
+        workers=max(1, processes),  # the ceremony's generate uses the cores the seeding did
     )
     _generate_parallel(token, records, max(1, processes), progress)
     save_keystate(config.keystate_path, KeyState(zones, {r.locator: r for r in records}))
