@@ -1,0 +1,477 @@
+"""The ceremony view: what every console is shown, as frozen plain data, and what one officer may
+do about it.
+
+The coordinator builds a `CeremonyView` from its machine with `view_from()` and broadcasts its
+`to_dict()`; a console rebuilds it with `from_dict()` and asks `actions_for()` which keystrokes
+to offer. Everything here is pure (no clock, socket or terminal): the daemon supplies the time and
+what only it knows (who is connected, HSM progress, the journal tail) in `Extras`, so a view is
+the same on every console and a test can build one at any moment of a ceremony.
+
+The view is derived, never authoritative: the machine judges every command again. `actions_for`
+only keeps an officer from being offered what would certainly be refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator.machine import Machine
+from coordinator.machine import decisions as d
+
+#: the wire form's version; `from_dict` refuses any other.
+VERSION = 1
+
+
+# --- the view ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RoleView:
+    name: str
+    title: str
+    min: int
+    max: int
+    observer: bool  # witnesses and auditors: read-only consoles
+
+
+@dataclass(frozen=True)
+class Participant:
+    seat: str
+    role: str
+    person: str
+    name: str
+    organisation: str
+    signed_in: bool
+    connected: bool
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One thing the ceremony waits for: a person's act (role set) or the coordinator's work
+    (role empty: observe, plan, perform, execute)."""
+
+    step: int
+    role: str
+    # people: signin acknowledge record seal signoff decide approve;
+    # the coordinator: observe plan perform execute
+    kind: str
+    text: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepView:
+    n: int
+    position: int  # 1-based place in script order (the "n" of "step n of N")
+    total: int
+    actor: str
+    action: str
+    text: str  # the instruction as printed in the script
+    note: str | None
+    kga_may_complete: bool
+    observed: str | None  # what the coordinator observed for a verify step
+    expected: str | None  # what the record says it must be
+    asked: tuple[Asked, ...]
+
+
+@dataclass(frozen=True)
+class QuorumView:
+    quorum: str
+    role: str
+    step: int  # the step whose operation is approved
+    operation: dict[str, Any]
+    digest: str  # hex SHA-256 of the operation's canonical JSON: what approvers sign
+    have: int
+    need: int
+    approved_by: tuple[str, ...]  # seats
+    waiting_for: tuple[str, ...]  # signed-in seats of the role whose holder has not approved
+    expires_seconds: int  # how long one approval stays valid
+    expires_at: float | None  # when the earliest approval in hand lapses (the countdown)
+
+
+@dataclass(frozen=True)
+class DriveView:
+    label: str
+    title: str
+    expected_serial: str | None
+    serial: str | None  # as read when it was inserted at a drive.insert step
+    seen: bool  # plugged in now (the daemon's udev watch)
+
+
+@dataclass(frozen=True)
+class BagView:
+    label: str
+    title: str
+    serial: str | None
+    contents: tuple[str, ...]
+    custodian: str | None  # seat
+    custodian_name: str | None
+
+
+@dataclass(frozen=True)
+class ExceptionView:
+    step: int
+    kind: str  # mismatch | failure
+    reason: str
+    observed: str | None
+    expected: str | None
+    acceptable: bool  # a mismatch may be accepted with a reason; a failure only retried/aborted
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    what: str
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    seq: int
+    at: float
+    text: str
+
+
+@dataclass(frozen=True)
+class CeremonyView:
+    version: int
+    seq: int  # the broadcast's sequence number (a console that sees a gap asks for a snapshot)
+    ceremony_id: str
+    title: str
+    administrator: str
+    status: str  # running | exception | paused | completed | aborted
+    now: float  # the coordinator's clock when the view was built
+    section: str | None
+    section_estimate: int  # seconds
+    section_started: float | None
+    step: StepView | None
+    exception: ExceptionView | None
+    roles: tuple[RoleView, ...]
+    participants: tuple[Participant, ...]
+    quorums: tuple[QuorumView, ...]
+    drives: tuple[DriveView, ...]
+    bags: tuple[BagView, ...]
+    journal: tuple[JournalLine, ...]
+    progress: Progress | None
+    checkpoint: str | None  # the checkpoint text a signoff step signs
+
+    def role(self, name: str) -> RoleView | None:
+        return next((r for r in self.roles if r.name == name), None)
+
+    def participant(self, seat: str) -> Participant | None:
+        return next((p for p in self.participants if p.seat == seat), None)
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What the daemon knows and the machine does not: its clock, the consoles connected, HSM
+    progress, the journal tail, drives plugged in now, whether the KGA paused."""
+
+    now: float
+    seq: int = 0
+    connected: frozenset[str] = frozenset()  # seats
+    paused: bool = False
+    section_started: float | None = None
+    progress: Progress | None = None
+    journal: tuple[JournalLine, ...] = ()
+    drives_seen: frozenset[str] = frozenset()  # drive labels
+    checkpoint: str | None = None
+
+
+# --- building it ---------------------------------------------------------------------------------
+def view_from(machine: Machine, extras: Extras) -> CeremonyView:
+    """The view of `machine` at `extras.now`. Reads the machine, never changes it."""
+    m, s, script = machine, machine.state, machine.script
+    roster = m.roster.officers
+    snap = m.snapshot()
+    wants = m.wants(now=extras.now)
+    step = m.current
+    status = s.status
+    if status == "running" and extras.paused:
+        status = "paused"
+
+    exc = None
+    if s.exception is not None:
+        x = s.exception
+        exc = ExceptionView(int(x["step"]), str(x["kind"]), str(x["reason"]),
+                            _opt(x.get("observed")), _opt(x.get("expected")),
+                            x["kind"] == "mismatch")
+
+    quorums = tuple(_quorum(m, w, extras.now) for w in wants if isinstance(w, d.RequestApproval))
+
+    step_view = None
+    section, estimate = None, 0
+    if step is not None:
+        section = step.section
+        estimate = next(x.estimated.seconds for x in script.sections if x.title == step.section)
+        observed = _opt(snap["observed"].get(str(step.n)))
+        expected = None
+        if exc is not None:
+            observed, expected = exc.observed, exc.expected
+        elif step.action == "verify":
+            expected = _expected(m, step)
+        elif step.action == "record" and step.equals is not None:
+            expected = s.values.get(step.equals)
+        step_view = StepView(
+            n=step.n, position=s.index + 1, total=len(m.steps), actor=step.actor,
+            action=step.action, text=step.text, note=step.note,
+            kga_may_complete=step.kga_may_complete, observed=observed, expected=expected,
+            asked=tuple(_asked(w) for w in wants),
+        )
+
+    participants = tuple(
+        Participant(o.seat, o.role, o.person, o.name, o.organisation, o.seat in s.signed_in,
+                    o.seat in extras.connected)
+        for o in sorted(roster.values(), key=lambda o: o.seat)
+    )
+    drives = tuple(
+        DriveView(label, drv.title, drv.serial, _drive_serial(m, label),
+                  label in extras.drives_seen)
+        for label, drv in sorted(script.drives.items())
+    )
+    bags = []
+    for label, bag in sorted(script.bags.items()):
+        c = s.custody.get(label)
+        seat = c["custodian"] if c else None
+        bags.append(BagView(label, bag.title, c["serial"] if c else None,
+                            tuple(c["contents"]) if c else (), seat,
+                            roster[seat].name if seat in roster else None))
+    roles = tuple(RoleView(r.name, r.title, r.min, r.max, r.observer)
+                  for r in script.roles.values())
+    return CeremonyView(
+        version=VERSION, seq=extras.seq, ceremony_id=script.ceremony.id,
+        title=script.ceremony.title, administrator=script.ceremony.administrator, status=status,
+        now=extras.now, section=section, section_estimate=estimate,
+        section_started=extras.section_started, step=step_view, exception=exc, roles=roles,
+        participants=participants, quorums=quorums, drives=drives, bags=tuple(bags),
+        journal=tuple(extras.journal), progress=extras.progress, checkpoint=extras.checkpoint,
+    )
+
+
+def _opt(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _expected(m: Machine, step: Any) -> str | None:
+    # The machine resolves a verify's reference itself; there is no public reader for it yet.
+    try:
+        return m._expected(step)
+    except (KeyError, StopIteration, AssertionError):
+        return None
+
+
+def _drive_serial(m: Machine, label: str) -> str | None:
+    for n in reversed(m.state.completed):
+        st = m.script.step(n)
+        if st.action == "drive.insert" and st.drive == label:
+            return m.state.values.get(n)
+    return None
+
+
+def _quorum(m: Machine, w: d.RequestApproval, now: float) -> QuorumView:
+    s = m.state
+    have = [a for a in s.approvals.get(w.quorum, []) if a.approval.expires > now]
+    done_people = {a.person for a in have}
+    waiting = tuple(seat for seat, person in sorted(s.signed_in.items())
+                    if m.roster.officers[seat].role == w.role and person not in done_people)
+    expires_at = float(min(a.approval.expires for a in have)) if have else None
+    return QuorumView(w.quorum, w.role, w.step, dict(w.operation), w.digest, w.have, w.need,
+                      tuple(w.approved_by), waiting, w.expires_seconds, expires_at)
+
+
+def _asked(w: d.Decision) -> Asked:
+    if isinstance(w, d.Ask):
+        return Asked(w.step, w.role, w.kind, _ask_text(w), dict(w.detail))
+    if isinstance(w, d.RequestApproval):
+        return Asked(w.step, w.role, "approve",
+                     f"{w.need - w.have} more {w.role} approval(s) of step {w.step}'s "
+                     f"{w.operation.get('op', 'operation')}")
+    if isinstance(w, d.Observe):
+        return Asked(w.step, "", "observe", f"the coordinator reads {w.source}")
+    if isinstance(w, d.Plan):
+        return Asked(w.step, "", "plan", f"the signer plans {w.action}")
+    if isinstance(w, d.Perform):
+        return Asked(w.step, "", "perform", f"the coordinator runs {w.action}")
+    if isinstance(w, d.Execute):
+        what = "resumes" if w.reconcile else "runs"
+        return Asked(w.step, "", "execute", f"the signer {what} the approved "
+                     f"{w.operation.get('op', 'operation')}")
+    raise AssertionError(f"not a want: {w!r}")
+
+
+def _ask_text(w: d.Ask) -> str:
+    if w.kind == "signin":
+        missing = w.detail.get("missing") or {}
+        if missing:
+            need = ", ".join(f"{n} more {r}" for r, n in sorted(missing.items()))
+            return f"sign in: {need}"
+        return f"the {w.role} confirms everyone is signed in"
+    if w.kind == "decide":
+        return f"the {w.role} decides the exception: retry, accept or abort"
+    if w.kind == "record":
+        return f"the {w.role} enters the value ({w.detail.get('format') or 'text'})"
+    if w.kind == "seal":
+        return f"the {w.role} seals bag {w.detail.get('bag')} and enters its serial"
+    if w.kind == "signoff":
+        return f"the {w.role} signs the journal checkpoint"
+    return f"the {w.role} acknowledges"
+
+
+# --- what one officer may do ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Action:
+    """One thing this officer may do now. `command` is the wire command without what the officer
+    still has to type (value, reason, passphrase); `needs` names those inputs in order."""
+
+    kind: str  # signin acknowledge record signoff approve refuse decide pause resume
+    key: str  # the keystroke that starts it
+    label: str
+    command: dict[str, Any]
+    needs: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+KEYS: dict[str, str] = {
+    "signin": "s", "acknowledge": "a", "record": "v", "signoff": "o", "approve": "p",
+    "refuse": "r", "decide": "x", "pause": "z", "resume": "g",
+}
+
+
+def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
+    """What `seat` (holding `role`) may do now. Observers (witness, auditor) get nothing: their
+    sign-in is the KGA's ID check. A seat not signed in may only sign in. An approval is offered
+    to every signed-in seat of the quorum's role whose holder has not approved yet (any two KSOs,
+    in any order); refusing is offered to all of them."""
+    r = view.role(role)
+    me = view.participant(seat)
+    if r is None or r.observer or me is None or me.role != role:
+        return []
+    if view.status in ("completed", "aborted"):
+        return []
+    if not me.signed_in:
+        return [_act("signin", "Sign in", {"type": "signin", "seat": seat, "seats": [seat]})]
+    admin = role == view.administrator
+    out: list[Action] = []
+    n = view.step.n if view.step else None
+    if view.status == "paused":
+        return [_act("resume", "Resume", {"type": "resume", "seat": seat, "step": n})] if admin \
+            else []
+    if view.status == "exception" and view.exception is not None:
+        if admin:
+            e = view.exception
+            choices = ("retry", "accept", "abort") if e.acceptable else ("retry", "abort")
+            out.append(_act("decide", f"Decide the exception at step {e.step}",
+                            {"type": "decide", "seat": seat, "step": e.step},
+                            ("decision", "reason"), {"choices": list(choices)}))
+        return out
+    step = view.step
+    if step is not None:
+        may_complete = step.actor == role or (admin and step.kga_may_complete)
+        for a in step.asked:
+            if not may_complete or a.step != step.n:
+                continue
+            base = {"seat": seat, "step": a.step}
+            if a.kind == "acknowledge":
+                out.append(_act("acknowledge", f"Acknowledge step {a.step}",
+                                {"type": "acknowledge", **base}))
+            elif a.kind == "signin" and not a.detail.get("missing"):
+                out.append(_act("acknowledge", "Confirm everyone is signed in",
+                                {"type": "acknowledge", **base}))
+            elif a.kind in ("record", "seal"):
+                fmt = "bag-serial" if a.kind == "seal" else (a.detail.get("format") or "text")
+                out.append(_act("record", f"Enter the value for step {a.step} ({fmt})",
+                                {"type": "record", **base}, ("value",), {"format": fmt}))
+            elif a.kind == "signoff" and view.checkpoint is not None:
+                out.append(_act("signoff", "Sign the journal checkpoint",
+                                {"type": "signoff", **base, "checkpoint": view.checkpoint},
+                                ("passphrase",)))
+    for q in view.quorums:
+        if q.role != role:
+            continue
+        base = {"seat": seat, "step": q.step, "quorum": q.quorum}
+        approved = {p.person for p in view.participants if p.seat in q.approved_by}
+        if me.person not in approved and q.have < q.need:
+            out.append(_act("approve", f"Approve step {q.step}'s {q.operation.get('op')}",
+                            {"type": "approve", **base, "digest": q.digest}, ("passphrase",),
+                            {"operation": q.operation}))
+        out.append(_act("refuse", f"Refuse step {q.step}'s {q.operation.get('op')}",
+                        {"type": "refuse", **base}, ("reason",)))
+        break  # one quorum of a role is open at a time; the next is offered when it opens
+    if admin:
+        out.append(_act("pause", "Pause the ceremony", {"type": "pause", "seat": seat, "step": n}))
+    return out
+
+
+def _act(kind: str, label: str, command: dict[str, Any], needs: tuple[str, ...] = (),
+         detail: dict[str, Any] | None = None) -> Action:
+    return Action(kind, KEYS[kind], label, command, needs, detail or {})
+
+
+# --- the wire form -------------------------------------------------------------------------------
+def to_dict(view: CeremonyView) -> dict[str, Any]:
+    """Plain JSON-able data: dataclasses as objects, tuples as lists."""
+    return _plain(view)
+
+
+def _plain(v: Any) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return v
+
+
+def from_dict(data: Any) -> CeremonyView:
+    """The inverse of `to_dict`. Strict: an unknown, missing or mistyped field anywhere, or another
+    version, is a ValueError (a console shows nothing rather than a half-understood view)."""
+    view = _build(CeremonyView, data, "view")
+    if view.version != VERSION:
+        raise ValueError(f"view: version {view.version}, this console reads {VERSION}")
+    return view
+
+
+def _build(tp: Any, v: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if v is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _build(inner, v, where)
+    if origin is tuple:
+        if not isinstance(v, list):
+            raise ValueError(f"{where}: expected a list, got {type(v).__name__}")
+        (inner, _) = typing.get_args(tp)
+        return tuple(_build(inner, x, f"{where}[{i}]") for i, x in enumerate(v))
+    if origin is dict:
+        if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+            raise ValueError(f"{where}: expected an object")
+        return dict(v)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(v, dict):
+            raise ValueError(f"{where}: expected an object, got {type(v).__name__}")
+        fields = dataclasses.fields(tp)
+        names = {f.name for f in fields}
+        unknown = set(v) - names
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        missing = names - set(v)
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {', '.join(sorted(missing))}")
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _build(hints[f.name], v[f.name], f"{where}.{f.name}")
+                     for f in fields})
+    if tp is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {v!r}")
+        return float(v)
+    if tp in (int, str, bool):
+        if not isinstance(v, tp) or (tp is int and isinstance(v, bool)):
+            raise ValueError(f"{where}: expected {tp.__name__}, got {v!r}")
+        return v
+    raise AssertionError(f"{where}: no wire form for {tp!r}")

@@ -1,0 +1,267 @@
+"""The ceremony view and each officer's actions, built from a real machine driven by the honest
+room of tests/machine_helpers.py and stopped at the moments a console must get right: sign-in,
+a verify and its mismatch, a quorum with one of two KSO approvals, HSM progress, the end.
+
+Step numbers are those of tests/scripts/mini.toml.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from consoles.view import (
+    CeremonyView,
+    Extras,
+    JournalLine,
+    Progress,
+    actions_for,
+    from_dict,
+    to_dict,
+    view_from,
+)
+from coordinator.machine import decisions as d
+from coordinator.machine import events as ev
+from coordinator.machine.machine import Machine
+from tests.machine_helpers import World, drive, role_of, send, start
+
+SEATS = ("KGA1", "SA1", "KSO1", "KSO2", "DSO1", "DSO2", "WI1")
+
+
+def view(m: Machine, w: World, **extras: Any) -> CeremonyView:
+    v = view_from(m, Extras(now=w.now, **extras))
+    # every view survives the wire unchanged
+    assert from_dict(json.loads(json.dumps(to_dict(v)))) == v
+    return v
+
+
+def kinds(v: CeremonyView, seat: str) -> list[str]:
+    return [a.kind for a in actions_for(v, seat, role_of(seat))]
+
+
+def at_kso_quorum(have: int) -> tuple[Machine, World]:
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.RequestApproval) and x.role == "KSO"
+          and x.have == have)
+    return m, w
+
+
+def test_before_anyone_signs_in_every_officer_may_only_sign_in_and_witnesses_nothing():
+    m, w = start()
+    v = view(m, w)
+    assert v.status == "running" and v.step is not None and v.step.n == 1
+    assert (v.step.position, v.step.total) == (1, 32)
+    assert v.section is not None and v.section_estimate > 0
+    assert all(not p.signed_in for p in v.participants)
+    for seat in SEATS:
+        expected = [] if seat == "WI1" else ["signin"]
+        assert kinds(v, seat) == expected, seat
+    (signin,) = actions_for(v, "KSO1", "KSO")
+    assert signin.key == "s"
+    assert signin.command == {"type": "signin", "seat": "KSO1", "seats": ["KSO1"]}
+
+
+def test_signin_step_is_confirmed_by_the_kga_only_once_every_role_is_in():
+    m, w = start()
+    drive(m, w, until=2)  # the KGA (alice, also DSO1) signed in before step 1
+    assert set(m.state.signed_in) == {"KGA1", "DSO1"}
+    v = view(m, w)
+    (asked,) = v.step.asked  # type: ignore[union-attr]
+    assert asked.kind == "signin" and asked.detail["missing"] == {"KSO": 2, "SA": 1}
+    assert "2 more KSO" in asked.text
+    assert "acknowledge" not in kinds(v, "KGA1")
+    drive(m, w, before=lambda x: isinstance(x, d.Ask) and x.kind == "signin"
+          and not x.detail["missing"])
+    v = view(m, w)
+    assert kinds(v, "KGA1") == ["acknowledge", "pause"]
+    assert kinds(v, "SA1") == [] and kinds(v, "WI1") == []
+
+
+def test_kga_may_complete_a_step_marked_so():
+    m, w = start()
+    drive(m, w, until=3)  # SA acknowledges; the KGA may complete it
+    v = view(m, w)
+    assert kinds(v, "SA1") == ["acknowledge"]
+    assert kinds(v, "KGA1") == ["acknowledge", "pause"]
+    assert kinds(v, "KSO1") == []
+    ack = actions_for(v, "SA1", "SA")[0]
+    assert ack.command == {"type": "acknowledge", "seat": "SA1", "step": 3}
+
+
+def test_a_verify_shows_the_record_then_a_mismatch_gives_the_kga_the_decision():
+    m, w = start()
+    drive(m, w, until=6)
+    v = view(m, w)
+    assert v.step is not None and v.step.action == "verify"
+    assert v.step.expected == w.previous["hsm_fingerprint"] and v.step.observed is None
+    assert [a.kind for a in v.step.asked] == ["observe"] and v.step.asked[0].role == ""
+    send(m, w, ev.Observed(at=w.at(), step=6, value="ffff-0000"))
+    v = view(m, w)
+    assert v.status == "exception"
+    assert v.exception is not None and v.exception.acceptable
+    assert (v.step.observed, v.step.expected) == ("ffff-0000", w.previous["hsm_fingerprint"])
+    (decide,) = actions_for(v, "KGA1", "KGA")
+    assert decide.key == "x" and decide.needs == ("decision", "reason")
+    assert decide.detail["choices"] == ["retry", "accept", "abort"]
+    assert decide.command == {"type": "decide", "seat": "KGA1", "step": 6}
+    for seat in ("SA1", "KSO1", "KSO2", "WI1"):
+        assert kinds(v, seat) == [], seat
+
+
+def test_a_failed_operation_may_not_be_accepted():
+    m, w = start()
+    drive(m, w, until=5)
+    send(m, w, ev.PerformFailed(at=w.at(), step=5, error="token not found"))
+    v = view(m, w)
+    assert v.exception is not None and v.exception.kind == "failure"
+    assert actions_for(v, "KGA1", "KGA")[0].detail["choices"] == ["retry", "abort"]
+
+
+def test_the_sa_approves_the_purge_alone_and_no_kso_is_offered_it():
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.RequestApproval))
+    v = view(m, w)
+    (q,) = v.quorums
+    assert (q.role, q.step, q.have, q.need, q.operation["op"]) == ("SA", 8, 0, 1, "purge")
+    assert q.expires_at is None and q.waiting_for == ("SA1",)
+    assert kinds(v, "SA1") == ["approve", "refuse"]
+    for seat in ("KSO1", "KSO2", "DSO1", "WI1"):
+        assert kinds(v, seat) == [], seat
+    assert kinds(v, "KGA1") == ["pause"]
+
+
+def test_both_ksos_may_approve_first_and_any_order_is_fine():
+    m, w = at_kso_quorum(have=0)
+    v = view(m, w)
+    assert kinds(v, "KSO1") == ["approve", "refuse"]
+    assert kinds(v, "KSO2") == ["approve", "refuse"]
+
+
+def test_one_of_two_kso_approvals():
+    m, w = at_kso_quorum(have=1)
+    v = view(m, w)
+    (q,) = v.quorums
+    assert (q.quorum, q.have, q.need, q.approved_by, q.waiting_for) == (
+        "keystore-backup", 1, 2, ("KSO1",), ("KSO2",))
+    approval = m.state.approvals["keystore-backup"][0].approval
+    assert q.expires_at == approval.expires and q.expires_seconds == 300
+    # KSO1 has approved: refuse only; KSO2 approves; nobody else of another role
+    assert kinds(v, "KSO1") == ["refuse"]
+    assert kinds(v, "KSO2") == ["approve", "refuse"]
+    for seat in ("SA1", "DSO1", "DSO2", "WI1"):
+        assert kinds(v, seat) == [], seat
+    approve = actions_for(v, "KSO2", "KSO")[0]
+    assert approve.key == "p" and approve.needs == ("passphrase",)
+    assert approve.command == {"type": "approve", "seat": "KSO2", "step": 16,
+                               "quorum": "keystore-backup", "digest": q.digest}
+    assert approve.detail["operation"]["op"] == "backup"
+    # carol holds KSO1 and DSO2: as KSO she approved, and her DSO seat is not asked (yet)
+    assert kinds(v, "DSO2") == []
+
+
+def test_an_approval_that_lapsed_is_gone_from_the_view():
+    m, w = at_kso_quorum(have=1)
+    later = view_from(m, Extras(now=w.now + 301))
+    (q,) = later.quorums
+    assert q.have == 0 and q.expires_at is None and set(q.waiting_for) == {"KSO1", "KSO2"}
+
+
+def test_record_and_seal_ask_their_actor_for_a_value():
+    m, w = start()
+    drive(m, w, until=18)
+    v = view(m, w)
+    (rec,) = [a for a in actions_for(v, "KGA1", "KGA") if a.kind == "record"]
+    assert rec.key == "v" and rec.needs == ("value",) and rec.detail == {"format": "usb-serial"}
+    assert rec.command == {"type": "record", "seat": "KGA1", "step": 18}
+    drive(m, w, until=25)
+    v = view(m, w)
+    assert kinds(v, "DSO1") == ["record"] and kinds(v, "DSO2") == ["record"]
+    assert actions_for(v, "DSO1", "DSO")[0].detail == {"format": "bag-serial"}
+
+
+def test_custody_and_drives_after_the_seal():
+    m, w = start()
+    drive(m, w, until=26)
+    v = view(m, w, drives_seen=frozenset({"backup"}))
+    (bag,) = v.bags
+    assert bag.serial == "TEB000BACKUP" and bag.custodian == "DSO1"
+    assert bag.custodian_name == "Alice Admin"
+    backup = next(x for x in v.drives if x.label == "backup")
+    assert backup.serial == "AA11BB22" and backup.seen
+    assert not next(x for x in v.drives if x.label == "log").seen
+
+
+def test_signoff_needs_the_checkpoint_text():
+    m, w = start()
+    drive(m, w, until=31)
+    assert "signoff" not in kinds(view(m, w), "KGA1")
+    v = view(m, w, checkpoint="keyrite.test/mini\n42\n")
+    (so,) = [a for a in actions_for(v, "KGA1", "KGA") if a.kind == "signoff"]
+    assert so.command["checkpoint"] == "keyrite.test/mini\n42\n"
+    assert so.needs == ("passphrase",)
+
+
+def test_extras_are_carried_progress_journal_connections_pause():
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.Execute) and x.operation["op"] == "generate")
+    extras = dict(seq=17, connected=frozenset({"SA1", "KGA1"}), section_started=w.now - 90,
+                  progress=Progress(51, 85, "generating keys"),
+                  journal=(JournalLine(40, w.now - 2, "OperationStarted 11"),))
+    v = view(m, w, **extras)
+    assert v.seq == 17 and v.progress == Progress(51, 85, "generating keys")
+    assert v.journal[0].text == "OperationStarted 11"
+    assert {p.seat for p in v.participants if p.connected} == {"SA1", "KGA1"}
+    assert v.step is not None and v.step.asked[0].kind == "execute"
+    paused = view(m, w, paused=True)
+    assert paused.status == "paused"
+    assert kinds(paused, "KGA1") == ["resume"]
+    assert kinds(paused, "SA1") == []
+
+
+def test_nothing_to_do_once_completed():
+    m, w = start()
+    drive(m, w)
+    v = view(m, w)
+    assert v.status == "completed" and v.step is None and v.quorums == ()
+    for seat in SEATS:
+        assert kinds(v, seat) == [], seat
+
+
+def test_a_seat_claimed_for_another_role_gets_nothing():
+    m, w = at_kso_quorum(have=1)
+    v = view(m, w)
+    assert actions_for(v, "KSO2", "SA") == []
+    assert actions_for(v, "NOBODY", "KSO") == []
+
+
+# --- the wire form is strict ----------------------------------------------------------------------
+@pytest.fixture
+def wire() -> dict[str, Any]:
+    m, w = at_kso_quorum(have=1)
+    return json.loads(json.dumps(to_dict(view(m, w, progress=Progress(1, 2, "x")))))
+
+
+def test_wire_round_trip(wire):
+    assert to_dict(from_dict(wire)) == wire
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda x: x.update(extra=1), "unknown field"),
+    (lambda x: x.pop("status"), "missing field"),
+    (lambda x: x.update(version=2), "version"),
+    (lambda x: x.update(seq="1"), "view.seq"),
+    (lambda x: x.update(seq=True), "view.seq"),
+    (lambda x: x.update(now="soon"), "view.now"),
+    (lambda x: x["quorums"][0].update(have=None), "view.quorums[0].have"),
+    (lambda x: x["quorums"][0].pop("digest"), "view.quorums[0]"),
+    (lambda x: x["participants"][0].update(connected="yes"), "connected"),
+    (lambda x: x.update(participants={}), "expected a list"),
+    (lambda x: x["progress"].update(done=1.5), "progress.done"),
+    (lambda x: x.update(step=[]), "view.step"),
+])
+def test_wire_refuses_what_it_does_not_understand(wire, mutate, words):
+    mutate(wire)
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(wire)
