@@ -1,0 +1,282 @@
+"""The officer's console screen under prompt_toolkit with a pipe for input and a dummy output:
+keystrokes in, command dicts out, and the screen drawn by the real layout read back as text.
+
+Views come from a real machine driven by the honest room (tests/machine_helpers.py); step
+numbers are those of tests/scripts/mini.toml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from consoles.screen import STYLE, ConsoleScreen, progress_bar
+from consoles.view import CeremonyView, Extras, JournalLine, Progress, view_from
+from coordinator.machine import decisions as d
+from coordinator.machine import events as ev
+from coordinator.machine.machine import Machine
+from tests.machine_helpers import World, drive, role_of, send, start
+
+CTRL_C = "\x03"
+
+
+class Console:
+    """A ConsoleScreen on a pipe: `press()` types keys and runs the app until ctrl-c."""
+
+    def __init__(self, screen: ConsoleScreen, pipe: Any, sent: list[dict[str, Any]]) -> None:
+        self.screen, self.pipe, self.sent = screen, pipe, sent
+
+    def press(self, *keys: str) -> list[dict[str, Any]]:
+        for k in keys:
+            self.pipe.send_text(k)
+        self.pipe.send_text(CTRL_C)
+        self.screen.app.run()
+        return self.sent
+
+    def text(self) -> str:
+        return self.screen.render_text(width=160, height=60)
+
+
+@contextmanager
+def console(view: CeremonyView, seat: str, now: float) -> Iterator[Console]:
+    sent: list[dict[str, Any]] = []
+    with create_pipe_input() as pipe:
+        screen = ConsoleScreen(view, seat, role_of(seat), sent.append, clock=lambda: now,
+                               input=pipe, output=DummyOutput())
+        yield Console(screen, pipe, sent)
+
+
+def view_at(m: Machine, w: World, **extras: Any) -> CeremonyView:
+    return view_from(m, Extras(now=w.now, **extras))
+
+
+def at_kso_quorum(have: int) -> tuple[Machine, World]:
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.RequestApproval) and x.role == "KSO"
+          and x.have == have)
+    return m, w
+
+
+# --- approvals -----------------------------------------------------------------------------------
+def test_kso2_sees_one_of_two_with_a_countdown_and_approves_with_a_passphrase():
+    m, w = at_kso_quorum(have=1)
+    v = view_at(m, w, connected=frozenset({"KSO1", "KSO2"}))
+    (q,) = v.quorums
+    assert q.expires_at is not None
+    now = q.expires_at - (4 * 60 + 12)
+    with console(v, "KSO2", now) as c:
+        text = c.text()
+        assert "1 of 2 KSO approvals — waiting for KSO2, 4:12 left" in text
+        assert "approved by KSO1" in text
+        assert "YOU: [p] Approve step 16's backup" in text
+        assert "Backup   step 14 of 32" in text
+        sent = c.press("p")
+        assert sent == []  # the operation is shown and the passphrase asked first
+        text = c.text()
+        assert "Approve step 16 (keystore-backup) as KSO2:" in text
+        assert "operation: backup on token" in text
+        assert "digest " + ":".join(q.digest[i:i + 2] for i in range(0, 64, 2)) in text
+        assert "words  " in text and "Passphrase of KSO2's key" in text
+        sent = c.press("correct horse\r")
+        assert sent == [{"type": "approve", "seat": "KSO2", "step": 16,
+                         "quorum": "keystore-backup", "digest": q.digest,
+                         "passphrase": "correct horse"}]
+        assert "correct horse" not in c.text()  # a password field, cleared once submitted
+        assert c.screen.field.text == ""
+
+
+def test_the_passphrase_is_masked_while_typed():
+    m, w = at_kso_quorum(have=1)
+    with console(view_at(m, w), "KSO2", w.now) as c:
+        c.press("p", "s3cret")
+        text = c.text()
+        assert "s3cret" not in text and "******" in text
+
+
+def test_escape_cancels_an_approval():
+    m, w = at_kso_quorum(have=1)
+    with console(view_at(m, w), "KSO2", w.now) as c:
+        c.screen.app.ttimeoutlen = 0.01  # a lone Escape is not the start of a sequence
+        assert c.press("p", "x", "\x1b") == []
+        assert c.screen.message == "cancelled" and "Passphrase" not in c.text()
+        assert c.press("a") == []  # back to keys, and acknowledge is not offered here
+
+
+def test_kso1_who_approved_may_refuse_with_a_reason_but_not_approve_again():
+    m, w = at_kso_quorum(have=1)
+    with console(view_at(m, w), "KSO1", w.now) as c:
+        assert "YOU:" not in c.text()
+        assert c.press("p") == []
+        assert "not possible now" in c.screen.message
+        sent = c.press("r", "the token id is wrong\r")
+        assert sent == [{"type": "refuse", "seat": "KSO1", "step": 16,
+                         "quorum": "keystore-backup", "reason": "the token id is wrong"}]
+
+
+def test_a_witness_console_is_read_only():
+    m, w = at_kso_quorum(have=1)
+    with console(view_at(m, w), "WI1", w.now) as c:
+        text = c.text()
+        assert "read-only" in text and "[p]" not in text and "no actions" in text
+        assert "1 of 2 KSO approvals" in text  # they see everything
+        assert c.press("p", "r", "a", "v", "x", "z", "s") == []
+
+
+def test_an_sa_is_not_offered_a_kso_approval():
+    m, w = at_kso_quorum(have=1)
+    with console(view_at(m, w), "SA1", w.now) as c:
+        assert c.press("p", "r") == []
+        assert "Nothing is asked of you now." in c.text()
+
+
+def test_a_view_that_changed_under_an_open_prompt_lets_nothing_stale_through():
+    m, w = at_kso_quorum(have=1)
+    with console(view_at(m, w), "KSO2", w.now) as c:
+        c.press("p")
+        # meanwhile the approval lapsed and KSO1 approves again... here: the quorum moved on
+        drive(m, w, until=15)
+        c.screen.update(view_at(m, w))
+        assert c.press("pw\r") == []
+        assert "no longer possible" in c.screen.message
+
+
+# --- people's steps ------------------------------------------------------------------------------
+def test_sign_in_then_acknowledge():
+    m, w = start()
+    with console(view_at(m, w), "SA1", w.now) as c:
+        assert "YOU: [s] Sign in" in c.text()
+        assert c.press("s") == [{"type": "signin", "seat": "SA1", "seats": ["SA1"]}]
+    drive(m, w, until=3)
+    with console(view_at(m, w), "SA1", w.now) as c:
+        assert "YOU: [a] Acknowledge step 3" in c.text()
+        assert c.press("a") == [{"type": "acknowledge", "seat": "SA1", "step": 3}]
+
+
+def test_the_request_is_bold():
+    m, w = start()
+    drive(m, w, until=3)
+    with console(view_at(m, w), "SA1", w.now) as c:
+        you = [f for f in c.screen._step_fragments() if f[1].startswith("YOU:")]
+        assert you and you[0][0] == "class:you"
+        assert "bold" in dict(STYLE.style_rules)["you"]
+
+
+def test_enter_a_value():
+    m, w = start()
+    drive(m, w, until=18)
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        assert "[v] Enter the value for step 18 (usb-serial)" in c.text()
+        sent = c.press("v", "aa11 - bb22\r")
+        assert sent == [{"type": "record", "seat": "KGA1", "step": 18, "value": "aa11 - bb22"}]
+
+
+def test_an_empty_value_is_not_sent():
+    m, w = start()
+    drive(m, w, until=18)
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        assert c.press("v", "   \r") == []
+        assert "nothing typed" in c.screen.message
+
+
+# --- the administrator ---------------------------------------------------------------------------
+def mismatch() -> tuple[Machine, World]:
+    m, w = start()
+    drive(m, w, until=6)
+    send(m, w, ev.Observed(at=w.at(), step=6, value="ffff-0000"))
+    return m, w
+
+
+def test_exception_shows_observed_against_record_on_every_console():
+    m, w = mismatch()
+    v = view_at(m, w)
+    for seat in ("KGA1", "SA1", "WI1"):
+        with console(v, seat, w.now) as c:
+            text = c.text()
+            assert "STOPPED" in text and "EXCEPTION at step 6 (mismatch)" in text
+            assert "observed: ffff-0000" in text
+            assert f"record:   {w.previous['hsm_fingerprint']}" in text
+
+
+def test_kga_accepts_an_exception_with_a_reason():
+    m, w = mismatch()
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        sent = c.press("x", "maybe\r")
+        assert sent == [] and "type one of" in c.screen.message
+        sent = c.press("accept\r", "the record had a typo, checked the label\r")
+        assert sent == [{"type": "decide", "seat": "KGA1", "step": 6, "decision": "accept",
+                         "reason": "the record had a typo, checked the label"}]
+
+
+def test_kga_retries_without_a_reason():
+    m, w = mismatch()
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        assert c.press("x", "retry\r") == [
+            {"type": "decide", "seat": "KGA1", "step": 6, "decision": "retry", "reason": ""}]
+
+
+def test_only_the_kga_decides():
+    m, w = mismatch()
+    with console(view_at(m, w), "SA1", w.now) as c:
+        assert c.press("x", "retry\r") == []
+
+
+def test_pause_and_resume():
+    m, w = start()
+    drive(m, w, until=3)
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        assert c.press("g") == []
+        assert c.press("z") == [{"type": "pause", "seat": "KGA1", "step": 3}]
+    with console(view_at(m, w, paused=True), "KGA1", w.now) as c:
+        assert "PAUSED" in c.text()
+        assert c.press("z", "g") == [{"type": "resume", "seat": "KGA1", "step": 3}]
+
+
+# --- progress, panels, updates --------------------------------------------------------------------
+def test_progress_bar_and_panels():
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.Execute) and x.operation["op"] == "generate")
+    extras = dict(connected=frozenset({"KGA1", "SA1"}), section_started=w.now - 75,
+                  journal=tuple(JournalLine(i, w.now, f"entry {i}") for i in range(20)))
+    with console(view_at(m, w, progress=Progress(51, 85, "generating keys"), **extras),
+                 "WI1", w.now) as c:
+        text = c.text()
+        assert progress_bar(51, 85) + " generating keys (51/85)" in text
+        assert " 60%" in text
+        assert "1:15 of" in text  # elapsed against the section's estimate
+        assert "SA1   Bob Sysadmin: signed in, connected" in text
+        assert "KSO1  Carol Keystore: signed in, DISCONNECTED" in text
+        assert "KSO3  Frank Third: not signed in" in text
+        assert "entry 19" in text and "entry 11" not in text  # the tail only
+        assert "the signer runs the approved generate" in text
+        c.screen.update(view_at(m, w, progress=Progress(85, 85, "generating keys"), **extras))
+        assert "100% generating keys (85/85)" in c.text()
+        c.screen.update(view_at(m, w, **extras))
+        assert "generating keys" not in c.text()
+
+
+def test_progress_bar_text():
+    assert progress_bar(0, 10, width=10) == "[----------]   0%"
+    assert progress_bar(5, 10, width=10) == "[#####-----]  50%"
+    assert progress_bar(12, 10, width=10) == "[##########] 100%"
+    assert progress_bar(0, 0, width=4) == "[----]   0%"
+
+
+def test_custody_panel_after_the_seal():
+    m, w = start()
+    drive(m, w, until=26)
+    with console(view_at(m, w, drives_seen=frozenset({"backup"})), "KSO1", w.now) as c:
+        text = c.text()
+        assert "bag backup TEB000BACKUP: held by Alice Admin (DSO1)" in text
+        assert "drive backup: AA11BB22, plugged in" in text
+
+
+def test_completed():
+    m, w = start()
+    drive(m, w)
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        assert "CEREMONY COMPLETED" in c.text()
+        assert c.press("a", "z") == []
