@@ -352,6 +352,8 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
     if view.status in ("completed", "aborted"):
         return []
     if not me.signed_in:
+        if not _may_sign_in(view, me, r):
+            return []
         return [_act("signin", "Sign in", {"type": "signin", "seat": seat, "seats": [seat]})]
     admin = role == view.administrator
     out: list[Action] = []
@@ -403,6 +405,12 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
     if admin:
         out.append(_act("pause", "Pause the ceremony", {"type": "pause", "seat": seat, "step": n}))
     return out
+
+
+def _may_sign_in(view: CeremonyView, me: Participant, role: RoleView) -> bool:
+    """Not when the holder already sits in another seat of the role, or the role is full."""
+    holders = {p.person for p in view.participants if p.signed_in and p.role == role.name}
+    return me.person not in holders and len(holders) < role.max
 
 
 def _act(kind: str, label: str, command: dict[str, Any], needs: tuple[str, ...] = (),

@@ -25,7 +25,15 @@ from consoles.view import (
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
 from coordinator.machine.machine import Machine
-from tests.machine_helpers import World, drive, role_of, send, start
+from tests.machine_helpers import (
+    World,
+    drive,
+    honest_event,
+    role_of,
+    seed_script,
+    send,
+    start,
+)
 
 SEATS = ("KGA1", "SA1", "KSO1", "KSO2", "DSO1", "DSO2", "WI1")
 
@@ -265,3 +273,42 @@ def test_wire_refuses_what_it_does_not_understand(wire, mutate, words):
     mutate(wire)
     with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
         from_dict(wire)
+
+
+def test_sign_in_is_not_offered_where_the_machine_would_refuse_it():
+    m, w = at_kso_quorum(have=1)
+    v = view(m, w)
+    assert kinds(v, "KSO4") == []  # dave already sits as KSO2
+    assert kinds(v, "KSO3") == []  # the KSO role is full (max 2)
+    assert kinds(v, "SA2") == []  # the SA role is full (max 1)
+
+
+def test_every_moment_of_the_seed_ceremony():
+    """Drive the bundled 132-step ceremony; after every event the view crosses the wire intact,
+    observers never get an action, an approval is offered only to the role a quorum asks, and
+    every offered person's act is one the machine asks for now."""
+    m, w = start(seed_script())
+    observers = {r.name for r in m.script.roles.values() if r.observer}
+    seats = sorted(m.roster.officers)
+    seen_quorum_roles: set[str] = set()
+    while m.status == "running":
+        v = view(m, w)
+        open_roles = {q.role for q in v.quorums}
+        seen_quorum_roles |= open_roles
+        asked = {(a.role, a.kind) for a in v.step.asked} if v.step else set()
+        for seat in seats:
+            role = role_of(seat)
+            acts = actions_for(v, seat, role)
+            if role in observers:
+                assert acts == [], seat
+            for a in acts:
+                if a.kind in ("approve", "refuse"):
+                    assert role in open_roles, (seat, a)
+                elif a.kind in ("acknowledge", "record", "signoff"):
+                    assert v.step is not None
+                    assert any(r in (role, v.step.actor) for r, _ in asked), (seat, a, asked)
+        e = honest_event(m, w)
+        assert e is not None
+        send(m, w, e)
+    assert view(m, w).status == "completed"
+    assert {"KSO", "DSO", "SA"} <= seen_quorum_roles
