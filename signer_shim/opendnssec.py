@@ -249,9 +249,8 @@ class OdsSigner:
         except (OSError, subprocess.TimeoutExpired) as e:
             raise SignerError(f"{args[0]} {' '.join(args[3:])}: {e}") from None
         if p.returncode != 0:
-            detail = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or [""]
-            raise SignerError(f"{args[0]} {' '.join(args[3:])} failed ({p.returncode}): "
-                              f"{detail[0]}")
+            said = " / ".join(line for line in (p.stderr + p.stdout).splitlines()[-4:] if line)
+            raise SignerError(f"{args[0]} {' '.join(args[3:])} failed ({p.returncode}): {said}")
         return p.stdout
 
     def _hsmutil(self, *args: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -128,7 +129,8 @@ def test_generate_recovers_after_the_worker_is_killed(tmp_path: Path) -> None:
     """SIGKILL the worker after the progress for key 2, break one planned pair in half and
     remove another, then a new signer re-executes: every planned key once, nothing else."""
     rt = seed_rehearsal_token(tmp_path / "r", DEFAULT_POLICIES, shape="small")  # RSA keys
-    signer = LocalSigner(rt.config)
+    config = dataclasses.replace(rt.config, workers=1)  # the one worker generates (pool: below)
+    signer = LocalSigner(config)
     op = signer.plan_generate(DEFAULT_POLICIES, "P14M")
     planned = sorted(loc for b in op["batches"] for loc in b["locators"])
     assert len(planned) == 6
@@ -155,7 +157,7 @@ def test_generate_recovers_after_the_worker_is_killed(tmp_path: Path) -> None:
     finally:
         w.close()
 
-    with LocalSigner(rt.config) as fresh:
+    with LocalSigner(config) as fresh:
         seen: list[str] = []
         result = fresh.execute(op, approvals_for(op), lambda d, t, w: seen.append(w))
     w = WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)
