@@ -312,3 +312,22 @@ def test_every_moment_of_the_seed_ceremony():
         send(m, w, e)
     assert view(m, w).status == "completed"
     assert {"KSO", "DSO", "SA"} <= seen_quorum_roles
+
+
+def test_docs_list_every_wire_field():
+    """docs/console.md's wire form names every field of every part of the view."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from consoles import view as views
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "console.md").read_text()
+    block = doc.split("## The wire form", 1)[1].split("```")[1]
+    named = set(re.findall(r'"([a-z_]+)":', block))
+    parts = (views.CeremonyView, views.StepView, views.Asked, views.ExceptionView,
+             views.RoleView, views.Participant, views.QuorumView, views.DriveView, views.BagView,
+             views.JournalLine, views.Progress)
+    fields = {f.name for p in parts for f in dataclasses.fields(p)}
+    assert fields - named == set()
+    assert named - fields == set()
