@@ -393,6 +393,7 @@ class ConsoleScreen:
         for q in v.quorums:
             out.append(("class:title", f"step {q.step} {q.operation.get('op')}: "))
             out.append(("", quorum_line(q, now) + "\n"))
+            out.append(("", f"  {operation_lines(q.operation)[0]}\n"))
             if q.approved_by:
                 out.append(("", f"  approved by {', '.join(q.approved_by)}\n"))
             out.append(("class:dim", f"  digest {colon_hex(q.digest)}\n"))

@@ -280,3 +280,31 @@ def test_completed():
     with console(view_at(m, w), "KGA1", w.now) as c:
         assert "CEREMONY COMPLETED" in c.text()
         assert c.press("a", "z") == []
+
+
+def test_update_from_another_thread_while_running():
+    """The daemon's side calls update() from its own thread; the screen redraws the new view."""
+    import threading
+
+    m, w = start()
+    drive(m, w, until=3)
+    first = view_at(m, w)
+    drive(m, w, until=18)
+    second = view_at(m, w)
+    with console(first, "KGA1", w.now) as c:
+        def later() -> None:
+            c.screen.update(second)
+            c.pipe.send_text("v")
+            c.pipe.send_text("AA11BB22\r")
+            c.pipe.send_text(CTRL_C)
+
+        c.screen.app.run(pre_run=lambda: threading.Timer(0.05, later).start())
+        assert c.sent == [{"type": "record", "seat": "KGA1", "step": 18, "value": "AA11BB22"}]
+        assert "Step 18" in c.text()
+
+
+def test_a_small_terminal_still_draws():
+    m, w = at_kso_quorum(have=1)
+    with console(view_at(m, w), "KSO2", w.now) as c:
+        text = c.screen.render_text(width=80, height=24)
+        assert "Mini Key Generation" in text and "[p] approve" in text
