@@ -403,7 +403,8 @@ class ConsoleScreen:
         out: Fragments = []
         for d in self.view.drives:
             state = "plugged in" if d.seen else "not plugged in"
-            serial = d.serial or d.expected_serial or "serial not yet read"
+            serial = d.serial or (f"expected {d.expected_serial}" if d.expected_serial
+                                  else "serial not yet read")
             out.append(("", f"drive {d.label}: {serial}, {state}\n"))
         for b in self.view.bags:
             if b.serial is None:
