@@ -279,6 +279,14 @@ class Machine:
             p["date"] = time.strftime("%Y-%m-%d", time.gmtime(self.state.now))
         return p
 
+    def expected(self, step: Step) -> str | None:
+        """What a verify step compares with (its value, or the reference resolved), for
+        displays; None when the reference cannot be resolved yet (a later step's value)."""
+        try:
+            return self._expected(step)
+        except (KeyError, StopIteration, AssertionError):
+            return None
+
     def host_key_pin(self, signer: str) -> str | None:
         """The host-key fingerprint the script pins for `signer`, with a `previous.KEY` pin
         resolved from the previous ceremony's record; None if the script pins none."""
