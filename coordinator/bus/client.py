@@ -1,0 +1,188 @@
+"""A console's end of the bus: a DEALER for commands and snapshots, a SUB for broadcasts, both
+CURVE clients of the coordinator's key (see `protocol` for the wire).
+
+What the console should show arrives on `updates` as `protocol.Reset` (a snapshot: replace
+everything) and `protocol.Apply` (the next broadcast, in order, each once). The pure
+`protocol.Follower` decides when a snapshot is needed; this module only carries it out: a gap, a
+heartbeat ahead of what was shown, a new epoch (coordinator restarted) or a reconnect of the SUB
+(seen on its socket monitor) makes it ask for a snapshot on the DEALER, again every
+`snapshot_timeout` seconds until one comes.
+
+`updates` has no buffer: a console that stops reading stops the SUB, whose queue then fills and
+the PUB drops; the gap is noticed and healed by a snapshot. Slow consoles cost nothing upstream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+import trio
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from coordinator.bus import protocol as p
+from coordinator.bus.curve import CurveKeyPair
+from coordinator.bus.zmqtrio import TrioSocket
+
+log = logging.getLogger("keyrite.bus.client")
+
+__all__ = ["BusClient", "Refused"]
+
+
+class Refused(Exception):
+    """The coordinator answered a command with an error (its reason is the message)."""
+
+
+class BusClient:
+    def __init__(
+        self,
+        *,
+        router: str,
+        pub: str,
+        server_public: str,
+        keys: CurveKeyPair,
+        snapshot_timeout: float = 2.0,
+        rcvhwm: int = 1000,
+        ctx: zmq.Context | None = None,
+    ) -> None:
+        self.router_endpoint, self.pub_endpoint = router, pub
+        self.server_public = server_public
+        self.keys = keys
+        self.snapshot_timeout = snapshot_timeout
+        self.rcvhwm = rcvhwm
+        self._ctx = ctx
+        self.follower = p.Follower()
+        self.snapshots_requested = 0
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, trio.MemorySendChannel[p.Message]] = {}
+        self._dealer: TrioSocket | None = None
+        self._need_snapshot = trio.Event()
+        #: Set when the first message (a heartbeat, usually) arrives on the SUB: from then on
+        #: the PUB sends this console everything (ZeroMQ's "slow joiner" is over).
+        self.subscribed = trio.Event()
+        self._send_update, self.updates = trio.open_memory_channel[p.Reset | p.Apply](0)
+
+    def _curve_client(self, sock: zmq.Socket) -> None:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.CURVE_SERVERKEY, self.server_public.encode())
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, self.keys.public.encode())
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self.keys.secret.encode())
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect and keep the console in step until cancelled."""
+        ctx = self._ctx or zmq.Context.instance()
+        dealer = TrioSocket(ctx.socket(zmq.DEALER))
+        sub = TrioSocket(ctx.socket(zmq.SUB))
+        try:
+            self._curve_client(dealer.zmq)
+            self._curve_client(sub.zmq)
+            sub.zmq.setsockopt(zmq.RCVHWM, self.rcvhwm)
+            sub.zmq.setsockopt(zmq.SUBSCRIBE, b"")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_reconnects, sub.zmq)
+                dealer.zmq.connect(self.router_endpoint)
+                sub.zmq.connect(self.pub_endpoint)
+                self._dealer = dealer
+                nursery.start_soon(self._read_replies, dealer)
+                nursery.start_soon(self._read_broadcasts, sub)
+                nursery.start_soon(self._sync)
+                await self._act(self.follower.start())
+                task_status.started()
+        finally:
+            self._dealer = None
+            dealer.close()
+            sub.close()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def _request(self, message_for: Any) -> p.Message:
+        if self._dealer is None:
+            raise trio.ClosedResourceError("the bus client is not running")
+        rid = str(next(self._ids))
+        send, receive = trio.open_memory_channel[p.Message](1)
+        self._waiting[rid] = send
+        try:
+            await self._dealer.send(p.encode(message_for(rid)))
+            return await receive.receive()
+        finally:
+            del self._waiting[rid]
+
+    async def command(self, body: Any) -> Any:
+        """Send a command; return the coordinator's reply body or raise `Refused`."""
+        answer = await self._request(lambda rid: p.Command(id=rid, body=body))
+        if isinstance(answer, p.ErrorReply):
+            raise Refused(answer.error)
+        assert isinstance(answer, p.Reply)
+        return answer.body
+
+    async def _read_replies(self, dealer: TrioSocket) -> None:
+        while True:
+            data = await dealer.recv()
+            try:
+                message = p.decode(data)
+            except p.ProtocolError as e:
+                log.warning("bad reply from the coordinator: %s", e)
+                continue
+            rid = getattr(message, "id", None)
+            waiter = self._waiting.get(rid) if rid is not None else None
+            if waiter is None:
+                log.warning("unexpected reply: %r", message)  # e.g. for a request cancelled
+                continue
+            waiter.send_nowait(message)
+
+    # --- keeping in step ---------------------------------------------------------------------
+
+    async def _act(self, actions: list[p.Action]) -> None:
+        for action in actions:
+            if isinstance(action, p.NeedSnapshot):
+                log.info("asking for a snapshot: %s", action.reason)
+                self._need_snapshot.set()
+            else:
+                await self._send_update.send(action)
+
+    async def _sync(self) -> None:
+        while True:
+            await self._need_snapshot.wait()
+            self._need_snapshot = trio.Event()
+            while True:
+                self.snapshots_requested += 1
+                with trio.move_on_after(self.snapshot_timeout):
+                    answer = await self._request(lambda rid: p.SnapshotRequest(id=rid))
+                    break
+                await self._act(self.follower.snapshot_lost())
+                self._need_snapshot = trio.Event()
+            if isinstance(answer, p.Snapshot):
+                await self._act(self.follower.snapshot(answer))
+            else:
+                log.error("snapshot refused: %r", answer)
+                await self._act(self.follower.snapshot_lost())
+
+    async def _read_broadcasts(self, sub: TrioSocket) -> None:
+        while True:
+            data = await sub.recv()
+            try:
+                message = p.decode(data)
+            except p.ProtocolError as e:
+                log.warning("bad broadcast: %s", e)
+                continue
+            self.subscribed.set()
+            if isinstance(message, p.Broadcast):
+                await self._act(self.follower.broadcast(message))
+            elif isinstance(message, p.Heartbeat):
+                await self._act(self.follower.heartbeat(message))
+
+    async def _watch_reconnects(self, sub: zmq.Socket) -> None:
+        """Every handshake after the first is a reconnect: broadcasts were missed meanwhile."""
+        monitor = TrioSocket(sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED))
+        try:
+            first = True
+            while True:
+                parse_monitor_message(await monitor.recv_multipart())
+                if not first:
+                    await self._act(self.follower.reconnected())
+                first = False
+        finally:
+            sub.disable_monitor()
+            monitor.close()

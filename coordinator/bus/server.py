@@ -1,0 +1,173 @@
+"""The coordinator's end of the console bus: a ROUTER for commands and snapshots, a PUB for
+numbered broadcasts, both CURVE servers behind the ZAP handler (see `protocol` for the wire).
+
+The coordinator's state is not the bus's: `BusServer` takes two callables,
+`handle_command(officer, body) -> reply body` (sync or async; raise `CommandRefused(reason)` to
+answer an error) and `snapshot() -> dict`. The officer is the ZAP User-Id of the connection the
+command came on, never anything in the message.
+
+Resource handling: `run` owns its context (the ZAP endpoint is one per context, so two servers in
+one process would fight over it), binds the ZAP handler first, then the ROUTER and the PUB, and
+reports `(router, pub)` endpoints through `task_status.started` only then. Everything is closed
+when `run` is cancelled.
+
+Error handling: a frame that is not a bus message is answered with an `error` reply and logged;
+a command without a User-Id (impossible behind the ZAP handler) is dropped and logged; anything
+`handle_command` raises other than `CommandRefused` ends `run`, as a bug should.
+
+Commands are handled one at a time, in arrival order: the ceremony machine takes one event at a
+time anyway, and a snapshot then always sits between two commands, never inside one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+import zmq
+
+from coordinator.bus import protocol as p
+from coordinator.bus.curve import CurveKeyPair, Enrolment
+from coordinator.bus.zap import serve_zap, watch_handshakes
+from coordinator.bus.zmqtrio import TrioSocket
+
+log = logging.getLogger("keyrite.bus.server")
+
+__all__ = ["BusServer", "CommandRefused"]
+
+ZAP_DOMAIN = b"keyrite"
+
+
+class CommandRefused(Exception):
+    """Raised by `handle_command` to answer the console with an error and a reason."""
+
+
+Handler = Callable[[str, Any], Any | Awaitable[Any]]
+
+
+class BusServer:
+    def __init__(
+        self,
+        *,
+        keys: CurveKeyPair,
+        enrolment: Enrolment,
+        handle_command: Handler,
+        snapshot: Callable[[], dict[str, Any]],
+        router: str = "tcp://127.0.0.1:0",
+        pub: str = "tcp://127.0.0.1:0",
+        heartbeat: float = 1.0,
+        sndhwm: int = 1000,
+    ) -> None:
+        self.keys = keys
+        self.enrolment = enrolment
+        self.handle_command = handle_command
+        self.snapshot = snapshot
+        self.router_endpoint, self.pub_endpoint = router, pub
+        self.heartbeat = heartbeat
+        self.sndhwm = sndhwm
+        self.epoch = secrets.token_hex(8)
+        self.seq = 0
+        self._pub: TrioSocket | None = None
+
+    def _curve_server(self, sock: zmq.Socket) -> None:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self.keys.secret.encode())
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[tuple[str, str]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        ctx = zmq.Context()
+        router = pub = None
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_zap, ctx, self.enrolment)
+                router = TrioSocket(ctx.socket(zmq.ROUTER))
+                self._curve_server(router.zmq)
+                nursery.start_soon(watch_handshakes, router.zmq, "router")
+                router.zmq.bind(self.router_endpoint)
+                pub = TrioSocket(ctx.socket(zmq.PUB))
+                self._curve_server(pub.zmq)
+                pub.zmq.setsockopt(zmq.SNDHWM, self.sndhwm)
+                nursery.start_soon(watch_handshakes, pub.zmq, "pub")
+                pub.zmq.bind(self.pub_endpoint)
+                self._pub = pub
+                self.router_endpoint = router.zmq.getsockopt_string(zmq.LAST_ENDPOINT)
+                self.pub_endpoint = pub.zmq.getsockopt_string(zmq.LAST_ENDPOINT)
+                log.info(
+                    "bus: commands on %s, broadcasts on %s, epoch %s",
+                    self.router_endpoint,
+                    self.pub_endpoint,
+                    self.epoch,
+                )
+                nursery.start_soon(self._serve, router)
+                if self.heartbeat > 0:
+                    nursery.start_soon(self._beat)
+                task_status.started((self.router_endpoint, self.pub_endpoint))
+        finally:
+            self._pub = None
+            for sock in (router, pub):
+                if sock is not None:
+                    sock.close()
+            ctx.term()
+
+    # --- broadcasts --------------------------------------------------------------------------
+
+    async def publish(self, body: Any) -> int:
+        """Broadcast `body` to every console with the next sequence number, and return it.
+
+        Call it right after the state `snapshot()` describes has changed, with no await in
+        between, so that a snapshot taken at seq N always includes broadcasts 1..N.
+        """
+        if self._pub is None:
+            raise trio.ClosedResourceError("the bus server is not running")
+        self.seq += 1
+        data = p.encode(p.Broadcast(epoch=self.epoch, seq=self.seq, body=body))
+        await self._pub.send(data)  # PUB never waits: at its high-water mark it drops
+        return self.seq
+
+    async def _beat(self) -> None:
+        while True:
+            await trio.sleep(self.heartbeat)
+            if self._pub is not None:
+                await self._pub.send(p.encode(p.Heartbeat(epoch=self.epoch, seq=self.seq)))
+
+    # --- commands ----------------------------------------------------------------------------
+
+    async def _serve(self, router: TrioSocket) -> None:
+        while True:
+            frames = await router.recv_multipart(copy=False)
+            if len(frames) != 2:
+                log.warning("dropped a message of %d frames", len(frames))
+                continue
+            routing, frame = frames
+            officer = frame.get("User-Id")
+            if not officer:
+                log.error("dropped a message without a User-Id (no ZAP handler?)")
+                continue
+            reply = await self._answer(officer, frame.bytes)
+            await router.send_multipart([routing.bytes, p.encode(reply)])
+
+    async def _answer(self, officer: str, data: bytes) -> p.Message:
+        try:
+            message = p.decode(data)
+        except p.ProtocolError as e:
+            log.warning("from %s: %s", officer, e)
+            return p.ErrorReply(id=None, error=f"bad message: {e}")
+        if isinstance(message, p.SnapshotRequest):
+            seq, state = self.seq, self.snapshot()  # no await between: consistent
+            return p.Snapshot(id=message.id, epoch=self.epoch, seq=seq, state=state)
+        if not isinstance(message, p.Command):
+            return p.ErrorReply(id=None, error=f"a console does not send {type(message).__name__}")
+        try:
+            result = self.handle_command(officer, message.body)
+            if inspect.isawaitable(result):
+                result = await result
+        except CommandRefused as e:
+            return p.ErrorReply(id=message.id, error=str(e))
+        return p.Reply(id=message.id, body=result)
