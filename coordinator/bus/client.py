@@ -59,6 +59,7 @@ class BusClient:
         self._waiting: dict[str, trio.MemorySendChannel[p.Message]] = {}
         self._dealer: TrioSocket | None = None
         self._need_snapshot = trio.Event()
+        self._emit_lock = trio.Lock()
         #: Set when the first message (a heartbeat, usually) arrives on the SUB: from then on
         #: the PUB sends this console everything (ZeroMQ's "slow joiner" is over).
         self.subscribed = trio.Event()
@@ -135,12 +136,16 @@ class BusClient:
     # --- keeping in step ---------------------------------------------------------------------
 
     async def _act(self, actions: list[p.Action]) -> None:
-        for action in actions:
-            if isinstance(action, p.NeedSnapshot):
-                log.info("asking for a snapshot: %s", action.reason)
-                self._need_snapshot.set()
-            else:
-                await self._send_update.send(action)
+        """Carry out the Follower's actions. Callers call it right after the Follower (no await
+        between), and trio.Lock is FIFO, so updates reach `updates` in the Follower's order even
+        when the snapshot task and the broadcast reader both have some to hand on."""
+        async with self._emit_lock:
+            for action in actions:
+                if isinstance(action, p.NeedSnapshot):
+                    log.info("asking for a snapshot: %s", action.reason)
+                    self._need_snapshot.set()
+                else:
+                    await self._send_update.send(action)
 
     async def _sync(self) -> None:
         while True:

@@ -132,7 +132,8 @@ class BusServer:
         return self.seq
 
     async def _beat(self) -> None:
-        while True:
+        """Heartbeats reveal a lost last broadcast; `heartbeat` <= 0 (even set later) stops them."""
+        while self.heartbeat > 0:
             await trio.sleep(self.heartbeat)
             if self._pub is not None:
                 await self._pub.send(p.encode(p.Heartbeat(epoch=self.epoch, seq=self.seq)))

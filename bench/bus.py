@@ -1,0 +1,193 @@
+"""Console bus benchmark: how long a broadcast takes to reach 10 consoles, against raw pyzmq.
+
+Three paths, each a PUB on 127.0.0.1 and 10 SUB sockets in this process, taking turns a round
+of broadcasts each (--rounds) so that other processes' load falls on all alike:
+
+1. raw: a bare pyzmq PUB and 10 bare SUBs (no CURVE, no JSON, no trio), the SUBs read with one
+   blocking `zmq.Poller`; latency = send start to each SUB's recv;
+2. raw+CURVE: the same with CURVE on every socket (what encryption alone costs);
+3. bus: `BusServer.publish` to 10 `BusClient`s (CURVE, ZAP, JSON, trio adapter, the Follower),
+   each console's task stamping arrival as it reads its `updates`; latency = publish start to
+   the update reaching the console's own code.
+
+One broadcast at a time: the next is sent once all 10 have it, so this is latency, not
+throughput. p50 and p99 over all (broadcast, console) pairs; ratios against raw measured in the
+same run (target: bus p99 <= 2x raw).
+Prints numbers, asserts nothing. Usage: python bench/bus.py [--n N] [--rounds R] [--consoles C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import trio
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from coordinator.bus import BusClient, BusServer, Enrolment, generate_keypair  # noqa: E402
+from coordinator.bus import protocol as p  # noqa: E402
+
+
+class Raw:
+    """A bare pyzmq PUB and its SUBs, used blocking (the trio loop simply waits meanwhile)."""
+
+    def __init__(self, consoles: int, curve: bool) -> None:
+        self.ctx = zmq.Context()
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.subs = [self.ctx.socket(zmq.SUB) for _ in range(consoles)]
+        if curve:
+            server, client = generate_keypair(), generate_keypair()
+            self.pub.curve_server = True
+            self.pub.curve_secretkey = server.secret.encode()
+            for s in self.subs:
+                s.curve_serverkey = server.public.encode()
+                s.curve_publickey = client.public.encode()
+                s.curve_secretkey = client.secret.encode()
+        for s in [self.pub, *self.subs]:
+            s.linger = 0
+        self.pub.bind("tcp://127.0.0.1:0")
+        endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.poller = zmq.Poller()
+        for s in self.subs:
+            s.setsockopt(zmq.SUBSCRIBE, b"")
+            s.connect(endpoint)
+            self.poller.register(s, zmq.POLLIN)
+        self.warm()
+
+    def warm(self) -> None:
+        """Send until every SUB has received something (joined), then drain."""
+        joined: set[zmq.Socket] = set()
+        while len(joined) < len(self.subs):
+            self.pub.send(b"warm")
+            for s, _ in self.poller.poll(10):
+                while s.poll(0):
+                    s.recv()
+                joined.add(s)
+        time.sleep(0.05)
+        for s in self.subs:
+            while s.poll(0):
+                s.recv()
+
+    def one(self, payload: bytes) -> list[float]:
+        times: list[float] = []
+        pending = set(self.subs)
+        t0 = time.perf_counter()
+        self.pub.send(payload)
+        while pending:
+            for s, _ in self.poller.poll():
+                s.recv()
+                times.append(time.perf_counter() - t0)
+                pending.discard(s)
+        return times
+
+    def close(self) -> None:
+        for s in [self.pub, *self.subs]:
+            s.close()
+        self.ctx.term()
+
+
+async def bus_path(consoles: int, nursery: trio.Nursery):
+    keys = generate_keypair()
+    officers = {f"C{i}": generate_keypair() for i in range(consoles)}
+    state = {"seq": 0}
+    server = BusServer(
+        keys=keys,
+        enrolment=Enrolment.from_pairs({k: v.public for k, v in officers.items()}),
+        handle_command=lambda officer, body: None,
+        snapshot=lambda: dict(state),
+        heartbeat=0.05,
+    )
+    await nursery.start(server.run)
+    clients = []
+    for k in officers.values():
+        c = BusClient(
+            router=server.router_endpoint,
+            pub=server.pub_endpoint,
+            server_public=keys.public,
+            keys=k,
+        )
+        await nursery.start(c.run)
+        clients.append(c)
+    for c in clients:
+        assert isinstance(await c.updates.receive(), p.Reset)
+        await c.subscribed.wait()
+    server.heartbeat = 0  # no heartbeats during the measurements (they would add jitter)
+    times: list[float] = []
+    box: dict[str, object] = {}
+
+    async def console(c: BusClient) -> None:
+        async for update in c.updates:
+            arrived = time.perf_counter()
+            if isinstance(update, p.Apply):
+                times.append(arrived - update.body["t"])
+            box["left"] -= 1  # type: ignore[operator]
+            if box["left"] == 0:
+                box["done"].set()  # type: ignore[union-attr]
+
+    for c in clients:
+        nursery.start_soon(console, c)
+
+    async def one() -> None:
+        box["left"], box["done"] = len(clients), trio.Event()
+        state["seq"] += 1
+        await server.publish({"t": time.perf_counter(), "step": 42, "note": "x" * 40})
+        await box["done"].wait()  # type: ignore[union-attr]
+
+    return one, times, clients
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    payload = b'{"body":{"note":"' + b"x" * 40 + b'","step":42,"t":0.0},"seq":1,"v":1}'
+    raw, raw_curve = Raw(args.consoles, curve=False), Raw(args.consoles, curve=True)
+    t_raw: list[float] = []
+    t_curve: list[float] = []
+    async with trio.open_nursery() as nursery:
+        one_bus, t_bus, clients = await bus_path(args.consoles, nursery)
+        per_round = max(1, args.n // args.rounds)
+        for _ in range(args.rounds):
+            for _ in range(per_round):
+                t_raw += raw.one(payload)
+            for _ in range(per_round):
+                t_curve += raw_curve.one(payload)
+            for _ in range(per_round):
+                await one_bus()
+        snapshots = sum(c.snapshots_requested for c in clients)
+        nursery.cancel_scope.cancel()
+    raw.close()
+    raw_curve.close()
+    n = per_round * args.rounds
+    print(f"bus: {n} broadcasts to {args.consoles} consoles each, in {args.rounds} rounds")
+    rows = [("raw pyzmq PUB/SUB", t_raw), ("raw pyzmq + CURVE", t_curve), ("keyrite bus", t_bus)]
+    base50, base99 = statistics.median(t_raw), pct(t_raw, 99)
+    for name, t in rows:
+        p50, p99 = statistics.median(t), pct(t, 99)
+        print(
+            f"  {name:20} p50 {p50 * 1e6:7.0f} us  p99 {p99 * 1e6:7.0f} us   "
+            f"ratio p50 {p50 / base50:5.2f}x  p99 {p99 / base99:5.2f}x"
+        )
+    c50, c99 = statistics.median(t_curve), pct(t_curve, 99)
+    b50, b99 = statistics.median(t_bus), pct(t_bus, 99)
+    print(f"  bus against raw+CURVE: p50 {b50 / c50:.2f}x  p99 {b99 / c99:.2f}x")
+    print(f"  target: bus p99 <= 2x raw: {'met' if b99 <= 2 * base99 else 'NOT met'}")
+    print(f"  snapshots asked by consoles (1 each expected): {snapshots}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=2000, help="broadcasts per path")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--consoles", type=int, default=10)
+    trio.run(main_async, ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()
