@@ -21,6 +21,7 @@ COMMANDS = (
     "coordinator.script.command",
     "coordinator.journal.command",
     "signer_shim.command",
+    "keyrite.enroll_command",
 )
 
 
