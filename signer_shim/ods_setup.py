@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -214,13 +215,13 @@ class EnforcerDaemon:
                                          stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + ready_timeout
-        while not sock.exists():
+        while not _accepts(sock):  # the socket file appears before the daemon listens on it
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ods-enforcerd exited with {self.proc.returncode}; "
                                    f"see {self.log}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"ods-enforcerd made no socket in {ready_timeout} s")
+                raise RuntimeError(f"ods-enforcerd did not listen in {ready_timeout} s")
             time.sleep(0.02)
 
     def stop(self, timeout: float = 5.0) -> str:
@@ -253,3 +254,13 @@ class EnforcerDaemon:
         """Import the policies and zones from the XML files into the KASP database."""
         self.command("policy", "import")
         self.command("zonelist", "import")
+
+
+def _accepts(path: Path) -> bool:
+    """Whether a unix socket at `path` takes a connection now."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True

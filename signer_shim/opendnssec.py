@@ -28,6 +28,7 @@ the enforcer does, and shows the zone count beside it so the difference is visib
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -65,6 +66,7 @@ _GEN_BATCH = frozenset({"policy", "role", "algorithm", "lifetime_seconds", "zone
                         "count"})
 _LOCATOR = re.compile(r"^[0-9a-f]{32}$")
 POLL_SECONDS = 0.25
+LIST_ATTEMPTS = 20  # listings tried after generation (each a fresh ods-hsmutil)
 
 
 def enforcer_count(duration_seconds: int, lifetime_seconds: int, unused: int) -> int:
@@ -327,29 +329,44 @@ class OdsSigner:
                 "added": len(added_l), "removed": 0}
 
     def _wait_for(self, start: set[str], total: int, progress: Progress | None) -> set[str]:
-        """Poll until the inventory has `total` new keys and stays so for one more poll."""
+        """Wait until the enforcer has recorded `total` new keys in its database (and the count
+        held for one more poll), then list the token once.
+
+        Progress is read from the KASP database, not from the token: `ods-hsmutil` logs in to
+        SoftHSM, and a login writes the token object, which collides with the enforcer's own
+        writes (seen: every listing failing for minutes once it happened under load)."""
         deadline = time.monotonic() + self.config.timeout_seconds
-        last: frozenset[str] | None = None
+        last: set[str] | None = None
         while True:
             try:
-                now = self._locators()
-            except SignerError:  # ods-hsmutil fails now and then while the enforcer writes
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(POLL_SECONDS)
-                continue
-            n = len(now - start)
-            if progress is not None:
-                progress(min(n, total), total, f"generated {min(n, total)} of {total} keys")
-            if n >= total and now == last:
-                return set(now)
-            if n > total:
-                raise SignerError(f"the enforcer made {n} keys, the plan said {total}")
+                made = set(known_locators(self.ods.datastore)) - start
+            except sqlite3.Error:  # the enforcer holds the database for a write
+                made = None
+            if made is not None:
+                n = len(made)
+                if progress is not None:
+                    progress(min(n, total), total, f"generated {min(n, total)} of {total} keys")
+                if n > total:
+                    raise SignerError(f"the enforcer made {n} keys, the plan said {total}")
+                if n == total and made == last:
+                    break
+                last = made
             if time.monotonic() > deadline:
-                raise SignerError(f"the enforcer made {n} of {total} keys in "
+                raise SignerError(f"the enforcer made {len(last or ())} of {total} keys in "
                                   f"{self.config.timeout}; execute again to keep waiting")
-            last = now
             time.sleep(POLL_SECONDS)
+        now: set[str] = set()
+        for attempt in range(LIST_ATTEMPTS):  # the enforcer may still be closing its session
+            try:
+                now = set(self._locators())
+            except SignerError:
+                if attempt == LIST_ATTEMPTS - 1:
+                    raise
+            else:
+                if len(now - start) >= total:
+                    break
+            time.sleep(POLL_SECONDS)
+        return now
 
     def _purge(self, op: dict[str, Any], before: Sequence[str],
                progress: Progress | None) -> dict[str, Any]:
