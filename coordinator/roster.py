@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zmq.utils import z85
+
 from keyrite.approval import load_public_key
 from keyrite.exits import BadInput
 
@@ -27,6 +29,10 @@ class Officer:
     name: str
     organisation: str
     signing_key: str  # ed25519:<base64>
+    console_key: str | None = None  # Z85 CURVE public key of the officer's console (live only)
+
+
+_OPTIONAL = {"console_key"}
 
 
 @dataclass(frozen=True)
@@ -37,35 +43,42 @@ class Roster:
         return next((o for o in self.officers.values() if o.signing_key == key), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"officers": [asdict(o) for o in self.officers.values()]}
+        return {"officers": [_entry(o) for o in self.officers.values()]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "roster") -> Roster:
         officers: dict[str, Officer] = {}
         fields = set(Officer.__dataclass_fields__)
+        required = fields - _OPTIONAL
         for i, o in enumerate(d.get("officers", [])):
             at = f"{where}: officers[{i}]"
             if not isinstance(o, dict):
                 raise BadInput(f"{at}: expected a table")
             unknown = set(o) - fields
-            missing = fields - set(o)
+            missing = required - set(o)
             if unknown:
                 raise BadInput(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
             if missing:
                 raise BadInput(f"{at}: missing key(s) {', '.join(sorted(missing))}")
-            off = Officer(**{k: str(o[k]) for k in fields})
+            off = Officer(**{k: str(o[k]) for k in fields if o.get(k) is not None})
             if not _SEAT.match(off.seat):
                 raise BadInput(f"{at}.seat: {off.seat!r} is not a seat name like KSO1")
             try:
                 load_public_key(off.signing_key)
             except ValueError as e:
                 raise BadInput(f"{at}.signing_key: {e}") from e
+            if off.console_key is not None and not _is_curve_key(off.console_key):
+                raise BadInput(f"{at}.console_key: {off.console_key!r} is not a Z85 CURVE "
+                               "public key (40 characters, as keyrite enroll prints it)")
             if off.seat in officers:
                 raise BadInput(f"{at}.seat: {off.seat} is enrolled twice")
             officers[off.seat] = off
         keys = [o.signing_key for o in officers.values()]
         if len(set(keys)) != len(keys):
             raise BadInput(f"{where}: two seats share one signing key")
+        consoles = [o.console_key for o in officers.values() if o.console_key is not None]
+        if len(set(consoles)) != len(consoles):
+            raise BadInput(f"{where}: two seats share one console key")
         return cls(officers)
 
 
@@ -81,9 +94,21 @@ def dump_roster(roster: Roster) -> str:
     out = []
     for o in roster.officers.values():
         out.append("[[officers]]")
-        out += [f"{k} = {_toml_str(v)}" for k, v in asdict(o).items()]
+        out += [f"{k} = {_toml_str(v)}" for k, v in _entry(o).items()]
         out.append("")
     return "\n".join(out)
+
+
+def _entry(o: Officer) -> dict[str, str]:
+    """An officer as the roster file and the journal carry it (an absent key is left out)."""
+    return {k: v for k, v in asdict(o).items() if v is not None}
+
+
+def _is_curve_key(text: str) -> bool:
+    try:
+        return len(z85.decode(text)) == 32
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError):
+        return False
 
 
 def _toml_str(s: str) -> str:

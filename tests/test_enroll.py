@@ -87,10 +87,10 @@ def test_round_trip_cli(tmp_path: Path, pass_file: Path,
     assert secret is not None and zmq.curve_public(secret) == public
     assert zmq.auth.load_certificate(out / CONSOLE_PUBLIC) == (public, None)
     assert zmq.auth.load_certificates(out) == {public: True}
-    # The roster takes the entry (console_key aside, until roster.py knows it).
-    roster = Roster.from_dict({"officers": [{k: v for k, v in printed.items()
-                                             if k != "console_key"}]})
+    # The roster takes the entry as printed, console key included.
+    roster = Roster.from_dict({"officers": [printed]})
     assert roster.officers["KSO1"].signing_key == printed["signing_key"]
+    assert roster.officers["KSO1"].console_key == printed["console_key"]
 
     assert cli.main(["enroll", "--check", str(out), "--passphrase-file", str(pass_file)]) == 0
     assert "ok:" in capsys.readouterr().out
