@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from keyrite.digests import operation_digest
 from signer_shim import pool
 from signer_shim.config import ConfigError, SignerConfig
 from signer_shim.fixture import DEFAULT_POLICIES, RehearsalToken, seed_rehearsal_token
@@ -24,7 +23,7 @@ from signer_shim.planning import new_locator
 from signer_shim.softhsm import SoftHSMToken
 from signer_shim.workerclient import WorkerClient
 from tests.conftest import EC_POLICIES
-from tests.test_signer_operations import approvals_for, journal, locators
+from tests.test_signer_operations import approvals_for, assert_recovered, locators
 
 
 def spawner(token: SoftHSMToken) -> pool.Spawn:
@@ -227,13 +226,4 @@ def test_generate_recovers_after_a_pool_worker_is_killed(tmp_path: Path) -> None
     with LocalSigner(config) as fresh:
         seen: list[str] = []
         result = fresh.execute(op, approvals_for(op), lambda d, t, w: seen.append(w))
-    objects = fresh_objects(token)
-    assert result == {"generated": planned, "before": 6, "after": 12, "added": 6, "removed": 0}
-    ids = [o["id"] for o in objects]
-    assert len(ids) == 24 and sorted(set(ids)) == sorted(before | set(planned))
-    assert all(ids.count(i) == 2 for i in set(ids))  # one private and one public, no duplicates
-    assert seen[-1] == "generated 6 of 6 keys"
-    events = [e["event"] for e in journal(rt) if e["digest"] == operation_digest(op)]
-    assert events == ["received", "started", "failed", "received", "finished"]
-    state = load_keystate(rt.config.keystate_path)
-    assert all(state.keys[k].unused for k in planned)
+    assert_recovered(rt, op, result, fresh_objects(token), seen, before, planned)
