@@ -1,8 +1,10 @@
-"""The shipped systemd units pass `systemd-analyze verify` silently and score 2.0 or lower
-("OK") on `systemd-analyze security --offline=yes`; so does each drop-in docs/signer.md documents
-for a real HSM (PCIe, network, OpenDNSSEC), at or below the score it states.
+"""The shipped systemd units (keyrite-shim.service, keyrite-coordinator.service), as shipped
+and with the ceremony network allowed, pass `systemd-analyze verify` silently and score 2.0 or
+lower ("OK") on `systemd-analyze security --offline=yes`; so does each drop-in docs/signer.md
+documents for the shim and a real HSM (PCIe, network, OpenDNSSEC), at or below the score it
+states.
 
-The unit's ExecStart (/opt/keyrite/.venv/bin/keyrite) does not exist on a development machine,
+A unit's ExecStart (/opt/keyrite/.venv/bin/keyrite) does not exist on a development machine,
 and `verify` reports a missing executable, so a copy is checked whose ExecStart names this venv's
 `keyrite` (next to sys.executable) or, when that is absent, /bin/true; everything else in the
 copy is the shipped text. The security score does not depend on the path.
@@ -21,6 +23,8 @@ import pytest
 
 UNITS = Path(__file__).resolve().parent.parent / "systemd"
 SHIM = UNITS / "keyrite-shim.service"
+COORDINATOR = UNITS / "keyrite-coordinator.service"
+SHIPPED = (SHIM, COORDINATOR)
 INSTALLED = "/opt/keyrite/.venv/bin/keyrite"
 LIMIT = 2.0
 
@@ -42,19 +46,22 @@ def _directives(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _local_copy(tmp_path: Path, extra: str = "", drop: tuple[str, ...] = ()) -> Path:
-    """The shim unit in tmp_path, ExecStart pointed at an executable that exists here,
-    `drop`ped directives removed and `extra` lines added to [Service]."""
+def _local_copy(
+    tmp_path: Path, extra: str = "", drop: tuple[str, ...] = (), shipped: Path = SHIM
+) -> Path:
+    """The `shipped` unit (the shim's unless named) in tmp_path, ExecStart pointed at an
+    executable that exists here, `drop`ped directives removed and `extra` lines added to
+    [Service]."""
     keyrite = Path(sys.executable).parent / "keyrite"
     exe = str(keyrite) if os.access(keyrite, os.X_OK) else "/bin/true"
-    text = SHIM.read_text()
+    text = shipped.read_text()
     assert f"ExecStart={INSTALLED} " in text
     text = text.replace(f"ExecStart={INSTALLED} ", f"ExecStart={exe} ")
     lines = [ln for ln in text.splitlines() if ln.split("=", 1)[0] not in drop]
     text = "\n".join(lines) + "\n"
     if extra:
         text = text.replace("\n[Install]\n", f"\n{extra}\n\n[Install]\n")
-    unit = tmp_path / SHIM.name
+    unit = tmp_path / shipped.name
     unit.write_text(text)
     return unit
 
@@ -97,29 +104,68 @@ def test_shim_unit_asks_for_what_issue_3_asks():
     assert d["UMask"] == "0077" and d["IPAddressDeny"] == "any"
 
 
+def test_coordinator_unit_asks_for_what_issue_4_asks():
+    text = COORDINATOR.read_text()
+    d = dict(_directives(text))
+    assert d["Type"] == "notify" and d["NotifyAccess"] == "main"
+    assert d["ExecStart"] == f"{INSTALLED} coordinator --config /etc/keyrite/coordinator.toml"
+    assert d["User"] == "keyrite-coordinator" and d.get("DynamicUser", "no") == "no"
+    assert d["StateDirectory"] == "keyrite-coordinator" and d["StateDirectoryMode"] == "0700"
+    assert d["ConfigurationDirectory"] == "keyrite"
+    assert "ReadWritePaths" not in d  # the state directory is the only writable place
+    assert d["ProtectSystem"] == "strict" and d["ProtectHome"] == "yes"
+    assert d["PrivateTmp"] == d["NoNewPrivileges"] == d["PrivateDevices"] == "yes"
+    assert d["MemoryDenyWriteExecute"] == "yes"
+    assert d["CapabilityBoundingSet"] == "" and d["AmbientCapabilities"] == ""
+    assert d["Restart"] == "on-failure"
+    assert d["UMask"] == "0077" and d["IPAddressDeny"] == "any"
+    assert d["IPAddressAllow"] == "localhost"
+    # libzmq lists the interfaces (getifaddrs, a netlink socket) on every TCP bind and aborts
+    # the process when the socket is refused
+    assert "AF_NETLINK" in d["RestrictAddressFamilies"].split()
+    # ... and sets each I/O thread's scheduling, aborting when sched_setscheduler is refused
+    # (it is in @resources, which the filter removes first)
+    filters = [value for key, value in _directives(text) if key == "SystemCallFilter"]
+    assert filters == ["@system-service", "~@privileged @resources", "sched_setscheduler"]
+
+
+def test_every_unit_in_systemd_is_checked():
+    assert sorted(UNITS.glob("*.service")) == sorted(SHIPPED)
+
+
 @needs_analyze
-def test_shim_unit_verifies_without_a_word(tmp_path):
-    unit = _local_copy(tmp_path)
+@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: p.stem)
+def test_unit_verifies_without_a_word(tmp_path, shipped):
+    unit = _local_copy(tmp_path, shipped=shipped)
     # --man=no: whether the host has the man page that Documentation= names is not the unit's
     # fault (a minimal Debian has none, and verify would fail on running `man`)
     r = _analyze("verify", "--man=no", unit.name, cwd=tmp_path)
     assert (r.returncode, r.stderr, r.stdout) == (0, "", "")
 
 
+# The site's drop-in for each unit: the shim answers the coordinator's address; the coordinator
+# answers the consoles on the ceremony network and reaches the signer there.
+CEREMONY_NETWORK = {
+    SHIM: "IPAddressAllow=192.0.2.10/32",
+    COORDINATOR: "IPAddressAllow=192.0.2.0/24",
+}
+
+
 @needs_analyze
-@pytest.mark.parametrize(
-    "extra", ["", "IPAddressAllow=192.0.2.10/32"], ids=["as-shipped", "with-ceremony-network"]
-)
-def test_shim_unit_exposure_is_ok(tmp_path, extra):
-    level, label = _exposure(_local_copy(tmp_path, extra))
+@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("network", [False, True], ids=["as-shipped", "with-ceremony-network"])
+def test_unit_exposure_is_ok(tmp_path, shipped, network):
+    extra = CEREMONY_NETWORK[shipped] if network else ""
+    level, label = _exposure(_local_copy(tmp_path, extra, shipped=shipped))
     assert level <= LIMIT and label in {"SAFE", "OK"}, (level, label)
 
 
 @needs_analyze
-def test_the_score_check_can_fail(tmp_path):
+@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: p.stem)
+def test_the_score_check_can_fail(tmp_path, shipped):
     """Without the capability and system-call limits the same unit scores above 2.0."""
     level, label = _exposure(
-        _local_copy(tmp_path, drop=("CapabilityBoundingSet", "SystemCallFilter"))
+        _local_copy(tmp_path, drop=("CapabilityBoundingSet", "SystemCallFilter"), shipped=shipped)
     )
     assert level > LIMIT, (level, label)
 
