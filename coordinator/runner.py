@@ -128,10 +128,12 @@ class Runner:
         return m.status
 
     def _machine_work(self, step: int, work: Callable[[], ev.Event]) -> None:
-        """Do work for a step; a failure becomes PerformFailed, which stops the ceremony."""
-        try:
-            event = work()
-        except (Failure, OSError, RuntimeError, ValueError, KeyError) as e:
-            event = ev.PerformFailed(at=self.world.now(), step=step,
-                                     error=f"{type(e).__name__}: {e}")
-        self.apply(event)
+        self.apply(attempt(step, work, self.world.now))
+
+
+def attempt(step: int, work: Callable[[], ev.Event], now: Callable[[], float]) -> ev.Event:
+    """Do work for a step; a failure becomes PerformFailed, which stops the ceremony."""
+    try:
+        return work()
+    except (Failure, OSError, RuntimeError, ValueError, KeyError) as e:
+        return ev.PerformFailed(at=now(), step=step, error=f"{type(e).__name__}: {e}")

@@ -17,7 +17,8 @@ def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)) + "Z"
 
 
-def _describe(e: dict[str, Any]) -> str:
+def describe_event(e: dict[str, Any]) -> str:
+    """One line for a journaled event (`{step}` is left for the caller to fill in)."""
     kind = e.get("event")
     if kind == "SignIn":
         return (f"{e['name']} ({e['organisation']}) signs in as {', '.join(e['seats'])}"
@@ -77,7 +78,7 @@ def render(script: Script, records: Iterable[tuple[int, dict[str, Any]]]) -> str
             continue
         e = rec["event"]
         step = e.get("step")
-        line = _describe(e).replace("{step}", str(rec.get("step", step or "")))
+        line = describe_event(e).replace("{step}", str(rec.get("step", step or "")))
         where = rec.get("step")
         text = ""
         if where is not None:

@@ -282,6 +282,34 @@ def unlock(directory: Path, passphrase: bytes) -> Unlocked:
     return Unlocked(entry, key, public, secret)
 
 
+def console_keys(directory: Path) -> tuple[OfficerEntry, str, str]:
+    """The entry and the console's CURVE pair (public, secret Z85), without the passphrase: a
+    console connects before its officer types anything, and the passphrase only ever unlocks the
+    signing key, for one signature."""
+    directory = Path(directory)
+    entry = read_entry(directory)
+    public, secret = _load_certificate(directory / CONSOLE_SECRET)
+    if secret is None:
+        raise EnrollError(f"{directory / CONSOLE_SECRET}: holds no secret-key")
+    if public != entry.console_key:
+        raise EnrollError(f"{directory / CONSOLE_SECRET}: this CURVE key is not the console_key "
+                          f"of {directory / OFFICER}")
+    return entry, public, secret
+
+
+def write_curve_pair(path: Path, public: str, secret: str, *, seat: str) -> None:
+    """Write a CURVE pair in pyzmq's certificate format (0600, never over an existing file)."""
+    write_exclusive(path, certificate_text(public, secret, seat=seat).encode(), 0o600)
+
+
+def read_curve_pair(path: Path) -> tuple[str, str]:
+    """A CURVE pair written by `write_curve_pair` or `keyrite enroll` (public, secret Z85)."""
+    public, secret = _load_certificate(path)
+    if secret is None:
+        raise EnrollError(f"{path}: holds no secret-key")
+    return public, secret
+
+
 def _load_certificate(path: Path) -> tuple[str, str | None]:
     try:
         public, secret = zmq.auth.load_certificate(path)

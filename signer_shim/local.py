@@ -210,7 +210,7 @@ class LocalSigner:
             return self._generate(op, status.before, contents, progress)
         if op["op"] == "purge":
             return self._purge(op, status.before, contents, progress)
-        return self._backup(op, digest, secrets["password"])
+        return self._backup(op, digest, secrets["password"], progress)
 
     def _generate(self, op: dict[str, Any], before: Sequence[str], contents: TokenContents,
                   progress: Progress | None) -> dict[str, Any]:
@@ -269,9 +269,13 @@ class LocalSigner:
         save_keystate(self.config.keystate_path, self._keystate().with_state(delete, "purged"))
         return {"deleted": delete, "before": len(before), "after": len(after)}
 
-    def _backup(self, op: dict[str, Any], digest: str, password: str) -> dict[str, Any]:
+    def _backup(self, op: dict[str, Any], digest: str, password: str,
+                progress: Progress | None = None) -> dict[str, Any]:
+        say = progress or (lambda done, total, what: None)
+
         def build() -> bytes:
             ks = self.config.keystate_path
+            say(1, 3, f"backup: packing and encrypting the token into {op['file']}")
             return build_archive(
                 name=op["file"], operation=digest, token=op["token"],
                 repository=self.config.token_label,
@@ -280,7 +284,10 @@ class LocalSigner:
                 inventory=self.inventory().render(), password=password,
             )
 
-        return self._outputs.write_backup(op["file"], digest, build)
+        say(0, 3, "backup: reading the token")
+        result = self._outputs.write_backup(op["file"], digest, build)
+        say(3, 3, f"backup: {op['file']} written")
+        return result
 
 
 def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:

@@ -34,8 +34,6 @@ import asyncio
 import base64
 import hashlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +46,7 @@ import asyncssh
 
 from keyrite.approval import Approval
 from keyrite.digests import canonical_json, operation_digest
+from keyrite.sdnotify import sd_notify
 from signer_shim import protocol
 from signer_shim.authority import Authority, QuorumRefused, check_quorum
 from signer_shim.config import ConfigError, SignerConfig, read_file, read_sections
@@ -119,22 +118,6 @@ def load(path: Path) -> Loaded:
     except (OSError, asyncssh.KeyImportError, ValueError) as e:
         raise ConfigError(f"{path}: shim.authorized_keys {cfg.authorized_keys}: {e}") from None
     return Loaded(cfg, signer_config, host_key, authorized, Authority.load(cfg.authority))
-
-
-def sd_notify(message: str = "READY=1") -> bool:
-    """Send `message` to $NOTIFY_SOCKET if set (leading @: abstract namespace); True if sent."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return False
-    target = "\0" + addr[1:] if addr.startswith("@") else addr
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.connect(target)
-            s.sendall(message.encode())
-    except OSError as e:  # the service manager's problem, not a reason to stop serving
-        log.warning("sd_notify %s to %s failed: %s", message, addr, e)
-        return False
-    return True
 
 
 class _Auth(asyncssh.SSHServer):

@@ -75,12 +75,12 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "default",
     previous = {k: str(v) for k, v in read_toml(paths.previous).items()}
     coordinator_key = load_private_key(paths.coordinator_key)
     machine = Machine(script, roster, previous)
-    _discard_unborn_journal(paths.journal, display)
+    discard_unborn_journal(paths.journal, display)
     if paths.journal.exists():
         journal = Journal.open(paths.journal, key=coordinator_key)
         if journal.torn:
             display.say(f"journal: cut a torn final line ({journal.torn})")
-        _replay(journal, machine, script.sha256)
+        replay(journal, machine, script.sha256)
         display.say(f"resumed at step {machine.current.n if machine.current else '-'} "
                        f"with {len(machine.state.completed)} steps done")
     else:
@@ -123,7 +123,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "default",
     return (0 if status == "completed" else 1), result
 
 
-def _discard_unborn_journal(path: Path, display: Display) -> None:
+def discard_unborn_journal(path: Path, display: Any) -> None:
     """A journal whose genesis line never reached the disk whole holds nothing of the ceremony:
     it was being created when the process died. Only that case is removed; anything with a
     complete first line is opened, checked and kept."""
@@ -133,7 +133,7 @@ def _discard_unborn_journal(path: Path, display: Display) -> None:
         path.unlink()
 
 
-def _replay(journal: Journal, machine: Machine, script_sha256: str) -> None:
+def replay(journal: Journal, machine: Machine, script_sha256: str) -> None:
     """State = fold over the journal: every accepted event again, in order."""
     for entry in journal.entries():
         rec = entry.record

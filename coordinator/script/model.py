@@ -7,6 +7,7 @@ the one place that reports what is wrong with it. See docs/script-format.md for 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from keyrite.durations import Duration
@@ -193,12 +194,15 @@ class Script:
     sha256: str  # of the file's bytes: what approvals bind to
     path: str = field(default="<memory>", compare=False)
 
-    @property
+    @functools.cached_property
     def steps(self) -> tuple[Step, ...]:
         return tuple(s for sec in self.sections for s in sec.steps)
 
+    @functools.cached_property
+    def _by_number(self) -> dict[int, Step]:
+        return {s.n: s for s in self.steps}
+
     def step(self, n: int) -> Step:
-        for s in self.steps:
-            if s.n == n:
-                return s
-        raise KeyError(n)
+        """Step `n` (KeyError if the script has none). The live coordinator builds a view per
+        broadcast and asks this hundreds of times each: a table, not a scan."""
+        return self._by_number[n]

@@ -1,0 +1,156 @@
+"""The machine's hands in the room: a real signer (behind a signer shim, over SSH), the flash
+drives, the live-CD image. `CeremonyWorld` observes, performs and runs HSM operations for the
+runner and the live coordinator alike; who answers the people's questions is the subclass's (the
+rehearsal's scripted officers) or the consoles' (the live coordinator). Every rule is still the
+machine's."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from coordinator.drives import FolderDrives, sha256_file
+from coordinator.machine import Machine
+from coordinator.machine import decisions as d
+from coordinator.runner import Progress
+from coordinator.transcript import render
+from keyrite.digests import colon_hex
+from keyrite.exits import Failure
+from signer_shim.client import HostKeyMismatch, ShimClient
+from signer_shim.interface import PolicyKeys, Signer
+
+
+class CeremonyWorld:
+    def __init__(
+        self,
+        machine: Machine,
+        signer: Signer,
+        drives: FolderDrives,
+        livecd: Path,
+        journal_path: Path,
+        journal_records: Any,  # () -> iterable of (seq, record)
+        secrets: dict[str, str],
+    ) -> None:
+        self.m = machine
+        self.signer = signer
+        self.drives = drives
+        self.livecd = livecd
+        self.journal_path = journal_path
+        self.journal_records = journal_records
+        self.secrets = secrets
+
+    def now(self) -> float:
+        return time.time()
+
+    # --- values the machine checks -----------------------------------------------------------
+    def observe(self, want: d.Observe) -> str:
+        p = want.params
+        src = want.source
+        if src == "livecd.sha256":
+            return colon_hex(sha256_file(self.livecd))
+        if src == "signer.host_key":
+            return self._live_host_key(p.get("format", "sha256"))
+        if src == "signer.role":
+            return str(self.signer.info()["role"])
+        if src == "hsm.fingerprint":
+            return self.signer.fingerprint()
+        if src == "hsm.key_count":
+            return str(len(self.signer.inventory().keys))
+        if src == "drive.serial":
+            return self.drives.wait_for(p["drive"]).serial
+        if src == "backup.sha256":
+            if not p.get("file"):
+                raise Failure("no backup has been written yet")
+            return colon_hex(hashlib.sha256(self.signer.read_output(p["file"])).hexdigest())
+        if src == "transcript.sha256":
+            data = self.drives.read(p["drive"], p["file"])
+            return colon_hex(hashlib.sha256(data).hexdigest())
+        raise Failure(f"this coordinator cannot observe {src}")
+
+    def _live_host_key(self, fmt: str) -> str:
+        """The key the signer presented in the SSH handshake, not what it says of itself:
+        a wrong key stops the link before any request, and the verify step shows which."""
+        if isinstance(self.signer, ShimClient):
+            try:
+                return self.signer.host_key(fmt)
+            except HostKeyMismatch as e:
+                shown = self.signer.presented if fmt == "sha256" else self.signer.presented_md5
+                return shown or e.presented
+        info = self.signer.info()
+        return str(info["host_key"] if fmt == "sha256" else info["host_key_md5"])
+
+    # --- work without approvals ----------------------------------------------------------------
+    def perform(self, want: d.Perform, progress: Progress) -> dict[str, Any]:
+        p = want.params
+        a = want.action
+        if a == "hsm.fingerprint":
+            return {"fingerprint": self.signer.fingerprint()}
+        if a == "hsm.list":
+            inv = self.signer.inventory()
+            return {"count": len(inv.keys), "listing": inv.render()}
+        if a == "drive.insert":
+            info = self.drives.wait_for(p["drive"])
+            return {"serial": info.serial, "vendor": info.vendor, "model": info.model,
+                    "path": info.path}
+        if a == "drive.copy":
+            files = self._source_files(p)
+            total = len(files)
+            copied = []
+            for i, (name, data) in enumerate(files):
+                copied += self.drives.copy(p["drive"], [(name, data)])
+                progress(i + 1, total, f"copied {name} to {p['drive']}")
+            return {"files": copied, "verified": True}
+        if a == "drive.verify":
+            return self.drives.verify(p["drive"])
+        if a == "drive.eject":
+            self.drives.eject(p["drive"])
+            return {"ejected": True}
+        if a == "transcript":
+            text = render(self.m.script, self.journal_records()).encode()
+            name = time.strftime("transcript-%Y%m%d.txt", time.gmtime(self.now()))
+            [done] = self.drives.copy(p["drive"], [(name, text)])
+            return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done["sha256"]))}
+        raise Failure(f"this coordinator cannot perform {a}")
+
+    def _source_files(self, p: dict[str, Any]) -> list[tuple[str, bytes]]:
+        src = p["source"]
+        if src == "backup":
+            backup = p.get("backup") or {}
+            if not backup.get("file"):
+                raise Failure("no backup has been written yet")
+            names = [Path(backup["file"]).name, Path(backup["sha256sum_file"]).name]
+            return [(n, self.signer.read_output(n)) for n in names]
+        if src.startswith("drive:"):
+            label = src.removeprefix("drive:")
+            return [(n, self.drives.read(label, n)) for n in self.drives.list(label)]
+        if src == "journal":
+            return [("journal.jsonl", self.journal_path.read_bytes())]
+        if src == "transcript":
+            t = p.get("transcript") or {}
+            if not t.get("file"):
+                raise Failure("no transcript has been written yet")
+            return [(t["file"], self.drives.read(t["drive"], t["file"]))]
+        raise Failure(f"unknown copy source {src!r}")
+
+    # --- HSM operations under quorum -------------------------------------------------------------
+    def plan(self, want: d.Plan) -> dict[str, Any]:
+        p = want.params
+        if want.action == "hsm.purge":
+            return self.signer.plan_purge()
+        if want.action == "hsm.generate":
+            keys = [PolicyKeys(k["policy"], k["role"], k["algorithm"], k["lifetime_seconds"])
+                    for k in p["keys"]]
+            return self.signer.plan_generate(keys, p["duration"])
+        if want.action == "hsm.backup":
+            return self.signer.plan_backup(p["date"])
+        raise Failure(f"this coordinator cannot plan {want.action}")
+
+    def execute(self, want: d.Execute, progress: Progress) -> dict[str, Any]:
+        secrets = {}
+        for name in want.secrets:
+            if name not in self.secrets:
+                raise Failure(f"the secret {name!r} was not supplied")
+            secrets["password"] = self.secrets[name]
+        return self.signer.execute(want.operation, want.approvals, progress, secrets=secrets)
