@@ -18,10 +18,13 @@ from keyrite import __version__, exits
 #: Modules that own a subcommand, in the order --help lists them.
 COMMANDS = (
     "coordinator.rehearse_command",
+    "coordinator.live.command",
+    "consoles.command",
     "coordinator.script.command",
     "coordinator.journal.command",
     "signer_shim.command",
     "keyrite.enroll_command",
+    "coordinator.live.stage_command",
 )
 
 

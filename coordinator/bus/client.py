@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -64,6 +65,9 @@ class BusClient:
         #: the PUB sends this console everything (ZeroMQ's "slow joiner" is over).
         self.subscribed = trio.Event()
         self._send_update, self.updates = trio.open_memory_channel[p.Reset | p.Apply](0)
+        #: "connecting", "connected", "disconnected: ..." or "refused: ..." (key not admitted)
+        self.link = "connecting"
+        self.on_link: Callable[[str], None] | None = None
 
     def _curve_client(self, sock: zmq.Socket) -> None:
         sock.setsockopt(zmq.LINGER, 0)
@@ -179,15 +183,36 @@ class BusClient:
                 await self._act(self.follower.heartbeat(message))
 
     async def _watch_reconnects(self, sub: zmq.Socket) -> None:
-        """Every handshake after the first is a reconnect: broadcasts were missed meanwhile."""
-        monitor = TrioSocket(sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED))
+        """Every handshake after the first is a reconnect: broadcasts were missed meanwhile.
+        A handshake the coordinator's ZAP handler refused means this console's key is not
+        enrolled: `link` says so, for the console to show (ZeroMQ itself keeps retrying)."""
+        events = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                  | zmq.EVENT_DISCONNECTED)
+        monitor = TrioSocket(sub.get_monitor_socket(events))
         try:
             first = True
             while True:
-                parse_monitor_message(await monitor.recv_multipart())
+                event = parse_monitor_message(await monitor.recv_multipart())
+                kind = event["event"]
+                if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                    self._set_link(f"refused: the coordinator does not admit this console's key "
+                                   f"(ZAP status {event['value']}); is it in the roster?")
+                    continue
+                if kind == zmq.EVENT_DISCONNECTED:
+                    if self.link == "connected":
+                        self._set_link("disconnected: trying again")
+                    continue
+                self._set_link("connected")
                 if not first:
                     await self._act(self.follower.reconnected())
                 first = False
         finally:
             sub.disable_monitor()
             monitor.close()
+
+    def _set_link(self, state: str) -> None:
+        if state != self.link:
+            self.link = state
+            log.info("link: %s", state)
+            if self.on_link is not None:
+                self.on_link(state)

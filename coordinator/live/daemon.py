@@ -1,0 +1,392 @@
+"""The live coordinator: the machine, the journal, the console bus and the signer link, on trio.
+
+One trio thread owns the machine and the journal. Three kinds of things change them:
+- a console's command (`handle`): attributed to the seat whose CURVE key carried it, translated
+  (`commands.translate`), judged by the machine, journaled (accepted or refused), then shown;
+- the coordinator's own work for a step (`drive`): observing, planning, performing and running
+  HSM operations, each in a worker thread (the signer link and the drives block), its outcome
+  applied back here. HSM progress reaches every console as the view's progress bar;
+- time (`tick`): approvals lapsing and consoles dropping are journaled and shown.
+
+After every change the whole view (`consoles.view`) is broadcast; a snapshot is the same view,
+so a console that missed anything, or restarted, or outlived a coordinator restart, shows exactly
+what the others show. The durability rule is the runner's: journal first, then act, then show.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import trio
+
+from consoles.view import Extras, JournalLine, Progress, absent_actor, to_dict, view_from
+from coordinator.bus import BusServer, CommandRefused
+from coordinator.live.commands import Invalid, Own, translate
+from coordinator.live.tail import describe
+from coordinator.machine import Machine, Refused
+from coordinator.machine import decisions as d
+from coordinator.machine import events as ev
+from coordinator.runner import Runner, attempt
+from coordinator.world import CeremonyWorld
+
+log = logging.getLogger("keyrite.coordinator")
+
+PRESENCE_TIMEOUT = 3.5  # seconds without a console's presence before it counts as dropped
+TICK = 0.5
+TAIL = 12
+JOURNAL_PAGE = 500  # lines per `journal` command answer (the auditor's copy)
+
+
+def iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+class _Tail:
+    """The journal, remembering one line of text per record for the consoles' panel."""
+
+    def __init__(self, journal: Any, lines: deque[JournalLine]) -> None:
+        self.journal = journal
+        self.lines = lines
+
+    def append(self, record: dict[str, Any]) -> Any:
+        entry = self.journal.append(record)
+        self.lines.append(JournalLine(entry.seq, float(record.get("at") or time.time()),
+                                      describe(record)))
+        return entry
+
+    def checkpoint(self, at: str) -> str:
+        note = self.journal.checkpoint(at)
+        self.lines.append(JournalLine(self.journal.size - 1, time.time(), "checkpoint signed"))
+        return note
+
+
+class _Log:
+    """The runner's display: the daemon's log (consoles get the view instead)."""
+
+    def step(self, machine: Machine) -> None:
+        if machine.current:
+            log.info("step %d: %s", machine.current.n, machine.current.text)
+
+    def notice(self, machine: Machine, notice: d.Decision) -> None:
+        log.info("%s", notice)
+
+    def progress(self, done: int, total: int, what: str) -> None:
+        pass
+
+    def approval(self, machine: Machine, want: d.RequestApproval) -> None:
+        pass
+
+
+class Live:
+    """Everything the daemon holds beyond the machine, and the three ways it changes."""
+
+    def __init__(self, machine: Machine, journal: Any, world: CeremonyWorld, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.m = machine
+        self.world = world
+        self.clock = clock
+        self.lines: deque[JournalLine] = deque(maxlen=TAIL)
+        self.journal = _Tail(journal, self.lines)
+        self.runner = Runner(machine, self.journal, world, _Log(), iso)
+        self.paused = False
+        self.seen: dict[str, float] = {}  # person -> last presence
+        self.connected: frozenset[str] = frozenset()  # seats
+        self.progress: Progress | None = None
+        self.checkpoint: tuple[int, str] | None = None  # (step, note) for a signoff step
+        self.section: str | None = None
+        self.section_started: float | None = None
+        self.expired_reported: set[str] = set()
+        self.bus: BusServer | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._dirty = trio.Event()
+        self._wake = trio.Event()
+
+    # --- what everyone sees --------------------------------------------------------------------
+    def view(self) -> dict[str, Any]:
+        return to_dict(self._view_object(self.clock()))
+
+    def _view_object(self, now: float) -> Any:
+        return view_from(self.m, Extras(
+            now=now, seq=self.bus.seq if self.bus else 0, connected=self.connected,
+            paused=self.paused, section_started=self.section_started, progress=self.progress,
+            journal=tuple(self.lines), drives_seen=frozenset(self._plugged()),
+            checkpoint=self.checkpoint[1] if self.checkpoint else None,
+            secrets_needed=self._secrets_needed(now)))
+
+    def _plugged(self) -> set[str]:
+        """Drives in the laptop now, by the steps done: inserted and not yet ejected."""
+        plugged: set[str] = set()
+        for n in self.m.state.completed:
+            st = self.m.script.step(n)
+            if st.action == "drive.insert" and st.drive:
+                plugged.add(st.drive)
+            elif st.action == "drive.eject" and st.drive:
+                plugged.discard(st.drive)
+        return plugged
+
+    def _secrets_needed(self, now: float) -> tuple[str, ...]:
+        wants = self.m.wants(now=now)
+        if not wants or not isinstance(wants[0], d.Execute):
+            return ()
+        return tuple(n for n in wants[0].secrets if n not in self.world.secrets)
+
+    def changed(self) -> None:
+        """Something everyone sees changed: broadcast soon; the driver looks again."""
+        if self.m.current and self.m.current.section != self.section:
+            self.section = self.m.current.section
+            self.section_started = self.clock()
+        self._dirty.set()
+        self._wake.set()
+
+    # --- commands ------------------------------------------------------------------------------
+    async def handle(self, officer: str, body: Any) -> dict[str, Any]:
+        now = self.clock()
+        try:
+            act = translate(self.m.roster, self.m.script.ceremony.administrator, officer, body,
+                            now)
+        except Invalid as e:
+            self._refused(officer, body, str(e), now)
+            raise CommandRefused(str(e)) from None
+        if isinstance(act, Own):
+            return self._own(act, now)
+        if self.paused:
+            self._refused(officer, body, "the ceremony is paused", now)
+            raise CommandRefused("the ceremony is paused by the administrator")
+        stale = self._stale(body)
+        if stale:
+            raise CommandRefused(stale)
+        try:
+            self.runner.apply(act)
+        except Refused as r:
+            self.changed()  # the refusal is in the journal tail
+            raise CommandRefused(r.reason) from None
+        self.changed()
+        return {"accepted": True}
+
+    def _stale(self, body: dict[str, Any]) -> str | None:
+        """A keystroke meant for a step that has since completed must not complete the next."""
+        if body.get("type") in ("acknowledge", "record", "signoff"):
+            cur = self.m.current
+            if cur is not None and body.get("step") not in (None, cur.n):
+                return f"step {body.get('step')} is no longer current (step {cur.n} is)"
+        return None
+
+    def _refused(self, officer: str, body: Any, reason: str, now: float) -> None:
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind in ("presence", "journal"):
+            return
+        cur = self.m.current
+        self.journal.append({"type": "refused", "at": now, "step": cur.n if cur else None,
+                             "console": officer, "command": str(kind), "reason": reason})
+        self.changed()
+
+    def _own(self, act: Own, now: float) -> dict[str, Any]:
+        if act.kind == "presence":
+            self.seen[self.m.roster.officers[act.seat].person] = now
+            self._presence(now)
+            return {"seq": self.bus.seq if self.bus else 0}
+        if act.kind == "journal":
+            return self._journal_page(act.params.get("from", 0))
+        step = self.m.current
+        n = step.n if step else None
+        if act.kind in ("pause", "resume"):
+            if self.paused == (act.kind == "pause"):
+                state = "paused" if self.paused else "running"
+                raise CommandRefused(f"the ceremony is already {state}")
+            if self.m.status not in ("running", "exception"):
+                raise CommandRefused(f"the ceremony is {self.m.status}")
+            self.journal.append({"type": act.kind, "at": now, "seat": act.seat, "step": n})
+            self.paused = act.kind == "pause"
+            self.changed()
+            return {"accepted": True}
+        # a secret for the operation about to run
+        name, at_step = act.params["name"], act.params["step"]
+        needed = self._secrets_needed(now)
+        if step is None or at_step != step.n or name not in needed:
+            raise CommandRefused(f"no {name} password is asked for at step {at_step}")
+        if self.m.roster.officers[act.seat].role != step.actor:
+            raise CommandRefused(f"the {step.actor} enters the {name} password at step {step.n}")
+        self.world.secrets[name] = act.params["value"]
+        self.journal.append({"type": "secret", "at": now, "seat": act.seat, "step": step.n,
+                             "name": name})
+        self.changed()
+        return {"accepted": True}
+
+    def _journal_page(self, start: Any) -> dict[str, Any]:
+        if not isinstance(start, int) or start < 0:
+            raise CommandRefused("journal: 'from' must be a line number (0 or more)")
+        size = self.journal.journal.size
+        lines: list[str] = []
+        with open(self.journal.journal.path, "rb") as f:
+            for i, raw in enumerate(f):
+                if i >= size or len(lines) >= JOURNAL_PAGE:
+                    break
+                if i >= start:
+                    lines.append(raw.rstrip(b"\n").decode())
+        return {"from": start, "lines": lines, "size": size}
+
+    # --- time ----------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self.clock()
+        self._presence(now)
+        self._expiries(now)
+
+    def _presence(self, now: float) -> None:
+        live = {p for p, t in self.seen.items() if now - t < PRESENCE_TIMEOUT}
+        seats = frozenset(s for s, o in self.m.roster.officers.items() if o.person in live)
+        if seats == self.connected:
+            return
+        signed = self.m.state.signed_in
+        for person in sorted({self.m.roster.officers[s].person for s in seats ^ self.connected}):
+            mine = sorted(s for s, o in self.m.roster.officers.items() if o.person == person)
+            if any(s in signed for s in mine):
+                self.journal.append({"type": "presence", "at": now, "person": person,
+                                     "seats": mine, "connected": person in live})
+        self.connected = seats
+        self.changed()
+
+    def _expiries(self, now: float) -> None:
+        """An approval that lapsed before its operation started is journaled once; the quorum is
+        then asked again (the machine no longer counts it)."""
+        started = self.m.state.started
+        for qid, have in self.m.state.approvals.items():
+            if self.m.script.quorums[qid].authorizes in started:
+                continue
+            for a in have:
+                key = f"{a.approval.key}|{a.approval.nonce}"
+                if a.approval.expires <= now and key not in self.expired_reported:
+                    self.expired_reported.add(key)
+                    self.journal.append({"type": "expired", "at": now, "seat": a.seat,
+                                         "quorum": qid, "step": a.approval.step,
+                                         "key": a.approval.key, "nonce": a.approval.nonce})
+                    self.changed()
+
+    # --- the coordinator's own work ------------------------------------------------------------
+    def _blocked(self, want: d.Decision, now: float) -> bool:
+        if isinstance(want, (d.Ask, d.RequestApproval)):
+            if isinstance(want, d.Ask) and want.kind == "signoff":
+                self._ensure_checkpoint(want.step, now)
+            return True  # people's turn: their commands wake the driver
+        if self.paused or self.m.status != "running":
+            return True
+        if isinstance(want, d.Execute) and self._secrets_needed(now):
+            return True
+        return absent_actor(self._view_object(now)) is not None
+
+    def _ensure_checkpoint(self, step: int, now: float) -> None:
+        if self.checkpoint is None or self.checkpoint[0] != step:
+            self.checkpoint = (step, self.journal.checkpoint(iso(now)))
+            self.changed()
+
+    async def drive(self) -> None:
+        """Do the coordinator's part of each step until the ceremony ends."""
+        self._token = trio.lowlevel.current_trio_token()
+        while self.m.status in ("running", "exception"):
+            now = self.clock()
+            wants = self.m.wants(now=now)
+            if not wants:
+                break
+            want = wants[0]
+            if self._blocked(want, now):
+                with trio.move_on_after(TICK):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            await self._work(want)
+            self.changed()
+        self.changed()
+
+    async def _work(self, want: d.Decision) -> None:
+        w = self.world
+        if isinstance(want, (d.Execute, d.Perform)) and (
+                isinstance(want, d.Execute) or want.action == "drive.copy"):
+            self.progress = None  # the finished bar stays up until the next long work begins
+        if isinstance(want, d.Observe):
+            event = await self._in_thread(want.step, lambda: ev.Observed(
+                at=w.now(), step=want.step, value=w.observe(want)))
+        elif isinstance(want, d.Perform):
+            event = await self._in_thread(want.step, lambda: ev.Performed(
+                at=w.now(), step=want.step, result=w.perform(want, self._progress_from_thread)))
+        elif isinstance(want, d.Plan):
+            event = await self._in_thread(want.step, lambda: ev.OperationPlanned(
+                at=w.now(), step=want.step, operation=w.plan(want)))
+        elif isinstance(want, d.Execute):
+            if not want.reconcile:
+                self.runner.apply(ev.OperationStarted(at=w.now(), step=want.step,
+                                                      digest=want.digest))
+                self.changed()
+            event = await self._in_thread(want.step, lambda: ev.Performed(
+                at=w.now(), step=want.step, result=w.execute(want, self._progress_from_thread)))
+        else:
+            raise AssertionError(f"unhandled decision {want!r}")
+        with trio.CancelScope(shield=True):  # what was done is journaled, even at shutdown
+            try:
+                self.runner.apply(event)
+            except Refused as r:  # e.g. a plan refused: the ceremony stops on it
+                log.error("step %d: %s", want.step, r.reason)
+                self.runner.apply(ev.PerformFailed(at=w.now(), step=want.step, error=r.reason))
+
+    async def _in_thread(self, step: int, work: Callable[[], ev.Event]) -> ev.Event:
+        return await trio.to_thread.run_sync(attempt, step, work, self.world.now)
+
+    def _progress_from_thread(self, done: int, total: int, what: str) -> None:
+        """Called from whichever thread reports (the signer link's own loop, for one): hand the
+        numbers to the trio thread without waiting."""
+        assert self._token is not None
+        self._token.run_sync_soon(self._set_progress, done, total, what)
+
+    def _set_progress(self, done: int, total: int, what: str) -> None:
+        self.progress = Progress(done, total, what)
+        self._dirty.set()
+
+    # --- running -------------------------------------------------------------------------------
+    async def publish_forever(self, min_interval: float = 0.05) -> None:
+        """Broadcast the view after each change, at most every `min_interval` seconds (HSM
+        progress can come hundreds of times a second; consoles need a few)."""
+        assert self.bus is not None
+        while True:
+            await self._dirty.wait()
+            self._dirty = trio.Event()
+            await self.bus.publish(self.view())
+            await trio.sleep(min_interval)
+
+    async def tick_forever(self) -> None:
+        while True:
+            await trio.sleep(TICK)
+            self.tick()
+
+
+def replay_extras(live: Live, entries: Iterable[tuple[int, dict[str, Any]]]) -> None:
+    """What the journal says beyond the machine's events: paused or not, when the current
+    section began, lapsed approvals already reported, the tail of the journal panel."""
+    sections: dict[str, float] = {}
+    for seq, rec in entries:
+        t = rec.get("type")
+        if t in ("pause", "resume"):
+            live.paused = t == "pause"
+        elif t == "expired":
+            live.expired_reported.add(f"{rec.get('key')}|{rec.get('nonce')}")
+        at = _seconds(rec.get("at"))
+        if isinstance(rec.get("step"), int) and at is not None:
+            with contextlib.suppress(KeyError, ValueError):  # a step of no script: no section
+                sections.setdefault(live.m.script.step(rec["step"]).section, float(at))
+        live.lines.append(JournalLine(seq, at or 0.0, describe(rec)))
+    if live.m.current is not None:
+        live.section = live.m.current.section
+        live.section_started = sections.get(live.section) or live.clock()
+
+
+def _seconds(at: Any) -> float | None:
+    """A record's time: Unix seconds, or the genesis entry's ISO 8601 text."""
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        return float(at)
+    if isinstance(at, str):
+        with contextlib.suppress(ValueError):
+            return float(calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")))
+    return None

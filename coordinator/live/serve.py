@@ -1,0 +1,154 @@
+"""`keyrite coordinator --config FILE`: open (or resume) a live ceremony and serve its consoles.
+
+The order is the rehearsal's: every input is read and checked before anything is started (the
+script, the roster with a console key for each seat that will have a console, the previous record,
+both keys); then the journal is created or replayed (the journal is the truth: a coordinator
+restarted mid-ceremony continues where it stopped, and an HSM operation started but not finished
+is reconciled by the signer before anything is retried); then the bus is bound, `READY=1` is
+sent, and the ceremony runs until it ends and a signal stops the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from coordinator.bus import BusServer, CurveKeyPair, Enrolment
+from coordinator.drives import FolderDrives
+from coordinator.journal import Journal
+from coordinator.live.config import CoordinatorConfig
+from coordinator.live.daemon import Live, iso, replay_extras
+from coordinator.machine import Machine
+from coordinator.rehearsal.rehearse import discard_unborn_journal, replay
+from coordinator.roster import load_roster
+from coordinator.script.load import load_script
+from coordinator.world import CeremonyWorld
+from keyrite.enroll import EnrollError, read_curve_pair
+from keyrite.exits import BadInput
+from keyrite.keyfiles import load_private_key
+from keyrite.sdnotify import sd_notify
+from signer_shim.client import ShimClient
+
+log = logging.getLogger("keyrite.coordinator")
+
+
+class _Say:
+    def say(self, text: str) -> None:
+        log.warning("%s", text)
+
+
+def _read_previous(path: Path) -> dict[str, str]:
+    import tomllib
+
+    try:
+        return {k: str(v) for k, v in tomllib.loads(path.read_text()).items()}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise BadInput(f"{path}: {e}") from None
+
+
+def journal_origin(ceremony_id: str) -> str:
+    """The journal's origin, which names the checkpoint key: fixed by the ceremony id, so the
+    auditor can be given the verifier key before the journal exists (`stage` prints it)."""
+    return f"keyrite.ceremony/{ceremony_id}"
+
+
+def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKeyPair]:
+    """Everything the daemon runs on, checked; the journal created or resumed."""
+    script = load_script(cfg.script)
+    roster = load_roster(cfg.roster)
+    previous = _read_previous(cfg.previous)
+    key = load_private_key(cfg.key)
+    try:
+        public, secret = read_curve_pair(cfg.curve)
+    except EnrollError as e:
+        raise BadInput(str(e)) from None
+    curve = CurveKeyPair(public, secret)
+    consoles = {o.seat: o.console_key for o in roster.officers.values() if o.console_key}
+    if not consoles:
+        raise BadInput(f"{cfg.roster}: no seat has a console_key: no console could connect")
+    enrolment = Enrolment.from_pairs(consoles)
+
+    machine = Machine(script, roster, previous)
+    discard_unborn_journal(cfg.journal, _Say())
+    if cfg.journal.exists():
+        journal = Journal.open(cfg.journal, key=key)
+        if journal.torn:
+            log.warning("journal: cut a torn final line (%s)", journal.torn)
+        replay(journal, machine, script.sha256)
+    else:
+        origin = journal_origin(script.ceremony.id)
+        journal = Journal.create(
+            cfg.journal, key=key, name=origin, origin=origin,
+            genesis_record={
+                "type": "genesis", "at": iso(time.time()), "ceremony": script.ceremony.id,
+                "title": script.ceremony.title, "rehearsal": False,
+                "script": {"name": cfg.script.name, "sha256": script.sha256,
+                           "text": cfg.script.read_text()},
+                "roster": roster.to_dict(), "previous": previous,
+            },
+        )
+    declared = script.signers[0]
+    pin = machine.host_key_pin(declared.name)
+    if not pin:
+        raise BadInput(f"{cfg.script}: signer {declared.name} pins no host_key: a live "
+                       "coordinator reaches only a signer whose key the script names")
+    signer = ShimClient(cfg.signer_host, cfg.signer_port, client_key=cfg.signer_client_key,
+                        host_key_pin=pin)
+    secrets: dict[str, str] = {}
+    if cfg.device_backup_password is not None:
+        secrets["device-backup"] = cfg.device_backup_password.read_text().strip()
+    world = CeremonyWorld(machine, signer, FolderDrives(cfg.drives), cfg.livecd, cfg.journal,
+                          lambda: ((e.seq, e.record) for e in journal.entries()), secrets)
+    live = Live(machine, journal, world)
+    resumed = journal.size > 1
+    replay_extras(live, ((e.seq, e.record) for e in journal.entries()))
+    at = machine.current.n if machine.current else None
+    live.journal.append({"type": "coordinator", "at": time.time(), "step": at,
+                         "what": f"resumed at step {at}" if resumed else "started"})
+    return live, journal, enrolment, curve
+
+
+async def serve(cfg: CoordinatorConfig, live: Live, enrolment: Enrolment, curve: CurveKeyPair,
+                *, ready: Any = None) -> None:
+    """Bind, announce, run the ceremony; return on SIGTERM or SIGINT."""
+    bus = BusServer(keys=curve, enrolment=enrolment, handle_command=live.handle,
+                    snapshot=live.view, router=cfg.commands, pub=cfg.broadcasts)
+    live.bus = bus
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            router, pub = await nursery.start(bus.run)
+            print(f"coordinator: ceremony {live.m.script.ceremony.id}, commands on {router}, "
+                  f"broadcasts on {pub}", flush=True)
+            sd_notify("READY=1")
+            if ready is not None:
+                ready(router, pub)
+            nursery.start_soon(live.publish_forever)
+            nursery.start_soon(live.tick_forever)
+            nursery.start_soon(live.drive)
+            live.changed()
+            async for signum in signals:
+                log.info("signal %d: stopping", signum)
+                sd_notify("STOPPING=1")
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run(config: Path) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = CoordinatorConfig.load(config)
+    live, journal, enrolment, curve = open_live(cfg)
+    try:
+        trio.run(serve, cfg, live, enrolment, curve)
+    finally:
+        try:
+            live.world.signer.close()  # type: ignore[attr-defined]
+        finally:
+            journal.close()
+    return 0

@@ -1,0 +1,49 @@
+"""`keyrite stage --workdir DIR`: a live ceremony staged here (coordinator.live.stage)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DESCRIPTION = (
+    "Stage a live ceremony on this machine, to try the consoles or to train officers: the "
+    "rehearsal's SoftHSM2 token, drives, live CD and previous record, plus every seat of the "
+    "rehearsal cast enrolled (encrypted signing key, console CURVE key; passphrases in "
+    "DIR/live/passphrases.toml, staging only), a roster with console keys, the signer shim's "
+    "files, the coordinator's config and one console config per person. Prints the commands that "
+    "start the shim, the coordinator and each console (or, with --json, their paths, ports and "
+    "the journal's verifier key). DIR must be new or empty. Exit codes: 0 staged, 2 bad input."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stage", help="stage a live ceremony on this machine to try it out",
+                       description=DESCRIPTION)
+    p.add_argument("script", nargs="?", type=Path, help="the ceremony script (default: bundled)")
+    p.add_argument("--workdir", required=True, type=Path, metavar="DIR")
+    p.add_argument("--fixture", choices=("small", "default"), default="small",
+                   help="the token's previous keys: small (quick) or default (the seed's 140)")
+    p.add_argument("--json", action="store_true", help="print paths and ports as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from coordinator.live.stage import instructions, stage
+
+    def progress(done: int, total: int, what: str) -> None:
+        print(f"\r{what} {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    s = stage(args.workdir, fixture=args.fixture, script_path=args.script, progress=progress)
+    print(file=sys.stderr)
+    if args.json:
+        print(json.dumps({"root": str(s.root), "coordinator": str(s.coordinator),
+                          "shim": str(s.shim),
+                          "consoles": {k: str(v) for k, v in s.consoles.items()},
+                          "ports": {"shim": s.ports[0], "commands": s.ports[1],
+                                    "broadcasts": s.ports[2]},
+                          "journal_key": s.journal_key}, indent=2))
+    else:
+        print(instructions(s))
+    return 0
