@@ -14,6 +14,8 @@ passphrase). Keeping keys out of this module keeps it testable with a pipe and a
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import Frame, TextArea
 
-from consoles.view import KEYS, Action, CeremonyView, QuorumView, actions_for
+from consoles.view import KEYS, Action, CeremonyView, QuorumView, absent_actor, actions_for
 from keyrite.digests import colon_hex, pgp_words
 
 STYLE = Style.from_dict({
@@ -112,6 +114,8 @@ class ConsoleScreen:
         role: str,
         on_command: Callable[[dict[str, Any]], None],
         *,
+        also: tuple[tuple[str, str], ...] = (),
+        status: Callable[[], str] | None = None,
         clock: Callable[[], float] = time.time,
         input: Input | None = None,
         output: Output | None = None,
@@ -120,6 +124,8 @@ class ConsoleScreen:
         self.seat = seat
         self.role = role
         self.on_command = on_command
+        self.also = also  # (seat, role): the same person's other seats, acted for from here
+        self.status = status  # one more line under the header (the auditor's journal copy)
         self.clock = clock
         self.message = ""
         self._prompt: _Prompt | None = None
@@ -168,17 +174,51 @@ class ConsoleScreen:
 
     # --- from outside ----------------------------------------------------------------------------
     def update(self, view: CeremonyView) -> None:
-        """Show a new view. Safe from any thread: a reference swap, then a redraw request."""
-        self.view = view
-        self.app.invalidate()
+        """Show a new view. Safe from any thread: the change and the redraw request are handed
+        to the screen's own loop (prompt_toolkit's invalidate is not meant for other threads: a
+        redraw lost that way froze a console's screen for good in the tmux test)."""
+        self._on_screen_loop(lambda: setattr(self, "view", view))
 
     def notify(self, text: str) -> None:
         """Show one line of feedback (the coordinator's refusal reason, for one)."""
-        self.message = text
-        self.app.invalidate()
+        self._on_screen_loop(lambda: setattr(self, "message", text))
+
+    def _on_screen_loop(self, change: Callable[[], None]) -> None:
+        loop = self.app.loop
+        if loop is None or not self.app.is_running or loop.is_closed():
+            change()  # not drawing yet (or any more): the next draw reads it
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            change()
+            self.app.invalidate()
+            return
+
+        def on_loop() -> None:
+            change()
+            self.app.invalidate()
+
+        try:
+            loop.call_soon_threadsafe(on_loop)
+        except RuntimeError:  # the loop closed meanwhile
+            change()
 
     def actions(self) -> list[Action]:
-        return actions_for(self.view, self.seat, self.role)
+        """This seat's actions, then the same person's other seats' (signing in takes them all
+        at once: one person, one sign-in)."""
+        out = []
+        for a in actions_for(self.view, self.seat, self.role):
+            if a.kind == "signin" and self.also:
+                seats = [self.seat, *(s for s, _ in self.also
+                                      if not (p := self.view.participant(s)) or not p.signed_in)]
+                a = dataclasses.replace(a, command={**a.command, "seats": seats})
+            out.append(a)
+        for seat, role in self.also:
+            out += [a for a in actions_for(self.view, seat, role) if a.kind != "signin"]
+        return out
 
     def render_text(self, width: int = 110, height: int = 70) -> str:
         """The screen as plain text, drawn by the real layout (for tests and snapshots)."""
@@ -212,11 +252,27 @@ class ConsoleScreen:
         def start(event: KeyPressEvent) -> None:
             action = self._find(kind)
             if action is None:
-                self.message = f"[{KEYS[kind]}] is not possible now"
+                self._not_offered(kind)
                 return
             self.message = ""
             self._begin(action)
         return start
+
+    def _not_offered(self, kind: str) -> None:
+        """An officer who acknowledges a step that is not theirs is told why by the coordinator
+        (the machine's reason, journaled as a refusal); read-only consoles never send."""
+        role = self.view.role(self.role)
+        step = self.view.step
+        if (kind == "acknowledge" and role is not None and not role.observer and step is not None
+                and self.view.status == "running"
+                and any(a.kind == "acknowledge" for a in step.asked)):
+            self.message = f"sent: acknowledge step {step.n} (not offered to you)"
+            self.on_command({"type": "acknowledge", "seat": self.seat, "step": step.n})
+            return
+        if role is not None and role.observer:
+            self.message = "this console is read-only"
+            return
+        self.message = f"[{KEYS[kind]}] is not possible now"
 
     def _find(self, kind: str, command: dict[str, Any] | None = None) -> Action | None:
         for a in self.actions():
@@ -230,17 +286,24 @@ class ConsoleScreen:
         elif a.kind == "approve":
             op = a.detail.get("operation", {})
             digest = str(a.command["digest"])
+            seat = a.command["seat"]
             self._open(_Prompt(
-                [f"Approve step {a.command['step']} ({a.command['quorum']}) as {self.seat}:",
+                [f"Approve step {a.command['step']} ({a.command['quorum']}) as {seat}:",
                  *operation_lines(op), f"digest {colon_hex(digest)}",
                  f"words  {pgp_words(digest)}"],
-                f"Passphrase of {self.seat}'s key (Enter approves, Esc cancels):", True,
+                f"Passphrase of {seat}'s key (Enter approves, Esc cancels):", True,
                 lambda text: self._send(a, {"passphrase": text})))
         elif a.kind == "signoff":
             self._open(_Prompt(
                 ["Sign this journal checkpoint:", *str(a.command["checkpoint"]).splitlines()],
-                f"Passphrase of {self.seat}'s key:", True,
+                f"Passphrase of {a.command['seat']}'s key:", True,
                 lambda text: self._send(a, {"passphrase": text})))
+        elif a.kind == "secret":
+            self._open(_Prompt([a.label, "It is used for this operation only: never journaled, "
+                                "never shown."], "Password:", True,
+                               lambda text: self._send(a, {"value": text})))
+        elif a.kind == "admit":
+            self._admit(a)
         elif a.kind == "record":
             self._open(_Prompt([a.label], "Value:", False,
                                lambda text: self._send(a, {"value": text.strip()})))
@@ -270,6 +333,20 @@ class ConsoleScreen:
         self._open(_Prompt([a.label, *self._exception_lines()],
                            f"Decision ({' / '.join(choices)}):", False, chosen))
 
+    def _admit(self, a: Action) -> None:
+        choices = list(a.detail.get("choices", []))
+
+        def chosen(text: str) -> None:
+            seat = text.strip().upper()
+            if seat not in choices:
+                self.message = f"type one of: {', '.join(choices)}"
+                self._admit(a)
+                return
+            self._send(a, {"seats": [seat]})
+
+        self._open(_Prompt([a.label, "Check the person's government ID first.",
+                            f"Not signed in: {', '.join(choices)}"], "Seat:", False, chosen))
+
     def _open(self, prompt: _Prompt) -> None:
         self._prompt = prompt
         self.field.text = ""
@@ -298,15 +375,16 @@ class ConsoleScreen:
         if self._find(a.kind, a.command) is None:
             self.message = f"no longer possible: {a.label}"
             return
+        self.message = f"sent: {a.label}"  # first: the answer may come back before we return
         self.on_command({**a.command, **inputs})
-        self.message = f"sent: {a.label}"
 
     # --- drawing ---------------------------------------------------------------------------------
     def _header_fragments(self) -> Fragments:
         v = self.view
         now = self.clock()
+        seats = ", ".join(f"{s} ({r})" for s, r in ((self.seat, self.role), *self.also))
         out: Fragments = [("class:title", f"{v.title}  ({v.ceremony_id})"),
-                          ("", f"   you: {self.seat} ({self.role})\n")]
+                          ("", f"   you: {seats}\n")]
         if v.step is not None:
             elapsed = mmss(now - v.section_started) if v.section_started is not None else "-:--"
             out.append(("", f"{v.section}   step {v.step.position} of {v.step.total}   "
@@ -319,6 +397,11 @@ class ConsoleScreen:
                      "paused": "PAUSED by the administrator", "completed": "CEREMONY COMPLETED",
                      "aborted": "CEREMONY ABORTED"}.get(v.status, v.status.upper())
             out.append(("class:bad" if v.status != "completed" else "class:good", badge + "\n"))
+        absent = absent_actor(v)
+        if absent:
+            out.append(("class:bad", f"WAITING: {absent}\n"))
+        if self.status is not None:
+            out.append(("", self.status() + "\n"))
         return out
 
     def _step_fragments(self) -> Fragments:
@@ -360,7 +443,7 @@ class ConsoleScreen:
         role = self.view.role(self.role)
         if role is not None and role.observer:
             return [("class:dim", "You observe: this console is read-only.\n")]
-        asked = [a for a in acts if a.kind not in ("pause", "refuse")]
+        asked = [a for a in acts if a.kind not in ("pause", "refuse", "admit")]
         if not asked:
             return [("class:dim", "Nothing is asked of you now.\n")]
         text = "; ".join(f"[{a.key}] {a.label}" for a in asked)

@@ -141,6 +141,7 @@ class CeremonyView:
     seq: int  # the broadcast's sequence number (a console that sees a gap asks for a snapshot)
     ceremony_id: str
     title: str
+    script_sha256: str  # what an approval signs over, with the ceremony id and the step
     administrator: str
     status: str  # running | exception | paused | completed | aborted
     now: float  # the coordinator's clock when the view was built
@@ -179,6 +180,7 @@ class Extras:
     journal: tuple[JournalLine, ...] = ()
     drives_seen: frozenset[str] = frozenset()  # drive labels
     checkpoint: str | None = None
+    secrets_needed: tuple[str, ...] = ()  # passwords the next operation needs and nobody typed
 
 
 # --- building it ---------------------------------------------------------------------------------
@@ -219,7 +221,9 @@ def view_from(machine: Machine, extras: Extras) -> CeremonyView:
             n=step.n, position=s.index + 1, total=len(m.steps), actor=step.actor,
             action=step.action, text=step.text, note=step.note,
             kga_may_complete=step.kga_may_complete, observed=observed, expected=expected,
-            asked=tuple(_asked(w) for w in wants),
+            asked=tuple(_asked(w) for w in wants) + tuple(
+                Asked(step.n, step.actor, "secret", f"the {step.actor} enters the {name} password",
+                      {"name": name}) for name in extras.secrets_needed),
         )
 
     participants = tuple(
@@ -243,7 +247,8 @@ def view_from(machine: Machine, extras: Extras) -> CeremonyView:
                   for r in script.roles.values())
     return CeremonyView(
         version=VERSION, seq=extras.seq, ceremony_id=script.ceremony.id,
-        title=script.ceremony.title, administrator=script.ceremony.administrator, status=status,
+        title=script.ceremony.title, script_sha256=script.sha256,
+        administrator=script.ceremony.administrator, status=status,
         now=extras.now, section=section, section_estimate=estimate,
         section_started=extras.section_started, step=step_view, exception=exc, roles=roles,
         participants=participants, quorums=quorums, drives=drives, bags=tuple(bags),
@@ -322,7 +327,7 @@ class Action:
     """One thing this officer may do now. `command` is the wire command without what the officer
     still has to type (value, reason, passphrase); `needs` names those inputs in order."""
 
-    kind: str  # signin acknowledge record signoff approve refuse decide pause resume
+    kind: str  # signin acknowledge record signoff approve refuse decide pause resume secret admit
     key: str  # the keystroke that starts it
     label: str
     command: dict[str, Any]
@@ -332,7 +337,7 @@ class Action:
 
 KEYS: dict[str, str] = {
     "signin": "s", "acknowledge": "a", "record": "v", "signoff": "o", "approve": "p",
-    "refuse": "r", "decide": "x", "pause": "z", "resume": "g",
+    "refuse": "r", "decide": "x", "pause": "z", "resume": "g", "secret": "w", "admit": "i",
 }
 
 
@@ -382,6 +387,10 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                 fmt = "bag-serial" if a.kind == "seal" else (a.detail.get("format") or "text")
                 out.append(_act("record", f"Enter the value for step {a.step} ({fmt})",
                                 {"type": "record", **base}, ("value",), {"format": fmt}))
+            elif a.kind == "secret":
+                out.append(_act("secret", f"Enter the {a.detail['name']} password",
+                                {"type": "secret", **base, "name": a.detail["name"]}, ("value",),
+                                {"name": a.detail["name"]}))
             elif a.kind == "signoff" and view.checkpoint is not None:
                 out.append(_act("signoff", "Sign the journal checkpoint",
                                 {"type": "signoff", **base, "checkpoint": view.checkpoint},
@@ -399,12 +408,34 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                         {"type": "refuse", **base}, ("reason",)))
         break  # one quorum of a role is open at a time; the next is offered when it opens
     if admin:
+        waiting = [p.seat for p in view.participants
+                   if not p.signed_in and _may_sign_in(view, p, view.role(p.role))]
+        if waiting:
+            out.append(_act("admit", "Sign in a participant whose ID you checked",
+                            {"type": "signin", "seat": seat, "id_checked": True}, ("seats",),
+                            {"choices": waiting}))
         out.append(_act("pause", "Pause the ceremony", {"type": "pause", "seat": seat, "step": n}))
     return out
 
 
-def _may_sign_in(view: CeremonyView, me: Participant, role: RoleView) -> bool:
+def absent_actor(view: CeremonyView) -> str | None:
+    """Who the current step waits for because their console dropped: the step's actor role has
+    people signed in and none of them connected. The coordinator holds its own work for them
+    too (a person should see what is done in their name)."""
+    step = view.step
+    if step is None or view.status not in ("running", "paused"):
+        return None
+    holders = [p for p in view.participants if p.role == step.actor and p.signed_in]
+    if holders and not any(p.connected for p in holders):
+        seats = ", ".join(p.seat for p in holders)
+        return f"the {step.actor} ({seats}) is disconnected; the ceremony waits for them"
+    return None
+
+
+def _may_sign_in(view: CeremonyView, me: Participant, role: RoleView | None) -> bool:
     """Not when the holder already sits in another seat of the role, or the role is full."""
+    if role is None:
+        return False
     holders = {p.person for p in view.participants if p.signed_in and p.role == role.name}
     return me.person not in holders and len(holders) < role.max
 

@@ -308,3 +308,68 @@ def test_a_small_terminal_still_draws():
     with console(view_at(m, w), "KSO2", w.now) as c:
         text = c.screen.render_text(width=80, height=24)
         assert "Mini Key Generation" in text and "[p] approve" in text
+
+
+# --- the live console's additions ----------------------------------------------------------------
+@contextmanager
+def console_of(view: CeremonyView, seat: str, now: float,
+               also: tuple[tuple[str, str], ...] = ()) -> Iterator[Console]:
+    sent: list[dict[str, Any]] = []
+    with create_pipe_input() as pipe:
+        screen = ConsoleScreen(view, seat, role_of(seat), sent.append, also=also,
+                               clock=lambda: now, input=pipe, output=DummyOutput())
+        yield Console(screen, pipe, sent)
+
+
+def test_one_person_signs_in_all_their_seats_at_once_and_acts_for_each() -> None:
+    m, w = start()
+    with console_of(view_at(m, w), "KSO1", w.now, also=(("DSO2", "DSO"),)) as c:
+        assert "you: KSO1 (KSO), DSO2 (DSO)" in c.text()
+        [cmd] = c.press("s")
+    assert cmd == {"type": "signin", "seat": "KSO1", "seats": ["KSO1", "DSO2"]}
+
+
+def test_the_administrator_signs_in_a_witness_by_seat() -> None:
+    m, w = start()
+    send(m, w, ev.SignIn(at=w.at(), person="alice", name="Alice Admin", organisation="Registry",
+                         seats=("KGA1", "DSO1"), id_checked=True))
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        [cmd] = c.press("i", "nobody\r", "wi1\r")  # asked again until a seat is named
+        assert "type one of:" not in c.screen.message  # the second try went through
+    assert cmd == {"type": "signin", "seat": "KGA1", "id_checked": True, "seats": ["WI1"]}
+
+
+def test_the_steps_actor_types_a_password_the_operation_needs_masked() -> None:
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.Execute) and bool(x.secrets))
+    want = m.wants(now=w.now)[0]
+    assert isinstance(want, d.Execute)
+    view = view_from(m, Extras(now=w.now, secrets_needed=want.secrets))
+    actor = next(s for s in sorted(m.state.signed_in)
+                 if role_of(s) == m.script.step(want.step).actor)
+    with console(view, actor, w.now) as c:
+        c.pipe.send_text("w")
+        c.pipe.send_text("s3cret-pw")
+        c.pipe.send_text(CTRL_C)
+        c.screen.app.run()
+        assert "s3cret-pw" not in c.text()  # masked while typed
+        [cmd] = c.press("\r")
+    assert cmd == {"type": "secret", "seat": actor, "step": want.step, "name": want.secrets[0],
+                   "value": "s3cret-pw"}
+
+
+def test_acknowledging_a_step_that_is_not_yours_is_asked_of_the_coordinator() -> None:
+    """Its refusal, with the machine's reason, comes back on the message line; a witness's
+    console sends nothing."""
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.Ask) and x.kind == "acknowledge"
+          and x.role == "KGA" and bool(m.state.signed_in))
+    view = view_at(m, w)
+    with console(view, "SA1", w.now) as c:
+        [cmd] = c.press("a")
+        assert cmd == {"type": "acknowledge", "seat": "SA1", "step": view.step.n}  # type: ignore[union-attr]
+        c.screen.notify("REFUSED acknowledge: step 1 is for the KGA")
+        assert "REFUSED acknowledge: step 1 is for the KGA" in c.text()
+    with console(view, "WI1", w.now) as c:
+        assert c.press("a", "p") == []
+        assert "this console is read-only" in c.text()

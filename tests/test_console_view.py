@@ -83,7 +83,7 @@ def test_signin_step_is_confirmed_by_the_kga_only_once_every_role_is_in():
     drive(m, w, before=lambda x: isinstance(x, d.Ask) and x.kind == "signin"
           and not x.detail["missing"])
     v = view(m, w)
-    assert kinds(v, "KGA1") == ["acknowledge", "pause"]
+    assert kinds(v, "KGA1") == ["acknowledge", "admit", "pause"]
     assert kinds(v, "SA1") == [] and kinds(v, "WI1") == []
 
 
@@ -92,7 +92,7 @@ def test_kga_may_complete_a_step_marked_so():
     drive(m, w, until=3)  # SA acknowledges; the KGA may complete it
     v = view(m, w)
     assert kinds(v, "SA1") == ["acknowledge"]
-    assert kinds(v, "KGA1") == ["acknowledge", "pause"]
+    assert kinds(v, "KGA1") == ["acknowledge", "admit", "pause"]
     assert kinds(v, "KSO1") == []
     ack = actions_for(v, "SA1", "SA")[0]
     assert ack.command == {"type": "acknowledge", "seat": "SA1", "step": 3}
@@ -137,7 +137,7 @@ def test_the_sa_approves_the_purge_alone_and_no_kso_is_offered_it():
     assert kinds(v, "SA1") == ["approve", "refuse"]
     for seat in ("KSO1", "KSO2", "DSO1", "WI1"):
         assert kinds(v, seat) == [], seat
-    assert kinds(v, "KGA1") == ["pause"]
+    assert kinds(v, "KGA1") == ["admit", "pause"]
 
 
 def test_both_ksos_may_approve_first_and_any_order_is_fine():
@@ -324,7 +324,7 @@ def test_docs_list_every_wire_field():
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "console.md").read_text()
     block = doc.split("## The wire form", 1)[1].split("```")[1]
-    named = set(re.findall(r'"([a-z_]+)":', block))
+    named = set(re.findall(r'"([a-z_0-9]+)":', block))
     parts = (views.CeremonyView, views.StepView, views.Asked, views.ExceptionView,
              views.RoleView, views.Participant, views.QuorumView, views.DriveView, views.BagView,
              views.JournalLine, views.Progress)

@@ -1,0 +1,193 @@
+"""`keyrite console --config FILE`: one officer's console, joined up.
+
+The screen (`consoles.screen`) draws views and turns keystrokes into commands; the link
+(`consoles.link`) carries them; this module holds what neither may: the officer's enrolment. An
+approval or a sign-off is signed here, with the seat's key unlocked by the passphrase just typed,
+for that one signature; the passphrase and the key are dropped at once, and only the signed
+approval leaves the console. A wrong passphrase sends nothing.
+
+An auditor's console (`journal_copy` in its config) also keeps its own verified copy of the
+journal, fetched as the ceremony writes it (`consoles.journal_copy`).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from consoles.journal_copy import JournalCopy
+from consoles.link import ConsoleLink
+from consoles.screen import ConsoleScreen
+from consoles.view import CeremonyView
+from coordinator.bus import BusClient, CurveKeyPair, Refused
+from coordinator.live.config import ConsoleConfig
+from keyrite.approval import sign_approval
+from keyrite.enroll import EnrollError, OfficerEntry, console_keys, unlock
+from keyrite.exits import FAILED, BadInput
+
+log = logging.getLogger("keyrite.console")
+
+FIRST_VIEW_TIMEOUT = 30.0
+
+
+class Console:
+    def __init__(self, cfg: ConsoleConfig) -> None:
+        self.cfg = cfg
+        try:
+            me, public, secret = console_keys(cfg.enrolment)
+            others = [console_keys(d)[0] for d in cfg.also]
+        except EnrollError as e:
+            raise BadInput(str(e)) from None
+        for o in others:
+            if o.person != me.person:
+                raise BadInput(f"{cfg.path}: console.also: {o.seat} is {o.name}'s seat, not "
+                               f"{me.name}'s")
+        self.me: OfficerEntry = me
+        self.enrolments = {me.seat: cfg.enrolment, **{o.seat: d for o, d in
+                                                      zip(others, cfg.also, strict=True)}}
+        self.also = tuple((o.seat, o.role) for o in others)
+        self.client = BusClient(router=cfg.commands, pub=cfg.broadcasts,
+                                server_public=cfg.coordinator_key,
+                                keys=CurveKeyPair(public, secret))
+        self.copy = (JournalCopy(cfg.journal_copy, cfg.journal_key)
+                     if cfg.journal_copy and cfg.journal_key else None)
+        self.link_state = "connecting"
+        self.view: CeremonyView | None = None
+        self.screen: ConsoleScreen | None = None
+        self._first = threading.Event()
+        self._fetch = threading.Event()
+        self.link = ConsoleLink(self.client, self._on_view, self._on_link)
+
+    # --- from the link (trio thread) --------------------------------------------------------
+    def _on_view(self, view: CeremonyView) -> None:
+        self.view = view
+        if self.screen is not None:
+            self.screen.update(view)
+        self._first.set()
+        self._fetch.set()
+
+    def _on_link(self, state: str) -> None:
+        self.link_state = state
+        if self.screen is not None:
+            self.screen.app.invalidate()
+        if state.startswith("refused"):
+            self._first.set()
+
+    def status(self) -> str:
+        parts = [] if self.link_state == "connected" else [f"LINK {self.link_state.upper()}"]
+        if self.copy is not None:
+            parts.append(self.copy.status())
+        return "   ".join(parts)
+
+    # --- from the screen (prompt_toolkit thread) ----------------------------------------------
+    def on_command(self, command: dict[str, Any]) -> None:
+        assert self.screen is not None
+        try:
+            body = self._signed(dict(command))
+        except EnrollError as e:
+            self.screen.notify(f"NOT SENT: {e}")
+            return
+        what = body.get("type")
+
+        def answered(reply: Any, refused: str | None) -> None:
+            assert self.screen is not None
+            self.screen.notify(f"REFUSED {what}: {refused}" if refused else f"accepted: {what}")
+
+        self.link.send(body, answered)
+
+    def _signed(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Replace a typed passphrase by the signature it unlocks, for this one command."""
+        passphrase = cmd.pop("passphrase", None)
+        if passphrase is None:
+            return cmd
+        seat = cmd["seat"]
+        key = unlock(self.enrolments[seat], passphrase.encode()).signing_key
+        del passphrase
+        view = self.view
+        assert view is not None
+        if cmd["type"] == "approve":
+            q = next((q for q in view.quorums if q.quorum == cmd["quorum"]), None)
+            if q is None or q.digest != cmd["digest"]:
+                raise EnrollError("the operation changed before it was signed: look again")
+            approval = sign_approval(key, ceremony=view.ceremony_id, step=cmd["step"],
+                                     script_sha256=view.script_sha256, operation=q.digest,
+                                     expires=int(time.time()) + q.expires_seconds)
+            return {"type": "approve", "seat": seat, "step": cmd["step"], "quorum": q.quorum,
+                    "approval": approval.to_dict()}
+        if cmd["type"] == "signoff":
+            signature = base64.b64encode(key.sign(cmd["checkpoint"].encode())).decode()
+            return {**cmd, "signature": signature}
+        raise EnrollError(f"{cmd['type']} is not signed")
+
+    # --- the auditor's copy --------------------------------------------------------------------
+    def _keep_copy(self) -> None:
+        assert self.copy is not None
+        while True:
+            self._fetch.wait(2.0)
+            self._fetch.clear()
+            while self.copy.problem is None:
+                try:
+                    page = self.link.request({"type": "journal", "from": self.copy.size})
+                except Refused as e:
+                    log.warning("journal copy: %s", e)
+                    break
+                kept = self.copy.add(int(page["from"]), list(page["lines"]))
+                if self.screen is not None:
+                    self.screen.app.invalidate()
+                if not kept:
+                    break
+
+    # --- running -------------------------------------------------------------------------------
+    def run(self) -> int:
+        print(f"keyrite console: {self.me.seat} ({self.me.role}, {self.me.name}) connecting to "
+              f"{self.cfg.commands} ...", flush=True)
+        self.link.start()
+        if self.link.error is not None:
+            print(f"keyrite console: the link failed: {self.link.error}", file=sys.stderr)
+            return FAILED
+        if not self._first.wait(FIRST_VIEW_TIMEOUT) or self.view is None:
+            state = self.link_state
+            self.link.stop()
+            print(f"keyrite console: no view from the coordinator ({state})", file=sys.stderr)
+            return FAILED
+        if self.copy is not None:
+            threading.Thread(target=self._keep_copy, name="journal-copy", daemon=True).start()
+        screen = ConsoleScreen(self.view, self.me.seat, self.me.role, self.on_command,
+                               also=self.also, status=self.status)
+        self.screen = screen
+        screen.update(self.view)  # a view that came while the screen was being built
+        root = logging.getLogger()
+        root.handlers = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+        root.addHandler(_ToScreen(self.screen))
+        try:
+            self.screen.app.run()
+        finally:
+            self.link.stop()
+        return 0
+
+
+class _ToScreen(logging.Handler):
+    """Once the full screen is up, a log line would tear it: errors go to its message line."""
+
+    def __init__(self, screen: ConsoleScreen) -> None:
+        super().__init__(logging.ERROR)
+        self.screen = screen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.screen.notify(f"console error: {record.getMessage()}")
+
+
+def run(config: Path, log: Path | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)
+    if log is not None:
+        to_file = logging.FileHandler(log)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger().addHandler(to_file)
+        logging.getLogger().setLevel(logging.INFO)
+    return Console(ConsoleConfig.load(config)).run()
