@@ -1,0 +1,242 @@
+"""Driving a live ceremony the way the people in the room do: each program in its own tmux window,
+keys sent with `send-keys`, what each person sees read with `capture-pane`.
+
+`Room` stages a ceremony (coordinator.live.stage), starts the shim, the coordinator and the
+consoles asked for, and offers what a test needs: press keys in someone's console, wait until a
+screen shows something, read a screen. Nothing here talks to the coordinator except through a
+console on a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from coordinator.live.stage import Staged, stage
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYRITE = [sys.executable, "-m", "keyrite.cli"]
+WIDTH, HEIGHT = 130, 62
+
+HAVE_TMUX = shutil.which("tmux") is not None
+
+
+class Tmux:
+    """One private tmux server (its own socket), one window per program."""
+
+    def __init__(self, socket_dir: Path) -> None:
+        self.socket = str(socket_dir / f"tmux-{uuid.uuid4().hex[:8]}")
+        self.session = "ceremony"
+        self._run("new-session", "-d", "-s", self.session, "-x", str(WIDTH), "-y", str(HEIGHT),
+                  "-n", "idle", "sleep 100000")
+
+    def _run(self, *args: str) -> str:
+        out = subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True,
+                             timeout=20)
+        if out.returncode != 0:
+            raise RuntimeError(f"tmux {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def open(self, name: str, argv: list[str], log: Path | None = None) -> None:
+        """Run argv in a new window named `name`; the window stays after the program ends (so
+        its last screen and exit status can be read)."""
+        cmd = shlex.join(argv)
+        if log is not None:
+            cmd += f" 2>>{shlex.quote(str(log))}"
+        cmd = f"cd {shlex.quote(str(ROOT))} && {cmd}; echo EXITED $?; sleep 100000"
+        self._run("new-window", "-d", "-t", self.session, "-n", name, "bash", "-c", cmd)
+
+    def close(self, name: str) -> None:
+        self._run("kill-window", "-t", f"{self.session}:{name}")
+
+    def keys(self, name: str, *keys: str, literal: bool = False) -> None:
+        args = ["send-keys", "-t", f"{self.session}:{name}"]
+        if literal:
+            args.append("-l")
+        self._run(*args, *keys)
+
+    def screen(self, name: str) -> str:
+        return self._run("capture-pane", "-p", "-t", f"{self.session}:{name}")
+
+    def kill_server(self) -> None:
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True,
+                       timeout=20)
+
+
+class Room:
+    """A staged ceremony under tmux: shim, coordinator and consoles, each in a window."""
+
+    def __init__(self, tmp: Path, consoles: tuple[str, ...]) -> None:
+        self.tmp = tmp
+        self.staged: Staged = stage(tmp / "ceremony", fixture="small")
+        self.phrases = {k: str(v) for k, v in
+                        tomllib.loads((self.staged.live / "passphrases.toml").read_text()).items()}
+        self.tmux = Tmux(tmp)
+        self.logs = tmp / "logs"
+        self.logs.mkdir()
+        self.tmux.open("shim", [*KEYRITE, "shim", "--config", str(self.staged.shim)],
+                       self.logs / "shim.log")
+        self.wait("shim", lambda s: "listening on" in s, 60)
+        self.start_coordinator()
+        for seat in consoles:
+            self.start_console(seat)
+
+    def start_coordinator(self) -> None:
+        self.tmux.open("coordinator", [*KEYRITE, "coordinator", "--config",
+                                       str(self.staged.coordinator)], self.logs / "coordinator.log")
+        self.wait("coordinator", lambda s: "commands on" in s, 60)
+
+    def start_console(self, seat: str) -> None:
+        log = self.logs / f"console-{seat}.log"
+        self.tmux.open(seat, [*KEYRITE, "console", "--config", str(self.staged.consoles[seat]),
+                              "--log", str(log)], log)
+        self.wait(seat, lambda s: "[ctrl-c] close" in s, 60)
+
+    def close(self) -> None:
+        self.tmux.kill_server()
+
+    # --- what a person does and sees -----------------------------------------------------------
+    def screen(self, seat: str) -> str:
+        return self.tmux.screen(seat)
+
+    def press(self, seat: str, *keys: str) -> None:
+        self.tmux.keys(seat, *keys)
+
+    def type(self, seat: str, text: str) -> None:
+        self.tmux.keys(seat, text, literal=True)
+        self.tmux.keys(seat, "Enter")
+
+    def wait(self, seat: str, ok: Callable[[str], bool], timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.tmux.screen(seat)
+            if ok(text):
+                return text
+            time.sleep(0.1)
+        log = self.logs / ("coordinator.log" if seat == "coordinator" else f"console-{seat}.log")
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        coord = (self.logs / "coordinator.log").read_text()[-3000:]
+        raise AssertionError(f"{seat}'s screen did not show what was expected in {timeout} s:\n"
+                             f"{text}\n--- {log.name}:\n{tail}\n--- coordinator.log:\n{coord}")
+
+    def step_of(self, seat: str) -> int | None:
+        m = re.search(r"^Step (\d+) ", self.screen(seat), re.M)
+        return int(m.group(1)) if m else None
+
+    def wait_step(self, seat: str, n: int, timeout: float = 60.0) -> str:
+        return self.wait(seat, lambda s: re.search(rf"^Step {n} ", s, re.M) is not None, timeout)
+
+    def asked(self, seat: str) -> list[str]:
+        """The keys in this person's bold line: what is asked of them now."""
+        m = re.search(r"^YOU: (.*)$", self.screen(seat), re.M)
+        return re.findall(r"\[(\w)\]", m.group(1)) if m else []
+
+    def serial(self, drive: str) -> str:
+        from coordinator.drives import FolderDrives  # the label on the drive, as a person reads it
+
+        return FolderDrives(self.staged.root / "drives").info(drive).serial
+
+    def bag(self, label: str) -> str:
+        return str(tomllib.loads((self.staged.root / "bags.toml").read_text())[label])
+
+
+def env_ok() -> bool:
+    return HAVE_TMUX and os.name == "posix"
+
+
+# --- doing what is asked, as the officers would ------------------------------------------------
+class Autopilot:
+    """Presses, for each step, the key the bold line offers, and types what the officer would
+    (read off the drive, the bag, the clock, the passphrase list). Stops before `until`."""
+
+    def __init__(self, room: Room, seats: tuple[str, ...]) -> None:
+        from coordinator.script.load import load_script
+
+        self.room = room
+        self.seats = seats
+        self.script = load_script(_script_path(room))
+        self.password = (room.staged.root / "materials" / "device-backup-password").read_text()
+
+    def current(self) -> int | None:
+        return self.room.step_of(self.seats[0])
+
+    def run(self, until: int, timeout: float = 600.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            n = self.current()
+            if n is not None and n >= until:
+                return
+            for seat in self.seats:
+                before = _you(self.room.screen(seat))
+                keys = [k for k in self.room.asked(seat) if k not in ("i", "z", "r")]
+                if keys:
+                    self.act(seat, keys[0], n)
+                    self.room.wait(seat, lambda s, b=before: _you(s) != b or "REFUSED" in s, 120)
+                    break
+            else:
+                time.sleep(0.15)  # the coordinator is working (or waiting for someone)
+        raise AssertionError(f"the ceremony did not reach step {until} in {timeout} s")
+
+    def act(self, seat: str, key: str, n: int | None) -> None:
+        r = self.room
+        if key == "x":
+            raise AssertionError(f"step {n} stopped on an exception:\n{r.screen(seat)}")
+        r.press(seat, key)
+        if key in ("a", "s", "g"):
+            return
+        started = time.monotonic()
+
+        def prompt_or_gone(s: str) -> bool:
+            if re.search(r"^(Passphrase|Value|Password|Seat)", s, re.M):
+                return True
+            # the view moved on between reading and pressing (a message that may be an old one
+            # counts only once the prompt has had time to appear)
+            return "is not possible now" in s and time.monotonic() - started > 1.5
+
+        screen = r.wait(seat, prompt_or_gone, 20)
+        if not re.search(r"^(Passphrase|Value|Password|Seat)", screen, re.M):
+            return
+        if key == "p" or key == "o":
+            m = re.search(r"Passphrase of (\w+)'s key", screen)
+            assert m, screen
+            r.type(seat, r.phrases[m.group(1)])
+        elif key == "w":
+            r.type(seat, self.password.strip())
+        elif key == "v":
+            r.type(seat, self.value(n, screen))
+        else:
+            raise AssertionError(f"the autopilot does not answer [{key}]")
+
+    def value(self, n: int | None, screen: str) -> str:
+        """What the prompt asks for (its own step number: the step line may lag a redraw)."""
+        m = re.search(r"Enter the value for step (\d+) \(([\w-]+)\)", screen)
+        assert m, screen
+        step = self.script.step(int(m.group(1)))
+        fmt = m.group(2)
+        if fmt == "datetime":
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if fmt == "usb-serial" and step.drive:
+            return self.room.serial(step.drive)
+        if fmt == "bag-serial" and step.bag:
+            return self.room.bag(step.bag)
+        return "noted"
+
+
+def _script_path(room: Room) -> Path:
+    text = room.staged.coordinator.read_text()
+    return Path(tomllib.loads(text)["coordinator"]["script"])
+
+
+def _you(screen: str) -> str:
+    """The step line and the bold line: they change when what is asked of someone changes."""
+    return " | ".join(re.findall(r"^(?:Step \d+ .*|YOU: .*)$", screen, re.M))
