@@ -16,8 +16,11 @@ consoles are, and broadcasts go out every --gap ms instead (arrival is reported 
 monotonic clock is shared by all processes).
 p50 and p99 over all (broadcast, console) pairs; ratios against raw measured in the same run
 (target: bus p99 <= 2x raw).
+With --view, each bus broadcast is what the live coordinator sends: a journal append (fsync'd),
+then the whole view of a ceremony built and broadcast, timed from the append's return; raw sends
+the same bytes.
 Prints numbers, asserts nothing. Usage: python bench/bus.py [--n N] [--rounds R] [--consoles C]
-[--processes [--gap MS]]
+[--processes [--gap MS]] [--view]
 """
 
 from __future__ import annotations
@@ -98,7 +101,37 @@ class Raw:
         self.ctx.term()
 
 
-async def bus_path(consoles: int, nursery: trio.Nursery):
+class LiveEvent:
+    """--view: what the live coordinator does per accepted command, timed from the journal's
+    fsync: build the whole view of a ceremony at the KSO quorum (the seed script, 11 seats) and
+    broadcast it. The body then weighs what a real broadcast weighs."""
+
+    def __init__(self, workdir: Path) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from consoles.view import Extras, to_dict, view_from
+        from coordinator.journal import Journal
+        from coordinator.machine import decisions as d
+        from tests.machine_helpers import drive, seed_script, start
+
+        self.m, self.w = start(seed_script())
+        drive(self.m, self.w, before=lambda x: isinstance(x, d.RequestApproval)
+              and x.role == "KSO")
+        self.journal = Journal.create(
+            workdir / "journal.jsonl", key=Ed25519PrivateKey.generate(), name="bench/bus",
+            origin="bench/bus", genesis_record={"type": "genesis", "at": "2026-01-01T00:00:00Z"})
+        self._view = lambda: to_dict(view_from(self.m, Extras(now=self.w.now)))
+
+    def body(self) -> dict[str, object]:
+        self.journal.append({"type": "presence", "at": self.w.now, "seats": ["KSO2"]})
+        t = time.perf_counter()  # the event is on disk: from here to each console
+        return {"t": t, "view": self._view()}
+
+    def payload(self) -> bytes:
+        return json.dumps({"body": {"t": 0.0, "view": self._view()}, "seq": 1, "v": 1}).encode()
+
+
+async def bus_path(consoles: int, nursery: trio.Nursery, live: LiveEvent | None = None):
     keys = generate_keypair()
     officers = {f"C{i}": generate_keypair() for i in range(consoles)}
     state = {"seq": 0}
@@ -142,7 +175,8 @@ async def bus_path(consoles: int, nursery: trio.Nursery):
     async def one() -> None:
         box["left"], box["done"] = len(clients), trio.Event()
         state["seq"] += 1
-        await server.publish({"t": time.perf_counter(), "step": 42, "note": "x" * 40})
+        body = live.body() if live else {"t": time.perf_counter(), "step": 42, "note": "x" * 40}
+        await server.publish(body)
         await box["done"].wait()  # type: ignore[union-attr]
 
     return one, times, clients
@@ -154,11 +188,19 @@ def pct(values: list[float], q: int) -> float:
 
 async def main_async(args: argparse.Namespace) -> None:
     payload = b'{"body":{"note":"' + b"x" * 40 + b'","step":42,"t":0.0},"seq":1,"v":1}'
+    live = None
+    if args.view:
+        import tempfile
+
+        live = LiveEvent(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")))
+        payload = live.payload()
+        print(f"--view: each broadcast is a whole ceremony view of {len(payload)} bytes, timed "
+              "from the journal's fsync; raw sends the same bytes")
     raw, raw_curve = Raw(args.consoles, curve=False), Raw(args.consoles, curve=True)
     t_raw: list[float] = []
     t_curve: list[float] = []
     async with trio.open_nursery() as nursery:
-        one_bus, t_bus, clients = await bus_path(args.consoles, nursery)
+        one_bus, t_bus, clients = await bus_path(args.consoles, nursery, live)
         per_round = max(1, args.n // args.rounds)
         for _ in range(args.rounds):
             for _ in range(per_round):
@@ -352,6 +394,9 @@ def main() -> None:
     ap.add_argument("--consoles", type=int, default=10)
     ap.add_argument("--processes", action="store_true", help="one process per console")
     ap.add_argument("--gap", type=float, default=2.0, help="ms between broadcasts (--processes)")
+    ap.add_argument("--view", action="store_true",
+                    help="broadcast a real ceremony view after a journal append (as the live "
+                    "coordinator does), timed from the append's fsync")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
