@@ -201,3 +201,30 @@ def test_a_secret_is_taken_only_from_the_steps_actor_and_never_journaled(tmp_pat
                               "name": "device-backup", "value": "hunter22"})
     assert live.world.secrets == {}
     assert "hunter22" not in (tmp_path / "journal.jsonl").read_text()
+
+
+def test_an_approval_lapsing_just_before_the_operation_starts_stops_nothing(tmp_path: Path):
+    """The driver read an Execute; by the time OperationStarted is judged the approval lapsed:
+    the refusal is journaled, nothing is sent to the signer, and the approval is asked again."""
+    live, journal, w, clock = _live(
+        tmp_path, lambda x: isinstance(x, d.RequestApproval) and x.role == "SA")
+    [want] = live.m.wants(now=clock())
+    assert isinstance(want, d.RequestApproval)
+    a = approval(w, "SA1", want.step, want.digest, 300, at=clock())
+    _handle(live, "SA1", {"type": "approve", "approval": a.to_dict()})
+    [execute] = live.m.wants(now=clock())
+    assert isinstance(execute, d.Execute)
+
+    class Late(_NoWork):
+        def now(self) -> float:
+            return float(a.expires + 1)
+
+        def execute(self, *args: Any) -> dict[str, Any]:
+            raise AssertionError("the signer was asked to run an unapproved operation")
+
+    live.world = Late()  # type: ignore[assignment]
+    live.runner.world = live.world  # type: ignore[assignment]
+    trio.run(live._work, execute)
+    [rec] = _records(journal, "refused")
+    assert rec["event"]["event"] == "OperationStarted"
+    assert isinstance(live.m.wants(now=a.expires + 1)[0], d.RequestApproval)

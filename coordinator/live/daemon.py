@@ -318,8 +318,12 @@ class Live:
                 at=w.now(), step=want.step, operation=w.plan(want)))
         elif isinstance(want, d.Execute):
             if not want.reconcile:
-                self.runner.apply(ev.OperationStarted(at=w.now(), step=want.step,
-                                                      digest=want.digest))
+                try:
+                    self.runner.apply(ev.OperationStarted(at=w.now(), step=want.step,
+                                                          digest=want.digest))
+                except Refused as r:  # an approval lapsed in between: journaled, asked again
+                    log.warning("step %d not started: %s", want.step, r.reason)
+                    return
                 self.changed()
             event = await self._in_thread(want.step, lambda: ev.Performed(
                 at=w.now(), step=want.step, result=w.execute(want, self._progress_from_thread)))
