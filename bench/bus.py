@@ -315,6 +315,14 @@ async def collect(procs: list[subprocess.Popen[str]]) -> list[float]:
 async def processes_async(args: argparse.Namespace) -> None:
     gap = args.gap / 1000
     pad = b"x" * 60
+    live = None
+    if args.view:
+        import tempfile
+
+        live = LiveEvent(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")))
+        pad = live.payload()
+        print(f"--view: each broadcast is a whole ceremony view of {len(pad)} bytes, timed "
+              "from the journal's fsync; raw sends the same bytes")
     # raw
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
@@ -362,7 +370,8 @@ async def processes_async(args: argparse.Namespace) -> None:
         server.heartbeat = 0
         await trio.sleep(0.1)
         for _ in range(args.n):
-            await server.publish({"t": time.perf_counter(), "step": 42, "note": "x" * 40})
+            await server.publish(live.body() if live else
+                                 {"t": time.perf_counter(), "step": 42, "note": "x" * 40})
             await trio.sleep(gap)
         await server.publish("stop")
         t_bus = await collect(procs)
