@@ -16,7 +16,7 @@ from coordinator.machine import Machine
 from coordinator.machine import decisions as d
 from coordinator.runner import Progress
 from coordinator.transcript import render
-from keyrite.digests import colon_hex
+from keyrite.digests import colon_hex, from_colon_hex
 from keyrite.exits import Failure
 from signer_shim.client import HostKeyMismatch, ShimClient
 from signer_shim.interface import PolicyKeys, Signer
@@ -103,7 +103,10 @@ class CeremonyWorld:
                 progress(i + 1, total, f"copied {name} to {p['drive']}")
             return {"files": copied, "verified": True}
         if a == "drive.verify":
-            return self.drives.verify(p["drive"])
+            result = self.drives.verify(p["drive"])
+            if result.get("ok") and "secrets" in p:
+                result["drill"] = self._drill(p)
+            return result
         if a == "drive.eject":
             self.drives.eject(p["drive"])
             return {"ejected": True}
@@ -113,6 +116,23 @@ class CeremonyWorld:
             [done] = self.drives.copy(p["drive"], [(name, text)])
             return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done["sha256"]))}
         raise Failure(f"this coordinator cannot perform {a}")
+
+    def _drill(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The restore drill. The backup on the drive was just read back and checked; it must
+        also be byte for byte the backup the signer wrote, so restoring the signer's copy
+        restores what will be sealed."""
+        backup = p.get("backup") or {}
+        if not backup.get("file"):
+            raise Failure("the restore drill has no backup to restore")
+        name = Path(backup["file"]).name
+        on_drive = hashlib.sha256(self.drives.read(p["drive"], name)).hexdigest()
+        if on_drive != from_colon_hex(str(backup.get("sha256", ""))):
+            raise Failure(f"{name} on drive {p['drive']} is not the backup the signer wrote "
+                          f"(sha256 {on_drive})")
+        [secret] = p["secrets"]
+        if secret not in self.secrets:
+            raise Failure(f"the restore drill needs the {secret} password")
+        return self.signer.restore_drill(name, self.secrets[secret])
 
     def _source_files(self, p: dict[str, Any]) -> list[tuple[str, bytes]]:
         src = p["source"]

@@ -285,6 +285,11 @@ class ShimClient:
         return dict(self.request("execute", params, progress=progress,
                                  key=key or idempotency_key(operation, approval_dicts)))
 
+    def restore_drill(self, name: str, password: str,
+                      progress: Progress | None = None) -> dict[str, Any]:
+        return dict(self.request("restore_drill", {"file": name, "password": password},
+                                 progress=progress))
+
     def read_output(self, name: str) -> bytes:
         out = bytearray()
         while True:

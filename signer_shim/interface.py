@@ -100,4 +100,9 @@ class Signer(Protocol):
     def read_output(self, name: str) -> bytes:
         """A file the signer wrote to its output directory (backups and their .sha256sum)."""
 
+    def restore_drill(self, name: str, password: str,
+                      progress: Progress | None = None) -> dict[str, Any]:
+        """Restore backup `name` into a scratch token and compare it with the live token:
+        {"match", "live", "restored", "missing", "extra", "fingerprint_match"}."""
+
     def close(self) -> None: ...

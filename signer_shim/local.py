@@ -18,16 +18,19 @@ again reconciles against the token from where it stopped.
 from __future__ import annotations
 
 import base64
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, final
 
 from keyrite.approval import Approval
 from keyrite.digests import operation_digest
 from signer_shim import planning, pool
-from signer_shim.backup import build_archive
+from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.config import SignerConfig
+from signer_shim.drill import compare
 from signer_shim.hostkey import signer_info
 from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
 from signer_shim.inventory import TokenContents, contents_from_objects, key_problems
@@ -131,6 +134,32 @@ class LocalSigner:
 
     def read_output(self, name: str) -> bytes:
         return self._outputs.read(name)
+
+    def restore_drill(self, name: str, password: str,
+                      progress: Progress | None = None) -> dict[str, Any]:
+        """Restore backup `name` into a scratch token beside this signer's state and compare
+        what it holds with the live token (see `drill.compare`). The scratch token is removed
+        afterwards; the live token is only read."""
+        say = progress or (lambda done, total, what: None)
+        archive = self._outputs.path(name)
+        with tempfile.TemporaryDirectory(prefix="restore-drill-", dir=self.config.state_dir) as t:
+            scratch = Path(t)
+            say(0, 3, f"restore drill: restoring {name} into a scratch token")
+            try:
+                restored = restore_backup(archive, password, scratch / "token")
+            except BackupError as e:
+                raise SignerError(f"restore drill: {e}") from None
+            cfg = replace(self.config, name=f"{self.config.name}-drill", role="drill",
+                          softhsm2_conf=restored.softhsm2_conf, state_dir=scratch / "state",
+                          workers=1)
+            say(1, 3, "restore drill: listing the restored token")
+            with LocalSigner(cfg) as drill:
+                restored_fp, restored_inv = drill.fingerprint(), drill.inventory()
+            say(2, 3, "restore drill: listing the live HSM")
+            live_fp, live_inv = self.fingerprint(), self.inventory()
+        result = compare(live_inv, restored_inv, live_fp, restored_fp)
+        say(3, 3, f"restore drill: {result['restored']} of {result['live']} keys restored")
+        return {"file": name, **result}
 
     def close(self) -> None:
         with self._lock:

@@ -239,6 +239,11 @@ class OdsSigner:
     def read_output(self, name: str) -> bytes:
         return self._outputs.read(name)
 
+    def restore_drill(self, name: str, password: str,
+                      progress: Progress | None = None) -> dict[str, Any]:
+        raise SignerError("the restore drill is not built for the OpenDNSSEC backend yet "
+                          "(its backup holds the KASP database too)")
+
     def close(self) -> None:
         """Nothing stays open between calls (every tool is a short-lived process)."""
 

@@ -22,13 +22,17 @@ class Outputs:
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
 
-    def read(self, name: str) -> bytes:
+    def path(self, name: str) -> Path:
+        """The output file `name`, which must exist (a plain name: no directories)."""
         if "/" in name or name.startswith(".") or not name:
             raise SignerError(f"{name!r} is not the name of an output file")
-        try:
-            return (self.dir / name).read_bytes()
-        except FileNotFoundError:
-            raise SignerError(f"the signer has no output named {name}") from None
+        p = self.dir / name
+        if not p.is_file():
+            raise SignerError(f"the signer has no output named {name}")
+        return p
+
+    def read(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
 
     def refuse_existing(self, name: str) -> None:
         for n in (name, name + ".sha256sum"):

@@ -36,6 +36,10 @@ Methods (version 1):
                    -> the result (signer_shim.interface.Signer.execute); progress on the way
     read_output    {"name": "key-backup-....tar.gz", "offset": 0}
                    -> {"name", "size", "offset", "data": base64 of at most OUTPUT_CHUNK bytes}
+    restore_drill  {"file": "key-backup-....tar.gz", "password": ...}
+                   -> {"file", "match", "live", "restored", "missing", "extra",
+                       "fingerprint_match"}: the backup restored into a scratch token and
+                   compared with the live one (signer_shim.drill); the password is never logged
 
 Every HSM call waits its turn in one queue; while a request waits, `queued` messages say how
 many are ahead of it. The idempotency key matters for `execute`: the first request under a key
@@ -67,6 +71,7 @@ PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
     "plan_backup": {"date": (str, True)},
     "execute": {"operation": (dict, True), "approvals": (list, True), "secrets": (dict, False)},
     "read_output": {"name": (str, True), "offset": (int, True)},
+    "restore_drill": {"file": (str, True), "password": (str, True)},
 }
 METHODS = tuple(PARAMS)
 OUTPUT_CHUNK = 1 << 20  # bytes of an output file per read_output answer

@@ -240,6 +240,8 @@ class Shim:
             chunk = data[p["offset"] : p["offset"] + protocol.OUTPUT_CHUNK]
             return {"name": p["name"], "size": len(data), "offset": p["offset"],
                     "data": base64.b64encode(chunk).decode()}
+        if req.method == "restore_drill":
+            return s.restore_drill(p["file"], p["password"])
         raise AssertionError(f"method {req.method} passed parsing but has no handler")
 
     async def _execute(self, req: protocol.Request, send: Send | None) -> dict[str, Any]:

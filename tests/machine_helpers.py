@@ -277,6 +277,10 @@ def perform(w: World, want: d.Perform) -> dict[str, Any]:
     if a == "drive.copy":
         return {"files": [f"{p['source']}.bin"], "drive": p["drive"]}
     if a == "drive.verify":
+        if "secrets" in p:  # the restore drill: the room's HSM and its backup agree
+            return {"ok": True, "drill": {"match": True, "live": w.hsm_keys,
+                                          "restored": w.hsm_keys, "missing": [], "extra": [],
+                                          "fingerprint_match": True}}
         return {"ok": True}
     if a == "drive.eject":
         return {}

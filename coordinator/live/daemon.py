@@ -131,10 +131,16 @@ class Live:
         return plugged
 
     def _secrets_needed(self, now: float) -> tuple[str, ...]:
+        """Passwords the next piece of work needs that nobody has typed (since this start)."""
         wants = self.m.wants(now=now)
-        if not wants or not isinstance(wants[0], d.Execute):
+        want = wants[0] if wants else None
+        if isinstance(want, d.Execute):
+            names: tuple[str, ...] = want.secrets
+        elif isinstance(want, d.Perform):
+            names = tuple(want.params.get("secrets", ()))
+        else:
             return ()
-        return tuple(n for n in wants[0].secrets if n not in self.world.secrets)
+        return tuple(n for n in names if n not in self.world.secrets)
 
     def changed(self) -> None:
         """Something everyone sees changed: broadcast soon; the driver looks again."""
@@ -275,7 +281,7 @@ class Live:
             return True  # people's turn: their commands wake the driver
         if self.paused or self.m.status != "running":
             return True
-        if isinstance(want, d.Execute) and self._secrets_needed(now):
+        if isinstance(want, (d.Execute, d.Perform)) and self._secrets_needed(now):
             return True
         return absent_actor(self._view_object(now)) is not None
 

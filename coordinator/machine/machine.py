@@ -263,6 +263,10 @@ class Machine:
                 p["backup"] = self._last_result("hsm.backup")
             if step.source == "transcript":
                 p["transcript"] = self._last_result("transcript")
+        if step.drill:
+            p["backup"] = self._last_result("hsm.backup")
+            backups = [x for x in self.steps if x.action == "hsm.backup" and x.password]
+            p["secrets"] = [backups[-1].password] if backups else []
         return p
 
     def _plan_params(self, step: Step) -> dict[str, Any]:
@@ -568,6 +572,12 @@ class Machine:
         if a == "drive.verify" and not r.get("ok"):
             return self._stop(step, "failure", f"drive {step.drive} failed its check: "
                               f"{r.get('detail', 'sha256 mismatch')}")
+        if a == "drive.verify" and step.drill:
+            drill = r.get("drill")
+            if not isinstance(drill, dict):
+                raise Refused(f"step {step.n} (drive.verify with drill): the result lacks 'drill'")
+            if not drill.get("match"):
+                return self._stop(step, "failure", f"restore drill: {drill_difference(drill)}")
         value = {
             "hsm.fingerprint": lambda: str(r["fingerprint"]),
             "hsm.list": lambda: str(r["count"]),
@@ -657,6 +667,20 @@ class Machine:
             raise Refused(f"step {q.authorizes}'s operation has already started")
         self.state.approvals[q.id] = []
         return []
+
+
+def drill_difference(drill: dict[str, Any]) -> str:
+    """Why a restored backup is not the live HSM, in a sentence an officer can read out."""
+    parts = []
+    if drill.get("missing"):
+        parts.append(f"the backup lacks {len(drill['missing'])} key(s) the HSM holds: "
+                     f"{', '.join(map(str, drill['missing']))}")
+    if drill.get("extra"):
+        parts.append(f"the backup holds {len(drill['extra'])} key(s) the HSM does not: "
+                     f"{', '.join(map(str, drill['extra']))}")
+    if drill.get("fingerprint_match") is False:
+        parts.append("the restored token is not the HSM's token (fingerprints differ)")
+    return "; ".join(parts) or str(drill.get("detail", "the restored token differs"))
 
 
 def _normalise(observe: str, value: str) -> str:

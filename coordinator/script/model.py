@@ -62,7 +62,7 @@ PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "quorum": (("quorum", "count"), ()),
     "drive.insert": (("drive",), ()),
     "drive.copy": (("drive", "source"), ()),
-    "drive.verify": (("drive",), ()),
+    "drive.verify": (("drive",), ("drill",)),
     "drive.eject": (("drive",), ()),
     "seal": (("bag", "serial", "contents"), ()),
     "transcript": (("drive",), ()),
@@ -158,6 +158,7 @@ class Step:
     duration: Duration | None = None  # hsm.generate
     policies: tuple[str, ...] = ()  # hsm.generate: policy names (empty: all)
     password: str | None = None  # hsm.backup: the material that protects it
+    drill: bool = False  # drive.verify: then the restore drill (the backup into a scratch token)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,10 @@ PARAMETER_KEYS = (
         "hsm.generate: declared policy names; default: all", default=(), **_P),
     Key("password", pattern(LABEL, "a password name"),
         "hsm.backup: the name of the pre-generated password that protects the backup", **_P),
+    Key("drill", boolean(),
+        "drive.verify: after the read-back check, restore the backup into a scratch token and "
+        "compare its keys with the live HSM's (the restore drill); any difference stops the "
+        "ceremony", default=False, default_doc="`false`", **_P),
 )
 
 STEP = Table("[[sections.steps]]", (
