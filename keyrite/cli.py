@@ -22,6 +22,7 @@ COMMANDS = (
     "consoles.command",
     "coordinator.script.command",
     "coordinator.journal.command",
+    "coordinator.custody",
     "signer_shim.command",
     "keyrite.enroll_command",
     "coordinator.live.stage_command",

@@ -50,6 +50,8 @@ def build(m: Machine, *, status: str, journal: Path, checkpoint: str | None, che
         "backup_file": backup[-1][1].get("file") if backup else None,
         "drives": drives,
         "custody": m.state.custody,
+        "restore_drill": next((r["drill"] for n, r in _results(m, "drive.verify")
+                               if "drill" in r), None),
         "token": token,
     }
     if m.state.exception:
@@ -71,6 +73,10 @@ def render_text(s: dict[str, Any]) -> str:
               for d in s["drives"]]
     lines += [f"bag {b:<12} serial {c['serial']} held by {c['custodian']}: "
               f"{', '.join(c['contents'])}" for b, c in s["custody"].items()]
+    d = s.get("restore_drill")
+    if d:
+        lines.append(f"restore drill: {d['restored']} of {d['live']} keys restored into a "
+                     f"scratch token, {'the same as the HSM' if d['match'] else 'DIFFERENT'}")
     lines.append(f"journal: {s['journal']}  (check it: keyrite verify {s['journal']})")
     lines.append(f"checkpoint key: {s['checkpoint_key']}")
     if s.get("exception"):

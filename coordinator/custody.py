@@ -1,0 +1,130 @@
+"""`keyrite custody JOURNAL`: who holds which tamper-evident bag, with what inside, from the
+journal alone.
+
+The journal's first entry carries the script, the roster and the previous record, so the
+ceremony machine can be rebuilt by replaying the journal's events (the journal is the truth);
+custody is what the machine recorded at each `seal` step: the bag's serial as the custodian
+confirmed it, what went in (drives named by the serial read when they were plugged in, password
+copies), and who took it. Each time a bag changed hands is listed, last holder first.
+Run `keyrite verify` on the journal first: this command trusts what it reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from coordinator.journal.entry import decode
+from coordinator.machine import Machine, Refused
+from coordinator.machine import events as ev
+from coordinator.roster import Roster
+from coordinator.script.load import load_script_text
+from keyrite import exits
+from keyrite.exits import BadInput
+
+DESCRIPTION = (
+    "Print who holds which tamper-evident bag and what is inside, from a ceremony journal alone: "
+    "the journal's events are replayed through the ceremony machine with the script, roster "
+    "and previous record its first entry carries. For each bag: its serial, its contents "
+    "(drives by the serial read when plugged in, password copies), its custodian and each "
+    "hand-over. --json for a script. Verify the journal first (keyrite verify). Exit codes: 0 "
+    "printed, 2 the journal cannot be read or does not replay."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("custody", help="who holds which bag, from a journal",
+                       description=DESCRIPTION)
+    p.add_argument("journal", type=Path, metavar="JOURNAL")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(run=run)
+
+
+def custody(path: Path) -> dict[str, Any]:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as e:
+        raise BadInput(f"{path}: {e.strerror}") from None
+    if not lines:
+        raise BadInput(f"{path}: empty")
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(decode(line)[2])
+        except ValueError as e:
+            raise BadInput(f"{path}:{i + 1}: not a journal entry ({e})") from None
+    genesis = records[0]
+    try:
+        script = load_script_text(genesis["script"]["text"], f"{path}: genesis script")
+        roster = Roster.from_dict(genesis["roster"], f"{path}: genesis roster")
+        machine = Machine(script, roster, dict(genesis.get("previous", {})))
+    except (KeyError, TypeError) as e:
+        raise BadInput(f"{path}: the first entry is not a ceremony genesis ({e})") from None
+    history: dict[str, list[dict[str, Any]]] = {}
+    for i, rec in enumerate(records[1:], start=2):
+        if rec.get("type") != "event":
+            continue
+        before = {b: dict(c) for b, c in machine.state.custody.items()}
+        try:
+            machine.handle(ev.event_from_dict(rec["event"]))
+        except (Refused, ValueError) as e:
+            raise BadInput(f"{path}:{i}: the event does not replay: {e}") from None
+        for bag, c in machine.state.custody.items():
+            if before.get(bag) != c:
+                history.setdefault(bag, []).insert(0, _row(machine, bag, c))
+    bags = {}
+    for label in sorted(script.bags):
+        c = machine.state.custody.get(label)
+        bags[label] = {"title": script.bags[label].title,
+                       **(_row(machine, label, c) if c else {"sealed": False}),
+                       "history": history.get(label, [])}
+    return {"journal": str(path), "ceremony": script.ceremony.id, "status": machine.status,
+            "bags": bags}
+
+
+def _row(m: Machine, bag: str, c: dict[str, Any]) -> dict[str, Any]:
+    officer = m.roster.officers.get(c["custodian"])
+    return {
+        "sealed": True, "serial": c["serial"], "custodian": c["custodian"],
+        "name": officer.name if officer else None,
+        "organisation": officer.organisation if officer else None,
+        "contents": [_content(m, x) for x in c["contents"]], "step": c["step"],
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(c["at"]))),
+    }
+
+
+def _content(m: Machine, item: str) -> str:
+    kind, _, name = item.partition(":")
+    if kind == "drive":
+        serial = None
+        for n in m.state.completed:
+            st = m.script.step(n)
+            if st.action == "drive.insert" and st.drive == name:
+                serial = m.state.values.get(n)
+        return f"flash drive {name} (serial {serial or 'never read'})"
+    if kind == "password":
+        return f"a copy of the {name} password"
+    return item
+
+
+def render(report: dict[str, Any]) -> str:
+    out = [f"custody in {report['journal']} (ceremony {report['ceremony']}, {report['status']})"]
+    for label, b in report["bags"].items():
+        if not b["sealed"]:
+            out.append(f"  bag {label}: not sealed")
+            continue
+        out.append(f"  bag {label} serial {b['serial']}: held by {b['name']} ({b['custodian']}, "
+                   f"{b['organisation']}) since step {b['step']}, {b['at']}")
+        out += [f"      {x}" for x in b["contents"]]
+        for h in b["history"][1:]:
+            out.append(f"      before: {h['name']} ({h['custodian']}) from step {h['step']}")
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = custody(args.journal)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return exits.OK
