@@ -1,0 +1,447 @@
+"""A flash drive's partition, mounted privately, written so that nothing is half-recorded.
+
+Why this module is shaped the way it is:
+
+- **Private mount.** The drive is mounted by the tool itself at `MOUNT_ROOT/LABEL` (a directory
+  made 0700), with `nosuid,nodev,noexec`, never through the desktop's automounter: nothing else
+  indexes, thumbnails or "helpfully" writes to a backup drive while the ceremony owns it, and the
+  tool knows exactly when the filesystem is mounted and when it is not.
+- **Nothing half-recorded.** Each file is written to a hidden temporary name, fsync'd, renamed to
+  its final name and the directory fsync'd. A drive that fills up, fails or is pulled out part way
+  leaves no file under its final name; the error says so and `copy` returns nothing, so the
+  caller never records a copy that did not happen.
+- **Read back from the device.** A read right after a write is served from the page cache and
+  proves nothing about the flash. `verify` therefore syncs, drops the pages
+  (`posix_fadvise(DONTNEED)`) and unmounts and mounts the partition again (the remount is the sure
+  one: unmounting evicts every cached page of the filesystem), then hashes what the device returns.
+
+Rejected: reading back with `O_DIRECT` (alignment rules differ per filesystem, vfat and ext4
+disagree, and the remount is needed anyway to catch metadata that only lived in memory); hashing
+the source again instead of the drive (proves nothing about the drive).
+
+Errors are `DriveError`, whose message is written for the officer: what happened, which drive
+and file, and what to do next.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from coordinator.drives import check_sha256sum
+
+CHUNK = 1 << 20
+COMMAND_SECONDS = 60  # a mount/umount that takes longer is a failing drive, not a slow one
+PARTIAL_SUFFIX = ".keyrite-partial"
+MOUNT_OPTIONS = "nosuid,nodev,noexec"
+
+# errno values meaning the device went away or broke under us (EROFS: ext4 remounts itself
+# read-only after an I/O error on its journal; ENOENT/ESTALE: the mount point emptied).
+_GONE = {errno.EIO, errno.ENODEV, errno.ENXIO, errno.EROFS, errno.ESHUTDOWN, errno.ESTALE}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+Progress = Callable[[int, int, str], None]
+
+
+class DriveError(Exception):
+    """A drive could not do what was asked; the message is meant for the officer."""
+
+
+def _plain(name: str, what: str) -> str:
+    if not _PLAIN_NAME.match(name) or len(name) > 200:
+        raise DriveError(
+            f"refusing {what} {name!r}: only plain names (letters, digits, '._+-', "
+            "not starting with a dot) are used on backup drives"
+        )
+    return name
+
+
+def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=COMMAND_SECONDS, check=False
+        )
+    except FileNotFoundError as e:
+        raise DriveError(f"cannot {what}: the command {cmd[0]!r} is not installed") from e
+    except subprocess.TimeoutExpired as e:
+        raise DriveError(
+            f"cannot {what}: {cmd[0]} did not finish within {COMMAND_SECONDS} s; "
+            "the drive is probably failing: remove it and use another"
+        ) from e
+
+
+def _message(p: subprocess.CompletedProcess[str]) -> str:
+    text = " ".join((p.stderr or p.stdout or "").split())
+    return text.rstrip(".") or f"exit status {p.returncode}"
+
+
+class BlockDrive:
+    """One partition of one flash drive, mounted at `mount_root/label` by this tool only.
+
+    Resource handling: `mount()` makes the mount point and mounts; `eject()` syncs, unmounts and
+    removes the mount point. Error handling: every failure is a `DriveError` naming the drive
+    (label and device) and the file concerned.
+    """
+
+    def __init__(self, partition: str, mount_root: Path, label: str) -> None:
+        self.partition = partition
+        self.label = _plain(label, "drive label")
+        self.mount_root = Path(mount_root)
+        self.mountpoint = self.mount_root / label
+        self._st_dev: int | None = None  # st_dev of our mounted filesystem's root
+
+    def __repr__(self) -> str:
+        state = "mounted" if self._st_dev is not None else "not mounted"
+        return f"BlockDrive({self.label!r} on {self.partition}, {state} at {self.mountpoint})"
+
+    @property
+    def _name(self) -> str:
+        return f"drive {self.label} ({self.partition})"
+
+    # -- mounting --------------------------------------------------------------------------
+
+    def is_mounted(self) -> bool:
+        """Our filesystem is still mounted at our mount point (not someone else's, not gone)."""
+        if self._st_dev is None:
+            return False
+        try:
+            return (
+                os.path.ismount(self.mountpoint) and os.stat(self.mountpoint).st_dev == self._st_dev
+            )
+        except OSError:
+            return False
+
+    def fstype(self) -> str:
+        """The filesystem type blkid sees on the partition ('' when it recognises none)."""
+        # -p: probe the device itself; the blkid cache can remember an earlier medium
+        p = _run(["blkid", "-p", "-o", "value", "-s", "TYPE", self.partition],
+                 f"inspect {self._name}")
+        return p.stdout.strip() if p.returncode == 0 else ""
+
+    def mount(self) -> None:
+        if self.is_mounted():
+            return
+        self.mount_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.mountpoint.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(self.mountpoint, 0o700)
+        except OSError as e:
+            raise DriveError(
+                f"cannot make the mount point {self.mountpoint} for {self._name}: {e.strerror}"
+            ) from e
+        if os.path.ismount(self.mountpoint):
+            raise DriveError(
+                f"{self.mountpoint} already has something mounted on it; unmount it "
+                f"before using {self._name}"
+            )
+        fstype = self.fstype()
+        cmd = ["mount", "-o", MOUNT_OPTIONS]
+        if fstype:
+            cmd += ["-t", fstype]
+        p = _run(cmd + [self.partition, str(self.mountpoint)], f"mount {self._name}")
+        if p.returncode != 0:
+            seen = f"filesystem {fstype}" if fstype else "no filesystem blkid recognises"
+            raise DriveError(
+                f"cannot mount {self._name} ({seen}): {_message(p)}. Check that "
+                "the right drive is inserted and formatted; otherwise use another"
+            )
+        self._st_dev = os.stat(self.mountpoint).st_dev
+
+    def unmount(self) -> None:
+        if not os.path.ismount(self.mountpoint):
+            self._st_dev = None
+            return
+        p = _run(["umount", str(self.mountpoint)], f"unmount {self._name}")
+        if p.returncode != 0:
+            raise DriveError(
+                f"cannot unmount {self._name} from {self.mountpoint}: {_message(p)}. "
+                "Close anything using the drive, then try again; do not pull it yet"
+            )
+        self._st_dev = None
+
+    def _require_mounted(self) -> None:
+        if not self.is_mounted():
+            raise DriveError(
+                f"{self._name} is not mounted at {self.mountpoint} (it was removed, "
+                "or mount() was not called); insert it again and restart this step"
+            )
+
+    def _gone(self, name: str, e: BaseException | None = None) -> DriveError:
+        why = f" ({e.strerror})" if isinstance(e, OSError) and e.strerror else ""
+        return DriveError(
+            f"{self._name} was removed or failed mid-copy while writing {name}{why};"
+            " nothing was recorded for this copy. Use another drive and copy again"
+        )
+
+    # -- copying ---------------------------------------------------------------------------
+
+    def copy(
+        self, files: Iterable[tuple[str, bytes | Path]], progress: Progress | None = None
+    ) -> list[dict[str, object]]:
+        """Write each (name, data-or-source-path) to the drive's root; return what was written.
+
+        `progress(done, total, name)` is called in bytes over the whole batch. Existing files
+        are never overwritten. Returns [{"name", "size", "sha256"}] with the digest of the bytes
+        as written; raises DriveError (and leaves no partial file) when the drive is full, fails,
+        or is pulled out.
+        """
+        self._require_mounted()
+        items = [(_plain(name, "file name"), src) for name, src in files]
+        names = [n for n, _ in items]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise DriveError(f"file {sorted(dup)[0]} is listed twice for {self._name}")
+        sizes = []
+        for name, src in items:
+            if (self.mountpoint / name).exists():
+                raise DriveError(
+                    f"{self._name} already holds a file named {name}; use a blank "
+                    "drive (backups are never overwritten)"
+                )
+            sizes.append(len(src) if isinstance(src, bytes | bytearray) else _source_size(src))
+        total, done = sum(sizes), 0
+        out: list[dict[str, object]] = []
+        for (name, src), size in zip(items, sizes, strict=True):
+            free = self.free_bytes()
+            if size > free:
+                raise DriveError(
+                    f"drive {self.label} is full: {name} needs {size} bytes, "
+                    f"{free} free. Use a larger or emptier drive"
+                )
+            digest = self._write_one(name, src, size, done, total, progress)
+            done += size
+            out.append({"name": name, "size": size, "sha256": digest})
+        return out
+
+    def free_bytes(self) -> int:
+        try:
+            st = os.statvfs(self.mountpoint)
+        except OSError as e:
+            raise self._gone("(statvfs)", e) from e
+        return st.f_bavail * st.f_frsize
+
+    def _write_one(
+        self,
+        name: str,
+        src: bytes | Path,
+        size: int,
+        done: int,
+        total: int,
+        progress: Progress | None,
+    ) -> str:
+        final = self.mountpoint / name
+        tmp = self.mountpoint / f".{name}{PARTIAL_SUFFIX}"
+        h = hashlib.sha256()
+        fd = -1
+        try:
+            tmp.unlink(missing_ok=True)  # a leftover from an earlier interrupted copy
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            written = 0
+            for chunk in _chunks(src, name):
+                view = memoryview(chunk)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                h.update(chunk)
+                written += len(chunk)
+                if progress is not None:
+                    progress(done + written, total, name)
+            if written != size:
+                raise DriveError(
+                    f"source of {name} changed size while copying ({size} -> "
+                    f"{written} bytes); nothing was recorded"
+                )
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            if not self.is_mounted():
+                raise self._gone(name)
+            os.rename(tmp, final)
+            dfd = os.open(self.mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            if fd >= 0:
+                _quiet(os.close, fd)
+            _quiet(os.unlink, tmp)
+            if e.errno in _FULL:
+                free = _quiet(self.free_bytes)
+                raise DriveError(
+                    f"drive {self.label} is full: {name} needs {size} bytes, "
+                    f"{free if free is not None else 'unknown'} free. The partial "
+                    "file was removed; use a larger or emptier drive"
+                ) from e
+            if e.errno in _GONE or e.errno == errno.ENOENT or not self.is_mounted():
+                raise self._gone(name, e) from e
+            raise DriveError(
+                f"could not write {name} to {self._name}: {e.strerror}; nothing "
+                "was recorded for this copy"
+            ) from e
+        except BaseException:
+            if fd >= 0:
+                _quiet(os.close, fd)
+            _quiet(os.unlink, tmp)
+            raise
+        return h.hexdigest()
+
+    # -- reading back ----------------------------------------------------------------------
+
+    def drop_cache(self) -> None:
+        """Make the next reads come from the device: sync, fadvise DONTNEED, unmount, mount."""
+        self._require_mounted()
+        for p in self.mountpoint.iterdir():
+            if p.is_file():
+                try:
+                    fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        os.fsync(fd)
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    finally:
+                        os.close(fd)
+                except OSError as e:
+                    if e.errno in _GONE:
+                        raise self._gone(p.name, e) from e
+        self.unmount()
+        self.mount()
+
+    def verify(self, expected: dict[str, str]) -> dict[str, object]:
+        """Read each expected file back from the device and compare its SHA-256.
+
+        Also runs every `*.sha256sum` file found on the drive, as `sha256sum -c` would. Returns
+        {"ok", "files": [{"name", "ok", "expected", "actual"}], "sha256sum": [...], "detail"}.
+        """
+        self.drop_cache()
+        files: list[dict[str, object]] = []
+        problems: list[str] = []
+        for name in sorted(expected):
+            want = expected[name].strip().lower()
+            path = self.mountpoint / _plain(name, "file name")
+            try:
+                got = _sha256(path) if path.is_file() else None
+            except OSError as e:
+                if e.errno in _GONE:
+                    raise DriveError(
+                        f"{self._name} failed while reading back {name} "
+                        f"({e.strerror}); the copy cannot be trusted: use another "
+                        "drive"
+                    ) from e
+                raise
+            good = got == want
+            files.append({"name": name, "ok": good, "expected": want, "actual": got})
+            if got is None:
+                problems.append(f"{name}: missing on the drive")
+            elif not good:
+                problems.append(f"{name}: read back {got}, expected {want}")
+        sums_report: list[str] = []
+        sums_ok = True
+        for s in sorted(p.name for p in self.mountpoint.glob("*.sha256sum")):
+            good, lines = check_sha256sum(self.mountpoint, s)
+            sums_ok = sums_ok and good
+            sums_report += [f"{s}: {line}" for line in lines]
+            problems += [f"{s}: {line}" for line in lines if not line.endswith(": OK")]
+            if not lines:
+                problems.append(f"{s}: empty")
+        ok = bool(files or sums_report) and not problems and sums_ok
+        if not files and not sums_report:
+            problems.append("nothing to verify (no expected files, no .sha256sum file)")
+        if ok:
+            detail = f"{len(files)} file(s) read back from {self._name} match" + (
+                f"; {len(sums_report)} sha256sum line(s) OK" if sums_report else ""
+            )
+        else:
+            detail = f"{self._name} does NOT hold a good copy: " + "; ".join(problems)
+        return {"ok": ok, "files": files, "sha256sum": sums_report, "detail": detail}
+
+    def read(self, name: str) -> bytes:
+        self._require_mounted()
+        try:
+            return (self.mountpoint / _plain(name, "file name")).read_bytes()
+        except FileNotFoundError as e:
+            raise DriveError(f"{self._name} holds no file named {name}") from e
+        except OSError as e:
+            raise DriveError(f"cannot read {name} from {self._name}: {e.strerror}") from e
+
+    def list(self) -> list[str]:
+        self._require_mounted()
+        return sorted(
+            p.name for p in self.mountpoint.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
+
+    def eject(self) -> None:
+        """Flush, unmount and remove the private mount point; the drive can then be pulled."""
+        if self.is_mounted():
+            try:
+                fd = os.open(self.mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    os.syncfs(fd) if hasattr(os, "syncfs") else os.sync()
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise DriveError(
+                    f"cannot flush {self._name} before ejecting ({e.strerror}); "
+                    "its last writes may be lost: verify it again or use another "
+                    "drive"
+                ) from e
+        self.unmount()
+        try:
+            self.mountpoint.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise DriveError(
+                f"{self._name} is unmounted but its mount point {self.mountpoint} "
+                f"could not be removed: {e.strerror}"
+            ) from e
+
+
+def _source_size(src: Path) -> int:
+    try:
+        return Path(src).stat().st_size
+    except OSError as e:
+        raise DriveError(f"cannot read the source file {src}: {e.strerror}") from e
+
+
+def _chunks(src: bytes | Path, name: str) -> Iterable[bytes | memoryview]:
+    if isinstance(src, bytes | bytearray):
+        view = memoryview(src)
+        for i in range(0, len(view), CHUNK):
+            yield view[i : i + CHUNK]
+        return
+    try:
+        f = open(src, "rb", buffering=0)  # noqa: SIM115 - closed below, generator-scoped
+    except OSError as e:
+        raise DriveError(f"cannot read the source of {name} ({src}): {e.strerror}") from e
+    with f:
+        while True:
+            try:
+                chunk = f.read(CHUNK)
+            except OSError as e:
+                raise DriveError(
+                    f"cannot read the source of {name} ({src}): {e.strerror}; nothing was recorded"
+                ) from e
+            if not chunk:
+                return
+            yield chunk
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _quiet(fn: Callable[..., object], *args: object) -> object:
+    try:
+        return fn(*args)
+    except (OSError, DriveError):
+        return None
