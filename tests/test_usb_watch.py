@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from coordinator.usb import DriveEvent, DriveTable, UsbDrive, drive_from_properties
+from coordinator.usb import DriveEvent, DriveTable, UsbDrive, drive_from_properties, usb_drive
 from coordinator.usb.watch import _Fold, normalise_serial
 from tests.umockdev_helpers import MockUdev, WatchProbe, umockdev_missing
 
@@ -86,6 +89,25 @@ def test_serials_are_compared_uppercase_alphanumerics_only() -> None:
     assert normalise_serial("AA0011") != normalise_serial("AA0012")
 
 
+def test_usb_drive_reads_a_udev_device_and_its_partition_children() -> None:
+    def dev(props: dict[str, str], path: str, children: list[Any] = ()) -> Any:  # type: ignore[assignment]
+        return SimpleNamespace(
+            properties=props,
+            subsystem=props["SUBSYSTEM"],
+            device_type=props["DEVTYPE"],
+            device_node=props["DEVNAME"] or None,
+            sys_path=path,
+            children=children,
+        )
+
+    parts = [dev(usb_props(f"/dev/sdb{i}", DEVTYPE="partition"), f"{DISK}/sdb{i}") for i in (2, 1)]
+    scsi = dev({"SUBSYSTEM": "scsi_generic", "DEVTYPE": "", "DEVNAME": "/dev/sg1"}, DISK + "/x")
+    assert usb_drive(dev(usb_props(), DISK, [*parts, scsi])) == replace(
+        drive(), partitions=("/dev/sdb1", "/dev/sdb2")
+    )
+    assert usb_drive(dev(usb_props(ID_BUS="ata"), DISK, parts)) is None
+
+
 def test_events_refuse_an_unknown_action() -> None:
     with pytest.raises(ValueError, match="action must be one of"):
         DriveEvent(action="changed", drive=drive())  # type: ignore[arg-type]
@@ -118,6 +140,16 @@ def test_a_late_partition_re_reports_the_drive_and_removal_reports_the_last_know
         DriveEvent(action="removed", drive=again.drive)
     ]
     assert fold.disk("remove", DISK, None, now=3.0) == []
+
+
+def test_a_disk_change_re_reports_the_drive_only_if_it_differs() -> None:
+    fold = _Fold(settle=0.5)
+    fold.seed(drive())
+    assert fold.disk("change", DISK, drive(), now=1.0) == []
+    relabelled = replace(drive(), model="Other")
+    assert fold.disk("change", DISK, relabelled, now=2.0) == [
+        DriveEvent(action="added", drive=relabelled)
+    ]
 
 
 def test_a_disk_removed_before_it_settled_is_never_reported() -> None:
@@ -216,6 +248,11 @@ def test_plugging_and_unplugging_a_usb_drive(bed: MockUdev, mode: str) -> None:
         assert probe.event(timeout=5) == DriveEvent(action="removed", drive=expected)
         assert probe.present() == []
         assert probe.event(timeout=0.8) is None  # nothing else: no repeat, no stray partition
+
+        again = bed.plug("sdb", "4C530001230517110273", "SanDisk", "Cruzer_Blade")  # plugged back
+        assert probe.event(timeout=5) == DriveEvent(
+            action="added", drive=replace(expected, syspath=again)
+        )
 
 
 def test_two_drives_are_told_apart_and_checked_by_serial(bed: MockUdev) -> None:

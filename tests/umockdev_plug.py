@@ -16,6 +16,9 @@ the disk, then removes them from the testbed. Values are single words (tests cho
 
 from __future__ import annotations
 
+import glob
+import os
+import posixpath
 import sys
 
 import gi
@@ -70,8 +73,6 @@ def _disk(
 
 
 def _unplug(bed: UMockdev.Testbed, disk: str) -> None:
-    import os
-
     root = bed.get_root_dir()
     parts = sorted(
         p
@@ -84,6 +85,33 @@ def _unplug(bed: UMockdev.Testbed, disk: str) -> None:
     for p in parts:
         bed.remove_device(f"{disk}/{p}")
     bed.remove_device(disk)
+    # The device is gone with its parents, as on a real unplug, so that its name (sdb) can come
+    # back: remove_device leaves the parents, /sys/block/<name> links and the /dev nodes.
+    names = [posixpath.basename(disk), *parts]
+    scsi = posixpath.dirname(posixpath.dirname(disk))  # .../<h:c:t:l>/block/<name>
+    for parent in (scsi, *_usb_ancestors(scsi)):
+        if os.path.isdir(root + parent):
+            bed.remove_device(parent)
+    for name in names:
+        for left in (
+            f"{root}/sys/block/{name}",
+            f"{root}/sys/class/block/{name}",
+            f"{root}/dev/{name}",
+        ):
+            if os.path.lexists(left):
+                os.unlink(left)
+    for bus in glob.glob(f"{root}/sys/bus/*/devices/*"):
+        if os.path.islink(bus) and not os.path.exists(bus):
+            os.unlink(bus)
+
+
+def _usb_ancestors(scsi: str) -> list[str]:
+    """The USB interface and device above a USB disk's SCSI device (none for ATA)."""
+    parts = scsi.split("/")
+    if "usb1" not in parts:
+        return []
+    i = parts.index("usb1")
+    return ["/".join(parts[: i + 3]), "/".join(parts[: i + 2])]  # interface, then device
 
 
 def main() -> int:
