@@ -69,6 +69,14 @@ def test_vendor_falls_back_to_the_vendor_id() -> None:
     assert drive_from_properties(props).vendor == "0951"  # type: ignore[union-attr]
 
 
+def test_serial_falls_back_to_the_usb_serial_then_to_none() -> None:
+    props = usb_props(ID_USB_SERIAL_SHORT="USB0042")
+    del props["ID_SERIAL_SHORT"]
+    assert drive_from_properties(props).serial == "USB0042"  # type: ignore[union-attr]
+    del props["ID_USB_SERIAL_SHORT"]
+    assert drive_from_properties(props).serial == ""  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     "change",
     [

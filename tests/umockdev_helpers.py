@@ -25,6 +25,7 @@ import json
 import os
 import queue
 import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -164,6 +165,9 @@ class MockUdev:
 
     def __exit__(self, *exc: object) -> None:
         self._child.close()
+        # The testbed removes its root when the helper exits cleanly; not if it crashed.
+        if Path(self.root).name.startswith("umockdev.") and os.path.isdir(self.root):
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The environment for a process that should see this testbed instead of the host."""

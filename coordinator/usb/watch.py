@@ -52,7 +52,7 @@ _ACTIONS = ("added", "removed")
 class UsbDrive:
     """One USB flash drive (the whole disk), as udev describes it."""
 
-    serial: str  # ID_SERIAL_SHORT; "" when the drive reports none
+    serial: str  # ID_SERIAL_SHORT (else ID_USB_SERIAL_SHORT); "" when the drive reports none
     vendor: str  # ID_VENDOR, else ID_VENDOR_ID
     model: str  # ID_MODEL
     devnode: str  # /dev/sdb
@@ -98,7 +98,7 @@ def drive_from_properties(
     ):
         return None
     return UsbDrive(
-        serial=properties.get("ID_SERIAL_SHORT", ""),
+        serial=properties.get("ID_SERIAL_SHORT") or properties.get("ID_USB_SERIAL_SHORT", ""),
         vendor=properties.get("ID_VENDOR") or properties.get("ID_VENDOR_ID", ""),
         model=properties.get("ID_MODEL", ""),
         devnode=properties["DEVNAME"],
@@ -207,6 +207,10 @@ class UsbWatch:
     Resource handling: the netlink monitor is opened and started in the constructor, before any
     enumeration, so that a drive plugged in meanwhile is seen by one or the other (or both: an
     `added` for a drive `present()` already listed is harmless). It closes with the object.
+
+    Error handling: an OSError from the monitor (ENOBUFS when udev events overflowed its
+    buffer, so some were lost) propagates; the caller should make a new watch and take
+    `present()` as the truth again.
     """
 
     def __init__(self, *, settle: float = 0.5) -> None:
