@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coordinator.drives import FolderDrives, sha256_file
+from coordinator.drives import Drives, sha256_file
 from coordinator.machine import Machine
 from coordinator.machine import decisions as d
 from coordinator.runner import Progress
@@ -27,7 +27,7 @@ class CeremonyWorld:
         self,
         machine: Machine,
         signer: Signer,
-        drives: FolderDrives,
+        drives: Drives,
         livecd: Path,
         journal_path: Path,
         journal_records: Any,  # () -> iterable of (seq, record)

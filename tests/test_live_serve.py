@@ -93,3 +93,16 @@ def test_a_bad_config_names_the_file_and_the_key(staged: Staged, tmp_path: Path,
     assert str(cfg) in out.stderr and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "journal.jsonl").exists()
+
+
+def test_drives_usb_selects_udev_and_private_mounts(staged: Staged, tmp_path: Path) -> None:
+    from coordinator.live.config import CoordinatorConfig
+
+    text = re.sub(r'drives = ".*"', 'drives = "usb"\nmounts = "mnt"',
+                  staged.coordinator.read_text())
+    text = text.replace('"roster.toml"', f'"{staged.live}/roster.toml"').replace(
+        '"coordinator.key_secret"', f'"{staged.live}/coordinator.key_secret"')
+    cfg_path = tmp_path / "coordinator.toml"
+    cfg_path.write_text(text)
+    cfg = CoordinatorConfig.load(cfg_path)
+    assert cfg.drives is None and cfg.mounts == tmp_path / "mnt"

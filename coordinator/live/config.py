@@ -13,7 +13,8 @@ moved whole. Every error names the file and the key: `FILE: coordinator.roster: 
     commands = "tcp://127.0.0.1:7101"       # ROUTER: consoles' commands and snapshots
     broadcasts = "tcp://127.0.0.1:7102"     # PUB: numbered views
     livecd = "livecd.iso"                   # the boot medium whose digest a step verifies
-    drives = "drives"                       # folder-backed flash drives (udev: a later issue)
+    drives = "drives"                       # folder-backed flash drives, or "usb": real ones
+    mounts = "/run/keyrite-coordinator/drives"   # drives = "usb": the tool's private mounts
     device_backup_password = ""             # optional file; else the step's actor types it
 
     [signer]
@@ -118,7 +119,8 @@ class CoordinatorConfig:
     commands: str
     broadcasts: str
     livecd: Path
-    drives: Path
+    drives: Path | None  # folder-backed drives; None: real USB drives seen by udev
+    mounts: Path  # where USB drives are mounted, privately (drives = "usb")
     device_backup_password: Path | None
     signer_host: str
     signer_port: int
@@ -129,11 +131,14 @@ class CoordinatorConfig:
         s = _read(Path(path), ("coordinator", "signer"))
         c, g = s["coordinator"], s["signer"]
         password = c.str("device_backup_password", "")
+        usb = c.str("drives") == "usb"
         cfg = cls(
             path=Path(path).absolute(), script=c.file("script"), roster=c.file("roster"),
             previous=c.file("previous"), journal=c.file("journal", must_exist=False),
             key=c.file("key"), curve=c.file("curve"), commands=c.str("commands"),
-            broadcasts=c.str("broadcasts"), livecd=c.file("livecd"), drives=c.file("drives"),
+            broadcasts=c.str("broadcasts"), livecd=c.file("livecd"),
+            drives=None if usb else c.file("drives"),
+            mounts=c.file("mounts", must_exist=False, default="/run/keyrite-coordinator/drives"),
             device_backup_password=c.file("device_backup_password") if password else None,
             signer_host=g.str("host"), signer_port=g.int("port"),
             signer_client_key=g.file("client_key"),

@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from coordinator.bus import BusServer, CurveKeyPair, Enrolment
-from coordinator.drives import FolderDrives
+from coordinator.drives import Drives, FolderDrives
 from coordinator.journal import Journal
 from coordinator.live.config import CoordinatorConfig
 from coordinator.live.daemon import Live, iso, replay_extras
@@ -103,7 +103,7 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
     secrets: dict[str, str] = {}
     if cfg.device_backup_password is not None:
         secrets["device-backup"] = cfg.device_backup_password.read_text().strip()
-    world = CeremonyWorld(machine, signer, FolderDrives(cfg.drives), cfg.livecd, cfg.journal,
+    world = CeremonyWorld(machine, signer, _drives(cfg, script), cfg.livecd, cfg.journal,
                           lambda: ((e.seq, e.record) for e in journal.entries()), secrets)
     live = Live(machine, journal, world)
     resumed = journal.size > 1
@@ -112,6 +112,19 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
     live.journal.append({"type": "coordinator", "at": time.time(), "step": at,
                          "what": f"resumed at step {at}" if resumed else "started"})
     return live, journal, enrolment, curve
+
+
+def _drives(cfg: CoordinatorConfig, script: Any) -> Drives:
+    """Folder drives (staging, training), or real USB drives: udev sees them, the tool mounts
+    them privately under `mounts`, and each copy is read back from the device."""
+    if cfg.drives is not None:
+        return FolderDrives(cfg.drives)
+    from coordinator.usb.drives import UsbDrives
+    from coordinator.usb.watch import UsbWatch
+
+    cfg.mounts.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return UsbDrives(UsbWatch(), cfg.mounts,
+                     {label: d.serial for label, d in script.drives.items()})
 
 
 async def serve(cfg: CoordinatorConfig, live: Live, enrolment: Enrolment, curve: CurveKeyPair,
