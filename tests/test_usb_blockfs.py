@@ -173,25 +173,29 @@ def test_drive_fills_up_mid_copy(tmp_path: Path) -> None:
 
 
 def test_drive_pulled_mid_copy(drive: BlockDrive, loop: LoopDev) -> None:
-    data = os.urandom(8 * MiB)
+    """Pulled while writing the second file: neither file is recorded, on the drive or back."""
+    first, data = os.urandom(MiB), os.urandom(8 * MiB)
+    calls: list[int] = []
 
     def yank(done: int, total: int, name: str) -> None:
-        if done == 2 * MiB:
+        calls.append(done)
+        if done == 3 * MiB:
             pull(loop.device)
 
-    with pytest.raises(
-        DriveError,
-        match="was removed or failed mid-copy while writing pulled.bin.*nothing was recorded",
-    ) as e:
-        drive.copy([("pulled.bin", data)], yank)
-    assert "BACKUP1" in str(e.value) and loop.device in str(e.value)
-    # Put it back: the file never reached its final name on the flash.
+    with pytest.raises(DriveError) as e:
+        drive.copy([("first.bin", first), ("pulled.bin", data)], yank)
+    assert 3 * MiB in calls  # pulled part way (writes land in the page cache; fsync fails)
+    msg = str(e.value)
+    assert "removed or failed mid-copy while writing pulled.bin" in msg, msg
+    assert "nothing was recorded" in msg and "BACKUP1" in msg and loop.device in msg
+    # Put it back: no file reached its final name on the flash.
     plug_back(loop.device)
     subprocess.run(["umount", str(drive.mountpoint)], capture_output=True, check=False)
     fresh = BlockDrive(loop.device, drive.mountpoint.parent, "BACKUP1")
     fresh.mount()
-    assert "pulled.bin" not in fresh.list()
+    assert fresh.list() == []
     assert not (fresh.mountpoint / "pulled.bin").exists()
+    assert not (fresh.mountpoint / "first.bin").exists()
     fresh.unmount()
 
 
