@@ -121,7 +121,12 @@ class Room:
         while time.monotonic() < deadline:
             text = self.tmux.screen(seat)
             if ok(text):
-                return text
+                # a capture can fall between two halves of a redraw: trust a screen that still
+                # holds a moment later
+                time.sleep(0.08)
+                again = self.tmux.screen(seat)
+                if ok(again):
+                    return again
             time.sleep(0.1)
         log = self.logs / ("coordinator.log" if seat == "coordinator" else f"console-{seat}.log")
         tail = log.read_text()[-3000:] if log.exists() else ""
@@ -130,16 +135,14 @@ class Room:
                              f"{text}\n--- {log.name}:\n{tail}\n--- coordinator.log:\n{coord}")
 
     def step_of(self, seat: str) -> int | None:
-        m = re.search(r"^Step (\d+) ", self.screen(seat), re.M)
-        return int(m.group(1)) if m else None
+        return _step(self.screen(seat))
 
     def wait_step(self, seat: str, n: int, timeout: float = 60.0) -> str:
         return self.wait(seat, lambda s: re.search(rf"^Step {n} ", s, re.M) is not None, timeout)
 
     def asked(self, seat: str) -> list[str]:
         """The keys in this person's bold line: what is asked of them now."""
-        m = re.search(r"^YOU: (.*)$", self.screen(seat), re.M)
-        return re.findall(r"\[(\w)\]", m.group(1)) if m else []
+        return _keys(self.screen(seat))
 
     def serial(self, drive: str) -> str:
         from coordinator.drives import FolderDrives  # the label on the drive, as a person reads it
@@ -171,15 +174,19 @@ class Autopilot:
         return self.room.step_of(self.seats[0])
 
     def run(self, until: int, timeout: float = 600.0) -> None:
+        """Act until step `until` is current. Each decision is read off one capture of one
+        screen (its step and its bold line together): never a key pressed for a step that has
+        moved on."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            n = self.current()
-            if n is not None and n >= until:
-                return
             for seat in self.seats:
-                before = _you(self.room.screen(seat))
-                keys = [k for k in self.room.asked(seat) if k not in ("i", "z", "r")]
+                screen = self.room.screen(seat)
+                n = _step(screen)
+                if n is not None and n >= until:
+                    return
+                keys = [k for k in _keys(screen) if k not in ("i", "z", "r")]
                 if keys:
+                    before = _you(screen)
                     self.act(seat, keys[0], n)
                     self.room.wait(seat, lambda s, b=before: _you(s) != b or "REFUSED" in s, 120)
                     break
@@ -235,6 +242,16 @@ class Autopilot:
 def _script_path(room: Room) -> Path:
     text = room.staged.coordinator.read_text()
     return Path(tomllib.loads(text)["coordinator"]["script"])
+
+
+def _step(screen: str) -> int | None:
+    m = re.search(r"^Step (\d+) ", screen, re.M)
+    return int(m.group(1)) if m else None
+
+
+def _keys(screen: str) -> list[str]:
+    m = re.search(r"^YOU: (.*)$", screen, re.M)
+    return re.findall(r"\[(\w)\]", m.group(1)) if m else []
 
 
 def _you(screen: str) -> str:

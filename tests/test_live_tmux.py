@@ -2,11 +2,12 @@
 token, a real coordinator, and consoles for the KGA (also DSO5), the SA, KSO1 (also DSO1), KSO2,
 a witness and an auditor, each in its own tmux window, driven with send-keys and read with
 capture-pane. It runs the bundled ceremony from the first step through the key-generation and
-backup sections (steps 1 to 46).
+backup sections (steps 1 to 52, the master copy's restore drill included).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -48,6 +49,11 @@ def _stable(screen: str) -> str:
         line = re.sub(r", \d+:\d\d left", "", line)
         out.append(line.rstrip())
     return "\n".join(out).rstrip()
+
+
+def _records(room: Room) -> list[dict]:
+    lines = (room.staged.live / "journal.jsonl").read_text().splitlines()
+    return [json.loads(line)["record"] for line in lines]
 
 
 @pytest.fixture
@@ -149,8 +155,14 @@ def test_keygen_and_backup_across_six_consoles(room: Room, tmp_path: Path) -> No
     room.start_coordinator()
     for seat in SEATS:
         room.wait(seat, lambda s: "LINK" not in s and "Step 47 " in s, 30)
-    ap.run(48)
-    assert "master-copy" in room.wait_step("KSO1", 48)
+    ap.run(53)  # through the master copy and its restore drill (step 52)
+    kga = room.wait_step("KGA", 53)
+    assert "WELLINGTON" in kga.upper()
+    drills = [r["event"]["result"]["drill"] for r in _records(room)
+              if r.get("type") == "event" and r["event"]["event"] == "Performed"
+              and "drill" in r["event"].get("result", {})]
+    assert [(d["match"], d["missing"], d["extra"]) for d in drills] == [(True, [], [])]
+    assert drills[0]["restored"] == drills[0]["live"] > 0
 
     # the auditor's own copy: verified, and the same bytes as the coordinator's journal
     journal = room.staged.live / "journal.jsonl"
