@@ -26,7 +26,8 @@ from consoles.screen import ConsoleScreen
 from consoles.view import CeremonyView
 from coordinator.bus import BusClient, CurveKeyPair, Refused
 from coordinator.live.config import ConsoleConfig
-from keyrite.approval import sign_approval
+from coordinator.script.formats import check_value
+from keyrite.approval import sign_approval, sign_custody
 from keyrite.enroll import EnrollError, OfficerEntry, console_keys, unlock
 from keyrite.exits import FAILED, BadInput
 
@@ -119,6 +120,17 @@ class Console:
                                      expires=int(time.time()) + q.expires_seconds)
             return {"type": "approve", "seat": seat, "step": cmd["step"], "quorum": q.quorum,
                     "approval": approval.to_dict()}
+        if cmd["type"] == "record":  # a custodian signs for the bag they take
+            step = view.step
+            seal = next((x for x in (step.asked if step else ()) if x.kind == "seal"), None)
+            if seal is None or step is None or step.n != cmd["step"]:
+                raise EnrollError("the step moved on before the bag was signed for: look again")
+            serial = check_value("bag-serial", cmd["value"]) or cmd["value"]
+            signature = sign_custody(key, ceremony=view.ceremony_id, step=step.n,
+                                     script_sha256=view.script_sha256,
+                                     bag=str(seal.detail.get("bag")), serial=serial,
+                                     contents=list(seal.detail.get("contents") or []))
+            return {**cmd, "signature": signature}
         if cmd["type"] == "signoff":
             signature = base64.b64encode(key.sign(cmd["checkpoint"].encode())).decode()
             return {**cmd, "signature": signature}

@@ -304,6 +304,8 @@ class ConsoleScreen:
                                lambda text: self._send(a, {"value": text})))
         elif a.kind == "admit":
             self._admit(a)
+        elif a.kind == "record" and "passphrase" in a.needs:
+            self._open(_Prompt([a.label], "Value:", False, lambda text: self._seal(a, text)))
         elif a.kind == "record":
             self._open(_Prompt([a.label], "Value:", False,
                                lambda text: self._send(a, {"value": text.strip()})))
@@ -332,6 +334,16 @@ class ConsoleScreen:
 
         self._open(_Prompt([a.label, *self._exception_lines()],
                            f"Decision ({' / '.join(choices)}):", False, chosen))
+
+    def _seal(self, a: Action, typed: str) -> None:
+        """The custodian's second input: the passphrase that signs for the bag as typed."""
+        serial = typed.strip()
+        self._open(_Prompt(
+            [f"Take bag {a.detail.get('bag')} with serial {serial}, holding:",
+             *(f"  {c}" for c in a.detail.get("contents", [])),
+             "Your signature records that you hold it from now on."],
+            f"Passphrase of {a.command['seat']}'s key (Enter signs, Esc cancels):", True,
+            lambda secret: self._send(a, {"value": serial, "passphrase": secret})))
 
     def _admit(self, a: Action) -> None:
         choices = list(a.detail.get("choices", []))

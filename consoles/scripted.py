@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.machine import Machine
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
-from keyrite.approval import sign_approval
+from coordinator.script.formats import check_value
+from keyrite.approval import sign_approval, sign_custody
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,15 @@ class ScriptedRoom:
             return self._as(want.role, now, lambda seat: ev.Record(at=now, seat=seat, value=value))
         if kind == "seal":
             serial = self.bag_serial(step.bag or "")
-            return self._as(want.role, now, lambda seat: ev.Record(at=now, seat=seat, value=serial),
-                            seat=self.custodians.get(step.bag or ""))
+
+            def sealed(seat: str) -> ev.Event:
+                signature = sign_custody(
+                    self.keys[seat], ceremony=self.m.script.ceremony.id, step=step.n,
+                    script_sha256=self.m.script.sha256, bag=step.bag or "",
+                    serial=check_value("bag-serial", serial) or serial, contents=step.contents)
+                return ev.Record(at=now, seat=seat, value=serial, signature=signature)
+
+            return self._as(want.role, now, sealed, seat=self.custodians.get(step.bag or ""))
         if kind == "signoff":
             note = context["checkpoint"]
             return self._as(want.role, now, lambda seat: ev.SignOff(

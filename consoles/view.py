@@ -383,10 +383,15 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
             elif a.kind == "signin" and not a.detail.get("missing"):
                 out.append(_act("acknowledge", "Confirm everyone is signed in",
                                 {"type": "acknowledge", **base}))
-            elif a.kind in ("record", "seal"):
-                fmt = "bag-serial" if a.kind == "seal" else (a.detail.get("format") or "text")
+            elif a.kind == "record":
+                fmt = a.detail.get("format") or "text"
                 out.append(_act("record", f"Enter the value for step {a.step} ({fmt})",
                                 {"type": "record", **base}, ("value",), {"format": fmt}))
+            elif a.kind == "seal":  # the custodian types the serial and signs for the bag
+                out.append(_act("record", f"Enter the value for step {a.step} (bag-serial)",
+                                {"type": "record", **base}, ("value", "passphrase"),
+                                {"format": "bag-serial", "bag": a.detail.get("bag"),
+                                 "contents": list(a.detail.get("contents") or [])}))
             elif a.kind == "secret":
                 out.append(_act("secret", f"Enter the {a.detail['name']} password",
                                 {"type": "secret", **base, "name": a.detail["name"]}, ("value",),

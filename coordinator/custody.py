@@ -5,8 +5,9 @@ The journal's first entry carries the script, the roster and the previous record
 ceremony machine can be rebuilt by replaying the journal's events (the journal is the truth);
 custody is what the machine recorded at each `seal` step: the bag's serial as the custodian
 confirmed it, what went in (drives named by the serial read when they were plugged in, password
-copies), and who took it. Each time a bag changed hands is listed, last holder first.
-Run `keyrite verify` on the journal first: this command trusts what it reads.
+copies), and who took it, with the custodian's signature for the bag (which the machine verified
+against their enrolled key while replaying). Each time a bag changed hands is listed, last
+holder first. Run `keyrite verify` on the journal first: this command trusts what it reads.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def _row(m: Machine, bag: str, c: dict[str, Any]) -> dict[str, Any]:
         "name": officer.name if officer else None,
         "organisation": officer.organisation if officer else None,
         "contents": [_content(m, x) for x in c["contents"]], "step": c["step"],
+        # the machine verified it while replaying: the custodian's own key signed for this bag
+        "signature": c.get("signature"),
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(c["at"]))),
     }
 
@@ -116,8 +119,9 @@ def render(report: dict[str, Any]) -> str:
         if not b["sealed"]:
             out.append(f"  bag {label}: not sealed")
             continue
+        signed = "signed for" if b.get("signature") else "NOT signed for"
         out.append(f"  bag {label} serial {b['serial']}: held by {b['name']} ({b['custodian']}, "
-                   f"{b['organisation']}) since step {b['step']}, {b['at']}")
+                   f"{b['organisation']}) since step {b['step']}, {b['at']}, {signed}")
         out += [f"      {x}" for x in b["contents"]]
         for h in b["history"][1:]:
             out.append(f"      before: {h['name']} ({h['custodian']}) from step {h['step']}")

@@ -131,3 +131,20 @@ def check_approval(
         pub.verify(base64.b64decode(approval.signature, validate=True), approval.message())
     except (InvalidSignature, ValueError) as e:
         raise ApprovalRefused("approval signature does not verify") from e
+
+
+CUSTODY_DOMAIN = "keyrite-custody-v1"
+
+
+def custody_message(ceremony: str, step: int, script_sha256: str, bag: str, serial: str,
+                    contents: list[str] | tuple[str, ...]) -> bytes:
+    """What a custodian signs when they take a sealed bag: this bag, with this serial and these
+    contents, at this step of this ceremony."""
+    return (
+        f"{CUSTODY_DOMAIN}\nceremony {ceremony}\nstep {step}\nscript {script_sha256}\n"
+        f"bag {bag}\nserial {serial}\ncontents {' '.join(contents)}\n"
+    ).encode()
+
+
+def sign_custody(key: Ed25519PrivateKey, **fields: Any) -> str:
+    return base64.b64encode(key.sign(custody_message(**fields))).decode()

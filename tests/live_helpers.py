@@ -221,6 +221,11 @@ class Autopilot:
             r.type(seat, self.password.strip())
         elif key == "v":
             r.type(seat, self.value(n, screen))
+            if "bag-serial" in screen:  # a custodian then signs for the bag
+                signing = r.wait(seat, lambda s: "Passphrase of" in s or "REFUSED" in s, 20)
+                m = re.search(r"Passphrase of (\w+)'s key", signing)
+                if m:
+                    r.type(seat, r.phrases[m.group(1)])
         else:
             raise AssertionError(f"the autopilot does not answer [{key}]")
 

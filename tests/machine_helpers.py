@@ -28,7 +28,7 @@ from coordinator.machine import events as ev
 from coordinator.machine.machine import STATE_CHANGING, Machine, Refused
 from coordinator.roster import Roster
 from coordinator.script.model import Script
-from keyrite.approval import Approval, public_key_text, sign_approval
+from keyrite.approval import Approval, public_key_text, sign_approval, sign_custody
 
 HERE = Path(__file__).parent
 MINI = HERE / "scripts" / "mini.toml"
@@ -230,6 +230,18 @@ def approval(w: World, seat: str, step: int, digest: str, expires_in: int, *,
     return sign_approval(private_key(seat), **fields)
 
 
+def seal(w: World, seat: str, step: int, bag: str, contents: tuple[str, ...], typed_value: str,
+         *, signed_serial: str | None = None) -> ev.Record:
+    """The custodian types the bag's serial and signs for the bag (the serial as the machine
+    normalises it, unless `signed_serial` says otherwise)."""
+    from coordinator.script.formats import check_value
+
+    serial = signed_serial or check_value("bag-serial", typed_value) or typed_value
+    sig = sign_custody(private_key(seat), ceremony=w.script.ceremony.id, step=step,
+                       script_sha256=w.script.sha256, bag=bag, serial=serial, contents=contents)
+    return ev.Record(at=w.at(), seat=seat, value=typed_value, signature=sig)
+
+
 def signoff(w: World, seat: str, checkpoint: str = "") -> ev.SignOff:
     text = checkpoint or f"keyrite.test/{w.script.ceremony.id}\n{len(w.accepted)}\n"
     sig = base64.b64encode(private_key(seat).sign(text.encode())).decode()
@@ -343,7 +355,8 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
         if want.kind == "acknowledge":
             return ev.Acknowledge(at=w.at(), seat=seat)
         if want.kind == "seal":
-            return ev.Record(at=w.at(), seat=seat, value=typed(w.bag_serials[str(step.bag)]))
+            return seal(w, seat, step.n, str(step.bag), step.contents,
+                        typed(w.bag_serials[str(step.bag)]))
         if want.kind == "signoff":
             return signoff(w, seat)
         assert want.kind == "record", want

@@ -373,3 +373,23 @@ def test_acknowledging_a_step_that_is_not_yours_is_asked_of_the_coordinator() ->
     with console(view, "WI1", w.now) as c:
         assert c.press("a", "p") == []
         assert "this console is read-only" in c.text()
+
+
+def test_a_custodian_types_the_bag_serial_then_signs_for_the_bag() -> None:
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.Ask) and x.kind == "seal")
+    want = m.wants(now=w.now)[0]
+    assert isinstance(want, d.Ask)
+    step = m.script.step(want.step)
+    custodian = next(s for s in sorted(m.state.signed_in) if role_of(s) == step.actor)
+    with console(view_at(m, w), custodian, w.now) as c:
+        c.pipe.send_text("v")
+        c.pipe.send_text("teb-000-backup\r")
+        c.pipe.send_text(CTRL_C)
+        c.screen.app.run()
+        text = c.text()
+        assert f"Take bag {step.bag} with serial teb-000-backup, holding:" in text
+        assert all(f"  {x}" in text for x in step.contents)
+        [cmd] = c.press("my passphrase\r")
+    assert cmd == {"type": "record", "seat": custodian, "step": step.n,
+                   "value": "teb-000-backup", "passphrase": "my passphrase"}

@@ -186,7 +186,10 @@ def test_record_and_seal_ask_their_actor_for_a_value():
     drive(m, w, until=25)
     v = view(m, w)
     assert kinds(v, "DSO1") == ["record"] and kinds(v, "DSO2") == ["record"]
-    assert actions_for(v, "DSO1", "DSO")[0].detail == {"format": "bag-serial"}
+    seal = actions_for(v, "DSO1", "DSO")[0]
+    assert seal.detail == {"format": "bag-serial", "bag": "backup",
+                           "contents": ["drive:backup", "password:device-backup"]}
+    assert seal.needs == ("value", "passphrase")  # the custodian signs for the bag
 
 
 def test_custody_and_drives_after_the_seal():

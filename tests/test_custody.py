@@ -41,6 +41,7 @@ def test_every_bag_its_serial_contents_and_custodian(rehearsal) -> None:
     for label, c in summary["custody"].items():
         b = bags[label]
         assert b["sealed"] and b["serial"] == c["serial"] and b["custodian"] == c["custodian"]
+        assert b["signature"] == c["signature"]  # the custodian signed for it
         drive_items = [x for x in c["contents"] if x.startswith("drive:")]
         for item in drive_items:
             name = item.removeprefix("drive:")
@@ -50,6 +51,7 @@ def test_every_bag_its_serial_contents_and_custodian(rehearsal) -> None:
     text = _custody(str(work / "journal.jsonl"))
     assert text.returncode == 0
     assert f"bag wellington serial {wellington['serial']}: held by" in text.stdout
+    assert "signed for" in text.stdout and "NOT signed" not in text.stdout
 
 
 def test_a_journal_that_does_not_replay_is_refused(rehearsal, tmp_path: Path) -> None:

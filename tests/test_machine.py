@@ -33,6 +33,7 @@ from tests.machine_helpers import (
     refused,
     replay,
     roster,
+    seal,
     seed_script,
     send,
     sign_in,
@@ -93,7 +94,8 @@ def test_mini_runs_to_completed_and_replays():
     assert snap["values"]["29"] == w.transcript_sha256
     assert snap["custody"] == {"backup": {
         "serial": "TEB000BACKUP", "contents": ["drive:backup", "password:device-backup"],
-        "custodian": "DSO1", "person": "alice", "step": 25, "at": snap["custody"]["backup"]["at"]}}
+        "custodian": "DSO1", "person": "alice", "step": 25, "at": snap["custody"]["backup"]["at"],
+        "signature": snap["custody"]["backup"]["signature"]}}
     assert [s["seat"] for s in snap["signoffs"]] == ["KGA1"]
     assert snap["started"] == {"8": ["SA1"], "11": ["SA1"], "16": ["KSO1", "KSO2", "DSO1"]}
     assert snap["exception"] is None and snap["accepted"] == {}
@@ -438,15 +440,24 @@ def test_seal_needs_the_custodian_and_the_recorded_bag_serial():
     m, w = start()
     drive(m, w, until=25)
     assert m.snapshot()["values"]["24"] == "TEB000BACKUP"
+    contents = m.script.step(25).contents
     refused(m, ev.Record(at=w.at(), seat="KGA1", value="TEB000BACKUP"), "for the DSO")
     refused(m, ev.Record(at=w.at(), seat="DSO2", value="TEB000BACKUQ"),
             "TEB000BACKUQ does not match TEB000BACKUP", "step 24")
     refused(m, ev.Record(at=w.at(), seat="DSO2", value="TEB#000"), "not a valid bag-serial")
-    send(m, w, ev.Record(at=w.at(), seat="DSO2", value="teb 000-backup"))
+    # the custodian takes the bag by signing for it: unsigned, signed by someone else, or
+    # signed for another serial is refused
+    refused(m, ev.Record(at=w.at(), seat="DSO2", value="TEB000BACKUP"), "signing for it")
+    forged = seal(w, "DSO1", 25, "backup", contents, "TEB000BACKUP")
+    refused(m, dataclasses.replace(forged, seat="DSO2"), "does not verify")
+    refused(m, seal(w, "DSO2", 25, "backup", contents, "TEB000BACKUP",
+                    signed_serial="TEB000OTHER"), "does not verify")
+    good = seal(w, "DSO2", 25, "backup", contents, "teb 000-backup")
+    send(m, w, good)
     custody = m.snapshot()["custody"]["backup"]
     assert custody == {"serial": "TEB000BACKUP", "contents": ["drive:backup",
                        "password:device-backup"], "custodian": "DSO2", "person": "carol",
-                       "step": 25, "at": w.now}
+                       "step": 25, "at": w.now, "signature": good.signature}
 
 
 def test_signoff_signature_must_verify():

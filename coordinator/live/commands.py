@@ -79,7 +79,10 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
     if kind == "acknowledge":
         return ev.Acknowledge(at=now, seat=seat)
     if kind == "record":
-        return ev.Record(at=now, seat=seat, value=_str(body, "value"))
+        signature = body.get("signature", "")
+        if not isinstance(signature, str):
+            raise Invalid("record: 'signature' must be a string")
+        return ev.Record(at=now, seat=seat, value=_str(body, "value"), signature=signature)
     if kind == "approve":
         raw = body.get("approval")
         if not isinstance(raw, dict):

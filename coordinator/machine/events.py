@@ -40,10 +40,12 @@ class Acknowledge(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Record(Event):
-    """A value typed by an officer: a `record` step's value, or a custodian's bag serial."""
+    """A value typed by an officer: a `record` step's value, or a custodian's bag serial (with
+    their signed acceptance of the bag: `keyrite.approval.custody_message`, base64 Ed25519)."""
 
     seat: str
     value: str
+    signature: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

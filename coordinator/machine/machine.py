@@ -27,7 +27,13 @@ from coordinator.machine import events as ev
 from coordinator.roster import Roster
 from coordinator.script.formats import check_value
 from coordinator.script.model import Quorum, Script, Step
-from keyrite.approval import Approval, ApprovalRefused, check_approval, load_public_key
+from keyrite.approval import (
+    Approval,
+    ApprovalRefused,
+    check_approval,
+    custody_message,
+    load_public_key,
+)
 from keyrite.digests import from_colon_hex, operation_digest
 from keyrite.exits import BadInput
 
@@ -473,9 +479,18 @@ class Machine:
             if value != recorded:
                 raise Refused(f"bag serial {value} does not match {recorded}, recorded at step "
                               f"{step.serial}")
+            message = custody_message(self.script.ceremony.id, step.n, self.script.sha256,
+                                      str(step.bag), value, step.contents)
+            key = load_public_key(self.roster.officers[e.seat].signing_key)
+            try:
+                key.verify(base64.b64decode(e.signature, validate=True), message)
+            except (InvalidSignature, ValueError) as err:
+                raise Refused(f"{e.seat} takes bag {step.bag} by signing for it: the "
+                              "acceptance is missing or does not verify") from err
             self.state.custody[step.bag] = {  # type: ignore[index]
                 "serial": value, "contents": list(step.contents), "custodian": e.seat,
                 "person": self.state.signed_in[e.seat], "step": step.n, "at": e.at,
+                "signature": e.signature,
             }
         elif step.equals is not None:
             # the referenced value may be a raw result (colon hex from a transcript): compare the
