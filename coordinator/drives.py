@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 from keyrite.exits import Failure
 from keyrite.files import write_atomic
+
+Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,9 @@ class DriveInfo:
 class Drives(Protocol):
     def wait_for(self, label: str) -> DriveInfo: ...
 
-    def copy(self, label: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, object]]: ...
+    def copy(self, label: str, files: Iterable[tuple[str, bytes]],
+             progress: Progress | None = None) -> list[dict[str, object]]:
+        """Write and read back; `progress(done, total, what)` in bytes."""
 
     def verify(self, label: str) -> dict[str, object]: ...
 
@@ -98,10 +102,13 @@ class FolderDrives:
     def _files(self, label: str) -> Path:
         return Path(self.info(label).path)
 
-    def copy(self, label: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, object]]:
+    def copy(self, label: str, files: Iterable[tuple[str, bytes]],
+             progress: Progress | None = None) -> list[dict[str, object]]:
         dest = self._files(label)
         out = []
-        for name, data in files:
+        items = list(files)
+        total, done = sum(len(d) for _, d in items), 0
+        for name, data in items:
             if "/" in name or name.startswith("."):
                 raise Failure(f"refusing to write {name!r}: not a plain file name")
             write_atomic(dest / name, data, mode=0o644)
@@ -110,6 +117,9 @@ class FolderDrives:
             if got != want:
                 raise Failure(f"{label}/{name}: read back {got}, wrote {want}")
             out.append({"name": name, "size": len(data), "sha256": got})
+            done += len(data)
+            if progress is not None:
+                progress(done, total, f"copied {name} to {label}")
         return out
 
     def verify(self, label: str) -> dict[str, object]:

@@ -95,12 +95,7 @@ class CeremonyWorld:
             return {"serial": info.serial, "vendor": info.vendor, "model": info.model,
                     "path": info.path}
         if a == "drive.copy":
-            files = self._source_files(p)
-            total = len(files)
-            copied = []
-            for i, (name, data) in enumerate(files):
-                copied += self.drives.copy(p["drive"], [(name, data)])
-                progress(i + 1, total, f"copied {name} to {p['drive']}")
+            copied = self.drives.copy(p["drive"], self._source_files(p), progress)
             return {"files": copied, "verified": True}
         if a == "drive.verify":
             result = self.drives.verify(p["drive"])
