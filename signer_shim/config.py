@@ -8,13 +8,13 @@ relative to the file's directory, so a rehearsal work directory can be moved as 
 from __future__ import annotations
 
 import json
-import tomllib
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from keyrite.configfile import ConfigError, read_file, read_sections
 from keyrite.files import write_atomic
+
+__all__ = ["ConfigError", "SignerConfig", "read_file", "read_sections"]
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "signer": ("name", "role", "state_dir", "host_key_path"),
@@ -25,10 +25,6 @@ _PATHS = {"state_dir", "host_key_path", "module", "softhsm2_conf"}
 _OPTIONAL = {"workers": 1}
 #: Worker processes for one generate: each holds a PKCS#11 session, and HSMs limit sessions.
 _RANGES = {"workers": (1, 64)}
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the key."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,69 +79,3 @@ class SignerConfig:
     @classmethod
     def load(cls, path: Path) -> SignerConfig:
         return cls.from_toml(*read_file(path))
-
-
-def read_file(path: Path) -> tuple[str, str, Path]:
-    """A config file's text, its name for messages, and the directory relative paths start from."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: {e.strerror}") from None
-    return text, str(path), path.parent.absolute()
-
-
-def read_sections(
-    text: str,
-    source: str,
-    sections: dict[str, tuple[str, ...]],
-    *,
-    paths: Iterable[str],
-    base: Path | None,
-    ports: Iterable[str] = (),
-    optional: Mapping[str, Any] | None = None,
-    ranges: Mapping[str, tuple[int, int]] | None = None,
-) -> dict[str, Any]:
-    """The strict reader every signer-side config uses: exactly these sections and keys, every
-    one required unless `optional` gives its default; ports are integers 0..65535, `ranges`
-    keys integers in their (low, high), everything else a non-empty string; `paths` are taken
-    relative to `base`. Errors name the source and the key."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source}: {e}") from None
-    unknown = sorted(set(doc) - set(sections))
-    if unknown:
-        raise ConfigError(f"{source}: unknown section [{unknown[0]}]")
-    paths = set(paths)
-    optional = dict(optional or {})
-    ranges = {**dict.fromkeys(ports, (0, 65535)), **(ranges or {})}
-    values: dict[str, Any] = {}
-    for section, keys in sections.items():
-        table = doc.get(section)
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: section [{section}] is required")
-        for k in table:
-            if k not in keys:
-                raise ConfigError(f"{source}: unknown key {section}.{k}")
-        for k in keys:
-            if k not in table:
-                if k in optional:
-                    values[k] = optional[k]
-                    continue
-                raise ConfigError(f"{source}: {section}.{k} is required")
-            v = table[k]
-            if k in ranges:
-                lo, hi = ranges[k]
-                if type(v) is not int or not lo <= v <= hi:
-                    raise ConfigError(
-                        f"{source}: {section}.{k} must be an integer from {lo} to {hi}")
-                values[k] = v
-            elif not isinstance(v, str) or not v:
-                raise ConfigError(f"{source}: {section}.{k} must be a non-empty string")
-            elif k in paths:
-                p = Path(v)
-                values[k] = p if p.is_absolute() or base is None else base / p
-            else:
-                values[k] = v
-    return values

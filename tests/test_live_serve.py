@@ -75,9 +75,9 @@ def test_ready_once_bound_stopping_on_sigterm_and_resumed_next_time(staged: Stag
 
 @pytest.mark.parametrize("change, message", [
     (lambda t: re.sub(r'curve = ".*"', 'curve = "missing"', t), "coordinator.curve: "),
-    (lambda t: t.replace("[signer]", "[signer]\nhots = 1"), "signer: unknown key(s) hots"),
-    (lambda t: t.replace('commands = "', 'commandz = "'), "coordinator.commands: expected"),
-    (lambda t: t + "[extra]\n", "unknown section(s) extra"),
+    (lambda t: t.replace("[signer]", "[signer]\nhots = 1"), "unknown key signer.hots"),
+    (lambda t: t.replace('commands = "', 'commandz = "'), "unknown key coordinator.commandz"),
+    (lambda t: t + "[extra]\n", "unknown section [extra]"),
 ])
 def test_a_bad_config_names_the_file_and_the_key(staged: Staged, tmp_path: Path, change,
                                                  message: str) -> None:
@@ -106,3 +106,19 @@ def test_drives_usb_selects_udev_and_private_mounts(staged: Staged, tmp_path: Pa
     cfg_path.write_text(text)
     cfg = CoordinatorConfig.load(cfg_path)
     assert cfg.drives is None and cfg.mounts == tmp_path / "mnt"
+
+
+def test_a_console_config_checks_its_other_seats(staged: Staged, tmp_path: Path) -> None:
+    from coordinator.live.config import ConsoleConfig
+    from keyrite.exits import BadInput
+
+    kga = ConsoleConfig.load(staged.consoles["KGA"])
+    assert [p.resolve() for p in kga.also] == [staged.live / "officers" / "DSO5"]  # from the file
+    text = staged.consoles["KGA"].read_text()
+    for also, message in (("[1]", "console.also must be a list of non-empty strings"),
+                          ('["../officers/NOBODY"]', "console.also: ")):
+        bad = staged.live / "consoles" / f"bad-{len(also)}.toml"
+        bad.write_text(re.sub(r"also = .*", f"also = {also}", text))
+        with pytest.raises(BadInput, match=re.escape(message)):
+            ConsoleConfig.load(bad)
+        bad.unlink()

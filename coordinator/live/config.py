@@ -1,7 +1,8 @@
 """`coordinator.toml` and `console.toml`: what a live coordinator and a console are started with.
 
-Relative paths are resolved against the file's own directory, so a ceremony directory can be
-moved whole. Every error names the file and the key: `FILE: coordinator.roster: ...`.
+Read with `keyrite.configfile.read_sections`, the reader every config shares: relative paths
+are resolved against the file's own directory, so a ceremony directory can be moved whole, and
+every error names the file and the key (`FILE: coordinator.roster: ...`).
 
     [coordinator]
     script = "ceremony.toml"                # the ceremony script
@@ -15,7 +16,7 @@ moved whole. Every error names the file and the key: `FILE: coordinator.roster: 
     livecd = "livecd.iso"                   # the boot medium whose digest a step verifies
     drives = "drives"                       # folder-backed flash drives, or "usb": real ones
     mounts = "/run/keyrite-coordinator/drives"   # drives = "usb": the tool's private mounts
-    device_backup_password = ""             # optional file; else the step's actor types it
+    # device_backup_password = "file"      # optional; without it the step's actor types it
 
     [signer]
     host = "127.0.0.1"
@@ -35,76 +36,34 @@ moved whole. Every error names the file and the key: `FILE: coordinator.roster: 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keyrite.configfile import ConfigError, read_file, read_sections
 from keyrite.exits import BadInput
 
-
-class _Section:
-    def __init__(self, path: Path, name: str, data: dict[str, Any]) -> None:
-        self.path, self.name, self.data = path, name, data
-        self.used: set[str] = set()
-
-    def _where(self, key: str) -> str:
-        return f"{self.path}: {self.name}.{key}"
-
-    def str(self, key: str, default: str | None = None) -> str:
-        self.used.add(key)
-        v = self.data.get(key, default)
-        if not isinstance(v, str) or (not v and default is None):
-            raise BadInput(f"{self._where(key)}: expected a string")
-        return v
-
-    def file(self, key: str, *, must_exist: bool = True, default: str | None = None) -> Path:
-        p = Path(self.str(key, default))
-        p = p if p.is_absolute() else self.path.parent / p
-        if must_exist and not p.exists():
-            raise BadInput(f"{self._where(key)}: {p} does not exist")
-        return p
-
-    def int(self, key: str) -> int:
-        self.used.add(key)
-        v = self.data.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 65536:
-            raise BadInput(f"{self._where(key)}: expected a port number")
-        return v
-
-    def files(self, key: str) -> tuple[Path, ...]:
-        self.used.add(key)
-        v = self.data.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise BadInput(f"{self._where(key)}: expected a list of paths")
-        out = tuple(Path(x) if Path(x).is_absolute() else self.path.parent / x for x in v)
-        for p in out:
-            if not p.exists():
-                raise BadInput(f"{self._where(key)}: {p} does not exist")
-        return out
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise BadInput(f"{self.path}: {self.name}: unknown key(s) {', '.join(unknown)}")
+_COORDINATOR = ("script", "roster", "previous", "journal", "key", "curve", "commands",
+                "broadcasts", "livecd", "drives", "mounts", "device_backup_password")
+_SIGNER = ("host", "port", "client_key")
+_CONSOLE = ("enrolment", "also", "commands", "broadcasts", "coordinator_key", "journal_copy",
+            "journal_key")
 
 
-def _read(path: Path, sections: tuple[str, ...]) -> dict[str, _Section]:
+def _read(path: Path, sections: dict[str, tuple[str, ...]], *, paths: set[str],
+          exist: tuple[str, ...], **options: Any) -> dict[str, Any]:
+    """`keyrite.configfile.read_sections`, then: the files named in `exist` must be there."""
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise BadInput(f"{path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise BadInput(f"{path}: {e}") from None
-    unknown = sorted(set(data) - set(sections))
-    if unknown:
-        raise BadInput(f"{path}: unknown section(s) {', '.join(unknown)}")
-    out = {}
-    for name in sections:
-        if not isinstance(data.get(name), dict):
-            raise BadInput(f"{path}: missing section [{name}]")
-        out[name] = _Section(path.absolute(), name, data[name])
-    return out
+        text, source, base = read_file(path)
+        values = read_sections(text, source, sections, paths=paths, base=base, **options)
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+    where = {k: s for s, keys in sections.items() for k in keys}
+    for key in exist:
+        for p in values[key] if isinstance(values[key], tuple) else (values[key],):
+            if not p.exists():
+                raise BadInput(f"{source}: {where[key]}.{key}: {p} does not exist")
+    return values
 
 
 @dataclass(frozen=True)
@@ -128,24 +87,31 @@ class CoordinatorConfig:
 
     @classmethod
     def load(cls, path: Path) -> CoordinatorConfig:
-        s = _read(Path(path), ("coordinator", "signer"))
-        c, g = s["coordinator"], s["signer"]
-        password = c.str("device_backup_password", "")
-        usb = c.str("drives") == "usb"
-        cfg = cls(
-            path=Path(path).absolute(), script=c.file("script"), roster=c.file("roster"),
-            previous=c.file("previous"), journal=c.file("journal", must_exist=False),
-            key=c.file("key"), curve=c.file("curve"), commands=c.str("commands"),
-            broadcasts=c.str("broadcasts"), livecd=c.file("livecd"),
-            drives=None if usb else c.file("drives"),
-            mounts=c.file("mounts", must_exist=False, default="/run/keyrite-coordinator/drives"),
-            device_backup_password=c.file("device_backup_password") if password else None,
-            signer_host=g.str("host"), signer_port=g.int("port"),
-            signer_client_key=g.file("client_key"),
+        path = Path(path).absolute()
+        files = {"script", "roster", "previous", "key", "curve", "livecd", "client_key"}
+        v = _read(path, {"coordinator": _COORDINATOR, "signer": _SIGNER},
+                  paths=files | {"journal", "mounts", "device_backup_password"},
+                  exist=tuple(sorted(files)),
+                  optional={"mounts": "/run/keyrite-coordinator/drives",
+                            "device_backup_password": None},
+                  ranges={"port": (1, 65535)})
+        drives: Path | None = None
+        if v["drives"] != "usb":
+            drives = Path(v["drives"]) if Path(v["drives"]).is_absolute() \
+                else path.parent / v["drives"]
+            if not drives.exists():
+                raise BadInput(f"{path}: coordinator.drives: {drives} does not exist")
+        password = v["device_backup_password"]
+        if password is not None and not password.exists():
+            raise BadInput(f"{path}: coordinator.device_backup_password: {password} does not "
+                           "exist")
+        return cls(
+            path=path, script=v["script"], roster=v["roster"], previous=v["previous"],
+            journal=v["journal"], key=v["key"], curve=v["curve"], commands=v["commands"],
+            broadcasts=v["broadcasts"], livecd=v["livecd"], drives=drives,
+            mounts=Path(v["mounts"]), device_backup_password=password,
+            signer_host=v["host"], signer_port=v["port"], signer_client_key=v["client_key"],
         )
-        c.done()
-        g.done()
-        return cfg
 
 
 @dataclass(frozen=True)
@@ -161,16 +127,13 @@ class ConsoleConfig:
 
     @classmethod
     def load(cls, path: Path) -> ConsoleConfig:
-        s = _read(Path(path), ("console",))["console"]
-        copy = s.str("journal_copy", "")
-        cfg = cls(
-            path=Path(path).absolute(), enrolment=s.file("enrolment"), also=s.files("also"),
-            commands=s.str("commands"), broadcasts=s.str("broadcasts"),
-            coordinator_key=s.str("coordinator_key"),
-            journal_copy=s.file("journal_copy", must_exist=False) if copy else None,
-            journal_key=s.str("journal_key", "") or None,
-        )
-        s.done()
+        path = Path(path).absolute()
+        v = _read(path, {"console": _CONSOLE}, paths={"enrolment", "also", "journal_copy"},
+                  exist=("enrolment", "also"), lists=("also",),
+                  optional={"also": (), "journal_copy": None, "journal_key": None})
+        cfg = cls(path=path, enrolment=v["enrolment"], also=v["also"], commands=v["commands"],
+                  broadcasts=v["broadcasts"], coordinator_key=v["coordinator_key"],
+                  journal_copy=v["journal_copy"], journal_key=v["journal_key"])
         if cfg.journal_copy is not None and cfg.journal_key is None:
             raise BadInput(f"{cfg.path}: console.journal_copy needs console.journal_key (the "
                            "coordinator's checkpoint key) to verify the copy against")

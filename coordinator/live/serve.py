@@ -26,6 +26,7 @@ from coordinator.live.config import CoordinatorConfig
 from coordinator.live.daemon import Live, iso, replay_extras
 from coordinator.machine import Machine
 from coordinator.rehearsal.rehearse import discard_unborn_journal, replay
+from coordinator.rehearsal.workdir import read_toml
 from coordinator.roster import load_roster
 from coordinator.script.load import load_script
 from coordinator.world import CeremonyWorld
@@ -43,15 +44,6 @@ class _Say:
         log.warning("%s", text)
 
 
-def _read_previous(path: Path) -> dict[str, str]:
-    import tomllib
-
-    try:
-        return {k: str(v) for k, v in tomllib.loads(path.read_text()).items()}
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise BadInput(f"{path}: {e}") from None
-
-
 def journal_origin(ceremony_id: str) -> str:
     """The journal's origin, which names the checkpoint key: fixed by the ceremony id, so the
     auditor can be given the verifier key before the journal exists (`stage` prints it)."""
@@ -62,7 +54,7 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
     """Everything the daemon runs on, checked; the journal created or resumed."""
     script = load_script(cfg.script)
     roster = load_roster(cfg.roster)
-    previous = _read_previous(cfg.previous)
+    previous = {k: str(v) for k, v in read_toml(cfg.previous).items()}
     key = load_private_key(cfg.key)
     try:
         public, secret = read_curve_pair(cfg.curve)

@@ -1,0 +1,95 @@
+"""Config files, read strictly: one reader for every room's TOML config (the signer's, the
+shim's, the OpenDNSSEC backend's, the coordinator's and the consoles').
+
+Exactly the sections and keys asked for, each required unless given a default, each of the type
+asked for; relative paths from the file's own directory, so a directory of files can be moved
+whole. Every error is a `ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+def read_file(path: Path) -> tuple[str, str, Path]:
+    """A config file's text, its name for messages, and the directory relative paths start from."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    return text, str(path), path.parent.absolute()
+
+
+def read_sections(
+    text: str,
+    source: str,
+    sections: dict[str, tuple[str, ...]],
+    *,
+    paths: Iterable[str],
+    base: Path | None,
+    ports: Iterable[str] = (),
+    optional: Mapping[str, Any] | None = None,
+    ranges: Mapping[str, tuple[int, int]] | None = None,
+    lists: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The strict reader every config uses: exactly these sections and keys, every one
+    required unless `optional` gives its default; ports are integers 0..65535, `ranges` keys
+    integers in their (low, high), `lists` keys lists of non-empty strings, everything else a
+    non-empty string; `paths` (strings or lists) are taken relative to `base`. Errors name the
+    source and the key."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    unknown = sorted(set(doc) - set(sections))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section [{unknown[0]}]")
+    paths, lists = set(paths), set(lists)
+    optional = dict(optional or {})
+    ranges = {**dict.fromkeys(ports, (0, 65535)), **(ranges or {})}
+    values: dict[str, Any] = {}
+    for section, keys in sections.items():
+        table = doc.get(section)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: section [{section}] is required")
+        for k in table:
+            if k not in keys:
+                raise ConfigError(f"{source}: unknown key {section}.{k}")
+        for k in keys:
+            if k not in table:
+                if k in optional:
+                    values[k] = optional[k]
+                    continue
+                raise ConfigError(f"{source}: {section}.{k} is required")
+            v = table[k]
+            if k in ranges:
+                lo, hi = ranges[k]
+                if type(v) is not int or not lo <= v <= hi:
+                    raise ConfigError(
+                        f"{source}: {section}.{k} must be an integer from {lo} to {hi}")
+                values[k] = v
+            elif k in lists:
+                if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                    raise ConfigError(
+                        f"{source}: {section}.{k} must be a list of non-empty strings")
+                values[k] = tuple(_path(x, base) if k in paths else x for x in v)
+            elif not isinstance(v, str) or not v:
+                raise ConfigError(f"{source}: {section}.{k} must be a non-empty string")
+            elif k in paths:
+                values[k] = _path(v, base)
+            else:
+                values[k] = v
+    return values
+
+
+def _path(v: str, base: Path | None) -> Path:
+    p = Path(v)
+    return p if p.is_absolute() or base is None else base / p
