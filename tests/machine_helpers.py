@@ -417,5 +417,16 @@ def drive(m: Machine, w: World, until: int | None = None,
     raise RoomStuck(f"no end after {limit} events; at step {m.current}")
 
 
+def kso_quorum(have: int) -> Callable[[d.Decision], bool]:
+    """`drive(before=...)`: stop when the KSOs are asked to approve and `have` approvals are in."""
+    return lambda x: isinstance(x, d.RequestApproval) and x.role == "KSO" and x.have == have
+
+
+def at_kso_quorum(have: int) -> tuple[Machine, World]:
+    m, w = start()
+    drive(m, w, before=kso_quorum(have))
+    return m, w
+
+
 def until_step(m: Machine, w: World, n: int) -> Machine:
     return drive(m, w, until=n)

@@ -19,7 +19,7 @@ from consoles.view import CeremonyView, Extras, JournalLine, Progress, view_from
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
 from coordinator.machine.machine import Machine
-from tests.machine_helpers import World, drive, role_of, send, start
+from tests.machine_helpers import World, at_kso_quorum, drive, role_of, send, start
 
 CTRL_C = "\x03"
 
@@ -52,13 +52,6 @@ def console(view: CeremonyView, seat: str, now: float) -> Iterator[Console]:
 
 def view_at(m: Machine, w: World, **extras: Any) -> CeremonyView:
     return view_from(m, Extras(now=w.now, **extras))
-
-
-def at_kso_quorum(have: int) -> tuple[Machine, World]:
-    m, w = start()
-    drive(m, w, before=lambda x: isinstance(x, d.RequestApproval) and x.role == "KSO"
-          and x.have == have)
-    return m, w
 
 
 # --- approvals -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from coordinator.machine import events as ev
 from coordinator.machine.machine import Machine
 from tests.machine_helpers import (
     World,
+    at_kso_quorum,
     drive,
     honest_event,
     role_of,
@@ -47,13 +48,6 @@ def view(m: Machine, w: World, **extras: Any) -> CeremonyView:
 
 def kinds(v: CeremonyView, seat: str) -> list[str]:
     return [a.kind for a in actions_for(v, seat, role_of(seat))]
-
-
-def at_kso_quorum(have: int) -> tuple[Machine, World]:
-    m, w = start()
-    drive(m, w, before=lambda x: isinstance(x, d.RequestApproval) and x.role == "KSO"
-          and x.have == have)
-    return m, w
 
 
 def test_before_anyone_signs_in_every_officer_may_only_sign_in_and_witnesses_nothing():

@@ -20,7 +20,7 @@ from coordinator.live.commands import Invalid, Own, translate
 from coordinator.live.daemon import PRESENCE_TIMEOUT, Live
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
-from tests.machine_helpers import T0, approval, drive, roster, start
+from tests.machine_helpers import T0, approval, drive, kso_quorum, roster, start
 
 
 class _Clock:
@@ -59,10 +59,6 @@ def _records(journal: Journal, kind: str) -> list[dict[str, Any]]:
 
 def _handle(live: Live, officer: str, body: dict[str, Any]) -> Any:
     return trio.run(live.handle, officer, body)
-
-
-def _kso_quorum(have: int):
-    return lambda x: isinstance(x, d.RequestApproval) and x.role == "KSO" and x.have == have
 
 
 # --- translation (pure) --------------------------------------------------------------------------
@@ -108,7 +104,7 @@ def test_presence_and_journal_are_the_coordinators_own() -> None:
 
 # --- the daemon's rules --------------------------------------------------------------------------
 def test_a_refused_command_is_journaled_with_the_console_and_the_reason(tmp_path: Path) -> None:
-    live, journal, _, _ = _live(tmp_path, _kso_quorum(0))
+    live, journal, _, _ = _live(tmp_path, kso_quorum(0))
     with pytest.raises(CommandRefused, match="may not act as KSO2"):
         _handle(live, "KSO1", {"type": "refuse", "seat": "KSO2", "quorum": "keystore-backup",
                                "reason": "no"})
@@ -121,7 +117,7 @@ def test_a_refused_command_is_journaled_with_the_console_and_the_reason(tmp_path
 
 
 def test_an_approval_that_lapses_is_journaled_once_and_asked_for_again(tmp_path: Path) -> None:
-    live, journal, w, clock = _live(tmp_path, _kso_quorum(0))
+    live, journal, w, clock = _live(tmp_path, kso_quorum(0))
     [want] = [x for x in live.m.wants(now=clock()) if isinstance(x, d.RequestApproval)]
     a = approval(w, "KSO1", want.step, want.digest, 300, at=clock())
     assert _handle(live, "KSO1", {"type": "approve", "approval": a.to_dict()}) == \
@@ -147,7 +143,7 @@ def test_an_approval_that_lapses_is_journaled_once_and_asked_for_again(tmp_path:
 
 
 def test_a_refused_quorum_is_journaled_and_asked_again(tmp_path: Path) -> None:
-    live, journal, w, clock = _live(tmp_path, _kso_quorum(0))
+    live, journal, w, clock = _live(tmp_path, kso_quorum(0))
     [want] = [x for x in live.m.wants(now=clock()) if isinstance(x, d.RequestApproval)]
     a = approval(w, "KSO1", want.step, want.digest, 300, at=clock())
     _handle(live, "KSO1", {"type": "approve", "approval": a.to_dict()})
@@ -160,7 +156,7 @@ def test_a_refused_quorum_is_journaled_and_asked_again(tmp_path: Path) -> None:
 
 
 def test_while_paused_only_the_administrator_resumes(tmp_path: Path) -> None:
-    live, journal, _, _ = _live(tmp_path, _kso_quorum(0))
+    live, journal, _, _ = _live(tmp_path, kso_quorum(0))
     with pytest.raises(CommandRefused, match="only the KGA may pause"):
         _handle(live, "KSO1", {"type": "pause"})
     _handle(live, "KGA1", {"type": "pause"})
@@ -180,7 +176,7 @@ def journal_types(journal: Journal) -> list[dict[str, Any]]:
 
 
 def test_a_console_that_stops_answering_is_shown_dropped_and_journaled(tmp_path: Path) -> None:
-    live, journal, _, clock = _live(tmp_path, _kso_quorum(0))
+    live, journal, _, clock = _live(tmp_path, kso_quorum(0))
     _handle(live, "KSO1", {"type": "presence"})
     assert {"KSO1", "DSO2"} <= live.connected  # carol's console stands for both her seats
     [rec] = _records(journal, "presence")
@@ -195,7 +191,7 @@ def test_a_console_that_stops_answering_is_shown_dropped_and_journaled(tmp_path:
 
 
 def test_a_secret_is_taken_only_from_the_steps_actor_and_never_journaled(tmp_path: Path) -> None:
-    live, journal, _, _ = _live(tmp_path, _kso_quorum(0))
+    live, journal, _, _ = _live(tmp_path, kso_quorum(0))
     with pytest.raises(CommandRefused, match="no device-backup password is asked for"):
         _handle(live, "SA1", {"type": "secret", "step": live.m.current.n,  # type: ignore[union-attr]
                               "name": "device-backup", "value": "hunter22"})
