@@ -94,9 +94,7 @@ class LocalSigner:
 
     def plan_backup(self, date: str) -> dict[str, Any]:
         with self._lock:
-            op = planning.plan_backup(self.fingerprint(), date)
-            self._outputs.refuse_existing(op["file"])
-            return op
+            return self._outputs.plan_backup(self.fingerprint(), date)
 
     def execute(
         self,

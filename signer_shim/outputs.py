@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from keyrite.files import write_exclusive
+from signer_shim import planning
 from signer_shim.backup import BackupError, read_manifest, sha256sum_line
 from signer_shim.interface import SignerError
 
@@ -33,6 +34,12 @@ class Outputs:
 
     def read(self, name: str) -> bytes:
         return self.path(name).read_bytes()
+
+    def plan_backup(self, token: str, date: str) -> dict[str, Any]:
+        """The backup operation of `token` for `date`, refused if its files already exist."""
+        op = planning.plan_backup(token, date)
+        self.refuse_existing(op["file"])
+        return op
 
     def refuse_existing(self, name: str) -> None:
         for n in (name, name + ".sha256sum"):

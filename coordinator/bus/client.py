@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
@@ -122,14 +122,18 @@ class BusClient:
         assert isinstance(answer, p.Reply)
         return answer.body
 
-    async def _read_replies(self, dealer: TrioSocket) -> None:
+    @staticmethod
+    async def _messages(sock: TrioSocket, what: str) -> AsyncIterator[p.Message]:
+        """Every bus message arriving on `sock`; one that does not decode is logged, skipped."""
         while True:
-            data = await dealer.recv()
+            data = await sock.recv()
             try:
-                message = p.decode(data)
+                yield p.decode(data)
             except p.ProtocolError as e:
-                log.warning("bad reply from the coordinator: %s", e)
-                continue
+                log.warning("bad %s: %s", what, e)
+
+    async def _read_replies(self, dealer: TrioSocket) -> None:
+        async for message in self._messages(dealer, "reply from the coordinator"):
             rid = getattr(message, "id", None)
             waiter = self._waiting.get(rid) if rid is not None else None
             if waiter is None:
@@ -169,13 +173,7 @@ class BusClient:
                 await self._act(self.follower.snapshot_lost())
 
     async def _read_broadcasts(self, sub: TrioSocket) -> None:
-        while True:
-            data = await sub.recv()
-            try:
-                message = p.decode(data)
-            except p.ProtocolError as e:
-                log.warning("bad broadcast: %s", e)
-                continue
+        async for message in self._messages(sub, "broadcast"):
             self.subscribed.set()
             if isinstance(message, p.Broadcast):
                 await self._act(self.follower.broadcast(message))
