@@ -16,6 +16,22 @@ Why this module is shaped the way it is:
   (`posix_fadvise(DONTNEED)`) and unmounts and mounts the partition again (the remount is the sure
   one: unmounting evicts every cached page of the filesystem), then hashes what the device returns.
 
+- **vfat, with or without the kernel's driver.** Flash drives come formatted FAT32. Where the
+  kernel has `vfat` (in /proc/filesystems) it is mounted like any other filesystem, with
+  `uid=0,gid=0,umask=077` added so every file is root's alone. Where it has not (some hardened
+  or minimal kernels), the partition is mounted through FUSE with `fusefat -f -o rw+`, run as
+  this process's child in its own session (a Ctrl-C at the console does not kill it mid-write):
+  without `allow_other` only root can enter the mount, and `fsname=` makes /proc/mounts name the
+  partition. fusefat's write support is marked experimental upstream, so three of its gaps are
+  closed here rather than trusted: its fsync does not reach the device (the partition itself is
+  fsync'd after each file and after the renames); its statvfs reports no free blocks on FAT32
+  (free space is counted from the FAT on the device instead); and a full drive fails with EPERM
+  (read as "full" when the FAT has no room left). It also lists the volume label as an empty
+  file, which `list` leaves out. Unmounting waits for fusefat to exit, then fsyncs the partition.
+- **The device's own cache too.** fusefat (like ext4 metadata) goes through the partition's
+  page cache, which survives an unmount while anyone else (udev, blkid) holds the device open.
+  `verify` therefore also flushes and drops that cache (`BLKFLSBUF`) between unmount and mount.
+
 Rejected: reading back with `O_DIRECT` (alignment rules differ per filesystem, vfat and ext4
 disagree, and the remount is needed anyway to catch metadata that only lived in memory); hashing
 the source again instead of the drive (proves nothing about the drive).
@@ -27,10 +43,16 @@ and file, and what to do next.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import re
+import signal
+import struct
 import subprocess
+import tempfile
+import time
+from array import array
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -41,12 +63,18 @@ CHUNK = 1 << 20
 COMMAND_SECONDS = 60  # a mount/umount that takes longer is a failing drive, not a slow one
 PARTIAL_SUFFIX = ".keyrite-partial"
 MOUNT_OPTIONS = "nosuid,nodev,noexec"
+VFAT_OPTIONS = "uid=0,gid=0,umask=077"  # kernel vfat: every file root's alone, 0700
+# fusefat: read-write (its own option), the partition named in /proc/mounts; no allow_other,
+# so only root (who mounts) may enter. -f keeps it our child, so unmount can wait for its exit.
+FUSEFAT_OPTIONS = "rw+,nosuid,nodev,noexec,umask=077"
+_BLKFLSBUF = 0x1261  # _IO(0x12, 97): write back and drop a block device's page cache
 
 # errno values meaning the device went away or broke under us (EROFS: ext4 remounts itself
 # read-only after an I/O error on its journal; ENOENT/ESTALE: the mount point emptied).
 _GONE = {errno.EIO, errno.ENODEV, errno.ENXIO, errno.EROFS, errno.ESHUTDOWN, errno.ESTALE}
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_FAT = {"vfat", "msdos"}  # what blkid calls FAT12/16/32 ("msdos" only from old blkid)
 
 Progress = Callable[[int, int, str], None]
 
@@ -83,6 +111,15 @@ def _message(p: subprocess.CompletedProcess[str]) -> str:
     return text.rstrip(".") or f"exit status {p.returncode}"
 
 
+def kernel_has(fstype: str) -> bool:
+    """The running kernel can mount `fstype` itself (it is listed in /proc/filesystems)."""
+    try:
+        lines = Path("/proc/filesystems").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[-1:] == [fstype] for line in lines)
+
+
 class BlockDrive:
     """One partition of one flash drive, mounted at `mount_root/label` by this tool only.
 
@@ -97,6 +134,8 @@ class BlockDrive:
         self.mount_root = Path(mount_root)
         self.mountpoint = self.mount_root / label
         self._st_dev: int | None = None  # st_dev of our mounted filesystem's root
+        self._fuse: subprocess.Popen[bytes] | None = None  # fusefat serving our mount
+        self._fat_label = ""  # fusefat lists the volume label as an empty file: hidden
 
     def __repr__(self) -> str:
         state = "mounted" if self._st_dev is not None else "not mounted"
@@ -144,7 +183,12 @@ class BlockDrive:
                 f"before using {self._name}"
             )
         fstype = self.fstype()
-        cmd = ["mount", "-o", MOUNT_OPTIONS]
+        if fstype in _FAT and not kernel_has("vfat"):
+            self._mount_fusefat()
+            self._st_dev = os.stat(self.mountpoint).st_dev
+            return
+        options = MOUNT_OPTIONS + ("," + VFAT_OPTIONS if fstype in _FAT else "")
+        cmd = ["mount", "-o", options]
         if fstype:
             cmd += ["-t", fstype]
         p = _run(cmd + [self.partition, str(self.mountpoint)], f"mount {self._name}")
@@ -156,9 +200,49 @@ class BlockDrive:
             )
         self._st_dev = os.stat(self.mountpoint).st_dev
 
+    def _mount_fusefat(self) -> None:
+        """Mount the FAT partition through fusefat (the kernel has no vfat); wait until it is."""
+        what = f"mount {self._name} (filesystem vfat, through fusefat: the kernel has no vfat)"
+        self._reap_fuse()
+        opts = f"{FUSEFAT_OPTIONS},fsname={self.partition}"
+        with tempfile.TemporaryFile() as log:
+            try:
+                proc = subprocess.Popen(
+                    ["fusefat", "-f", "-o", opts, self.partition, str(self.mountpoint)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a Ctrl-C at the console must not kill it mid-write
+                )
+            except FileNotFoundError as e:
+                raise DriveError(f"cannot {what}: the command 'fusefat' is not installed") from e
+            deadline = time.monotonic() + COMMAND_SECONDS
+            while not os.path.ismount(self.mountpoint):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                        why = f"fusefat did not mount it within {COMMAND_SECONDS} s"
+                    else:
+                        why = _exit_reason("fusefat", proc.returncode, log)
+                    raise DriveError(
+                        f"cannot {what}: {why}. Check that the right drive is inserted and "
+                        "formatted; otherwise use another"
+                    )
+                time.sleep(0.01)
+        self._fuse = proc
+        p = _run(
+            ["blkid", "-p", "-o", "value", "-s", "LABEL", self.partition], f"inspect {self._name}"
+        )
+        self._fat_label = p.stdout.strip() if p.returncode == 0 else ""
+
     def unmount(self) -> None:
         if not os.path.ismount(self.mountpoint):
             self._st_dev = None
+            if self._fuse is not None and self._fuse.poll() is not None:
+                # fusefat died under its mount ("transport endpoint is not connected")
+                _run(["umount", "-l", str(self.mountpoint)], f"unmount {self._name}")
+            self._reap_fuse()
             return
         p = _run(["umount", str(self.mountpoint)], f"unmount {self._name}")
         if p.returncode != 0:
@@ -167,6 +251,42 @@ class BlockDrive:
                 "Close anything using the drive, then try again; do not pull it yet"
             )
         self._st_dev = None
+        if self._fuse is not None:
+            # fusefat may still be writing when umount returns: wait for it, then make sure
+            # what it wrote left the partition's page cache for the flash.
+            proc, self._fuse = self._fuse, None
+            try:
+                proc.wait(COMMAND_SECONDS)
+            except subprocess.TimeoutExpired as e:
+                proc.kill()
+                proc.wait()
+                raise DriveError(
+                    f"{self._name} is unmounted but fusefat did not finish within "
+                    f"{COMMAND_SECONDS} s; its last writes may be lost: verify it again or "
+                    "use another drive"
+                ) from e
+            try:
+                self._sync_device()
+            except OSError as e:
+                raise DriveError(
+                    f"cannot flush {self._name} after unmounting it ({e.strerror}); its last "
+                    "writes may be lost: verify it again or use another drive"
+                ) from e
+
+    def _reap_fuse(self) -> None:
+        """Forget a fusefat that has exited (its mount was undone by someone else)."""
+        if self._fuse is not None and self._fuse.poll() is not None:
+            self._fuse = None
+
+    def _sync_device(self, drop: bool = False) -> None:
+        """fsync the partition itself; with `drop`, also empty its page cache (BLKFLSBUF)."""
+        fd = os.open(self.partition, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+            if drop:
+                fcntl.ioctl(fd, _BLKFLSBUF, 0)
+        finally:
+            os.close(fd)
 
     def _require_mounted(self) -> None:
         if not self.is_mounted():
@@ -197,9 +317,13 @@ class BlockDrive:
         self._require_mounted()
         items = [(_plain(name, "file name"), src) for name, src in files]
         names = [n for n, _ in items]
-        dup = {n for n in names if names.count(n) > 1}
+        folded = [n.casefold() for n in names]  # FAT's names ignore case
+        dup = {n for n in names if folded.count(n.casefold()) > 1}
         if dup:
             raise DriveError(f"file {sorted(dup)[0]} is listed twice for {self._name}")
+        for n in names:
+            if n.endswith("."):  # FAT drops a trailing dot: the name would not survive
+                raise DriveError(f"refusing file name {n!r}: it ends with a dot")
         sizes = []
         for name, src in items:
             if (self.mountpoint / name).exists():
@@ -240,19 +364,34 @@ class BlockDrive:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+            if self._fuse is not None:
+                self._sync_device()  # fusefat's fsync stops at the page cache
         except BaseException as e:
+            size = dict(zip(names, sizes, strict=False)).get(name, 0)
+            err = e
+            if isinstance(e, OSError) and e.errno == errno.EPERM and self._fuse is not None:
+                free = _quiet(self.free_bytes)  # fusefat says EPERM when the FAT is full
+                if isinstance(free, int) and free < size:
+                    err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             for tmp, _ in staged:
                 _quiet(os.unlink, tmp)
             for final in renamed:
                 _quiet(os.unlink, final)
-            if isinstance(e, OSError):
-                raise self._failed(
-                    e, name, dict(zip(names, sizes, strict=False)).get(name, 0)
-                ) from e
+            if isinstance(err, OSError):
+                raise self._failed(err, name, size) from e
             raise
         return out
 
     def free_bytes(self) -> int:
+        if self._fuse is not None:
+            # fusefat's statvfs says 0 free on FAT32: count the free clusters in the FAT
+            # (read through the partition's page cache, which fusefat writes through)
+            try:
+                return fat_free_bytes(self.partition)
+            except OSError as e:
+                raise self._gone("(reading the FAT)", e) from e
+            except ValueError as e:
+                raise DriveError(f"{self._name}: {e}") from e
         try:
             st = os.statvfs(self.mountpoint)
         except OSError as e:
@@ -314,6 +453,8 @@ class BlockDrive:
                     f"{written} bytes); nothing was recorded"
                 )
             os.fsync(fd)
+            if self._fuse is not None:
+                self._sync_device()  # fusefat's fsync stops at the page cache
         finally:
             _quiet(os.close, fd)
         return h.hexdigest()
@@ -336,6 +477,13 @@ class BlockDrive:
                     if e.errno in _GONE:
                         raise self._gone(p.name, e) from e
         self.unmount()
+        try:
+            self._sync_device(drop=True)
+        except OSError as e:
+            raise DriveError(
+                f"cannot drop the cached pages of {self._name} ({e.strerror}), so it cannot "
+                "be read back from the device: use another drive"
+            ) from e
         self.mount()
 
     def verify(self, expected: dict[str, str]) -> dict[str, object]:
@@ -398,7 +546,18 @@ class BlockDrive:
     def list(self) -> list[str]:
         self._require_mounted()
         return sorted(
-            p.name for p in self.mountpoint.iterdir() if p.is_file() and not p.name.startswith(".")
+            p.name
+            for p in self.mountpoint.iterdir()
+            if p.is_file() and not p.name.startswith(".") and not self._is_fat_label(p)
+        )
+
+    def _is_fat_label(self, p: Path) -> bool:
+        """fusefat shows the FAT volume label as an empty file of that name."""
+        return (
+            self._fuse is not None
+            and bool(self._fat_label)
+            and p.name == self._fat_label
+            and p.stat().st_size == 0
         )
 
     def eject(self) -> None:
@@ -426,6 +585,64 @@ class BlockDrive:
                 f"{self._name} is unmounted but its mount point {self.mountpoint} "
                 f"could not be removed: {e.strerror}"
             ) from e
+
+
+def fat_free_bytes(device: str) -> int:
+    """Free space of the FAT12/16/32 filesystem on `device`, counted from its first FAT.
+
+    The FSInfo sector's free count is only a hint (0xFFFFFFFF, "unknown", is common), so the
+    clusters are counted: entries that are 0 are free (FAT32's 4 reserved high bits included,
+    so an odd entry counts as used: the count can only err low).
+    """
+    fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        boot = os.pread(fd, 512, 0)
+        if len(boot) < 512 or boot[510:512] != b"\x55\xaa":
+            raise ValueError("no FAT boot sector (signature 55 AA missing)")
+        per_sector, per_cluster, reserved, fats, root_entries, total16 = struct.unpack_from(
+            "<HBHBHH", boot, 11
+        )
+        (fat16_size,) = struct.unpack_from("<H", boot, 22)
+        total32, fat32_size = struct.unpack_from("<II", boot, 32)
+        fat_size, total = fat16_size or fat32_size, total16 or total32
+        if per_sector not in (512, 1024, 2048, 4096) or not per_cluster or not fats:
+            raise ValueError(f"implausible FAT boot sector ({per_sector} bytes a sector)")
+        root_sectors = (root_entries * 32 + per_sector - 1) // per_sector
+        clusters = (total - reserved - fats * fat_size - root_sectors) // per_cluster
+        fat = os.pread(fd, fat_size * per_sector, reserved * per_sector)
+    finally:
+        os.close(fd)
+    if clusters < 4085:  # FAT12: 1.5 bytes an entry
+        free = 0
+        for c in range(2, clusters + 2):
+            v = int.from_bytes(fat[c * 3 // 2 : c * 3 // 2 + 2], "little")
+            free += (v >> 4 if c & 1 else v & 0xFFF) == 0
+    elif clusters < 65525:  # FAT16 (0 is 0 in either byte order)
+        free = array("H", fat[4 : 4 + 2 * clusters]).count(0)
+    else:  # FAT32
+        free = array("I", fat[8 : 8 + 4 * clusters]).count(0)
+    return free * per_sector * per_cluster
+
+
+def _exit_reason(command: str, returncode: int, log: object) -> str:
+    """What a helper that exited said (its last lines), or the signal that killed it."""
+    text = ""
+    try:
+        log.seek(0)  # type: ignore[attr-defined]
+        text = log.read()[-4000:].decode(errors="replace")  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        pass
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = "; ".join(lines[-3:]).rstrip(".")
+    if returncode < 0:
+        try:
+            sig = signal.Signals(-returncode).name
+        except ValueError:
+            sig = f"signal {-returncode}"
+        how = f"{command} was killed by {sig}"
+    else:
+        how = f"{command} exited with status {returncode}"
+    return f"{how} ({said})" if said else how
 
 
 def _source_size(src: Path) -> int:
