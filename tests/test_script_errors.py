@@ -47,6 +47,13 @@ def second_quorum(q: str, role: str, m: int, authorizes: int, text: str = BASE) 
                   f'authorizes = {authorizes}\nexpires = "PT5M"\n\n{header}', text)
 
 
+#: a second bag, declared and never sealed
+BAG2 = change("[[policies]]", '[[bags]]\nlabel = "bag2"\ntitle = "Spare"\n\n[[policies]]')
+#: a hand-over of bag1 as step 7, before the seal (now step 8) that seals it
+HANDOVER_FIRST = change("[[sections.steps]]\nn = 7\n",
+                        '[[sections.steps]]\nn = 7\nactor = "KGA"\ntext = "Take."\n'
+                        'action = "handover"\nbag = "bag1"\n\n[[sections.steps]]\nn = 8\n',
+                        change("n = 8", "n = 9"))
 GEN2 = change('quorum = ["gen"]', 'quorum = ["gen2"]', second_quorum("gen2", "SA", 1, 6))
 LATE = step_8('n = 8\nactor = "KSO"\ntext = "Late."\naction = "quorum"\nquorum = "late"\n'
               "count = 1",
@@ -162,8 +169,8 @@ CASES = [
     case("unknown action", change('action = "signoff"', 'action = "hsm.destroy"'),
          ("hsm.destroy", f"{S1}[3].action", "'hsm.destroy' is not an action: acknowledge, signin, "
           "record, verify, hsm.fingerprint, hsm.list, hsm.purge, hsm.generate, hsm.backup, "
-          "quorum, drive.insert, drive.copy, drive.verify, drive.eject, seal, transcript, "
-          "signoff")),
+          "quorum, drive.insert, drive.copy, drive.verify, drive.eject, seal, handover, "
+          "transcript, signoff")),
     case("parameter not allowed for the action",
          change('action = "signoff"', 'action = "signoff"\ndrive = "log"  # here'),
          ('drive = "log"  # here', f"{S1}[3].drive",
@@ -307,9 +314,7 @@ CASES = [
          ("serial = 3", f"{S1}[2].serial", "step 3 does not record a bag serial (expected a "
           "record step with format = \"bag-serial\")")),
     case("seal serial recorded for another bag",
-         change('bag = "bag1"\nserial', 'bag = "bag2"\nserial',
-                change("[[policies]]",
-                       '[[bags]]\nlabel = "bag2"\ntitle = "Spare"\n\n[[policies]]')),
+         change('bag = "bag1"\nserial', 'bag = "bag2"\nserial', BAG2),
          ("serial = 2", f"{S1}[2].serial", "step 2 records the serial of bag 'bag1', not 'bag2'")),
     case("seal serial recorded for no bag", change('format = "bag-serial"\nbag = "bag1"\n',
                                                    'format = "bag-serial"\n'),
@@ -323,6 +328,28 @@ CASES = [
          change('contents = ["drive:log"]', 'contents = ["drive:usb"]'),
          ("drive:usb", f"{S1}[2].contents[0]",
           "'usb' is not a declared drive (expected one of log, spare)")),
+    # -- handover: a bag sealed earlier changes hands -------------------------------------------
+    case("handover of a bag no seal step seals",
+         step_8('n = 8\nactor = "KGA"\ntext = "Take."\naction = "handover"\nbag = "bag2"',
+                BAG2),
+         ('bag = "bag2"\n\n', f"{S1}[3].bag", "bag 'bag2' is not sealed by any seal step before "
+          "this step (expected a seal step with this bag earlier)")),
+    case("handover before the seal", HANDOVER_FIRST,
+         ('bag = "bag1"\n\n[[sections.steps]]\nn = 8', f"{S1}[2].bag",
+          "bag 'bag1' is not sealed by any seal step before this step (expected a seal step "
+          "with this bag earlier)")),
+    case("handover of an undeclared bag",
+         step_8('n = 8\nactor = "KGA"\ntext = "Take."\naction = "handover"\nbag = "nope"'),
+         ('bag = "nope"', f"{S1}[3].bag", "'nope' is not a declared bag (expected one of bag1)")),
+    case("handover with a serial of its own",
+         step_8('n = 8\nactor = "KGA"\ntext = "Take."\naction = "handover"\nbag = "bag1"\n'
+                "serial = 2"),
+         ("serial = 2\n\n[[sections.steps]]\nn = 9", f"{S1}[3].serial",
+          "'serial' is not a parameter of action 'handover' (it takes bag)")),
+    case("handover naming no bag",
+         step_8('n = 8\nactor = "KGA"\ntext = "Take."\naction = "handover"'),
+         ('[[sections.steps]]\nn = 8\nactor = "KGA"', f"{S1}[3].bag",
+          "action 'handover' requires 'bag' (expected string `[a-z0-9][a-z0-9-]*`)")),
     case("record bag with a format other than bag-serial",
          change('format = "bag-serial"', 'format = "text"'),
          ('bag = "bag1"\n\n[[sections.steps]]\nn = 3', f"{S0}[1].bag",

@@ -31,6 +31,10 @@ ACTIONS: dict[str, str] = {
     "drive.verify": "read the files back from the drive and check them with their .sha256sum",
     "drive.eject": "unmount and release the drive",
     "seal": "a custodian accepts a sealed tamper-evident bag, its serial and its contents",
+    "handover": (
+        "the actor takes a bag sealed earlier from its holder, reading its serial back and "
+        "signing for it"
+    ),
     "transcript": "the printable record of the journal so far, written to a drive, and its digest",
     "signoff": "the actor signs the journal's current checkpoint to close the ceremony",
 }
@@ -65,6 +69,7 @@ PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "drive.verify": (("drive",), ("drill",)),
     "drive.eject": (("drive",), ()),
     "seal": (("bag", "serial", "contents"), ()),
+    "handover": (("bag",), ()),
     "transcript": (("drive",), ()),
     "signoff": ((), ()),
 }
@@ -148,7 +153,7 @@ class Step:
     value: str | None = None  # verify: a literal expected value
     equals: int | None = None  # record: must equal the value of step N
     drive: str | None = None  # drive.*, verify drive.serial, transcript, record
-    bag: str | None = None  # seal, record
+    bag: str | None = None  # seal, handover, record
     source: str | None = None  # drive.copy: "backup" | "drive:LABEL" | "transcript" | "journal"
     contents: tuple[str, ...] = ()  # seal: "drive:LABEL", "password:NAME", "transcript"
     serial: int | None = None  # seal: the record step that holds the bag's serial

@@ -177,7 +177,8 @@ PARAMETER_KEYS = (
         "format", **_P),
     Key("equals", integer(1), "record: the entered value must equal what step N yielded", **_P),
     Key("drive", pattern(LABEL, "a drive label"), "a declared drive", **_P),
-    Key("bag", pattern(LABEL, "a bag label"), "a declared bag", **_P),
+    Key("bag", pattern(LABEL, "a bag label"), "a declared bag; handover: one an earlier seal step "
+        "seals", **_P),
     Key("source", pattern(SOURCE, "a copy source", "string: a copy source"),
         "drive.copy: `backup`, `transcript`, `journal` or `drive:LABEL` (another drive)", **_P),
     Key("contents", array(pattern(CONTENT, "a bag content"), min_len=1,

@@ -1,5 +1,5 @@
 """The rules that tie steps to each other and to the declarations: numbering, actors, each
-action's parameters, value references, quorums and seals.
+action's parameters, value references, quorums, seals and hand-overs.
 
 Order matters in a ceremony, so "earlier" here means earlier in the file, whatever the numbers
 say: a reference to a later step, or a quorum collected after the operation it approves, could
@@ -78,7 +78,8 @@ class StepChecker:
                             f"action {action!r} requires {name!r} (expected {doc})")
         self._names(step, required + optional)
         checks = {"verify": self._verify, "record": self._record, "quorum": self._quorum,
-                  "seal": self._seal, "drive.copy": self._drive_copy,
+                  "seal": self._seal, "handover": self._handover,
+                  "drive.copy": self._drive_copy,
                   **{a: self._approved for a in QUORUM_ACTIONS}}
         if action in checks:
             checks[action](pos, step)
@@ -247,6 +248,18 @@ class StepChecker:
             elif kind == "password" and self.passwords_known and name not in self.passwords:
                 self.report(at, f"{name!r} is not the password of any hsm.backup step "
                             f"({one_of(self.passwords, 'backup password')})")
+
+    def _handover(self, pos: int, step: Row) -> None:
+        """A bag changes hands only once it is sealed: an earlier step in the file seals it."""
+        bag = step.get("bag")
+        if bag is None or self.d.bags is None or bag not in self.d.bags:
+            return  # missing, or not declared: reported already
+        seals = [s for s in self.steps[:pos] if s.get("action") == "seal"]
+        if any("bag" in s.written and s.get("bag") is None for s in seals):
+            return  # a seal's bag is written wrong (and reported): it may be this one
+        if not any(s.get("bag") == bag for s in seals):
+            self.report((*step.path, "bag"), f"bag {bag!r} is not sealed by any seal step "
+                        "before this step (expected a seal step with this bag earlier)")
 
     def _drive_copy(self, pos: int, step: Row) -> None:
         source = step.get("source") or ""
