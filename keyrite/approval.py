@@ -134,15 +134,30 @@ def check_approval(
 
 
 CUSTODY_DOMAIN = "keyrite-custody-v1"
+#: The kinds of custody acceptance: a custodian takes a bag as it is sealed, or from its holder.
+CUSTODY_KINDS = ("seal", "handover")
 
 
 def custody_message(ceremony: str, step: int, script_sha256: str, bag: str, serial: str,
-                    contents: list[str] | tuple[str, ...]) -> bytes:
-    """What a custodian signs when they take a sealed bag: this bag, with this serial and these
-    contents, at this step of this ceremony."""
+                    contents: list[str] | tuple[str, ...], kind: str = "seal",
+                    giver: str | None = None) -> bytes:
+    """What a custodian signs when they take a bag: this bag, with this serial and these
+    contents, at this step of this ceremony; for a hand-over, also that they take it from the
+    seat `giver`.
+
+    A seal's message is the one signed since custody was first signed (no kind line), so journals
+    written then still verify; a hand-over's second line is `kind handover`, where a seal's is
+    `ceremony`, so neither acceptance can be read as the other.
+    """
+    if kind not in CUSTODY_KINDS:
+        raise ValueError(f"custody kind {kind!r} is not one of {', '.join(CUSTODY_KINDS)}")
+    if (kind == "handover") != (giver is not None):
+        raise ValueError("a hand-over, and only a hand-over, names the seat it is taken from")
+    head = f"{CUSTODY_DOMAIN}\n" + ("kind handover\n" if kind == "handover" else "")
+    tail = f"from {giver}\n" if giver is not None else ""
     return (
-        f"{CUSTODY_DOMAIN}\nceremony {ceremony}\nstep {step}\nscript {script_sha256}\n"
-        f"bag {bag}\nserial {serial}\ncontents {' '.join(contents)}\n"
+        f"{head}ceremony {ceremony}\nstep {step}\nscript {script_sha256}\n"
+        f"bag {bag}\nserial {serial}\ncontents {' '.join(contents)}\n{tail}"
     ).encode()
 
 

@@ -32,6 +32,7 @@ from keyrite.approval import Approval, public_key_text, sign_approval, sign_cust
 
 HERE = Path(__file__).parent
 MINI = HERE / "scripts" / "mini.toml"
+HANDOVER = HERE / "scripts" / "handover.toml"
 SEED = HERE.parent / "coordinator" / "scripts" / "second-key-generation.toml"
 
 #: person -> (name, organisation, the seats they sign in for in an honest room).
@@ -79,6 +80,11 @@ def _load(path: Path) -> Script:
 @functools.cache
 def mini_script() -> Script:
     return _load(MINI)
+
+
+@functools.cache
+def handover_script() -> Script:
+    return _load(HANDOVER)
 
 
 @functools.cache
@@ -230,15 +236,19 @@ def approval(w: World, seat: str, step: int, digest: str, expires_in: int, *,
     return sign_approval(private_key(seat), **fields)
 
 
-def seal(w: World, seat: str, step: int, bag: str, contents: tuple[str, ...], typed_value: str,
-         *, signed_serial: str | None = None) -> ev.Record:
+def seal(w: World, seat: str, step: int, bag: str, contents: tuple[str, ...] | list[str],
+         typed_value: str, *, signed_serial: str | None = None, giver: str | None = None
+         ) -> ev.Record:
     """The custodian types the bag's serial and signs for the bag (the serial as the machine
-    normalises it, unless `signed_serial` says otherwise)."""
+    normalises it, unless `signed_serial` says otherwise); with `giver`, a hand-over from that
+    seat."""
     from coordinator.script.formats import check_value
 
     serial = signed_serial or check_value("bag-serial", typed_value) or typed_value
+    taking: dict[str, Any] = {"kind": "handover", "giver": giver} if giver else {}
     sig = sign_custody(private_key(seat), ceremony=w.script.ceremony.id, step=step,
-                       script_sha256=w.script.sha256, bag=bag, serial=serial, contents=contents)
+                       script_sha256=w.script.sha256, bag=bag, serial=serial, contents=contents,
+                       **taking)
     return ev.Record(at=w.at(), seat=seat, value=typed_value, signature=sig)
 
 
@@ -348,7 +358,10 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
             decision, reason = w.decide(want.detail)
             return acting(seat) or ev.Decide(at=w.at(), seat=seat, decision=decision,
                                              reason=reason)
-        seat = seat_of(m, want.role)
+        held = m.state.custody.get(str(want.detail.get("bag")), {})
+        # a hand-over goes to someone who does not hold the bag already
+        others = frozenset({held["person"]}) if want.kind == "handover" and held else frozenset()
+        seat = seat_of(m, want.role, others)
         if (e := acting(seat)) is not None:
             return e
         step = m.script.step(want.step)
@@ -357,6 +370,9 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
         if want.kind == "seal":
             return seal(w, seat, step.n, str(step.bag), step.contents,
                         typed(w.bag_serials[str(step.bag)]))
+        if want.kind == "handover":
+            return seal(w, seat, step.n, str(step.bag), held.get("contents", []),
+                        typed(w.bag_serials[str(step.bag)]), giver=held.get("custodian"))
         if want.kind == "signoff":
             return signoff(w, seat)
         assert want.kind == "record", want

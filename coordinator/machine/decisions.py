@@ -21,7 +21,8 @@ class Decision:
 # --- requests: the caller obtains an event in answer ---------------------------------------------
 @dataclass(frozen=True)
 class Ask(Decision):
-    """A person must act: `kind` is signin, acknowledge, record, seal, signoff or decide."""
+    """A person must act: `kind` is signin, acknowledge, record, seal, handover, signoff or
+    decide."""
 
     step: int
     role: str

@@ -40,8 +40,9 @@ class Acknowledge(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Record(Event):
-    """A value typed by an officer: a `record` step's value, or a custodian's bag serial (with
-    their signed acceptance of the bag: `keyrite.approval.custody_message`, base64 Ed25519)."""
+    """A value typed by an officer: a `record` step's value, or the bag serial a custodian reads
+    at a `seal` or `handover` step (with their signed acceptance of the bag:
+    `keyrite.approval.custody_message`, base64 Ed25519)."""
 
     seat: str
     value: str

@@ -53,6 +53,7 @@ ACCEPTS: dict[str, tuple[type[ev.Event], ...]] = {
     "verify": (ev.Observed, ev.PerformFailed),
     "quorum": (),
     "seal": (ev.Record,),
+    "handover": (ev.Record,),
     "signoff": (ev.SignOff,),
     **{a: (ev.OperationStarted, ev.Performed, ev.PerformFailed) for a in STATE_CHANGING},
     **{a: (ev.Performed, ev.PerformFailed) for a in PERFORMED},
@@ -170,12 +171,16 @@ class Machine:
         if s.status == "exception":
             return (d.Ask(step.n, admin, "decide", dict(s.exception or {})),)
         a = step.action
-        if a in ("acknowledge", "record", "seal", "signoff"):
+        if a in ("acknowledge", "record", "seal", "handover", "signoff"):
             detail: dict[str, Any] = {"text": step.text}
             if a == "record":
                 detail["format"] = step.format
             if a == "seal":
                 detail.update(bag=step.bag, contents=list(step.contents))
+            if a == "handover":
+                held = s.custody.get(str(step.bag), {})
+                detail.update(bag=step.bag, contents=list(held.get("contents", [])),
+                              holder=held.get("custodian"))
             return (d.Ask(step.n, step.actor, a, detail),)
         if a == "signin":
             return (d.Ask(step.n, step.actor, "signin", {"missing": self._missing_roles()}),)
@@ -470,28 +475,13 @@ class Machine:
 
     def _on_Record(self, step: Step, e: ev.Record) -> list[d.Decision]:
         self._actor(step, e.seat)
-        fmt = "bag-serial" if step.action == "seal" else (step.format or "text")
+        taken = step.action in ("seal", "handover")
+        fmt = "bag-serial" if taken else (step.format or "text")
         value = check_value(fmt, e.value)
         if value is None:
             raise Refused(f"{e.value!r} is not a valid {fmt}")
-        if step.action == "seal":
-            recorded = self.state.values[step.serial]  # type: ignore[index]
-            if value != recorded:
-                raise Refused(f"bag serial {value} does not match {recorded}, recorded at step "
-                              f"{step.serial}")
-            message = custody_message(self.script.ceremony.id, step.n, self.script.sha256,
-                                      str(step.bag), value, step.contents)
-            key = load_public_key(self.roster.officers[e.seat].signing_key)
-            try:
-                key.verify(base64.b64decode(e.signature, validate=True), message)
-            except (InvalidSignature, ValueError) as err:
-                raise Refused(f"{e.seat} takes bag {step.bag} by signing for it: the "
-                              "acceptance is missing or does not verify") from err
-            self.state.custody[step.bag] = {  # type: ignore[index]
-                "serial": value, "contents": list(step.contents), "custodian": e.seat,
-                "person": self.state.signed_in[e.seat], "step": step.n, "at": e.at,
-                "signature": e.signature,
-            }
+        if taken:
+            self._take_bag(step, e, value)
         elif step.equals is not None:
             # the referenced value may be a raw result (colon hex from a transcript): compare the
             # two in one normal form, as formats.py requires of every comparison
@@ -499,6 +489,48 @@ class Machine:
             if recorded is None or value != check_value(fmt, recorded):
                 raise Refused(f"{value} does not match the value of step {step.equals}")
         return self._complete(step, value)
+
+    def _take_bag(self, step: Step, e: ev.Record, serial: str) -> None:
+        """A custodian takes a bag: as it is sealed (its serial must be the one recorded at the
+        step `serial` names) or from its holder (its serial and contents are the sealed bag's).
+        Either way they sign for it with their own key, and the machine keeps that signature.
+
+        A hand-over to the person who already holds the bag is refused: nothing changes hands, and
+        a custody chain that lists it would say someone gave a bag to themselves."""
+        s, bag = self.state, str(step.bag)
+        person = s.signed_in[e.seat]
+        held = s.custody.get(bag)
+        if step.action == "seal":
+            recorded = s.values[step.serial]  # type: ignore[index]
+            contents, giver, where = list(step.contents), None, f"recorded at step {step.serial}"
+            sealed_at = step.n
+        elif held is None:
+            raise Refused(f"bag {bag} has not been sealed: there is nobody to take it from")
+        elif held["person"] == person:
+            raise Refused(f"{e.seat}'s holder already holds bag {bag} (as {held['custodian']} "
+                          f"since step {held['step']}): a hand-over is to someone else")
+        else:
+            recorded, contents, giver = held["serial"], list(held["contents"]), held["custodian"]
+            sealed_at = held.get("sealed_at", held["step"])
+            where = f"sealed at step {sealed_at}"
+        if serial != recorded:
+            raise Refused(f"bag serial {serial} does not match {recorded}, {where}")
+        message = custody_message(self.script.ceremony.id, step.n, self.script.sha256, bag,
+                                  serial, contents, kind=step.action, giver=giver)
+        key = load_public_key(self.roster.officers[e.seat].signing_key)
+        try:
+            key.verify(base64.b64decode(e.signature, validate=True), message)
+        except (InvalidSignature, ValueError) as err:
+            raise Refused(f"{e.seat} takes bag {bag} by signing for it: the "
+                          "acceptance is missing or does not verify") from err
+        record: dict[str, Any] = {
+            "serial": serial, "contents": contents, "custodian": e.seat, "person": person,
+            "step": step.n, "at": e.at, "signature": e.signature,
+        }
+        if giver is not None:  # a hand-over says from whom, and where the bag was sealed
+            record.update({"from": giver, "from_person": held["person"],  # type: ignore[index]
+                           "sealed_at": sealed_at})
+        s.custody[bag] = record
 
     def _on_SignOff(self, step: Step, e: ev.SignOff) -> list[d.Decision]:
         self._actor(step, e.seat)
