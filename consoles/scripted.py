@@ -98,23 +98,44 @@ class ScriptedRoom:
         if kind == "record":
             value = self._typed(step, now)
             return self._as(want.role, now, lambda seat: ev.Record(at=now, seat=seat, value=value))
-        if kind == "seal":
-            serial = self.bag_serial(step.bag or "")
-
-            def sealed(seat: str) -> ev.Event:
-                signature = sign_custody(
-                    self.keys[seat], ceremony=self.m.script.ceremony.id, step=step.n,
-                    script_sha256=self.m.script.sha256, bag=step.bag or "",
-                    serial=check_value("bag-serial", serial) or serial, contents=step.contents)
-                return ev.Record(at=now, seat=seat, value=serial, signature=signature)
-
-            return self._as(want.role, now, sealed, seat=self.custodians.get(step.bag or ""))
+        if kind in ("seal", "handover"):
+            return self._take_bag(want, step, now)
         if kind == "signoff":
             note = context["checkpoint"]
             return self._as(want.role, now, lambda seat: ev.SignOff(
                 at=now, seat=seat, checkpoint=note,
                 signature=base64.b64encode(self.keys[seat].sign(note.encode())).decode()))
         return []  # "decide": a rehearsal has nobody to decide an exception for the KGA
+
+    def _take_bag(self, want: d.Ask, step: Any, now: float) -> list[ev.Event]:
+        """The custodian reads the serial off the bag and signs for it: at a seal, the seat the
+        bag goes to (`custodians`); at a hand-over, the first seat of the role whose holder does
+        not hold the bag already (the machine refuses a hand-over to oneself)."""
+        bag = step.bag or ""
+        typed = self.bag_serial(bag)
+        serial = check_value("bag-serial", typed) or typed
+        held = self.m.state.custody.get(bag, {})
+        if want.kind == "seal":
+            fields: dict[str, Any] = {"contents": step.contents}
+            seat = self.custodians.get(bag)
+        else:
+            fields = {"contents": held.get("contents", []), "kind": "handover",
+                      "giver": held.get("custodian")}
+            seat = self._receiver(want.role, held.get("person"))
+
+        def taken(seat: str) -> ev.Event:
+            signature = sign_custody(
+                self.keys[seat], ceremony=self.m.script.ceremony.id, step=step.n,
+                script_sha256=self.m.script.sha256, bag=bag, serial=serial, **fields)
+            return ev.Record(at=now, seat=seat, value=typed, signature=signature)
+
+        return self._as(want.role, now, taken, seat=seat)
+
+    def _receiver(self, role: str, holder: str | None) -> str | None:
+        roster, signed = self.m.roster.officers, self.m.state.signed_in
+        seats = sorted((s for s in roster if roster[s].role == role and roster[s].person != holder),
+                       key=lambda s: (s not in signed, s))
+        return seats[0] if seats else None
 
     def _typed(self, step: Any, now: float) -> str:
         """What the officer reads off the drive, the bag, the clock or the screen and types."""

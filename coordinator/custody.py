@@ -3,11 +3,13 @@ journal alone.
 
 The journal's first entry carries the script, the roster and the previous record, so the
 ceremony machine can be rebuilt by replaying the journal's events (the journal is the truth);
-custody is what the machine recorded at each `seal` step: the bag's serial as the custodian
-confirmed it, what went in (drives named by the serial read when they were plugged in, password
-copies), and who took it, with the custodian's signature for the bag (which the machine verified
-against their enrolled key while replaying). Each time a bag changed hands is listed, last
-holder first. Run `keyrite verify` on the journal first: this command trusts what it reads.
+custody is what the machine recorded at each `seal` and `handover` step: the bag's serial as
+the custodian confirmed it, what went in (drives named by the serial read when they were plugged
+in, password copies), and who took it (from whom, at a hand-over), with the taker's signature for
+the bag (which the machine verified against their enrolled key while replaying: an event whose
+signature does not verify does not replay, and the command fails). Each bag's chain lists the
+seal and every hand-over in the order they happened. Run `keyrite verify` on the journal first:
+this command trusts what it reads.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ DESCRIPTION = (
     "Print who holds which tamper-evident bag and what is inside, from a ceremony journal alone: "
     "the journal's events are replayed through the ceremony machine with the script, roster "
     "and previous record its first entry carries. For each bag: its serial, its contents "
-    "(drives by the serial read when plugged in, password copies), its custodian and each "
-    "hand-over. --json for a script. Verify the journal first (keyrite verify). Exit codes: 0 "
-    "printed, 2 the journal cannot be read or does not replay."
+    "(drives by the serial read when plugged in, password copies), who holds it now, and its "
+    "chain: the seal, then each hand-over from whom to whom, with the step, the time and the "
+    "taker's signature (verified while replaying). --json for a script. Verify the journal "
+    "first (keyrite verify). Exit codes: 0 printed, 2 the journal cannot be read or does not "
+    "replay."
 )
 
 
@@ -64,7 +68,7 @@ def custody(path: Path) -> dict[str, Any]:
         machine = Machine(script, roster, dict(genesis.get("previous", {})))
     except (KeyError, TypeError) as e:
         raise BadInput(f"{path}: the first entry is not a ceremony genesis ({e})") from None
-    history: dict[str, list[dict[str, Any]]] = {}
+    chains: dict[str, list[dict[str, Any]]] = {}
     for i, rec in enumerate(records[1:], start=2):
         if rec.get("type") != "event":
             continue
@@ -75,28 +79,49 @@ def custody(path: Path) -> dict[str, Any]:
             raise BadInput(f"{path}:{i}: the event does not replay: {e}") from None
         for bag, c in machine.state.custody.items():
             if before.get(bag) != c:
-                history.setdefault(bag, []).insert(0, _row(machine, bag, c))
+                chains.setdefault(bag, []).append(_link(machine, c))
     bags = {}
     for label in sorted(script.bags):
         c = machine.state.custody.get(label)
         bags[label] = {"title": script.bags[label].title,
-                       **(_row(machine, label, c) if c else {"sealed": False}),
-                       "history": history.get(label, [])}
+                       **(_row(machine, c) if c else {"sealed": False}),
+                       "chain": chains.get(label, [])}
     return {"journal": str(path), "ceremony": script.ceremony.id, "status": machine.status,
             "bags": bags}
 
 
-def _row(m: Machine, bag: str, c: dict[str, Any]) -> dict[str, Any]:
-    officer = m.roster.officers.get(c["custodian"])
+def _row(m: Machine, c: dict[str, Any]) -> dict[str, Any]:
+    """The bag as it is now: its serial, its contents and who holds it since when."""
     return {
         "sealed": True, "serial": c["serial"], "custodian": c["custodian"],
-        "name": officer.name if officer else None,
-        "organisation": officer.organisation if officer else None,
+        **_officer(m, c["custodian"]),
         "contents": [_content(m, x) for x in c["contents"]], "step": c["step"],
-        # the machine verified it while replaying: the custodian's own key signed for this bag
-        "signature": c.get("signature"),
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(c["at"]))),
+        # the machine verified it while replaying: the holder's own key signed for this bag
+        "signature": c.get("signature"), "at": _time(c["at"]),
     }
+
+
+def _link(m: Machine, c: dict[str, Any]) -> dict[str, Any]:
+    """One change of hands: a seal (from nobody) or a hand-over, with the taker's signature."""
+    giver = c.get("from")
+    return {
+        "kind": "handover" if giver else "seal", "step": c["step"], "at": _time(c["at"]),
+        "from": giver, "from_name": _officer(m, giver)["name"] if giver else None,
+        "to": c["custodian"], "to_name": _officer(m, c["custodian"])["name"],
+        "signature": c.get("signature"),
+        # replaying refused any acceptance that does not verify: one that is here verified
+        "verified": bool(c.get("signature")),
+    }
+
+
+def _officer(m: Machine, seat: str) -> dict[str, str | None]:
+    officer = m.roster.officers.get(seat)
+    return {"name": officer.name if officer else None,
+            "organisation": officer.organisation if officer else None}
+
+
+def _time(at: Any) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(at)))
 
 
 def _content(m: Machine, item: str) -> str:
@@ -119,13 +144,20 @@ def render(report: dict[str, Any]) -> str:
         if not b["sealed"]:
             out.append(f"  bag {label}: not sealed")
             continue
-        signed = "signed for" if b.get("signature") else "NOT signed for"
         out.append(f"  bag {label} serial {b['serial']}: held by {b['name']} ({b['custodian']}, "
-                   f"{b['organisation']}) since step {b['step']}, {b['at']}, {signed}")
+                   f"{b['organisation']}) since step {b['step']}, {b['at']}, "
+                   f"{_signed(b.get('signature'))}")
         out += [f"      {x}" for x in b["contents"]]
-        for h in b["history"][1:]:
-            out.append(f"      before: {h['name']} ({h['custodian']}) from step {h['step']}")
+        for h in b["chain"]:
+            who = f"{h['to_name']} ({h['to']})"
+            what = (f"handed over from {h['from_name']} ({h['from']}) to {who}"
+                    if h["kind"] == "handover" else f"sealed, taken by {who}")
+            out.append(f"      step {h['step']} {h['at']}: {what}, {_signed(h['signature'])}")
     return "\n".join(out)
+
+
+def _signed(signature: str | None) -> str:
+    return "signed for" if signature else "NOT signed for"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -71,8 +71,9 @@ def render_text(s: dict[str, Any]) -> str:
     lines += [f"drive {d['label']:<12} serial {d['serial']}  "
               f"{'verified' if d['verified'] else 'NOT verified'}  {d['path']}"
               for d in s["drives"]]
-    lines += [f"bag {b:<12} serial {c['serial']} held by {c['custodian']}: "
-              f"{', '.join(c['contents'])}" for b, c in s["custody"].items()]
+    lines += [f"bag {b:<12} serial {c['serial']} held by {c['custodian']}"
+              + (f" (from {c['from']} at step {c['step']})" if c.get("from") else "")
+              + f": {', '.join(c['contents'])}" for b, c in s["custody"].items()]
     d = s.get("restore_drill")
     if d:
         lines.append(f"restore drill: {d['restored']} of {d['live']} keys restored into a "
