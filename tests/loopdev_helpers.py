@@ -6,6 +6,9 @@ mkfs.ext4, attach, mount, unmount, detach) rather than by guessing from the envi
 `pull()` / `plug_back()` make a live loop device look like a drive yanked out: its size limit is
 set to one sector, so every later read or write of the filesystem fails with EIO, and restored
 afterwards (the backing image is untouched, so the test can look at what reached the "flash").
+`loop_device(..., fs="vfat")` formats the image FAT (what real flash drives hold); `fusefat_missing`
+and `vfat_kernel_missing` say, by trying, why a FAT image cannot be mounted through fusefat or by
+the kernel.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +87,79 @@ def loop_missing() -> str | None:
 
 needs_loop = pytest.mark.skipif(loop_missing() is not None, reason=str(loop_missing()))
 
+FAT_TOOLS = {
+    "mkfs.vfat": "dosfstools",
+    "fsck.fat": "dosfstools",
+    "mcopy": "mtools",
+    "mdir": "mtools",
+}
+
+
+@functools.cache
+def fat_tools_missing() -> str | None:
+    """Why FAT images cannot be made and inspected here (loop devices included), or None."""
+    if (why := loop_missing()) is not None:
+        return why
+    for tool, package in FAT_TOOLS.items():
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (Debian package {package})"
+    return None
+
+
+@functools.cache
+def fusefat_missing() -> str | None:
+    """Why a FAT loop device cannot be mounted through fusefat here, or None (tried for real)."""
+    if (why := fat_tools_missing()) is not None:
+        return why
+    if not Path("/dev/fuse").exists():
+        return "no /dev/fuse: the kernel has no FUSE device"
+    if "fuse" not in Path("/proc/filesystems").read_text().split():
+        return "the kernel has no fuse (not in /proc/filesystems)"
+    if shutil.which("fusefat") is None:
+        return "fusefat is not installed (Debian package fusefat)"
+    with tempfile.TemporaryDirectory(prefix="keyrite-fuseprobe-") as d:
+        mnt = Path(d) / "mnt"
+        mnt.mkdir()
+        with loop_device(Path(d), 8 << 20, fs="vfat") as dev:
+            proc = subprocess.Popen(
+                ["fusefat", "-f", "-o", f"rw+,fsname={dev.device}", dev.device, str(mnt)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                for _ in range(500):
+                    if os.path.ismount(mnt) or proc.poll() is not None:
+                        break
+                    time.sleep(0.01)
+                if not os.path.ismount(mnt):
+                    return f"fusefat -o rw+ does not mount a FAT loop device (exit {proc.poll()})"
+            finally:
+                _run("umount", str(mnt))
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    return None
+
+
+@functools.cache
+def vfat_kernel_missing() -> str | None:
+    """Why the kernel cannot mount a FAT loop device itself, or None (tried for real)."""
+    if (why := fat_tools_missing()) is not None:
+        return why
+    if "vfat" not in Path("/proc/filesystems").read_text().split():
+        return "the kernel has no vfat (not in /proc/filesystems)"
+    with tempfile.TemporaryDirectory(prefix="keyrite-vfatprobe-") as d:
+        mnt = Path(d) / "mnt"
+        mnt.mkdir()
+        with loop_device(Path(d), 8 << 20, fs="vfat") as dev:
+            p = _run("mount", "-t", "vfat", dev.device, str(mnt))
+            if p.returncode != 0:
+                return f"mounting vfat from a loop device fails: {_err(p)}"
+            _run("umount", str(mnt))
+    return None
+
 
 @dataclass
 class LoopDev:
@@ -101,8 +178,14 @@ def mounts_of(device: str) -> list[str]:
 
 
 @contextmanager
-def loop_device(directory: Path, size: int, *, fs: str | None = "ext4") -> Iterator[LoopDev]:
-    """An image of `size` bytes (with an ext4 filesystem unless fs=None: all zeros), attached."""
+def loop_device(
+    directory: Path, size: int, *, fs: str | None = "ext4", fat_bits: int | None = None
+) -> Iterator[LoopDev]:
+    """An image of `size` bytes (with an ext4 filesystem unless fs=None: all zeros), attached.
+
+    fs="vfat": a FAT filesystem labelled KEYRITE (`fat_bits` 12, 16 or 32 forces the FAT size;
+    FAT32 needs about 33 MiB at least), like a flash drive fresh from the shop.
+    """
     img = Path(directory) / f"drive-{os.getpid()}-{id(directory):x}-{size}.img"
     n = 0
     while img.exists():
@@ -113,6 +196,10 @@ def loop_device(directory: Path, size: int, *, fs: str | None = "ext4") -> Itera
     if fs == "ext4":
         p = _run("mkfs.ext4", "-q", "-F", str(img))
         assert p.returncode == 0, f"mkfs.ext4: {_err(p)}"
+    elif fs == "vfat":
+        bits = ["-F", str(fat_bits)] if fat_bits else []
+        p = _run("mkfs.vfat", *bits, "-n", "KEYRITE", str(img))
+        assert p.returncode == 0, f"mkfs.vfat: {_err(p)}"
     elif fs is not None:
         raise ValueError(f"unsupported filesystem {fs!r}")
     p = _run("losetup", "--find", "--show", str(img))
@@ -158,6 +245,18 @@ def pull(device: str) -> None:
 def plug_back(device: str) -> None:
     """Undo `pull`: the whole image is visible again."""
     _set_sizelimit(device, 0)
+
+
+def holders(device: str) -> list[int]:
+    """The pids of processes holding `device` open (fusefat still serving a mount, say)."""
+    pids = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == device for fd in fd_dir.iterdir()):
+                pids.append(int(fd_dir.parent.name))
+        except OSError:
+            continue
+    return pids
 
 
 def find_marker(image: Path, marker: bytes) -> int:
