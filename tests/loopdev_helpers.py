@@ -120,27 +120,33 @@ def fusefat_missing() -> str | None:
     with tempfile.TemporaryDirectory(prefix="keyrite-fuseprobe-") as d:
         mnt = Path(d) / "mnt"
         mnt.mkdir()
-        with loop_device(Path(d), 8 << 20, fs="vfat") as dev:
-            proc = subprocess.Popen(
-                ["fusefat", "-f", "-o", f"rw+,fsname={dev.device}", dev.device, str(mnt)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                for _ in range(500):
-                    if os.path.ismount(mnt) or proc.poll() is not None:
-                        break
-                    time.sleep(0.01)
-                if not os.path.ismount(mnt):
-                    return f"fusefat -o rw+ does not mount a FAT loop device (exit {proc.poll()})"
-            finally:
-                _run("umount", str(mnt))
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        with loop_device(Path(d), 8 << 20, fs="vfat") as dev, fusefat_mount(dev.device, mnt):
+            if not os.path.ismount(mnt):
+                return "fusefat -o rw+ does not mount a FAT loop device"
     return None
+
+
+@contextmanager
+def fusefat_mount(device: str, mnt: Path) -> Iterator[None]:
+    """fusefat alone (no BlockDrive) serving `device` at `mnt` read-write; always unmounted."""
+    proc = subprocess.Popen(
+        ["fusefat", "-f", "-o", f"rw+,fsname={device}", device, str(mnt)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(500):
+            if os.path.ismount(mnt) or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        yield
+    finally:
+        _run("umount", str(mnt))
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @functools.cache

@@ -25,11 +25,13 @@ from tests.loopdev_helpers import (
     LoopDev,
     find_marker,
     fusefat_missing,
+    fusefat_mount,
     holders,
     loop_device,
     mounts_of,
     vfat_kernel_missing,
 )
+from tests.test_usb_blockfs import backup_pair
 
 MiB = 1 << 20
 
@@ -66,18 +68,6 @@ def drive(loop: LoopDev, tmp_path: Path) -> Iterator[BlockDrive]:
     d.mount()
     yield d
     d.eject()
-
-
-def backup_pair(marker: bytes = b"") -> tuple[tuple[str, bytes], tuple[str, bytes]]:
-    """A random 3 MiB 'backup' (with `marker` written in the middle) and its .sha256sum."""
-    data = bytearray(os.urandom(3 * MiB))
-    if marker:
-        at = 3 * MiB // 2 + 123
-        data[at : at + len(marker)] = marker
-    data = bytes(data)
-    name = "token-backup.tar"
-    sums = f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode()
-    return (name, data), (name + ".sha256sum", sums)
 
 
 def mtools_names(device: str) -> list[str]:
@@ -293,37 +283,24 @@ def test_fusefat_gaps_that_blockfs_works_around(tmp_path: Path) -> None:
     partition is fsync'd. If fusefat is ever fixed, this test says the workarounds can go."""
     mnt = tmp_path / "raw"
     mnt.mkdir()
-    with loop_device(tmp_path, 64 * MiB, fs="vfat", fat_bits=32) as dev:
-        proc = subprocess.Popen(
-            ["fusefat", "-f", "-o", f"rw+,fsname={dev.device}", dev.device, str(mnt)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(500):
-                if os.path.ismount(mnt):
-                    break
-                proc.wait(0.01) if proc.poll() is None else pytest.fail("fusefat exited")
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            assert os.path.ismount(mnt)
-            st = os.statvfs(mnt)
-            assert st.f_bavail == 0 < fat_free_bytes(dev.device)  # statvfs: "nothing free"
-            marker = b"FSYNC-MARKER-" + os.urandom(8).hex().encode()
-            fd = os.open(mnt / "m.bin", os.O_WRONLY | os.O_CREAT, 0o600)
-            os.write(fd, marker)
-            os.fsync(fd)
-            os.close(fd)
-            assert marker not in dev.image.read_bytes()  # fsync did not reach the device
-            dfd = os.open(dev.device, os.O_RDONLY)
-            os.fsync(dfd)
-            os.close(dfd)
-            assert marker in dev.image.read_bytes()  # fsync of the partition did
-            assert "KEYRITE" in os.listdir(mnt)  # the volume label, shown as a file
-        finally:
-            subprocess.run(["umount", str(mnt)], check=False)
-            proc.wait(10)
+    with (
+        loop_device(tmp_path, 64 * MiB, fs="vfat", fat_bits=32) as dev,
+        fusefat_mount(dev.device, mnt),
+    ):
+        assert os.path.ismount(mnt)
+        st = os.statvfs(mnt)
+        assert st.f_bavail == 0 < fat_free_bytes(dev.device)  # statvfs: "nothing free"
+        marker = b"FSYNC-MARKER-" + os.urandom(8).hex().encode()
+        fd = os.open(mnt / "m.bin", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, marker)
+        os.fsync(fd)
+        os.close(fd)
+        assert marker not in dev.image.read_bytes()  # fsync did not reach the device
+        dfd = os.open(dev.device, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+        assert marker in dev.image.read_bytes()  # fsync of the partition did
+        assert "KEYRITE" in os.listdir(mnt)  # the volume label, shown as a file
 
 
 @pytest.mark.skipif(fusefat_missing() is not None, reason=str(fusefat_missing()))
