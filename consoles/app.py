@@ -122,14 +122,17 @@ class Console:
                     "approval": approval.to_dict()}
         if cmd["type"] == "record":  # a custodian signs for the bag they take
             step = view.step
-            seal = next((x for x in (step.asked if step else ()) if x.kind == "seal"), None)
+            seal = next((x for x in (step.asked if step else ())
+                         if x.kind in ("seal", "handover")), None)
             if seal is None or step is None or step.n != cmd["step"]:
                 raise EnrollError("the step moved on before the bag was signed for: look again")
             serial = check_value("bag-serial", cmd["value"]) or cmd["value"]
+            taking = ({"kind": "handover", "giver": str(seal.detail.get("holder"))}
+                      if seal.kind == "handover" else {})
             signature = sign_custody(key, ceremony=view.ceremony_id, step=step.n,
                                      script_sha256=view.script_sha256,
                                      bag=str(seal.detail.get("bag")), serial=serial,
-                                     contents=list(seal.detail.get("contents") or []))
+                                     contents=list(seal.detail.get("contents") or []), **taking)
             return {**cmd, "signature": signature}
         if cmd["type"] == "signoff":
             signature = base64.b64encode(key.sign(cmd["checkpoint"].encode())).decode()

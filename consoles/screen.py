@@ -336,10 +336,12 @@ class ConsoleScreen:
                            f"Decision ({' / '.join(choices)}):", False, chosen))
 
     def _seal(self, a: Action, typed: str) -> None:
-        """The custodian's second input: the passphrase that signs for the bag as typed."""
+        """The custodian's second input: the passphrase that signs for the bag as typed (at a
+        seal, or at a hand-over from the seat that holds it)."""
         serial = typed.strip()
+        giver = f" from {a.detail['from']}" if a.detail.get("from") else ""
         self._open(_Prompt(
-            [f"Take bag {a.detail.get('bag')} with serial {serial}, holding:",
+            [f"Take bag {a.detail.get('bag')} with serial {serial}{giver}, holding:",
              *(f"  {c}" for c in a.detail.get("contents", [])),
              "Your signature records that you hold it from now on."],
             f"Passphrase of {a.command['seat']}'s key (Enter signs, Esc cancels):", True,

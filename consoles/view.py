@@ -55,7 +55,7 @@ class Asked:
 
     step: int
     role: str
-    # people: signin acknowledge record seal signoff decide approve;
+    # people: signin acknowledge record seal handover signoff decide approve;
     # the coordinator: observe plan perform execute
     kind: str
     text: str
@@ -316,6 +316,9 @@ def _ask_text(w: d.Ask) -> str:
         return f"the {w.role} enters the value ({w.detail.get('format') or 'text'})"
     if w.kind == "seal":
         return f"the {w.role} seals bag {w.detail.get('bag')} and enters its serial"
+    if w.kind == "handover":
+        return (f"the {w.role} takes bag {w.detail.get('bag')} from {w.detail.get('holder')} "
+                "and enters its serial")
     if w.kind == "signoff":
         return f"the {w.role} signs the journal checkpoint"
     return f"the {w.role} acknowledges"
@@ -387,11 +390,12 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                 fmt = a.detail.get("format") or "text"
                 out.append(_act("record", f"Enter the value for step {a.step} ({fmt})",
                                 {"type": "record", **base}, ("value",), {"format": fmt}))
-            elif a.kind == "seal":  # the custodian types the serial and signs for the bag
+            elif a.kind in ("seal", "handover"):  # the custodian types the serial and signs
+                taking = {"from": a.detail.get("holder")} if a.kind == "handover" else {}
                 out.append(_act("record", f"Enter the value for step {a.step} (bag-serial)",
                                 {"type": "record", **base}, ("value", "passphrase"),
                                 {"format": "bag-serial", "bag": a.detail.get("bag"),
-                                 "contents": list(a.detail.get("contents") or [])}))
+                                 "contents": list(a.detail.get("contents") or []), **taking}))
             elif a.kind == "secret":
                 out.append(_act("secret", f"Enter the {a.detail['name']} password",
                                 {"type": "secret", **base, "name": a.detail["name"]}, ("value",),
