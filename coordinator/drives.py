@@ -1,10 +1,11 @@
 """Flash drives behind one small interface, and the folder-backed kind the rehearsal uses.
 
-The live coordinator will implement `Drives` with udev and real mounts (a later issue); the
-rehearsal uses `FolderDrives`, where each drive is a folder under the workdir holding a `.drive`
-label file (label, serial, vendor, model) and a `files/` tree standing for its filesystem. Copies
-are written to a temporary name, fsync'd, renamed, the directory fsync'd, then read back and
-compared, so a crash never leaves a half-written file under its final name.
+The live coordinator implements `Drives` with udev and real mounts (`coordinator.usb.drives`);
+the rehearsal (and a staged ceremony) uses `FolderDrives`, where each drive is a folder under the
+workdir holding a `.drive` label file (label, serial, vendor, model) and a `files/` tree standing
+for its filesystem. Copies are written to a temporary name, fsync'd, renamed, the directory
+fsync'd, then read back and compared, so a crash never leaves a half-written file under its final
+name.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class DriveInfo:
 
 
 class Drives(Protocol):
-    def wait_for(self, label: str) -> DriveInfo: ...
+    def wait_for(self, label: str, expected: str | None = None) -> DriveInfo:
+        """The drive for `label`, waiting for it; `expected` is the serial the KGA recorded
+        (the machine checks it in any case; real drives use it to pick the right one)."""
 
     def copy(self, label: str, files: Iterable[tuple[str, bytes]],
              progress: Progress | None = None) -> list[dict[str, object]]:
@@ -96,7 +99,7 @@ class FolderDrives:
             raise Failure(f"no flash drive labelled {label!r} in the box ({p} is missing)")
         return DriveInfo(**json.loads(p.read_text()))
 
-    def wait_for(self, label: str) -> DriveInfo:
+    def wait_for(self, label: str, expected: str | None = None) -> DriveInfo:
         return self.info(label)
 
     def _files(self, label: str) -> Path:

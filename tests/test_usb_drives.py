@@ -6,11 +6,14 @@ check, copies read back from the device, a drive pulled during a step, and eject
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from coordinator.usb.drives import UsbDrives
+from coordinator.usb.drives import DriveNotice, UsbDrives
 from coordinator.usb.watch import DriveEvent, UsbDrive
 from keyrite.exits import Failure
 from tests.loopdev_helpers import loop_device, mounts_of, needs_loop, pull
@@ -22,25 +25,41 @@ class Port:
     """What udev would say, one event at a time, for drives the test plugs in."""
 
     def __init__(self) -> None:
-        self.events: list[DriveEvent] = []
+        self.events: queue.Queue[DriveEvent] = queue.Queue()
         self.now: list[UsbDrive] = []
 
     def present(self) -> list[UsbDrive]:
         return list(self.now)
 
     def poll(self, timeout: float) -> DriveEvent | None:
-        return self.events.pop(0) if self.events else None
+        try:
+            return self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return None
 
     def plug(self, device: str, serial: str, n: int = 0) -> UsbDrive:
         d = UsbDrive(serial=serial, vendor="Vendor", model="Stick", devnode=f"/dev/sd{n}",
-                     partitions=(device,), syspath=f"/sys/test/sd{n}")
+                     partitions=(device,), syspath=f"/sys/test/sd{n}/{time.monotonic_ns()}")
         self.now.append(d)
-        self.events.append(DriveEvent(action="added", drive=d))
+        self.events.put(DriveEvent(action="added", drive=d))
         return d
 
     def unplug(self, d: UsbDrive) -> None:
         self.now.remove(d)
-        self.events.append(DriveEvent(action="removed", drive=d))
+        self.events.put(DriveEvent(action="removed", drive=d))
+
+
+class Heard:
+    """The notices a started UsbDrives gives, as the live coordinator's listener gets them."""
+
+    def __init__(self) -> None:
+        self.notices: queue.Queue[DriveNotice] = queue.Queue()
+
+    def __call__(self, notice: DriveNotice) -> None:
+        self.notices.put(notice)
+
+    def next(self, timeout: float = 5.0) -> DriveNotice:
+        return self.notices.get(timeout=timeout)
 
 
 def test_a_drive_is_bound_copied_read_back_verified_and_ejected(tmp_path: Path) -> None:
@@ -93,3 +112,102 @@ def test_a_drive_pulled_during_a_step_is_noticed_and_nothing_claims_a_copy(tmp_p
         port.unplug(d)  # and udev says so
         with pytest.raises(Failure, match="wellington .*was removed"):
             drives.list("wellington")
+
+
+def test_a_wrong_drive_is_told_at_once_and_the_step_waits_for_the_right_one(tmp_path: Path):
+    port, heard = Port(), Heard()
+    drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=20)
+    drives.start(heard)
+    try:
+        with loop_device(tmp_path, 16 << 20) as wrong, loop_device(tmp_path, 16 << 20) as right:
+            got: list[object] = []
+            waiting = threading.Thread(
+                target=lambda: got.append(drives.wait_for("albany", "AA-0011")))
+            waiting.start()
+            port.plug(wrong.device, "BB0022", 1)
+            assert heard.next().what == "plugged"
+            refused = heard.next()
+            assert (refused.what, refused.label, refused.drive.serial) == ("refused", "albany",
+                                                                          "BB0022")
+            assert refused.reason is not None and "wrong drive" in refused.reason
+            assert refused.to_record()["reason"] == refused.reason
+            assert mounts_of(wrong.device) == [] and waiting.is_alive()
+            port.plug(right.device, "aa0011", 2)
+            waiting.join(10)
+            assert [i.serial for i in got] == ["aa0011"]  # type: ignore[attr-defined]
+            assert mounts_of(right.device) == [str(tmp_path / "mnt" / "albany")]
+            assert mounts_of(wrong.device) == []
+            drives.eject("albany")
+    finally:
+        drives.close()
+
+
+def test_a_pulled_drive_is_told_at_once_and_taken_back_when_plugged_in_again(tmp_path: Path):
+    port, heard = Port(), Heard()
+    drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=5)
+    drives.start(heard)
+    try:
+        with loop_device(tmp_path, 32 << 20) as loop:
+            d = port.plug(loop.device, "CAFE01")
+            assert heard.next().what == "plugged"
+            drives.wait_for("wellington")
+            port.unplug(d)
+            start = time.monotonic()
+            notice = heard.next()
+            assert (notice.what, notice.label) == ("removed", "wellington")
+            assert time.monotonic() - start < 2  # told by the watcher, not at the next touch
+            assert drives.seen() == {}
+            with pytest.raises(Failure, match="wellington .*was removed; plug it in again"):
+                drives.copy("wellington", [("b.tar.gz", b"x")])
+            port.plug(loop.device, "cafe-01")  # the same drive, back in the port
+            assert heard.next().what == "plugged"
+            written = drives.copy("wellington", [("b.tar.gz", b"x" * 1000)])
+            assert written[0]["size"] == 1000
+            assert mounts_of(loop.device) == [str(tmp_path / "mnt" / "wellington")]
+            drives.eject("wellington")
+    finally:
+        drives.close()
+
+
+def test_an_ejected_drive_left_in_the_port_is_not_taken_for_another_label(tmp_path: Path):
+    port = Port()
+    drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=0.3)
+    with loop_device(tmp_path, 16 << 20) as loop:
+        port.plug(loop.device, "CAFE01")
+        drives.wait_for("keygen-log")
+        drives.eject("keygen-log")
+        with pytest.raises(Failure, match="no flash drive was plugged in for albany"):
+            drives.wait_for("albany")
+        assert drives.wait_for("keygen-log").serial == "CAFE01"  # the same label may again
+        drives.eject("keygen-log")
+
+
+def test_the_recorded_serial_picks_the_drive_among_several(tmp_path: Path):
+    port = Port()
+    drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=1)
+    with loop_device(tmp_path, 16 << 20) as a, loop_device(tmp_path, 16 << 20) as b:
+        port.plug(a.device, "AA0011", 1)
+        port.plug(b.device, "BB0022", 2)
+        assert drives.wait_for("master-copy", "bb0022").serial == "BB0022"
+        assert mounts_of(b.device) and not mounts_of(a.device)
+        drives.eject("master-copy")
+
+
+def test_close_ends_a_wait_for_a_drive(tmp_path: Path):
+    drives = UsbDrives(Port(), tmp_path / "mnt", {}, wait_seconds=60)
+    drives.start(Heard())
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            drives.wait_for("albany")
+        except Failure as e:
+            errors.append(e)
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    time.sleep(0.3)
+    drives.close()
+    waiting.join(5)
+    assert not waiting.is_alive()
+    assert "stopping" in str(errors[0])
