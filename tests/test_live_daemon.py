@@ -36,6 +36,7 @@ class _NoWork:
 
     def __init__(self) -> None:
         self.secrets: dict[str, str] = {}
+        self.drives = object()  # folder drives: no udev, no `seen`
 
     def now(self) -> float:
         raise AssertionError("the world was asked to work")
@@ -224,3 +225,24 @@ def test_an_approval_lapsing_just_before_the_operation_starts_stops_nothing(tmp_
     [rec] = _records(journal, "refused")
     assert rec["event"]["event"] == "OperationStarted"
     assert isinstance(live.m.wants(now=a.expires + 1)[0], d.RequestApproval)
+
+
+def test_a_usb_drive_notice_is_journaled_and_shown_at_once(tmp_path: Path) -> None:
+    from coordinator.usb.drives import DriveNotice
+    from coordinator.usb.watch import UsbDrive
+
+    live, journal, _, clock = _live(tmp_path, kso_quorum(0))
+    stick = UsbDrive(serial="AA0011", vendor="Kingston", model="DataTraveler",
+                     devnode="/dev/sdb", partitions=("/dev/sdb1",), syspath="/sys/x/sdb")
+    live.drive_notice(DriveNotice("removed", stick, "albany"))
+    live.drive_notice(DriveNotice("refused", stick, "wellington",
+                                  "drive wellington expects serial BB; wrong drive"))
+    [removed, refused] = _records(journal, "drive")
+    assert removed == {"type": "drive", "at": clock.now, "step": live.m.current.n,
+                       "event": "removed", "serial": "AA0011", "vendor": "Kingston",
+                       "model": "DataTraveler", "device": "/dev/sdb", "label": "albany"}
+    assert refused["reason"] == "drive wellington expects serial BB; wrong drive"
+    tail = [line["text"] for line in live.view()["journal"]][-2:]
+    assert tail == ["DRIVE REMOVED: Kingston DataTraveler serial AA0011 (albany)",
+                    "DRIVE REFUSED: Kingston DataTraveler serial AA0011 (wellington): "
+                    "drive wellington expects serial BB; wrong drive"]

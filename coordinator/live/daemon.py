@@ -120,7 +120,11 @@ class Live:
             secrets_needed=self._secrets_needed(now)))
 
     def _plugged(self) -> set[str]:
-        """Drives in the laptop now, by the steps done: inserted and not yet ejected."""
+        """Drives in the laptop now: as udev says, for real drives; else by the steps done
+        (inserted and not yet ejected)."""
+        seen = getattr(self.world.drives, "seen", None)
+        if seen is not None:
+            return set(seen())
         plugged: set[str] = set()
         for n in self.m.state.completed:
             st = self.m.script.step(n)
@@ -149,6 +153,14 @@ class Live:
             self.section_started = self.clock()
         self._dirty.set()
         self._wake.set()
+
+    def drive_notice(self, notice: Any) -> None:
+        """A USB drive plugged in, removed or refused (`coordinator.usb.drives.DriveNotice`):
+        journaled and shown at once, whatever step is running."""
+        cur = self.m.current
+        self.journal.append({"type": "drive", "at": self.clock(),
+                             "step": cur.n if cur else None, **notice.to_record()})
+        self.changed()
 
     # --- commands ------------------------------------------------------------------------------
     async def handle(self, officer: str, body: Any) -> dict[str, Any]:
@@ -313,15 +325,24 @@ class Live:
         if isinstance(want, (d.Execute, d.Perform)) and (
                 isinstance(want, d.Execute) or want.action == "drive.copy"):
             self.progress = None  # the finished bar stays up until the next long work begins
+        # Waiting for a flash drive may take minutes and changes nothing: a stopping daemon
+        # leaves that thread behind rather than wait for someone to plug a drive in.
+        waits = (want.source if isinstance(want, d.Observe) else
+                 getattr(want, "action", None)) in ("drive.serial", "drive.insert")
+        # each event is made (and timed) once its work is done: a wait for a drive takes minutes
+        step = want.step
         if isinstance(want, d.Observe):
-            event = await self._in_thread(want.step, lambda: ev.Observed(
-                at=w.now(), step=want.step, value=w.observe(want)))
+            event = await self._in_thread(
+                step, lambda: w.observe(want),
+                lambda v: ev.Observed(at=w.now(), step=step, value=v), abandon=waits)
         elif isinstance(want, d.Perform):
-            event = await self._in_thread(want.step, lambda: ev.Performed(
-                at=w.now(), step=want.step, result=w.perform(want, self._progress_from_thread)))
+            event = await self._in_thread(
+                step, lambda: w.perform(want, self._progress_from_thread),
+                lambda r: ev.Performed(at=w.now(), step=step, result=r), abandon=waits)
         elif isinstance(want, d.Plan):
-            event = await self._in_thread(want.step, lambda: ev.OperationPlanned(
-                at=w.now(), step=want.step, operation=w.plan(want)))
+            event = await self._in_thread(
+                step, lambda: w.plan(want),
+                lambda op: ev.OperationPlanned(at=w.now(), step=step, operation=op))
         elif isinstance(want, d.Execute):
             if not want.reconcile:
                 try:
@@ -331,8 +352,9 @@ class Live:
                     log.warning("step %d not started: %s", want.step, r.reason)
                     return
                 self.changed()
-            event = await self._in_thread(want.step, lambda: ev.Performed(
-                at=w.now(), step=want.step, result=w.execute(want, self._progress_from_thread)))
+            event = await self._in_thread(
+                step, lambda: w.execute(want, self._progress_from_thread),
+                lambda r: ev.Performed(at=w.now(), step=step, result=r))
         else:
             raise AssertionError(f"unhandled decision {want!r}")
         with trio.CancelScope(shield=True):  # what was done is journaled, even at shutdown
@@ -342,8 +364,11 @@ class Live:
                 log.error("step %d: %s", want.step, r.reason)
                 self.runner.apply(ev.PerformFailed(at=w.now(), step=want.step, error=r.reason))
 
-    async def _in_thread(self, step: int, work: Callable[[], ev.Event]) -> ev.Event:
-        return await trio.to_thread.run_sync(attempt, step, work, self.world.now)
+    async def _in_thread(self, step: int, work: Callable[[], Any],
+                         event: Callable[[Any], ev.Event], *, abandon: bool = False) -> ev.Event:
+        """`work` in a worker thread, then the event saying what it gave (or how it failed)."""
+        return await trio.to_thread.run_sync(attempt, step, lambda: event(work()),
+                                             self.world.now, abandon_on_cancel=abandon)
 
     def _progress_from_thread(self, done: int, total: int, what: str) -> None:
         """Called from whichever thread reports (the signer link's own loop, for one): hand the

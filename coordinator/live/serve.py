@@ -133,6 +133,10 @@ async def serve(cfg: CoordinatorConfig, live: Live, enrolment: Enrolment, curve:
             sd_notify("READY=1")
             if ready is not None:
                 ready(router, pub)
+            start_drives = getattr(live.world.drives, "start", None)
+            if start_drives is not None:  # udev: plugged, removed, refused, told at once
+                token = trio.lowlevel.current_trio_token()
+                start_drives(lambda notice: token.run_sync_soon(live.drive_notice, notice))
             nursery.start_soon(live.publish_forever)
             nursery.start_soon(live.tick_forever)
             nursery.start_soon(live.drive)
@@ -154,6 +158,9 @@ def run(config: Path) -> int:
     finally:
         try:
             live.world.signer.close()  # type: ignore[attr-defined]
+            close_drives = getattr(live.world.drives, "close", None)
+            if close_drives is not None:
+                close_drives()
         finally:
             journal.close()
     return 0
