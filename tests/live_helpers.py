@@ -75,9 +75,20 @@ class Tmux:
 class Room:
     """A staged ceremony under tmux: shim, coordinator and consoles, each in a window."""
 
-    def __init__(self, tmp: Path, consoles: tuple[str, ...]) -> None:
+    def __init__(self, tmp: Path, consoles: tuple[str, ...], *,
+                 udev: dict[str, str] | None = None) -> None:
+        """`udev`: the environment that shows the coordinator a umockdev testbed; given, the
+        coordinator uses USB drives (`drives = "usb"`, mounted under tmp/mnt) instead of the
+        staged folders."""
         self.tmp = tmp
         self.staged: Staged = stage(tmp / "ceremony", fixture="small")
+        self.udev = udev
+        self.mounts = tmp / "mnt"
+        if udev is not None:
+            cfg = self.staged.coordinator.read_text()
+            cfg = re.sub(r'^drives = ".*"$', f'drives = "usb"\nmounts = "{self.mounts}"', cfg,
+                         flags=re.M)
+            self.staged.coordinator.write_text(cfg)
         self.phrases = {k: str(v) for k, v in
                         tomllib.loads((self.staged.live / "passphrases.toml").read_text()).items()}
         self.tmux = Tmux(tmp)
@@ -91,7 +102,9 @@ class Room:
             self.start_console(seat)
 
     def start_coordinator(self) -> None:
-        self.tmux.open("coordinator", [*KEYRITE, "coordinator", "--config",
+        env = [] if self.udev is None else ["env", *(f"{k}={self.udev[k]}" for k in
+                                                     ("LD_PRELOAD", "UMOCKDEV_DIR"))]
+        self.tmux.open("coordinator", [*env, *KEYRITE, "coordinator", "--config",
                                        str(self.staged.coordinator)], self.logs / "coordinator.log")
         self.wait("coordinator", lambda s: "commands on" in s, 60)
 

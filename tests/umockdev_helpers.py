@@ -159,6 +159,12 @@ class MockUdev:
             self._child.close()
             raise
         self.root = first.split(" ", 1)[1]
+        # The testbed answers ioctls on every /dev node it does not emulate through a default
+        # handler, with ENOTTY: a real loop device's BLKFLSBUF too. Without its socket they
+        # reach the kernel (the fake disks need no ioctl).
+        default = Path(self.root) / "ioctl" / "_default"
+        if default.exists():
+            default.unlink()
 
     def __enter__(self) -> MockUdev:
         return self
@@ -191,12 +197,14 @@ class MockUdev:
         *,
         bus: str = "usb",
         partitions: int = 1,
+        nodes: tuple[str, ...] = (),
     ) -> str:
-        """Add disk /dev/<name> (and <name>1...), emitting udev `add`s; returns its syspath."""
-        words = (name, bus, serial, vendor, model)
+        """Add disk /dev/<name> (and <name>1...), emitting udev `add`s; returns its syspath.
+        `nodes` gives partitions real device nodes (a loop device holding a filesystem)."""
+        words = (name, bus, serial, vendor, model, *nodes)
         if any(not w or any(c.isspace() for c in w) for w in words):
             raise ValueError(f"plug() values must be single words: {words}")
-        return self._ask(f"disk {' '.join(words)} {partitions}")
+        return self._ask(f"disk {' '.join(words[:5])} {partitions} {' '.join(nodes)}".rstrip())
 
     def unplug(self, syspath: str) -> None:
         """Emit `remove` for the disk's partitions and the disk, then drop them."""

@@ -4,7 +4,8 @@ Runs on Debian's /usr/bin/python3 (which has `gi` and the UMockdev typelib; the 
 neither) under LD_PRELOAD=libumockdev-preload.so.0. It builds a `UMockdev.Testbed`, prints
 `root <dir>` and then answers one command a line, one reply a line:
 
-    disk <name> <bus> <serial> <vendor> <model> [<partition count>]  -> ok <disk syspath>
+    disk <name> <bus> <serial> <vendor> <model> [<partition count> [<node> ...]]
+                                                                   -> ok <disk syspath>
     unplug <disk syspath>                                          -> ok
     quit
 
@@ -12,6 +13,10 @@ neither) under LD_PRELOAD=libumockdev-preload.so.0. It builds a `UMockdev.Testbe
 device when <bus> is `usb`, or below an ATA controller otherwise; each add emits its own udev
 `add` event, disk first, as the kernel does. `unplug` emits `remove` for the partitions, then
 the disk, then removes them from the testbed. Values are single words (tests choose them).
+
+A partition given a <node> (a real block device such as /dev/loop3) has that as its device node
+instead of a fake one in the testbed: the tool mounts a real filesystem on a drive udev reports
+as plugged into a USB port.
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ _count = 0
 
 
 def _disk(
-    bed: UMockdev.Testbed, name: str, bus: str, serial: str, vendor: str, model: str, parts: int
+    bed: UMockdev.Testbed,
+    name: str,
+    bus: str,
+    serial: str,
+    vendor: str,
+    model: str,
+    parts: int,
+    nodes: list[str],
 ) -> str:
     global _count
     _count += 1
@@ -64,8 +76,11 @@ def _disk(
         f"A: vendor={vendor}\nA: model={model}\n\n" + parents
     )
     for i in range(1, parts + 1):
+        node = nodes[i - 1] if i <= len(nodes) else None
+        # no N: line for a real node: the testbed makes no fake file, the real device is opened
+        dev = f"E: DEVNAME={node}\n" if node else f"N: {name}{i}\nE: DEVNAME=/dev/{name}{i}\n"
         bed.add_from_string(
-            f"P: {disk}/{name}{i}\nN: {name}{i}\nE: DEVNAME=/dev/{name}{i}\n"
+            f"P: {disk}/{name}{i}\n{dev}"
             f"E: DEVTYPE=partition\nE: SUBSYSTEM=block\n{props}E: ID_FS_TYPE=vfat\n"
             f"A: partition={i}\nA: size=15631360\n"
         )
@@ -127,7 +142,8 @@ def main() -> int:
             if words[0] == "disk":
                 name, bus, serial, vendor, model = words[1:6]
                 parts = int(words[6]) if len(words) > 6 else 1
-                print("ok", _disk(bed, name, bus, serial, vendor, model, parts), flush=True)
+                nodes = words[7:]
+                print("ok", _disk(bed, name, bus, serial, vendor, model, parts, nodes), flush=True)
             elif words[0] == "unplug":
                 _unplug(bed, words[1])
                 print("ok", flush=True)
