@@ -208,3 +208,41 @@ def test_documented_hsm_drop_ins_verify_and_keep_their_score(tmp_path, name):
     assert (r.returncode, r.stderr, r.stdout) == (0, "", ""), name
     level, label = _exposure(unit)
     assert level <= stated and label in {"SAFE", "OK"}, (name, level, label, stated)
+
+
+USB_DRIVES = UNITS / "keyrite-coordinator.service.d" / "usb-drives.conf"
+USB_STATED = 2.4  # systemd/README.md states it; root with CAP_SYS_ADMIN and the USB disks
+
+
+def _drop_in_lines(path: Path) -> list[str]:
+    text = path.read_text()
+    assert text.count("[Service]") == 1, path
+    return [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "["))]
+
+
+def test_usb_drives_drop_in_opens_only_what_real_drives_need():
+    from coordinator.live.config import DEFAULT_MOUNTS
+
+    pairs = [tuple(ln.split("=", 1)) for ln in _drop_in_lines(USB_DRIVES)]
+    d = dict(pairs)
+    assert d["User"] == "root" and d["CapabilityBoundingSet"] == "CAP_SYS_ADMIN"
+    assert d["AmbientCapabilities"] == "" and d["PrivateUsers"] == "no"
+    assert d["PrivateDevices"] == "no" and d["DevicePolicy"] == "closed"
+    assert [v for k, v in pairs if k == "DeviceAllow"] == ["block-sd rw", "/dev/fuse rw"]
+    assert [v for k, v in pairs if k == "SystemCallFilter"] == ["@mount"]
+    # the coordinator's default mount root is inside the runtime directory the drop-in makes
+    assert d["RuntimeDirectory"] == "keyrite-coordinator" and d["RuntimeDirectoryMode"] == "0700"
+    assert DEFAULT_MOUNTS.startswith("/run/keyrite-coordinator/")
+    assert f"{USB_STATED} OK" in (UNITS / "README.md").read_text()
+
+
+@needs_analyze
+def test_usb_drives_drop_in_verifies_and_keeps_its_score(tmp_path):
+    """The drop-in's assignments come after the unit's (appended to [Service] here), with the
+    ceremony network allowed as on the laptop."""
+    extra = "\n".join([CEREMONY_NETWORK[COORDINATOR], *_drop_in_lines(USB_DRIVES)])
+    unit = _local_copy(tmp_path, extra, shipped=COORDINATOR)
+    r = _analyze("verify", "--man=no", unit.name, cwd=tmp_path)
+    assert (r.returncode, r.stderr, r.stdout) == (0, "", "")
+    level, label = _exposure(unit)
+    assert level <= USB_STATED and label == "OK", (level, label)

@@ -222,3 +222,44 @@ def test_unmountable_device(tmp_path: Path) -> None:
             d.mount()
         assert not d.is_mounted()
         assert mounts_of(dev.device) == []
+
+
+_ONLY_SYS_ADMIN = """
+import sys
+from pathlib import Path
+from coordinator.usb.blockfs import BlockDrive
+eff = int(open("/proc/self/status").read().split("CapEff:")[1].split()[0], 16)
+assert eff == 1 << 21, hex(eff)  # CAP_SYS_ADMIN and nothing else
+drive = BlockDrive(sys.argv[1], Path(sys.argv[2]), "albany")
+drive.mount()
+written = drive.copy([("token-backup.tar", b"backup " * 50_000)])
+check = drive.verify({"token-backup.tar": written[0]["sha256"]})
+assert check["ok"], check
+drive.eject()
+print("ok", check["detail"])
+"""
+
+
+@pytest.mark.parametrize("fs", ["ext4", "vfat"])
+def test_root_with_cap_sys_admin_alone_is_enough(tmp_path: Path, fs: str) -> None:
+    """What systemd/keyrite-coordinator.service.d/usb-drives.conf grants: root, its capability
+    bounding set cut to CAP_SYS_ADMIN, no new privileges. Mount (mount(8), or fusefat where the
+    kernel has no vfat), write, drop the caches, read back and unmount all work with that."""
+    import shutil
+    import sys
+
+    from tests.loopdev_helpers import fusefat_missing, vfat_kernel_missing
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed (Debian package util-linux)")
+    if fs == "vfat" and vfat_kernel_missing() and fusefat_missing():
+        pytest.skip(f"FAT cannot be mounted here: {fusefat_missing()}")
+    with loop_device(tmp_path, 16 * MiB, fs=fs) as dev:
+        out = subprocess.run(
+            ["setpriv", "--bounding-set=-all,+sys_admin", "--inh-caps=-all", "--no-new-privs",
+             "--", sys.executable, "-c", _ONLY_SYS_ADMIN, dev.device, str(tmp_path / "mnt")],
+            capture_output=True, text=True, timeout=120,
+            cwd=Path(__file__).resolve().parent.parent)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.startswith("ok 1 file(s) read back from drive albany")
+        assert mounts_of(dev.device) == []

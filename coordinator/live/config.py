@@ -49,6 +49,9 @@ _SIGNER = ("host", "port", "client_key")
 _CONSOLE = ("enrolment", "also", "commands", "broadcasts", "coordinator_key", "journal_copy",
             "journal_key")
 
+# under the RuntimeDirectory systemd/keyrite-coordinator.service.d/usb-drives.conf makes
+DEFAULT_MOUNTS = "/run/keyrite-coordinator/drives"
+
 
 def _read(path: Path, sections: dict[str, tuple[str, ...]], *, paths: set[str],
           exist: tuple[str, ...], **options: Any) -> dict[str, Any]:
@@ -92,7 +95,7 @@ class CoordinatorConfig:
         v = _read(path, {"coordinator": _COORDINATOR, "signer": _SIGNER},
                   paths=files | {"journal", "mounts", "device_backup_password"},
                   exist=tuple(sorted(files)),
-                  optional={"mounts": "/run/keyrite-coordinator/drives",
+                  optional={"mounts": DEFAULT_MOUNTS,
                             "device_backup_password": None},
                   ranges={"port": (1, 65535)})
         drives: Path | None = None
