@@ -17,7 +17,10 @@ execute proves afterwards, by inventory diff, that exactly that happened:
   purge -z ZONE --delete` deletes every dead key of a zone; execute
   first requires that the enforcer's dead keys in those zones are all planned ones (a purge cannot
   delete a subset), then that exactly the planned keys vanished;
-- backup: the same archive as LocalSigner plus `kasp.db`, an sqlite3 online-backup copy.
+- backup: the same archive as LocalSigner plus `kasp.db`, an sqlite3 online-backup copy;
+- restore drill: the backup's token is restored into a scratch directory and listed by
+  `ods-hsmutil` (this conf.xml, SOFTHSM2_CONF pointed at the scratch token), then compared with
+  the live listing (`drill.compare`); the backup's `kasp.db` must name no key the token lacks.
 
 Measured on OpenDNSSEC 2.1.12 (Debian bookworm): `key generate` makes ceil(duration / lifetime)
 keys per policy key *minus* the unused ones, and does NOT multiply by the number of zones (log:
@@ -42,8 +45,9 @@ from keyrite.approval import Approval
 from keyrite.digests import operation_digest
 from keyrite.durations import parse_duration
 from signer_shim import planning
-from signer_shim.backup import build_archive
+from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.config import ConfigError, SignerConfig, read_file
+from signer_shim.drill import compare
 from signer_shim.hostkey import signer_info
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, Signer, SignerError
 from signer_shim.journal import OperationJournal, OperationStatus, execute_once
@@ -150,7 +154,11 @@ class OdsSigner:
         return signer_info(c.name, c.role, c.host_key_path, "opendnssec", self.ods.repository)
 
     def fingerprint(self) -> str:
-        t = parse_hsmutil_info(self._hsmutil("info"), self.ods.repository)
+        return self._fingerprint()
+
+    def _fingerprint(self, softhsm2_conf: Path | None = None) -> str:
+        t = parse_hsmutil_info(self._hsmutil("info", softhsm2_conf=softhsm2_conf),
+                               self.ods.repository)
         return token_fingerprint(t["manufacturer_id"], t["model"], t["serial"], t["label"])
 
     def inventory(self) -> Inventory:
@@ -239,17 +247,53 @@ class OdsSigner:
 
     def restore_drill(self, name: str, password: str,
                       progress: Progress | None = None) -> dict[str, Any]:
-        raise SignerError("the restore drill is not built for the OpenDNSSEC backend yet "
-                          "(its backup holds the KASP database too)")
+        """Restore backup `name` into a scratch token and compare it with the live one, as
+        LocalSigner does, but through OpenDNSSEC's own eyes: `ods-hsmutil` lists the restored
+        token with this installation's conf.xml (same repository, label and PIN) pointed at the
+        scratch token. The backup's KASP database must also name only keys the restored token
+        holds: restored together, the enforcer would otherwise manage keys that are not there."""
+        say = progress or (lambda done, total, what: None)
+        archive = self._outputs.path(name)
+        with self._lock, tempfile.TemporaryDirectory(prefix="restore-drill-",
+                                                     dir=self.config.state_dir) as t:
+            say(0, 3, f"restore drill: restoring {name} into a scratch token")
+            try:
+                restored = restore_backup(archive, password, Path(t) / "token")
+            except BackupError as e:
+                raise SignerError(f"restore drill: {e}") from None
+            say(1, 3, "restore drill: listing the restored token with ods-hsmutil")
+            conf = restored.softhsm2_conf
+            restored_inv = parse_hsmutil_list(self._hsmutil("list", self.ods.repository,
+                                                            softhsm2_conf=conf),
+                                              self.ods.repository)
+            restored_fp = self._fingerprint(conf)
+            kasp = Path(t) / "kasp.db"
+            if "kasp.db" not in restored.extra:
+                raise SignerError(f"restore drill: {name} holds no KASP database (kasp.db)")
+            kasp.write_bytes(restored.extra["kasp.db"])
+            enforcer_keys = known_locators(kasp)
+            say(2, 3, "restore drill: listing the live HSM")
+            live_fp, live_inv = self.fingerprint(), self.inventory()
+        result = compare(live_inv, restored_inv, live_fp, restored_fp)
+        on_token = {k.locator for k in restored_inv.keys}
+        result["kasp_keys"] = len(enforcer_keys)
+        result["kasp_missing"] = sorted(set(enforcer_keys) - on_token)
+        result["match"] = result["match"] and not result["kasp_missing"]
+        say(3, 3, f"restore drill: {result['restored']} of {result['live']} keys restored")
+        return {"file": name, **result}
 
     def close(self) -> None:
         """Nothing stays open between calls (every tool is a short-lived process)."""
 
     # -- inside -----------------------------------------------------------------------------
 
-    def _run_tool(self, args: list[str], timeout: float = 120) -> str:
+    def _run_tool(self, args: list[str], timeout: float = 120,
+                  softhsm2_conf: Path | None = None) -> str:
+        """Run one of OpenDNSSEC's tools on this signer's token (or the one `softhsm2_conf`
+        names: the restore drill's scratch token)."""
+        conf = softhsm2_conf or self.config.softhsm2_conf
         try:
-            p = subprocess.run(args, env=child_env(self.config.softhsm2_conf), text=True,
+            p = subprocess.run(args, env=child_env(conf), text=True,
                                capture_output=True, timeout=timeout, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise SignerError(f"{args[0]} {' '.join(args[3:])}: {e}") from None
@@ -258,13 +302,14 @@ class OdsSigner:
             raise SignerError(f"{args[0]} {' '.join(args[3:])} failed ({p.returncode}): {said}")
         return p.stdout
 
-    def _hsmutil(self, *args: str) -> str:
+    def _hsmutil(self, *args: str, softhsm2_conf: Path | None = None) -> str:
         """ods-hsmutil only reads here; while the enforcer writes to the token it was seen to
         fail now and then (exit 255 after printing "0 keys found."), so it is tried 10 times
         over about 3 s."""
         for attempt in range(10):
             try:
-                return self._run_tool([self.config.hsmutil, "-c", str(self.config.conf), *args])
+                return self._run_tool([self.config.hsmutil, "-c", str(self.config.conf), *args],
+                                      softhsm2_conf=softhsm2_conf)
             except SignerError:
                 if attempt == 9:
                     raise

@@ -203,6 +203,43 @@ def test_backup_holds_the_token_and_the_kasp_database(ods1, tmp_path: Path) -> N
     assert signer.execute(op, [], secrets={"password": "correct horse"}) == result
 
 
+def test_restore_drill_lists_the_restored_token_with_ods_hsmutil(ods1) -> None:
+    """A fresh backup restores every key, the enforcer's database included; a key made after
+    the backup is named as missing, and the drill does not match."""
+    inst, _daemon = ods1
+    from tests.ods_helpers import EC_POLICIES
+
+    signer = OdsSigner.from_file(inst.config_path)
+    signer.execute(signer.plan_generate(EC_POLICIES, "P14M"), [])
+    first = signer.execute(signer.plan_backup("2026-11-27"), [],
+                           secrets={"password": "correct horse"})
+    steps: list[str] = []
+    drill = signer.restore_drill(first["file"], "correct horse",
+                                 lambda done, total, what: steps.append(what))
+    live = len(signer.inventory().keys)
+    assert (drill["match"], drill["missing"], drill["extra"]) == (True, [], [])
+    assert drill["restored"] == drill["live"] == drill["kasp_keys"] == live > 0
+    assert drill["fingerprint_match"] is True and drill["kasp_missing"] == []
+    assert steps[-1] == f"restore drill: {live} of {live} keys restored"
+
+    signer.execute(signer.plan_generate(EC_POLICIES, "P20M"), [])  # more keys, after the backup
+    later = {k.locator for k in signer.inventory().keys}
+    drill = signer.restore_drill(first["file"], "correct horse")
+    assert drill["match"] is False and drill["extra"] == []
+    assert drill["missing"] and set(drill["missing"]) <= later
+    assert drill["restored"] == live < drill["live"]
+    with pytest.raises(SignerError, match="restore drill: wrong backup password"):
+        signer.restore_drill(first["file"], "wrong horse")
+
+
+def test_restore_drill_names_keys_the_backups_kasp_database_lacks_on_the_token() -> None:
+    from coordinator.machine.machine import drill_difference
+
+    said = drill_difference({"match": False, "missing": [], "extra": [],
+                             "kasp_missing": ["ab" * 16], "fingerprint_match": True})
+    assert said == f"the backup's KASP database names 1 key(s) its token lacks: {'ab' * 16}"
+
+
 def test_info_and_fingerprint(ods1) -> None:
     inst, _daemon = ods1
     signer = OdsSigner.from_file(inst.config_path)

@@ -725,6 +725,9 @@ def drill_difference(drill: dict[str, Any]) -> str:
     if drill.get("extra"):
         parts.append(f"the backup holds {len(drill['extra'])} key(s) the HSM does not: "
                      f"{', '.join(map(str, drill['extra']))}")
+    if drill.get("kasp_missing"):
+        parts.append(f"the backup's KASP database names {len(drill['kasp_missing'])} key(s) "
+                     f"its token lacks: {', '.join(map(str, drill['kasp_missing']))}")
     if drill.get("fingerprint_match") is False:
         parts.append("the restored token is not the HSM's token (fingerprints differ)")
     return "; ".join(parts) or str(drill.get("detail", "the restored token differs"))
