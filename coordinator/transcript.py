@@ -1,7 +1,8 @@
 """The printable transcript: the journal rendered for people, the paper copy the seed printed.
 
 Pure: journal records in, text out. What is printed is what was journaled, in journal order, with
-each step's instruction beside what happened, so an auditor can read it against the script.
+each step's instruction beside what happened, so an auditor can read it against the script; the
+flash drives udev saw come and go (and any refused) are printed too.
 """
 
 from __future__ import annotations
@@ -51,6 +52,20 @@ def describe_event(e: dict[str, Any]) -> str:
     return str(kind)
 
 
+def describe_drive(record: dict[str, Any]) -> str:
+    """A USB drive plugged in, removed or refused, as the journal recorded it."""
+    what = {"present": "drive present at start", "plugged": "drive plugged in",
+            "removed": "DRIVE REMOVED", "refused": "DRIVE REFUSED"}.get(
+        str(record.get("event")), f"drive {record.get('event')}")
+    who = " ".join(str(record[k]) for k in ("vendor", "model") if record.get(k))
+    line = f"{what}: {who} serial {record.get('serial') or '(none)'}".replace(":  ", ": ")
+    if record.get("label"):
+        line += f" ({record['label']})"
+    if record.get("reason"):
+        line += f": {record['reason']}"
+    return line
+
+
 def _op_summary(op: dict[str, Any]) -> str:
     if op.get("op") == "purge":
         return f"{len(op.get('delete', []))} dead keys"
@@ -72,6 +87,9 @@ def render(script: Script, records: Iterable[tuple[int, dict[str, Any]]]) -> str
     out = [f"{c.title} (id {c.id}, script version {c.version})",
            f"script sha256 {script.sha256}", ""]
     for seq, rec in records:
+        if rec.get("type") == "drive":  # what udev saw: drives plugged in, removed, refused
+            out.append(f"{seq:5d}  {_when(rec['at'])}  {describe_drive(rec)}")
+            continue
         if rec.get("type") != "event":
             if rec.get("type") == "checkpoint":
                 out.append(f"{seq:5d}  checkpoint of the first {seq} entries")

@@ -246,3 +246,9 @@ def test_a_usb_drive_notice_is_journaled_and_shown_at_once(tmp_path: Path) -> No
     assert tail == ["DRIVE REMOVED: Kingston DataTraveler serial AA0011 (albany)",
                     "DRIVE REFUSED: Kingston DataTraveler serial AA0011 (wellington): "
                     "drive wellington expects serial BB; wrong drive"]
+    # and the printed transcript keeps them, in journal order, with the time
+    from coordinator.transcript import render
+
+    text = render(live.m.script, ((e.seq, e.record) for e in journal.entries()))
+    printed = [line for line in text.splitlines() if "DRIVE" in line]
+    assert [line.split("Z  ", 1)[1] for line in printed] == tail

@@ -131,3 +131,13 @@ def test_the_live_ceremony_on_drives_udev_reports(tmp_path: Path) -> None:
         ("plugged", serial, "keygen-log"),  # taken back for its label at once
     ]
     assert ("plugged", room.serial("master-copy"), None) in events
+    # the transcript written to the Key Gen Log drive prints them as well
+    from coordinator.script import bundled_script_path
+    from coordinator.script.load import load_script
+    from coordinator.transcript import render
+
+    lines = (room.staged.live / "journal.jsonl").read_text().splitlines()
+    text = render(load_script(bundled_script_path()),
+                  ((i, json.loads(line)["record"]) for i, line in enumerate(lines)))
+    assert "DRIVE REFUSED: Generic Flash_Disk serial 0000WRONG0001 (keygen-log)" in text
+    assert f"DRIVE REMOVED: Kingston DataTraveler serial {serial} (keygen-log)" in text

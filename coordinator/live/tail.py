@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinator.transcript import describe_event
+from coordinator.transcript import describe_drive, describe_event
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -34,24 +34,10 @@ def describe(record: dict[str, Any]) -> str:
     if t == "secret":
         return f"{record.get('seat')} entered the {record.get('name')} password"
     if t == "drive":
-        return drive_line(record)
+        return describe_drive(record)
     if t == "coordinator":
         return f"coordinator {record.get('what')}"
     return str(t)
-
-
-def drive_line(record: dict[str, Any]) -> str:
-    """A USB drive plugged in, removed or refused, as the journal recorded it."""
-    what = {"present": "drive present at start", "plugged": "drive plugged in",
-            "removed": "DRIVE REMOVED", "refused": "DRIVE REFUSED"}.get(
-        str(record.get("event")), f"drive {record.get('event')}")
-    who = " ".join(str(record[k]) for k in ("vendor", "model") if record.get(k))
-    line = f"{what}: {who} serial {record.get('serial') or '(none)'}".replace(":  ", ": ")
-    if record.get("label"):
-        line += f" ({record['label']})"
-    if record.get("reason"):
-        line += f": {record['reason']}"
-    return line
 
 
 def _event(record: dict[str, Any]) -> str:
