@@ -503,6 +503,10 @@ class ConsoleScreen:
             serial = d.serial or (f"expected {d.expected_serial}" if d.expected_serial
                                   else "serial not yet read")
             out.append(("", f"drive {d.label}: {serial}, {state}\n"))
+        for loose in self.view.loose_drives:
+            name = " ".join(w for w in (loose.vendor, loose.model) if w)
+            out.append(("class:bad", f"in the port, no label: {name} serial "
+                                     f"{loose.serial or '(none)'}\n"))
         for b in self.view.bags:
             if b.serial is None:
                 out.append(("class:dim", f"bag {b.label}: not sealed\n"))

@@ -24,7 +24,7 @@ from coordinator.machine import Machine
 from coordinator.machine import decisions as d
 
 #: the wire form's version; `from_dict` refuses any other.
-VERSION = 1
+VERSION = 2  # 2: loose_drives
 
 
 # --- the view ------------------------------------------------------------------------------------
@@ -102,6 +102,15 @@ class DriveView:
 
 
 @dataclass(frozen=True)
+class LooseDrive:
+    """A USB drive in the port that no label holds (a spare, or one refused as the wrong one)."""
+
+    serial: str
+    vendor: str
+    model: str
+
+
+@dataclass(frozen=True)
 class BagView:
     label: str
     title: str
@@ -154,6 +163,7 @@ class CeremonyView:
     participants: tuple[Participant, ...]
     quorums: tuple[QuorumView, ...]
     drives: tuple[DriveView, ...]
+    loose_drives: tuple[LooseDrive, ...]  # in the port, held by no label (real drives only)
     bags: tuple[BagView, ...]
     journal: tuple[JournalLine, ...]
     progress: Progress | None
@@ -179,6 +189,7 @@ class Extras:
     progress: Progress | None = None
     journal: tuple[JournalLine, ...] = ()
     drives_seen: frozenset[str] = frozenset()  # drive labels
+    loose_drives: tuple[LooseDrive, ...] = ()  # plugged in, no label holds them
     checkpoint: str | None = None
     secrets_needed: tuple[str, ...] = ()  # passwords the next operation needs and nobody typed
 
@@ -251,7 +262,8 @@ def view_from(machine: Machine, extras: Extras) -> CeremonyView:
         administrator=script.ceremony.administrator, status=status,
         now=extras.now, section=section, section_estimate=estimate,
         section_started=extras.section_started, step=step_view, exception=exc, roles=roles,
-        participants=participants, quorums=quorums, drives=drives, bags=tuple(bags),
+        participants=participants, quorums=quorums, drives=drives,
+        loose_drives=extras.loose_drives, bags=tuple(bags),
         journal=tuple(extras.journal), progress=extras.progress, checkpoint=extras.checkpoint,
     )
 

@@ -15,7 +15,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from consoles.screen import STYLE, ConsoleScreen, progress_bar
-from consoles.view import CeremonyView, Extras, JournalLine, Progress, view_from
+from consoles.view import CeremonyView, Extras, JournalLine, LooseDrive, Progress, view_from
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
 from coordinator.machine.machine import Machine
@@ -265,6 +265,10 @@ def test_custody_panel_after_the_seal():
         text = c.text()
         assert "bag backup TEB000BACKUP: held by Alice Admin (DSO1)" in text
         assert "drive backup: AA11BB22, plugged in" in text
+        assert "in the port, no label" not in text
+    spare = LooseDrive("0000WRONG0001", "Generic", "Flash_Disk")
+    with console(view_at(m, w, loose_drives=(spare,)), "KSO1", w.now) as c:
+        assert "in the port, no label: Generic Flash_Disk serial 0000WRONG0001" in c.text()
 
 
 def test_completed():

@@ -16,6 +16,7 @@ from consoles.view import (
     CeremonyView,
     Extras,
     JournalLine,
+    LooseDrive,
     Progress,
     actions_for,
     from_dict,
@@ -196,6 +197,10 @@ def test_custody_and_drives_after_the_seal():
     backup = next(x for x in v.drives if x.label == "backup")
     assert backup.serial == "AA11BB22" and backup.seen
     assert not next(x for x in v.drives if x.label == "log").seen
+    assert v.loose_drives == ()
+    spare = LooseDrive("0000WRONG0001", "Generic", "Flash_Disk")
+    v = view(m, w, loose_drives=(spare,))
+    assert v.loose_drives == (spare,) and from_dict(to_dict(v)).loose_drives == (spare,)
 
 
 def test_signoff_needs_the_checkpoint_text():
@@ -255,7 +260,8 @@ def test_wire_round_trip(wire):
 @pytest.mark.parametrize("mutate, words", [
     (lambda x: x.update(extra=1), "unknown field"),
     (lambda x: x.pop("status"), "missing field"),
-    (lambda x: x.update(version=2), "version"),
+    (lambda x: x.update(version=1), "version"),
+    (lambda x: x.update(loose_drives=[{"serial": "X"}]), "view.loose_drives[0]"),
     (lambda x: x.update(seq="1"), "view.seq"),
     (lambda x: x.update(seq=True), "view.seq"),
     (lambda x: x.update(now="soon"), "view.now"),
@@ -323,7 +329,8 @@ def test_docs_list_every_wire_field():
     block = doc.split("## The wire form", 1)[1].split("```")[1]
     named = set(re.findall(r'"([a-z_0-9]+)":', block))
     parts = (views.CeremonyView, views.StepView, views.Asked, views.ExceptionView,
-             views.RoleView, views.Participant, views.QuorumView, views.DriveView, views.BagView,
+             views.RoleView, views.Participant, views.QuorumView, views.DriveView,
+             views.LooseDrive, views.BagView,
              views.JournalLine, views.Progress)
     fields = {f.name for p in parts for f in dataclasses.fields(p)}
     assert fields - named == set()

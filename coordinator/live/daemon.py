@@ -25,7 +25,15 @@ from typing import Any
 
 import trio
 
-from consoles.view import Extras, JournalLine, Progress, absent_actor, to_dict, view_from
+from consoles.view import (
+    Extras,
+    JournalLine,
+    LooseDrive,
+    Progress,
+    absent_actor,
+    to_dict,
+    view_from,
+)
 from coordinator.bus import BusServer, CommandRefused
 from coordinator.live.commands import Invalid, Own, translate
 from coordinator.live.tail import describe
@@ -116,6 +124,7 @@ class Live:
             now=now, seq=self.bus.seq if self.bus else 0, connected=self.connected,
             paused=self.paused, section_started=self.section_started, progress=self.progress,
             journal=tuple(self.lines), drives_seen=frozenset(self._plugged()),
+            loose_drives=self._loose(),
             checkpoint=self.checkpoint[1] if self.checkpoint else None,
             secrets_needed=self._secrets_needed(now)))
 
@@ -133,6 +142,14 @@ class Live:
             elif st.action == "drive.eject" and st.drive:
                 plugged.discard(st.drive)
         return plugged
+
+    def _loose(self) -> tuple[LooseDrive, ...]:
+        """Real drives in the port that no label holds (none with folder drives)."""
+        present = getattr(self.world.drives, "present", None)
+        if present is None:
+            return ()
+        return tuple(LooseDrive(d.serial, d.vendor, d.model)
+                     for d, label in present() if label is None)
 
     def _secrets_needed(self, now: float) -> tuple[str, ...]:
         """Passwords the next piece of work needs that nobody has typed (since this start)."""
