@@ -277,10 +277,16 @@ def _expected(m: Machine, step: Any) -> str | None:
 
 
 def _drive_serial(m: Machine, label: str) -> str | None:
+    """The serial last read off the drive: at its insert step, or at a later serial check (a
+    wrong drive swapped before the check was retried shows the new one)."""
     for n in reversed(m.state.completed):
         st = m.script.step(n)
-        if st.action == "drive.insert" and st.drive == label:
+        if st.drive != label:
+            continue
+        if st.action == "drive.insert":
             return m.state.values.get(n)
+        if st.action == "verify" and st.observe == "drive.serial":
+            return m.state.observed.get(n) or m.state.values.get(n)
     return None
 
 

@@ -76,12 +76,12 @@ class Room:
     """A staged ceremony under tmux: shim, coordinator and consoles, each in a window."""
 
     def __init__(self, tmp: Path, consoles: tuple[str, ...], *,
-                 udev: dict[str, str] | None = None) -> None:
+                 udev: dict[str, str] | None = None, script: Path | None = None) -> None:
         """`udev`: the environment that shows the coordinator a umockdev testbed; given, the
         coordinator uses USB drives (`drives = "usb"`, mounted under tmp/mnt) instead of the
-        staged folders."""
+        staged folders. `script`: another script than the bundled one."""
         self.tmp = tmp
-        self.staged: Staged = stage(tmp / "ceremony", fixture="small")
+        self.staged: Staged = stage(tmp / "ceremony", fixture="small", script_path=script)
         self.udev = udev
         self.mounts = tmp / "mnt"
         if udev is not None:

@@ -2,18 +2,25 @@
 plugged into a USB port (with the serial the test gives it), and its partition is a real loop
 device holding ext4, so the coordinator mounts, writes and reads back a real filesystem. Four
 officers' consoles run in tmux as in test_live_tmux.py; the ceremony runs to step 53, through the
-master copy and its restore drill.
+master copy and its restore drill. The script is the bundled one with the master copy's serial
+declared, as a site may declare its drives' serials.
 
-What it shows: a wrong drive is refused on every console and nothing is mounted; the right one
-completes the insert step by itself; a drive pulled out is on every screen at once, and taken
-back when plugged in again; the backup on the master copy's filesystem is the one the journal
-records.
+What it shows:
+- the Key Gen Log (no serial declared): a wrong drive is taken at the insert step but never
+  mounted; the serial step (22) finds it is not the one the KGA recorded, an exception on every
+  console; the SA swaps it, the KGA retries, and the right one passes;
+- a drive pulled out is on every screen at once, and taken back when plugged in again;
+- the Master Copy (serial declared): a wrong drive is refused on every console, shown as a drive
+  in the port with no label, never mounted; the right one completes the insert step by itself;
+- the backup on the master copy's filesystem is the one journaled; the restore drill matches;
+- the journal and the printed transcript keep every plug, removal and refusal.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,6 +31,7 @@ from tests.loopdev_helpers import loop_device, loop_missing, mounts_of
 from tests.umockdev_helpers import MockUdev, umockdev_missing
 
 OFFICERS = ("KGA", "SA", "KSO1", "KSO2")
+MASTER_SERIAL = "5A4D00C0FFEE0001"
 
 
 def _why_not() -> str | None:
@@ -35,15 +43,13 @@ def _why_not() -> str | None:
 pytestmark = pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
 
 
-def _drive_records(room: Room) -> list[dict]:
+def _records(room: Room) -> list[dict]:
     lines = (room.staged.live / "journal.jsonl").read_text().splitlines()
-    return [r for r in (json.loads(line)["record"] for line in lines) if r["type"] == "drive"]
+    return [json.loads(line)["record"] for line in lines]
 
 
 def _performed(room: Room, step: int) -> dict:
-    lines = (room.staged.live / "journal.jsonl").read_text().splitlines()
-    for line in lines:
-        r = json.loads(line)["record"]
+    for r in _records(room):
         if (r.get("type") == "event" and r["event"]["event"] == "Performed"
                 and r["step"] == step):
             return r["event"]["result"]
@@ -66,33 +72,49 @@ def _files_on(image: Path, tmp: Path) -> dict[str, str]:
     return out
 
 
+def _script_with_master_serial(tmp: Path) -> Path:
+    from coordinator.script import bundled_script_path
+
+    text = bundled_script_path().read_text()
+    declared = 'label = "master-copy"\ntitle = "Master Copy"\n'
+    assert text.count(declared) == 1
+    path = tmp / "second-key-generation.toml"
+    path.write_text(text.replace(declared, declared + f'serial = "{MASTER_SERIAL}"\n'))
+    return path
+
+
 def test_the_live_ceremony_on_drives_udev_reports(tmp_path: Path) -> None:
     with (MockUdev() as bed,
           loop_device(tmp_path, 24 << 20) as stranger,
           loop_device(tmp_path, 24 << 20) as log_drive,
           loop_device(tmp_path, 48 << 20) as master):
-        room = Room(tmp_path, OFFICERS, udev=bed.env())
+        room = Room(tmp_path, OFFICERS, udev=bed.env(),
+                    script=_script_with_master_serial(tmp_path))
         try:
             ap = Autopilot(room, OFFICERS)
+            serial = room.serial("keygen-log")
+            assert room.serial("master-copy") == MASTER_SERIAL
             ap.run(20)  # the SA is to plug in the Key Gen Log drive; the coordinator waits
 
-            # a drive with another serial: refused on every console, never mounted
+            # the wrong drive: taken, never mounted, caught at the serial step as the seed's SA
+            # would; swapped, and the step retried
             wrong = bed.plug("sdb", "0000WRONG0001", "Generic", "Flash_Disk",
                              nodes=(stranger.device,))
-            stray = "in the port, no label: Generic Flash_Disk serial 0000WRONG0001"
+            ap.run(22)
             for seat in OFFICERS:
-                s = room.wait(seat, lambda s: "DRIVE REFUSED: Generic Flash_Disk serial "
-                              "0000WRONG0001 (keygen-log)" in s and stray in s, 20)
-                assert "Step 20 " in s
+                room.wait(seat, lambda s: re.search(r"observed\W+0000WRONG0001", s) is not None,
+                          30)
             assert mounts_of(stranger.device) == []
             bed.unplug(wrong)
-            room.wait("KGA", lambda s: stray not in s, 10)
-
-            # the right one completes the step by itself, mounted in the tool's own directory
-            serial = room.serial("keygen-log")
+            room.wait("KGA", lambda s: "DRIVE REMOVED: Generic Flash_Disk serial "
+                      "0000WRONG0001 (keygen-log)" in s, 10)
             keygen = bed.plug("sdc", serial, "Kingston", "DataTraveler", nodes=(log_drive.device,))
-            room.wait_step("KGA", 21, 30)
-            assert mounts_of(log_drive.device) == [str(room.mounts / "keygen-log")]
+            room.wait("KGA", lambda s: f"drive plugged in: Kingston DataTraveler serial {serial}"
+                      in s, 10)
+            room.press("KGA", "x")
+            room.wait("KGA", lambda s: "Decision (" in s, 10)
+            room.type("KGA", "retry")
+            room.wait_step("KGA", 23, 30)
             assert f"drive keygen-log: {serial}, plugged in" in room.screen("SA")
 
             # pulled out while the SA's own step is current: every screen shows it at once
@@ -101,14 +123,25 @@ def test_the_live_ceremony_on_drives_udev_reports(tmp_path: Path) -> None:
                 room.wait(seat, lambda s: "DRIVE REMOVED: Kingston DataTraveler serial "
                           f"{serial} (keygen-log)" in s
                           and f"drive keygen-log: {serial}, not plugged in" in s, 10)
-            # plugged back in: taken back, and the serial check at step 22 passes
+            # plugged back in: taken back for its label at once
             bed.plug("sdc", serial, "Kingston", "DataTraveler", nodes=(log_drive.device,))
             room.wait("KGA", lambda s: f"drive keygen-log: {serial}, plugged in" in s, 20)
 
-            ap.run(49)  # the master copy's drive
-            bed.plug("sdd", room.serial("master-copy"), "SanDisk", "Cruzer_Blade",
-                     nodes=(master.device,))
-            ap.run(53)  # copy, read back from the device, verify, restore drill
+            # the master copy's serial is declared: another drive is refused on every console
+            ap.run(49)
+            other = bed.plug("sdd", "0000WRONG0002", "Generic", "Flash_Disk",
+                             nodes=(stranger.device,))
+            stray = "in the port, no label: Generic Flash_Disk serial 0000WRONG0002"
+            for seat in OFFICERS:
+                s = room.wait(seat, lambda s: "DRIVE REFUSED: Generic Flash_Disk serial "
+                              "0000WRONG0002 (master-copy)" in s and stray in s, 20)
+                assert "Step 49 " in s
+            assert mounts_of(stranger.device) == []
+            bed.unplug(other)
+            room.wait("KGA", lambda s: stray not in s, 10)
+            bed.plug("sde", MASTER_SERIAL, "SanDisk", "Cruzer_Blade", nodes=(master.device,))
+            ap.run(53)  # serial, copy, read back from the device, verify, restore drill
+            assert mounts_of(master.device) == [str(room.mounts / "master-copy")]
         finally:
             room.close()
 
@@ -122,24 +155,29 @@ def test_the_live_ceremony_on_drives_udev_reports(tmp_path: Path) -> None:
         assert len(on_drive) == 2
         drill = _performed(room, 52)["drill"]
         assert drill["match"] is True and drill["restored"] == drill["live"] > 0
+        assert _files_on(stranger.image, tmp_path) == {}  # nothing ever written to it
 
-    events = [(r["event"], r["serial"], r.get("label")) for r in _drive_records(room)]
-    assert events[:6] == [
+    records = _records(room)
+    events = [(r["event"], r["serial"], r.get("label")) for r in records if r["type"] == "drive"]
+    assert events == [
         ("plugged", "0000WRONG0001", None),
-        ("refused", "0000WRONG0001", "keygen-log"),
-        ("removed", "0000WRONG0001", None),
+        ("removed", "0000WRONG0001", "keygen-log"),
         ("plugged", serial, None),
         ("removed", serial, "keygen-log"),
         ("plugged", serial, "keygen-log"),  # taken back for its label at once
+        ("plugged", "0000WRONG0002", None),
+        ("refused", "0000WRONG0002", "master-copy"),
+        ("removed", "0000WRONG0002", None),
+        ("plugged", MASTER_SERIAL, None),
     ]
-    assert ("plugged", room.serial("master-copy"), None) in events
+    decided = [r["event"]["decision"] for r in records
+               if r["type"] == "event" and r["event"]["event"] == "Decide"]
+    assert decided == ["retry"]
     # the transcript written to the Key Gen Log drive prints them as well
-    from coordinator.script import bundled_script_path
     from coordinator.script.load import load_script
     from coordinator.transcript import render
 
-    lines = (room.staged.live / "journal.jsonl").read_text().splitlines()
-    text = render(load_script(bundled_script_path()),
-                  ((i, json.loads(line)["record"]) for i, line in enumerate(lines)))
-    assert "DRIVE REFUSED: Generic Flash_Disk serial 0000WRONG0001 (keygen-log)" in text
+    text = render(load_script(tmp_path / "second-key-generation.toml"),
+                  ((i, r) for i, r in enumerate(records)))
+    assert "DRIVE REFUSED: Generic Flash_Disk serial 0000WRONG0002 (master-copy)" in text
     assert f"DRIVE REMOVED: Kingston DataTraveler serial {serial} (keygen-log)" in text

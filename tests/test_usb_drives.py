@@ -69,13 +69,14 @@ def test_a_drive_is_bound_copied_read_back_verified_and_ejected(tmp_path: Path) 
         port.plug(loop.device, "ab-12-cd")
         info = drives.wait_for("master-copy")
         assert (info.label, info.serial) == ("master-copy", "ab-12-cd")
-        assert mounts_of(loop.device) == [str(tmp_path / "mnt" / "master-copy")]
+        assert mounts_of(loop.device) == []  # bound, not mounted before its first use
         data = b"backup " * 100_000
         digest = hashlib.sha256(data).hexdigest()
         written = drives.copy("master-copy", [("b.tar.gz", data),
                                               ("b.tar.gz.sha256sum",
                                                f"{digest}  b.tar.gz\n".encode())])
         assert written[0]["sha256"] == digest
+        assert mounts_of(loop.device) == [str(tmp_path / "mnt" / "master-copy")]
         assert drives.read("master-copy", "b.tar.gz") == data
         assert drives.list("master-copy") == ["b.tar.gz", "b.tar.gz.sha256sum"]
         assert drives.verify("master-copy")["ok"] is True
@@ -115,14 +116,14 @@ def test_a_drive_pulled_during_a_step_is_noticed_and_nothing_claims_a_copy(tmp_p
 
 
 def test_a_wrong_drive_is_told_at_once_and_the_step_waits_for_the_right_one(tmp_path: Path):
+    """The script declares albany's serial: any other drive is refused."""
     port, heard = Port(), Heard()
-    drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=20)
+    drives = UsbDrives(port, tmp_path / "mnt", {"albany": "AA-0011"}, wait_seconds=20)
     drives.start(heard)
     try:
         with loop_device(tmp_path, 16 << 20) as wrong, loop_device(tmp_path, 16 << 20) as right:
             got: list[object] = []
-            waiting = threading.Thread(
-                target=lambda: got.append(drives.wait_for("albany", "AA-0011")))
+            waiting = threading.Thread(target=lambda: got.append(drives.wait_for("albany")))
             waiting.start()
             port.plug(wrong.device, "BB0022", 1)
             assert heard.next().what == "plugged"
@@ -135,6 +136,7 @@ def test_a_wrong_drive_is_told_at_once_and_the_step_waits_for_the_right_one(tmp_
             port.plug(right.device, "aa0011", 2)
             waiting.join(10)
             assert [i.serial for i in got] == ["aa0011"]  # type: ignore[attr-defined]
+            assert drives.list("albany") == []
             assert mounts_of(right.device) == [str(tmp_path / "mnt" / "albany")]
             assert mounts_of(wrong.device) == []
             drives.eject("albany")
@@ -189,8 +191,30 @@ def test_the_recorded_serial_picks_the_drive_among_several(tmp_path: Path):
         port.plug(a.device, "AA0011", 1)
         port.plug(b.device, "BB0022", 2)
         assert drives.wait_for("master-copy", "bb0022").serial == "BB0022"
+        drives.list("master-copy")
         assert mounts_of(b.device) and not mounts_of(a.device)
         drives.eject("master-copy")
+
+
+def test_a_drive_not_the_recorded_one_is_bound_but_never_mounted_until_checked(tmp_path: Path):
+    """Only the script's serial refuses. Against the KGA's record the machine's verify step
+    decides (a typo in the record may be accepted); until then nothing touches the drive, and
+    once it is swapped the next serial step takes the new one."""
+    port = Port()
+    drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=1)
+    with loop_device(tmp_path, 16 << 20) as wrong, loop_device(tmp_path, 16 << 20) as right:
+        w = port.plug(wrong.device, "0000WRONG0001", 1)
+        assert drives.wait_for("keygen-log", "AA0011").serial == "0000WRONG0001"
+        drives.eject("keygen-log")  # nothing was mounted, nothing to unmount
+        assert mounts_of(wrong.device) == []
+        drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=1)
+        assert drives.wait_for("keygen-log", "AA0011").serial == "0000WRONG0001"
+        port.unplug(w)  # the SA swaps it for the right one; the serial step is retried
+        port.plug(right.device, "AA0011", 2)
+        assert drives.wait_for("keygen-log", "AA0011").serial == "AA0011"
+        assert drives.list("keygen-log") == [] and mounts_of(wrong.device) == []
+        assert mounts_of(right.device) == [str(tmp_path / "mnt" / "keygen-log")]
+        drives.eject("keygen-log")
 
 
 def test_close_ends_a_wait_for_a_drive(tmp_path: Path):

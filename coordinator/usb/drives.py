@@ -5,17 +5,24 @@ partition privately, writes and reads it back from the device. The rehearsal kee
 drives (`coordinator.drives.FolderDrives`) behind the same interface.
 
 A `drive.insert` step waits here until a drive is plugged in that it may take: not bound to
-another label, not ejected earlier while still in the port, and with the serial expected (the
-script's, else the one the KGA recorded for that label). A drive with any other serial is refused
-(a `DriveNotice` every console shows; nothing is mounted or written) and the step keeps waiting
-for the right one. The bound drive is mounted and stays the label's until `eject`.
+another label, not ejected earlier while still in the port. Where the script declares the
+label's serial, a drive with any other serial is refused (a `DriveNotice` every console shows)
+and the step keeps waiting for the right one. Otherwise the serial the KGA recorded picks the
+drive when several are plugged in, and the machine's `verify` step compares them, as the seed's
+SA did: a mismatch is an exception the KGA decides (a typo in the record may be accepted with a
+reason; a wrong drive is swapped and the step retried).
+
+Binding a drive mounts nothing: the drive is mounted at the first copy, read or listing, after
+its serial step, so a drive that turns out to be the wrong one has had nothing written to it,
+not even the mount's own metadata. The bound drive stays the label's until `eject`.
 
 `start()` runs a watcher thread that applies udev's events as they come and tells the listener
 at once (plugged in, removed, refused): a drive pulled out during a step is on every console and
 in the journal straight away, and the next touch of that label fails with the drive named and
-nothing recorded. Plugging the same drive back in (same serial) binds and mounts it again at
-once, so the step can be retried. Without `start()` (tests), pending events are applied at each
-call instead.
+nothing recorded. Plugging the same drive back in (same serial) binds it again at once, so the
+step can be retried; another drive is taken for that label only at a `drive.insert` or serial
+step, where its serial is checked again. Without `start()` (tests), pending events are applied
+at each call instead.
 """
 
 from __future__ import annotations
@@ -178,9 +185,9 @@ class UsbDrives:
 
     # --- the Drives interface ----------------------------------------------------------------
     def wait_for(self, label: str, expected: str | None = None) -> DriveInfo:
-        """The drive for `label`, bound and mounted; waits for it to be plugged in. `expected`
-        is the serial the KGA recorded, used when the script declares none."""
-        want = self.expected.get(label) or expected
+        """The drive for `label`, bound (not yet mounted); waits for it to be plugged in.
+        `expected` is the serial the KGA recorded: it picks among several drives, and the
+        machine's verify step checks it; only the script's serial refuses a drive."""
         deadline = self.clock() + self.wait_seconds
         while True:
             self._drain()
@@ -190,7 +197,7 @@ class UsbDrives:
                 with self._cond:
                     if label in self.bound:
                         return self._info(label)
-                    drive, refusals = self._choose(label, want)
+                    drive, refusals = self._choose(label, expected)
                 info = None if drive is None else self._bind(label, drive)
             for notice in refusals:
                 self._tell(notice)
@@ -204,19 +211,21 @@ class UsbDrives:
                               f"{self.wait_seconds / 60:.0f} minutes{more}")
             self._drain(min(left, 1.0))
 
-    def _choose(self, label: str, want: str | None
+    def _choose(self, label: str, prefer: str | None
                 ) -> tuple[UsbDrive | None, list[DriveNotice]]:
-        """The free drive to bind (or None), and refusals to tell (each drive once a label)."""
+        """The free drive to bind (or None), and refusals to tell (each drive once a label).
+        Preferred: the drive this label had before it was pulled out, then the recorded
+        serial; refused: any drive whose serial is not the script's for this label."""
         taken = {d.syspath for d, _ in self.bound.values()}
         taken |= {path for path, was in self.spent.items() if was != label}
         free = [d for d in self.table.present() if d.syspath not in taken]
-        if label in self.removed:  # plugged back in: the same drive, whatever is expected
-            was = normalise_serial(self.removed[label][0].serial)
-            free = [d for d in free if normalise_serial(d.serial) == was] or free
-            want = want or self.removed[label][0].serial
+        wants = [self.removed[label][0].serial] if label in self.removed else []
+        wants += [prefer] if prefer else []
+        for want in map(normalise_serial, wants):
+            free.sort(key=lambda d, w=want: normalise_serial(d.serial) != w)  # stable
         refusals = []
         for drive in free:
-            reason = self.table.check(label, want, drive)
+            reason = self.table.check(label, self.expected.get(label), drive)
             if reason is None:
                 return drive, refusals
             if self.refused.get(drive.syspath, ("", ""))[0] != label:
@@ -235,10 +244,6 @@ class UsbDrives:
             except (DriveError, OSError) as e:
                 raise _failure(label, e) from None
         block = BlockDrive(drive.partitions[0], self.mount_root, label)
-        try:
-            block.mount()
-        except (DriveError, OSError) as e:
-            raise _failure(label, e) from None
         with self._cond:
             self.bound[label] = (drive, block)
             self.refused.pop(drive.syspath, None)
@@ -250,19 +255,31 @@ class UsbDrives:
         return DriveInfo(label, drive.serial, drive.vendor, drive.model, str(block.mountpoint))
 
     def _block(self, label: str) -> BlockDrive:
+        """The label's drive, mounted (at its first use since it was bound)."""
+        block = self._bound_block(label)
+        with self._binding:
+            try:
+                block.mount()  # nothing when it is mounted already
+            except (DriveError, OSError) as e:
+                raise _failure(label, e) from None
+        return block
+
+    def _bound_block(self, label: str) -> BlockDrive:
+        """The label's drive, as bound (mounted or not)."""
         self._drain()
         with self._cond:
-            if label in self.bound:
-                return self.bound[label][1]
+            bound = self.bound.get(label)
             pulled = self.removed.get(label)
-        if pulled is not None:  # plugged back in since? then take it again
-            if any(normalise_serial(d.serial) == normalise_serial(pulled[0].serial)
-                   for d in self.table.present()):
-                self.wait_for(label, pulled[0].serial)
-                return self.bound[label][1]
-            raise Failure(f"drive {label} (serial {pulled[0].serial}) was removed; plug it "
-                          "in again and retry the step")
-        raise Failure(f"drive {label} is not plugged in (no drive.insert step bound it)")
+        if bound is None and pulled is not None:  # plugged back in since? then take it again
+            if not any(normalise_serial(d.serial) == normalise_serial(pulled[0].serial)
+                       for d in self.table.present()):
+                raise Failure(f"drive {label} (serial {pulled[0].serial}) was removed; plug "
+                              "it in again and retry the step")
+            self.wait_for(label, pulled[0].serial)
+            bound = self.bound.get(label)
+        if bound is None:
+            raise Failure(f"drive {label} is not plugged in (no drive.insert step bound it)")
+        return bound[1]
 
     def copy(self, label: str, files: Iterable[tuple[str, bytes]],
              progress: Progress | None = None) -> list[dict[str, object]]:
@@ -297,7 +314,7 @@ class UsbDrives:
             raise _failure(label, e) from None
 
     def eject(self, label: str) -> None:
-        block = self._block(label)
+        block = self._bound_block(label)  # never mounted just to be unmounted
         try:
             block.eject()
         except (DriveError, OSError) as e:
