@@ -85,8 +85,13 @@ class BusClient:
             self._curve_client(sub.zmq)
             sub.zmq.setsockopt(zmq.RCVHWM, self.rcvhwm)
             sub.zmq.setsockopt(zmq.SUBSCRIBE, b"")
+            # the monitor exists before the connect, so the first handshake cannot be missed
+            # (seen under load: a monitor attached a moment later left the link "connecting")
+            events = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                      | zmq.EVENT_DISCONNECTED)
+            monitor = TrioSocket(sub.zmq.get_monitor_socket(events))
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_reconnects, sub.zmq)
+                nursery.start_soon(self._watch_reconnects, sub.zmq, monitor)
                 dealer.zmq.connect(self.router_endpoint)
                 sub.zmq.connect(self.pub_endpoint)
                 self._dealer = dealer
@@ -180,13 +185,10 @@ class BusClient:
             elif isinstance(message, p.Heartbeat):
                 await self._act(self.follower.heartbeat(message))
 
-    async def _watch_reconnects(self, sub: zmq.Socket) -> None:
+    async def _watch_reconnects(self, sub: zmq.Socket, monitor: TrioSocket) -> None:
         """Every handshake after the first is a reconnect: broadcasts were missed meanwhile.
         A handshake the coordinator's ZAP handler refused means this console's key is not
         enrolled: `link` says so, for the console to show (ZeroMQ itself keeps retrying)."""
-        events = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                  | zmq.EVENT_DISCONNECTED)
-        monitor = TrioSocket(sub.get_monitor_socket(events))
         try:
             first = True
             while True:
