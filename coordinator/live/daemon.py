@@ -1,12 +1,14 @@
 """The live coordinator: the machine, the journal, the console bus and the signer link, on trio.
 
-One trio thread owns the machine and the journal. Three kinds of things change them:
+One trio thread owns the machine and the journal. These change them:
 - a console's command (`handle`): attributed to the seat whose CURVE key carried it, translated
   (`commands.translate`), judged by the machine, journaled (accepted or refused), then shown;
 - the coordinator's own work for a step (`drive`): observing, planning, performing and running
   HSM operations, each in a worker thread (the signer link and the drives block), its outcome
   applied back here. HSM progress reaches every console as the view's progress bar;
-- time (`tick`): approvals lapsing and consoles dropping are journaled and shown.
+- time (`tick`): approvals lapsing and consoles dropping are journaled and shown;
+- with real flash drives, udev (`drive_notice`): a drive plugged in, pulled out or refused is
+  journaled and shown the moment the watcher thread reports it, whatever step is current.
 
 After every change the whole view (`consoles.view`) is broadcast; a snapshot is the same view,
 so a console that missed anything, or restarted, or outlived a coordinator restart, shows exactly
@@ -21,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -42,6 +44,9 @@ from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
 from coordinator.runner import Runner, attempt
 from coordinator.world import CeremonyWorld
+
+if TYPE_CHECKING:  # real drives only: pyudev is not needed with folder drives
+    from coordinator.usb.drives import DriveNotice
 
 log = logging.getLogger("keyrite.coordinator")
 
@@ -171,7 +176,7 @@ class Live:
         self._dirty.set()
         self._wake.set()
 
-    def drive_notice(self, notice: Any) -> None:
+    def drive_notice(self, notice: DriveNotice) -> None:
         """A USB drive plugged in, removed or refused (`coordinator.usb.drives.DriveNotice`):
         journaled and shown at once, whatever step is running."""
         cur = self.m.current

@@ -157,10 +157,10 @@ def run(config: Path) -> int:
         trio.run(serve, cfg, live, enrolment, curve)
     finally:
         try:
-            live.world.signer.close()  # type: ignore[attr-defined]
             close_drives = getattr(live.world.drives, "close", None)
-            if close_drives is not None:
+            if close_drives is not None:  # the udev watcher, and any wait for a drive
                 close_drives()
+            live.world.signer.close()  # type: ignore[attr-defined]
         finally:
             journal.close()
     return 0

@@ -146,8 +146,8 @@ class UsbDrives:
         if label is None:
             self._tell(DriveNotice("plugged", event.drive))
             return
-        try:  # taken back (mounted) at once, then told: every console sees it plugged in again
-            self.wait_for(label, event.drive.serial)
+        try:  # taken back at once (never waiting here), then told: every console sees it
+            self.wait_for(label, event.drive.serial, wait=False)
         except Failure as e:
             self._tell(DriveNotice("plugged", event.drive))
             self._tell(DriveNotice("refused", event.drive, label, str(e)))
@@ -184,11 +184,13 @@ class UsbDrives:
             return [(d, labels.get(d.syspath)) for d in self.table.present()]
 
     # --- the Drives interface ----------------------------------------------------------------
-    def wait_for(self, label: str, expected: str | None = None) -> DriveInfo:
-        """The drive for `label`, bound (not yet mounted); waits for it to be plugged in.
-        `expected` is the serial the KGA recorded: it picks among several drives, and the
-        machine's verify step checks it; only the script's serial refuses a drive."""
-        deadline = self.clock() + self.wait_seconds
+    def wait_for(self, label: str, expected: str | None = None, *,
+                 wait: bool = True) -> DriveInfo:
+        """The drive for `label`, bound (not yet mounted); waits for it to be plugged in (with
+        `wait=False`, only takes one plugged in now). `expected` is the serial the KGA
+        recorded: it picks among several drives, and the machine's verify step checks it; only
+        the script's serial refuses a drive."""
+        deadline = self.clock() + (self.wait_seconds if wait else 0.0)
         while True:
             self._drain()
             if self._stop:
