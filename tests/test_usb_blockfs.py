@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,23 @@ from tests.loopdev_helpers import (
 pytestmark = needs_loop
 
 MiB = 1 << 20
+
+
+def filler(d: BlockDrive, at: int = MiB) -> Callable[[int, int, str], None]:
+    """A copy's progress callback that, once `at` bytes are written, fills the drive up with
+    another file (someone else writing to it meanwhile)."""
+
+    def fill(done: int, total: int, name: str) -> None:
+        if done == at:
+            with open(d.mountpoint / "filler", "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass
+
+    return fill
 
 
 def backup_pair(marker: bytes = b"") -> tuple[tuple[str, bytes], tuple[str, bytes]]:
@@ -156,18 +173,8 @@ def test_drive_fills_up_mid_copy(tmp_path: Path) -> None:
         data = os.urandom(6 * MiB)
         assert d.free_bytes() > len(data)
 
-        def fill(done: int, total: int, name: str) -> None:
-            if done == MiB:
-                with open(d.mountpoint / "filler", "wb") as f:
-                    try:
-                        while True:
-                            f.write(b"\0" * 65536)
-                            f.flush()
-                    except OSError:
-                        pass
-
         with pytest.raises(DriveError, match=r"drive FILLS is full: b.bin needs 6291456 bytes"):
-            d.copy([("b.bin", data)], fill)
+            d.copy([("b.bin", data)], filler(d))
         assert names_on_disk(d) == ["filler"]
         d.unmount()
 

@@ -31,7 +31,7 @@ from tests.loopdev_helpers import (
     mounts_of,
     vfat_kernel_missing,
 )
-from tests.test_usb_blockfs import backup_pair
+from tests.test_usb_blockfs import backup_pair, filler
 
 MiB = 1 << 20
 
@@ -239,19 +239,9 @@ def test_drive_fills_up_mid_copy(tmp_path: Path, backend: str) -> None:
         data = os.urandom(6 * MiB)
         assert d.free_bytes() > len(data)
 
-        def fill(done: int, total: int, name: str) -> None:
-            if done == MiB:
-                with open(d.mountpoint / "filler", "wb") as f:
-                    try:
-                        while True:
-                            f.write(b"\0" * 65536)
-                            f.flush()
-                    except OSError:
-                        pass
-
         # (fusefat says EPERM when the FAT is full; BlockDrive reads that as "full")
         with pytest.raises(DriveError, match=r"drive FILLS is full: b.bin needs 6291456 bytes"):
-            d.copy([("b.bin", data)], fill)
+            d.copy([("b.bin", data)], filler(d))
         assert d.list() == ["filler"]
         d.eject()
         assert mtools_names(dev.device) == ["filler"]
