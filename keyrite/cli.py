@@ -23,6 +23,7 @@ COMMANDS = (
     "coordinator.script.command",
     "coordinator.journal.command",
     "coordinator.custody",
+    "coordinator.usb.command",
     "signer_shim.command",
     "keyrite.enroll_command",
     "coordinator.live.stage_command",

@@ -160,11 +160,7 @@ class BlockDrive:
 
     def fstype(self) -> str:
         """The filesystem type blkid sees on the partition ('' when it recognises none)."""
-        # -p: probe the device itself; the blkid cache can remember an earlier medium
-        p = _run(
-            ["blkid", "-p", "-o", "value", "-s", "TYPE", self.partition], f"inspect {self._name}"
-        )
-        return p.stdout.strip() if p.returncode == 0 else ""
+        return probe_fstype(self.partition, self._name)
 
     def mount(self) -> None:
         if self.is_mounted():
@@ -585,6 +581,14 @@ class BlockDrive:
                 f"{self._name} is unmounted but its mount point {self.mountpoint} "
                 f"could not be removed: {e.strerror}"
             ) from e
+
+
+def probe_fstype(partition: str, name: str | None = None) -> str:
+    """The filesystem type blkid sees on `partition` ('' when it recognises none); reads only."""
+    # -p: probe the device itself; the blkid cache can remember an earlier medium
+    p = _run(["blkid", "-p", "-o", "value", "-s", "TYPE", partition],
+             f"inspect {name or partition}")
+    return p.stdout.strip() if p.returncode == 0 else ""
 
 
 def fat_free_bytes(device: str) -> int:
