@@ -136,7 +136,14 @@ async def serve(cfg: CoordinatorConfig, live: Live, enrolment: Enrolment, curve:
             start_drives = getattr(live.world.drives, "start", None)
             if start_drives is not None:  # udev: plugged, removed, refused, told at once
                 token = trio.lowlevel.current_trio_token()
-                start_drives(lambda notice: token.run_sync_soon(live.drive_notice, notice))
+
+                def tell(notice: Any) -> None:  # from the watcher thread
+                    try:
+                        token.run_sync_soon(live.drive_notice, notice)
+                    except trio.RunFinishedError:  # stopping: the journal is closing
+                        log.info("drive notice after shutdown, not journaled: %s", notice)
+
+                start_drives(tell)
             nursery.start_soon(live.publish_forever)
             nursery.start_soon(live.tick_forever)
             nursery.start_soon(live.drive)
