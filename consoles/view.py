@@ -243,7 +243,7 @@ def view_from(machine: Machine, extras: Extras) -> CeremonyView:
         for o in sorted(roster.values(), key=lambda o: o.seat)
     )
     drives = tuple(
-        DriveView(label, drv.title, drv.serial, _drive_serial(m, label),
+        DriveView(label, drv.title, drv.serial, m.drive_serial(label),
                   label in extras.drives_seen)
         for label, drv in sorted(script.drives.items())
     )
@@ -274,20 +274,6 @@ def _opt(v: Any) -> str | None:
 
 def _expected(m: Machine, step: Any) -> str | None:
     return m.expected(step)
-
-
-def _drive_serial(m: Machine, label: str) -> str | None:
-    """The serial last read off the drive: at its insert step, or at a later serial check (a
-    wrong drive swapped before the check was retried shows the new one)."""
-    for n in reversed(m.state.completed):
-        st = m.script.step(n)
-        if st.drive != label:
-            continue
-        if st.action == "drive.insert":
-            return m.state.values.get(n)
-        if st.action == "verify" and st.observe == "drive.serial":
-            return m.state.observed.get(n) or m.state.values.get(n)
-    return None
 
 
 def _quorum(m: Machine, w: d.RequestApproval, now: float) -> QuorumView:

@@ -127,12 +127,7 @@ def _time(at: Any) -> str:
 def _content(m: Machine, item: str) -> str:
     kind, _, name = item.partition(":")
     if kind == "drive":
-        serial = None
-        for n in m.state.completed:
-            st = m.script.step(n)
-            if st.action == "drive.insert" and st.drive == name:
-                serial = m.state.values.get(n)
-        return f"flash drive {name} (serial {serial or 'never read'})"
+        return f"flash drive {name} (serial {m.drive_serial(name) or 'never read'})"
     if kind == "password":
         return f"a copy of the {name} password"
     return item

@@ -59,7 +59,7 @@ class CeremonyWorld:
         if src == "hsm.key_count":
             return str(len(self.signer.inventory().keys))
         if src == "drive.serial":
-            return self.drives.wait_for(p["drive"], self._recorded_serial(p["drive"])).serial
+            return self.drives.wait_for(p["drive"], self.m.recorded_serial(p["drive"])).serial
         if src == "backup.sha256":
             if not p.get("file"):
                 raise Failure("no backup has been written yet")
@@ -81,17 +81,6 @@ class CeremonyWorld:
         info = self.signer.info()
         return str(info["host_key"] if fmt == "sha256" else info["host_key_md5"])
 
-    def _recorded_serial(self, label: str) -> str | None:
-        """The serial the KGA wrote down for drive `label` (its latest usb-serial record step
-        done), so that udev's drives can be told apart before one is bound: None if none."""
-        done = set(self.m.state.completed)
-        found = None
-        for step in self.m.script.steps:
-            if (step.action == "record" and step.format == "usb-serial" and step.drive == label
-                    and step.n in done):
-                found = self.m.state.values.get(step.n)
-        return found
-
     # --- work without approvals ----------------------------------------------------------------
     def perform(self, want: d.Perform, progress: Progress) -> dict[str, Any]:
         p = want.params
@@ -102,7 +91,7 @@ class CeremonyWorld:
             inv = self.signer.inventory()
             return {"count": len(inv.keys), "listing": inv.render()}
         if a == "drive.insert":
-            info = self.drives.wait_for(p["drive"], self._recorded_serial(p["drive"]))
+            info = self.drives.wait_for(p["drive"], self.m.recorded_serial(p["drive"]))
             return {"serial": info.serial, "vendor": info.vendor, "model": info.model,
                     "path": info.path}
         if a == "drive.copy":

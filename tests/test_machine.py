@@ -771,3 +771,28 @@ def test_a_host_key_pin_is_a_fingerprint_or_the_previous_record() -> None:
     seed, _ = start(seed_script())
     assert seed.script.signers[0].host_key == "previous.signer_host_key"
     assert seed.host_key_pin("standby") == SEED_PREVIOUS["signer_host_key"]
+
+
+def test_a_drives_serial_is_the_one_last_read_and_the_record_is_the_kgas():
+    """With no serial declared, insert takes the drive plugged in (here the wrong one); the
+    serial check stops on it, the SA swaps it and the KGA retries: the drive's serial is then
+    the swapped drive's, which views and `keyrite custody` show."""
+    from coordinator.script.load import load_script_text
+    from tests.machine_helpers import MINI
+
+    text = MINI.read_text()
+    assert text.count('serial = "AA11-BB22"\n') == 1
+    m, w = start(load_script_text(text.replace('serial = "AA11-BB22"\n', ""), "mini, no serial"))
+    record = w.drive_serials["backup"] = "USB0000BACKUP"  # as the usb-serial format keeps it
+    drive(m, w, until=19)
+    assert m.drive_serial("backup") is None and m.recorded_serial("backup") == record
+    w.drive_serials["backup"] = "0000WRONG0001"  # the SA plugs in the wrong drive
+    drive(m, w, until=20)
+    assert m.drive_serial("backup") == "0000WRONG0001"
+    send(m, w, ev.Observed(at=w.at(), step=20, value="0000WRONG0001"))
+    assert m.status == "exception"
+    send(m, w, ev.Decide(at=w.at(), seat="KGA1", decision="retry"))
+    send(m, w, ev.Observed(at=w.at(), step=20, value=record))  # the right one, swapped in
+    assert m.current is not None and m.current.n == 21
+    assert m.drive_serial("backup") == record == m.recorded_serial("backup")
+    assert m.drive_serial("log") is None and m.recorded_serial("log") is None

@@ -302,6 +302,28 @@ class Machine:
         except (KeyError, StopIteration, AssertionError):
             return None
 
+    def drive_serial(self, label: str) -> str | None:
+        """The serial last read off drive `label`: at its insert step, or at a later serial check
+        (a wrong drive swapped before the check was retried is the new one); None if never."""
+        for n in reversed(self.state.completed):
+            st = self.script.step(n)
+            if st.drive != label:
+                continue
+            if st.action == "drive.insert":
+                return self.state.values.get(n)
+            if st.action == "verify" and st.observe == "drive.serial":
+                return self.state.observed.get(n) or self.state.values.get(n)
+        return None
+
+    def recorded_serial(self, label: str) -> str | None:
+        """The serial the KGA wrote down for drive `label` at its latest usb-serial record step
+        done; None if none."""
+        for n in reversed(self.state.completed):
+            st = self.script.step(n)
+            if st.action == "record" and st.format == "usb-serial" and st.drive == label:
+                return self.state.values.get(n)
+        return None
+
     def host_key_pin(self, signer: str) -> str | None:
         """The host-key fingerprint the script pins for `signer`, with a `previous.KEY` pin
         resolved from the previous ceremony's record; None if the script pins none."""
