@@ -195,12 +195,15 @@ class Extras:
 
 
 # --- building it ---------------------------------------------------------------------------------
-def view_from(machine: Machine, extras: Extras) -> CeremonyView:
-    """The view of `machine` at `extras.now`. Reads the machine, never changes it."""
+def view_from(machine: Machine, extras: Extras,
+              wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
+    """The view of `machine` at `extras.now`. Reads the machine, never changes it. `wants`:
+    `machine.wants(now=extras.now)`, when the caller has it already."""
     m, s, script = machine, machine.state, machine.script
     roster = m.roster.officers
     snap = m.snapshot()
-    wants = m.wants(now=extras.now)
+    if wants is None:
+        wants = m.wants(now=extras.now)
     step = m.current
     status = s.status
     if status == "running" and extras.paused:

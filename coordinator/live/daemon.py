@@ -124,14 +124,17 @@ class Live:
     def view(self) -> dict[str, Any]:
         return to_dict(self._view_object(self.clock()))
 
-    def _view_object(self, now: float) -> Any:
+    def _view_object(self, now: float, wants: tuple[d.Decision, ...] | None = None) -> Any:
+        """The view at `now`; `wants` is the machine's at `now`, when the caller has it."""
+        if wants is None:
+            wants = self.m.wants(now=now)
         return view_from(self.m, Extras(
             now=now, seq=self.bus.seq if self.bus else 0, connected=self.connected,
             paused=self.paused, section_started=self.section_started, progress=self.progress,
             journal=tuple(self.lines), drives_seen=frozenset(self._plugged()),
             loose_drives=self._loose(),
             checkpoint=self.checkpoint[1] if self.checkpoint else None,
-            secrets_needed=self._secrets_needed(now)))
+            secrets_needed=self._secrets_needed(wants)), wants)
 
     def _plugged(self) -> set[str]:
         """Drives in the laptop now: as udev says, for real drives; else by the steps done
@@ -156,9 +159,9 @@ class Live:
         return tuple(LooseDrive(d.serial, d.vendor, d.model)
                      for d, label in present() if label is None)
 
-    def _secrets_needed(self, now: float) -> tuple[str, ...]:
-        """Passwords the next piece of work needs that nobody has typed (since this start)."""
-        wants = self.m.wants(now=now)
+    def _secrets_needed(self, wants: tuple[d.Decision, ...]) -> tuple[str, ...]:
+        """Passwords the next piece of work (the machine's first want) needs that nobody has
+        typed (since this start)."""
         want = wants[0] if wants else None
         if isinstance(want, d.Execute):
             names: tuple[str, ...] = want.secrets
@@ -247,7 +250,7 @@ class Live:
             return {"accepted": True}
         # a secret for the operation about to run
         name, at_step = act.params["name"], act.params["step"]
-        needed = self._secrets_needed(now)
+        needed = self._secrets_needed(self.m.wants(now=now))
         if step is None or at_step != step.n or name not in needed:
             raise CommandRefused(f"no {name} password is asked for at step {at_step}")
         if self.m.roster.officers[act.seat].role != step.actor:
@@ -308,16 +311,17 @@ class Live:
                     self.changed()
 
     # --- the coordinator's own work ------------------------------------------------------------
-    def _blocked(self, want: d.Decision, now: float) -> bool:
+    def _blocked(self, wants: tuple[d.Decision, ...], now: float) -> bool:
+        want = wants[0]
         if isinstance(want, (d.Ask, d.RequestApproval)):
             if isinstance(want, d.Ask) and want.kind == "signoff":
                 self._ensure_checkpoint(want.step, now)
             return True  # people's turn: their commands wake the driver
         if self.paused or self.m.status != "running":
             return True
-        if isinstance(want, (d.Execute, d.Perform)) and self._secrets_needed(now):
+        if isinstance(want, (d.Execute, d.Perform)) and self._secrets_needed(wants):
             return True
-        return absent_actor(self._view_object(now)) is not None
+        return absent_actor(self._view_object(now, wants)) is not None
 
     def _ensure_checkpoint(self, step: int, now: float) -> None:
         if self.checkpoint is None or self.checkpoint[0] != step:
@@ -333,7 +337,7 @@ class Live:
             if not wants:
                 break
             want = wants[0]
-            if self._blocked(want, now):
+            if self._blocked(wants, now):
                 with trio.move_on_after(TICK):
                     await self._wake.wait()
                 self._wake = trio.Event()
