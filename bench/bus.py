@@ -25,22 +25,29 @@ Prints numbers, asserts nothing. Usage: python bench/bus.py [--n N] [--rounds R]
 
 from __future__ import annotations
 
+import os
+import sys
+
+# ruff: noqa: E402
+# (the imports below wait for the path)
+# Run as `python bench/bus.py`, sys.path[0] is bench/, where copy.py (the drive-copy bench)
+# would shadow the stdlib `copy` for every module imported after it: the repository root goes
+# there instead, before anything else is imported.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
 import statistics
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import trio
 import zmq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from coordinator.bus import BusClient, BusServer, Enrolment, generate_keypair  # noqa: E402
-from coordinator.bus import protocol as p  # noqa: E402
+from coordinator.bus import BusClient, BusServer, Enrolment, generate_keypair
+from coordinator.bus import protocol as p
 
 
 class Raw:

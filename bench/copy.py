@@ -12,16 +12,17 @@ DIR holds the image (by default a fresh temporary directory; on tmpfs the "devic
 the comparison is of the software, not of flash).
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
 
 import os
 import sys
 
-# This file is named copy.py: take bench/ off the path before anything imports the stdlib `copy`.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
+# ruff: noqa: E402
+# (the imports below wait for the path)
+# Run as `python bench/copy.py`, sys.path[0] is bench/, where this file would shadow the stdlib
+# `copy` for every module imported after it: the repository root goes there instead, before
+# anything else is imported (the other benches do the same).
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
 import hashlib

@@ -13,20 +13,26 @@ coordinator will use, as fsync costs differ by orders of magnitude between disks
 
 from __future__ import annotations
 
+import os
+import sys
+
+# ruff: noqa: E402
+# (the imports below wait for the path)
+# Run as `python bench/journal.py`, sys.path[0] is bench/, where copy.py (the drive-copy bench)
+# would shadow the stdlib `copy` for every module imported after it: the repository root goes
+# there instead, before anything else is imported.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import hashlib
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from coordinator.journal import Journal, generate_key, verify_journal  # noqa: E402
-from coordinator.journal import entry as entry_codec  # noqa: E402
+from coordinator.journal import Journal, generate_key, verify_journal
+from coordinator.journal import entry as entry_codec
 
 NAME = "bench.keyrite.example/journal"
 AT = "2026-03-01T10:00:00.000000Z"

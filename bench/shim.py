@@ -23,33 +23,39 @@ Prints numbers, asserts nothing. Usage: python bench/shim.py [--rsa N] [--ec N] 
 
 from __future__ import annotations
 
+import os
+import sys
+
+# ruff: noqa: E402
+# (the imports below wait for the path)
+# Run as `python bench/shim.py`, sys.path[0] is bench/, where copy.py (the drive-copy bench)
+# would shadow the stdlib `copy` for every module imported after it: the repository root goes
+# there instead, before anything else is imported.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-
-from keyrite.approval import Approval, public_key_text, sign_approval  # noqa: E402
-from keyrite.digests import operation_digest  # noqa: E402
-from keyrite.durations import YEAR  # noqa: E402
-from signer_shim.authority import Authority, Officer, Rule  # noqa: E402
-from signer_shim.config import SignerConfig  # noqa: E402
-from signer_shim.hostkey import ensure_host_key  # noqa: E402
-from signer_shim.interface import PolicyKeys  # noqa: E402
-from signer_shim.keystate import KeyState, save_keystate  # noqa: E402
-from signer_shim.local import LocalSigner  # noqa: E402
-from signer_shim.planning import new_locator  # noqa: E402
-from signer_shim.softhsm import child_env, create_token  # noqa: E402
+from keyrite.approval import Approval, public_key_text, sign_approval
+from keyrite.digests import operation_digest
+from keyrite.durations import YEAR
+from signer_shim.authority import Authority, Officer, Rule
+from signer_shim.config import SignerConfig
+from signer_shim.hostkey import ensure_host_key
+from signer_shim.interface import PolicyKeys
+from signer_shim.keystate import KeyState, save_keystate
+from signer_shim.local import LocalSigner
+from signer_shim.planning import new_locator
+from signer_shim.softhsm import child_env, create_token
 
 ALGORITHMS = {"rsa": "RSA/2048", "ec": "ECDSA/P-256"}
 CEREMONY, SCRIPT_SHA256, STEP = "bench", "00" * 32, 33
