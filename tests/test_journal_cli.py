@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.journal import command, generate_key, verifier_key
+from coordinator.journal import entry as entry_codec
 from keyrite import cli, exits
 from tests.test_journal import NAME, make_journal, read_lines, write_lines
 
@@ -57,7 +58,8 @@ def test_a_good_journal_exits_0_with_a_one_line_summary(path: Path, capsys) -> N
     assert keyrite(["verify", str(path)]) == exits.OK
     out = capsys.readouterr().out
     assert out.count("\n") == 1
-    for part in ("12 entries", "2 checkpoints", "covers 9", "ceremony KSK-2026-03", NAME):
+    for part in ("12 entries", "2 checkpoints", "covers 9", "3 entries covered by no checkpoint",
+                 "ceremony KSK-2026-03", NAME):
         assert part in out
 
 
@@ -66,7 +68,44 @@ def test_a_given_key(path: Path, key, capsys) -> None:
     assert "announced" not in capsys.readouterr().out
     other = verifier_key(NAME, generate_key())
     assert keyrite(["verify", str(path), "--key", other]) == exits.FAILED
-    assert "entry 5 (line 6)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "entry 0 (line 1)" in err and "announces" in err  # not the key given
+
+
+def strip_checkpoints(path: Path) -> None:
+    """Every checkpoint removed and the rest renumbered and relinked: only signatures lack."""
+    out: list[bytes] = []
+    for line in read_lines(path):
+        _, _, record = entry_codec.decode(line)
+        if record.get("type") != "checkpoint":
+            prev = entry_codec.line_hash(out[-1]) if out else "0" * 64
+            out.append(entry_codec.encode(len(out), prev, record))
+    write_lines(path, out)
+
+
+def test_a_journal_the_given_key_never_signed_exits_1(path: Path, key, capsys) -> None:
+    strip_checkpoints(path)
+    vkey = verifier_key(NAME, key)
+    assert keyrite(["verify", str(path), "--key", vkey]) == exits.FAILED
+    err = capsys.readouterr().err
+    assert "no checkpoint" in err and "--allow-unsigned" in err
+    assert keyrite(["verify", str(path), "--key", vkey, "--json"]) == exits.FAILED
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["problem"]["kind"] == "unsigned"
+    assert report["unsigned_entries"] == 10 and report["allow_unsigned"] is False
+
+
+def test_allow_unsigned_passes_it_and_says_so(path: Path, key, capsys) -> None:
+    strip_checkpoints(path)
+    vkey = verifier_key(NAME, key)
+    assert keyrite(["verify", str(path), "--key", vkey, "--allow-unsigned"]) == exits.OK
+    out = capsys.readouterr().out
+    assert "UNSIGNED" in out and "--allow-unsigned" in out
+    assert "10 entries covered by no checkpoint" in out
+    assert keyrite(["verify", str(path), "--key", vkey, "--allow-unsigned", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["checkpoints"] == 0
+    assert report["unsigned_entries"] == 10 and report["allow_unsigned"] is True
 
 
 def test_several_keys_one_of_them_trusted(path: Path, key) -> None:
@@ -108,6 +147,7 @@ def test_json_output(path: Path, capsys) -> None:
     assert (report["entries"], report["checkpoints"], report["last_checkpoint_size"]) == (12, 2, 9)
     assert report["ceremony"] == "KSK-2026-03" and report["trust"] == "genesis"
     assert report["problem"] is None
+    assert report["unsigned_entries"] == 3 and report["allow_unsigned"] is False
 
     lines = read_lines(path)
     lines[3], lines[4] = lines[4], lines[3]
@@ -127,5 +167,6 @@ def test_json_output_for_a_missing_file(tmp_path: Path, capsys) -> None:
 def test_help_explains(capsys) -> None:
     assert keyrite(["verify", "--help"]) == 0
     out = capsys.readouterr().out
-    for part in ("JOURNAL", "--key", "--json", "exit codes", "torn", "genesis"):
+    for part in ("JOURNAL", "--key", "--json", "--allow-unsigned", "exit codes", "torn",
+                 "genesis"):
         assert part in out

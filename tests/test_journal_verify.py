@@ -57,6 +57,7 @@ def test_an_intact_journal_verifies(path: Path, key) -> None:
     assert report.trust == "genesis"
     assert report.unsigned == 3  # the checkpoint at 9 and steps 10, 11
     assert "announced by the genesis" in report.summary()
+    assert "3 entries covered by no checkpoint" in report.summary()
     given = verify_journal(path, [verifier_key(NAME, key)])
     assert given.ok and given.trust == "given"
     assert "announced" not in given.summary()
@@ -213,6 +214,12 @@ def test_an_extra_signature_by_an_unknown_key_is_ignored(path: Path, key) -> Non
 
 def test_checkpoints_by_a_key_the_verifier_was_not_given(path: Path) -> None:
     other = verifier_key(NAME, generate_key())
+    assert first_problem(path, [other])[:3] == (0, 1, "genesis")  # it announces another key
+    lines = read_lines(path)  # a genesis announcing `other`, checkpoints still by the old key
+    _, _, record = entry_codec.decode(lines[0])
+    record["journal"] = {**record["journal"], "vkey": other}
+    lines[0] = entry_codec.encode(0, "0" * 64, record)
+    write_lines(path, relink(lines, 1))
     assert first_problem(path, [other])[:3] == (5, 6, "untrusted")
 
 
@@ -287,7 +294,67 @@ def test_a_genesis_with_another_key_does_not_fool_a_given_key(path: Path, key) -
         lines = relink(lines, seq + 1)
     write_lines(path, lines)
     assert verify_journal(path).ok  # consistent, but by whom?
-    assert first_problem(path, [verifier_key(NAME, key)])[:3] == (5, 6, "untrusted")
+    seq, line, kind, reason = first_problem(path, [verifier_key(NAME, key)])
+    assert (seq, line, kind) == (0, 1, "genesis")  # named where it starts: the genesis
+    assert forger.verifier().label() in reason and "not a given key" in reason
+
+
+# -- a journal the given key never signed ------------------------------------------------------
+
+
+def strip_checkpoints(lines: list[bytes]) -> list[bytes]:
+    """Every checkpoint removed, the rest renumbered and relinked: a careful forger's journal,
+    whose every line and link holds; only the missing signature can give it away."""
+    out: list[bytes] = []
+    for line in lines:
+        _, _, record = entry_codec.decode(line)
+        if record.get("type") == "checkpoint":
+            continue
+        prev = entry_codec.line_hash(out[-1]) if out else "0" * 64
+        out.append(entry_codec.encode(len(out), prev, record))
+    return out
+
+
+def test_a_journal_stripped_of_its_checkpoints_fails_with_a_given_key(path: Path, key) -> None:
+    write_lines(path, strip_checkpoints(read_lines(path)))
+    vkey = verifier_key(NAME, key)
+    alone = verify_journal(path)  # no key: consistent, and the summary says nothing is signed
+    assert alone.ok and alone.checkpoints == 0 and alone.unsigned == 10
+    assert "10 entries covered by no checkpoint" in alone.summary()
+    report = verify_journal(path, [vkey])
+    assert not report.ok and report.entries == 10 and report.unsigned == 10
+    assert report.problem is not None and report.problem.kind == "unsigned"
+    assert "no checkpoint" in report.summary() and "--allow-unsigned" in report.summary()
+    allowed = verify_journal(path, [vkey], allow_unsigned=True)
+    assert allowed.ok and allowed.unsigned == 10
+    assert "UNSIGNED" in allowed.summary() and "--allow-unsigned" in allowed.summary()
+    assert allowed.to_dict()["allow_unsigned"] is True
+    assert allowed.to_dict()["unsigned_entries"] == 10
+
+
+def test_allow_unsigned_does_not_excuse_a_genesis_with_another_key(path: Path, key) -> None:
+    lines = strip_checkpoints(read_lines(path))
+    _, _, record = entry_codec.decode(lines[0])
+    record["journal"] = {**record["journal"],
+                         "vkey": verifier_key(NAME, generate_key())}
+    lines[0] = entry_codec.encode(0, "0" * 64, record)
+    write_lines(path, relink(lines, 1))
+    assert verify_journal(path).ok  # self-consistent
+    for allow in (False, True):
+        report = verify_journal(path, [verifier_key(NAME, key)], allow_unsigned=allow)
+        assert not report.ok and report.problem is not None
+        assert (report.problem.seq, report.problem.kind) == (0, "genesis")
+
+
+def test_entries_after_the_last_checkpoint_are_counted_in_the_summary(path: Path, key) -> None:
+    lines = read_lines(path)
+    del lines[9]  # the second checkpoint: the first still covers 0 to 4
+    lines = [entry_codec.encode(i, "0" * 64, entry_codec.decode(x)[2])
+             for i, x in enumerate(lines)]
+    write_lines(path, relink(lines, 1))
+    report = verify_journal(path, [verifier_key(NAME, key)])
+    assert report.ok and report.last_checkpoint_size == 5 and report.unsigned == 6
+    assert "6 entries covered by no checkpoint" in report.summary()
 
 
 def test_a_torn_tail_fails_verification_and_is_not_cut(path: Path) -> None:

@@ -17,15 +17,20 @@ entry that does not hold (its seq and line number) and what is wrong with it.
 
 Without --key, the key the journal's own genesis entry announces is trusted: that shows the
 journal is intact, not who wrote it. Give the coordinator's verifier key (as printed when the
-ceremony was set up) to check that too.
+ceremony was set up) to check that too: the genesis entry must then announce that key, and at
+least one checkpoint signed by it must be there. A journal with no checkpoint by the given key
+(one not yet signed, or one whose checkpoints were removed and its links recomputed) fails
+unless --allow-unsigned is given, and the summary then says UNSIGNED. The summary always says
+how many entries no checkpoint covers.
 
 A torn last line (the writer stopped mid-append) is reported and fails verification; the
 coordinator cuts it when it next opens the journal.
 """
 
 EPILOG = """\
-exit codes: 0 the journal verifies; 1 an entry does not hold (or the last line is torn);
-2 the file is missing or unreadable, or a --key is malformed."""
+exit codes: 0 the journal verifies; 1 an entry does not hold (or the last line is torn, or
+no checkpoint is signed by the given key); 2 the file is missing or unreadable, or a --key is
+malformed."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,13 +50,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a trusted verifier key, name+hexid+base64 (repeatable); "
         "default: the key the genesis entry announces",
     )
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="with --key: accept a journal that has no checkpoint signed by the key yet (the "
+        "summary says UNSIGNED); without this it fails",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = verify_journal(args.journal, args.keys)
+        report = verify_journal(args.journal, args.keys, allow_unsigned=args.allow_unsigned)
     except (OSError, ValueError) as e:
         if isinstance(e, OSError):
             reason = f"cannot read {args.journal}: {e.strerror or e}"

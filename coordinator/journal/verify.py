@@ -6,9 +6,12 @@ either case the file is not the clean record a verifier should sign off on). Ope
 the coordinator to cut it, then verify again.
 
 What a pass proves: every line is a well-formed entry in its place, every link holds, and every
-checkpoint is signed by a trusted key over exactly the entries before it. What it cannot prove
-alone: that entries were not removed from the end. Compare the last checkpoint with the one the
-ceremony's signed transcript records.
+checkpoint is signed by a trusted key over exactly the entries before it. With trusted keys
+given, also that the genesis entry announces one of them and that at least one checkpoint by
+them is there (a journal with every checkpoint removed and its links recomputed is otherwise
+perfectly consistent): a journal the given key never signed fails unless `allow_unsigned`, and
+then the report says so. What it cannot prove alone: that entries were not removed from the end.
+Compare the last checkpoint with the one the ceremony's signed transcript records.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from coordinator.journal import lines as _lines
 from coordinator.journal.chain import Broken, Chain
 from coordinator.journal.lines import TornTail
 from coordinator.journal.note import Verifier
+
+#: Problem kinds that name no entry: the journal as a whole is what does not hold.
+_WHOLE_JOURNAL = ("unsigned",)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Report:
     trust: str  # "given" (--key) or "genesis" (the key the genesis entry announces)
     problem: Problem | None
     torn: TornTail | None
+    allow_unsigned: bool = False  # --allow-unsigned: a given key that signed nothing is accepted
 
     @property
     def ok(self) -> bool:
@@ -66,14 +73,22 @@ class Report:
     def summary(self) -> str:
         if self.problem is not None:
             p = self.problem
+            if p.kind in _WHOLE_JOURNAL:
+                return f"{self.path}: does not verify: {p.reason}"
             return f"{self.path}: entry {p.seq} (line {p.line}) does not hold: {p.reason}"
         entries = f"{self.entries} {'entry' if self.entries == 1 else 'entries'}"
         checkpoints = f"{self.checkpoints} checkpoint{'' if self.checkpoints == 1 else 's'}"
         parts = [entries, checkpoints]
         if self.last_checkpoint_size is not None:
             parts.append(f"last checkpoint covers {self.last_checkpoint_size}")
+        elif self.trust == "given":  # only with allow_unsigned, or it would not be ok
+            parts.append("UNSIGNED: no checkpoint by the given key, accepted only because of "
+                         "--allow-unsigned")
         else:
             parts.append("no checkpoint signed yet")
+        uncovered = self.unsigned
+        parts.append(f"{uncovered} {'entry' if uncovered == 1 else 'entries'} covered by no "
+                     "checkpoint")
         if self.ceremony:
             parts.append(f"ceremony {self.ceremony}")
         keys = "key " + ", ".join(self.key_names)
@@ -96,6 +111,7 @@ class Report:
             "trust": self.trust,
             "problem": None if self.problem is None else self.problem.to_dict(),
             "torn": None if self.torn is None else self.torn.to_dict(),
+            "allow_unsigned": self.allow_unsigned,
         }
 
 
@@ -106,18 +122,40 @@ def _ceremony_id(genesis: dict[str, Any] | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def verify_journal(path: str | os.PathLike[str], trusted_keys: list[str] | None = None) -> Report:
+class _GivenKeyChain(Chain):
+    """The chain's rules, and with trusted keys given: the genesis entry must announce one of
+    them. A journal written under another key is someone else's, whatever it holds."""
+
+    def _genesis(self, record: dict[str, Any]) -> None:
+        super()._genesis(record)
+        announced = self.announced
+        if self.trust != "given" or announced is None:
+            return
+        if announced.text() not in {v.text() for v in self.verifiers}:
+            given = ", ".join(v.label() for v in self.verifiers)
+            raise Broken(0, "genesis", f"the genesis entry announces key {announced.label()}, "
+                         f"not a given key ({given}): this journal was begun under another key")
+
+
+def verify_journal(
+    path: str | os.PathLike[str],
+    trusted_keys: list[str] | None = None,
+    *,
+    allow_unsigned: bool = False,
+) -> Report:
     """Check every line, link and checkpoint of the journal at `path`.
 
     `trusted_keys` are verifier keys (`name+hexid+base64`); every checkpoint must carry a valid
-    signature by one of them. None trusts the key the genesis entry announces, which shows the
-    journal is intact and self-consistent but not who wrote it; the report says which it was.
+    signature by one of them, the genesis entry must announce one of them, and there must be at
+    least one checkpoint, unless `allow_unsigned` (the report then says the journal is unsigned).
+    None trusts the key the genesis entry announces, which shows the journal is intact and
+    self-consistent but not who wrote it; the report says which it was.
     Raises OSError if the file cannot be read and ValueError for a malformed key.
     """
     trusted = None if trusted_keys is None else [Verifier.parse(k) for k in trusted_keys]
     data = Path(path).read_bytes()
     complete, torn = _lines.split(data)
-    chain = Chain(trusted)
+    chain = _GivenKeyChain(trusted)
     problem: Problem | None = None
     try:
         chain.feed_lines(complete)
@@ -133,6 +171,15 @@ def verify_journal(path: str | os.PathLike[str], trusted_keys: list[str] | None 
         )
     if problem is None and chain.size == 0:
         problem = Problem(0, 1, "empty", "the journal has no entries")
+    if (problem is None and chain.trust == "given" and chain.checkpoints == 0
+            and not allow_unsigned):
+        n = chain.size
+        problem = Problem(
+            n, n + 1, "unsigned",
+            f"no checkpoint signed by the given key: none of its {n} entries is covered by a "
+            "signature (a journal whose checkpoints were removed and links recomputed looks "
+            "just like this); pass --allow-unsigned to accept a journal not yet signed",
+        )
     keys = chain.verifiers if chain.verifiers else ([] if trusted is None else trusted)
     cp = chain.last_checkpoint
     return Report(
@@ -147,4 +194,5 @@ def verify_journal(path: str | os.PathLike[str], trusted_keys: list[str] | None 
         trust=chain.trust,
         problem=problem,
         torn=torn,
+        allow_unsigned=allow_unsigned,
     )
