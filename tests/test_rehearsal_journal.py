@@ -90,12 +90,12 @@ def test_a_forged_checkpoint_signature_is_refused(rehearsal: dict, tmp_path: Pat
     assert "signature" in report["problem"]["reason"]
 
 
-def test_a_checkpoint_by_an_unknown_key_is_refused(rehearsal: dict) -> None:
+def test_a_journal_under_an_unknown_key_is_refused(rehearsal: dict) -> None:
     stranger = verifier_key("keyrite.rehearsal/someone-else", Ed25519PrivateKey.generate())
     code, report = verify(Path(rehearsal["journal"]), "--key", stranger)
     assert code == 1
-    assert report["problem"]["seq"] == first_checkpoint(lines_of(rehearsal))
-    assert "unknown" in report["problem"]["reason"] or "trusted" in report["problem"]["reason"]
+    assert (report["problem"]["seq"], report["problem"]["kind"]) == (0, "genesis")
+    assert "announces" in report["problem"]["reason"]
 
 
 def relink(entries: list[dict], previous_line: bytes) -> bytes:
