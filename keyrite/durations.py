@@ -9,9 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+#: ASCII digits only (ISO 8601 is ASCII; `\d` would take `١٤` or `１０` as 14 or 10), at most
+#: 10 per field (no window needs more, and int() refuses thousands), matched whole (`fullmatch`:
+#: `$` would let a final newline through).
+_N = "[0-9]{1,10}"
 _DURATION = re.compile(
-    r"^P(?!$)(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+)S)?)?$"
+    rf"P(?!$)(?:(?P<y>{_N})Y)?(?:(?P<mo>{_N})M)?(?:(?P<w>{_N})W)?(?:(?P<d>{_N})D)?"
+    rf"(?:T(?=[0-9])(?:(?P<h>{_N})H)?(?:(?P<mi>{_N})M)?(?:(?P<s>{_N})S)?)?"
 )
 
 DAY = 86400
@@ -35,7 +39,7 @@ class Duration:
 
 
 def parse_duration(text: str) -> Duration:
-    m = _DURATION.match(text) if isinstance(text, str) else None
+    m = _DURATION.fullmatch(text) if isinstance(text, str) else None
     if not m:
         raise DurationError(
             f"{text!r} is not an ISO 8601 duration (expected e.g. PT15M, P14M, P1Y)"

@@ -22,8 +22,9 @@ from signer_shim.inventory import diff
 from signer_shim.keystate import ROLES, KeyRecord, KeyState
 from signer_shim.tokenid import is_fingerprint
 
-BACKUP_FILE = re.compile(r"^key-backup-(\d{4})-(\d{2})-(\d{2})\.tar\.gz$")
-_LOCATOR = re.compile(r"^[0-9a-f]{32}$")
+#: Matched whole (`fullmatch`: `$` lets a final newline through), ASCII digits only.
+BACKUP_FILE = re.compile(r"key-backup-([0-9]{4})-([0-9]{2})-([0-9]{2})\.tar\.gz")
+_LOCATOR = re.compile(r"[0-9a-f]{32}")
 
 
 def new_locator() -> str:
@@ -101,7 +102,7 @@ def plan_purge(token: str, state: KeyState, on_token: Iterable[str]) -> dict[str
 
 def plan_backup(token: str, date: str) -> dict[str, Any]:
     name = f"key-backup-{date}.tar.gz"
-    if not BACKUP_FILE.match(name):
+    if not BACKUP_FILE.fullmatch(name):
         raise SignerError(f"backup date {date!r} is not of the form YYYY-MM-DD")
     return {"op": "backup", "token": token, "file": name}
 
@@ -134,7 +135,7 @@ def check_operation(op: Mapping[str, Any], token: str) -> None:
         if list(op["delete"]) != sorted(set(op["delete"])):
             raise SignerError("purge operation: delete must be sorted and without repeats")
     elif kind == "backup":
-        if not isinstance(op["file"], str) or not BACKUP_FILE.match(op["file"]):
+        if not isinstance(op["file"], str) or not BACKUP_FILE.fullmatch(op["file"]):
             raise SignerError(f"backup operation: bad file name {op['file']!r}")
     else:
         parse_duration(op["duration"])
@@ -161,7 +162,7 @@ def check_operation(op: Mapping[str, Any], token: str) -> None:
 
 def _check_locators(value: Any, where: str) -> None:
     if not isinstance(value, list) or not all(
-        isinstance(x, str) and _LOCATOR.match(x) for x in value
+        isinstance(x, str) and _LOCATOR.fullmatch(x) for x in value
     ):
         raise SignerError(f"{where} must be a list of 32-hex-digit locators")
 

@@ -17,12 +17,13 @@ from coordinator.script.model import RECORD_FORMATS
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _COLON_HEX32 = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){31}")
 _SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*")  # as written by hand; spaces and dashes dropped
-_DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?"
+_DATETIME = re.compile(  # [0-9], not \d: `\d` also matches non-ASCII digits such as `١`
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?"
 )
 _SHA256_FP = re.compile(r"SHA256:([A-Za-z0-9+/]{43})")
 _MD5_FP = re.compile(r"(?:MD5:)?([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){15})")
-_COUNT = re.compile(r"\d{1,9}")
+_COUNT = re.compile(r"[0-9]{1,9}")  # ASCII: int() would read "١٤" as 14
 
 #: Formats only the machine or the script supplies (never a `record` step's `format`).
 OBSERVED_FORMATS = ("host-key", "count")

@@ -34,9 +34,10 @@ PREVIOUS_KEY = r"[a-z][a-z0-9_]*"
 KEY_ROLES = ("KSK", "ZSK", "CSK")
 ALGORITHMS = ("RSA/1024", "RSA/2048", "RSA/4096", "ECDSA/P-256", "ECDSA/P-384")
 
-#: The forms of a `verify` step's `expect` (and of nothing else).
+#: The forms of a `verify` step's `expect` (and of nothing else). A step number is at most 19
+#: digits, as a TOML integer is (a longer one would reach int()'s 4300-digit limit).
 REFERENCE = (
-    rf"previous\.{PREVIOUS_KEY}|step\.[1-9][0-9]*|signer\.{NAME}\.(?:host_key|role)"
+    rf"previous\.{PREVIOUS_KEY}|step\.[1-9][0-9]{{0,18}}|signer\.{NAME}\.(?:host_key|role)"
     rf"|drive\.{LABEL}\.serial"
 )
 SOURCE = rf"backup|transcript|journal|drive:{LABEL}"
