@@ -26,6 +26,7 @@ COMMANDS = (
     "coordinator.usb.command",
     "signer_shim.command",
     "keyrite.enroll_command",
+    "keyrite.password_command",
     "coordinator.live.stage_command",
 )
 

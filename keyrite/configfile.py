@@ -39,23 +39,34 @@ def read_sections(
     optional: Mapping[str, Any] | None = None,
     ranges: Mapping[str, tuple[int, int]] | None = None,
     lists: Iterable[str] = (),
+    tables: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The strict reader every config uses: exactly these sections and keys, every one
     required unless `optional` gives its default; ports are integers 0..65535, `ranges` keys
     integers in their (low, high), `lists` keys lists of non-empty strings, everything else a
-    non-empty string; `paths` (strings or lists) are taken relative to `base`. Errors name the
-    source and the key."""
+    non-empty string; `paths` (strings or lists) are taken relative to `base`. `tables` are
+    optional sections whose keys are the file's own (names of things, each a non-empty string
+    value), returned as `values[section]`, a dict. Errors name the source and the key."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: {e}") from None
-    unknown = sorted(set(doc) - set(sections))
+    tables = tuple(tables)
+    unknown = sorted(set(doc) - set(sections) - set(tables))
     if unknown:
         raise ConfigError(f"{source}: unknown section [{unknown[0]}]")
     paths, lists = set(paths), set(lists)
     optional = dict(optional or {})
     ranges = {**dict.fromkeys(ports, (0, 65535)), **(ranges or {})}
     values: dict[str, Any] = {}
+    for section in tables:
+        table = doc.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for k, v in table.items():
+            if not isinstance(v, str) or not v:
+                raise ConfigError(f"{source}: {section}.{k} must be a non-empty string")
+        values[section] = dict(table)
     for section, keys in sections.items():
         table = doc.get(section)
         if not isinstance(table, dict):
