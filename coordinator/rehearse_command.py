@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("script", nargs="?", help="ceremony script (default: the bundled seed ceremony)")
     p.add_argument("--workdir", required=True, type=Path,
                    help="a new or empty directory for everything the rehearsal makes")
-    p.add_argument("--fixture", choices=("default", "small"), default="default",
-                   help="the previous ceremony's keys: 'default' reproduces the seed's 140/115/200;"
-                   " 'small' is a few keys, for fast tests")
+    p.add_argument("--fixture", choices=("seed", "small"), default="seed",
+                   help="the previous ceremony's keys: 'seed' (the default) reproduces the seed's "
+                   "140/115/200; 'small' is a few keys, for fast tests")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted rehearsal in DIR from its journal")
     p.add_argument("--json", action="store_true",

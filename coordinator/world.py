@@ -125,9 +125,7 @@ class CeremonyWorld:
             raise Failure(f"{name} on drive {p['drive']} is not the backup the signer wrote "
                           f"(sha256 {on_drive})")
         [secret] = p["secrets"]
-        if secret not in self.secrets:
-            raise Failure(f"the restore drill needs the {secret} password")
-        return self.signer.restore_drill(name, self.secrets[secret])
+        return self.signer.restore_drill(name, self.take_secret(secret, "the restore drill"))
 
     def _source_files(self, p: dict[str, Any]) -> list[tuple[str, bytes]]:
         src = p["source"]
@@ -165,7 +163,13 @@ class CeremonyWorld:
     def execute(self, want: d.Execute, progress: Progress) -> dict[str, Any]:
         secrets = {}
         for name in want.secrets:
-            if name not in self.secrets:
-                raise Failure(f"the secret {name!r} was not supplied")
-            secrets["password"] = self.secrets[name]
+            secrets["password"] = self.take_secret(name, f"step {want.step}")
         return self.signer.execute(want.operation, want.approvals, progress, secrets=secrets)
+
+    def take_secret(self, name: str, purpose: str) -> str:
+        """A password typed for one piece of work, handed over once and then forgotten: the
+        restore drill must be given it again, by someone reading a sealed copy, so that it
+        tests the copies rather than what was typed at the backup."""
+        if name not in self.secrets:
+            raise Failure(f"{purpose} needs the {name} password, and nobody has entered it")
+        return self.secrets.pop(name)

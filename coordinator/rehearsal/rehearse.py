@@ -35,7 +35,7 @@ from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
 from signer_shim.config import SignerConfig
 
-FIXTURES = ("default", "small")
+FIXTURES = ("seed", "small")
 
 
 def iso(at: float) -> str:
@@ -57,7 +57,7 @@ def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool) -
     return (Path(script_arg).absolute() if script_arg else bundled_script_path()), fixture
 
 
-def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "default",
+def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
              resume: bool = False, as_json: bool = False) -> tuple[int, dict[str, Any]]:
     paths = Paths(workdir.absolute())
     script_path, fixture = _options(paths, script_arg, fixture, resume)
@@ -101,7 +101,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "default",
     bags = {k: str(v) for k, v in read_toml(paths.bags).items()}
     room = ScriptedRoom(machine, list(PEOPLE), keys, time.time,
                         lambda label: drives.info(label).serial, bags.__getitem__, CUSTODIANS)
-    secrets = {"device-backup": (paths.materials / "device-backup-password").read_text().strip()}
+    copies = {"device-backup": (paths.materials / "device-backup-password").read_text().strip()}
     declared = script.signers[0]
     link = open_link(paths.root / "shim", paths.signer / "signer.toml", script, roster,
                      machine.host_key_pin(declared.name))
@@ -109,7 +109,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "default",
                 f"{link.process.port}, reached over SSH")
     try:
         world = RehearsalWorld(machine, link.client, drives, room, paths.livecd, paths.journal,
-                               lambda: ((e.seq, e.record) for e in journal.entries()), secrets)
+                               lambda: ((e.seq, e.record) for e in journal.entries()), copies)
         status = Runner(machine, journal, world, display, iso).run()
     finally:
         link.close()
