@@ -24,7 +24,7 @@ from coordinator.machine import Machine
 from coordinator.machine import decisions as d
 
 #: the wire form's version; `from_dict` refuses any other.
-VERSION = 2  # 2: loose_drives
+VERSION = 3  # 2: loose_drives; 3: quorums holding approvals (asked, lapses), progress.step
 
 
 # --- the view ------------------------------------------------------------------------------------
@@ -90,6 +90,10 @@ class QuorumView:
     waiting_for: tuple[str, ...]  # signed-in seats of the role whose holder has not approved
     expires_seconds: int  # how long one approval stays valid
     expires_at: float | None  # when the earliest approval in hand lapses (the countdown)
+    lapses: tuple[float, ...]  # when each approval of approved_by lapses, in that order
+    # approvals are asked for now (approve is offered); else the quorum only holds approvals in
+    # hand for a later step, counting down until they are used or lapse
+    asked: bool
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class Progress:
     done: int
     total: int
     what: str
+    step: int | None = None  # the step whose work it reports (the daemon stamps it)
 
 
 @dataclass(frozen=True)
@@ -216,7 +221,7 @@ def view_from(machine: Machine, extras: Extras,
                             _opt(x.get("observed")), _opt(x.get("expected")),
                             x["kind"] == "mismatch")
 
-    quorums = tuple(_quorum(m, w, extras.now) for w in wants if isinstance(w, d.RequestApproval))
+    quorums = _quorums(m, wants, extras.now)
 
     step_view = None
     section, estimate = None, 0
@@ -267,7 +272,8 @@ def view_from(machine: Machine, extras: Extras,
         section_started=extras.section_started, step=step_view, exception=exc, roles=roles,
         participants=participants, quorums=quorums, drives=drives,
         loose_drives=extras.loose_drives, bags=tuple(bags),
-        journal=tuple(extras.journal), progress=extras.progress, checkpoint=extras.checkpoint,
+        journal=tuple(extras.journal), progress=_progress(m, extras.progress),
+        checkpoint=extras.checkpoint,
     )
 
 
@@ -279,15 +285,62 @@ def _expected(m: Machine, step: Any) -> str | None:
     return m.expected(step)
 
 
-def _quorum(m: Machine, w: d.RequestApproval, now: float) -> QuorumView:
+def _quorums(m: Machine, wants: tuple[d.Decision, ...], now: float) -> tuple[QuorumView, ...]:
+    """The quorums asked for now, then every other quorum holding approvals that have not lapsed
+    and whose operation has not started (between quorum steps their clocks still run)."""
     s = m.state
-    have = [a for a in s.approvals.get(w.quorum, []) if a.approval.expires > now]
+    asked = [w for w in wants if isinstance(w, d.RequestApproval)]
+    out = [_quorum(m, w.quorum, w.step, w.operation, w.digest, now, asked=True) for w in asked]
+    for qid, q in m.script.quorums.items():
+        op = s.operations.get(q.authorizes)
+        if any(w.quorum == qid for w in asked) or op is None or q.authorizes in s.started:
+            continue
+        if any(a.approval.expires > now for a in s.approvals.get(qid, [])):
+            out.append(_quorum(m, qid, q.authorizes, op["operation"], op["digest"], now,
+                               asked=False))
+    return tuple(out)
+
+
+def _quorum(m: Machine, qid: str, step: int, operation: dict[str, Any], digest: str, now: float,
+            *, asked: bool) -> QuorumView:
+    s, q = m.state, m.script.quorums[qid]
+    have = [a for a in s.approvals.get(qid, []) if a.approval.expires > now]
     done_people = {a.person for a in have}
-    waiting = tuple(seat for seat, person in sorted(s.signed_in.items())
-                    if m.roster.officers[seat].role == w.role and person not in done_people)
-    expires_at = float(min(a.approval.expires for a in have)) if have else None
-    return QuorumView(w.quorum, w.role, w.step, dict(w.operation), w.digest, w.have, w.need,
-                      tuple(w.approved_by), waiting, w.expires_seconds, expires_at)
+    waiting = () if len(have) >= q.m else tuple(
+        seat for seat, person in sorted(s.signed_in.items())
+        if m.roster.officers[seat].role == q.role and person not in done_people)
+    lapses = tuple(float(a.approval.expires) for a in have)
+    return QuorumView(qid, q.role, step, dict(operation), digest, len(have), q.m,
+                      tuple(a.seat for a in have), waiting, q.expires.seconds,
+                      min(lapses) if lapses else None, lapses, asked)
+
+
+#: the steps whose work reports progress (HSM operations, copies, read-backs)
+PROGRESS_ACTIONS = frozenset({"hsm.purge", "hsm.generate", "hsm.backup", "drive.copy",
+                              "drive.verify"})
+#: the steps that wait for people (the rest are the coordinator's own work)
+PEOPLE_ACTIONS = frozenset({"signin", "acknowledge", "record", "seal", "handover", "signoff",
+                            "quorum"})
+
+
+def _progress(m: Machine, p: Progress | None) -> Progress | None:
+    """The daemon's last progress while it still concerns the room: while its step is current,
+    and once finished, until the first step after it that waits for people is done. A bar of
+    unknown step (`step` None) is shown as it comes."""
+    cur = m.current
+    if p is None or cur is None:
+        return None
+    if p.step is None or p.step == cur.n:
+        return p
+    if p.total <= 0 or p.done < p.total:
+        return None  # unfinished work of a step that is over: it failed, or was redone
+    order = [x.n for x in m.steps]
+    try:
+        start, here = order.index(p.step), order.index(cur.n)
+    except ValueError:
+        return None
+    between = m.steps[start + 1:here]
+    return p if start < here and not any(x.action in PEOPLE_ACTIONS for x in between) else None
 
 
 def _asked(w: d.Decision) -> Asked:
@@ -296,17 +349,18 @@ def _asked(w: d.Decision) -> Asked:
     if isinstance(w, d.RequestApproval):
         return Asked(w.step, w.role, "approve",
                      f"{w.need - w.have} more {w.role} approval(s) of step {w.step}'s "
-                     f"{w.operation.get('op', 'operation')}")
+                     f"{w.operation.get('op', 'operation')}", {"quorum": w.quorum})
     if isinstance(w, d.Observe):
         return Asked(w.step, "", "observe", f"the coordinator reads {w.source}")
     if isinstance(w, d.Plan):
         return Asked(w.step, "", "plan", f"the signer plans {w.action}")
     if isinstance(w, d.Perform):
-        return Asked(w.step, "", "perform", f"the coordinator runs {w.action}")
+        return Asked(w.step, "", "perform", f"the coordinator runs {w.action}",
+                     {"action": w.action})
     if isinstance(w, d.Execute):
         what = "resumes" if w.reconcile else "runs"
         return Asked(w.step, "", "execute", f"the signer {what} the approved "
-                     f"{w.operation.get('op', 'operation')}")
+                     f"{w.operation.get('op', 'operation')}", {"action": w.operation.get("op")})
     raise AssertionError(f"not a want: {w!r}")
 
 
@@ -412,7 +466,7 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                                 {"type": "signoff", **base, "checkpoint": view.checkpoint},
                                 ("passphrase",)))
     for q in view.quorums:
-        if q.role != role:
+        if q.role != role or not q.asked:
             continue
         base = {"seat": seat, "step": q.step, "quorum": q.quorum}
         approved = {p.person for p in view.participants if p.seat in q.approved_by}

@@ -171,6 +171,41 @@ def test_an_approval_that_lapsed_is_gone_from_the_view():
     assert q.have == 0 and q.expires_at is None and set(q.waiting_for) == {"KSO1", "KSO2"}
 
 
+def test_a_quorum_holding_approvals_is_in_every_view_until_used_or_lapsed():
+    """Between the seed's quorum steps (38, 40-42) nobody is asked to approve, yet the KSOs'
+    approvals are counting down: every view carries that quorum, with who approved and when each
+    approval lapses, until its operation starts or the approvals lapse."""
+    m, w = start(seed_script())
+    drive(m, w, until=38)
+    v = view(m, w)
+    (q,) = v.quorums
+    assert (q.quorum, q.asked, q.have, q.need, q.approved_by, q.waiting_for) == (
+        "keystore-backup", False, 1, 2, ("KSO1",), ("KSO2",))
+    approval = m.state.approvals["keystore-backup"][0].approval
+    assert q.lapses == (approval.expires,) and q.expires_at == approval.expires
+    assert q.step == 43 and q.operation["op"] == "backup" and q.digest
+    for seat in SEATS:  # held, not asked: nobody is offered approve (or refuse) at step 38
+        assert not {"approve", "refuse"} & set(kinds(v, seat)), seat
+    drive(m, w, until=42)
+    v = view(m, w)
+    assert [(x.quorum, x.asked, x.have) for x in v.quorums] == [
+        ("device-backup", True, 0), ("keystore-backup", False, 2)]
+    held = v.quorums[1]
+    assert held.waiting_for == () and len(held.lapses) == 2
+    assert held.expires_at == min(held.lapses)
+    assert kinds(v, "KSO1") == [] and kinds(v, "DSO1") == ["approve", "refuse"]
+    lapsed = view_from(m, Extras(now=held.expires_at + 1))
+    assert [x.quorum for x in lapsed.quorums] == ["device-backup", "keystore-backup"]
+    assert lapsed.quorums[1].asked is False and lapsed.quorums[1].have == 1  # one lapsed
+    gone = view_from(m, Extras(now=max(held.lapses) + 1))
+    assert [x.quorum for x in gone.quorums] == ["device-backup"]
+    drive(m, w, before=lambda x: isinstance(x, d.Execute))  # 43: both quorums in hand
+    assert [(x.quorum, x.asked) for x in view(m, w).quorums] == [
+        ("keystore-backup", False), ("device-backup", False)]
+    send(m, w, ev.OperationStarted(at=w.at(), step=43, digest=held.digest))
+    assert view(m, w).quorums == ()  # used
+
+
 def test_record_and_seal_ask_their_actor_for_a_value():
     m, w = start()
     drive(m, w, until=18)
@@ -260,7 +295,9 @@ def test_wire_round_trip(wire):
 @pytest.mark.parametrize("mutate, words", [
     (lambda x: x.update(extra=1), "unknown field"),
     (lambda x: x.pop("status"), "missing field"),
-    (lambda x: x.update(version=1), "version"),
+    (lambda x: x.update(version=2), "version"),
+    (lambda x: x["quorums"][0].pop("asked"), "view.quorums[0]"),
+    (lambda x: x["quorums"][0].update(lapses=["soon"]), "view.quorums[0].lapses[0]"),
     (lambda x: x.update(loose_drives=[{"serial": "X"}]), "view.loose_drives[0]"),
     (lambda x: x.update(seq="1"), "view.seq"),
     (lambda x: x.update(seq=True), "view.seq"),

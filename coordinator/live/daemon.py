@@ -403,7 +403,10 @@ class Live:
         self._token.run_sync_soon(self._set_progress, done, total, what)
 
     def _set_progress(self, done: int, total: int, what: str) -> None:
-        self.progress = Progress(done, total, what)
+        # the work reported on is the current step's: the machine moves on only once the work's
+        # event is applied, which the worker thread hands over after its last report
+        cur = self.m.current
+        self.progress = Progress(done, total, what, cur.n if cur is not None else None)
         self._dirty.set()
 
     # --- running -------------------------------------------------------------------------------
