@@ -29,6 +29,10 @@ class ApprovalRefused(ValueError):
     """An approval that must not count, with the reason shown to the officers."""
 
 
+class MalformedApproval(TypeError):
+    """Not an approval at all: a field missing, unknown, or of the wrong type."""
+
+
 def public_key_text(key: Ed25519PublicKey) -> str:
     """`ed25519:<base64 raw>` as rosters carry officer keys."""
     raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -65,7 +69,31 @@ class Approval:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Approval:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        """Exactly the fields, each of its type: `step` a positive and `expires` a whole
+        integer (not a bool, a float or a numeric string: the signed text spells the number,
+        and `1.5` or `"60"` would be signed as something no console writes), the rest strings.
+        Raises MalformedApproval (a TypeError) naming the field."""
+        if not isinstance(d, dict):
+            raise MalformedApproval(f"an approval is an object, not {type(d).__name__}")
+        fields = cls.__dataclass_fields__
+        unknown = sorted(set(d) - set(fields), key=str)
+        if unknown:
+            raise MalformedApproval(f"approval has an unknown field {str(unknown[0])[:40]!r}")
+        for name in fields:
+            if name not in d:
+                raise MalformedApproval(f"approval has no {name!r}")
+            value, want = d[name], _INT_FIELDS.get(name, str)
+            if type(value) is not want:
+                what = "an integer" if want is int else "a string"
+                raise MalformedApproval(f"approval {name!r} must be {what}, not "
+                                        f"{type(value).__name__}")
+        if d["step"] < 1:
+            raise MalformedApproval("approval 'step' must be a positive integer")
+        return cls(**{k: d[k] for k in fields})
+
+
+#: The approval fields that are integers; every other field is a string.
+_INT_FIELDS: dict[str, type] = {"step": int, "expires": int}
 
 
 def signed_message(

@@ -171,7 +171,7 @@ def check_quorum(
         try:
             parsed.append(Approval.from_dict(dict(a)))
         except (KeyError, TypeError, ValueError) as e:
-            raise QuorumRefused(f"approval {i + 1} is malformed: {e!r}") from None
+            raise QuorumRefused(f"approval {i + 1} is malformed: {e}") from None
     steps = sorted({a.step for a in parsed})
     if len(steps) != 1:
         raise QuorumRefused(f"the approvals name different steps ({', '.join(map(str, steps))})")

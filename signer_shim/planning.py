@@ -9,6 +9,7 @@ the keys it already made (planned locators present) from the ones still missing.
 
 from __future__ import annotations
 
+import datetime
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +26,9 @@ from signer_shim.tokenid import is_fingerprint
 #: Matched whole (`fullmatch`: `$` lets a final newline through), ASCII digits only.
 BACKUP_FILE = re.compile(r"key-backup-([0-9]{4})-([0-9]{2})-([0-9]{2})\.tar\.gz")
 _LOCATOR = re.compile(r"[0-9a-f]{32}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: The years a backup may be dated in: a ceremony happens now, not in year 0 or 9999.
+BACKUP_YEARS = (2000, 2199)
 
 
 def new_locator() -> str:
@@ -100,11 +104,26 @@ def plan_purge(token: str, state: KeyState, on_token: Iterable[str]) -> dict[str
     return {"op": "purge", "token": token, "delete": [k for k in state.dead() if k in present]}
 
 
+def backup_date_problem(date: Any) -> str | None:
+    """Why `date` cannot date a backup (None if it can): it must be a real calendar date,
+    YYYY-MM-DD in ASCII digits, in a year of BACKUP_YEARS."""
+    if not isinstance(date, str) or not _DATE.fullmatch(date):
+        return f"backup date {str(date)[:40]!r} is not of the form YYYY-MM-DD"
+    try:
+        day = datetime.date.fromisoformat(date)
+    except ValueError:
+        return f"backup date {date} is not a calendar date"
+    lo, hi = BACKUP_YEARS
+    if not lo <= day.year <= hi:
+        return f"backup date {date} is not in the years {lo} to {hi}"
+    return None
+
+
 def plan_backup(token: str, date: str) -> dict[str, Any]:
-    name = f"key-backup-{date}.tar.gz"
-    if not BACKUP_FILE.fullmatch(name):
-        raise SignerError(f"backup date {date!r} is not of the form YYYY-MM-DD")
-    return {"op": "backup", "token": token, "file": name}
+    problem = backup_date_problem(date)
+    if problem is not None:
+        raise SignerError(problem)
+    return {"op": "backup", "token": token, "file": f"key-backup-{date}.tar.gz"}
 
 
 _SHAPES: Mapping[str, frozenset[str]] = {
@@ -135,7 +154,8 @@ def check_operation(op: Mapping[str, Any], token: str) -> None:
         if list(op["delete"]) != sorted(set(op["delete"])):
             raise SignerError("purge operation: delete must be sorted and without repeats")
     elif kind == "backup":
-        if not isinstance(op["file"], str) or not BACKUP_FILE.fullmatch(op["file"]):
+        m = BACKUP_FILE.fullmatch(op["file"]) if isinstance(op["file"], str) else None
+        if m is None or backup_date_problem("-".join(m.groups())) is not None:
             raise SignerError(f"backup operation: bad file name {op['file']!r}")
     else:
         parse_duration(op["duration"])

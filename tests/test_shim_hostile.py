@@ -1,0 +1,273 @@
+"""Hostile requests to the signer shim: each is a BadRequest (or QuorumRefused for what approvals
+say), never `Internal`, nothing touches the HSM, and the shim serves the next request.
+
+First the pure rules (the request decoder, plan parameters, approvals), then the same requests
+sent to a real shim over SSH on a SoftHSM2 token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from keyrite.approval import Approval, signed_message
+from keyrite.digests import operation_digest
+from signer_shim import protocol
+from signer_shim.authority import QuorumRefused, check_quorum
+from signer_shim.fixture import RehearsalToken
+from signer_shim.requests import RequestJournal
+from tests.shim_helpers import CEREMONY, STEPS, approve, as_dicts, cast_authority, keys
+from tests.test_shim_ssh import WAIT, shim_files, start_shim, stop
+
+EC_KEYS = [{"policy": "default", "role": "KSK", "algorithm": "ECDSA/P-256",
+            "lifetime_seconds": 365 * 86400},
+           {"policy": "default", "role": "ZSK", "algorithm": "ECDSA/P-256",
+            "lifetime_seconds": 93 * 86400}]
+TOKEN = "d34d-ba64-0000-1111-2222-3333-4444-5555-6666-7777"
+
+
+def line(method: str = "info", params: Any = None, id_: str = "r1", key: str = "k1") -> bytes:
+    doc = {"v": 1, "id": id_, "key": key, "method": method, "params": params or {}}
+    return json.dumps(doc).encode() + b"\n"
+
+
+def generate(keys: Any = None, duration: Any = "P14M", id_: str = "g") -> bytes:
+    return line("plan_generate", {"keys": EC_KEYS if keys is None else keys,
+                                  "duration": duration}, id_)
+
+
+def key_with(**change: Any) -> list[dict[str, Any]]:
+    return [{**EC_KEYS[0], **change}]
+
+
+def refused(raw: bytes) -> protocol.ProtocolError:
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.parse_request(raw)
+    assert e.value.type == "BadRequest", (raw[:100], e.value.type, str(e.value))
+    return e.value
+
+
+# -- the decoder: what the bus refuses, the shim refuses -----------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "says"), [
+    (line(params={"x": "\\ud800"}).replace(b'"\\\\ud800"', b'"\\ud800"'), "surrogate"),
+    (b'{"v":1,"id":"\\udfff","key":"k","method":"info","params":{}}', "surrogate"),
+    (b'{"v":1,"id":"a","key":"k","method":"info","params":{"\\ud800":1}}', "surrogate"),
+    (b'{"v":1,"id":"\xed\xa0\x80","key":"k","method":"info","params":{}}', ""),  # raw CESU-8
+    (b'{"v":1,"id":"a","key":"k","method":"read_output","params":{"name":"x","offset":'
+     + b"9" * 5000 + b"}}", "digits"),
+    (b'{"v":1,"id":"a","key":"k","method":"read_output","params":{"name":"x","offset":-'
+     + b"9" * 30 + b"}}", "digits"),
+    (b'{"v":1,"id":"a","key":"k","method":"info","params":{"x":NaN}}', "NaN"),
+    (b'{"v":1,"id":"a","key":"k","method":"info","params":{"x":Infinity}}', "Infinity"),
+    (b'{"v":1,"id":"a","key":"k","method":"info","params":{"x":-Infinity}}', "Infinity"),
+    (b'{"v":1,"id":"a","key":"k","method":"info","params":{"x":1e400}}', "finite"),
+    (b'{"v":1,"id":"a","key":"k","method":"info","params":{"x":'
+     + b"[" * 40 + b"]" * 40 + b"}}", "nested"),
+    (b'{"v":1,"id":"a","key":"k","method":"info","params":{"x":'
+     + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}}", "nested"),
+])
+def test_the_decoder_refuses_what_is_not_plain_json(raw: bytes, says: str) -> None:
+    e = refused(raw)
+    assert says in str(e)
+
+
+def test_a_huge_integer_is_never_converted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digits are counted before int() sees them: 50,000 digits cost nothing."""
+    raw = (b'{"v":1,"id":"a","key":"k","method":"read_output","params":{"name":"x","offset":'
+           + b"7" * 50000 + b"}}")
+    started = time.perf_counter()
+    assert "digits" in str(refused(raw))
+    assert time.perf_counter() - started < 1
+
+
+def test_a_legitimate_execute_request_still_parses() -> None:
+    op = {"op": "generate", "token": TOKEN, "duration": "P14M",
+          "batches": [{"policy": "default", "role": "KSK", "algorithm": "ECDSA/P-256",
+                       "lifetime_seconds": 31536000, "zones": 1, "unused": 0, "count": 1,
+                       "locators": ["00" * 16]}]}
+    approvals = as_dicts(approve(op, "sa1"))
+    r = protocol.parse_request(line("execute", {"operation": op, "approvals": approvals}))
+    assert r.params["operation"] == op and r.params["approvals"] == approvals
+
+
+# -- plan parameters ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [
+    generate(key_with(lifetime_seconds=0)),
+    generate(key_with(lifetime_seconds=-3600)),
+    generate(key_with(lifetime_seconds=1e308)),
+    generate(key_with(lifetime_seconds=3600.0)),
+    generate(key_with(lifetime_seconds=True)),
+    generate(key_with(lifetime_seconds="3600")),
+    generate(key_with(lifetime_seconds=10**15)),
+    generate(key_with(policy=["default"])),
+    generate(key_with(policy="")),
+    generate(key_with(role=None)),
+    generate([{**EC_KEYS[0], "extra": 1}]),
+    generate([{k: v for k, v in EC_KEYS[0].items() if k != "algorithm"}]),
+    generate([EC_KEYS[0]] * 100),
+    generate(duration="14 months"),
+    generate(duration="P١٤M"),
+    generate(duration="P0D"),
+    generate(duration=14),
+    generate().replace(b"31536000", b"Infinity"),
+])
+def test_plan_generate_parameters_are_refused_before_the_signer(raw: bytes) -> None:
+    refused(raw)
+
+
+@pytest.mark.parametrize("date", ["0000-00-00", "9999-99-99", "2026-02-30", "2026-13-01",
+                                  "2026-1-1", "1899-12-31", "9999-12-31", "２０２６-11-27",
+                                  "2026-11-27\n", "2026-11-27T00:00"])
+def test_plan_backup_takes_a_real_date_in_a_sane_range(date: str) -> None:
+    assert "date" in str(refused(line("plan_backup", {"date": date})))
+
+
+@pytest.mark.parametrize("date", ["2026-11-27", "2028-02-29", "2000-01-01"])
+def test_plan_backup_real_dates_parse(date: str) -> None:
+    assert protocol.parse_request(line("plan_backup", {"date": date})).params == {"date": date}
+
+
+# -- approvals: strict types for every field -------------------------------------------------------
+
+
+def purge_op() -> dict[str, Any]:
+    return {"op": "purge", "token": TOKEN, "delete": []}
+
+
+def signed(op: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """sa1's approval of `op` with `fields` changed, validly signed over whatever they say."""
+    a = {**approve(op, "sa1")[0].to_dict(), **fields}
+    message = signed_message(a["ceremony"], a["step"], a["script_sha256"], a["operation"],
+                             a["nonce"], a["expires"])
+    a["signature"] = base64.b64encode(keys()["sa1"].sign(message)).decode()
+    return a
+
+
+def bad_approvals(op: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    good = approve(op, "sa1")[0].to_dict()
+    return {
+        "expires as a string": signed(op, expires=str(good["expires"])),
+        "expires as a float": signed(op, expires=good["expires"] + 0.5),
+        "expires as a whole float": signed(op, expires=float(good["expires"])),
+        "expires true": {**good, "expires": True},
+        "step as a list": {**good, "step": [STEPS["purge"]]},
+        "step as a string": signed(op, step=str(STEPS["purge"])),
+        "step 0": signed(op, step=0),
+        "nonce as a number": {**good, "nonce": 7},
+        "key as a list": {**good, "key": [good["key"]]},
+        "signature missing": {k: v for k, v in good.items() if k != "signature"},
+        "an extra field": {**good, "note": "hi"},
+    }
+
+
+@pytest.mark.parametrize("case", list(bad_approvals(purge_op())))
+def test_an_approval_of_the_wrong_shape_is_not_an_approval(case: str) -> None:
+    d = bad_approvals(purge_op())[case]
+    with pytest.raises(TypeError):
+        Approval.from_dict(d)
+
+
+@pytest.mark.parametrize("case", list(bad_approvals(purge_op())))
+def test_the_quorum_check_refuses_it_and_raises_nothing_else(case: str) -> None:
+    op = purge_op()
+    with pytest.raises(QuorumRefused, match="malformed"):
+        check_quorum(cast_authority(), op, [bad_approvals(op)[case]], now=time.time(),
+                     used_nonces={}, request_key="k")
+
+
+def test_a_well_typed_approval_still_counts() -> None:
+    op = purge_op()
+    verdict = check_quorum(cast_authority(), op, as_dicts(approve(op, "sa1")), now=time.time(),
+                           used_nonces={}, request_key="k")
+    assert verdict.digest == operation_digest(op)
+    assert Approval.from_dict(approve(op, "sa1")[0].to_dict()).ceremony == CEREMONY
+
+
+# -- a real shim over SSH -----------------------------------------------------------------------
+
+
+async def _finals(port: int, d: Path, lines: list[bytes]) -> list[dict[str, Any]]:
+    """Each line's final message, one line at a time, on one session."""
+    async with asyncssh.connect(
+        "127.0.0.1", port, username="officer", client_keys=[str(d / "client_key")],
+        known_hosts=str(d / "known_hosts"), agent_path=None, config=[], connect_timeout=WAIT,
+    ) as conn:
+        proc = await conn.create_process(subsystem=protocol.SUBSYSTEM, encoding=None)
+        out = []
+        for raw in lines:
+            proc.stdin.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            while True:
+                got = await asyncio.wait_for(proc.stdout.readline(), WAIT)
+                assert got, "the shim closed the session"
+                msg = protocol.parse_reply(got)
+                if "progress" not in msg and "queued" not in msg:
+                    out.append(msg)
+                    break
+        proc.stdin.write_eof()
+        await asyncio.wait_for(proc.wait(), WAIT)
+        return out
+
+
+@pytest.fixture
+def shim(small_rehearsal: RehearsalToken, tmp_path: Path) -> Iterator[tuple[int, Path, Any]]:
+    config = shim_files(small_rehearsal, tmp_path / "shim")
+    proc, port = start_shim(config)
+    try:
+        yield port, config.parent, small_rehearsal
+    finally:
+        stop(proc)
+
+
+def test_a_real_shim_refuses_each_hostile_request_and_serves_on(shim: tuple[int, Path, Any]
+                                                                ) -> None:
+    port, d, rt = shim
+    [inv, plan] = asyncio.run(_finals(port, d, [line("inventory", id_="before"),
+                                                line("plan_purge", id_="plan")]))
+    before = inv["result"]["listing"]
+    op = plan["result"]
+    hostile: dict[str, bytes] = {
+        "surrogate": b'{"v":1,"id":"s","key":"k","method":"info","params":{"x":"\\ud800"}}',
+        "5000 digits": (b'{"v":1,"id":"n","key":"k","method":"read_output","params":'
+                        b'{"name":"x","offset":' + b"9" * 5000 + b"}}"),
+        "NaN": b'{"v":1,"id":"nan","key":"k","method":"info","params":{"x":NaN}}',
+        "deep": (b'{"v":1,"id":"deep","key":"k","method":"info","params":{"x":'
+                 + b"[" * 500 + b"]" * 500 + b"}}"),
+        "lifetime 0": generate(key_with(lifetime_seconds=0)),
+        "lifetime negative": generate(key_with(lifetime_seconds=-1)),
+        "lifetime Infinity": generate().replace(b"31536000", b"Infinity"),
+        "lifetime 1e308": generate(key_with(lifetime_seconds=1e308)),
+        "14 months": generate(duration="14 months"),
+        "date 0000-00-00": line("plan_backup", {"date": "0000-00-00"}),
+        "date 9999-99-99": line("plan_backup", {"date": "9999-99-99"}),
+    }
+    answers = asyncio.run(_finals(port, d, list(hostile.values())))
+    for name, a in zip(hostile, answers, strict=True):
+        assert "error" in a, (name, a)
+        assert a["error"]["type"] == "BadRequest", (name, a)
+    approvals = bad_approvals(op)
+    lines = [line("execute", {"operation": op, "approvals": [a]}, id_=f"x{i}", key=f"x{i}")
+             for i, a in enumerate(approvals.values())]
+    answers = asyncio.run(_finals(port, d, [*lines, line("inventory", id_="after")]))
+    for name, a in zip(approvals, answers, strict=False):
+        assert "error" in a, (name, a)
+        assert a["error"]["type"] == "QuorumRefused", (name, a)
+    after = answers[-1]
+    assert after["id"] == "after" and after["result"]["listing"] == before
+    journal = RequestJournal(rt.config.state_dir / "requests.jsonl")
+    events = [(e["event"], e.get("key")) for e in journal.entries() if e["event"] != "boot"]
+    assert events == [("refused", f"x{i}") for i in range(len(approvals))]
+    assert not journal.requests  # nothing was received, let alone executed
+    log = (d / "shim.log").read_text()
+    assert "Traceback" not in log and "Internal" not in log
