@@ -2,13 +2,20 @@
 
 Each subcommand module offers `register(subparsers)`, which adds its parser and sets `run` to a
 function taking the parsed arguments and returning an exit code from `keyrite.exits`. This module
-is the one boundary that turns exceptions into exit codes.
+is the one boundary that turns exceptions into exit codes: BadInput 2, Failure 1, an interrupt
+1, a stdout whose reader has gone (BrokenPipeError, `keyrite ... | head -0`) or that was closed
+from the start (`>&-`) 2, anything else 3 with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import io
+import os
+import select
 import sys
 import traceback
 from collections.abc import Sequence
@@ -45,14 +52,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ClosedStdout(io.TextIOBase):
+    """What stdout is when the process started with it closed (`keyrite ... >&-`): Python
+    makes sys.stdout None, and print() would drop the output without a word."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "stdout is closed")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
     parser = build_parser()
+    name = "keyrite"
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
-        return int(e.code or 0)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+            _flush_stdout()
+            return int(e.code or 0)
+        name = f"keyrite {args.command}"
+        code = _run(args)
+        _flush_stdout()  # output still buffered must fail here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_is_broken():  # a pipe or socket of the command's own: a bug
+            traceback.print_exc()
+            print(f"{name}: internal error (traceback above)", file=sys.stderr)
+            return exits.INTERNAL
+        return _stdout_gone(name)
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def _stdout_is_broken() -> bool:
+    """Whether stdout is a pipe or socket nobody reads any more (poll says POLLERR/POLLHUP),
+    or was closed from the start."""
+    if isinstance(sys.stdout, _ClosedStdout):
+        return True
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _stdout_gone(name: str) -> int:
+    """The reader of our stdout went away (`keyrite ... | head -0`): the caller's doing, so
+    exit 2 with a line on stderr, not a traceback. Stdout is pointed at /dev/null so that the
+    interpreter's final flush of what is still buffered does not fail again."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # a stdout with no fd
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    with contextlib.suppress(OSError):  # stderr may be gone too
+        print(f"{name}: stdout was closed before all output was written (broken pipe)",
+              file=sys.stderr)
+    return exits.BAD_INPUT
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args))
+    except BrokenPipeError:
+        raise  # main decides: stdout's reader gone (exit 2) or a bug
     except exits.BadInput as e:
         print(f"keyrite {args.command}: {e}", file=sys.stderr)
         return exits.BAD_INPUT

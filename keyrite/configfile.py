@@ -28,6 +28,18 @@ def read_file(path: Path) -> tuple[str, str, Path]:
     return text, str(path), path.parent.absolute()
 
 
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """`tomllib.loads`, with every way it fails a ConfigError naming the source: a syntax
+    error, and TOML nested so deep that tomllib (recursive) runs out of stack."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: TOML nested too deeply (arrays or inline tables inside "
+                          "each other hundreds of levels deep)") from None
+
+
 def read_sections(
     text: str,
     source: str,
@@ -47,10 +59,7 @@ def read_sections(
     non-empty string; `paths` (strings or lists) are taken relative to `base`. `tables` are
     optional sections whose keys are the file's own (names of things, each a non-empty string
     value), returned as `values[section]`, a dict. Errors name the source and the key."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source}: {e}") from None
+    doc = parse_toml(text, source)
     tables = tuple(tables)
     unknown = sorted(set(doc) - set(sections) - set(tables))
     if unknown:

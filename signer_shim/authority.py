@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keyrite.approval import Approval, ApprovalRefused, check_approval, load_public_key
+from keyrite.configfile import parse_toml
 from keyrite.digests import operation_digest
 from signer_shim.config import ConfigError
 
@@ -77,10 +77,7 @@ class Authority:
 
     @classmethod
     def from_toml(cls, text: str, source: str = "authority") -> Authority:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{source}: {e}") from None
+        doc = parse_toml(text, source)
         _keys(doc, source, "", required={"ceremony", "officers", "operations"})
         cer = _table(doc["ceremony"], source, "ceremony")
         _keys(cer, source, "ceremony.", required={"id", "script_sha256"})

@@ -42,7 +42,7 @@ from coordinator.script.tables import Row, read_table
 #: The seed ceremony shipped inside the package: `keyrite script check` and `rehearse` default.
 BUNDLED_SCRIPT = "second-key-generation.toml"
 
-_TOML_POSITION = re.compile(r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|"
+_TOML_POSITION = re.compile(r"^(?P<msg>.*) \(at (?:line (?P<line>[0-9]+), column (?P<col>[0-9]+)|"
                             r"end of document)\)$", re.DOTALL)
 
 
@@ -74,6 +74,17 @@ def load_script_text(text: str, path: str = "<memory>") -> Script:
 
 
 def _load(text: str, name: str, digest: str) -> Script:
+    """Parse and check; TOML nested deeper than Python's recursion allows (tomllib is recursive,
+    and so are the checks) is an error like any other, never a RecursionError."""
+    try:
+        return _parse_and_check(text, name, digest)
+    except RecursionError:
+        raise ScriptErrors([ScriptError(name, None, "", "TOML nested too deeply (arrays or "
+                                        "inline tables inside each other hundreds of levels "
+                                        "deep): not a ceremony script")]) from None
+
+
+def _parse_and_check(text: str, name: str, digest: str) -> Script:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
