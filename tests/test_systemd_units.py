@@ -137,10 +137,35 @@ def test_every_unit_in_systemd_is_checked():
 @pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: p.stem)
 def test_unit_verifies_without_a_word(tmp_path, shipped):
     unit = _local_copy(tmp_path, shipped=shipped)
-    # --man=no: whether the host has the man page that Documentation= names is not the unit's
-    # fault (a minimal Debian has none, and verify would fail on running `man`)
-    r = _analyze("verify", "--man=no", unit.name, cwd=tmp_path)
+    # the command docs/signer-install.md gives, without --man=no: the units name no man: page
+    # (below), so it passes on a minimal Debian without man(1) too (tests/test_systemd_box.py
+    # runs it there)
+    r = _analyze("verify", unit.name, cwd=tmp_path)
     assert (r.returncode, r.stderr, r.stdout) == (0, "", "")
+
+
+def test_no_unit_or_drop_in_names_a_man_page():
+    """`systemd-analyze verify` runs man(1) for every `Documentation=man:` URL and exits 1
+    ("Command 'man systemd.exec(5)' failed") where man is not installed, as on a minimal
+    Debian; https URLs are not checked."""
+    for path in (*SHIPPED, *sorted(UNITS.glob("*.service.d/*.conf"))):
+        docs = [v for k, v in _directives(path.read_text()) if k == "Documentation"]
+        assert not [d for d in docs if "man:" in d], path
+    for name, (_, lines) in documented_variants().items():
+        assert not [ln for ln in lines if ln.startswith("Documentation=")], name
+
+
+def test_the_configuration_directory_is_read_only_by_mount():
+    """systemd 252 bind-mounts ConfigurationDirectory= read-write even under
+    ProtectSystem=strict; ReadOnlyPaths= mounts it read-only (tests/test_systemd_box.py checks
+    the running services' mounts), and no drop-in reopens it."""
+    for unit in SHIPPED:
+        d = dict(_directives(unit.read_text()))
+        assert d["ConfigurationDirectory"] == "keyrite", unit
+        assert d["ReadOnlyPaths"] == "/etc/keyrite", unit
+    for drop_in in sorted(UNITS.glob("*.service.d/*.conf")):
+        assert "/etc/keyrite" not in dict(_directives(drop_in.read_text())).get(
+            "ReadWritePaths", ""), drop_in
 
 
 # The site's drop-in for each unit: the shim answers the coordinator's address; the coordinator
@@ -204,7 +229,7 @@ def test_documented_hsm_drop_ins_verify_and_keep_their_score(tmp_path, name):
     does here (an empty assignment resets a list in both)."""
     stated, lines = documented_variants()[name]
     unit = _local_copy(tmp_path, "\n".join([BASE, *lines]))
-    r = _analyze("verify", "--man=no", unit.name, cwd=tmp_path)
+    r = _analyze("verify", unit.name, cwd=tmp_path)
     assert (r.returncode, r.stderr, r.stdout) == (0, "", ""), name
     level, label = _exposure(unit)
     assert level <= stated and label in {"SAFE", "OK"}, (name, level, label, stated)
@@ -242,7 +267,7 @@ def test_usb_drives_drop_in_verifies_and_keeps_its_score(tmp_path):
     ceremony network allowed as on the laptop."""
     extra = "\n".join([CEREMONY_NETWORK[COORDINATOR], *_drop_in_lines(USB_DRIVES)])
     unit = _local_copy(tmp_path, extra, shipped=COORDINATOR)
-    r = _analyze("verify", "--man=no", unit.name, cwd=tmp_path)
+    r = _analyze("verify", unit.name, cwd=tmp_path)
     assert (r.returncode, r.stderr, r.stdout) == (0, "", "")
     level, label = _exposure(unit)
     assert level <= USB_STATED and label == "OK", (level, label)
