@@ -13,18 +13,20 @@ from pathlib import Path
 
 from keyrite.configfile import ConfigError, read_file, read_sections
 from keyrite.files import write_atomic
+from signer_shim.planning import DEFAULT_MAX_KEYS
 
 __all__ = ["ConfigError", "SignerConfig", "read_file", "read_sections"]
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "signer": ("name", "role", "state_dir", "host_key_path"),
+    "signer": ("name", "role", "state_dir", "host_key_path", "max_keys_per_operation"),
     "pkcs11": ("module", "softhsm2_conf", "token_label", "user_pin", "workers"),
 }
 _PATHS = {"state_dir", "host_key_path", "module", "softhsm2_conf"}
 #: Optional keys and their defaults: files written before a key existed still load.
-_OPTIONAL = {"workers": 1}
+_OPTIONAL = {"workers": 1, "max_keys_per_operation": DEFAULT_MAX_KEYS}
 #: Worker processes for one generate: each holds a PKCS#11 session, and HSMs limit sessions.
-_RANGES = {"workers": (1, 64)}
+#: Keys one generate may make: planned in the one HSM queue, so a plan for millions is refused.
+_RANGES = {"workers": (1, 64), "max_keys_per_operation": (1, 1_000_000)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +40,7 @@ class SignerConfig:
     state_dir: Path  # key state, operation journal, outputs/
     host_key_path: Path  # the SSH host key whose fingerprint info() reports
     workers: int = 1  # worker processes one generate is spread over (signer_shim.pool)
+    max_keys_per_operation: int = DEFAULT_MAX_KEYS  # a larger plan_generate is refused
 
     @property
     def keystate_path(self) -> Path:

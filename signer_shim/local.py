@@ -27,6 +27,7 @@ from typing import Any, final
 
 from keyrite.approval import Approval
 from keyrite.digests import operation_digest
+from keyrite.durations import parse_duration
 from signer_shim import planning, pool
 from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.config import SignerConfig
@@ -88,9 +89,13 @@ class LocalSigner:
                                        self._contents().locators)
 
     def plan_generate(self, keys: Sequence[PolicyKeys], duration: str) -> dict[str, Any]:
+        """The cap (`max_keys_per_operation`) is checked from the key state before the token
+        is touched, and again on the exact count before any locator is drawn."""
         with self._lock:
-            return planning.plan_generate(self.fingerprint(), keys, duration, self._keystate(),
-                                          self._contents().locators)
+            state, cap = self._keystate(), self.config.max_keys_per_operation
+            planning.check_generate_size(keys, parse_duration(duration).seconds, state, cap)
+            return planning.plan_generate(self.fingerprint(), keys, duration, state,
+                                          self._contents().locators, cap=cap)
 
     def plan_backup(self, date: str) -> dict[str, Any]:
         with self._lock:

@@ -31,6 +31,17 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 BACKUP_YEARS = (2000, 2199)
 
 
+#: The most keys one generate operation may make unless the signer config says otherwise
+#: (`signer.max_keys_per_operation`): a plan is drawn, listed and executed in the one HSM
+#: queue, so a request for millions (P1Y of keys that live a second) would hold it for good.
+DEFAULT_MAX_KEYS = 10000
+
+
+class PlanRefused(SignerError):
+    """A plan the signer will not make as asked (more keys than its cap): the request's
+    fault, answered as BadRequest on the wire; nothing was listed or allocated."""
+
+
 def new_locator() -> str:
     """16 random bytes as 32 hex digits: OpenDNSSEC's CKA_ID / CKA_LABEL."""
     return secrets.token_hex(16)
@@ -49,19 +60,40 @@ def keys_needed(duration_seconds: int, lifetime_seconds: int, zones: int, unused
     return max(0, periods(duration_seconds, lifetime_seconds) * zones - unused)
 
 
+def _over_cap(count: int, cap: int, at_least: bool) -> PlanRefused:
+    return PlanRefused(
+        f"plan_generate would make {'at least ' if at_least else ''}{count} keys in one "
+        f"operation; this signer makes at most {cap} (signer.max_keys_per_operation): "
+        "plan a shorter duration, or check the keys' lifetimes")
+
+
+def check_generate_size(keys: Sequence[PolicyKeys], duration_seconds: int, state: KeyState,
+                        cap: int) -> None:
+    """Refuse, from the key state alone (before the token is listed or anything allocated), a
+    plan that is over `cap` keys even if every unused pool key of the key state is on the
+    token: a lower bound on the count, so nothing under the cap is refused here."""
+    least = sum(keys_needed(duration_seconds, pk.lifetime_seconds, state.zone_count(pk.policy),
+                            state.unused(pk.policy, pk.role, pk.algorithm, state.keys))
+                for pk in keys)
+    if least > cap:
+        raise _over_cap(least, cap, at_least=True)
+
+
 def generate_batches(
     keys: Sequence[PolicyKeys],
     duration: str,
     state: KeyState,
     on_token: Iterable[str],
     locator: Callable[[], str] = new_locator,
+    cap: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One batch per policy key, with its arithmetic shown and its locators drawn."""
+    """One batch per policy key, with its arithmetic shown and its locators drawn. With a
+    `cap`, a plan of more keys than that is refused before a single locator is drawn."""
     seconds = parse_duration(duration).seconds
     present = set(on_token)
     taken = present | set(state.keys)
     seen: set[tuple[str, str]] = set()
-    batches = []
+    counted = []
     for pk in keys:
         if pk.role not in ROLES:
             raise SignerError(f"policy {pk.policy}: unknown key role {pk.role!r}")
@@ -74,8 +106,14 @@ def generate_batches(
         seen.add((pk.policy, pk.role))
         zones = state.zone_count(pk.policy)
         unused = state.unused(pk.policy, pk.role, pk.algorithm, present)
-        count = keys_needed(seconds, pk.lifetime_seconds, zones, unused)
-        locators = []
+        counted.append((pk, zones, unused, keys_needed(seconds, pk.lifetime_seconds, zones,
+                                                       unused)))
+    total = sum(c[3] for c in counted)
+    if cap is not None and total > cap:
+        raise _over_cap(total, cap, at_least=False)
+    batches = []
+    for pk, zones, unused, count in counted:
+        locators: list[str] = []
         while len(locators) < count:
             loc = locator()
             if loc not in taken:
@@ -91,9 +129,9 @@ def generate_batches(
 
 def plan_generate(
     token: str, keys: Sequence[PolicyKeys], duration: str, state: KeyState,
-    on_token: Iterable[str], locator: Callable[[], str] = new_locator,
+    on_token: Iterable[str], locator: Callable[[], str] = new_locator, cap: int | None = None,
 ) -> dict[str, Any]:
-    batches = generate_batches(keys, duration, state, on_token, locator)
+    batches = generate_batches(keys, duration, state, on_token, locator, cap)
     return {"op": "generate", "token": token, "duration": duration, "batches": batches}
 
 

@@ -54,6 +54,7 @@ from signer_shim.hostkey import host_key_fingerprint
 from signer_shim.interface import PolicyKeys, Signer, SignerError
 from signer_shim.ods_config import OdsConfig
 from signer_shim.opendnssec import load_signer_config, signer_for
+from signer_shim.planning import PlanRefused
 from signer_shim.requests import RequestJournal
 
 log = logging.getLogger("signer_shim.server")
@@ -333,6 +334,9 @@ class Shim:
             return protocol.error(req.id, "QuorumRefused", str(e))
         except _Conflict as e:
             return protocol.error(req.id, "IdempotencyConflict", str(e))
+        except PlanRefused as e:  # the request asks too much: nothing was listed or made
+            log.info("request %r: BadRequest %s", req.id, e)
+            return protocol.error(req.id, "BadRequest", str(e))
         except SignerError as e:
             log.info("request %r: SignerError %s", req.id, e)
             return protocol.error(req.id, "SignerError", str(e))

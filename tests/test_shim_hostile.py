@@ -20,9 +20,14 @@ import pytest
 
 from keyrite.approval import Approval, signed_message
 from keyrite.digests import operation_digest
-from signer_shim import protocol
+from keyrite.durations import parse_duration
+from signer_shim import planning, protocol
 from signer_shim.authority import QuorumRefused, check_quorum
+from signer_shim.config import ConfigError as SignerConfigError
+from signer_shim.config import SignerConfig
 from signer_shim.fixture import RehearsalToken
+from signer_shim.interface import PolicyKeys
+from signer_shim.keystate import KeyRecord, KeyState
 from signer_shim.requests import RequestJournal
 from tests.shim_helpers import CEREMONY, STEPS, approve, as_dicts, cast_authority, keys
 from tests.test_shim_ssh import WAIT, shim_files, start_shim, stop
@@ -271,3 +276,105 @@ def test_a_real_shim_refuses_each_hostile_request_and_serves_on(shim: tuple[int,
     assert not journal.requests  # nothing was received, let alone executed
     log = (d / "shim.log").read_text()
     assert "Traceback" not in log and "Internal" not in log
+
+
+# -- a cap on plan_generate ---------------------------------------------------------------------
+
+
+def thirteen_zones() -> KeyState:
+    return KeyState(zones={"default": tuple(f"zone{i:02}.example" for i in range(1, 14))})
+
+
+def test_the_cap_is_checked_from_the_key_state_alone_before_any_listing() -> None:
+    keys = [PolicyKeys("default", "ZSK", "ECDSA/P-256", 1)]  # one key a second, per zone
+    with pytest.raises(planning.PlanRefused) as e:
+        planning.check_generate_size(keys, parse_duration("P1Y").seconds, thirteen_zones(),
+                                     cap=10000)
+    assert "409968000" in str(e.value) and "10000" in str(e.value)  # 31,536,000 x 13 zones
+    assert "max_keys_per_operation" in str(e.value)
+    planning.check_generate_size(keys, 10000 // 13, thirteen_zones(), cap=10000)  # 769 x 13
+
+
+def test_pool_keys_are_counted_before_refusing() -> None:
+    """Unused keys of the key state may be on the token: the check before the listing refuses
+    only what is over the cap even if every one of them is."""
+    pool = {f"{i:032x}": KeyRecord(locator=f"{i:032x}", policy="default", role="ZSK",
+                                   algorithm="ECDSA/P-256", state="generate", zone=None)
+            for i in range(3)}
+    state = KeyState(zones=thirteen_zones().zones, keys=pool)
+    keys = [PolicyKeys("default", "ZSK", "ECDSA/P-256", 3600)]
+    planning.check_generate_size(keys, 3600, state, cap=10)  # 13 zones - 3 pool keys = 10
+    with pytest.raises(planning.PlanRefused, match="at least 10 keys"):
+        planning.check_generate_size(keys, 3600, state, cap=9)
+
+
+def test_the_exact_count_is_capped_before_any_locator_is_drawn() -> None:
+    def no_locator() -> str:
+        raise AssertionError("a locator was drawn for a plan over the cap")
+
+    keys = [PolicyKeys("default", "ZSK", "ECDSA/P-256", 3600)]
+    with pytest.raises(planning.PlanRefused, match="13 keys.*at most 12"):
+        planning.generate_batches(keys, "PT1H", thirteen_zones(), [], no_locator, cap=12)
+    batches = planning.generate_batches(keys, "PT1H", thirteen_zones(), [], cap=13)
+    assert batches[0]["count"] == len(batches[0]["locators"]) == 13
+
+
+def test_max_keys_per_operation_is_an_optional_signer_config_key(tmp_path: Path) -> None:
+    base = SignerConfig(name="s", role="standby", module=Path("/m.so"),
+                        softhsm2_conf=Path("/c"), token_label="t", user_pin="1234",
+                        state_dir=tmp_path, host_key_path=tmp_path / "hk")
+    assert base.max_keys_per_operation == planning.DEFAULT_MAX_KEYS == 10000
+    text = base.to_toml()
+    assert "max_keys_per_operation = 10000" in text
+    assert SignerConfig.from_toml(text) == base
+    old = "\n".join(x for x in text.splitlines() if not x.startswith("max_keys"))
+    assert SignerConfig.from_toml(old).max_keys_per_operation == 10000  # older files load
+    assert SignerConfig.from_toml(text.replace("= 10000", "= 50")).max_keys_per_operation == 50
+    for bad in ("0", "-1", '"100"', "1.5", "true", "10000000"):
+        with pytest.raises(SignerConfigError, match="signer.max_keys_per_operation"):
+            SignerConfig.from_toml(text.replace("= 10000", f"= {bad}"), "signer.toml")
+
+
+def set_cap(rt: RehearsalToken, cap: int) -> None:
+    lines = [x for x in rt.config_path.read_text().splitlines()
+             if not x.startswith("max_keys_per_operation")]
+    at = lines.index("[signer]") + 1
+    lines.insert(at, f"max_keys_per_operation = {cap}")
+    rt.config_path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_real_shim_refuses_a_plan_over_the_default_cap_at_once(
+        shim: tuple[int, Path, Any]) -> None:
+    """P1Y of keys that live a second each: 31,536,000 keys, refused before the HSM thread
+    lists or allocates anything; the shim answers the next request."""
+    port, d, _ = shim
+    started = time.monotonic()
+    refusal, info = asyncio.run(_finals(port, d, [
+        generate(key_with(lifetime_seconds=1), "P1Y"), line("info", id_="next")]))
+    assert time.monotonic() - started < 20  # connection and all; the refusal itself is ms
+    assert refusal["error"]["type"] == "BadRequest", refusal
+    assert "31536000" in refusal["error"]["message"]
+    assert "10000" in refusal["error"]["message"]
+    assert info["id"] == "next" and "result" in info
+
+
+def test_a_configured_cap_is_the_limit(small_rehearsal: RehearsalToken, tmp_path: Path) -> None:
+    """The small fixture plans 6 keys for P14M (2 KSK + 5 ZSK, less 1 pool ZSK)."""
+    set_cap(small_rehearsal, 5)
+    config = shim_files(small_rehearsal, tmp_path / "shim")
+    proc, port = start_shim(config)
+    try:
+        over, listing = asyncio.run(_finals(port, config.parent, [
+            generate(id_="over"), line("inventory", id_="after")]))
+        assert over["error"]["type"] == "BadRequest", over
+        assert "6 keys" in over["error"]["message"] and "at most 5" in over["error"]["message"]
+        assert listing["result"]["count"] == 6
+    finally:
+        stop(proc)
+    set_cap(small_rehearsal, 6)
+    proc, port = start_shim(config)
+    try:
+        [plan] = asyncio.run(_finals(port, config.parent, [generate(id_="at the cap")]))
+        assert sum(b["count"] for b in plan["result"]["batches"]) == 6
+    finally:
+        stop(proc)
