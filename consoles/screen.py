@@ -7,6 +7,15 @@ officer may do is `actions_for(view, seat, role)`, asked again at every keystrok
 typed input is submitted, so a view that changed meanwhile (the quorum filled, an exception was
 decided) never lets a stale action through.
 
+The screen lays itself out for the terminal it is drawn on (`_body`, `_footer`): every line is
+wrapped at word boundaries, and what is essential (the step, who acts, what is asked of this
+officer, who is waited for, approval clocks, alerts, the open prompt, messages) is always drawn;
+the panels condense to fit (the journal first, then participants, drives and bags, then the
+operation and digest beside a clock) from 80x24 up. A prompt that asks for a signature (approve,
+sign off, sign for a bag) takes over the screen and shows all it signs, page by page (PgDn, PgUp):
+its passphrase is taken only once the last page has been shown, and not at all on a terminal too
+small to show it (`SIGN_MIN`).
+
 Approve and sign-off carry the typed `passphrase` in the command: signing is the caller's job
 (unlock the seat's key for this one signature, build the Approval, send that and never the
 passphrase). Keeping keys out of this module keeps it testable with a pipe and a dummy output.
@@ -16,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prompt_toolkit.application import Application
@@ -27,15 +37,25 @@ from prompt_toolkit.filters import Condition
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-from prompt_toolkit.layout import ConditionalContainer, HSplit, Layout, VSplit, Window
-from prompt_toolkit.layout.controls import FormattedTextControl
+from prompt_toolkit.keys import Keys
+from prompt_toolkit.layout import ConditionalContainer, HSplit, Layout, Window
+from prompt_toolkit.layout.controls import UIContent, UIControl
 from prompt_toolkit.layout.mouse_handlers import MouseHandlers
 from prompt_toolkit.layout.screen import Screen, WritePosition
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
-from prompt_toolkit.widgets import Frame, TextArea
+from prompt_toolkit.widgets import TextArea
 
-from consoles.view import KEYS, Action, CeremonyView, QuorumView, absent_actor, actions_for
+from consoles.view import (
+    KEYS,
+    PROGRESS_ACTIONS,
+    Action,
+    CeremonyView,
+    QuorumView,
+    absent_actor,
+    actions_for,
+)
+from coordinator.script.formats import FORMATS, check_value
 from keyrite.digests import colon_hex, pgp_words
 
 STYLE = Style.from_dict({
@@ -45,11 +65,28 @@ STYLE = Style.from_dict({
     "good": "fg:ansigreen",
     "dim": "fg:ansibrightblack",
     "bar": "fg:ansicyan",
+    "message": "bold",
 })
-JOURNAL_LINES = 8
 BAR_WIDTH = 30
+WIDE = 110  # from this width the panels sit in two columns
+#: the smallest terminal (columns, rows) a signature is taken on: the size every console is laid
+#: out for. On a smaller one the signing prompt shows what fits and refuses the passphrase.
+SIGN_MIN = (80, 24)
+#: the datetime format a record step's value is filled in with (the console's clock, UTC)
+DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+DATETIME_SHAPE = "YYYY-MM-DDTHH:MM:SSZ"
 
 Fragments = StyleAndTextTuples
+Row = list[tuple[str, str]]  # one screen row: (style, text) pieces no wider than the row
+
+
+class NotSent(Exception):
+    """Raised by `on_command` when the console did not send what was typed (a wrong passphrase):
+    the message says why; with `again`, the same prompt is opened again to try once more."""
+
+    def __init__(self, message: str, *, again: bool = False) -> None:
+        super().__init__(message)
+        self.again = again
 
 
 def mmss(seconds: float) -> str:
@@ -65,9 +102,12 @@ def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
 
 
 def quorum_line(q: QuorumView, now: float) -> str:
-    """"1 of 2 KSO approvals — waiting for KSO2, 4:12 left"."""
+    """"1 of 2 KSO approvals — waiting for KSO2, 4:12 left"; a quorum not asked for now holds
+    approvals for a later step: "1 of 2 KSO approvals held, 4:12 left"."""
     text = f"{q.have} of {q.need} {q.role} approvals"
-    if q.waiting_for:
+    if not q.asked:
+        text += " held"
+    elif q.waiting_for:
         text += f" — waiting for {', '.join(q.waiting_for)}"
     elif q.have < q.need:
         text += f" — waiting for a {q.role} to sign in"
@@ -77,33 +117,218 @@ def quorum_line(q: QuorumView, now: float) -> str:
 
 
 def operation_lines(op: dict[str, Any]) -> list[str]:
-    """The whole operation, as an approver must see it before signing."""
+    """The whole operation, as an approver must see it before signing: every field of it."""
     kind = op.get("op")
     lines = [f"operation: {kind} on token {op.get('token', '?')}"]
+    shown = {"op", "token"}
     if kind == "purge":
         keys = list(op.get("delete", []))
         lines.append(f"delete {len(keys)} dead keys: {' '.join(map(str, keys))}")
+        shown.add("delete")
     elif kind == "generate":
+        if op.get("duration"):
+            lines.append(f"keys for {op['duration']}:")
         for b in op.get("batches", []):
-            lines.append(f"  {b.get('policy')} {b.get('role')} {b.get('algorithm')}: "
-                         f"{b.get('count')} new keys")
+            b = dict(b)
+            locators = [str(x) for x in b.pop("locators", [])]
+            head = (f"  {b.pop('policy', '?')} {b.pop('role', '?')} {b.pop('algorithm', '?')}: "
+                    f"{b.pop('count', len(locators))} new keys")
+            rest = ", ".join(f"{k} {_plain(v)}" for k, v in sorted(b.items()))
+            lines.append(head + (f" ({rest})" if rest else ""))
+            if locators:
+                lines.append(f"    locators: {' '.join(locators)}")
         for k in op.get("keys", []):
             lines.append(f"  {k.get('policy')} {k.get('role')} {k.get('algorithm')}")
-        if op.get("duration"):
-            lines.append(f"for {op['duration']}")
+        shown |= {"duration", "batches", "keys"}
     elif kind == "backup":
         lines.append(f"write {op.get('file', '?')} of token {op.get('token', '?')}")
+        shown.add("file")
+    lines += [f"{k}: {_plain(v)}" for k, v in sorted(op.items()) if k not in shown]
     return lines
+
+
+def _plain(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+# --- text laid out on rows -----------------------------------------------------------------------
+_BREAK_AFTER = "/:-_.,=;"
+
+
+def row_width(row: Row) -> int:
+    return sum(len(t) for _, t in row)
+
+
+def wrap(frags: Fragments, width: int, hang: int = 0) -> list[Row]:
+    """The fragments' lines (split at "\\n") on rows of `width`, broken at spaces only. A row
+    that continues a line is indented like the line, plus `hang`. A word longer than a row (a
+    digest, a path) is broken after one of / : - _ . , = ; where it can be, else where it must."""
+    width = max(1, width)
+    rows: list[Row] = []
+    cells: list[tuple[str, str]] = []
+    for frag in frags:
+        style, text = frag[0], frag[1]
+        for ch in text:
+            if ch == "\n":
+                rows += _wrap_cells(cells, width, hang)
+                cells = []
+            else:
+                cells.append((style, ch))
+    if cells:
+        rows += _wrap_cells(cells, width, hang)
+    return rows
+
+
+def _wrap_cells(cells: list[tuple[str, str]], width: int, hang: int) -> list[Row]:
+    if not cells:
+        return [[]]
+    lead = next((i for i, c in enumerate(cells) if c[1] != " "), len(cells))
+    indent = min(lead + hang, width // 2)
+    tokens: list[tuple[bool, list[tuple[str, str]]]] = []
+    for c in cells:
+        space = c[1] == " "
+        if tokens and tokens[-1][0] == space:
+            tokens[-1][1].append(c)
+        else:
+            tokens.append((space, [c]))
+    pad = [("", " ")] * indent
+    rows: list[list[tuple[str, str]]] = []
+    cur: list[tuple[str, str]] = []
+    pending: list[tuple[str, str]] = []
+    has_word = False
+    for space, tok in tokens:
+        if space:
+            pending = tok if has_word or not rows else []
+            continue
+        while tok:
+            if len(cur) + len(pending) + len(tok) <= width:
+                cur += pending + tok
+                pending, tok, has_word = [], [], True
+                break
+            room = width - len(cur) - len(pending)
+            if has_word and (len(tok) <= width - indent or room < 8):
+                rows.append(cur)  # the word goes on the next row
+                cur, pending, has_word = list(pad), [], False
+                continue
+            cur += pending
+            pending = []
+            room = max(1, width - len(cur))
+            text = "".join(ch for _, ch in tok[:room])
+            cut = max((text.rfind(b) + 1 for b in _BREAK_AFTER), default=0)
+            if cut < max(1, room // 3):
+                cut = room
+            rows.append(cur + tok[:cut])
+            cur, tok = list(pad), tok[cut:]
+    if has_word or not rows:
+        rows.append(cur)
+    return [_merge(r) for r in rows]
+
+
+def _merge(cells: list[tuple[str, str]]) -> Row:
+    out: Row = []
+    for style, ch in cells:
+        if out and out[-1][0] == style:
+            out[-1] = (style, out[-1][1] + ch)
+        else:
+            out.append((style, ch))
+    return out
+
+
+def _rule(left: str, right: str, title: str, width: int) -> Row:
+    inner = max(0, width - 2)
+    t = f"| {title} |" if title else ""
+    if len(t) + 2 > inner:
+        t = ""
+    lpad = (inner - len(t)) // 2
+    return [("", left + "─" * lpad + t + "─" * (inner - lpad - len(t)) + right)]
+
+
+def boxed(panels: list[tuple[str, list[Row]]], width: int) -> list[Row]:
+    """Panels stacked in one box, each under its title; neighbours share a border."""
+    out: list[Row] = []
+    for i, (title, rows) in enumerate(panels):
+        out.append(_rule("┌" if i == 0 else "├", "┐" if i == 0 else "┤", title, width))
+        for r in rows:
+            out.append([("", "│"), *r, ("", " " * max(0, width - 2 - row_width(r))), ("", "│")])
+    if panels:
+        out.append(_rule("└", "┘", "", width))
+    return out
+
+
+def _beside(left: list[Row], right: list[Row], lw: int) -> list[Row]:
+    out: list[Row] = []
+    for i in range(max(len(left), len(right))):
+        lrow = left[i] if i < len(left) else []
+        rrow = right[i] if i < len(right) else []
+        out.append([*lrow, ("", " " * max(0, lw - row_width(lrow))), *rrow])
+    return out
+
+
+def _paginate(blocks: list[list[Row]], keep: list[bool], per_page: int) -> list[list[Row]] | None:
+    """Blocks of rows on pages of `per_page` rows; a block marked keep is never split (None if
+    one is taller than a page)."""
+    pages: list[list[Row]] = [[]]
+    for rows, whole in zip(blocks, keep, strict=True):
+        if whole:
+            if len(rows) > per_page:
+                return None
+            if len(pages[-1]) + len(rows) > per_page:
+                pages.append([])
+            pages[-1] += rows
+            continue
+        for r in rows:
+            if len(pages[-1]) >= per_page:
+                pages.append([])
+            pages[-1].append(r)
+    return pages
+
+
+class _Drawn(UIControl):
+    """A control whose rows are laid out for the width and height it is given."""
+
+    def __init__(self, draw: Callable[[int, int], list[Row]], *, fill: bool) -> None:
+        self.draw = draw
+        self.fill = fill
+
+    def create_content(self, width: int, height: int) -> UIContent:
+        rows = self.draw(width, height)
+        return UIContent(get_line=lambda i: rows[i] if i < len(rows) else [],
+                         line_count=len(rows), show_cursor=False)
+
+    def preferred_height(self, width: int, max_available_height: int, wrap_lines: bool,
+                         get_line_prefix: Any) -> int | None:
+        return None if self.fill else len(self.draw(width, max_available_height))
+
+    def is_focusable(self) -> bool:
+        return True
 
 
 @dataclass
 class _Prompt:
-    """An input the officer is typing: shown above the field, submitted with Enter."""
+    """An input the officer is giving. With `submit`, a field typed into (Enter submits); with
+    `choices`, a list to pick from (a number or the arrows, then Enter or Space); with `keys`, a
+    menu of single keys. `signing` prompts take over the screen and page through `blocks`."""
 
     lines: list[str]
-    label: str
-    secret: bool
-    submit: Callable[[str], None]
+    label: str = ""
+    secret: bool = False
+    submit: Callable[[str], None] | None = None
+    prefill: str = ""
+    check: Callable[[str], str | None] | None = None  # why a typed value cannot be sent
+    choices: list[tuple[str, str]] = field(default_factory=list)  # (value, text)
+    pick: Callable[[str], None] | None = None
+    keys: dict[str, Callable[[], None]] = field(default_factory=dict)
+    signing: bool = False
+    blocks: list[tuple[Fragments, bool, int]] = field(default_factory=list)  # (text, keep, hang)
+    page: int = 0
+    pages: int = 1
+    seen_all: bool = False  # the last page has been shown
+    blocked: str | None = None  # why the passphrase is not taken (the terminal is too small)
+    cursor: int = 0
+    digits: str = ""
+
+
+_UNSET: Any = object()
 
 
 class ConsoleScreen:
@@ -125,46 +350,29 @@ class ConsoleScreen:
         self.role = role
         self.on_command = on_command
         self.also = also  # (seat, role): the same person's other seats, acted for from here
-        self.status = status  # one more line under the header (the auditor's journal copy)
+        self.status = status  # one more line under the header (the link, the auditor's copy)
         self.clock = clock
         self.message = ""
+        self._message_step: int | None = None  # a message is shown while its step is current
         self._prompt: _Prompt | None = None
 
-        prompting = Condition(lambda: self._prompt is not None)
+        typing = Condition(lambda: self._prompt is not None and self._prompt.submit is not None)
         self.field = TextArea(
             multiline=False,
             password=Condition(lambda: bool(self._prompt and self._prompt.secret)),
+            read_only=Condition(lambda: bool(self._prompt and self._prompt.blocked)),
             accept_handler=self._accept,
-            prompt=lambda: [("class:you", (self._prompt.label if self._prompt else "") + " ")],
+            prompt=lambda: [("class:you", self._field_label() + " ")],
         )
-        self._body = Window(FormattedTextControl(self._step_fragments, focusable=True),
-                            wrap_lines=True, dont_extend_height=True)
-
-        def panel(title: str, fn: Callable[[], Fragments]) -> Frame:
-            return Frame(Window(FormattedTextControl(fn), wrap_lines=True,
-                                dont_extend_height=True), title=title)
-
+        self._body = Window(_Drawn(self._body_rows, fill=True))
         root = HSplit([
-            Window(FormattedTextControl(self._header_fragments), dont_extend_height=True),
             self._body,
-            ConditionalContainer(
-                Window(FormattedTextControl(self._progress_fragments), height=1),
-                filter=Condition(lambda: self.view.progress is not None)),
-            VSplit([panel("Participants", self._participants_fragments),
-                    HSplit([panel("Quorum", self._quorum_fragments),
-                            panel("Drives and bags", self._custody_fragments)])]),
-            panel("Journal", self._journal_fragments),
-            Window(),
-            ConditionalContainer(HSplit([
-                Window(FormattedTextControl(self._prompt_fragments), wrap_lines=True,
-                       dont_extend_height=True),
-                self.field,
-            ]), filter=prompting),
-            Window(FormattedTextControl(self._footer_fragments), height=1),
+            ConditionalContainer(self.field, filter=typing),
+            Window(_Drawn(self._footer_rows, fill=False), dont_extend_height=True),
         ])
         self.app: Application[None] = Application(
             layout=Layout(root, focused_element=self._body),
-            key_bindings=self._bindings(prompting),
+            key_bindings=self._bindings(),
             style=STYLE,
             full_screen=True,
             refresh_interval=1.0,  # the countdown and the elapsed time tick between views
@@ -179,9 +387,21 @@ class ConsoleScreen:
         redraw lost that way froze a console's screen for good in the tmux test)."""
         self._on_screen_loop(lambda: setattr(self, "view", view))
 
-    def notify(self, text: str) -> None:
-        """Show one line of feedback (the coordinator's refusal reason, for one)."""
-        self._on_screen_loop(lambda: setattr(self, "message", text))
+    def notify(self, text: str, step: int | None = _UNSET) -> None:
+        """Show feedback (the coordinator's refusal reason, for one) while `step` is current
+        (by default the current step): it goes once that step ends."""
+        self._on_screen_loop(lambda: self._say(text, step))
+
+    def _say(self, text: str, step: int | None = _UNSET) -> None:
+        self.message = text
+        self._message_step = self._step_n() if step is _UNSET else step
+
+    def _step_n(self) -> int | None:
+        return self.view.step.n if self.view.step is not None else None
+
+    def shown_message(self) -> str:
+        """The message, unless the step it belongs to has ended."""
+        return self.message if self._message_step == self._step_n() else ""
 
     def _on_screen_loop(self, change: Callable[[], None]) -> None:
         loop = self.app.loop
@@ -233,14 +453,42 @@ class ConsoleScreen:
         return "\n".join(rows).rstrip()
 
     # --- keys ------------------------------------------------------------------------------------
-    def _bindings(self, prompting: Condition) -> KeyBindings:
+    def _bindings(self) -> KeyBindings:
         kb = KeyBindings()
+        prompting = Condition(lambda: self._prompt is not None)
+        menu = Condition(lambda: self._prompt is not None and self._prompt.submit is None)
         for kind, key in KEYS.items():
             kb.add(key, filter=~prompting)(self._starter(kind))
 
         @kb.add("escape", filter=prompting)
         def _cancel(event: KeyPressEvent) -> None:
             self._close("cancelled")
+
+        @kb.add("pagedown", filter=prompting)
+        def _next_page(event: KeyPressEvent) -> None:
+            if self._prompt is not None:
+                self._prompt.page += 1
+
+        @kb.add("pageup", filter=prompting)
+        def _previous_page(event: KeyPressEvent) -> None:
+            if self._prompt is not None:
+                self._prompt.page = max(0, self._prompt.page - 1)
+
+        @kb.add(Keys.Any, filter=menu)
+        def _menu_key(event: KeyPressEvent) -> None:
+            self._menu(event.data)
+
+        @kb.add("up", filter=menu)
+        def _up(event: KeyPressEvent) -> None:
+            self._move(-1)
+
+        @kb.add("down", filter=menu)
+        def _down(event: KeyPressEvent) -> None:
+            self._move(1)
+
+        @kb.add("enter", filter=menu)
+        def _enter(event: KeyPressEvent) -> None:
+            self._menu(" ")
 
         @kb.add("c-c")
         def _quit(event: KeyPressEvent) -> None:
@@ -254,7 +502,7 @@ class ConsoleScreen:
             if action is None:
                 self._not_offered(kind)
                 return
-            self.message = ""
+            self._say("")
             self._begin(action)
         return start
 
@@ -266,13 +514,13 @@ class ConsoleScreen:
         if (kind == "acknowledge" and role is not None and not role.observer and step is not None
                 and self.view.status == "running"
                 and any(a.kind == "acknowledge" for a in step.asked)):
-            self.message = f"sent: acknowledge step {step.n} (not offered to you)"
+            self._say(f"sent: acknowledge step {step.n} (not offered to you)")
             self.on_command({"type": "acknowledge", "seat": self.seat, "step": step.n})
             return
         if role is not None and role.observer:
-            self.message = "this console is read-only"
+            self._say("this console is read-only")
             return
-        self.message = f"[{KEYS[kind]}] is not possible now"
+        self._say(f"[{KEYS[kind]}] is not possible now")
 
     def _find(self, kind: str, command: dict[str, Any] | None = None) -> Action | None:
         for a in self.actions():
@@ -284,116 +532,263 @@ class ConsoleScreen:
         if not a.needs:
             self._send(a, {})
         elif a.kind == "approve":
-            op = a.detail.get("operation", {})
-            digest = str(a.command["digest"])
-            seat = a.command["seat"]
-            self._open(_Prompt(
-                [f"Approve step {a.command['step']} ({a.command['quorum']}) as {seat}:",
-                 *operation_lines(op), f"digest {colon_hex(digest)}",
-                 f"words  {pgp_words(digest)}"],
-                f"Passphrase of {seat}'s key (Enter approves, Esc cancels):", True,
-                lambda text: self._send(a, {"passphrase": text})))
+            self._approve(a)
         elif a.kind == "signoff":
-            self._open(_Prompt(
-                ["Sign this journal checkpoint:", *str(a.command["checkpoint"]).splitlines()],
-                f"Passphrase of {a.command['seat']}'s key:", True,
-                lambda text: self._send(a, {"passphrase": text})))
+            self._signoff(a)
         elif a.kind == "secret":
-            self._open(_Prompt([a.label, "It is used for this operation only: never journaled, "
-                                "never shown."], "Password:", True,
-                               lambda text: self._send(a, {"value": text})))
+            self._secret(a)
         elif a.kind == "admit":
             self._admit(a)
-        elif a.kind == "record" and "passphrase" in a.needs:
-            self._open(_Prompt([a.label], "Value:", False, lambda text: self._seal(a, text)))
         elif a.kind == "record":
-            self._open(_Prompt([a.label], "Value:", False,
-                               lambda text: self._send(a, {"value": text.strip()})))
+            self._record(a)
         elif a.kind == "refuse":
-            self._open(_Prompt([a.label], "Reason:", False,
-                               lambda text: self._send(a, {"reason": text.strip()})))
+            self._open(_Prompt([a.label], "Reason:",
+                               submit=lambda text: self._send(a, {"reason": text.strip()})))
         elif a.kind == "decide":
             self._decide(a)
 
+    def _approve(self, a: Action) -> None:
+        op = a.detail.get("operation", {})
+        digest = str(a.command["digest"])
+        seat = a.command["seat"]
+        prompt = _Prompt(
+            [], f"Passphrase of {seat}'s key (Enter approves, Esc cancels):", secret=True,
+            signing=True, blocks=[
+                ([("class:title", f"Approve step {a.command['step']} ({a.command['quorum']}) "
+                                  f"as {seat}:"),
+                  ("", " read the whole operation, its digest and its words; your passphrase "
+                       "signs exactly this.")], True, 0),
+                ([("", "\n".join(operation_lines(op)))], False, 4),
+                ([("", f"digest {colon_hex(digest)}\nwords  {pgp_words(digest)}")], True, 7),
+            ])
+        prompt.submit = lambda text: self._send(a, {"passphrase": text}, again=prompt)
+        self._open(prompt)
+
+    def _signoff(self, a: Action) -> None:
+        seat = a.command["seat"]
+        prompt = _Prompt(
+            [], f"Passphrase of {seat}'s key (Enter signs, Esc cancels):", secret=True,
+            signing=True, blocks=[
+                ([("class:title", "Sign this journal checkpoint:")], True, 0),
+                ([("", str(a.command["checkpoint"]).rstrip("\n"))], True, 2),
+            ])
+        prompt.submit = lambda text: self._send(a, {"passphrase": text}, again=prompt)
+        self._open(prompt)
+
+    def _secret(self, a: Action) -> None:
+        """A password typed twice, masked; sent only when both entries are the same."""
+        lines = [a.label, "Type it twice. It is used for this operation only: never journaled, "
+                 "never shown."]
+
+        def typed(first: str) -> None:
+            def confirmed(second: str) -> None:
+                if second != first:
+                    self._say("the two entries differ: nothing was sent. Type the password "
+                              "again, twice.")
+                    self._secret(a)
+                    return
+                self._send(a, {"value": first})
+
+            self._open(_Prompt(lines, "Confirm password:", secret=True, submit=confirmed))
+
+        self._open(_Prompt(lines, "Password:", secret=True, submit=typed))
+
+    def _record(self, a: Action) -> None:
+        fmt = str(a.detail.get("format") or "text")
+        prefill = ""
+        if fmt == "datetime":
+            prefill = time.strftime(DATETIME_FORMAT, time.gmtime(self.clock()))
+            how = (f"Format: {DATETIME_SHAPE} (UTC). The console's clock is filled in: Enter "
+                   "records it, or correct it first.")
+        else:
+            how = f"Format ({fmt}): {FORMATS.get(fmt, fmt)}."
+
+        def check(text: str) -> str | None:
+            if check_value(fmt, text) is not None:
+                return None
+            shape = f"type it as {DATETIME_SHAPE}" if fmt == "datetime" else FORMATS.get(fmt, "")
+            return f"not a valid {fmt}: {shape}"
+
+        def submit(text: str) -> None:
+            if "passphrase" in a.needs:  # a custodian types the bag's serial, then signs for it
+                self._seal(a, text)
+            else:
+                self._send(a, {"value": text.strip()})
+
+        self._open(_Prompt([a.label, how], "Value:", submit=submit, prefill=prefill, check=check))
+
     def _decide(self, a: Action) -> None:
+        """The administrator's decision, one key: r retry, a accept, x abort (then the reason)."""
         choices = list(a.detail.get("choices", []))
+        step = a.command["step"]
 
-        def chosen(text: str) -> None:
-            decision = text.strip().lower()
-            if decision not in choices:
-                self.message = f"type one of: {', '.join(choices)}"
-                self._decide(a)
-                return
-            if decision == "retry":
-                self._send(a, {"decision": "retry", "reason": ""})
-                return
-            self._open(_Prompt([f"{decision.capitalize()} the exception: the reason is "
-                                "recorded with the step."], "Reason:", False,
-                               lambda r: self._send(a, {"decision": decision,
-                                                        "reason": r.strip()})))
+        def reason(decision: str, what: str) -> Callable[[], None]:
+            return lambda: self._open(_Prompt(
+                [f"{what}: the reason is recorded with step {step}."], "Reason:",
+                submit=lambda r: self._send(a, {"decision": decision, "reason": r.strip()})))
 
-        self._open(_Prompt([a.label, *self._exception_lines()],
-                           f"Decision ({' / '.join(choices)}):", False, chosen))
+        keys = {"r": lambda: self._send(a, {"decision": "retry", "reason": ""})}
+        lines = [f"Decide the exception at step {step}:", "  [r] retry: do it again"]
+        if "accept" in choices:
+            keys["a"] = reason("accept", "Accept the value as observed")
+            lines.append("  [a] accept it as observed, with a reason")
+        keys["x"] = reason("abort", "Abort the ceremony")
+        lines += ["  [x] abort the ceremony, with a reason", "  [Esc] decide later"]
+        self._open(_Prompt(lines, keys=keys))
 
     def _seal(self, a: Action, typed: str) -> None:
         """The custodian's second input: the passphrase that signs for the bag as typed (at a
         seal, or at a hand-over from the seat that holds it)."""
         serial = typed.strip()
         giver = f" from {a.detail['from']}" if a.detail.get("from") else ""
-        self._open(_Prompt(
-            [f"Take bag {a.detail.get('bag')} with serial {serial}{giver}, holding:",
-             *(f"  {c}" for c in a.detail.get("contents", [])),
-             "Your signature records that you hold it from now on."],
-            f"Passphrase of {a.command['seat']}'s key (Enter signs, Esc cancels):", True,
-            lambda secret: self._send(a, {"value": serial, "passphrase": secret})))
+        contents = "".join(f"\n  {c}" for c in a.detail.get("contents", []))
+        prompt = _Prompt(
+            [], f"Passphrase of {a.command['seat']}'s key (Enter signs, Esc cancels):",
+            secret=True, signing=True, blocks=[
+                ([("class:title", f"Take bag {a.detail.get('bag')} with serial {serial}{giver}, "
+                                  "holding:"), ("", contents)], False, 2),
+                ([("", "Your signature records that you hold it from now on.")], True, 0),
+            ])
+        prompt.submit = lambda secret: self._send(a, {"value": serial, "passphrase": secret},
+                                                  again=prompt)
+        self._open(prompt)
 
     def _admit(self, a: Action) -> None:
-        choices = list(a.detail.get("choices", []))
+        """The administrator picks, from the seats not signed in, whose ID they checked."""
+        items = []
+        for seat in a.detail.get("choices", []):
+            p = self.view.participant(seat)
+            items.append((seat, f"{seat:<5} {p.name} ({p.role})" if p else seat))
+        self._open(_Prompt(
+            [a.label + ": check the person's government ID first.",
+             "A number or ↑/↓ marks one; Enter or Space signs in the one marked; Esc cancels."],
+            choices=items, pick=lambda seat: self._send(a, {"seats": [seat]})))
 
-        def chosen(text: str) -> None:
-            seat = text.strip().upper()
-            if seat not in choices:
-                self.message = f"type one of: {', '.join(choices)}"
-                self._admit(a)
+    def _menu(self, key: str) -> None:
+        p = self._prompt
+        if p is None:
+            return
+        if p.choices:
+            if key.isdigit():
+                p.digits = (p.digits + key)[-3:]
+                for tail in (p.digits, key):
+                    if tail and 1 <= int(tail) <= len(p.choices):
+                        p.cursor = int(tail) - 1
+                        p.digits = tail
+                        break
                 return
-            self._send(a, {"seats": [seat]})
+            if key in (" ", "\r", "\n") and p.pick is not None:
+                value = p.choices[p.cursor][0]
+                self._close()
+                p.pick(value)
+            return
+        do = p.keys.get(key.lower())
+        if do is not None:
+            self._close()
+            do()
 
-        self._open(_Prompt([a.label, "Check the person's government ID first.",
-                            f"Not signed in: {', '.join(choices)}"], "Seat:", False, chosen))
+    def _move(self, by: int) -> None:
+        p = self._prompt
+        if p is not None and p.choices:
+            p.cursor = (p.cursor + by) % len(p.choices)
+            p.digits = ""
 
     def _open(self, prompt: _Prompt) -> None:
         self._prompt = prompt
-        self.field.text = ""
-        self.app.layout.focus(self.field)
+        if prompt.submit is not None:
+            self.field.text = prompt.prefill
+            self.field.buffer.cursor_position = len(prompt.prefill)
+            self.app.layout.focus(self.field)
+        else:
+            self.app.layout.focus(self._body)
 
-    def _close(self, message: str = "") -> None:
+    def _close(self, message: str | None = None) -> None:
         self._prompt = None
-        self.message = message
+        self.field.text = ""
+        if message is not None:
+            self._say(message)
         self.app.layout.focus(self._body)
+
+    def _field_locked(self) -> bool:
+        p = self._prompt
+        return p is not None and p.signing and (p.blocked is not None or not p.seen_all)
+
+    def _field_label(self) -> str:
+        p = self._prompt
+        if p is None:
+            return ""
+        if p.signing and p.blocked is not None:
+            return "Passphrase: not taken (see above)"
+        if p.signing and not p.seen_all:
+            return "Passphrase taken once the last page is shown (PgDn):"
+        return p.label
 
     def _accept(self, buffer: Any) -> bool:
         prompt = self._prompt
         text = buffer.text
-        if prompt is None:
+        if prompt is None or prompt.submit is None:
             return False
+        if self._field_locked():
+            self._say(prompt.blocked or "PgDn to the last page first: the passphrase is taken "
+                      "once everything it signs has been shown")
+            return prompt.blocked is None  # kept (masked) until the last page has been shown
         if not text.strip():
-            self.message = "nothing typed (Esc cancels)"
+            self._say("nothing typed (Esc cancels)")
             return False
-        self._prompt = None
-        self.app.layout.focus(self._body)
+        if prompt.check is not None and (problem := prompt.check(text)) is not None:
+            self._say(problem)
+            return True  # keep what was typed, to be corrected
+        self._close()
         prompt.submit(text)
         return False  # clear the field: a passphrase never stays in a buffer
 
-    def _send(self, a: Action, inputs: dict[str, Any]) -> None:
+    def _send(self, a: Action, inputs: dict[str, Any], again: _Prompt | None = None) -> None:
         # the view may have changed since the key was pressed: offer only what is still offered
         if self._find(a.kind, a.command) is None:
-            self.message = f"no longer possible: {a.label}"
+            self._say(f"no longer possible: {a.label}")
             return
-        self.message = f"sent: {a.label}"  # first: the answer may come back before we return
-        self.on_command({**a.command, **inputs})
+        self._say(f"sent: {a.label}")  # first: the answer may come back before we return
+        try:
+            self.on_command({**a.command, **inputs})
+        except NotSent as e:
+            self._say(str(e))
+            if e.again and again is not None:
+                self._open(again)
 
     # --- drawing ---------------------------------------------------------------------------------
-    def _header_fragments(self) -> Fragments:
+    def _body_rows(self, width: int, height: int) -> list[Row]:
+        p = self._prompt
+        if p is not None and p.signing:
+            return self._takeover(p, width, height)
+        top = wrap(self._header() + self._alerts(), width) + self._step_rows(width)
+        bar = wrap(self._progress(), width)
+        bottom = self._prompt_rows(p, width) if p is not None else []
+        room = height - len(top) - len(bar) - len(bottom)
+        panels = self._panels(width, room)
+        rows = top + bar + panels
+        if len(rows) + len(bottom) > height:  # not even the essentials fit
+            keep = max(0, height - len(bottom) - 1)
+            hidden = len(rows) - keep
+            rows = rows[:keep] + [[("class:bad", f"… {hidden} more lines: enlarge the terminal")]]
+        return rows + [[]] * (height - len(rows) - len(bottom)) + bottom
+
+    def _footer_rows(self, width: int, height: int = 0) -> list[Row]:
+        p = self._prompt
+        if p is None:
+            keys = "  ".join(f"[{a.key}] {a.kind}" for a in self.actions())
+            keys = (keys or "no actions") + "  [ctrl-c] close"
+        elif p.submit is None or p.blocked is not None:
+            keys = "[Esc] cancel"
+        else:
+            keys = "[Enter] " + ("approve" if "approves" in p.label else "submit") + \
+                "  [Esc] cancel" + ("  [PgDn] [PgUp] pages" if p.signing and p.pages > 1 else "")
+        msg = self.shown_message()
+        frags: Fragments = [("class:dim", keys)]
+        if msg:
+            frags += [("", "  | "), ("class:message", msg)]
+        return wrap(frags, width, hang=2)
+
+    def _header(self) -> Fragments:
         v = self.view
         now = self.clock()
         seats = ", ".join(f"{s} ({r})" for s, r in ((self.seat, self.role), *self.also))
@@ -411,45 +806,75 @@ class ConsoleScreen:
                      "paused": "PAUSED by the administrator", "completed": "CEREMONY COMPLETED",
                      "aborted": "CEREMONY ABORTED"}.get(v.status, v.status.upper())
             out.append(("class:bad" if v.status != "completed" else "class:good", badge + "\n"))
-        absent = absent_actor(v)
-        if absent:
-            out.append(("class:bad", f"WAITING: {absent}\n"))
-        if self.status is not None:
-            out.append(("", self.status() + "\n"))
         return out
 
-    def _step_fragments(self) -> Fragments:
+    def _alerts(self) -> Fragments:
+        out: Fragments = []
+        absent = absent_actor(self.view)
+        if absent:
+            out.append(("class:bad", f"WAITING: {absent}\n"))
+        status = self.status() if self.status is not None else ""
+        if status:
+            out.append(("", status + "\n"))
+        return out
+
+    def _step_rows(self, width: int) -> list[Row]:
         v = self.view
         s = v.step
-        out: Fragments = []
         if s is None:
-            return [("", "No current step.\n")] + self._you_fragments()
-        out.append(("class:title", f"Step {s.n}  [{s.actor}]  {s.action}\n"))
-        out.append(("", f"{s.text}\n"))
+            return wrap([("", "No current step.\n")] + self._you_fragments(), width)
+        out: Fragments = [("class:title", f"Step {s.n}  [{s.actor}]  {s.action}\n")]
+        if s.action == "quorum":  # the printed wording may name one officer: who is asked is below
+            out += [("class:dim", "as printed: "), ("", f"{s.text}\n")]
+        else:
+            out.append(("", f"{s.text}\n"))
         if s.note:
             out.append(("class:dim", f"note: {s.note}\n"))
-        if s.observed is not None or s.expected is not None:
-            out.append(("", f"observed: {s.observed if s.observed is not None else '(not yet)'}\n"))
-            out.append(("", f"record:   {s.expected if s.expected is not None else '-'}\n"))
-        out += self._exception_fragments()
-        for a in s.asked:
-            who = f"the {a.role}" if a.role else "the coordinator"
-            out.append(("class:dim", f"waiting for {who}: {a.text}\n"))
-        return out + self._you_fragments()
+        rows = wrap(out, width, hang=2)
+        if v.exception is not None:
+            rows += self._exception_rows(width)
+        elif s.observed is not None or s.expected is not None:
+            rows += _compare_rows(s.observed, s.expected, width, "(not yet)", "-")
+        return rows + wrap(self._waiting_fragments() + self._you_fragments(), width, hang=2)
 
-    def _exception_fragments(self) -> Fragments:
-        return [("class:bad", line + "\n") for line in self._exception_lines()]
-
-    def _exception_lines(self) -> list[str]:
+    def _exception_rows(self, width: int) -> list[Row]:
         e = self.view.exception
         if e is None:
             return []
-        lines = [f"EXCEPTION at step {e.step} ({e.kind}): {e.reason}"]
-        if e.observed is not None:
-            lines.append(f"  observed {e.observed}")
-        if e.expected is not None:
-            lines.append(f"  record   {e.expected}")
-        return lines
+        if e.kind == "mismatch" and e.observed is not None and e.expected is not None:
+            head = f"EXCEPTION at step {e.step} (mismatch): the value observed is not the record's"
+        else:
+            head = f"EXCEPTION at step {e.step} ({e.kind}): {e.reason}"
+        rows = wrap([("class:bad", head + "\n")], width, hang=2)
+        if e.observed is not None or e.expected is not None:
+            rows += _compare_rows(e.observed, e.expected, width, "-", "-", style="class:bad")
+        return rows
+
+    def _waiting_fragments(self) -> Fragments:
+        """Who the step waits for, people first; the coordinator's work that follows them is
+        "then", not "waiting for"."""
+        s = self.view.step
+        if s is None:
+            return []
+        people = [a for a in s.asked if a.role]
+        out: Fragments = []
+        for a in people:
+            out.append(("class:dim", self._waiting_for(a) + "\n"))
+        for a in s.asked:
+            if not a.role:
+                out.append(("class:dim", (f"then {a.text}" if people else
+                                          f"waiting for the coordinator: {a.text}") + "\n"))
+        return out
+
+    def _waiting_for(self, a: Any) -> str:
+        if a.kind == "approve":
+            q = next((q for q in self.view.quorums if q.quorum == a.detail.get("quorum")), None)
+            if q is not None:
+                who = " or ".join(q.waiting_for) or f"a {q.role} to sign in"
+                either = f" (any {q.need} {q.role}s, in either order)" if q.need > 1 else ""
+                return (f"waiting for {who}: {q.need - q.have} more {q.role} approval(s) of step "
+                        f"{q.step}'s {q.operation.get('op', 'operation')}{either}")
+        return f"waiting for the {a.role}: {a.text}"
 
     def _you_fragments(self) -> Fragments:
         """In bold: what is asked of this officer now, with the keys that do it."""
@@ -463,70 +888,249 @@ class ConsoleScreen:
         text = "; ".join(f"[{a.key}] {a.label}" for a in asked)
         return [("class:you", f"YOU: {text}"), ("", "\n")]
 
-    def _progress_fragments(self) -> Fragments:
-        p = self.view.progress
-        if p is None:
-            return []
-        return [("class:bar", progress_bar(p.done, p.total)),
-                ("", f" {p.what} ({p.done}/{p.total})")]
-
-    def _participants_fragments(self) -> Fragments:
-        out: Fragments = []
-        for p in self.view.participants:
-            if not p.signed_in:
-                out.append(("class:dim", f"{p.seat:<5} {p.name}: not signed in\n"))
-            elif p.connected:
-                out.append(("", f"{p.seat:<5} {p.name}: signed in, connected\n"))
-            else:
-                out.append(("class:bad", f"{p.seat:<5} {p.name}: signed in, DISCONNECTED\n"))
-        return out
-
-    def _quorum_fragments(self) -> Fragments:
+    def _progress(self) -> Fragments:
         v = self.view
-        if not v.quorums:
-            return [("class:dim", "no approval is being asked for\n")]
-        now = self.clock()
-        out: Fragments = []
-        for q in v.quorums:
-            out.append(("class:title", f"step {q.step} {q.operation.get('op')}: "))
-            out.append(("", quorum_line(q, now) + "\n"))
-            out.append(("", f"  {operation_lines(q.operation)[0]}\n"))
-            if q.approved_by:
-                out.append(("", f"  approved by {', '.join(q.approved_by)}\n"))
-            out.append(("class:dim", f"  digest {colon_hex(q.digest)}\n"))
-        return out
+        p = v.progress
+        cur = v.step.n if v.step is not None else None
+        if p is not None:
+            late = f" — step {p.step}" if p.step is not None and p.step != cur else ""
+            return [("class:bar", progress_bar(p.done, p.total)),
+                    ("", f" {p.what} ({p.done}/{p.total}){late}\n")]
+        s = v.step
+        if s is None or v.status != "running" or absent_actor(v) is not None or \
+                any(a.role for a in s.asked):
+            return []
+        working = [a for a in s.asked if a.kind == "execute" or (
+            a.kind == "perform" and a.detail.get("action") in PROGRESS_ACTIONS)]
+        if not working:
+            return []
+        return [("class:bar", f"[{'·' * BAR_WIDTH}]    "),
+                ("", f" working, no progress reported yet (step {working[0].step})\n")]
 
-    def _custody_fragments(self) -> Fragments:
+    # --- the panels ------------------------------------------------------------------------------
+    #: detail levels tried in turn until the panels fit: (quorum, participants, drives)
+    LEVELS = (("full", "full", "full"), ("full", "short", "full"), ("full", "short", "short"),
+              ("digest", "short", "short"), ("clock", "short", "short"),
+              ("clock", "short", "alerts"))
+
+    def _panels(self, width: int, room: int) -> list[Row]:
+        if room < 3:
+            return []
+        wide = width >= WIDE
+        for level in self.LEVELS:
+            rows = self._panels_at(width, room, wide, *level)
+            if rows is not None:
+                return rows
+        return []
+
+    def _panels_at(self, width: int, room: int, wide: bool, ql: str, pl: str, dl: str
+                   ) -> list[Row] | None:
+        v = self.view
+        if wide:
+            lw = min(max(46, width * 2 // 5), width // 2)
+            rw = width - lw
+            left = [("Participants", self._participant_rows(lw - 2, pl))]
+            right = [("Quorum", self._quorum_rows(rw - 2, ql) or
+                      wrap([("class:dim", "no approvals asked for or in hand")], rw - 2))]
+            drives = self._custody_rows(rw - 2, dl)
+            if drives:
+                right.append(("Drives and bags", drives))
+            lh = sum(len(r) for _, r in left) + len(left) + 1
+            rh = sum(len(r) for _, r in right) + len(right) + 1
+            if lh < rh:
+                left[-1][1].extend([[]] * (rh - lh))
+            elif rh < lh:
+                right[-1][1].extend([[]] * (lh - rh))
+            block = _beside(boxed(left, lw), boxed(right, rw), lw)
+            if len(block) > room:
+                return None
+            journal = self._journal_rows(width - 2, room - len(block) - 2)
+            if journal:
+                journal += [[]] * (room - len(block) - 2 - len(journal))  # the panel fills
+                block += boxed([("Journal", journal)], width)
+            return block
+        panels: list[tuple[str, list[Row]]] = []
+        if v.quorums:
+            panels.append(("Quorum", self._quorum_rows(width - 2, ql)))
+        panels.append(("Participants", self._participant_rows(width - 2, pl)))
+        drives = self._custody_rows(width - 2, dl)
+        if drives:
+            panels.append(("Drives and bags", drives))
+        used = sum(len(r) for _, r in panels) + len(panels) + 1
+        if used > room:
+            return None
+        journal = self._journal_rows(width - 2, room - used - 1)
+        if journal:
+            panels.append(("Journal", journal))
+        return boxed(panels, width)
+
+    def _quorum_rows(self, width: int, level: str) -> list[Row]:
+        now = self.clock()
+        rows: list[Row] = []
+        quorums = self.view.quorums
+        for i, q in enumerate(quorums):
+            rows += wrap([("class:title", f"step {q.step} {q.operation.get('op')}: "),
+                          ("", quorum_line(q, now) + "\n")], width, hang=2)
+            if len(q.approved_by) == 1:
+                rows += wrap([("", f"  approved by {q.approved_by[0]}\n")], width, hang=2)
+            elif q.approved_by:
+                who = ", ".join(f"{s} ({mmss(t - now)} left)"
+                                for s, t in zip(q.approved_by, q.lapses, strict=False))
+                rows += wrap([("", f"  approved by {who}\n")], width, hang=2)
+            if any(x.digest == q.digest for x in quorums[i + 1:]):
+                continue  # one operation under several quorums: shown once, after the last
+            if level == "full":
+                rows += wrap([("", f"  {operation_lines(q.operation)[0]}\n")], width, hang=2)
+            if level in ("full", "digest"):
+                rows += wrap([("class:dim", f"  digest {colon_hex(q.digest)}\n")], width, hang=7)
+        return rows
+
+    def _participant_rows(self, width: int, level: str) -> list[Row]:
+        ps = self.view.participants
+        if level == "full":
+            out: Fragments = []
+            for p in ps:
+                if not p.signed_in:
+                    out.append(("class:dim", f"{p.seat:<5} {p.name}: not signed in\n"))
+                elif p.connected:
+                    out.append(("", f"{p.seat:<5} {p.name}: signed in, connected\n"))
+                else:
+                    out.append(("class:bad", f"{p.seat:<5} {p.name}: signed in, DISCONNECTED\n"))
+            return wrap(out, width, hang=6)
+        signed = [p for p in ps if p.signed_in]
+        gone = [p for p in signed if not p.connected]
+        out = [("", f"{len(signed)} of {len(ps)} seats signed in, "),
+               ("class:bad", f"{len(gone)} DISCONNECTED\n") if gone else
+               ("", "all connected\n" if signed else "\n")]
+        for p in gone:
+            out.append(("class:bad", f"{p.seat:<5} {p.name}: signed in, DISCONNECTED\n"))
+        waiting = [p.seat for p in ps if not p.signed_in]
+        if waiting:
+            out.append(("class:dim", f"not signed in: {', '.join(waiting)}\n"))
+        return wrap(out, width, hang=2)
+
+    def _custody_rows(self, width: int, level: str) -> list[Row]:
+        v = self.view
         out: Fragments = []
-        for d in self.view.drives:
-            state = "plugged in" if d.seen else "not plugged in"
-            serial = d.serial or (f"expected {d.expected_serial}" if d.expected_serial
-                                  else "serial not yet read")
-            out.append(("", f"drive {d.label}: {serial}, {state}\n"))
-        for loose in self.view.loose_drives:
+        for loose in v.loose_drives:
             name = " ".join(w for w in (loose.vendor, loose.model) if w)
             out.append(("class:bad", f"in the port, no label: {name} serial "
                                      f"{loose.serial or '(none)'}\n"))
-        for b in self.view.bags:
-            if b.serial is None:
-                out.append(("class:dim", f"bag {b.label}: not sealed\n"))
-            else:
-                out.append(("", f"bag {b.label} {b.serial}: held by {b.custodian_name} "
-                                f"({b.custodian})\n"))
-        return out or [("class:dim", "none\n")]
+        if level == "full":
+            for d in v.drives:
+                state = "plugged in" if d.seen else "not plugged in"
+                serial = d.serial or (f"expected {d.expected_serial}" if d.expected_serial
+                                      else "serial not yet read")
+                out.append(("", f"drive {d.label}: {serial}, {state}\n"))
+            for b in v.bags:
+                if b.serial is None:
+                    out.append(("class:dim", f"bag {b.label}: not sealed\n"))
+                else:
+                    out.append(("", f"bag {b.label} {b.serial}: held by {b.custodian_name} "
+                                    f"({b.custodian})\n"))
+            return wrap(out or [("class:dim", "none\n")], width, hang=2)
+        if level == "short":
+            plugged = [f"{d.label} ({d.serial})" if d.serial else d.label
+                       for d in v.drives if d.seen]
+            out.append(("", f"plugged in: {', '.join(plugged)}\n" if plugged
+                        else "no drive plugged in\n"))
+            sealed = [f"{b.label} ({b.custodian})" for b in v.bags if b.serial is not None]
+            if sealed:
+                out.append(("", f"bags sealed, held by: {', '.join(sealed)}\n"))
+        return wrap(out, width, hang=2)
 
-    def _journal_fragments(self) -> Fragments:
-        lines = self.view.journal[-JOURNAL_LINES:]
-        if not lines:
-            return [("class:dim", "empty\n")]
-        return [("", f"{j.seq:5d} {time.strftime('%H:%M:%S', time.gmtime(j.at))} {j.text}\n")
-                for j in lines]
+    def _journal_rows(self, width: int, room: int) -> list[Row]:
+        if room < 1:
+            return []
+        entries = []
+        for j in self.view.journal:
+            stamp = time.strftime("%H:%M:%S", time.gmtime(j.at))
+            line = f"{j.seq:5d} {stamp} {j.text}"
+            lead = len(line) - len(line.lstrip())
+            entries.append(wrap([("", line)], width, hang=15 - lead))  # under the text
+        if not entries:
+            return wrap([("class:dim", "empty")], width)
+        shown: list[Row] = []
+        for e in reversed(entries):
+            if len(shown) + len(e) > room:
+                break
+            shown = e + shown
+        return shown
 
-    def _prompt_fragments(self) -> Fragments:
-        p = self._prompt
-        return [] if p is None else [("", line + "\n") for line in p.lines]
+    # --- prompts ---------------------------------------------------------------------------------
+    def _prompt_rows(self, p: _Prompt, width: int) -> list[Row]:
+        rows: list[Row] = []
+        for line in p.lines:
+            rows += wrap([("", line)], width, hang=4)
+        for i, (_, text) in enumerate(p.choices):
+            mark, style = (">", "class:you") if i == p.cursor else (" ", "")
+            rows += wrap([(style, f"{mark} {i + 1}) {text}")], width, hang=6)
+        return rows
 
-    def _footer_fragments(self) -> Fragments:
-        keys = "  ".join(f"[{a.key}] {a.kind}" for a in self.actions())
-        msg = f"  | {self.message}" if self.message else ""
-        return [("class:dim", (keys or "no actions") + "  [ctrl-c] close"), ("", msg)]
+    def _takeover(self, p: _Prompt, width: int, height: int) -> list[Row]:
+        """A signing prompt on the whole screen: the header, the step and what is asked, then
+        what is signed, a page at a time; the passphrase is taken once the last page was shown,
+        and never on a terminal smaller than SIGN_MIN."""
+        head = wrap(self._header() + self._alerts(), width)
+        s = self.view.step
+        if s is not None:
+            head += wrap([("class:title", f"Step {s.n}  [{s.actor}]  {s.action}\n")]
+                         + self._you_fragments(), width, hang=2)
+        blocks = [wrap(text, width, hang) for text, _, hang in p.blocks]
+        keep = [k for _, k, _ in p.blocks]
+        marker_rows = 2 if width < 90 else 1
+        per_page = height - len(head) - marker_rows
+        term = (width, height + 1 + len(self._footer_rows(width)))
+        pages = _paginate(blocks, keep, per_page) if per_page >= 3 else None
+        small = term[0] < SIGN_MIN[0] or term[1] < SIGN_MIN[1]
+        if small or pages is None:
+            size = f"This terminal is {term[0]}x{term[1]}"
+            p.blocked = (f"{size}, smaller than the {SIGN_MIN[0]}x{SIGN_MIN[1]} a signature needs"
+                         if small else f"{size}: too small to show the digest and its words on "
+                         "one page") + (": the passphrase is not taken, since you could not see "
+                                        "all you would sign. Enlarge the terminal, or Esc.")
+            p.seen_all = False
+            why = wrap([("class:bad", p.blocked)], width)
+            body = [r for b in blocks for r in b][:max(0, height - len(head) - len(why))]
+            rows = head + body
+            return rows + [[]] * max(0, height - len(rows) - len(why)) + why
+        p.blocked = None
+        p.pages = len(pages)
+        p.page = min(p.page, len(pages) - 1)
+        if p.page == len(pages) - 1:
+            p.seen_all = True
+        if len(pages) == 1:
+            marker = "All of it is shown above."
+        elif p.page < len(pages) - 1:
+            marker = (f"page {p.page + 1} of {len(pages)} — PgDn: next page (the passphrase is "
+                      f"taken once page {len(pages)} has been shown)")
+        else:
+            marker = f"page {p.page + 1} of {len(pages)} (end) — PgUp: back"
+        rows = head + pages[p.page]
+        marked = wrap([("class:title", marker)], width)[-marker_rows:]
+        return rows + [[]] * (height - len(rows) - len(marked)) + marked
+
+
+def _compare_rows(observed: str | None, expected: str | None, width: int, none_observed: str,
+                  none_expected: str, style: str = "") -> list[Row]:
+    """`observed:` over `record:`, each once, cut at the same places so that they line up, and
+    under the first character that differs a `^`."""
+    a = observed if observed is not None else none_observed
+    b = expected if expected is not None else none_expected
+    labels = ("observed: ", "record:   ")
+    room = max(8, width - len(labels[0]))
+    differs = None
+    if observed is not None and expected is not None and observed != expected:
+        differs = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                       min(len(a), len(b)))
+    rows: list[Row] = []
+    for start in range(0, max(len(a), len(b), 1), room):
+        pad = " " * len(labels[0])
+        for label, text in zip(labels, (a, b), strict=True):
+            chunk = text[start:start + room]
+            if chunk or start == 0:
+                rows.append([(style, (label if start == 0 else pad) + chunk)])
+        if differs is not None and start <= differs < start + room:
+            rows.append([(style, pad + " " * (differs - start) + "^"),
+                         ("class:dim", f" differs from here (character {differs + 1})")])
+    return rows

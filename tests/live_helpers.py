@@ -230,10 +230,16 @@ class Autopilot:
             m = re.search(r"Passphrase of (\w+)'s key", screen)
             assert m, screen
             r.type(seat, r.phrases[m.group(1)])
-        elif key == "w":
+        elif key == "w":  # typed twice: the console sends it once both entries are the same
+            r.type(seat, self.password.strip())
+            r.wait(seat, lambda s: re.search(r"^Confirm password:", s, re.M) is not None, 20)
             r.type(seat, self.password.strip())
         elif key == "v":
-            r.type(seat, self.value(n, screen))
+            value = self.value(n, screen)
+            if value is None:  # filled in by the console (the date and time): Enter confirms
+                r.press(seat, "Enter")
+            else:
+                r.type(seat, value)
             if "bag-serial" in screen:  # a custodian then signs for the bag
                 signing = r.wait(seat, lambda s: "Passphrase of" in s or "REFUSED" in s, 20)
                 m = re.search(r"Passphrase of (\w+)'s key", signing)
@@ -242,14 +248,16 @@ class Autopilot:
         else:
             raise AssertionError(f"the autopilot does not answer [{key}]")
 
-    def value(self, n: int | None, screen: str) -> str:
-        """What the prompt asks for (its own step number: the step line may lag a redraw)."""
+    def value(self, n: int | None, screen: str) -> str | None:
+        """What the prompt asks for (its own step number: the step line may lag a redraw); None
+        where the console fills it in (the date and time, from its clock)."""
         m = re.search(r"Enter the value for step (\d+) \(([\w-]+)\)", screen)
         assert m, screen
         step = self.script.step(int(m.group(1)))
         fmt = m.group(2)
         if fmt == "datetime":
-            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            assert re.search(r"^Value: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", screen, re.M), screen
+            return None
         if fmt == "usb-serial" and step.drive:
             return self.room.serial(step.drive)
         if fmt == "bag-serial" and step.bag:

@@ -153,7 +153,7 @@ def test_the_request_is_bold():
     m, w = start()
     drive(m, w, until=3)
     with console(view_at(m, w), "SA1", w.now) as c:
-        you = [f for f in c.screen._step_fragments() if f[1].startswith("YOU:")]
+        you = [f for f in c.screen._you_fragments() if f[1].startswith("YOU:")]
         assert you and you[0][0] == "class:you"
         assert "bold" in dict(STYLE.style_rules)["you"]
 
@@ -194,21 +194,39 @@ def test_exception_shows_observed_against_record_on_every_console():
             assert f"record:   {w.previous['hsm_fingerprint']}" in text
 
 
-def test_kga_accepts_an_exception_with_a_reason():
+def test_kga_decides_an_exception_by_key_then_gives_the_reason():
+    """x opens the decision; one key decides: a accept (then the reason), x abort (then the
+    reason), r retry; nothing is typed as a word."""
     m, w = mismatch()
     with console(view_at(m, w), "KGA1", w.now) as c:
-        sent = c.press("x", "maybe\r")
-        assert sent == [] and "type one of" in c.screen.message
-        sent = c.press("accept\r", "the record had a typo, checked the label\r")
+        sent = c.press("x", "q")  # not a choice: nothing happens, the menu stays
+        assert sent == [] and "[a] accept it as observed, with a reason" in c.text()
+        sent = c.press("a")
+        assert sent == [] and "Reason:" in c.text()
+        sent = c.press("the record had a typo, checked the label\r")
         assert sent == [{"type": "decide", "seat": "KGA1", "step": 6, "decision": "accept",
                          "reason": "the record had a typo, checked the label"}]
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        assert c.press("x", "x", "wrong hardware in the room\r") == [
+            {"type": "decide", "seat": "KGA1", "step": 6, "decision": "abort",
+             "reason": "wrong hardware in the room"}]
 
 
 def test_kga_retries_without_a_reason():
     m, w = mismatch()
     with console(view_at(m, w), "KGA1", w.now) as c:
-        assert c.press("x", "retry\r") == [
+        assert c.press("x", "r") == [
             {"type": "decide", "seat": "KGA1", "step": 6, "decision": "retry", "reason": ""}]
+
+
+def test_a_failure_is_not_offered_accept():
+    m, w = start()
+    drive(m, w, until=5)
+    send(m, w, ev.PerformFailed(at=w.at(), step=5, error="token not found"))
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        assert c.press("x", "a") == []
+        assert "[a] accept" not in c.text() and "[x] abort the ceremony" in c.text()
+        assert "EXCEPTION at step 5 (failure): token not found" in c.text()
 
 
 def test_only_the_kga_decides():
@@ -243,7 +261,9 @@ def test_progress_bar_and_panels():
         assert "SA1   Bob Sysadmin: signed in, connected" in text
         assert "KSO1  Carol Keystore: signed in, DISCONNECTED" in text
         assert "KSO3  Frank Third: not signed in" in text
-        assert "entry 19" in text and "entry 11" not in text  # the tail only
+        assert "entry 19" in text and "entry 0\n" not in text + "\n"  # the tail that fits
+        small = c.screen.render_text(width=100, height=30)
+        assert "entry 19" in small and "entry 15" not in small  # the journal shrinks first
         assert "the signer runs the approved generate" in text
         c.screen.update(view_at(m, w, progress=Progress(85, 85, "generating keys"), **extras))
         assert "100% generating keys (85/85)" in c.text()
@@ -331,9 +351,18 @@ def test_the_administrator_signs_in_a_witness_by_seat() -> None:
     send(m, w, ev.SignIn(at=w.at(), person="alice", name="Alice Admin", organisation="Registry",
                          seats=("KGA1", "DSO1"), id_checked=True))
     with console(view_at(m, w), "KGA1", w.now) as c:
-        [cmd] = c.press("i", "nobody\r", "wi1\r")  # asked again until a seat is named
-        assert "type one of:" not in c.screen.message  # the second try went through
+        assert c.press("i") == []
+        text = c.text()
+        listed = [line.strip() for line in text.splitlines() if line[2:5].endswith(") ")]
+        assert listed[0] == "> 1) DSO2  Carol Keystore (DSO)"  # the first is marked
+        assert "2) KSO1  Carol Keystore (KSO)" in listed
+        wi1 = next(line for line in listed if "WI1" in line)
+        number = wi1.lstrip("> ").split(")")[0]
+        [cmd] = c.press(number, " ")  # its number marks it, Space (or Enter) signs it in
     assert cmd == {"type": "signin", "seat": "KGA1", "id_checked": True, "seats": ["WI1"]}
+    with console(view_at(m, w), "KGA1", w.now) as c:
+        [cmd] = c.press("i", "\x1b[B", "\x1b[B", "\r")  # or the arrows, then Enter
+    assert cmd["seats"] == [listed[2].lstrip("> ").split()[1]]
 
 
 def test_the_steps_actor_types_a_password_the_operation_needs_masked() -> None:
@@ -350,7 +379,12 @@ def test_the_steps_actor_types_a_password_the_operation_needs_masked() -> None:
         c.pipe.send_text(CTRL_C)
         c.screen.app.run()
         assert "s3cret-pw" not in c.text()  # masked while typed
-        [cmd] = c.press("\r")
+        assert c.press("\r") == [] and "Confirm password:" in c.text()  # asked twice
+        assert c.press("s3cret-pv\r") == []  # they differ: nothing sent, start over
+        assert "the two entries differ: nothing was sent" in c.text()
+        assert "Password:" in c.text() and "Confirm" not in c.text()
+        [cmd] = c.press("s3cret-pw\r", "s3cret-pw\r")
+        assert "s3cret" not in c.text() and c.screen.field.text == ""
     assert cmd == {"type": "secret", "seat": actor, "step": want.step, "name": want.secrets[0],
                    "value": "s3cret-pw"}
 

@@ -43,6 +43,8 @@ def _stable(screen: str) -> str:
     (the message line) and the journal panel (which grows by the drop and the return)."""
     out = []
     for line in screen.splitlines():
+        if "| Journal |" in line:
+            break  # the journal panel, then the footer
         if "[ctrl-c] close" in line or line in _journal(screen):
             continue
         line = re.sub(r"\d+:\d\d of \d+:\d\d estimated", "", line)
@@ -70,10 +72,14 @@ def test_keygen_and_backup_across_six_consoles(room: Room, tmp_path: Path) -> No
     assert "You observe: this console is read-only." in room.screen("WI1")
     room.press("KGA", "s")
     room.wait("KGA", lambda s: "KGA   Administrator A: signed in" in s)
-    for seat in ("WI1", "SAU1"):
+    for seat in ("WI1", "SAU1"):  # picked from the list of those not signed in, by number
         room.press("KGA", "i")
-        room.wait("KGA", lambda s: s.count("Seat:") == 1)
-        room.type("KGA", seat)
+        listed = room.wait("KGA", lambda s, seat=seat: re.search(rf"^[ >] (\d+)\) {seat} ", s,
+                                                                 re.M) is not None)
+        number = re.search(rf"^[ >] (\d+)\) {seat} ", listed, re.M).group(1)  # type: ignore[union-attr]
+        room.press("KGA", *number)
+        room.wait("KGA", lambda s, n=number: re.search(rf"^> {n}\) ", s, re.M) is not None)
+        room.press("KGA", "Enter")
         room.wait("WI1", lambda s, seat=seat: re.search(rf"^│{seat} +\S.*: signed in", s, re.M)
                   is not None)
 
@@ -92,7 +98,7 @@ def test_keygen_and_backup_across_six_consoles(room: Room, tmp_path: Path) -> No
     wi = room.wait("WI1", lambda s: "this console is read-only" in s)
     assert "[p]" not in wi and "no actions" in wi
     ap.run(34)
-    # the same finished progress bar on every console
+    # the same finished progress bar on every console, up to the SA's next step (35)
     bars = {seat: _line(room.wait(seat, lambda s: re.search(r"100% generated \d+ of \d+ keys", s)
                                   is not None), r"^\[#+\] 100% generated.*$") for seat in SEATS}
     assert len(set(bars.values())) == 1, bars
@@ -128,11 +134,14 @@ def test_keygen_and_backup_across_six_consoles(room: Room, tmp_path: Path) -> No
     ap.run(42)
     room.wait("KGA", lambda s: "YOU: [p] Approve step 43's backup" in s)
     ap.run(43)
-    room.wait("SA", lambda s: "YOU: [w] Enter the device-backup password" in s)
-    ap.run(47)
+    sa = room.wait("SA", lambda s: "YOU: [w] Enter the device-backup password" in s)
+    assert "waiting for the SA: the SA enters the device-backup password" in sa
+    ap.run(45)  # the backup's bar stays up until the SA's next step (45) is done
     bars = {seat: _line(room.wait(seat, lambda s: "100% backup:" in s), r"^\[#+\] 100% .*$")
             for seat in SEATS}
     assert len(set(bars.values())) == 1, bars
+    ap.run(47)
+    room.wait("KGA", lambda s: "100% backup:" not in s)
     kga = room.screen("KGA")
     assert "drive keygen-log" in kga and "Creating Master Backup Copy" in kga
 
