@@ -4,7 +4,8 @@ The screen (`consoles.screen`) draws views and turns keystrokes into commands; t
 (`consoles.link`) carries them; this module holds what neither may: the officer's enrolment. An
 approval or a sign-off is signed here, with the seat's key unlocked by the passphrase just typed,
 for that one signature; the passphrase and the key are dropped at once, and only the signed
-approval leaves the console. A wrong passphrase sends nothing.
+approval leaves the console. A wrong passphrase sends nothing: the screen says so and asks for it
+again.
 
 An auditor's console (`journal_copy` in its config) also keeps its own verified copy of the
 journal, fetched as the ceremony writes it (`consoles.journal_copy`).
@@ -22,7 +23,7 @@ from typing import Any
 
 from consoles.journal_copy import JournalCopy
 from consoles.link import ConsoleLink
-from consoles.screen import ConsoleScreen
+from consoles.screen import ConsoleScreen, NotSent
 from consoles.view import CeremonyView
 from coordinator.bus import BusClient, CurveKeyPair, Refused
 from coordinator.live.config import ConsoleConfig
@@ -30,10 +31,15 @@ from coordinator.script.formats import check_value
 from keyrite.approval import sign_approval, sign_custody
 from keyrite.enroll import EnrollError, OfficerEntry, console_keys, unlock
 from keyrite.exits import FAILED, BadInput
+from keyrite.keyfiles import KeyFileError
 
 log = logging.getLogger("keyrite.console")
 
 FIRST_VIEW_TIMEOUT = 30.0
+
+
+class Stale(Exception):
+    """The view moved on between the keystroke and the signature: nothing is signed."""
 
 
 class Console:
@@ -87,17 +93,30 @@ class Console:
 
     # --- from the screen (prompt_toolkit thread) ----------------------------------------------
     def on_command(self, command: dict[str, Any]) -> None:
+        """Sign what needs signing and send it. Raises NotSent (the screen shows why and, for a
+        wrong passphrase, asks again) when nothing could be sent. The answer is shown while the
+        step that was current when it was sent is (`notify`'s step)."""
         assert self.screen is not None
+        view = self.view
+        step = view.step.n if view is not None and view.step is not None else None
         try:
             body = self._signed(dict(command))
+        except Stale as e:
+            raise NotSent(f"NOT SENT: {e}") from None
         except EnrollError as e:
-            self.screen.notify(f"NOT SENT: {e}")
-            return
+            seat = command.get("seat")
+            if isinstance(e.__cause__, KeyFileError):  # the key file opened, the passphrase not
+                raise NotSent(f"wrong passphrase for {seat}'s key, try again (nothing was "
+                              "sent)", again=True) from None
+            raise NotSent(f"NOT SENT: {seat}'s key cannot be used: {e}. If its key file is "
+                          "missing or damaged, enroll a new key (keyrite enroll) and have the "
+                          "roster changed.") from None
         what = body.get("type")
 
         def answered(reply: Any, refused: str | None) -> None:
             assert self.screen is not None
-            self.screen.notify(f"REFUSED {what}: {refused}" if refused else f"accepted: {what}")
+            self.screen.notify(f"REFUSED {what}: {refused}" if refused else f"accepted: {what}",
+                               step)
 
         self.link.send(body, answered)
 
@@ -114,7 +133,7 @@ class Console:
         if cmd["type"] == "approve":
             q = next((q for q in view.quorums if q.quorum == cmd["quorum"]), None)
             if q is None or q.digest != cmd["digest"]:
-                raise EnrollError("the operation changed before it was signed: look again")
+                raise Stale("the operation changed before it was signed: look again")
             approval = sign_approval(key, ceremony=view.ceremony_id, step=cmd["step"],
                                      script_sha256=view.script_sha256, operation=q.digest,
                                      expires=int(time.time()) + q.expires_seconds)
@@ -125,7 +144,7 @@ class Console:
             seal = next((x for x in (step.asked if step else ())
                          if x.kind in ("seal", "handover")), None)
             if seal is None or step is None or step.n != cmd["step"]:
-                raise EnrollError("the step moved on before the bag was signed for: look again")
+                raise Stale("the step moved on before the bag was signed for: look again")
             serial = check_value("bag-serial", cmd["value"]) or cmd["value"]
             taking = ({"kind": "handover", "giver": str(seal.detail.get("holder"))}
                       if seal.kind == "handover" else {})
