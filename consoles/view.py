@@ -197,9 +197,29 @@ class Extras:
     loose_drives: tuple[LooseDrive, ...] = ()  # plugged in, no label holds them
     checkpoint: str | None = None
     secrets_needed: tuple[str, ...] = ()  # passwords the next operation needs and nobody typed
+    # "backup": the step's actor types them (twice); "drill": a second officer, reading a sealed
+    # copy, who is not `secret_typist` (the person who typed it at the backup)
+    secret_purpose: str = "backup"
+    secret_typist: str | None = None
 
 
 # --- building it ---------------------------------------------------------------------------------
+#: Asked.role of a password the restore drill needs: any officer but the backup's typist
+SECOND_OFFICER = "second officer"
+
+
+def _secret_asked(n: int, actor: str, name: str, extras: Extras) -> Asked:
+    """A password asked for: at the backup from the step's actor; at the restore drill from
+    someone else, reading a sealed copy, so that the drill proves the copies open the backup."""
+    if extras.secret_purpose == "drill":
+        return Asked(n, SECOND_OFFICER, "secret",
+                     f"an officer other than the one who typed it at the backup enters the {name} "
+                     "password from a sealed copy, for the restore drill",
+                     {"name": name, "purpose": "drill", "not_person": extras.secret_typist})
+    return Asked(n, actor, "secret", f"the {actor} enters the {name} password",
+                 {"name": name, "purpose": "backup"})
+
+
 def view_from(machine: Machine, extras: Extras,
               wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
     """The view of `machine` at `extras.now`. Reads the machine, never changes it. `wants`:
@@ -241,8 +261,7 @@ def view_from(machine: Machine, extras: Extras,
             action=step.action, text=step.text, note=step.note,
             kga_may_complete=step.kga_may_complete, observed=observed, expected=expected,
             asked=tuple(_asked(w) for w in wants) + tuple(
-                Asked(step.n, step.actor, "secret", f"the {step.actor} enters the {name} password",
-                      {"name": name}) for name in extras.secrets_needed),
+                _secret_asked(step.n, step.actor, name, extras) for name in extras.secrets_needed),
         )
 
     participants = tuple(
@@ -438,6 +457,10 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
     if step is not None:
         may_complete = step.actor == role or (admin and step.kga_may_complete)
         for a in step.asked:
+            if a.kind == "secret" and a.detail.get("purpose") == "drill" and a.step == step.n \
+                    and me.person != a.detail.get("not_person"):
+                out.append(_secret_act(a, {"seat": seat, "step": a.step}))
+                continue
             if not may_complete or a.step != step.n:
                 continue
             base = {"seat": seat, "step": a.step}
@@ -457,10 +480,8 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                                 {"type": "record", **base}, ("value", "passphrase"),
                                 {"format": "bag-serial", "bag": a.detail.get("bag"),
                                  "contents": list(a.detail.get("contents") or []), **taking}))
-            elif a.kind == "secret":
-                out.append(_act("secret", f"Enter the {a.detail['name']} password",
-                                {"type": "secret", **base, "name": a.detail["name"]}, ("value",),
-                                {"name": a.detail["name"]}))
+            elif a.kind == "secret" and a.detail.get("purpose") != "drill":
+                out.append(_secret_act(a, base))
             elif a.kind == "signoff" and view.checkpoint is not None:
                 out.append(_act("signoff", "Sign the journal checkpoint",
                                 {"type": "signoff", **base, "checkpoint": view.checkpoint},
@@ -508,6 +529,14 @@ def _may_sign_in(view: CeremonyView, me: Participant, role: RoleView | None) -> 
         return False
     holders = {p.person for p in view.participants if p.signed_in and p.role == role.name}
     return me.person not in holders and len(holders) < role.max
+
+
+def _secret_act(a: Asked, base: dict[str, Any]) -> Action:
+    name, purpose = a.detail["name"], a.detail.get("purpose", "backup")
+    label = f"Enter the {name} password" + (
+        " from a sealed copy (restore drill)" if purpose == "drill" else "")
+    return _act("secret", label, {"type": "secret", **base, "name": name}, ("value",),
+                {"name": name, "purpose": purpose})
 
 
 def _act(kind: str, label: str, command: dict[str, Any], needs: tuple[str, ...] = (),

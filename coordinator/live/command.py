@@ -15,7 +15,9 @@ DESCRIPTION = (
     "console. Prints 'coordinator: ... commands on ENDPOINT, broadcasts on ENDPOINT' and sends "
     "READY=1 to $NOTIFY_SOCKET once bound; runs until SIGTERM or SIGINT. FILE: a TOML file with "
     "[coordinator] script, roster, previous, journal, key, curve, commands, broadcasts, livecd, "
-    "drives (and optionally device_backup_password) and [signer] host, port, client_key; "
+    "drives, [signer] host, port, client_key, and [passwords]: a verifier of each pre-generated "
+    "password the script names (keyrite password verifier; the coordinator refuses to start "
+    "without one, and refuses any typed password that does not match it); "
     "relative paths from FILE's directory (docs/live.md). Exit codes: 0 stopped by a signal, "
     "2 bad config or input, 3 internal error."
 )

@@ -16,7 +16,10 @@ every error names the file and the key (`FILE: coordinator.roster: ...`).
     livecd = "livecd.iso"                   # the boot medium whose digest a step verifies
     drives = "drives"                       # folder-backed flash drives, or "usb": real ones
     mounts = "/run/keyrite-coordinator/drives"   # drives = "usb": the tool's private mounts
-    # device_backup_password = "file"      # optional; without it the step's actor types it
+
+    [passwords]                             # a verifier of each pre-generated password the
+    device-backup = "scrypt$N=32768,..."    # script's hsm.backup steps name (keyrite password
+                                            # verifier); never the password itself
 
     [signer]
     host = "127.0.0.1"
@@ -42,9 +45,10 @@ from typing import Any
 
 from keyrite.configfile import ConfigError, read_file, read_sections
 from keyrite.exits import BadInput
+from keyrite.passwords import Verifier, VerifierError, parse_verifier
 
 _COORDINATOR = ("script", "roster", "previous", "journal", "key", "curve", "commands",
-                "broadcasts", "livecd", "drives", "mounts", "device_backup_password")
+                "broadcasts", "livecd", "drives", "mounts")
 _SIGNER = ("host", "port", "client_key")
 _CONSOLE = ("enrolment", "also", "commands", "broadcasts", "coordinator_key", "journal_copy",
             "journal_key")
@@ -83,7 +87,7 @@ class CoordinatorConfig:
     livecd: Path
     drives: Path | None  # folder-backed drives; None: real USB drives seen by udev
     mounts: Path  # where USB drives are mounted, privately (drives = "usb")
-    device_backup_password: Path | None
+    passwords: dict[str, Verifier]  # password name -> verifier recorded before the ceremony
     signer_host: str
     signer_port: int
     signer_client_key: Path
@@ -93,26 +97,27 @@ class CoordinatorConfig:
         path = Path(path).absolute()
         files = {"script", "roster", "previous", "key", "curve", "livecd", "client_key"}
         v = _read(path, {"coordinator": _COORDINATOR, "signer": _SIGNER},
-                  paths=files | {"journal", "mounts", "device_backup_password"},
+                  paths=files | {"journal", "mounts"},
                   exist=tuple(sorted(files)),
-                  optional={"mounts": DEFAULT_MOUNTS,
-                            "device_backup_password": None},
-                  ranges={"port": (1, 65535)})
+                  optional={"mounts": DEFAULT_MOUNTS},
+                  ranges={"port": (1, 65535)}, tables=("passwords",))
         drives: Path | None = None
         if v["drives"] != "usb":
             drives = Path(v["drives"]) if Path(v["drives"]).is_absolute() \
                 else path.parent / v["drives"]
             if not drives.exists():
                 raise BadInput(f"{path}: coordinator.drives: {drives} does not exist")
-        password = v["device_backup_password"]
-        if password is not None and not password.exists():
-            raise BadInput(f"{path}: coordinator.device_backup_password: {password} does not "
-                           "exist")
+        passwords: dict[str, Verifier] = {}
+        for name, line in v["passwords"].items():
+            try:
+                passwords[name] = parse_verifier(line)
+            except VerifierError as e:
+                raise BadInput(f"{path}: passwords.{name}: {e}") from None
         return cls(
             path=path, script=v["script"], roster=v["roster"], previous=v["previous"],
             journal=v["journal"], key=v["key"], curve=v["curve"], commands=v["commands"],
             broadcasts=v["broadcasts"], livecd=v["livecd"], drives=drives,
-            mounts=Path(v["mounts"]), device_backup_password=password,
+            mounts=Path(v["mounts"]), passwords=passwords,
             signer_host=v["host"], signer_port=v["port"], signer_client_key=v["client_key"],
         )
 

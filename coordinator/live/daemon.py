@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -44,6 +44,7 @@ from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
 from coordinator.runner import Runner, attempt
 from coordinator.world import CeremonyWorld
+from keyrite.passwords import Verifier
 
 if TYPE_CHECKING:  # real drives only: pyudev is not needed with folder drives
     from coordinator.usb.drives import DriveNotice
@@ -52,7 +53,7 @@ log = logging.getLogger("keyrite.coordinator")
 
 PRESENCE_TIMEOUT = 3.5  # seconds without a console's presence before it counts as dropped
 TICK = 0.5
-TAIL = 12
+TAIL = 48  # journal lines in the view: a projector at 200x50 fills its panel
 JOURNAL_PAGE = 500  # lines per `journal` command answer (the auditor's copy)
 
 
@@ -100,8 +101,12 @@ class Live:
     """Everything the daemon holds beyond the machine, and the three ways it changes."""
 
     def __init__(self, machine: Machine, journal: Any, world: CeremonyWorld, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 passwords: Mapping[str, Verifier] | None = None) -> None:
         self.m = machine
+        # verifiers recorded before the ceremony: a typed password must match one to be taken
+        self.passwords = dict(passwords or {})
+        self.typist: dict[str, str] = {}  # password name -> who typed it at the backup (person)
         self.world = world
         self.clock = clock
         self.lines: deque[JournalLine] = deque(maxlen=TAIL)
@@ -134,7 +139,9 @@ class Live:
             journal=tuple(self.lines), drives_seen=frozenset(self._plugged()),
             loose_drives=self._loose(),
             checkpoint=self.checkpoint[1] if self.checkpoint else None,
-            secrets_needed=self._secrets_needed(wants)), wants)
+            secrets_needed=self._secrets_needed(wants),
+            secret_purpose=self._secret_purpose(wants),
+            secret_typist=self._typist(wants)), wants)
 
     def _plugged(self) -> set[str]:
         """Drives in the laptop now: as udev says, for real drives; else by the steps done
@@ -170,6 +177,20 @@ class Live:
         else:
             return ()
         return tuple(n for n in names if n not in self.world.secrets)
+
+    @staticmethod
+    def _secret_purpose(wants: tuple[d.Decision, ...]) -> str:
+        """Passwords are asked for an HSM operation (the backup: its actor types them) or for
+        the restore drill, where a second officer types them from a sealed copy."""
+        return "drill" if wants and isinstance(wants[0], d.Perform) else "backup"
+
+    def _typist(self, wants: tuple[d.Decision, ...]) -> str | None:
+        want = wants[0] if wants else None
+        if isinstance(want, d.Perform):
+            for name in want.params.get("secrets", ()):
+                if name in self.typist:
+                    return self.typist[name]
+        return None
 
     def changed(self) -> None:
         """Something everyone sees changed: broadcast soon; the driver looks again."""
@@ -248,16 +269,46 @@ class Live:
             self.paused = act.kind == "pause"
             self.changed()
             return {"accepted": True}
-        # a secret for the operation about to run
+        return self._secret(act, now)
+
+    def _secret(self, act: Own, now: float) -> dict[str, Any]:
+        """A password for the work about to run. At the backup the step's actor types it; at the
+        restore drill someone else types it again from a sealed copy (never the one typed at the
+        backup, which is forgotten once used), so the drill proves the sealed copies open the
+        backup. Either must match the verifier the KGA recorded before the ceremony. The
+        password is kept in memory for that one piece of work only: never journaled or logged."""
+        step = self.m.current
         name, at_step = act.params["name"], act.params["step"]
-        needed = self._secrets_needed(self.m.wants(now=now))
-        if step is None or at_step != step.n or name not in needed:
+        wants = self.m.wants(now=now)
+        if step is None or at_step != step.n or name not in self._secrets_needed(wants):
             raise CommandRefused(f"no {name} password is asked for at step {at_step}")
-        if self.m.roster.officers[act.seat].role != step.actor:
+        me = self.m.roster.officers[act.seat]
+        purpose = self._secret_purpose(wants)
+        if purpose == "backup" and me.role != step.actor:
             raise CommandRefused(f"the {step.actor} enters the {name} password at step {step.n}")
+        if purpose == "drill":
+            role = self.m.script.roles.get(me.role)
+            if act.seat not in self.m.state.signed_in or role is None or role.observer:
+                raise CommandRefused(f"{act.seat} cannot enter a password: only a signed-in "
+                                     "officer of a trusted role can")
+            if me.person == self.typist.get(name):
+                raise CommandRefused(
+                    f"the restore drill needs the {name} password from a second officer, read "
+                    "from a sealed copy: not from the person who typed it at the backup")
+        verifier = self.passwords.get(name)
+        if verifier is None:
+            raise CommandRefused(f"no verifier of the {name} password was recorded before the "
+                                 "ceremony ([passwords] in the coordinator's config)")
+        if not verifier.matches(act.params["value"]):
+            reason = (f"that is not the pre-generated {name} password (it does not match the "
+                      "verifier recorded before the ceremony): read it again and retype it")
+            self._refused(act.seat, {"type": "secret"}, reason, now)
+            raise CommandRefused(reason)
         self.world.secrets[name] = act.params["value"]
+        if purpose == "backup":
+            self.typist[name] = me.person
         self.journal.append({"type": "secret", "at": now, "seat": act.seat, "step": step.n,
-                             "name": name})
+                             "name": name, "purpose": purpose})
         self.changed()
         return {"accepted": True}
 
@@ -350,7 +401,7 @@ class Live:
         w = self.world
         if isinstance(want, (d.Execute, d.Perform)) and (
                 isinstance(want, d.Execute) or want.action == "drive.copy"):
-            self.progress = None  # the finished bar stays up until the next long work begins
+            self.progress = None  # a new bar; the consoles decide how long a finished one shows
         # Waiting for a flash drive may take minutes and changes nothing: a stopping daemon
         # leaves that thread behind rather than wait for someone to plug a drive in.
         waits = (want.source if isinstance(want, d.Observe) else
@@ -434,6 +485,10 @@ def replay_extras(live: Live, entries: Iterable[tuple[int, dict[str, Any]]]) -> 
         t = rec.get("type")
         if t in ("pause", "resume"):
             live.paused = t == "pause"
+        elif t == "secret" and rec.get("purpose", "backup") == "backup":
+            officer = live.m.roster.officers.get(str(rec.get("seat")))
+            if officer is not None:
+                live.typist[str(rec.get("name"))] = officer.person
         elif t == "expired":
             live.expired_reported.add(f"{rec.get('key')}|{rec.get('nonce')}")
         at = _seconds(rec.get("at"))

@@ -66,6 +66,13 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
         raise BadInput(f"{cfg.roster}: no seat has a console_key: no console could connect")
     enrolment = Enrolment.from_pairs(consoles)
 
+    unverified = sorted({st.password for st in script.steps if st.password}
+                        - set(cfg.passwords))
+    if unverified:
+        raise BadInput(f"{cfg.path}: [passwords] has no verifier for {', '.join(unverified)}: "
+                       "before the ceremony the KGA records one from the pre-generated password "
+                       "(keyrite password verifier), so that a mistyped password is refused "
+                       "before it protects a backup")
     machine = Machine(script, roster, previous)
     discard_unborn_journal(cfg.journal, _Say())
     if cfg.journal.exists():
@@ -92,12 +99,9 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
                        "coordinator reaches only a signer whose key the script names")
     signer = ShimClient(cfg.signer_host, cfg.signer_port, client_key=cfg.signer_client_key,
                         host_key_pin=pin)
-    secrets: dict[str, str] = {}
-    if cfg.device_backup_password is not None:
-        secrets["device-backup"] = cfg.device_backup_password.read_text().strip()
     world = CeremonyWorld(machine, signer, _drives(cfg, script), cfg.livecd, cfg.journal,
-                          lambda: ((e.seq, e.record) for e in journal.entries()), secrets)
-    live = Live(machine, journal, world)
+                          lambda: ((e.seq, e.record) for e in journal.entries()), {})
+    live = Live(machine, journal, world, passwords=cfg.passwords)
     resumed = journal.size > 1
     replay_extras(live, ((e.seq, e.record) for e in journal.entries()))
     at = machine.current.n if machine.current else None

@@ -19,17 +19,28 @@ rehearsal, never a real one.
     DIR/live/shim/shim.toml      `keyrite shim --config` (authority from script and roster)
     DIR/live/consoles/SEAT.toml  one console per person, named by their first seat
     DIR/live/journal-key.txt     the checkpoint verifier key (`keyrite verify --key`)
+    DIR/live/materials.txt       the KGA's materials sheet: each drive's serial, each bag's
+                                 serial, where the device-backup password's copy is
+
+The coordinator's config carries a verifier of the device-backup password (`[passwords]`, as
+`keyrite password verifier` prints it), never the password: the copy in DIR/materials stands in
+for the pre-generated password on paper that the SA and, at the restore drill, a second officer
+read from.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import socket
+import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator.bus import generate_keypair
+from coordinator.drives import FolderDrives
 from coordinator.journal.keys import verifier_key
 from coordinator.live.serve import journal_origin
 from coordinator.rehearsal.link import authority_for
@@ -43,6 +54,7 @@ from keyrite.enroll import make_officer, write_curve_pair
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
+from keyrite.passwords import make_verifier
 from signer_shim.standup import write_shim_files
 
 
@@ -55,6 +67,8 @@ class Staged:
     passphrases: dict[str, str]  # seat -> passphrase
     journal_key: str
     ports: tuple[int, int, int]  # shim, commands, broadcasts
+    drives: dict[str, str]  # label -> the serial printed on it (what the KGA records)
+    bags: dict[str, str]  # bag -> serial
 
     @property
     def live(self) -> Path:
@@ -110,6 +124,9 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
                                load_private_key(paths.coordinator_key))
     write_exclusive(live / "journal-key.txt", (journal_key + "\n").encode())
     cmd_ep, pub_ep = f"tcp://127.0.0.1:{commands}", f"tcp://127.0.0.1:{broadcasts}"
+    password = (paths.materials / "device-backup-password").read_text().strip()
+    verifiers = "".join(f'"{name}" = "{make_verifier(password)}"\n'
+                        for name in sorted({st.password for st in script.steps if st.password}))
     write_exclusive(live / "coordinator.toml", (
         "[coordinator]\n"
         f"script = {_q(script_path)}\n"
@@ -125,7 +142,8 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
         "\n[signer]\n"
         'host = "127.0.0.1"\n'
         f"port = {shim_port}\n"
-        f"client_key = {_q(files.client_key)}\n").encode())
+        f"client_key = {_q(files.client_key)}\n"
+        "\n[passwords]\n" + verifiers).encode())
 
     consoles: dict[str, Path] = {}
     for p in PEOPLE:
@@ -141,16 +159,47 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
                      f"journal_key = {_q(journal_key)}\n")
         consoles[first] = live / "consoles" / f"{first}.toml"
         write_exclusive(consoles[first], text.encode())
-    return Staged(root, live / "coordinator.toml", files.config, consoles, phrases, journal_key,
-                  (shim_port, commands, broadcasts))
+    folders = FolderDrives(paths.drives)
+    drives = {label: str(folders.info(label).serial) for label in script.drives}
+    bags = {k: str(v) for k, v in tomllib.loads(paths.bags.read_text()).items()}
+    staged = Staged(root, live / "coordinator.toml", files.config, consoles, phrases, journal_key,
+                    (shim_port, commands, broadcasts), drives, bags)
+    write_exclusive(live / "materials.txt", materials_sheet(staged).encode())
+    return staged
+
+
+def keyrite_command() -> str:
+    """How to run this keyrite from a shell: the `keyrite` beside this interpreter (the README's
+    set-up puts it in .venv/bin, which is not on PATH), else the interpreter with -m."""
+    beside = Path(sys.executable).parent / "keyrite"
+    if beside.is_file():
+        return shlex.quote(str(beside))
+    return f"{shlex.quote(sys.executable)} -m keyrite.cli"
+
+
+def materials_sheet(s: Staged) -> str:
+    """What the KGA has in hand on the day: the serial printed on each drive and bag (typed at
+    the steps that record them), and the pre-generated password's copy."""
+    lines = ["Materials (staged ceremony)", "", "Flash drives (label: serial printed on it)"]
+    lines += [f"  {label}: {serial}" for label, serial in sorted(s.drives.items())]
+    lines += ["", "Tamper-evident bags (label: serial)"]
+    lines += [f"  {label}: {serial}" for label, serial in sorted(s.bags.items())]
+    lines += ["", "Pre-generated device-backup password (the copy on paper):",
+              f"  {s.root / 'materials' / 'device-backup-password'}", ""]
+    return "\n".join(lines)
 
 
 def instructions(s: Staged) -> str:
+    k = keyrite_command()
     lines = [f"staged a live ceremony in {s.root}", "", "start, each in its own terminal:",
-             f"  keyrite shim --config {s.shim}",
-             f"  keyrite coordinator --config {s.coordinator}"]
-    lines += [f"  keyrite console --config {c}" for c in s.consoles.values()]
+             f"  {k} shim --config {s.shim}",
+             f"  {k} coordinator --config {s.coordinator}"]
+    lines += [f"  {k} console --config {c}" for c in s.consoles.values()]
+    lines += ["", "drive serials (the KGA records these; also in "
+              f"{s.live / 'materials.txt'}):"]
+    lines += [f"  {label}: {serial}" for label, serial in sorted(s.drives.items())]
     lines += ["", f"passphrases (staging only): {s.live / 'passphrases.toml'}",
-              f"device-backup password: {s.root / 'materials' / 'device-backup-password'}",
+              f"device-backup password (the paper copy): "
+              f"{s.root / 'materials' / 'device-backup-password'}",
               f"journal verifier key: {s.journal_key}"]
     return "\n".join(lines)

@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION)
     p.add_argument("script", nargs="?", type=Path, help="the ceremony script (default: bundled)")
     p.add_argument("--workdir", required=True, type=Path, metavar="DIR")
-    p.add_argument("--fixture", choices=("small", "default"), default="small",
-                   help="the token's previous keys: small (quick) or default (the seed's 140)")
+    p.add_argument("--fixture", choices=("small", "seed"), default="small",
+                   help="the token's previous keys: 'small' (the default: a few keys, quick to "
+                   "stage) or 'seed' (the seed ceremony's 140)")
     p.add_argument("--json", action="store_true", help="print paths and ports as JSON")
     p.set_defaults(run=run)
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
                           "consoles": {k: str(v) for k, v in s.consoles.items()},
                           "ports": {"shim": s.ports[0], "commands": s.ports[1],
                                     "broadcasts": s.ports[2]},
-                          "journal_key": s.journal_key}, indent=2))
+                          "journal_key": s.journal_key, "drives": s.drives, "bags": s.bags,
+                          "materials": str(s.live / "materials.txt")}, indent=2))
     else:
         print(instructions(s))
     return 0
