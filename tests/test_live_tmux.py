@@ -2,7 +2,9 @@
 token, a real coordinator, and consoles for the KGA (also DSO5), the SA, KSO1 (also DSO1), KSO2,
 a witness and an auditor, each in its own tmux window, driven with send-keys and read with
 capture-pane. It runs the bundled ceremony from the first step through the key-generation and
-backup sections (steps 1 to 52, the master copy's restore drill included).
+backup sections (steps 1 to 52, the master copy's restore drill included): a device-backup
+password one character wrong refused before the backup starts, and the drill's password typed
+again by a second officer.
 """
 
 from __future__ import annotations
@@ -136,6 +138,23 @@ def test_keygen_and_backup_across_six_consoles(room: Room, tmp_path: Path) -> No
     ap.run(43)
     sa = room.wait("SA", lambda s: "YOU: [w] Enter the device-backup password" in s)
     assert "waiting for the SA: the SA enters the device-backup password" in sa
+    # one character wrong, typed the same twice: refused against the KGA's verifier, and the
+    # backup does not start
+    password = ap.password.strip()
+    typo = password[:-1] + ("x" if password[-1] != "x" else "y")
+    room.press("SA", "w")
+    room.wait("SA", lambda s: re.search(r"^Password:", s, re.M) is not None)
+    room.type("SA", typo)
+    room.wait("SA", lambda s: re.search(r"^Confirm password:", s, re.M) is not None)
+    room.type("SA", typo)
+    refused = room.wait("SA", lambda s: "not the pre-generated device-backup password" in s)
+    assert "YOU: [w] Enter the device-backup password" in refused
+    assert room.step_of("SA") == 43
+    records = _records(room)
+    assert not [r for r in records if r.get("type") == "event"
+                and r["event"]["event"] == "OperationStarted" and r["event"]["step"] == 43]
+    assert [r for r in records if r.get("type") == "refused" and r.get("command") == "secret"
+            and "verifier" in r["reason"]]
     ap.run(45)  # the backup's bar stays up until the SA's next step (45) is done
     bars = {seat: _line(room.wait(seat, lambda s: "100% backup:" in s), r"^\[#+\] 100% .*$")
             for seat in SEATS}
@@ -164,13 +183,19 @@ def test_keygen_and_backup_across_six_consoles(room: Room, tmp_path: Path) -> No
     room.start_coordinator()
     for seat in SEATS:
         room.wait(seat, lambda s: "LINK" not in s and "Step 47 " in s, 30)
-    ap.run(53)  # through the master copy and its restore drill (step 52)
+    ap.run(52)  # the master copy; its restore drill asks a second officer for the password
+    kga = room.wait("KGA", lambda s: "[w] Enter the device-backup password from a sealed copy"
+                    in s)
+    assert "[w]" not in room.asked("SA")
+    ap.run(53)
     kga = room.wait_step("KGA", 53)
     assert "WELLINGTON" in kga.upper()
     drills = [r["event"]["result"]["drill"] for r in _records(room)
               if r.get("type") == "event" and r["event"]["event"] == "Performed"
               and "drill" in r["event"].get("result", {})]
     assert [(d["match"], d["missing"], d["extra"]) for d in drills] == [(True, [], [])]
+    typed = [(r["seat"], r["purpose"]) for r in _records(room) if r.get("type") == "secret"]
+    assert typed[0] == ("SA", "backup") and typed[-1][1] == "drill" and typed[-1][0] != "SA"
     assert drills[0]["restored"] == drills[0]["live"] > 0
 
     # the auditor's own copy: verified, and the same bytes as the coordinator's journal
