@@ -18,7 +18,7 @@ from zmq.utils import z85
 from keyrite.approval import load_public_key
 from keyrite.exits import BadInput
 
-_SEAT = re.compile(r"^[A-Z][A-Z0-9]*$")
+_SEAT = re.compile(r"[A-Z][A-Z0-9]{0,31}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Roster:
             if missing:
                 raise BadInput(f"{at}: missing key(s) {', '.join(sorted(missing))}")
             off = Officer(**{k: str(o[k]) for k in fields if o.get(k) is not None})
-            if not _SEAT.match(off.seat):
+            if not _SEAT.fullmatch(off.seat):
                 raise BadInput(f"{at}.seat: {off.seat!r} is not a seat name like KSO1")
             try:
                 load_public_key(off.signing_key)
@@ -85,8 +85,10 @@ class Roster:
 def load_roster(path: Path) -> Roster:
     try:
         data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise BadInput(f"{path}: {e}") from e
+    except RecursionError:
+        raise BadInput(f"{path}: TOML nested too deeply") from None
     return Roster.from_dict(data, where=str(path))
 
 

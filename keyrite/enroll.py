@@ -50,8 +50,8 @@ FILES = (SIGNING_KEY, CONSOLE_SECRET, CONSOLE_PUBLIC, OFFICER)
 #: Shorter passphrases are refused: the key file may be copied, and then only this protects it.
 MIN_PASSPHRASE = 8
 
-_SEAT = re.compile(r"^[A-Z][A-Z0-9]*$")  # as coordinator/roster.py checks it
-_ROLE = re.compile(r"^[A-Z]+$")
+_SEAT = re.compile(r"[A-Z][A-Z0-9]{0,31}", re.ASCII)  # as coordinator/roster.py checks it
+_ROLE = re.compile(r"[A-Z]{1,32}", re.ASCII)
 
 
 class EnrollError(BadInput):
@@ -105,9 +105,9 @@ def default_person(name: str) -> str:
 
 def check_identity(*, seat: str, role: str, person: str, name: str) -> None:
     """Refuse what the roster would refuse, before any key is made."""
-    if not _ROLE.match(role):
+    if not _ROLE.fullmatch(role):
         raise EnrollError(f"role {role!r} is not a role like KSO (upper-case letters)")
-    if not _SEAT.match(seat):
+    if not _SEAT.fullmatch(seat):
         raise EnrollError(f"seat {seat!r} is not a seat name like KSO1")
     if seat.rstrip("0123456789") != role:
         raise EnrollError(f"seat {seat} is not a seat of role {role} (like {role}1)")
@@ -221,6 +221,8 @@ def read_entry(directory: Path) -> OfficerEntry:
         raise EnrollError(f"{path}: missing: {directory} is not a complete enrolment") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise EnrollError(f"{path}: cannot read: {e}") from None
+    except RecursionError:
+        raise EnrollError(f"{path}: cannot read: TOML nested too deeply") from None
     officers = data.get("officers")
     if not isinstance(officers, list) or len(officers) != 1 or not isinstance(officers[0], dict):
         raise EnrollError(f"{path}: expected exactly one [[officers]] table")

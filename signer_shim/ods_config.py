@@ -23,11 +23,11 @@ the TOML file except, optionally, the socket (for a daemon started with another 
 from __future__ import annotations
 
 import json
-import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from keyrite.configfile import parse_toml
 from keyrite.durations import DurationError, parse_duration
 from keyrite.files import write_atomic
 from signer_shim.config import ConfigError, read_file, read_sections
@@ -85,10 +85,7 @@ def ods_config_from_toml(text: str, source: str = "signer config",
                          base: Path | None = None) -> OdsConfig:
     """Strict: every key of [signer] (with backend = "opendnssec") and [opendnssec].conf and
     .softhsm2_conf required; the optional keys may be left out but nothing unknown may appear."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source}: {e}") from None
+    doc = parse_toml(text, source)
     ods = doc.get("opendnssec")
     present = [k for k in _ODS_OPTIONAL if isinstance(ods, dict) and k in ods]
     sections = {"signer": _SIGNER, "opendnssec": _ODS_REQUIRED + tuple(present)}

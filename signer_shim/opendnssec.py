@@ -36,12 +36,12 @@ import subprocess
 import tempfile
 import threading
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, final
 
 from keyrite.approval import Approval
+from keyrite.configfile import parse_toml
 from keyrite.digests import operation_digest
 from keyrite.durations import parse_duration
 from signer_shim import planning
@@ -515,10 +515,7 @@ def load_signer_config(path: Path) -> SignerConfig | OdsConfig:
     an OdsConfig; no `backend` key gives the PKCS#11 SignerConfig (unchanged); anything else is
     an error naming the file. Both have `host_key_path` and `state_dir`."""
     text, source, _base = read_file(path)
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source}: {e}") from None
+    doc = parse_toml(text, source)
     signer = doc.get("signer")
     backend = signer.get("backend") if isinstance(signer, dict) else None
     if backend is None:

@@ -20,7 +20,7 @@ import hashlib
 import re
 
 DOMAIN = "keyrite-token-fingerprint-v1"
-_SHAPE = re.compile(r"^[0-9a-f]{4}(-[0-9a-f]{4}){9}$")
+_SHAPE = re.compile(r"[0-9a-f]{4}(-[0-9a-f]{4}){9}")
 
 
 def token_fingerprint(manufacturer_id: str, model: str, serial: str, label: str) -> str:
@@ -30,4 +30,4 @@ def token_fingerprint(manufacturer_id: str, model: str, serial: str, label: str)
 
 
 def is_fingerprint(text: str) -> bool:
-    return bool(_SHAPE.match(text))
+    return bool(_SHAPE.fullmatch(text))

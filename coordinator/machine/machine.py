@@ -764,5 +764,6 @@ def _normalise(observe: str, value: str) -> str:
     if observe == "signer.role":
         return v.lower()
     if observe == "hsm.key_count":
-        return str(int(v)) if v.isdecimal() else v  # isdigit() admits "²", int() does not
+        # ASCII digits only: isdecimal() admits "١٤", isdigit() "²"; at most 19 of them
+        return str(int(v)) if v.isascii() and v.isdecimal() and len(v) <= 19 else v
     return v

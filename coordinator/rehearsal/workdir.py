@@ -147,8 +147,10 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> No
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise BadInput(f"{path}: {e}") from e
+    except RecursionError:
+        raise BadInput(f"{path}: TOML nested too deeply") from None
 
 
 def load_cast(paths: Paths) -> tuple[Roster, dict[str, Ed25519PrivateKey]]:
