@@ -208,6 +208,9 @@ class OdsSigner:
                     "policy": policy, "role": role, "algorithm": k.algorithm,
                     "lifetime_seconds": k.lifetime_seconds, "zones": k.zones, "unused": k.unused,
                     "count": enforcer_count(seconds, k.lifetime_seconds, k.unused)})
+            # the enforcer makes what it is asked for: an approved plan of millions would
+            # hold the HSM for good, so the same cap as the PKCS#11 backend's default
+            planning.check_count(sum(b["count"] for b in batches), planning.DEFAULT_MAX_KEYS)
             return {"op": "generate", "token": self.fingerprint(), "duration": duration,
                     "batches": batches}
 

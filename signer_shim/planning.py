@@ -67,6 +67,12 @@ def _over_cap(count: int, cap: int, at_least: bool) -> PlanRefused:
         "plan a shorter duration, or check the keys' lifetimes")
 
 
+def check_count(count: int, cap: int) -> None:
+    """Refuse a plan of exactly `count` keys when it is over `cap`."""
+    if count > cap:
+        raise _over_cap(count, cap, at_least=False)
+
+
 def check_generate_size(keys: Sequence[PolicyKeys], duration_seconds: int, state: KeyState,
                         cap: int) -> None:
     """Refuse, from the key state alone (before the token is listed or anything allocated), a

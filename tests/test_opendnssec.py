@@ -143,6 +143,17 @@ def test_plan_refuses_policy_keys_the_enforcer_does_not_have(ods1) -> None:
         signer.plan_generate(wrong, "P14M")
 
 
+def test_a_plan_over_the_cap_is_refused_before_the_enforcer_is_asked(ods1) -> None:
+    inst, _daemon = ods1
+    from signer_shim.planning import PlanRefused
+    from tests.ods_helpers import EC_POLICIES
+
+    signer = OdsSigner.from_file(inst.config_path)
+    with pytest.raises(PlanRefused, match="at most 10000"):
+        signer.plan_generate(EC_POLICIES, "P2600Y")  # a ZSK every 3 months: 10,400 of them
+    assert hsmutil_count(inst) == 0
+
+
 def test_purge_deletes_exactly_the_dead_keys(ods1) -> None:
     inst, daemon = ods1
     from tests.ods_helpers import EC_POLICIES
