@@ -129,20 +129,22 @@ class BusClient:
 
     @staticmethod
     async def _messages(sock: TrioSocket, what: str) -> AsyncIterator[p.Message]:
-        """Every bus message arriving on `sock`; one that does not decode is logged, skipped."""
+        """Every bus message arriving on `sock`; one that does not decode (`protocol.decode`
+        with the console's limits: it raises only ProtocolError) is logged, skipped."""
         while True:
             data = await sock.recv()
             try:
-                yield p.decode(data)
+                yield p.decode(data, p.FROM_COORDINATOR)
             except p.ProtocolError as e:
-                log.warning("bad %s: %s", what, e)
+                log.warning("bad %s: %s", what, p.safe_text(str(e)))
 
     async def _read_replies(self, dealer: TrioSocket) -> None:
         async for message in self._messages(dealer, "reply from the coordinator"):
             rid = getattr(message, "id", None)
             waiter = self._waiting.get(rid) if rid is not None else None
             if waiter is None:
-                log.warning("unexpected reply: %r", message)  # e.g. for a request cancelled
+                # e.g. for a request cancelled
+                log.warning("unexpected reply: %s", p.safe_text(repr(message), 200))
                 continue
             waiter.send_nowait(message)
 

@@ -11,9 +11,15 @@ one process would fight over it), binds the ZAP handler first, then the ROUTER a
 reports `(router, pub)` endpoints through `task_status.started` only then. Everything is closed
 when `run` is cancelled.
 
-Error handling: a frame that is not a bus message is answered with an `error` reply and logged;
-a command without a User-Id (impossible behind the ZAP handler) is dropped and logged; anything
-`handle_command` raises other than `CommandRefused` ends `run`, as a bug should.
+Error handling: a frame that is not a bus message (`protocol.decode` with `FROM_CONSOLE`: size,
+nesting, strings, numbers, schema) is answered with an `error` reply to that console only and
+logged; a frame beyond `MAX_WIRE` bytes is dropped by ZeroMQ itself, with the connection, before
+it is ever held whole (the console reconnects). Every error text sent back goes through
+`protocol.safe_text`, so a refusal that quotes a console's words can always be encoded. A command
+without a User-Id (impossible behind the ZAP handler) is dropped and logged; anything
+`handle_command` raises other than `CommandRefused` ends `run`, as a bug should. A reply that
+cannot be encoded (a handler's bug, never the console's frame) is logged and answered with an
+error instead of ending `run`: the console asked for nothing wrong.
 
 Commands are handled one at a time, in arrival order: the ceremony machine takes one event at a
 time anyway, and a snapshot then always sits between two commands, never inside one.
@@ -40,6 +46,9 @@ log = logging.getLogger("keyrite.bus.server")
 __all__ = ["BusServer", "CommandRefused"]
 
 ZAP_DOMAIN = b"keyrite"
+#: ZeroMQ drops a connection whose frame is larger (and never holds the frame): well beyond
+#: `protocol.FROM_CONSOLE.frame`, so a frame merely too long still gets an error reply.
+MAX_WIRE = 1024 * 1024
 
 
 class CommandRefused(Exception):
@@ -89,6 +98,7 @@ class BusServer:
                 await nursery.start(serve_zap, ctx, self.enrolment)
                 router = TrioSocket(ctx.socket(zmq.ROUTER))
                 self._curve_server(router.zmq)
+                router.zmq.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE)
                 nursery.start_soon(watch_handshakes, router.zmq, "router")
                 router.zmq.bind(self.router_endpoint)
                 pub = TrioSocket(ctx.socket(zmq.PUB))
@@ -152,14 +162,25 @@ class BusServer:
                 log.error("dropped a message without a User-Id (no ZAP handler?)")
                 continue
             reply = await self._answer(officer, frame.bytes)
-            await router.send_multipart([routing.bytes, p.encode(reply)])
+            await router.send_multipart([routing.bytes, self._encode(officer, reply)])
+
+    @staticmethod
+    def _encode(officer: str, reply: p.Message) -> bytes:
+        try:
+            return p.encode(reply)
+        except (ValueError, TypeError, RecursionError) as e:  # UnicodeEncodeError included
+            log.error("to %s: cannot encode the answer to %s (%s)", officer,
+                      p.safe_text(getattr(reply, "id", None), 200), p.safe_text(str(e), 200))
+            rid = getattr(reply, "id", None)
+            return p.encode(p.ErrorReply(id=p.safe_text(rid, p.ID_LIMIT) if rid else None,
+                                         error="the coordinator could not encode its answer"))
 
     async def _answer(self, officer: str, data: bytes) -> p.Message:
         try:
-            message = p.decode(data)
+            message = p.decode(data, p.FROM_CONSOLE)
         except p.ProtocolError as e:
-            log.warning("from %s: %s", officer, e)
-            return p.ErrorReply(id=None, error=f"bad message: {e}")
+            log.warning("from %s: %s", officer, p.safe_text(str(e)))
+            return p.ErrorReply(id=None, error=p.safe_text(f"bad message: {e}"))
         if isinstance(message, p.SnapshotRequest):
             seq, state = self.seq, self.snapshot()  # no await between: consistent
             return p.Snapshot(id=message.id, epoch=self.epoch, seq=seq, state=state)
@@ -170,5 +191,5 @@ class BusServer:
             if inspect.isawaitable(result):
                 result = await result
         except CommandRefused as e:
-            return p.ErrorReply(id=message.id, error=str(e))
+            return p.ErrorReply(id=message.id, error=p.safe_text(str(e)))
         return p.Reply(id=message.id, body=result)

@@ -193,8 +193,9 @@ class Journal:
 
         Records are JSON objects the journal does not interpret, except that the type
         "checkpoint" is the journal's own (use `checkpoint`). They are stored as canonical
-        JSON, so `entries()` gives back what JSON keeps (tuples come back as lists); NaN and
-        infinities are refused.
+        JSON, so `entries()` gives back what JSON keeps (tuples come back as lists); NaN,
+        infinities, strings that are not UTF-8 (a lone surrogate) and values JSON does not
+        have are refused with ValueError("record cannot be journaled: ...").
         """
         if record.get("type") == CHECKPOINT_TYPE:
             raise ValueError("checkpoint records are written by Journal.checkpoint only")
@@ -216,7 +217,12 @@ class Journal:
             raise JournalError(f"{self.path} is closed")
         if self._failed is not None:
             raise JournalError(f"{self.path}: an earlier write failed ({self._failed}); reopen it")
-        line = _entry.encode(self._chain.size, self._chain.last_hash, record)
+        try:
+            line = _entry.encode(self._chain.size, self._chain.last_hash, record)
+        except (ValueError, TypeError, RecursionError) as e:  # UnicodeEncodeError included
+            # e.g. a lone surrogate, which no UTF-8 line can hold: refused before anything is
+            # written, and the journal stays usable
+            raise ValueError(f"record cannot be journaled: {str(e)[:200]!r}") from None
         # NaN and infinities are the only values canonical_json writes that no JSON reader
         # takes back; refuse them before anything is written (the substring test keeps the
         # full check off the common path).

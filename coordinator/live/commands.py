@@ -7,6 +7,13 @@ who is also a DSO approves as DSO5 from the KGA console), and the administrator 
 whose ID they checked (witnesses and auditors have read-only consoles and cannot sign in
 themselves). Everything else, roles, order, quorums, is the machine's to judge: this module only
 refuses what is malformed or not this console's to say.
+
+The bus's edge (`coordinator.bus.protocol.decode`) has already refused frames that are not safe
+JSON; this module checks each field it passes on for its type and size (`NAME_LIMIT` for names,
+seats, keys and signatures, `TEXT_LIMIT` for what a person types, a step number as an integer)
+and that every string encodes as UTF-8, again, so a refusal's journal record and the machine's
+events hold only what a journal can write. Fields it does not use are ignored and never passed
+on. A reason it gives quotes a console's words only shortened (`protocol.safe_text`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.bus.protocol import MAX_INT, safe_text
 from coordinator.machine import events as ev
 from coordinator.roster import Roster
 from keyrite.approval import Approval
@@ -37,25 +45,78 @@ class Own:
     params: dict[str, Any]
 
 
-def _str(body: dict[str, Any], key: str) -> str:
-    v = body.get(key)
-    if not isinstance(v, str) or not v:
-        raise Invalid(f"{body.get('type')}: {key!r} must be a non-empty string")
+#: the longest seat, quorum, decision, password name, key, nonce, digest or signature taken
+NAME_LIMIT = 256
+#: the longest text a person types (a value, a reason, a password) or a checkpoint note
+TEXT_LIMIT = 4096
+
+
+def _show(value: Any) -> str:
+    """A console's value quoted in a reason: short, and always safe to send and journal."""
+    return safe_text(repr(value), 40)
+
+
+def _utf8(v: str) -> bool:
+    if v.isascii():
+        return True
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(kind: str, key: str, v: Any, limit: int, *, empty: bool = False) -> str:
+    if not isinstance(v, str) or (not v and not empty):
+        raise Invalid(f"{kind}: {key!r} must be a {'' if empty else 'non-empty '}string")
+    if len(v) > limit:
+        raise Invalid(f"{kind}: {key!r} is longer than {limit} characters")
+    if not _utf8(v):
+        raise Invalid(f"{kind}: {key!r} is not UTF-8 text")
+    return v
+
+
+def _str(body: dict[str, Any], key: str, limit: int = NAME_LIMIT) -> str:
+    return _text(str(body.get("type")), key, body.get(key), limit)
+
+
+def _opt_str(body: dict[str, Any], key: str, limit: int) -> str:
+    """An optional string field, "" when absent."""
+    return _text(str(body.get("type")), key, body.get(key, ""), limit, empty=True)
+
+
+def _integer(kind: str, key: str, v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not -MAX_INT <= v <= MAX_INT:
+        raise Invalid(f"{kind}: {key!r} must be an integer")
     return v
 
 
 def _int(body: dict[str, Any], key: str) -> int:
-    v = body.get(key)
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise Invalid(f"{body.get('type')}: {key!r} must be an integer")
-    return v
+    return _integer(str(body.get("type")), key, body.get(key))
+
+
+#: an approval's fields and their types: exactly these, as `Approval.to_dict` gives them
+_APPROVAL = {f: (int if f in ("step", "expires") else str) for f in Approval.__dataclass_fields__}
+
+
+def _approval(raw: Any) -> Approval:
+    if not isinstance(raw, dict):
+        raise Invalid("approve: 'approval' must be an object")
+    if set(raw) != set(_APPROVAL):
+        odd = sorted(set(raw) ^ set(_APPROVAL))[:3]
+        raise Invalid(f"approve: not an approval (fields {', '.join(map(_show, odd))})")
+    fields: dict[str, Any] = {}
+    for name, typ in _APPROVAL.items():
+        fields[name] = (_integer("approve", name, raw[name]) if typ is int else
+                        _text("approve", name, raw[name], NAME_LIMIT, empty=True))
+    return Approval(**fields)
 
 
 def acting_seat(roster: Roster, officer: str, body: dict[str, Any]) -> str:
     """The seat the command acts as: the console's own, or another seat of the same person."""
     seat = body.get("seat", officer)
     if not isinstance(seat, str) or seat not in roster.officers:
-        raise Invalid(f"{seat!r} is not an enrolled seat")
+        raise Invalid(f"{_show(seat)} is not an enrolled seat")
     if officer not in roster.officers:
         raise Invalid(f"console {officer!r} is not in the roster")
     if roster.officers[seat].person != roster.officers[officer].person:
@@ -69,40 +130,35 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         raise Invalid("a command is an object with a 'type'")
     kind = body["type"]
-    if kind in ("presence", "journal"):
-        return Own(kind, officer, {k: v for k, v in body.items() if k != "type"})
     if kind not in EVENT_COMMANDS + OWN_COMMANDS:
-        raise Invalid(f"unknown command {kind!r}")
+        raise Invalid(f"unknown command {_show(kind)}")
+    if body.get("step") is not None:  # the step a console meant (the daemon's `_stale`)
+        _int(body, "step")
+    if kind == "presence":
+        return Own(kind, officer, {})
+    if kind == "journal":
+        start = body.get("from", 0)
+        if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= MAX_INT:
+            raise Invalid("journal: 'from' must be a line number (0 or more)")
+        return Own(kind, officer, {"from": start})
     if kind == "signin":
         return _signin(roster, administrator, officer, body, now)
     seat = acting_seat(roster, officer, body)
     if kind == "acknowledge":
         return ev.Acknowledge(at=now, seat=seat)
     if kind == "record":
-        signature = body.get("signature", "")
-        if not isinstance(signature, str):
-            raise Invalid("record: 'signature' must be a string")
-        return ev.Record(at=now, seat=seat, value=_str(body, "value"), signature=signature)
+        return ev.Record(at=now, seat=seat, value=_str(body, "value", TEXT_LIMIT),
+                         signature=_opt_str(body, "signature", NAME_LIMIT))
     if kind == "approve":
-        raw = body.get("approval")
-        if not isinstance(raw, dict):
-            raise Invalid("approve: 'approval' must be an object")
-        try:
-            approval = Approval.from_dict(raw)
-        except (KeyError, TypeError, ValueError) as e:
-            raise Invalid(f"approve: not an approval ({e})") from e
-        return ev.Approve(at=now, seat=seat, approval=approval)
+        return ev.Approve(at=now, seat=seat, approval=_approval(body.get("approval")))
     if kind == "refuse":
         return ev.RefuseApproval(at=now, seat=seat, quorum=_str(body, "quorum"),
-                                 reason=_str(body, "reason"))
+                                 reason=_str(body, "reason", TEXT_LIMIT))
     if kind == "decide":
-        decision = _str(body, "decision")
-        reason = body.get("reason", "")
-        if not isinstance(reason, str):
-            raise Invalid("decide: 'reason' must be a string")
-        return ev.Decide(at=now, seat=seat, decision=decision, reason=reason)
+        return ev.Decide(at=now, seat=seat, decision=_str(body, "decision"),
+                         reason=_opt_str(body, "reason", TEXT_LIMIT))
     if kind == "signoff":
-        return ev.SignOff(at=now, seat=seat, checkpoint=_str(body, "checkpoint"),
+        return ev.SignOff(at=now, seat=seat, checkpoint=_str(body, "checkpoint", TEXT_LIMIT),
                           signature=_str(body, "signature"))
     if kind in ("pause", "resume"):
         if roster.officers[seat].role != administrator:
@@ -110,17 +166,23 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
         return Own(kind, seat, {})
     # secret: a password typed for an operation (never journaled, never broadcast)
     return Own("secret", seat, {"step": _int(body, "step"), "name": _str(body, "name"),
-                                "value": _str(body, "value")})
+                                "value": _str(body, "value", TEXT_LIMIT)})
 
 
 def _signin(roster: Roster, administrator: str, officer: str, body: dict[str, Any],
             now: float) -> ev.SignIn:
     seats = body.get("seats")
-    if not isinstance(seats, list) or not seats or not all(isinstance(s, str) for s in seats):
+    if (not isinstance(seats, list) or not seats or len(seats) > len(roster.officers)
+            or not all(isinstance(s, str) for s in seats)):
         raise Invalid("signin: 'seats' must be a non-empty list of seats")
     unknown = [s for s in seats if s not in roster.officers]
     if unknown:
-        raise Invalid(f"signin: {', '.join(unknown)} not enrolled")
+        raise Invalid(f"signin: {', '.join(safe_text(u, 40) for u in unknown[:3])} not enrolled")
+    if len(set(seats)) != len(seats):
+        raise Invalid("signin: a seat is named twice")
+    id_checked = body.get("id_checked", False)
+    if not isinstance(id_checked, bool):
+        raise Invalid("signin: 'id_checked' must be true or false")
     people = {roster.officers[s].person for s in seats}
     if len(people) != 1:
         raise Invalid("signin: one person signs in at a time")
@@ -135,4 +197,4 @@ def _signin(roster: Roster, administrator: str, officer: str, body: dict[str, An
     # console is a trusted role (the machine refuses an untrusted one without the check)
     return ev.SignIn(at=now, person=target.person, name=target.name,
                      organisation=target.organisation, seats=tuple(seats),
-                     id_checked=by_admin and bool(body.get("id_checked")))
+                     id_checked=by_admin and id_checked)

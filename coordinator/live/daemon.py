@@ -210,6 +210,10 @@ class Live:
 
     # --- commands ------------------------------------------------------------------------------
     async def handle(self, officer: str, body: Any) -> dict[str, Any]:
+        """A console's command (`body`: whatever JSON the bus's edge let through, from any
+        enrolled console, witnesses' included). `translate` checks every field it passes on;
+        a refusal is journaled with safe text only (`_refused`) and the bus makes every reason
+        it sends back safe to encode."""
         now = self.clock()
         try:
             act = translate(self.m.roster, self.m.script.ceremony.administrator, officer, body,
@@ -237,17 +241,27 @@ class Live:
         """A keystroke meant for a step that has since completed must not complete the next."""
         if body.get("type") in ("acknowledge", "record", "signoff"):
             cur = self.m.current
-            if cur is not None and body.get("step") not in (None, cur.n):
-                return f"step {body.get('step')} is no longer current (step {cur.n} is)"
+            step = body.get("step")
+            if cur is not None and step is not None and step != cur.n:
+                meant = step if isinstance(step, int) and not isinstance(step, bool) else "?"
+                return f"step {meant} is no longer current (step {cur.n} is)"
         return None
 
     def _refused(self, officer: str, body: Any, reason: str, now: float) -> None:
+        """Journal a refused command: the console, the command's type and the reason, each
+        cut short (64 and 1,000 characters) and made UTF-8 (a lone surrogate is written as its
+        escape), so a journal can always write them, whatever the console sent."""
         kind = body.get("type") if isinstance(body, dict) else None
         if kind in ("presence", "journal"):
             return
+
+        def safe(text: str, limit: int) -> str:
+            return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
+
         cur = self.m.current
         self.journal.append({"type": "refused", "at": now, "step": cur.n if cur else None,
-                             "console": officer, "command": str(kind), "reason": reason})
+                             "console": safe(officer, 64), "command": safe(str(kind), 64),
+                             "reason": safe(reason, 1000)})
         self.changed()
 
     def _own(self, act: Own, now: float) -> dict[str, Any]:
