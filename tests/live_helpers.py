@@ -62,7 +62,7 @@ class Tmux:
         args = ["send-keys", "-t", f"{self.session}:{name}"]
         if literal:
             args.append("-l")
-        self._run(*args, *keys)
+        self._run(*args, "--", *keys)  # a password may start with "-"
 
     def screen(self, name: str) -> str:
         return self._run("capture-pane", "-p", "-t", f"{self.session}:{name}")
