@@ -252,3 +252,27 @@ def test_a_usb_drive_notice_is_journaled_and_shown_at_once(tmp_path: Path) -> No
     text = render(live.m.script, ((e.seq, e.record) for e in journal.entries()))
     printed = [line for line in text.splitlines() if "DRIVE" in line]
     assert [line.split("Z  ", 1)[1] for line in printed] == tail
+
+
+def test_a_console_flooding_refused_commands_is_cut_off_for_a_while_others_are_not(
+        tmp_path: Path) -> None:
+    """Every refusal is journaled, up to a budget per console: past it the console's commands
+    are refused unread until its window ends, then one record counts them."""
+    live, journal, _, clock = _live(tmp_path, kso_quorum(0))
+    limit = live.budget.limit
+    before = len(_records(journal, "refused"))
+    for _ in range(limit + 5):
+        with pytest.raises(CommandRefused):
+            _handle(live, "WI1", {"type": "acknowledge", "step": "not a number"})
+    assert len(_records(journal, "refused")) == before + limit
+    with pytest.raises(CommandRefused, match="refused commands from this console"):
+        _handle(live, "WI1", {"type": "presence"})
+    # another console is served as ever
+    assert _handle(live, "KSO1", {"type": "presence"}) == {"seq": 0}
+    clock.now += live.budget.window
+    live.tick()
+    [summary] = [r for r in _records(journal, "refused") if r["command"] == "*"]
+    assert summary["console"] == "WI1" and summary["reason"].startswith("6 more commands")
+    with pytest.raises(CommandRefused, match="'step' must be an integer"):
+        _handle(live, "WI1", {"type": "acknowledge", "step": "again"})
+    assert len(_records(journal, "refused")) == before + limit + 2

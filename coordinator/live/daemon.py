@@ -55,6 +55,8 @@ PRESENCE_TIMEOUT = 3.5  # seconds without a console's presence before it counts 
 TICK = 0.5
 TAIL = 48  # journal lines in the view: a projector at 200x50 fills its panel
 JOURNAL_PAGE = 500  # lines per `journal` command answer (the auditor's copy)
+REFUSALS = 20  # refused commands one console may have journaled in REFUSAL_WINDOW seconds
+REFUSAL_WINDOW = 10.0
 
 
 def iso(at: float) -> str:
@@ -97,6 +99,38 @@ class _Log:
         pass
 
 
+class RefusalBudget:
+    """How many refused commands each console may have journaled in a window of time.
+
+    Every refusal is journaled, for the audit; but one console sending thousands of bad
+    commands a second (any enrolled key can, a witness's too) would make the daemon spend itself
+    on fsyncs and fill the disk while the others wait. Past the budget a console's commands are
+    refused unread until its window ends; then one record says how many were."""
+
+    def __init__(self, limit: int = REFUSALS, window: float = REFUSAL_WINDOW) -> None:
+        self.limit, self.window = limit, window
+        self._spent: dict[str, tuple[float, int]] = {}  # console -> (window start, refusals)
+        self.unread: dict[str, int] = {}  # console -> commands refused unread in this window
+
+    def exhausted(self, console: str, now: float) -> bool:
+        start, n = self._spent.get(console, (now, 0))
+        return now - start < self.window and n >= self.limit
+
+    def spend(self, console: str, now: float) -> None:
+        start, n = self._spent.get(console, (now, 0))
+        if now - start >= self.window:
+            start, n = now, 0
+        self._spent[console] = (start, n + 1)
+
+    def closed(self, now: float) -> dict[str, int]:
+        """Consoles whose window has ended with commands refused unread: how many each."""
+        out = {c: n for c, n in self.unread.items()
+               if now - self._spent.get(c, (now - self.window, 0))[0] >= self.window}
+        for c in out:
+            del self.unread[c]
+        return out
+
+
 class Live:
     """Everything the daemon holds beyond the machine, and the three ways it changes."""
 
@@ -120,6 +154,7 @@ class Live:
         self.section: str | None = None
         self.section_started: float | None = None
         self.expired_reported: set[str] = set()
+        self.budget = RefusalBudget()
         self.bus: BusServer | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._dirty = trio.Event()
@@ -215,6 +250,17 @@ class Live:
         a refusal is journaled with safe text only (`_refused`) and the bus makes every reason
         it sends back safe to encode."""
         now = self.clock()
+        if self.budget.exhausted(officer, now):
+            self.budget.unread[officer] = self.budget.unread.get(officer, 0) + 1
+            raise CommandRefused(f"more than {self.budget.limit} refused commands from this "
+                                 f"console in {self.budget.window:g} s: wait, then try again")
+        try:
+            return await self._handle(officer, body, now)
+        except CommandRefused:
+            self.budget.spend(officer, now)
+            raise
+
+    async def _handle(self, officer: str, body: Any, now: float) -> dict[str, Any]:
         try:
             act = translate(self.m.roster, self.m.script.ceremony.administrator, officer, body,
                             now)
@@ -344,6 +390,14 @@ class Live:
         now = self.clock()
         self._presence(now)
         self._expiries(now)
+        for console, n in self.budget.closed(now).items():
+            cur = self.m.current
+            self.journal.append({"type": "refused", "at": now, "step": cur.n if cur else None,
+                                 "console": console, "command": "*",
+                                 "reason": f"{n} more commands from this console refused unread "
+                                 f"(over {self.budget.limit} refusals in "
+                                 f"{self.budget.window:g} s)"})
+            self.changed()
 
     def _presence(self, now: float) -> None:
         live = {p for p, t in self.seen.items() if now - t < PRESENCE_TIMEOUT}
