@@ -14,15 +14,17 @@ preceded by progress messages with the same `id`. Requests on one session are an
 Requests are parsed strictly: exactly the five fields above, none twice; `v` must be 1 (the
 integer); `id` and `key` non-empty strings of at most 128 characters; `method` one of `METHODS`;
 `params` an object with exactly the method's parameters; a line at most MAX_LINE bytes. Before
-any of that, the line must be plain JSON: UTF-8 with no lone surrogate (neither raw nor as a
-`\ud800` escape), objects and arrays nested at most MAX_DEPTH deep, integer literals of at
-most MAX_INT_DIGITS digits (counted before anything converts them), no NaN or infinities (nor a
-number too large for a float). `plan_generate` and `plan_backup` parameters are checked here
-too, before the request reaches the HSM queue: each policy key exactly `policy`, `role`,
-`algorithm` (non-empty strings) and `lifetime_seconds` (an integer from 1 to MAX_LIFETIME), at
-most MAX_POLICY_KEYS of them; `duration` an ISO 8601 duration; `date` a real calendar date
-(signer_shim.planning.backup_date_problem). A line that is not such a request gets an error
-message (`id` is the request's if one could be read, else null) and the session stays open.
+any of that, the line must be plain JSON as `keyrite.plainjson` reads it (`LIMITS`): strict
+UTF-8 with no lone surrogate (neither raw nor as a `\ud800` escape), no key twice in any
+object, objects and arrays nested at most MAX_DEPTH deep, integers within +-MAX_INT (refused
+from their digits before anything converts them), number literals of at most 40 characters, no
+NaN or infinities (nor a number too large for a float). `plan_generate` and `plan_backup`
+parameters are checked here too, before the request reaches the HSM queue: each policy key
+exactly `policy`, `role`, `algorithm` (non-empty strings) and `lifetime_seconds` (an integer
+from 1 to MAX_LIFETIME), at most MAX_POLICY_KEYS of them; `duration` an ISO 8601 duration;
+`date` a real calendar date (signer_shim.planning.backup_date_problem). A line that is not
+such a request gets an error message (`id` is the request's if one could be read, else null)
+and the session stays open.
 
 Error types: `BadRequest` (not a request of this protocol), `UnsupportedVersion`,
 `UnknownMethod`, `QuorumRefused` (the approvals do not let the operation run; nothing touched
@@ -61,10 +63,10 @@ Read-only methods are answered afresh each time.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from keyrite import plainjson
 from keyrite.durations import DurationError, parse_duration
 from signer_shim.interface import Inventory
 from signer_shim.planning import backup_date_problem
@@ -88,12 +90,14 @@ OUTPUT_CHUNK = 1 << 20  # bytes of an output file per read_output answer
 MAX_LINE = 65536  # bytes, newline included; a longer line is refused
 MAX_TOKEN = 128  # characters in an id or an idempotency key
 MAX_DEPTH = 16  # objects and arrays inside each other (a generate operation needs 6)
-MAX_INT_DIGITS = 20  # digits in an integer literal: every 64-bit integer, no 5,000-digit one
+MAX_INT = 2**63  # integers within +-MAX_INT: every 64-bit one, no 5,000-digit one
 MAX_POLICY_KEYS = 64  # policy keys in one plan_generate
 MAX_LIFETIME = 100 * 365 * 86400  # seconds: the longest key lifetime plan_generate takes
 MAX_NAME = 128  # characters in a policy, role or algorithm name
 
 _FIELDS = ("v", "id", "key", "method", "params")
+#: What `keyrite.plainjson` takes as a request line (no string limit of its own: the line's).
+LIMITS = plainjson.Limits(size=MAX_LINE, string=MAX_LINE, depth=MAX_DEPTH, max_int=MAX_INT)
 
 
 class ProtocolError(ValueError):
@@ -129,83 +133,16 @@ def _token(doc: dict[str, Any], name: str) -> str:
     return v
 
 
-class _Duplicate(Exception):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in doc:
-            raise _Duplicate(k)
-        doc[k] = v
-    return doc
-
-
-class _NotPlain(Exception):
-    """JSON this protocol does not take: the message says what."""
-
-
-def _int(literal: str) -> int:
-    """json's parse_int: the digits are counted before int() converts them."""
-    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
-        raise _NotPlain(f"an integer of more than {MAX_INT_DIGITS} digits")
-    return int(literal)
-
-
-def _float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):  # 1e400 is read as infinity
-        raise _NotPlain(f"number {literal[:40]} is not finite")
-    return value
-
-
-def _constant(name: str) -> Any:
-    raise _NotPlain(f"{name} is not JSON")
-
-
-def _plain(doc: Any) -> None:
-    """Every string (and key) encodes as UTF-8, and nothing nests deeper than MAX_DEPTH."""
-    stack: list[tuple[Any, int]] = [(doc, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise _NotPlain("a string holds a lone surrogate (not UTF-8)") from None
-        elif isinstance(value, (dict, list)):
-            if depth >= MAX_DEPTH:
-                raise _NotPlain(f"nested more than {MAX_DEPTH} deep")
-            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items)
-
-
-def _decode(line: bytes) -> Any:
-    try:
-        doc = json.loads(line, object_pairs_hook=_no_duplicates, parse_int=_int,
-                         parse_float=_float, parse_constant=_constant)
-    except _Duplicate as e:
-        raise ProtocolError("BadRequest", f"field {e.args[0]!r} given twice") from None
-    except _NotPlain as e:
-        raise ProtocolError("BadRequest", f"not plain JSON: {e}") from None
-    except RecursionError:
-        raise ProtocolError("BadRequest", f"not plain JSON: nested more than {MAX_DEPTH} deep"
-                            ) from None
-    except ValueError:  # UnicodeDecodeError is a ValueError
-        raise ProtocolError("BadRequest", "not a JSON object") from None
-    try:
-        _plain(doc)
-    except _NotPlain as e:
-        raise ProtocolError("BadRequest", f"not plain JSON: {e}") from None
-    return doc
-
-
 def parse_request(line: bytes) -> Request:
     """A request from one line, or ProtocolError saying what is wrong with it."""
     if len(line) > MAX_LINE:
         raise ProtocolError("BadRequest", f"line longer than {MAX_LINE} bytes")
-    doc = _decode(line)
+    try:
+        doc = plainjson.loads(line, LIMITS)
+    except plainjson.NotJSON:
+        raise ProtocolError("BadRequest", "not a JSON object") from None
+    except plainjson.NotPlainJSON as e:
+        raise ProtocolError("BadRequest", f"not plain JSON: {e}") from None
     if not isinstance(doc, dict):
         raise ProtocolError("BadRequest", "not a JSON object")
     raw_id = doc.get("id")

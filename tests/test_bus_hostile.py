@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import signal
 import socket
@@ -38,6 +37,7 @@ from coordinator.live.daemon import Live
 from coordinator.live.stage import Staged, stage
 from keyrite.enroll import console_keys, read_curve_pair
 from tests.machine_helpers import T0, drive, kso_quorum, roster, start
+from tests.test_plainjson import json_bytes, values
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYRITE = [sys.executable, "-m", "keyrite.cli"]
@@ -176,13 +176,7 @@ def test_error_replies_are_safe_to_encode_whatever_they_say() -> None:
         p.decode(p.encode(p.ErrorReply(id=None, error=safe)), p.FROM_COORDINATOR)
 
 
-# --- by hypothesis ------------------------------------------------------------------------------
-strings = st.text(st.characters(codec=None, exclude_categories=()), max_size=20) | \
-    st.sampled_from(["\ud800", "a\udc00", "\udbff\udfff", "\U0001f512", "x" * 9000])
-scalars = (st.none() | st.booleans() | strings | st.integers() | st.floats()
-           | st.sampled_from([2**53, 2**53 + 1, -(2**53) - 1, 10**4200, math.inf, math.nan]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(strings, inner, max_size=4), max_leaves=30)
+# --- by hypothesis (arbitrary bytes and numbers: tests/test_plainjson.py) ---------------------
 envelopes = st.fixed_dictionaries({"v": st.sampled_from([1, 1, 1, 2, True, 1.0]),
                                    "kind": st.sampled_from(["command", "snapshot", "reply",
                                                             "error", "state", "broadcast",
@@ -205,55 +199,13 @@ def _check_decode(data: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=300))
-def test_decode_of_arbitrary_bytes_raises_only_protocol_errors(data: bytes) -> None:
-    _check_decode(data)
-
-
-#: Pieces of JSON text, some hostile, joined in any order: mostly not JSON, sometimes deep.
-tokens = st.sampled_from([b"[", b"]", b"{", b"}", b",", b":", b'"k"', b'"\\ud800"', b"1" * 5000,
-                          b"-", b".5", b"e999", b"NaN", b"Infinity", b"null", b"\xff", b"[" * 1100,
-                          b"]" * 1100, b'{"v":1,"kind":"command","id":"c","body":',
-                          b'{"v":1,"kind":"snapshot","id":'])
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(tokens, max_size=12).map(b"".join))
-def test_decode_of_hostile_pieces_raises_only_protocol_errors(data: bytes) -> None:
-    _check_decode(data)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(envelopes | values, st.booleans(), st.integers(0, 1200))
 def test_decode_of_arbitrary_json_raises_only_protocol_errors(value: Any, ascii_only: bool,
                                                                depth: int) -> None:
-    text = json.dumps(value, ensure_ascii=ascii_only, allow_nan=True)
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:  # a raw lone surrogate cannot even be sent as UTF-8
-        data = text.encode("utf-8", "surrogatepass")
+    data = json_bytes(value, ascii_only)
     _check_decode(data)
     if isinstance(value, dict):  # and the same wrapped in `depth` arrays
         _check_decode(b"[" * depth + data + b"]" * depth)
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.from_regex(r"-?(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,4})?",
-                     fullmatch=True),
-       st.sampled_from(["[%s]", '{"k":%s}', '["1234567890123456",%s]']))
-def test_numbers_are_refused_exactly_beyond_their_bounds(literal: str, where: str) -> None:
-    """Whichever way a frame is parsed (numbers are checked one by one only when the frame has a
-    long digit run or a long exponent somewhere), the same numbers pass."""
-    if "." in literal or "e" in literal.lower():
-        ok = len(literal) <= 40 and math.isfinite(float(literal))
-    else:
-        ok = len(literal) <= 40 and abs(int(literal)) <= 2**53
-    data = cmd(where % literal)
-    if ok:
-        assert isinstance(p.decode(data), p.Command)
-    else:
-        with pytest.raises(p.ProtocolError):
-            p.decode(data)
 
 
 # --- behind the edge: translate, the daemon's refusal record, the journal ----------------------
