@@ -8,7 +8,9 @@ it, where `data` is not UTF-8 or not JSON at all). It refuses:
 
 - more than `Limits.size` bytes (checked before parsing), and bytes that are not strict UTF-8
   (a BOM, UTF-16, an encoded surrogate);
-- what json itself refuses (trailing data included), and an object naming a key twice;
+- what json itself refuses (trailing data included), and an object naming a key twice (unless
+  `Limits.unique_keys` is off: then the last one counts, as json's own; that saves a Python call
+  per object where the sender is trusted with the content anyway);
 - nesting deeper than `Limits.depth` (the value itself is level 1): json's own RecursionError is
   caught, and the rest is walked level by level without recursion;
 - a string (key or value) longer than `Limits.string` characters, or holding a lone surrogate
@@ -63,6 +65,7 @@ class Limits:
     string: int  # characters in any one string, key or value
     depth: int = 32  # nesting of objects and arrays; the value itself is level 1
     max_int: int = 2**53  # integers within +-max_int (2**53: what every JSON reader holds)
+    unique_keys: bool = True  # refuse an object that names a key twice
 
 
 def safe_text(value: Any, limit: int = TEXT_LIMIT) -> str:
@@ -109,14 +112,16 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-#: Numbers parsed as json does, for documents where `_risky_numbers` finds nothing.
-_PLAIN = json.JSONDecoder(parse_constant=_parse_constant, object_pairs_hook=_object)
+#: Numbers parsed as json does, for documents where `_risky_numbers` finds nothing (with and
+#: without the duplicate-key check).
+_PLAIN = {True: json.JSONDecoder(parse_constant=_parse_constant, object_pairs_hook=_object),
+          False: json.JSONDecoder(parse_constant=_parse_constant)}
 #: The fast path holds only if every integer of 15 digits is within max_int.
 _PLAIN_INTS = 10**15 - 1
 
 
 @functools.cache
-def _checked(max_int: int) -> json.JSONDecoder:
+def _checked(max_int: int, unique_keys: bool) -> json.JSONDecoder:
     """A decoder that checks every number as it is parsed, integers against max_int."""
     digits, bound = len(str(max_int)), _bound(max_int)
 
@@ -130,7 +135,8 @@ def _checked(max_int: int) -> json.JSONDecoder:
         raise NotPlainJSON(f"an integer of {n} digits, beyond +-{bound}")
 
     return json.JSONDecoder(parse_int=parse_int, parse_float=_parse_float,
-                            parse_constant=_parse_constant, object_pairs_hook=_object)
+                            parse_constant=_parse_constant,
+                            object_pairs_hook=_object if unique_keys else None)
 
 
 #: Digits to "0", e and E to "e", everything else to " ": a number's shape at C speed.
@@ -192,7 +198,8 @@ def _check_tree(obj: Any, limits: Limits, strings: bool) -> None:
 
 
 def _parse(text: str, limits: Limits, checked: bool) -> Any:
-    decoder = _checked(limits.max_int) if checked else _PLAIN
+    decoder = _checked(limits.max_int, limits.unique_keys) if checked \
+        else _PLAIN[limits.unique_keys]
     try:
         return decoder.decode(text)
     except NotPlainJSON:

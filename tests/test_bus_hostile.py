@@ -109,8 +109,10 @@ def test_the_edge_refuses_each_hostile_frame_with_a_protocol_error(data: bytes) 
     text.encode("utf-8")  # the reason is itself safe to send and to journal
 
 
-#: What is refused only for its size: a coordinator may send a console far more.
-BIG = ("overlong string", "overlong key", "oversized frame")
+#: What is refused only for its size: a coordinator may send a console far more. A key named
+#: twice is refused only from a console: from the coordinator the last one counts.
+BIG = ("overlong string", "overlong key", "oversized frame", "duplicate key",
+       "duplicate key in the body")
 
 
 @pytest.mark.parametrize("data", [v for k, v in HOSTILE.items() if k not in BIG],

@@ -213,3 +213,11 @@ def test_safe_text_always_encodes_and_is_short() -> None:
         safe.encode("utf-8")
         assert len(safe) <= pj.TEXT_LIMIT + 1
     assert pj.safe_text("x" * 50, 10) == "x" * 10 + "\u2026"
+
+
+def test_a_key_named_twice_is_refused_unless_unique_keys_is_off() -> None:
+    strict, lenient = Limits(1000, 100), Limits(1000, 100, unique_keys=False)
+    for doc in (b'{"a":1,"a":2}', b'{"a":1,"a":2,"n":1.5e100}'):  # the fast path, the checked
+        with pytest.raises(NotPlainJSON, match="twice"):
+            loads(doc, strict)
+        assert loads(doc, lenient)["a"] == 2

@@ -96,9 +96,11 @@ MAX_INT = 2**53
 #: What the coordinator takes from a console: a command is a few hundred bytes.
 FROM_CONSOLE = Limits(size=64 * 1024, string=8 * 1024, depth=32, max_int=MAX_INT)
 #: What a console takes from the coordinator: views, snapshots and journal pages (whose lines
-#: hold, for one, the script's whole text).
+#: hold, for one, the script's whole text). A key named twice is not refused here (the last one
+#: counts): a coordinator could mislead its consoles just as well with unique keys, and checking
+#: costs a Python call per object of every view, on every console.
 FROM_COORDINATOR = Limits(size=64 * 1024 * 1024, string=16 * 1024 * 1024, depth=32,
-                          max_int=MAX_INT)
+                          max_int=MAX_INT, unique_keys=False)
 #: The longest `id` and `epoch` (a console numbers its requests; an epoch is 16 hex digits).
 ID_LIMIT = 128
 
