@@ -45,6 +45,7 @@ from coordinator.machine import events as ev
 from coordinator.runner import Runner, attempt
 from coordinator.world import CeremonyWorld
 from keyrite.passwords import Verifier
+from keyrite.plainjson import safe_text
 
 if TYPE_CHECKING:  # real drives only: pyudev is not needed with folder drives
     from coordinator.usb.drives import DriveNotice
@@ -300,14 +301,11 @@ class Live:
         kind = body.get("type") if isinstance(body, dict) else None
         if kind in ("presence", "journal"):
             return
-
-        def safe(text: str, limit: int) -> str:
-            return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
-
         cur = self.m.current
         self.journal.append({"type": "refused", "at": now, "step": cur.n if cur else None,
-                             "console": safe(officer, 64), "command": safe(str(kind), 64),
-                             "reason": safe(reason, 1000)})
+                             "console": safe_text(officer, 63),  # with its ellipsis: 64
+                             "command": safe_text(str(kind), 63),
+                             "reason": safe_text(reason, 999)})
         self.changed()
 
     def _own(self, act: Own, now: float) -> dict[str, Any]:
