@@ -3,15 +3,15 @@
 For RSA-2048 and ECDSA P-256, in keys per second, each path on its own fresh SoftHSM2 token:
 
 1. baseline: one process, one session, a bare loop of C_GenerateKeyPair making stored token
-   keys with the worker's own attributes (signer_shim.worker.Worker._generate_one), timed
+   keys with the worker's own attributes (signer_shim.pkcs11.worker.Worker._generate_one), timed
    around the loop only (no process start, no login);
 2. keyrite, workers = 1: one planned generate operation executed through the shim over SSH on
-   127.0.0.1 (signer_shim.standup, signer_shim.client.ShimClient), timed around `execute`:
+   127.0.0.1 (staging.standup, coordinator.shim_client.ShimClient), timed around `execute`:
    quorum check, journals, listings, per-key checks and the key-state update included;
 3. keyrite, workers = 2: the same with the generate spread over two worker processes
-   (signer_shim.pool), helper start-up included.
+   (signer_shim.pkcs11.pool), helper start-up included.
 
-`--local` measures (2) and (3) through LocalSigner in this process instead of over SSH.
+`--local` measures (2) and (3) through Pkcs11Signer in this process instead of over SSH.
 The paths take turns, a round of keys each (--rounds), so that other processes' load falls on
 all of them alike. Ratios are against (1) measured in the same run; targets: >= 0.95x with one
 worker, >= 1.7x for RSA with two (on two cores). RSA key times vary with the primes found, so
@@ -53,9 +53,9 @@ from signer_shim.config import SignerConfig
 from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys
 from signer_shim.keystate import KeyState, save_keystate
-from signer_shim.local import LocalSigner
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from signer_shim.pkcs11.softhsm import child_env, create_token
 from signer_shim.planning import new_locator
-from signer_shim.softhsm import child_env, create_token
 
 ALGORITHMS = {"rsa": "RSA/2048", "ec": "ECDSA/P-256"}
 CEREMONY, SCRIPT_SHA256, STEP = "bench", "00" * 32, 33
@@ -66,7 +66,7 @@ def baseline_child() -> int:
     """In a child with SOFTHSM2_CONF set (SoftHSM reads it once per process): params as JSON on
     the first stdin line (the PIN stays off the command line), then one line per round with the
     number of keys to make, each answered with the loop's key times as a JSON line."""
-    from signer_shim.worker import Worker
+    from signer_shim.pkcs11.worker import Worker
 
     p = json.loads(sys.stdin.readline())
     w = Worker(p["module"], p["label"])
@@ -144,10 +144,10 @@ class Keyrite:
         self.per_round, self.rounds = per_round, 0
         if local:
             self.signer: Any = self.stack.enter_context(
-                LocalSigner(SignerConfig.load(config_path)))
+                Pkcs11Signer(SignerConfig.load(config_path)))
         else:
-            from signer_shim.client import ShimClient
-            from signer_shim.standup import ShimProcess, write_shim_files
+            from coordinator.shim_client import ShimClient
+            from staging.standup import ShimProcess, write_shim_files
 
             key = public_key_text(self.officer.public_key())
             authority = Authority(CEREMONY, SCRIPT_SHA256, {key: Officer("Bench", "SA", key)},
@@ -157,7 +157,7 @@ class Keyrite:
             self.signer = self.stack.enter_context(ShimClient(
                 "127.0.0.1", shim.port, client_key=files.client_key,
                 host_key_pin=files.host_key_pin))
-        how = "in-process LocalSigner" if local else "shim over SSH"
+        how = "in-process Pkcs11Signer" if local else "shim over SSH"
         self.path = f"keyrite workers={workers} ({how})"
 
     def round(self, n: int) -> float:
@@ -241,7 +241,7 @@ def main() -> int:
     parser.add_argument("--ec", type=int, default=240, help="ECDSA P-256 keys per path")
     parser.add_argument("--rounds", type=int, default=3, help="turns the paths take")
     parser.add_argument("--local", action="store_true",
-                        help="keyrite through LocalSigner in this process, not over SSH")
+                        help="keyrite through Pkcs11Signer in this process, not over SSH")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--dir", type=Path, help="where the tokens go (default: a temp dir)")
     args = parser.parse_args()

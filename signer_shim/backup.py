@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from keyrite.digests import canonical_json
-from signer_shim.softhsm import write_conf
+from signer_shim.pkcs11.softhsm import write_conf
 
 FORMAT = "keyrite-key-backup-v1"
 #: scrypt cost: N=2^17, r=8, p=1 (128 MiB, well under a second here); recorded in the manifest.

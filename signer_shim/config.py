@@ -39,7 +39,7 @@ class SignerConfig:
     user_pin: str = field(repr=False)
     state_dir: Path  # key state, operation journal, outputs/
     host_key_path: Path  # the SSH host key whose fingerprint info() reports
-    workers: int = 1  # worker processes one generate is spread over (signer_shim.pool)
+    workers: int = 1  # worker processes one generate is spread over (signer_shim.pkcs11.pool)
     max_keys_per_operation: int = DEFAULT_MAX_KEYS  # a larger plan_generate is refused
 
     @property

@@ -1,8 +1,8 @@
 """What the coordinator may ask of a signer, as plain values.
 
-Three things implement it: `signer_shim.local.LocalSigner` (PKCS#11, on the signer host),
-`signer_shim.opendnssec.OdsSigner` (OpenDNSSEC's tools, on the signer host) and
-`signer_shim.client.ShimClient` (the coordinator's side: the same calls over SSH to a shim that
+Three things implement it: `signer_shim.pkcs11.signer.Pkcs11Signer` (PKCS#11, on the signer host),
+`signer_shim.opendnssec.signer.OdsSigner` (OpenDNSSEC's tools, on the signer host) and
+`coordinator.shim_client.ShimClient` (the coordinator's side: the same calls over SSH to a shim that
 runs one of the other two and checks every quorum itself). Operations are planned first (so
 officers can approve the exact operation, shown in full), then executed with their approvals.
 `execute` is idempotent on the operation: called again after a crash it reconciles against the

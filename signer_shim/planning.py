@@ -19,8 +19,8 @@ from typing import Any
 from keyrite.durations import parse_duration
 from signer_shim.algorithms import algorithm
 from signer_shim.interface import PolicyKeys, SignerError
-from signer_shim.inventory import diff
 from signer_shim.keystate import ROLES, KeyRecord, KeyState
+from signer_shim.pkcs11.inventory import diff
 from signer_shim.tokenid import is_fingerprint
 
 #: Matched whole (`fullmatch`: `$` lets a final newline through), ASCII digits only.

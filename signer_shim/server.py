@@ -23,8 +23,8 @@ Configuration (`shim.toml`), read strictly; relative paths are taken from the fi
     signer_config = "signer.toml"     # the signer config (either backend, see below)
     authority = "authority.toml"      # officers and quorum rules (signer_shim.authority)
 
-The signer config picks the backend (signer_shim.opendnssec.load_signer_config): PKCS#11
-(`LocalSigner`) without `[signer] backend`, OpenDNSSEC (`OdsSigner`) with `backend =
+The signer config picks the backend (signer_shim.backends.load_signer_config): PKCS#11
+(`Pkcs11Signer`) without `[signer] backend`, OpenDNSSEC (`OdsSigner`) with `backend =
 "opendnssec"`. Either way the request journal is `requests.jsonl` in that config's state_dir.
 """
 
@@ -49,11 +49,11 @@ from keyrite.digests import canonical_json, operation_digest
 from keyrite.sdnotify import sd_notify
 from signer_shim import protocol
 from signer_shim.authority import Authority, QuorumRefused, check_quorum
+from signer_shim.backends import load_signer_config, signer_for
 from signer_shim.config import ConfigError, SignerConfig, read_file, read_sections
 from signer_shim.hostkey import host_key_fingerprint
 from signer_shim.interface import PolicyKeys, Signer, SignerError
-from signer_shim.ods_config import OdsConfig
-from signer_shim.opendnssec import load_signer_config, signer_for
+from signer_shim.opendnssec.ods_config import OdsConfig
 from signer_shim.planning import PlanRefused
 from signer_shim.requests import RequestJournal
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from keyrite.durations import MONTH, YEAR
-from signer_shim.fixture import RehearsalToken, seed_rehearsal_token
 from signer_shim.interface import PolicyKeys
-from signer_shim.softhsm import SoftHSMToken, create_token
+from signer_shim.pkcs11.softhsm import SoftHSMToken, create_token
+from staging.fixture import RehearsalToken, seed_rehearsal_token
 
 #: The seed's policy shape on ECDSA keys, which SoftHSM makes ~20 times faster than RSA.
 EC_POLICIES = (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from keyrite.durations import MONTH, YEAR
 from signer_shim.interface import PolicyKeys
-from signer_shim.ods_setup import EnforcerDaemon, OdsInstallation, create_installation
+from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation, create_installation
 
 EC_POLICIES = (
     PolicyKeys(policy="default", role="KSK", algorithm="ECDSA/P-256", lifetime_seconds=YEAR),

@@ -27,9 +27,9 @@ from coordinator.machine import events as ev
 from coordinator.world import CeremonyWorld
 from keyrite.exits import BadInput, Failure
 from keyrite.passwords import VerifierError, make_verifier, parse_verifier
-from signer_shim.fixture import seed_rehearsal_token
 from signer_shim.interface import PolicyKeys, SignerError
-from signer_shim.local import LocalSigner
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from staging.fixture import seed_rehearsal_token
 from tests.machine_helpers import T0, drive, execute, seed_script, send, start
 
 PASSWORD = "correct horse battery staple"
@@ -176,12 +176,12 @@ def signer(tmp_path: Path):
     keys = [PolicyKeys("default", "ZSK", "ECDSA/P-256", 90 * 86400)]
     seeded = seed_rehearsal_token(tmp_path / "signer", keys, shape="small", name="standby",
                                   role="standby")
-    with LocalSigner(seeded.config) as s:
+    with Pkcs11Signer(seeded.config) as s:
         yield s
 
 
 def test_a_backup_made_under_another_password_fails_the_drill(tmp_path: Path,
-                                                              signer: LocalSigner) -> None:
+                                                              signer: Pkcs11Signer) -> None:
     drives = FolderDrives(tmp_path / "drives")
     drives.provision("master-copy", "SERIAL1")
     world = CeremonyWorld(None, signer, drives, tmp_path / "cd", tmp_path / "j",  # type: ignore

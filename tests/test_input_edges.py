@@ -14,8 +14,8 @@ from coordinator.roster import Roster, load_roster
 from keyrite.configfile import ConfigError
 from keyrite.enroll import EnrollError, make_officer, read_entry
 from keyrite.exits import BadInput
-from signer_shim.ods_config import ods_config_from_toml
-from signer_shim.opendnssec import load_signer_config
+from signer_shim.backends import load_signer_config
+from signer_shim.opendnssec.ods_config import ods_config_from_toml
 from signer_shim.tokenid import is_fingerprint
 
 DEEP = "x = " + "[" * 600 + "]" * 600 + "\n"

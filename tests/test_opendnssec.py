@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from signer_shim.backends import open_signer
 from signer_shim.backup import read_members, restore_backup
 from signer_shim.config import ConfigError, SignerConfig
 from signer_shim.interface import SignerError
-from signer_shim.local import LocalSigner
-from signer_shim.ods_config import load_ods_config
-from signer_shim.ods_setup import EnforcerDaemon, OdsInstallation, validate_xml
-from signer_shim.opendnssec import OdsSigner, open_signer
-from signer_shim.softhsm import SoftHSMToken
+from signer_shim.opendnssec.ods_config import load_ods_config
+from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation, validate_xml
+from signer_shim.opendnssec.signer import OdsSigner
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from signer_shim.pkcs11.softhsm import SoftHSMToken
 from tests.ods_helpers import advance_until, running_installation, wait_until_idle
 
 TOOLS = ("ods-enforcerd", "ods-enforcer", "ods-hsmutil", "xmllint", "softhsm2-util")
@@ -58,7 +59,7 @@ def test_the_tools_are_installed() -> None:
 
 
 def test_private_installation_validates_against_the_schemas(tmp_path: Path) -> None:
-    from signer_shim.ods_setup import create_installation
+    from signer_shim.opendnssec.ods_setup import create_installation
     from tests.ods_helpers import EC_POLICIES
 
     inst = create_installation(tmp_path / "ods", EC_POLICIES, ZONES13)
@@ -261,7 +262,7 @@ def test_info_and_fingerprint(ods1) -> None:
 
 
 def test_open_signer_picks_the_backend(tmp_path: Path, softhsm_token: SoftHSMToken) -> None:
-    from signer_shim.ods_setup import create_installation
+    from signer_shim.opendnssec.ods_setup import create_installation
     from tests.ods_helpers import EC_POLICIES
 
     inst = create_installation(tmp_path / "ods", EC_POLICIES, ONE_ZONE)
@@ -271,7 +272,7 @@ def test_open_signer_picks_the_backend(tmp_path: Path, softhsm_token: SoftHSMTok
                        token_label=t.label, user_pin=t.user_pin, state_dir=tmp_path / "st",
                        host_key_path=tmp_path / "st" / "key")
     local = open_signer(cfg.save(tmp_path / "pkcs11.toml"))
-    assert isinstance(local, LocalSigner)
+    assert isinstance(local, Pkcs11Signer)
     local.close()
     bad = tmp_path / "bad.toml"
     bad.write_text(inst.config_path.read_text().replace('"opendnssec"', '"hsm9000"', 1))
@@ -280,7 +281,7 @@ def test_open_signer_picks_the_backend(tmp_path: Path, softhsm_token: SoftHSMTok
 
 
 def test_config_is_strict(tmp_path: Path) -> None:
-    from signer_shim.ods_setup import create_installation
+    from signer_shim.opendnssec.ods_setup import create_installation
     from tests.ods_helpers import EC_POLICIES
 
     inst = create_installation(tmp_path / "ods", EC_POLICIES, ONE_ZONE)

@@ -10,9 +10,9 @@ import pytest
 from coordinator.machine import decisions as d
 from coordinator.machine.machine import drill_difference
 from signer_shim.drill import compare
-from signer_shim.fixture import seed_rehearsal_token
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, SignerError
-from signer_shim.local import LocalSigner
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from staging.fixture import seed_rehearsal_token
 from tests.machine_helpers import drive, seed_script, send, start
 
 PASSWORD = "drill password for the tests"
@@ -20,7 +20,7 @@ KEYS = [PolicyKeys("default", "KSK", "RSA/2048", 365 * 86400),
         PolicyKeys("default", "ZSK", "RSA/2048", 90 * 86400)]
 
 
-def _backup(signer: LocalSigner, date: str) -> str:
+def _backup(signer: Pkcs11Signer, date: str) -> str:
     op = signer.plan_backup(date)
     result = signer.execute(op, [], secrets={"password": PASSWORD})
     return str(result["file"])
@@ -30,11 +30,11 @@ def _backup(signer: LocalSigner, date: str) -> str:
 def token(tmp_path: Path):
     seeded = seed_rehearsal_token(tmp_path / "signer", KEYS, shape="small", name="standby",
                                   role="standby")
-    with LocalSigner(seeded.config) as s:
+    with Pkcs11Signer(seeded.config) as s:
         yield s
 
 
-def test_a_fresh_backup_restores_every_key(token: LocalSigner) -> None:
+def test_a_fresh_backup_restores_every_key(token: Pkcs11Signer) -> None:
     name = _backup(token, "2026-11-27")
     r = token.restore_drill(name, PASSWORD)
     n = len(token.inventory().keys)
@@ -43,7 +43,7 @@ def test_a_fresh_backup_restores_every_key(token: LocalSigner) -> None:
     assert not list(token.config.state_dir.glob("restore-drill-*"))  # the scratch token is gone
 
 
-def test_a_backup_missing_one_key_is_caught(token: LocalSigner) -> None:
+def test_a_backup_missing_one_key_is_caught(token: Pkcs11Signer) -> None:
     name = _backup(token, "2026-11-27")
     before = {k.locator for k in token.inventory().keys}
     op = token.plan_generate(KEYS[1:], "P3M")  # the HSM gets a key after the backup
@@ -55,7 +55,7 @@ def test_a_backup_missing_one_key_is_caught(token: LocalSigner) -> None:
     assert f"the backup lacks {len(new)} key(s) the HSM holds: {new[0]}" in drill_difference(r)
 
 
-def test_a_wrong_password_or_a_missing_backup_is_an_error(token: LocalSigner) -> None:
+def test_a_wrong_password_or_a_missing_backup_is_an_error(token: Pkcs11Signer) -> None:
     name = _backup(token, "2026-11-27")
     with pytest.raises(SignerError, match="wrong backup password"):
         token.restore_drill(name, "not it")

@@ -18,13 +18,13 @@ import asyncssh
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from coordinator.shim_client import QuorumRefused, ShimClient
 from signer_shim import server
-from signer_shim.client import QuorumRefused, ShimClient
 from signer_shim.config import ConfigError
-from signer_shim.ods_config import OdsConfig
-from signer_shim.ods_setup import EnforcerDaemon, OdsInstallation
+from signer_shim.opendnssec.ods_config import OdsConfig
+from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation
 from signer_shim.requests import RequestJournal
-from signer_shim.standup import ShimProcess
+from staging.standup import ShimProcess
 from tests.ods_helpers import EC_POLICIES, running_installation
 from tests.shim_helpers import approve, cast_authority
 from tests.test_opendnssec import ZONES13, hsmutil_count, kasp_locators
@@ -41,7 +41,7 @@ class OdsShimFiles:
 
 def write_ods_shim_files(directory: Path, inst: OdsInstallation) -> OdsShimFiles:
     """shim.toml, authorized_keys and authority.toml for the installation's signer config (what
-    signer_shim.standup.write_shim_files does for a PKCS#11 config, which it reads as one)."""
+    staging.standup.write_shim_files does for a PKCS#11 config, which it reads as one)."""
     directory.mkdir(parents=True)
     client_key = directory / "coordinator_ssh_key"
     key = asyncssh.generate_private_key("ssh-ed25519", comment="keyrite coordinator")
@@ -144,7 +144,7 @@ def test_shim_over_opendnssec_generates_p14m_under_quorum(ods_shim: OdsShim) -> 
 
 
 def test_load_takes_the_host_key_from_the_opendnssec_config(tmp_path: Path) -> None:
-    from signer_shim.ods_setup import create_installation
+    from signer_shim.opendnssec.ods_setup import create_installation
 
     inst = create_installation(tmp_path / "ods", EC_POLICIES, {"default": ("zone01.example",)})
     files = write_ods_shim_files(tmp_path / "shim", inst)

@@ -19,12 +19,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from coordinator.shim_client import HostKeyMismatch, QuorumRefused, ShimClient
 from keyrite.durations import MONTH
-from signer_shim.client import HostKeyMismatch, QuorumRefused, ShimClient
-from signer_shim.fixture import RehearsalToken
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.requests import RequestJournal, check_serial
-from signer_shim.standup import ShimFiles, ShimProcess, write_shim_files
+from staging.fixture import RehearsalToken
+from staging.standup import ShimFiles, ShimProcess, write_shim_files
 from tests.conftest import EC_POLICIES
 from tests.shim_helpers import approve, cast_authority
 

@@ -23,11 +23,11 @@ import pytest
 from signer_shim import protocol
 from signer_shim.command import main as shim_main
 from signer_shim.config import ConfigError
-from signer_shim.fixture import RehearsalToken
 from signer_shim.hostkey import host_key_fingerprint
 from signer_shim.interface import Inventory, KeyInfo, SignerError
 from signer_shim.server import Shim, ShimConfig, load
-from signer_shim.standup import write_shim_files
+from staging.fixture import RehearsalToken
+from staging.standup import write_shim_files
 from tests.shim_helpers import cast_authority
 
 ROOT = Path(__file__).resolve().parent.parent

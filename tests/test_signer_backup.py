@@ -20,10 +20,10 @@ from keyrite.durations import MONTH, YEAR
 from keyrite.files import partial_name
 from signer_shim.backup import BackupError, restore_backup
 from signer_shim.config import SignerConfig
-from signer_shim.fixture import RehearsalToken, seed_rehearsal_token
 from signer_shim.interface import PolicyKeys, SignerError
-from signer_shim.local import LocalSigner
-from signer_shim.workerclient import WorkerClient
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from signer_shim.pkcs11.workerclient import WorkerClient
+from staging.fixture import RehearsalToken, seed_rehearsal_token
 
 PASSWORD = "correct horse battery staple"
 #: one RSA and one ECDSA policy key, so the restore drill signs with both mechanisms
@@ -39,7 +39,7 @@ def mixed(tmp_path: Path) -> RehearsalToken:
 
 
 def backup(rt: RehearsalToken, date: str = "2012-05-01") -> tuple[dict, dict]:
-    with LocalSigner(rt.config) as s:
+    with Pkcs11Signer(rt.config) as s:
         op = s.plan_backup(date)
         return op, s.execute(op, [], secrets={"password": PASSWORD})
 
@@ -55,7 +55,7 @@ def test_backup_writes_archive_and_a_checksum_sha256sum_accepts(mixed: Rehearsal
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert check.stdout == "key-backup-2012-05-01.tar.gz: OK\n"
-    with LocalSigner(mixed.config) as s:
+    with Pkcs11Signer(mixed.config) as s:
         assert s.read_output(result["file"]) == data
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = sorted(tar.getnames())
@@ -72,7 +72,7 @@ def test_backup_writes_archive_and_a_checksum_sha256sum_accepts(mixed: Rehearsal
 
 def test_backup_never_overwrites(mixed: RehearsalToken) -> None:
     op, result = backup(mixed)
-    with LocalSigner(mixed.config) as s:
+    with Pkcs11Signer(mixed.config) as s:
         with pytest.raises(SignerError, match="already exists"):
             s.plan_backup("2012-05-01")
         assert s.execute(op, [], secrets={"password": PASSWORD}) == result  # finished: same
@@ -86,7 +86,7 @@ def test_backup_never_overwrites(mixed: RehearsalToken) -> None:
 
 
 def test_backup_needs_the_password_and_journals_nothing_without_it(mixed: RehearsalToken) -> None:
-    with LocalSigner(mixed.config) as s:
+    with Pkcs11Signer(mixed.config) as s:
         op = s.plan_backup("2012-05-01")
         with pytest.raises(SignerError, match="password"):
             s.execute(op, [])
@@ -107,7 +107,7 @@ def test_retry_after_a_crash_returns_the_complete_backup(mixed: RehearsalToken) 
     out = mixed.config.outputs_dir
     drop_finished(mixed)
     (out / first["sha256sum_file"]).unlink()  # died between the archive and its checksum
-    with LocalSigner(mixed.config) as s:
+    with Pkcs11Signer(mixed.config) as s:
         again = s.execute(op, [], secrets={"password": PASSWORD})
     assert again == first
     assert subprocess.run(["sha256sum", "-c", first["sha256sum_file"]], cwd=out).returncode == 0
@@ -120,7 +120,7 @@ def test_retry_after_a_crash_redoes_a_partial_backup(mixed: RehearsalToken) -> N
     archive = out / first["file"]
     archive.rename(partial_name(archive))  # died while writing: only the temporary exists
     (out / first["sha256sum_file"]).unlink()
-    with LocalSigner(mixed.config) as s:
+    with Pkcs11Signer(mixed.config) as s:
         again = s.execute(op, [], secrets={"password": PASSWORD})
     assert again["file"] == first["file"] and again["sha256"] != first["sha256"]  # new salt
     assert not Path(partial_name(archive)).exists()
@@ -130,7 +130,7 @@ def test_retry_after_a_crash_redoes_a_partial_backup(mixed: RehearsalToken) -> N
 
 def test_restore_gives_the_same_token_and_keys_that_sign(mixed: RehearsalToken,
                                                           tmp_path: Path) -> None:
-    with LocalSigner(mixed.config) as s:
+    with Pkcs11Signer(mixed.config) as s:
         fingerprint, inventory = s.fingerprint(), s.inventory()
         public = {k.locator: s.public_key_der(k.locator) for k in inventory.keys}
     _, result = backup(mixed)
@@ -143,7 +143,7 @@ def test_restore_gives_the_same_token_and_keys_that_sign(mixed: RehearsalToken,
                        user_pin=mixed.config.user_pin, state_dir=tmp_path / "drill-state",
                        host_key_path=tmp_path / "none")
     message = b"keyrite restore drill"
-    with LocalSigner(cfg) as drill:
+    with Pkcs11Signer(cfg) as drill:
         assert drill.fingerprint() == fingerprint
         assert drill.inventory() == inventory
         types = {k.type for k in inventory.keys}

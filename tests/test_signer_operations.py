@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keyrite.approval import Approval, sign_approval
 from keyrite.digests import operation_digest
-from signer_shim.fixture import DEFAULT_POLICIES, RehearsalToken, seed_rehearsal_token
 from signer_shim.interface import SignerError
-from signer_shim.inventory import contents_from_objects, diff
 from signer_shim.keystate import load_keystate
-from signer_shim.local import LocalSigner
-from signer_shim.workerclient import WorkerClient
+from signer_shim.pkcs11.inventory import contents_from_objects, diff
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from signer_shim.pkcs11.workerclient import WorkerClient
+from staging.fixture import DEFAULT_POLICIES, RehearsalToken, seed_rehearsal_token
 from tests.conftest import EC_POLICIES
 
 
@@ -36,14 +36,14 @@ def journal(rt: RehearsalToken) -> list[dict]:
     return [json.loads(line) for line in rt.config.journal_path.read_text().splitlines()]
 
 
-def locators(signer: LocalSigner) -> set[str]:
+def locators(signer: Pkcs11Signer) -> set[str]:
     return {k.locator for k in signer.inventory().keys}
 
 
 def test_purge_deletes_exactly_the_dead_keys(small_rehearsal: RehearsalToken) -> None:
     rt = small_rehearsal
     state = load_keystate(rt.config.keystate_path)
-    with LocalSigner(rt.config) as s:
+    with Pkcs11Signer(rt.config) as s:
         before = locators(s)
         op = s.plan_purge()
         assert op["delete"] == state.dead() and len(op["delete"]) == rt.figures.dead == 2
@@ -63,7 +63,7 @@ def test_purge_refuses_a_key_that_is_not_dead(small_rehearsal: RehearsalToken) -
     rt = small_rehearsal
     state = load_keystate(rt.config.keystate_path)
     active = sorted(k for k, r in state.keys.items() if r.state == "active")[0]
-    with LocalSigner(rt.config) as s:
+    with Pkcs11Signer(rt.config) as s:
         op = {"op": "purge", "token": s.fingerprint(), "delete": [active]}
         with pytest.raises(SignerError, match="does not call dead"):
             s.execute(op, [])
@@ -76,7 +76,7 @@ def test_purge_refuses_a_key_that_is_not_dead(small_rehearsal: RehearsalToken) -
 
 def test_generate_makes_the_planned_keys_and_records_them(small_rehearsal: RehearsalToken) -> None:
     rt = small_rehearsal
-    with LocalSigner(rt.config) as s:
+    with Pkcs11Signer(rt.config) as s:
         s.execute(s.plan_purge(), [])
         op = s.plan_generate(EC_POLICIES, "P14M")
         counts = {b["role"]: b["count"] for b in op["batches"]}
@@ -100,7 +100,7 @@ def test_generate_makes_the_planned_keys_and_records_them(small_rehearsal: Rehea
 
 
 def test_generate_refuses_locators_already_in_use(small_rehearsal: RehearsalToken) -> None:
-    with LocalSigner(small_rehearsal.config) as s:
+    with Pkcs11Signer(small_rehearsal.config) as s:
         op = s.plan_generate(EC_POLICIES, "P14M")
         op["batches"][0]["locators"][0] = sorted(locators(s))[0]
         with pytest.raises(SignerError, match="already in use"):
@@ -110,11 +110,11 @@ def test_generate_refuses_locators_already_in_use(small_rehearsal: RehearsalToke
 
 def test_finished_operation_returns_its_recorded_result(small_rehearsal: RehearsalToken) -> None:
     rt = small_rehearsal
-    with LocalSigner(rt.config) as s:
+    with Pkcs11Signer(rt.config) as s:
         op = s.plan_generate(EC_POLICIES, "P14M")
         approvals = approvals_for(op)
         first = s.execute(op, approvals)
-    with LocalSigner(rt.config) as again:  # a new signer, a new worker
+    with Pkcs11Signer(rt.config) as again:  # a new signer, a new worker
         assert again.execute(op, approvals) == first
         assert len(locators(again)) == first["after"]
     entries = [e for e in journal(rt) if e["digest"] == operation_digest(op)]
@@ -130,7 +130,7 @@ def test_generate_recovers_after_the_worker_is_killed(tmp_path: Path) -> None:
     remove another, then a new signer re-executes: every planned key once, nothing else."""
     rt = seed_rehearsal_token(tmp_path / "r", DEFAULT_POLICIES, shape="small")  # RSA keys
     config = dataclasses.replace(rt.config, workers=1)  # the one worker generates (pool: below)
-    signer = LocalSigner(config)
+    signer = Pkcs11Signer(config)
     op = signer.plan_generate(DEFAULT_POLICIES, "P14M")
     planned = sorted(loc for b in op["batches"] for loc in b["locators"])
     assert len(planned) == 6
@@ -157,7 +157,7 @@ def test_generate_recovers_after_the_worker_is_killed(tmp_path: Path) -> None:
     finally:
         w.close()
 
-    with LocalSigner(config) as fresh:
+    with Pkcs11Signer(config) as fresh:
         seen: list[str] = []
         result = fresh.execute(op, approvals_for(op), lambda d, t, w: seen.append(w))
     w = WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)

@@ -9,10 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keyrite.durations import DAY, MONTH, YEAR, parse_duration
-from signer_shim.fixture import DEFAULT_POLICIES, SHAPES, expected_figures, seed_records
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, SignerError
-from signer_shim.inventory import contents_from_objects, diff, key_problems
 from signer_shim.keystate import KeyRecord, KeyState
+from signer_shim.pkcs11.inventory import contents_from_objects, diff, key_problems
 from signer_shim.planning import (
     check_generated,
     check_operation,
@@ -27,6 +26,7 @@ from signer_shim.planning import (
     planned_keys,
 )
 from signer_shim.tokenid import is_fingerprint, token_fingerprint
+from staging.fixture import DEFAULT_POLICIES, SHAPES, expected_figures, seed_records
 
 TOKEN = token_fingerprint("SoftHSM project", "SoftHSM v2", "0123456789abcdef", "rehearsal")
 

@@ -1,6 +1,6 @@
-"""One generate over several worker processes (signer_shim.pool, SignerConfig.workers), against
-real SoftHSM2 tokens: the keys, the merged progress, the main worker's view afterwards, failures,
-and recovery from a pool worker killed mid-generate."""
+"""One generate over several worker processes (signer_shim.pkcs11.pool, SignerConfig.workers),
+against real SoftHSM2 tokens: the keys, the merged progress, the main worker's view afterwards,
+failures, and recovery from a pool worker killed mid-generate."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from signer_shim import pool
 from signer_shim.config import ConfigError, SignerConfig
-from signer_shim.fixture import DEFAULT_POLICIES, RehearsalToken, seed_rehearsal_token
 from signer_shim.interface import SignerError
-from signer_shim.inventory import contents_from_objects, diff
 from signer_shim.keystate import load_keystate
-from signer_shim.local import LocalSigner
+from signer_shim.pkcs11 import pool
+from signer_shim.pkcs11.inventory import contents_from_objects, diff
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from signer_shim.pkcs11.softhsm import SoftHSMToken
+from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.planning import new_locator
-from signer_shim.softhsm import SoftHSMToken
-from signer_shim.workerclient import WorkerClient
+from staging.fixture import DEFAULT_POLICIES, RehearsalToken, seed_rehearsal_token
 from tests.conftest import EC_POLICIES
 from tests.test_signer_operations import approvals_for, assert_recovered, locators
 
@@ -44,7 +44,7 @@ def ec_keys(n: int) -> list[dict[str, str]]:
 
 
 def worker_children(exclude: int) -> list[int]:
-    """This process's live `signer_shim.worker` children other than `exclude`."""
+    """This process's live `signer_shim.pkcs11.worker` children other than `exclude`."""
     me, found = os.getpid(), []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == exclude:
@@ -55,7 +55,7 @@ def worker_children(exclude: int) -> list[int]:
         except OSError:
             continue
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == me and state != "Z" and b"signer_shim.worker" in cmd:
+        if int(ppid) == me and state != "Z" and b"signer_shim.pkcs11.worker" in cmd:
             found.append(int(d.name))
     return found
 
@@ -150,13 +150,13 @@ def test_an_error_in_progress_stops_the_pool_and_is_raised_as_it_is(
     assert 1 <= len(fresh_objects(softhsm_token)) // 2 < 30
 
 
-# -- LocalSigner with workers ------------------------------------------------------------------
+# -- Pkcs11Signer with workers ------------------------------------------------------------------
 
 
 def test_generate_with_two_workers(small_rehearsal: RehearsalToken) -> None:
     rt = small_rehearsal
     config = dataclasses.replace(rt.config, workers=2)
-    with LocalSigner(config) as signer:
+    with Pkcs11Signer(config) as signer:
         main_pid = signer.worker_pid
         before = locators(signer)
         op = signer.plan_generate(EC_POLICIES, "P14M")
@@ -190,7 +190,7 @@ def test_generate_recovers_after_a_pool_worker_is_killed(tmp_path: Path) -> None
     every planned key once, nothing else."""
     rt = seed_rehearsal_token(tmp_path / "r", DEFAULT_POLICIES, shape="small")  # RSA keys
     config = dataclasses.replace(rt.config, workers=2)
-    signer = LocalSigner(config)
+    signer = Pkcs11Signer(config)
     op = signer.plan_generate(DEFAULT_POLICIES, "P14M")
     planned = sorted(loc for b in op["batches"] for loc in b["locators"])
     assert len(planned) == 6
@@ -223,7 +223,7 @@ def test_generate_recovers_after_a_pool_worker_is_killed(tmp_path: Path) -> None
     finally:
         w.close()
 
-    with LocalSigner(config) as fresh:
+    with Pkcs11Signer(config) as fresh:
         seen: list[str] = []
         result = fresh.execute(op, approvals_for(op), lambda d, t, w: seen.append(w))
     assert_recovered(rt, op, result, fresh_objects(token), seen, before, planned)

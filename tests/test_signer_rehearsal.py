@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from signer_shim.fixture import DEFAULT_POLICIES, seed_rehearsal_token
 from signer_shim.keystate import load_keystate
-from signer_shim.local import LocalSigner
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from staging.fixture import DEFAULT_POLICIES, seed_rehearsal_token
 from tests.conftest import EC_POLICIES
 
 
@@ -21,7 +21,7 @@ def test_default_shape_runs_the_seeds_figures_end_to_end(tmp_path: Path) -> None
     f = rt.figures
     assert (f.keys, f.dead, f.after_purge, f.to_generate, f.after_generate) == (
         140, 25, 115, 85, 200)
-    with LocalSigner(rt.config) as s:
+    with Pkcs11Signer(rt.config) as s:
         assert len(s.inventory().keys) == 140
         purge = s.plan_purge()
         assert len(purge["delete"]) == 25
@@ -45,7 +45,7 @@ def test_default_fixture_seeds_the_seeds_140_rsa_keys(tmp_path: Path) -> None:
     rt = seed_rehearsal_token(tmp_path / "r", DEFAULT_POLICIES,
                               progress=lambda d, t, w: seen.append(d))
     assert seen[-1] == 140 and sorted(seen) == seen
-    with LocalSigner(rt.config) as s:
+    with Pkcs11Signer(rt.config) as s:
         inv = s.inventory()
         assert len(inv.keys) == 140 and {k.type for k in inv.keys} == {"RSA/2048"}
         assert inv.render().splitlines()[1] == "140 keys found."

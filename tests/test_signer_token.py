@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from signer_shim.config import SignerConfig
-from signer_shim.fixture import RehearsalToken
 from signer_shim.interface import SignerError
-from signer_shim.local import LocalSigner
-from signer_shim.softhsm import SoftHSMToken, create_token, read_tokendir
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from signer_shim.pkcs11.softhsm import SoftHSMToken, create_token, read_tokendir
+from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.tokenid import is_fingerprint
-from signer_shim.workerclient import WorkerClient
+from staging.fixture import RehearsalToken
 
 
 def config_for(token: SoftHSMToken, tmp_path: Path, name: str = "s") -> SignerConfig:
@@ -35,14 +35,14 @@ def test_token_is_private_and_our_environment_untouched(softhsm_token: SoftHSMTo
 
 def test_fingerprint_is_stable_and_names_the_token(softhsm_token: SoftHSMToken,
                                                    tmp_path: Path) -> None:
-    with LocalSigner(config_for(softhsm_token, tmp_path, "a")) as a:
+    with Pkcs11Signer(config_for(softhsm_token, tmp_path, "a")) as a:
         fp = a.fingerprint()
         assert is_fingerprint(fp)
         assert a.fingerprint() == fp
-    with LocalSigner(config_for(softhsm_token, tmp_path, "b")) as b:
+    with Pkcs11Signer(config_for(softhsm_token, tmp_path, "b")) as b:
         assert b.fingerprint() == fp  # another process, same token
     other = create_token(tmp_path / "other", softhsm_token.label)  # same label, new token
-    with LocalSigner(config_for(other, tmp_path, "c")) as c:
+    with Pkcs11Signer(config_for(other, tmp_path, "c")) as c:
         assert c.fingerprint() != fp
 
 
@@ -68,7 +68,7 @@ def test_worker_reports_errors_and_lives_on(softhsm_token: SoftHSMToken) -> None
 
 
 def test_inventory_lists_every_pair_in_ods_hsmutil_layout(small_rehearsal: RehearsalToken) -> None:
-    with LocalSigner(small_rehearsal.config) as s:
+    with Pkcs11Signer(small_rehearsal.config) as s:
         inv = s.inventory()
         lines = inv.render().splitlines()
     assert len(inv.keys) == small_rehearsal.figures.keys == 6
@@ -82,7 +82,7 @@ def test_inventory_lists_every_pair_in_ods_hsmutil_layout(small_rehearsal: Rehea
 
 
 def test_info_reports_name_role_and_host_key(small_rehearsal: RehearsalToken) -> None:
-    with LocalSigner(small_rehearsal.config) as s:
+    with Pkcs11Signer(small_rehearsal.config) as s:
         info = s.info()
     assert info["name"] == "signer" and info["role"] == "standby"
     assert info["host_key"].startswith("SHA256:") and not info["host_key"].endswith("=")
@@ -92,13 +92,13 @@ def test_info_reports_name_role_and_host_key(small_rehearsal: RehearsalToken) ->
 
 
 def test_fixture_config_file_loads_and_reaches_the_token(small_rehearsal: RehearsalToken) -> None:
-    with LocalSigner.from_file(small_rehearsal.config_path) as s:
+    with Pkcs11Signer.from_file(small_rehearsal.config_path) as s:
         assert s.config == small_rehearsal.config
         assert len(s.inventory().keys) == 6
 
 
 def test_read_output_refuses_paths(small_rehearsal: RehearsalToken) -> None:
-    with LocalSigner(small_rehearsal.config) as s:
+    with Pkcs11Signer(small_rehearsal.config) as s:
         for name in ("../keystate.json", ".hidden", ""):
             with pytest.raises(SignerError):
                 s.read_output(name)

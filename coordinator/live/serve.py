@@ -29,12 +29,12 @@ from coordinator.rehearsal.rehearse import discard_unborn_journal, replay
 from coordinator.rehearsal.workdir import read_toml
 from coordinator.roster import load_roster
 from coordinator.script.load import load_script
+from coordinator.shim_client import ShimClient
 from coordinator.world import CeremonyWorld
 from keyrite.enroll import EnrollError, read_curve_pair
 from keyrite.exits import BadInput
 from keyrite.keyfiles import load_private_key
 from keyrite.sdnotify import sd_notify
-from signer_shim.client import ShimClient
 
 log = logging.getLogger("keyrite.coordinator")
 

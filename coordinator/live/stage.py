@@ -55,7 +55,7 @@ from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
 from keyrite.passwords import make_verifier
-from signer_shim.standup import write_shim_files
+from staging.standup import write_shim_files
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from coordinator.roster import Roster
 from coordinator.script.model import Script
+from coordinator.shim_client import ShimClient
 from keyrite.exits import Failure
 from signer_shim.authority import Authority, Officer, Rule
-from signer_shim.client import ShimClient
-from signer_shim.standup import ShimFiles, ShimProcess, write_shim_files
+from staging.standup import ShimFiles, ShimProcess, write_shim_files
 
 
 def authority_for(script: Script, roster: Roster) -> Authority:

@@ -41,9 +41,9 @@ from keyrite.digests import colon_hex
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key, save_private_key
-from signer_shim.fixture import seed_rehearsal_token
 from signer_shim.interface import PolicyKeys
-from signer_shim.local import LocalSigner
+from signer_shim.pkcs11.signer import Pkcs11Signer
+from staging.fixture import seed_rehearsal_token
 
 LIVECD_SIZE = 4 << 20
 
@@ -113,7 +113,7 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> No
     seeded = seed_rehearsal_token(paths.signer, policy_keys(script), shape=fixture,
                                   name=declared.name, role=declared.role or "standby",
                                   progress=progress)
-    with LocalSigner(seeded.config) as s:
+    with Pkcs11Signer(seeded.config) as s:
         signer = {"host_key": s.info()["host_key"], "fingerprint": s.fingerprint(),
                   "key_count": len(s.inventory().keys)}
 

@@ -1,9 +1,9 @@
-"""The only process that calls PKCS#11: `python -m signer_shim.worker --module M --label L`.
+"""The only process that calls PKCS#11: `python -m signer_shim.pkcs11.worker --module M --label L`.
 
 Why a process of its own: python-pkcs11 is not safe to call from two threads against SoftHSM
 (C_Initialize(NULL) makes SoftHSM drop its own locking), SoftHSM reads SOFTHSM2_CONF once per
 process, and parallel RSA generation needs several processes anyway. So the worker serves one
-request at a time from stdin (signer_shim.wire), with SOFTHSM2_CONF in its own environment.
+request at a time from stdin (signer_shim.pkcs11.wire), with SOFTHSM2_CONF in its own environment.
 
 The user PIN comes as the first request (`open`) on stdin, never on the command line or in the
 environment, where other users could read it from /proc.
@@ -28,8 +28,8 @@ from pkcs11.util.ec import encode_ec_public_key
 from pkcs11.util.rsa import encode_rsa_public_key
 
 from signer_shim.algorithms import algorithm, ec_name, rsa_name
-from signer_shim.inventory import key_problems
-from signer_shim.wire import decode, encode
+from signer_shim.pkcs11.inventory import key_problems
+from signer_shim.pkcs11.wire import decode, encode
 
 _CLASSES = {ObjectClass.PRIVATE_KEY: "private", ObjectClass.PUBLIC_KEY: "public"}
 _PRIVATE_FLAGS = {
@@ -276,7 +276,7 @@ def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m signer_shim.worker")
+    ap = argparse.ArgumentParser(prog="python -m signer_shim.pkcs11.worker")
     ap.add_argument("--module", required=True)
     ap.add_argument("--label", required=True)
     args = ap.parse_args(argv)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from signer_shim.interface import Progress, SignerError
-from signer_shim.softhsm import child_env
-from signer_shim.wire import decode, encode
+from signer_shim.pkcs11.softhsm import child_env
+from signer_shim.pkcs11.wire import decode, encode
 
 #: One worker of this process opens its token at a time. SoftHSM writes the token object on
 #: every login (its flags), and a process initialising or logging in while another one does
@@ -34,10 +34,13 @@ class WorkerClient:
         log: IO[bytes] | int = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "signer_shim.worker", "--module", str(module),
+                [sys.executable, "-m", "signer_shim.pkcs11.worker", "--module", str(module),
                  "--label", token_label],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                env=child_env(softhsm2_conf), cwd=str(Path(__file__).parent.parent),
+                env=child_env(softhsm2_conf),
+                # the folder holding signer_shim, not signer_shim/ (where `import pkcs11`
+                # would find this package instead of python-pkcs11)
+                cwd=str(Path(__file__).resolve().parents[2]),
             )
         finally:
             if not isinstance(log, int):

@@ -1,4 +1,4 @@
-"""`LocalSigner`: the signer side of the ceremony, in the caller's process, over one worker.
+"""`Pkcs11Signer`: the signer side of the ceremony, in the caller's process, over one worker.
 
 What it adds to the worker: the pure planning rules (signer_shim.planning), the key-state source,
 the operation journal and the outputs directory. Every operation is checked against this token
@@ -28,23 +28,24 @@ from typing import Any, final
 from keyrite.approval import Approval
 from keyrite.digests import operation_digest
 from keyrite.durations import parse_duration
-from signer_shim import planning, pool
+from signer_shim import planning
 from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.config import SignerConfig
 from signer_shim.drill import compare
 from signer_shim.hostkey import signer_info
 from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
-from signer_shim.inventory import TokenContents, contents_from_objects, key_problems
 from signer_shim.journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.keystate import KeyState, load_keystate, save_keystate
 from signer_shim.outputs import Outputs
-from signer_shim.softhsm import read_tokendir
+from signer_shim.pkcs11 import pool
+from signer_shim.pkcs11.inventory import TokenContents, contents_from_objects, key_problems
+from signer_shim.pkcs11.softhsm import read_tokendir
+from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.tokenid import token_fingerprint
-from signer_shim.workerclient import WorkerClient
 
 
 @final
-class LocalSigner:
+class Pkcs11Signer:
     """Implements `signer_shim.interface.Signer` over a SoftHSM2 (or other PKCS#11) token."""
 
     def __init__(self, config: SignerConfig) -> None:
@@ -57,14 +58,14 @@ class LocalSigner:
         self._worker: WorkerClient | None = None
 
     @classmethod
-    def from_file(cls, path: Path) -> LocalSigner:
+    def from_file(cls, path: Path) -> Pkcs11Signer:
         """A signer from its TOML config file (signer_shim.config)."""
         return cls(SignerConfig.load(path))
 
     def __repr__(self) -> str:
-        return f"<LocalSigner {self.config.name} token={self.config.token_label!r}>"
+        return f"<Pkcs11Signer {self.config.name} token={self.config.token_label!r}>"
 
-    def __enter__(self) -> LocalSigner:
+    def __enter__(self) -> Pkcs11Signer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -156,7 +157,7 @@ class LocalSigner:
                           softhsm2_conf=restored.softhsm2_conf, state_dir=scratch / "state",
                           workers=1)
             say(1, 3, "restore drill: listing the restored token")
-            with LocalSigner(cfg) as drill:
+            with Pkcs11Signer(cfg) as drill:
                 restored_fp, restored_inv = drill.fingerprint(), drill.inventory()
             say(2, 3, "restore drill: listing the live HSM")
             live_fp, live_inv = self.fingerprint(), self.inventory()

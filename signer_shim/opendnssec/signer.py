@@ -1,13 +1,13 @@
-"""`OdsSigner`: the `Signer` protocol over Debian's OpenDNSSEC 2.1 tools, and `open_signer`, which
-picks the backend from a config file.
+"""`OdsSigner`: the `Signer` protocol over Debian's OpenDNSSEC 2.1 tools (the backend is picked
+from the signer config by `signer_shim.backends`).
 
-Unlike `LocalSigner`, this backend decides nothing about keys itself: the enforcer chooses how
+Unlike `Pkcs11Signer`, this backend decides nothing about keys itself: the enforcer chooses how
 many keys to make and their locators, and what is dead. So the plan records what the enforcer
 will do as *counts* computed from its own KASP database (policy keys, unused pool keys), and
 execute proves afterwards, by inventory diff, that exactly that happened:
 
 - inventory: `ods-hsmutil -c CONF list REPOSITORY`, parsed; fingerprint: `ods-hsmutil info`
-  (the token's manufacturer, model, serial and label, as LocalSigner hashes them);
+  (the token's manufacturer, model, serial and label, as Pkcs11Signer hashes them);
 - generate: `ods-enforcer key generate --duration D --all` only schedules the work, so execute
   polls the inventory until it stops changing and has the predicted count of new keys (bounded
   by the configured timeout), then requires: nothing removed, exactly the predicted number
@@ -17,7 +17,7 @@ execute proves afterwards, by inventory diff, that exactly that happened:
   purge -z ZONE --delete` deletes every dead key of a zone; execute
   first requires that the enforcer's dead keys in those zones are all planned ones (a purge cannot
   delete a subset), then that exactly the planned keys vanished;
-- backup: the same archive as LocalSigner plus `kasp.db`, an sqlite3 online-backup copy;
+- backup: the same archive as Pkcs11Signer plus `kasp.db`, an sqlite3 online-backup copy;
 - restore drill: the backup's token is restored into a scratch directory and listed by
   `ods-hsmutil` (this conf.xml, SOFTHSM2_CONF pointed at the scratch token), then compared with
   the live listing (`drill.compare`); the backup's `kasp.db` must name no key the token lacks.
@@ -41,19 +41,17 @@ from pathlib import Path
 from typing import Any, final
 
 from keyrite.approval import Approval
-from keyrite.configfile import parse_toml
 from keyrite.digests import operation_digest
 from keyrite.durations import parse_duration
 from signer_shim import planning
 from signer_shim.backup import BackupError, build_archive, restore_backup
-from signer_shim.config import ConfigError, SignerConfig, read_file
 from signer_shim.drill import compare
 from signer_shim.hostkey import signer_info
-from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, Signer, SignerError
+from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, SignerError
 from signer_shim.journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.keystate import STATES, KeyRecord, KeyState
-from signer_shim.ods_config import OdsConf, OdsConfig, load_ods_config, read_ods_conf
-from signer_shim.ods_kasp import (
+from signer_shim.opendnssec.ods_config import OdsConf, OdsConfig, load_ods_config, read_ods_conf
+from signer_shim.opendnssec.ods_kasp import (
     EnforcerKey,
     copy_database,
     dead_keys,
@@ -63,7 +61,7 @@ from signer_shim.ods_kasp import (
     policy_keys,
 )
 from signer_shim.outputs import Outputs
-from signer_shim.softhsm import child_env, read_tokendir
+from signer_shim.pkcs11.softhsm import child_env, read_tokendir
 from signer_shim.tokenid import token_fingerprint
 
 _GEN_BATCH = frozenset({"policy", "role", "algorithm", "lifetime_seconds", "zones", "unused",
@@ -227,7 +225,7 @@ class OdsSigner:
         secrets: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Carry out a planned operation once, whatever happened before (journaled as
-        LocalSigner does; a generation also journals `scheduled`)."""
+        Pkcs11Signer does; a generation also journals `scheduled`)."""
         op = dict(operation)
         secrets = dict(secrets or {})
         with self._lock:
@@ -251,7 +249,7 @@ class OdsSigner:
     def restore_drill(self, name: str, password: str,
                       progress: Progress | None = None) -> dict[str, Any]:
         """Restore backup `name` into a scratch token and compare it with the live one, as
-        LocalSigner does, but through OpenDNSSEC's own eyes: `ods-hsmutil` lists the restored
+        Pkcs11Signer does, but through OpenDNSSEC's own eyes: `ods-hsmutil` lists the restored
         token with this installation's conf.xml (same repository, label and PIN) pointed at the
         scratch token. The backup's KASP database must also name only keys the restored token
         holds: restored together, the enforcer would otherwise manage keys that are not there."""
@@ -479,7 +477,7 @@ class OdsSigner:
 
 
 def check_operation(op: Mapping[str, Any], token: str) -> None:
-    """Purge and backup have LocalSigner's shapes; a generation holds counts, not locators."""
+    """Purge and backup have Pkcs11Signer's shapes; a generation holds counts, not locators."""
     if op.get("op") != "generate":
         planning.check_operation(op, token)
         return
@@ -513,35 +511,4 @@ def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:
         raise SignerError(f"an approval is malformed: {e!r}") from None
 
 
-def load_signer_config(path: Path) -> SignerConfig | OdsConfig:
-    """The config a signer file describes, read strictly: `[signer] backend = "opendnssec"` gives
-    an OdsConfig; no `backend` key gives the PKCS#11 SignerConfig (unchanged); anything else is
-    an error naming the file. Both have `host_key_path` and `state_dir`."""
-    text, source, _base = read_file(path)
-    doc = parse_toml(text, source)
-    signer = doc.get("signer")
-    backend = signer.get("backend") if isinstance(signer, dict) else None
-    if backend is None:
-        return SignerConfig.load(Path(path))
-    if backend == "opendnssec":
-        return load_ods_config(Path(path))
-    raise ConfigError(f"{source}: signer.backend {backend!r} is unknown (known: 'opendnssec'; "
-                      "leave it out for PKCS#11)")
-
-
-def signer_for(config: SignerConfig | OdsConfig) -> Signer:
-    """The signer for a config `load_signer_config` returned."""
-    if isinstance(config, OdsConfig):
-        return OdsSigner(config)
-    from signer_shim.local import LocalSigner  # python-pkcs11 stays out of ODS-only use
-
-    return LocalSigner(config)
-
-
-def open_signer(path: Path) -> Signer:
-    """The signer a config file describes (`load_signer_config`, then `signer_for`)."""
-    return signer_for(load_signer_config(path))
-
-
-__all__ = ["OdsSigner", "check_operation", "enforcer_count", "load_signer_config", "open_signer",
-           "parse_hsmutil_list", "signer_for"]
+__all__ = ["OdsSigner", "check_operation", "enforcer_count", "parse_hsmutil_list"]

@@ -7,7 +7,7 @@ the keys the ceremony then plans agree by construction; the figures it returns a
 the planning module's own count, and tests check them against the seed's numbers.
 
 Seeding RSA keys is the slow part (~0.4 s each here), so the keys are split over several worker
-processes on the one token (signer_shim.pool, as LocalSigner does with `workers`): SoftHSM2
+processes on the one token (signer_shim.pkcs11.pool, as Pkcs11Signer does with `workers`): SoftHSM2
 allows that (file locks), and it is what the second core is for. python-pkcs11 itself is never
 used from two threads of one process. While the processes write, none reads (SoftHSM's view of
 another process's concurrent writes is unreliable); the keys are listed and checked afterwards
@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyrite.durations import MONTH, YEAR, parse_duration
-from signer_shim import pool
 from signer_shim.config import SignerConfig
 from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys, Progress, SignerError
-from signer_shim.inventory import contents_from_objects, key_problems
 from signer_shim.keystate import KeyRecord, KeyState, save_keystate
+from signer_shim.pkcs11 import pool
+from signer_shim.pkcs11.inventory import contents_from_objects, key_problems
+from signer_shim.pkcs11.softhsm import SoftHSMToken, create_token
+from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.planning import keys_needed, new_locator
-from signer_shim.softhsm import SoftHSMToken, create_token
-from signer_shim.workerclient import WorkerClient
 
 #: The seed ceremony's one policy: KSK RSA/2048 for a year, ZSK RSA/2048 for three months.
 DEFAULT_POLICIES = (
@@ -76,7 +76,7 @@ class Figures:
 @dataclass(frozen=True)
 class RehearsalToken:
     token: SoftHSMToken  # softhsm2_conf, tokendir, label, user_pin, so_pin (PINs not in repr)
-    config: SignerConfig  # ready for LocalSigner(config)
+    config: SignerConfig  # ready for Pkcs11Signer(config)
     config_path: Path  # the same, as TOML
     figures: Figures
     zones: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # policy -> zones
@@ -159,7 +159,7 @@ def seed_rehearsal_token(
 
 def _generate_parallel(token: SoftHSMToken, records: Sequence[KeyRecord], processes: int,
                        progress: Progress | None) -> None:
-    """Generate the records' keys over `processes` workers (signer_shim.pool) and check the
+    """Generate the records' keys over `processes` workers (signer_shim.pkcs11.pool) and check the
     token then holds exactly these keys."""
     total = len(records)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncssh
 
 from signer_shim.authority import Authority
-from signer_shim.opendnssec import load_signer_config
+from signer_shim.backends import load_signer_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

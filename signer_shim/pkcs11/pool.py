@@ -2,8 +2,9 @@
 
 Why processes: python-pkcs11 must never be called from two threads of one process (it makes
 SoftHSM drop its own locking), and RSA generation is CPU-bound, so a second core needs a second
-process with its own PKCS#11 session. Each helper here is a fresh `python -m signer_shim.worker`;
-one thread talks to each over its pipes, and only the calling thread reports progress.
+process with its own PKCS#11 session. Each helper here is a fresh
+`python -m signer_shim.pkcs11.worker`; one thread talks to each over its pipes, and only the
+calling thread reports progress.
 
 Why the helpers write blind (`check: false`): while several processes write to one SoftHSM2
 token, a process's view of the others' objects is unreliable (stale listings, invalid handles;
@@ -12,8 +13,8 @@ stopped, from a process that did not write.
 
 Why all helpers open their sessions before any writes: SoftHSM writes the token object on every
 login, and a process initialising or logging in while another one writes was seen to fail
-(`open`: GeneralError); so helpers open one at a time (signer_shim.workerclient) and then wait
-for each other.
+(`open`: GeneralError); so helpers open one at a time (signer_shim.pkcs11.workerclient) and then
+wait for each other.
 
 Why one key per request: the shares stay even (an RSA key's time depends on the primes it
 finds), and when one helper fails the others stop after their current key instead of being
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from signer_shim.interface import SignerError
-from signer_shim.workerclient import WorkerClient
+from signer_shim.pkcs11.workerclient import WorkerClient
 
 #: Makes one logged-in worker process (a new one on every call).
 Spawn = Callable[[], WorkerClient]

@@ -30,8 +30,8 @@ from xml.sax.saxutils import escape, quoteattr
 from signer_shim.algorithms import algorithm
 from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys
-from signer_shim.ods_config import OdsConfig
-from signer_shim.softhsm import SoftHSMToken, child_env, create_token
+from signer_shim.opendnssec.ods_config import OdsConfig
+from signer_shim.pkcs11.softhsm import SoftHSMToken, child_env, create_token
 
 SCHEMA = Path("/usr/share/opendnssec/schema.sqlite")
 RNG_DIR = Path("/usr/share/opendnssec")

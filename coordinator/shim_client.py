@@ -1,7 +1,7 @@
 """`ShimClient`: the coordinator's side of the signer link, the `Signer` protocol over SSH.
 
 It opens the `keyrite-shim` subsystem (signer_shim.protocol) with asyncssh and offers the same
-calls as `LocalSigner`, synchronously, so the rehearsal's world and the live coordinator use
+calls as `Pkcs11Signer`, synchronously, so the rehearsal's world and the live coordinator use
 either without knowing which. asyncssh is asyncio; this class runs a private event loop in one
 daemon thread and hands coroutines to it (`run_coroutine_threadsafe`), so callers on trio, on
 plain threads or in tests need nothing of asyncio.
