@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zmq.utils import z85
-
 from keyrite.approval import load_public_key
 from keyrite.exits import BadInput
 
@@ -106,11 +104,23 @@ def _entry(o: Officer) -> dict[str, str]:
     return {k: v for k, v in asdict(o).items() if v is not None}
 
 
+#: ZeroMQ's Z85 alphabet (RFC 32/Z85), for checking a console key without loading pyzmq here
+_Z85 = {c: i for i, c in enumerate(
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")}
+
+
 def _is_curve_key(text: str) -> bool:
-    try:
-        return len(z85.decode(text)) == 32
-    except (ValueError, KeyError, IndexError, TypeError, OverflowError):
+    """A CURVE public key as Z85 text: 40 characters that decode to 32 bytes (each group of
+    five a 32-bit value)."""
+    if not isinstance(text, str) or len(text) != 40 or not all(c in _Z85 for c in text):
         return False
+    for i in range(0, 40, 5):
+        value = 0
+        for c in text[i:i + 5]:
+            value = value * 85 + _Z85[c]
+        if value >= 2**32:
+            return False
+    return True
 
 
 def _toml_str(s: str) -> str:

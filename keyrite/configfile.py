@@ -22,9 +22,11 @@ def read_file(path: Path) -> tuple[str, str, Path]:
     """A config file's text, its name for messages, and the directory relative paths start from."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return text, str(path), path.parent.absolute()
 
 
@@ -38,6 +40,13 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"{source}: TOML nested too deeply (arrays or inline tables inside "
                           "each other hundreds of levels deep)") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A whole TOML file (a record, not a config of fixed keys), with every way it fails a
+    ConfigError naming the file."""
+    text, source, _base = read_file(path)
+    return parse_toml(text, source)
 
 
 def read_sections(

@@ -52,3 +52,22 @@ def test_unknown_and_missing_keys_are_still_refused() -> None:
     del e["name"]
     with pytest.raises(BadInput, match="missing key"):
         Roster.from_dict({"officers": [e]})
+
+
+def test_the_console_key_check_agrees_with_zmqs_z85() -> None:
+    """The roster checks a CURVE key's Z85 over the standard library (the core loads no zmq)."""
+    import os
+
+    from zmq.utils import z85
+
+    from coordinator.roster import _is_curve_key
+
+    for _ in range(200):
+        text = z85.encode(os.urandom(32)).decode()
+        assert _is_curve_key(text)
+        assert not _is_curve_key(text[:-1]) and not _is_curve_key(text + "0")
+        assert not _is_curve_key(text[:-1] + "~")  # not in the alphabet
+    overflow = "#####" + "0" * 35  # 85**5 - 1 does not fit in 32 bits
+    with pytest.raises(Exception):  # noqa: B017 (zmq raises struct.error)
+        z85.decode(overflow)
+    assert not _is_curve_key(overflow)

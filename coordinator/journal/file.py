@@ -73,6 +73,16 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def discard_unborn(path: Path) -> bool:
+    """Remove a journal file whose genesis line never reached the disk whole (the process died
+    while creating it: it holds nothing of the ceremony); say whether it did. Anything with a
+    complete first line is left for `Journal.open` to check and keep."""
+    if path.exists() and b"\n" not in path.read_bytes():
+        path.unlink()
+        return True
+    return False
+
+
 class Journal:
     """An open journal: append records, sign checkpoints, read entries back.
 

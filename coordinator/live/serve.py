@@ -22,26 +22,22 @@ import trio
 from coordinator.bus import BusServer, CurveKeyPair, Enrolment
 from coordinator.drives import Drives, FolderDrives
 from coordinator.journal import Journal
+from coordinator.journal.file import discard_unborn
 from coordinator.live.config import CoordinatorConfig
 from coordinator.live.daemon import Live, iso, replay_extras
 from coordinator.machine import Machine
-from coordinator.rehearsal.rehearse import discard_unborn_journal, replay
-from coordinator.rehearsal.workdir import read_toml
+from coordinator.machine.replay import replay
 from coordinator.roster import load_roster
 from coordinator.script.load import load_script
 from coordinator.shim_client import ShimClient
 from coordinator.world import CeremonyWorld
+from keyrite.configfile import ConfigError, read_toml
 from keyrite.enroll import EnrollError, read_curve_pair
 from keyrite.exits import BadInput
 from keyrite.keyfiles import load_private_key
 from keyrite.sdnotify import sd_notify
 
 log = logging.getLogger("keyrite.coordinator")
-
-
-class _Say:
-    def say(self, text: str) -> None:
-        log.warning("%s", text)
 
 
 def journal_origin(ceremony_id: str) -> str:
@@ -54,7 +50,10 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
     """Everything the daemon runs on, checked; the journal created or resumed."""
     script = load_script(cfg.script)
     roster = load_roster(cfg.roster)
-    previous = {k: str(v) for k, v in read_toml(cfg.previous).items()}
+    try:
+        previous = {k: str(v) for k, v in read_toml(cfg.previous).items()}
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
     key = load_private_key(cfg.key)
     try:
         public, secret = read_curve_pair(cfg.curve)
@@ -74,12 +73,14 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
                        "(keyrite password verifier), so that a mistyped password is refused "
                        "before it protects a backup")
     machine = Machine(script, roster, previous)
-    discard_unborn_journal(cfg.journal, _Say())
+    if discard_unborn(cfg.journal):
+        log.warning("journal: %s was being created when the coordinator stopped; starting it "
+                    "again", cfg.journal.name)
     if cfg.journal.exists():
         journal = Journal.open(cfg.journal, key=key)
         if journal.torn:
             log.warning("journal: cut a torn final line (%s)", journal.torn)
-        replay(journal, machine, script.sha256)
+        replay(((e.seq, e.record) for e in journal.entries()), machine, script.sha256)
     else:
         origin = journal_origin(script.ceremony.id)
         journal = Journal.create(

@@ -19,8 +19,9 @@ from typing import Any
 from consoles.scripted import ScriptedRoom
 from coordinator.drives import FolderDrives
 from coordinator.journal import Journal
-from coordinator.machine import Machine, Refused
-from coordinator.machine import events as ev
+from coordinator.journal.file import discard_unborn
+from coordinator.machine import Machine
+from coordinator.machine.replay import replay
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
 from coordinator.rehearsal.link import open_link
@@ -29,8 +30,8 @@ from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up
 from coordinator.rehearsal.world import RehearsalWorld
 from coordinator.runner import Runner
 from coordinator.script import bundled_script_path
-from coordinator.script.load import load_script, load_script_text
-from keyrite.exits import BadInput, Failure
+from coordinator.script.load import load_script
+from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
 from signer_shim.config import SignerConfig
@@ -80,7 +81,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         journal = Journal.open(paths.journal, key=coordinator_key)
         if journal.torn:
             display.say(f"journal: cut a torn final line ({journal.torn})")
-        replay(journal, machine, script.sha256)
+        replay(((e.seq, e.record) for e in journal.entries()), machine, script.sha256)
         display.say(f"resumed at step {machine.current.n if machine.current else '-'} "
                        f"with {len(machine.state.completed)} steps done")
     else:
@@ -124,25 +125,8 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
 
 
 def discard_unborn_journal(path: Path, display: Any) -> None:
-    """A journal whose genesis line never reached the disk whole holds nothing of the ceremony:
-    it was being created when the process died. Only that case is removed; anything with a
-    complete first line is opened, checked and kept."""
-    if path.exists() and b"\n" not in path.read_bytes():
+    """A journal file being created when the process died holds nothing of the ceremony: it is
+    started again (`coordinator.journal.file.discard_unborn`)."""
+    if discard_unborn(path):
         display.say(f"journal: {path.name} was being created when the rehearsal stopped; "
-                       "starting it again")
-        path.unlink()
-
-
-def replay(journal: Journal, machine: Machine, script_sha256: str) -> None:
-    """State = fold over the journal: every accepted event again, in order."""
-    for entry in journal.entries():
-        rec = entry.record
-        if rec.get("type") == "genesis":
-            if rec["script"]["sha256"] != script_sha256:
-                raise BadInput("the journal was written for another version of the script")
-            load_script_text(rec["script"]["text"])  # the journal's own copy must still load
-        elif rec.get("type") == "event":
-            try:
-                machine.handle(ev.event_from_dict(rec["event"]))
-            except (Refused, ValueError) as e:
-                raise Failure(f"journal entry {entry.seq} does not replay: {e}") from e
+                    "starting it again")

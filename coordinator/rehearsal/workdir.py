@@ -24,7 +24,6 @@ import hashlib
 import json
 import secrets
 import shutil
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from coordinator.rehearsal.people import PEOPLE, seat_role
 from coordinator.roster import Officer, Roster, dump_roster, load_roster
 from coordinator.runner import Progress
 from coordinator.script.model import Script
+from keyrite import configfile
 from keyrite.approval import public_key_text
 from keyrite.digests import colon_hex
 from keyrite.exits import BadInput
@@ -146,11 +146,9 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> No
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise BadInput(f"{path}: {e}") from e
-    except RecursionError:
-        raise BadInput(f"{path}: TOML nested too deeply") from None
+        return configfile.read_toml(path)
+    except configfile.ConfigError as e:
+        raise BadInput(str(e)) from None
 
 
 def load_cast(paths: Paths) -> tuple[Roster, dict[str, Ed25519PrivateKey]]:

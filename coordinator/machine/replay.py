@@ -1,0 +1,32 @@
+"""The state as a fold over a journal's records: every accepted event again, in order.
+
+The one reader that rebuilds a machine from a journal, for the rehearsal resuming and the live
+coordinator restarting alike. Pure: it takes the records (seq, record) a caller read, and loads
+nothing but the journal's own copy of the script, to check it still loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from coordinator.machine import events as ev
+from coordinator.machine.machine import Machine, Refused
+from coordinator.script.load import load_script_text
+from keyrite.exits import BadInput, Failure
+
+
+def replay(records: Iterable[tuple[int, dict[str, Any]]], machine: Machine,
+           script_sha256: str) -> None:
+    """Feed `machine` every event the journal accepted. A genesis for another version of the
+    script is bad input; an event the machine refuses stops the replay (never skipped)."""
+    for seq, rec in records:
+        if rec.get("type") == "genesis":
+            if rec["script"]["sha256"] != script_sha256:
+                raise BadInput("the journal was written for another version of the script")
+            load_script_text(rec["script"]["text"])  # the journal's own copy must still load
+        elif rec.get("type") == "event":
+            try:
+                machine.handle(ev.event_from_dict(rec["event"]))
+            except (Refused, ValueError) as e:
+                raise Failure(f"journal entry {seq} does not replay: {e}") from e
