@@ -314,7 +314,7 @@ def _quorums(m: Machine, wants: tuple[d.Decision, ...], now: float) -> tuple[Quo
         op = s.operations.get(q.authorizes)
         if any(w.quorum == qid for w in asked) or op is None or q.authorizes in s.started:
             continue
-        if any(a.approval.expires > now for a in s.approvals.get(qid, [])):
+        if m.held(qid, now):
             out.append(_quorum(m, qid, q.authorizes, op["operation"], op["digest"], now,
                                asked=False))
     return tuple(out)
@@ -323,7 +323,7 @@ def _quorums(m: Machine, wants: tuple[d.Decision, ...], now: float) -> tuple[Quo
 def _quorum(m: Machine, qid: str, step: int, operation: dict[str, Any], digest: str, now: float,
             *, asked: bool) -> QuorumView:
     s, q = m.state, m.script.quorums[qid]
-    have = [a for a in s.approvals.get(qid, []) if a.approval.expires > now]
+    have = m.held(qid, now)
     done_people = {a.person for a in have}
     waiting = () if len(have) >= q.m else tuple(
         seat for seat, person in sorted(s.signed_in.items())

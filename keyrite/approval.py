@@ -125,6 +125,18 @@ def sign_approval(
     )
 
 
+def lapsed(approval: Approval, now: float) -> bool:
+    """Whether `approval` no longer counts at `now`: the one expiry rule, for the machine, the
+    view and the daemon alike (valid while now < expires)."""
+    return approval.expires <= now
+
+
+def nonce_key(key: str, nonce: str) -> str:
+    """What makes an approval single-use: the signing key and the nonce together (the
+    machine's replay check and the daemon's lapse records name an approval by it)."""
+    return f"{key}|{nonce}"
+
+
 def check_approval(
     approval: Approval,
     *,
@@ -148,7 +160,7 @@ def check_approval(
         raise ApprovalRefused("approval is for another version of the script")
     if approval.operation != operation:
         raise ApprovalRefused("approval is for a different operation than the one to run")
-    if approval.expires <= now:
+    if lapsed(approval, now):
         raise ApprovalRefused(f"approval expired {int(now - approval.expires)} s ago")
     if approval.expires > now + max_lifetime:
         raise ApprovalRefused("approval claims a validity longer than allowed")

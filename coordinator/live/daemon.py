@@ -44,6 +44,7 @@ from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
 from coordinator.runner import Runner, attempt
 from coordinator.world import CeremonyWorld
+from keyrite.approval import lapsed, nonce_key
 from keyrite.passwords import Verifier
 from keyrite.plainjson import safe_text
 
@@ -419,8 +420,8 @@ class Live:
             if self.m.script.quorums[qid].authorizes in started:
                 continue
             for a in have:
-                key = f"{a.approval.key}|{a.approval.nonce}"
-                if a.approval.expires <= now and key not in self.expired_reported:
+                key = nonce_key(a.approval.key, a.approval.nonce)
+                if lapsed(a.approval, now) and key not in self.expired_reported:
                     self.expired_reported.add(key)
                     self.journal.append({"type": "expired", "at": now, "seat": a.seat,
                                          "quorum": qid, "step": a.approval.step,
@@ -556,7 +557,7 @@ def replay_extras(live: Live, entries: Iterable[tuple[int, dict[str, Any]]]) -> 
             if officer is not None:
                 live.typist[str(rec.get("name"))] = officer.person
         elif t == "expired":
-            live.expired_reported.add(f"{rec.get('key')}|{rec.get('nonce')}")
+            live.expired_reported.add(nonce_key(str(rec.get("key")), str(rec.get("nonce"))))
         at = _seconds(rec.get("at"))
         if isinstance(rec.get("step"), int) and at is not None:
             with contextlib.suppress(KeyError, ValueError):  # a step of no script: no section

@@ -32,7 +32,9 @@ from keyrite.approval import (
     ApprovalRefused,
     check_approval,
     custody_message,
+    lapsed,
     load_public_key,
+    nonce_key,
 )
 from keyrite.digests import from_colon_hex, operation_digest
 from keyrite.exits import BadInput
@@ -203,7 +205,11 @@ class Machine:
         raise AssertionError(f"no wants for action {a}")  # the loader admits no other action
 
     def _valid(self, q: Quorum, now: float) -> list[_Approved]:
-        return [a for a in self.state.approvals.get(q.id, []) if a.approval.expires > now]
+        return self.held(q.id, now)
+
+    def held(self, quorum: str, now: float) -> list[_Approved]:
+        """The approvals `quorum` holds at `now`, in the order given: those not lapsed."""
+        return [a for a in self.state.approvals.get(quorum, []) if not lapsed(a.approval, now)]
 
     def _approval_wants(self, step_n: int, quorums: list[Quorum], now: float
                         ) -> tuple[d.Decision, ...]:
@@ -401,7 +407,7 @@ class Machine:
         """Drop approvals past their expiry, except those already consumed by a started step."""
         for q, lst in self.state.approvals.items():
             if self.script.quorums[q].authorizes not in self.state.started:
-                lst[:] = [a for a in lst if a.approval.expires > now]
+                lst[:] = [a for a in lst if not lapsed(a.approval, now)]
 
     def _complete(self, step: Step, value: str | None = None) -> list[d.Decision]:
         s = self.state
@@ -613,7 +619,7 @@ class Machine:
         used: list[_Approved] = []
         for qid in step.quorum:
             q = self.script.quorums[qid]
-            valid = [a for a in s.approvals.get(qid, []) if a.approval.expires > s.now]
+            valid = self.held(qid, s.now)
             if len(valid) < q.m:
                 raise Refused(f"quorum {qid} has {len(valid)} of {q.m} valid approvals")
             used += valid[: q.m]
@@ -705,7 +711,7 @@ class Machine:
             )
         except ApprovalRefused as err:
             raise Refused(str(err)) from err
-        nonce = f"{e.approval.key}|{e.approval.nonce}"
+        nonce = nonce_key(e.approval.key, e.approval.nonce)
         if nonce in s.used_nonces:
             raise Refused("this approval was already used (replayed nonce)")
         have = s.approvals.setdefault(q.id, [])
