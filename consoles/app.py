@@ -1,7 +1,7 @@
 """`keyrite console --config FILE`: one officer's console, joined up.
 
 The screen (`consoles.screen`) draws views and turns keystrokes into commands; the link
-(`consoles.link`) carries them; this module holds what neither may: the officer's enrolment. An
+(`consoles.bus_link`) carries them; this module holds what neither may: the officer's enrolment. An
 approval or a sign-off is signed here, with the seat's key unlocked by the passphrase just typed,
 for that one signature; the passphrase and the key are dropped at once, and only the signed
 approval leaves the console. A wrong passphrase sends nothing: the screen says so and asks for it
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from consoles.bus_link import ConsoleLink
 from consoles.journal_copy import JournalCopy
-from consoles.link import ConsoleLink
 from consoles.screen import ConsoleScreen, NotSent
 from consoles.view import CeremonyView
 from coordinator.bus import BusClient, CurveKeyPair, Refused

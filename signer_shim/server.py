@@ -9,7 +9,7 @@ All HSM calls go through ONE signer, in ONE thread, in the order they arrived (`
 clients' requests never interleave at the HSM, and a waiting request is told how many are ahead.
 The event loop never blocks on the HSM. A state-changing request (`execute`) must carry a quorum
 that verifies against the shim's own authority file (signer_shim.authority), is journaled by
-idempotency key (signer_shim.requests) before it joins the queue, and runs to its end even if
+idempotency key (signer_shim.request_journal) before it joins the queue, and runs to its end even if
 its client goes away. `READY=1` is sent to `$NOTIFY_SOCKET` (sd_notify, no library) once the
 server listens.
 
@@ -55,7 +55,7 @@ from signer_shim.hostkey import host_key_fingerprint
 from signer_shim.interface import PolicyKeys, Signer, SignerError
 from signer_shim.opendnssec.ods_config import OdsConfig
 from signer_shim.planning import PlanRefused
-from signer_shim.requests import RequestJournal
+from signer_shim.request_journal import RequestJournal
 
 log = logging.getLogger("signer_shim.server")
 

@@ -2,10 +2,10 @@
 
 The rehearsal, the tests and the bench all need a real shim beside a token they made: the same
 enrolment an operator does by hand on a signer host (docs/signer-install.md), done in one call.
-`ShimProcess` runs `python -m signer_shim.command` as a child, waits for its "listening on"
+`ShimProcess` runs `python -m signer_shim.shim_command` as a child, waits for its "listening on"
 line, and stops it with SIGTERM (SIGKILL only if it does not go). If its parent dies, the child
 gets SIGTERM too (prctl PDEATHSIG), finishes an operation it is running and exits; a new shim on
-the same signer waits for it (signer_shim.requests.RequestJournal.claim).
+the same signer waits for it (signer_shim.request_journal.RequestJournal.claim).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class ShimProcess:
         self.log = log or config.parent / "shim.log"
         with self.log.open("a") as err:  # a file, not a pipe: the shim logs every session
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "signer_shim.command", "--config", str(config)],
+                [sys.executable, "-m", "signer_shim.shim_command", "--config", str(config)],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
                 env={**os.environ, **(env or {})}, start_new_session=True,
                 preexec_fn=_terminate_with_parent)

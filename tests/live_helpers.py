@@ -158,7 +158,8 @@ class Room:
         return _keys(self.screen(seat))
 
     def serial(self, drive: str) -> str:
-        from coordinator.drives import FolderDrives  # the label on the drive, as a person reads it
+        # the label on the drive, as a person reads it
+        from coordinator.folder_drives import FolderDrives
 
         return FolderDrives(self.staged.root / "drives").info(drive).serial
 

@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consoles.view import actions_for, from_dict
 from coordinator.bus import CommandRefused
-from coordinator.drives import FolderDrives
+from coordinator.ceremony_world import CeremonyWorld
+from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.live.daemon import Live, replay_extras
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
-from coordinator.world import CeremonyWorld
 from keyrite.exits import BadInput, Failure
 from keyrite.passwords import VerifierError, make_verifier, parse_verifier
 from signer_shim.interface import PolicyKeys, SignerError

@@ -32,9 +32,9 @@ from coordinator.bus import BusClient, CommandRefused, generate_keypair
 from coordinator.bus import protocol as p
 from coordinator.journal import Journal
 from coordinator.journal.verify import verify_journal
-from coordinator.live.commands import Invalid, translate
 from coordinator.live.daemon import Live
 from coordinator.live.stage import Staged, stage
+from coordinator.live.translate import Invalid, translate
 from keyrite.enroll import console_keys, read_curve_pair
 from tests.machine_helpers import T0, drive, kso_quorum, roster, start
 from tests.test_plainjson import json_bytes, values

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coordinator.journal import command, generate_key, verifier_key
 from coordinator.journal import entry as entry_codec
+from coordinator.journal import generate_key, verifier_key, verify_command
 from keyrite import cli, exits
 from tests.test_journal import NAME, make_journal, read_lines, write_lines
 
@@ -31,7 +31,7 @@ def keyrite(argv: list[str]) -> int:
     if _other_commands_import():
         return cli.main(argv)
     parser = argparse.ArgumentParser(prog="keyrite")
-    command.register(parser.add_subparsers(dest="command", required=True))
+    verify_command.register(parser.add_subparsers(dest="command", required=True))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:

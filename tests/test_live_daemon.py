@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from consoles.view import from_dict
 from coordinator.bus import CommandRefused
 from coordinator.journal import Journal
-from coordinator.live.commands import Invalid, Own, translate
 from coordinator.live.daemon import PRESENCE_TIMEOUT, Live
+from coordinator.live.translate import Invalid, Own, translate
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
 from tests.machine_helpers import T0, approval, drive, kso_quorum, roster, start
@@ -228,7 +228,7 @@ def test_an_approval_lapsing_just_before_the_operation_starts_stops_nothing(tmp_
 
 
 def test_a_usb_drive_notice_is_journaled_and_shown_at_once(tmp_path: Path) -> None:
-    from coordinator.usb.drives import DriveNotice
+    from coordinator.usb.usb_drives import DriveNotice
     from coordinator.usb.watch import UsbDrive
 
     live, journal, _, clock = _live(tmp_path, kso_quorum(0))

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.script import command
+from coordinator.script import script_command
 from tests.test_script_samples import BASE, change, line_of
 
 
 def run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="keyrite")
-    command.register(parser.add_subparsers(dest="command", required=True))
+    script_command.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["script", "check", *argv])
     return args.run(args)
 
@@ -93,4 +93,4 @@ def test_default_is_the_bundled_script(capsys: pytest.CaptureFixture[str]) -> No
 def test_registered_in_keyrite_cli() -> None:
     from keyrite.cli import COMMANDS
 
-    assert "coordinator.script.command" in COMMANDS
+    assert "coordinator.script.script_command" in COMMANDS

@@ -27,7 +27,7 @@ from signer_shim.config import ConfigError as SignerConfigError
 from signer_shim.config import SignerConfig
 from signer_shim.interface import PolicyKeys
 from signer_shim.keystate import KeyRecord, KeyState
-from signer_shim.requests import RequestJournal
+from signer_shim.request_journal import RequestJournal
 from staging.fixture import RehearsalToken
 from tests.shim_helpers import CEREMONY, STEPS, approve, as_dicts, cast_authority, keys
 from tests.test_shim_ssh import WAIT, shim_files, start_shim, stop

@@ -23,7 +23,7 @@ from signer_shim import server
 from signer_shim.config import ConfigError
 from signer_shim.opendnssec.ods_config import OdsConfig
 from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation
-from signer_shim.requests import RequestJournal
+from signer_shim.request_journal import RequestJournal
 from staging.standup import ShimProcess
 from tests.ods_helpers import EC_POLICIES, running_installation
 from tests.shim_helpers import approve, cast_authority
@@ -164,7 +164,7 @@ def test_load_takes_the_host_key_from_the_opendnssec_config(tmp_path: Path) -> N
         inst.config_path.read_text().replace('"opendnssec"', '"hsm9000"', 1))
     with pytest.raises(ConfigError, match="hsm9000"):
         server.load(files.config)
-    r = subprocess.run([sys.executable, "-m", "signer_shim.command", "--config",
+    r = subprocess.run([sys.executable, "-m", "signer_shim.shim_command", "--config",
                         str(files.config)], capture_output=True, text=True, timeout=60,
                        cwd=Path(__file__).resolve().parent.parent, check=False)
     assert r.returncode == 2 and "hsm9000" in r.stderr, (r.returncode, r.stderr)

@@ -22,7 +22,7 @@ import pytest
 from coordinator.shim_client import HostKeyMismatch, QuorumRefused, ShimClient
 from keyrite.durations import MONTH
 from signer_shim.interface import PolicyKeys, SignerError
-from signer_shim.requests import RequestJournal, check_serial
+from signer_shim.request_journal import RequestJournal, check_serial
 from staging.fixture import RehearsalToken
 from staging.standup import ShimFiles, ShimProcess, write_shim_files
 from tests.conftest import EC_POLICIES

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signer_shim.authority import Authority, QuorumRefused, check_quorum
 from signer_shim.config import ConfigError
-from signer_shim.requests import RequestJournal, check_serial
+from signer_shim.request_journal import RequestJournal, check_serial
 from tests.shim_helpers import approve, as_dicts, cast_authority
 
 NOW = 1_800_000_000.0

@@ -21,11 +21,11 @@ import asyncssh
 import pytest
 
 from signer_shim import protocol
-from signer_shim.command import main as shim_main
 from signer_shim.config import ConfigError
 from signer_shim.hostkey import host_key_fingerprint
 from signer_shim.interface import Inventory, KeyInfo, SignerError
 from signer_shim.server import Shim, ShimConfig, load
+from signer_shim.shim_command import main as shim_main
 from staging.fixture import RehearsalToken
 from staging.standup import write_shim_files
 from tests.shim_helpers import cast_authority
@@ -172,7 +172,7 @@ def start_shim(config: Path, env: dict[str, str] | None = None) -> tuple[subproc
     log = config.parent / "shim.log"
     with log.open("a") as err:  # a file, not a pipe: the shim logs every session
         proc = subprocess.Popen(
-            [sys.executable, "-m", "signer_shim.command", "--config", str(config)],
+            [sys.executable, "-m", "signer_shim.shim_command", "--config", str(config)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
             env={**os.environ, **(env or {})})
     assert proc.stdout is not None

@@ -12,8 +12,8 @@ import pytest
 from keyrite.files import partial_name, write_atomic, write_exclusive
 from signer_shim.config import ConfigError, SignerConfig
 from signer_shim.hostkey import ensure_host_key, host_key_fingerprint, host_key_md5
-from signer_shim.journal import OperationJournal, operation_status
 from signer_shim.keystate import KeyRecord, KeyState, KeyStateError, load_keystate, save_keystate
+from signer_shim.operation_journal import OperationJournal, operation_status
 
 
 def rec(i: int, state: str = "generate", zone: str | None = None) -> KeyRecord:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coordinator.drives import FolderDrives
+from coordinator.folder_drives import FolderDrives
 from coordinator.live.stage import instructions, keyrite_command, stage
 
 

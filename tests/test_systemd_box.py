@@ -48,7 +48,7 @@ from keyrite.durations import MONTH
 from keyrite.enroll import console_keys
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.keystate import KeyState
-from signer_shim.requests import check_serial
+from signer_shim.request_journal import check_serial
 from tests.shim_helpers import approve, cast_authority
 from tests.systemd_box_helpers import (
     ROOT,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.usb.drives import DriveNotice, UsbDrives
+from coordinator.usb.usb_drives import DriveNotice, UsbDrives
 from coordinator.usb.watch import DriveEvent, UsbDrive
 from keyrite.exits import Failure
 from tests.loopdev_helpers import loop_device, mounts_of, needs_loop, pull

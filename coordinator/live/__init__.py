@@ -1,2 +1,3 @@
 """The live ceremony: the coordinator daemon (`serve`, `daemon`), what consoles' commands mean
-(`commands`), its config files (`config`) and a staged ceremony for trying it (`stage`)."""
+(`translate`), its config files (`config`) and a staged ceremony for trying it (`stage`);
+`keyrite coordinator` and `keyrite stage` are `coordinator_command` and `stage_command`."""

@@ -37,19 +37,19 @@ from consoles.view import (
     view_from,
 )
 from coordinator.bus import BusServer, CommandRefused
-from coordinator.live.commands import Invalid, Own, translate
+from coordinator.ceremony_world import CeremonyWorld
 from coordinator.live.tail import describe
+from coordinator.live.translate import Invalid, Own, translate
 from coordinator.machine import Machine, Refused
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
 from coordinator.runner import Runner, attempt
-from coordinator.world import CeremonyWorld
 from keyrite.approval import lapsed, nonce_key
 from keyrite.passwords import Verifier
 from keyrite.plainjson import safe_text
 
 if TYPE_CHECKING:  # real drives only: pyudev is not needed with folder drives
-    from coordinator.usb.drives import DriveNotice
+    from coordinator.usb.usb_drives import DriveNotice
 
 log = logging.getLogger("keyrite.coordinator")
 
@@ -238,7 +238,7 @@ class Live:
         self._wake.set()
 
     def drive_notice(self, notice: DriveNotice) -> None:
-        """A USB drive plugged in, removed or refused (`coordinator.usb.drives.DriveNotice`):
+        """A USB drive plugged in, removed or refused (`coordinator.usb.usb_drives.DriveNotice`):
         journaled and shown at once, whatever step is running."""
         cur = self.m.current
         self.journal.append({"type": "drive", "at": self.clock(),

@@ -20,7 +20,9 @@ from typing import Any
 import trio
 
 from coordinator.bus import BusServer, CurveKeyPair, Enrolment
-from coordinator.drives import Drives, FolderDrives
+from coordinator.ceremony_world import CeremonyWorld
+from coordinator.drives import Drives
+from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
 from coordinator.live.config import CoordinatorConfig
@@ -30,7 +32,6 @@ from coordinator.machine.replay import replay
 from coordinator.roster import load_roster
 from coordinator.script.load import load_script
 from coordinator.shim_client import ShimClient
-from coordinator.world import CeremonyWorld
 from keyrite.configfile import ConfigError, read_toml
 from keyrite.enroll import EnrollError, read_curve_pair
 from keyrite.exits import BadInput
@@ -116,7 +117,7 @@ def _drives(cfg: CoordinatorConfig, script: Any) -> Drives:
     them privately under `mounts`, and each copy is read back from the device."""
     if cfg.drives is not None:
         return FolderDrives(cfg.drives)
-    from coordinator.usb.drives import UsbDrives
+    from coordinator.usb.usb_drives import UsbDrives
     from coordinator.usb.watch import UsbWatch
 
     cfg.mounts.mkdir(mode=0o700, parents=True, exist_ok=True)

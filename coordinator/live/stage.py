@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator.bus import generate_keypair
-from coordinator.drives import FolderDrives
+from coordinator.folder_drives import FolderDrives
 from coordinator.journal.keys import verifier_key
 from coordinator.live.serve import journal_origin
-from coordinator.rehearsal.link import authority_for
 from coordinator.rehearsal.people import PEOPLE, seat_role
+from coordinator.rehearsal.signer_link import authority_for
 from coordinator.rehearsal.workdir import Paths, set_up
 from coordinator.roster import Officer, Roster, dump_roster
 from coordinator.runner import Progress

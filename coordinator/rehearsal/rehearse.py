@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from consoles.scripted import ScriptedRoom
-from coordinator.drives import FolderDrives
+from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
 from coordinator.machine import Machine
 from coordinator.machine.replay import replay
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
-from coordinator.rehearsal.link import open_link
 from coordinator.rehearsal.people import CUSTODIANS, PEOPLE
+from coordinator.rehearsal.rehearsal_world import RehearsalWorld
+from coordinator.rehearsal.signer_link import open_link
 from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up
-from coordinator.rehearsal.world import RehearsalWorld
 from coordinator.runner import Runner
 from coordinator.script import bundled_script_path
 from coordinator.script.load import load_script

@@ -30,7 +30,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coordinator.drives import FolderDrives
+from coordinator.folder_drives import FolderDrives
 from coordinator.rehearsal.people import PEOPLE, seat_role
 from coordinator.roster import Officer, Roster, dump_roster, load_roster
 from coordinator.runner import Progress

@@ -1,8 +1,9 @@
 """TOML tables read against a declared list of keys: unknown keys and missing required keys are
 reported, present keys are read with their `Kind`, absent optional keys get their default.
 
-Cross-references between tables are not checked here (`coordinator.script.crosscheck` does that
-once every table is read), so one bad key never hides the problems of the keys around it.
+Cross-references between tables are not checked here (`coordinator.script.declared` and
+`coordinator.script.steps` do that once every table is read), so one bad key never hides the
+problems of the keys around it.
 """
 
 from __future__ import annotations

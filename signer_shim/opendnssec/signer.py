@@ -48,7 +48,6 @@ from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.drill import compare
 from signer_shim.hostkey import signer_info
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, SignerError
-from signer_shim.journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.keystate import STATES, KeyRecord, KeyState
 from signer_shim.opendnssec.ods_config import OdsConf, OdsConfig, load_ods_config, read_ods_conf
 from signer_shim.opendnssec.ods_kasp import (
@@ -60,6 +59,7 @@ from signer_shim.opendnssec.ods_kasp import (
     parse_key_list,
     policy_keys,
 )
+from signer_shim.operation_journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.outputs import Outputs
 from signer_shim.pkcs11.softhsm import child_env, read_tokendir
 from signer_shim.tokenid import token_fingerprint

@@ -34,8 +34,8 @@ from signer_shim.config import SignerConfig
 from signer_shim.drill import compare
 from signer_shim.hostkey import signer_info
 from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
-from signer_shim.journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.keystate import KeyState, load_keystate, save_keystate
+from signer_shim.operation_journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.outputs import Outputs
 from signer_shim.pkcs11 import pool
 from signer_shim.pkcs11.inventory import TokenContents, contents_from_objects, key_problems

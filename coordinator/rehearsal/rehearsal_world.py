@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from consoles.scripted import ScriptedRoom
-from coordinator.drives import FolderDrives
+from coordinator.ceremony_world import CeremonyWorld
+from coordinator.folder_drives import FolderDrives
 from coordinator.machine import Machine
 from coordinator.machine import decisions as d
 from coordinator.machine import events as ev
-from coordinator.world import CeremonyWorld
 from keyrite.exits import Failure
 from signer_shim.interface import Signer
 

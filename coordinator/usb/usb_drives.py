@@ -2,7 +2,7 @@
 
 udev (`watch.UsbWatch`) says which drive is plugged in; `blockfs.BlockDrive` mounts its first
 partition privately, writes and reads it back from the device. The rehearsal keeps its folder
-drives (`coordinator.drives.FolderDrives`) behind the same interface.
+drives (`coordinator.folder_drives.FolderDrives`) behind the same interface.
 
 A `drive.insert` step waits here until a drive is plugged in that it may take: not bound to
 another label, not ejected earlier while still in the port. Where the script declares the

@@ -1,7 +1,7 @@
 """The shim's request journal: every state-changing request it accepted or refused, by
 idempotency key, on disk before the HSM is touched.
 
-One JSON line per event, appended and fsync'd (signer_shim.journal's writer):
+One JSON line per event, appended and fsync'd (signer_shim.operation_journal's writer):
 
     received   key, method, request (SHA-256 of the request without secrets), op, digest, step,
                nonces, approvers          the quorum verified; the nonces are spent from here on
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from keyrite.files import fsync_dir
-from signer_shim.journal import append_json_line, read_json_lines, utc_now
+from signer_shim.operation_journal import append_json_line, read_json_lines, utc_now
 
-log = logging.getLogger("signer_shim.requests")
+log = logging.getLogger("signer_shim.request_journal")
 
 
 class Busy(OSError):

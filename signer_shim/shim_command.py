@@ -1,6 +1,6 @@
 """`keyrite shim --config FILE`: run the signer shim (signer_shim.server) until SIGTERM/SIGINT.
 
-`python -m signer_shim.command --config FILE` runs the same, through `keyrite.cli`.
+`python -m signer_shim.shim_command --config FILE` runs the same, through `keyrite.cli`.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def _serve(loaded: Loaded) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m signer_shim.command ARGS` is `keyrite shim ARGS`, through the one boundary
+    """`python -m signer_shim.shim_command ARGS` is `keyrite shim ARGS`, through the one boundary
     that maps outcomes to exit codes (keyrite.cli)."""
     from keyrite.cli import main as keyrite_main
 
