@@ -13,7 +13,6 @@ journal, fetched as the ceremony writes it (`consoles.journal_copy`).
 
 from __future__ import annotations
 
-import base64
 import logging
 import sys
 import threading
@@ -24,11 +23,10 @@ from typing import Any
 from consoles.bus_link import ConsoleLink
 from consoles.journal_copy import JournalCopy
 from consoles.screen import ConsoleScreen, NotSent
+from consoles.signing import Stale, sign_command
 from consoles.view import CeremonyView
 from coordinator.bus import BusClient, CurveKeyPair, Refused
 from coordinator.live.config import ConsoleConfig
-from coordinator.script.formats import check_value
-from keyrite.approval import sign_approval, sign_custody
 from keyrite.enroll import EnrollError, OfficerEntry, console_keys, unlock
 from keyrite.exits import FAILED, BadInput
 from keyrite.keyfiles import KeyFileError
@@ -36,10 +34,6 @@ from keyrite.keyfiles import KeyFileError
 log = logging.getLogger("keyrite.console")
 
 FIRST_VIEW_TIMEOUT = 30.0
-
-
-class Stale(Exception):
-    """The view moved on between the keystroke and the signature: nothing is signed."""
 
 
 class Console:
@@ -128,35 +122,8 @@ class Console:
         seat = cmd["seat"]
         key = unlock(self.enrolments[seat], passphrase.encode()).signing_key
         del passphrase
-        view = self.view
-        assert view is not None
-        if cmd["type"] == "approve":
-            q = next((q for q in view.quorums if q.quorum == cmd["quorum"]), None)
-            if q is None or q.digest != cmd["digest"]:
-                raise Stale("the operation changed before it was signed: look again")
-            approval = sign_approval(key, ceremony=view.ceremony_id, step=cmd["step"],
-                                     script_sha256=view.script_sha256, operation=q.digest,
-                                     expires=int(time.time()) + q.expires_seconds)
-            return {"type": "approve", "seat": seat, "step": cmd["step"], "quorum": q.quorum,
-                    "approval": approval.to_dict()}
-        if cmd["type"] == "record":  # a custodian signs for the bag they take
-            step = view.step
-            seal = next((x for x in (step.asked if step else ())
-                         if x.kind in ("seal", "handover")), None)
-            if seal is None or step is None or step.n != cmd["step"]:
-                raise Stale("the step moved on before the bag was signed for: look again")
-            serial = check_value("bag-serial", cmd["value"]) or cmd["value"]
-            taking = ({"kind": "handover", "giver": str(seal.detail.get("holder"))}
-                      if seal.kind == "handover" else {})
-            signature = sign_custody(key, ceremony=view.ceremony_id, step=step.n,
-                                     script_sha256=view.script_sha256,
-                                     bag=str(seal.detail.get("bag")), serial=serial,
-                                     contents=list(seal.detail.get("contents") or []), **taking)
-            return {**cmd, "signature": signature}
-        if cmd["type"] == "signoff":
-            signature = base64.b64encode(key.sign(cmd["checkpoint"].encode())).decode()
-            return {**cmd, "signature": signature}
-        raise EnrollError(f"{cmd['type']} is not signed")
+        assert self.view is not None
+        return sign_command(self.view, cmd, key, time.time())
 
     # --- the auditor's copy --------------------------------------------------------------------
     def _keep_copy(self) -> None:

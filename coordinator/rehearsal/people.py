@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from consoles.scripted import Person
+from coordinator.rehearsal.officers import Person
 
 PEOPLE = (
     Person("p-kga", "Administrator A", "Registry", ("KGA", "DSO5")),

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consoles.scripted import ScriptedRoom
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
@@ -24,6 +23,7 @@ from coordinator.machine import Machine
 from coordinator.machine.replay import replay
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
+from coordinator.rehearsal.officers import ScriptedRoom
 from coordinator.rehearsal.people import CUSTODIANS, PEOPLE
 from coordinator.rehearsal.rehearsal_world import RehearsalWorld
 from coordinator.rehearsal.signer_link import open_link

@@ -1,0 +1,187 @@
+"""Scripted officers for the rehearsal: they answer what the machine asks the way honest people
+at their consoles would, and sign with their own enrolled keys exactly as a console does.
+
+They read only what a person in the room could see: the same view every console is shown
+(`consoles.view.view_from`), the labels on drives and bags. They act as a console acts: the
+keystroke `actions_for` offers them, filled in, signed by `consoles.signing` and translated by
+the coordinator's own `translate`, so a rehearsal exercises the consoles' logic. Only their
+arrival (signing in when first needed, the witness's ID taken as checked) is their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from consoles.signing import SIGNED, sign_command
+from consoles.view import Action, CeremonyView, Extras, actions_for, view_from
+from coordinator.live.translate import translate
+from coordinator.machine import Machine
+from coordinator.machine import decisions as d
+from coordinator.machine import events as ev
+
+
+@dataclass(frozen=True)
+class Person:
+    person: str
+    name: str
+    organisation: str
+    seats: tuple[str, ...]
+    id_checked: bool = True
+
+
+class ScriptedRoom:
+    def __init__(
+        self,
+        machine: Machine,
+        people: list[Person],
+        keys: dict[str, Ed25519PrivateKey],
+        clock: Callable[[], float],
+        drive_label_serial: Callable[[str], str],
+        bag_serial: Callable[[str], str],
+        custodians: dict[str, str],
+    ) -> None:
+        self.m = machine
+        self.people = people
+        self.keys = keys
+        self.clock = clock
+        self.drive_label_serial = drive_label_serial
+        self.bag_serial = bag_serial
+        self.custodians = custodians
+
+    # --- what they see -------------------------------------------------------------------------
+    def _view(self, now: float, context: dict[str, Any]) -> CeremonyView:
+        return view_from(self.m, Extras(now=now, checkpoint=context.get("checkpoint")))
+
+    @staticmethod
+    def _signed_in(view: CeremonyView) -> list[str]:
+        return sorted(p.seat for p in view.participants if p.signed_in)
+
+    def _seat_for(self, view: CeremonyView, role: str) -> str:
+        for seat in self._signed_in(view):
+            if view.participant(seat).role == role:  # type: ignore[union-attr]
+                return seat
+        raise LookupError(f"no {role} is signed in")
+
+    # --- arriving ------------------------------------------------------------------------------
+    def _sign_in(self, p: Person, now: float) -> ev.SignIn:
+        return ev.SignIn(at=now, person=p.person, name=p.name, organisation=p.organisation,
+                         seats=p.seats, id_checked=p.id_checked)
+
+    def _arrive(self, view: CeremonyView, role: str, now: float,
+                seat: str | None = None) -> list[ev.Event]:
+        """A person needed at their console who has not signed in yet does so first (the
+        administrator, for one, signs in before the first step)."""
+        signed = self._signed_in(view)
+        seats = sorted(p.seat for p in view.participants if p.role == role)
+        if seat is not None:
+            wanted = [seat] if seat not in signed else []
+        elif any(s in signed for s in seats):
+            wanted = []
+        else:
+            wanted = seats[:1]
+        return [self._sign_in(p, now) for p in self.people if wanted and wanted[0] in p.seats]
+
+    # --- acting as a console does --------------------------------------------------------------
+    def _press(self, view: CeremonyView, seat: str, kind: str, step: int | None,
+               typed: dict[str, Any], now: float, quorum: str | None = None) -> list[ev.Event]:
+        """The keystroke `actions_for` offers `seat` for `kind` (at `step`, for `quorum`),
+        filled in with what the officer types, signed if it must be, and translated as the
+        coordinator translates a console's command. Nothing offered: nothing done."""
+        role = view.participant(seat).role  # type: ignore[union-attr]
+        action = next((a for a in actions_for(view, seat, role) if a.kind == kind
+                       and (step is None or a.command.get("step") == step)
+                       and (quorum is None or a.command.get("quorum") == quorum)), None)
+        if action is None:
+            return []
+        command = self._filled(action, typed)
+        if command["type"] in SIGNED and "passphrase" in action.needs:
+            command = sign_command(view, command, self.keys[seat], now)
+        event = translate(self.m.roster, self.m.script.ceremony.administrator, seat, command,
+                          now)
+        assert isinstance(event, ev.Event), event
+        return [event]
+
+    @staticmethod
+    def _filled(action: Action, typed: dict[str, Any]) -> dict[str, Any]:
+        missing = [n for n in action.needs if n != "passphrase" and n not in typed]
+        if missing:
+            raise LookupError(f"the scripted officer has nothing to type for {missing}")
+        return {**action.command, **{n: typed[n] for n in action.needs if n in typed}}
+
+    def _as(self, view: CeremonyView, role: str, now: float, kind: str, step: int,
+            typed: dict[str, Any], seat: str | None = None) -> list[ev.Event]:
+        arrivals = self._arrive(view, role, now, seat)
+        if arrivals:
+            return arrivals  # the runner applies them, then asks again
+        return self._press(view, seat or self._seat_for(view, role), kind, step, typed, now)
+
+    def answer(self, want: d.Ask | d.RequestApproval, context: dict[str, Any]) -> list[ev.Event]:
+        now = self.clock()
+        view = self._view(now, context)
+        if isinstance(want, d.RequestApproval):
+            return self._approve(view, want, now)
+        kind = want.kind
+        if kind == "signin":
+            signed = set(self._signed_in(view))
+            out: list[ev.Event] = [self._sign_in(p, now) for p in self.people
+                                   if not any(s in signed for s in p.seats)]
+            return out or self._press(view, self._seat_for(view, want.role), "acknowledge",
+                                      want.step, {}, now)
+        step = self.m.script.step(want.step)
+        if kind == "acknowledge":
+            return self._as(view, want.role, now, "acknowledge", want.step, {})
+        if kind == "record":
+            return self._as(view, want.role, now, "record", want.step,
+                            {"value": self._typed(view, step, now)})
+        if kind in ("seal", "handover"):
+            return self._take_bag(view, want, step, now)
+        if kind == "signoff":
+            return self._as(view, want.role, now, "signoff", want.step, {})
+        return []  # "decide": a rehearsal has nobody to decide an exception for the KGA
+
+    def _take_bag(self, view: CeremonyView, want: d.Ask, step: Any,
+                  now: float) -> list[ev.Event]:
+        """The custodian reads the serial off the bag and signs for it: at a seal, the seat the
+        bag goes to (`custodians`); at a hand-over, the first seat of the role whose holder does
+        not hold the bag already (the machine refuses a hand-over to oneself)."""
+        bag = step.bag or ""
+        if want.kind == "seal":
+            seat = self.custodians.get(bag)
+        else:
+            held = next((b for b in view.bags if b.label == bag), None)
+            holder = view.participant(held.custodian) if held and held.custodian else None
+            seat = self._receiver(view, want.role, holder.person if holder else None)
+        return self._as(view, want.role, now, "record", want.step,
+                        {"value": self.bag_serial(bag)}, seat=seat)
+
+    def _receiver(self, view: CeremonyView, role: str, holder: str | None) -> str | None:
+        seats = sorted((p for p in view.participants if p.role == role and p.person != holder),
+                       key=lambda p: (not p.signed_in, p.seat))
+        return seats[0].seat if seats else None
+
+    def _typed(self, view: CeremonyView, step: Any, now: float) -> str:
+        """What the officer reads off the drive, the bag, the clock or the screen and types."""
+        if step.format == "datetime":
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        if step.format == "usb-serial" and step.drive:
+            return self.drive_label_serial(step.drive)
+        if step.format == "bag-serial" and step.bag:
+            return self.bag_serial(step.bag)
+        if step.equals is not None and view.step is not None and view.step.expected is not None:
+            return view.step.expected  # read off the screen, as the record shows it
+        return "noted"
+
+    def _approve(self, view: CeremonyView, want: d.RequestApproval,
+                 now: float) -> list[ev.Event]:
+        """The first signed-in officer of the role who has not approved approves the operation
+        the view shows, as their console would sign it."""
+        for seat in self._signed_in(view):
+            out = self._press(view, seat, "approve", None, {}, now, quorum=want.quorum)
+            if out:
+                return out
+        return []
