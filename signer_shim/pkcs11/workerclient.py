@@ -8,6 +8,7 @@ briefly and kills it only if it does not go. Its stderr goes to a log file in th
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -123,4 +124,6 @@ class WorkerClient:
                 proc.wait()
         for stream in (proc.stdin, proc.stdout):
             if stream is not None and not stream.closed:
-                stream.close()
+                # closing flushes: a worker that died leaves a broken pipe
+                with contextlib.suppress(OSError):
+                    stream.close()
