@@ -188,9 +188,11 @@ class Autopilot:
         return self.room.step_of(self.seats[0])
 
     def run(self, until: int, timeout: float = 600.0) -> None:
-        """Act until step `until` is current. Each decision is read off one capture of one
-        screen (its step and its bold line together): never a key pressed for a step that has
-        moved on."""
+        """Act until step `until` is current. Each decision is read off one screen (its step
+        and its bold line together) that held for two captures in a row: never a key pressed
+        for a step that has moved on, nor off a capture torn between two redraws (a capture
+        with no step line let the autopilot act, and so, once in a full-suite run, approve
+        step 33's generation it was told to stop before)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for seat in self.seats:
@@ -198,6 +200,9 @@ class Autopilot:
                 n = _step(screen)
                 if n is not None and n >= until:
                     return
+                time.sleep(0.08)
+                if n is None or self.room.screen(seat) != screen:
+                    continue  # torn, or moving: look again
                 keys = [k for k in _keys(screen) if k not in ("i", "z", "r")]
                 if keys:
                     before = _you(screen)
@@ -220,9 +225,11 @@ class Autopilot:
         def prompt_or_gone(s: str) -> bool:
             if re.search(r"^(Passphrase|Value|Password|Seat)", s, re.M):
                 return True
-            # the view moved on between reading and pressing (a message that may be an old one
-            # counts only once the prompt has had time to appear)
-            return "is not possible now" in s and time.monotonic() - started > 1.5
+            # the view moved on between reading and pressing: the console said so, or the key
+            # is no longer offered (its message may have gone with its step); either counts only
+            # once the prompt has had time to appear
+            return time.monotonic() - started > 1.5 and ("is not possible now" in s
+                                                         or key not in _keys(s))
 
         screen = r.wait(seat, prompt_or_gone, 20)
         if not re.search(r"^(Passphrase|Value|Password|Seat)", screen, re.M):
