@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncssh
 import pytest
 
 from keyrite.approval import Approval, signed_message
@@ -30,7 +29,7 @@ from signer_shim.keystate import KeyRecord, KeyState
 from signer_shim.request_journal import RequestJournal
 from staging.fixture import RehearsalToken
 from tests.shim_helpers import CEREMONY, STEPS, approve, as_dicts, cast_authority, keys
-from tests.test_shim_ssh import WAIT, shim_files, start_shim, stop
+from tests.test_shim_ssh import finals, shim_files, start_shim, stop
 
 EC_KEYS = [{"policy": "default", "role": "KSK", "algorithm": "ECDSA/P-256",
             "lifetime_seconds": 365 * 86400},
@@ -205,24 +204,8 @@ def test_a_well_typed_approval_still_counts() -> None:
 
 async def _finals(port: int, d: Path, lines: list[bytes]) -> list[dict[str, Any]]:
     """Each line's final message, one line at a time, on one session."""
-    async with asyncssh.connect(
-        "127.0.0.1", port, username="officer", client_keys=[str(d / "client_key")],
-        known_hosts=str(d / "known_hosts"), agent_path=None, config=[], connect_timeout=WAIT,
-    ) as conn:
-        proc = await conn.create_process(subsystem=protocol.SUBSYSTEM, encoding=None)
-        out = []
-        for raw in lines:
-            proc.stdin.write(raw if raw.endswith(b"\n") else raw + b"\n")
-            while True:
-                got = await asyncio.wait_for(proc.stdout.readline(), WAIT)
-                assert got, "the shim closed the session"
-                msg = protocol.parse_reply(got)
-                if "progress" not in msg and "queued" not in msg:
-                    out.append(msg)
-                    break
-        proc.stdin.write_eof()
-        await asyncio.wait_for(proc.wait(), WAIT)
-        return out
+    return await finals(port, d / "client_key", d / "known_hosts",
+                        [raw if raw.endswith(b"\n") else raw + b"\n" for raw in lines])
 
 
 @pytest.fixture

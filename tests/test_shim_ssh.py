@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -256,15 +257,17 @@ def test_shell_exec_and_other_subsystems_are_refused(live: Live) -> None:
         assert b"keyrite-shim: " + what + b" is refused" in r.stderr
 
 
-async def _session(live: Live, key: Path, lines: list[bytes]) -> list[dict[str, object]]:
+async def finals(port: int, key: Path, known_hosts: Path, lines: list[bytes]
+                 ) -> list[dict[str, Any]]:
+    """Each line's final message (progress and queue notices skipped), one line at a time on
+    one session: each answer comes before the next request."""
     async with asyncssh.connect(
-        "127.0.0.1", live.port, username="officer", client_keys=[str(key)],
-        known_hosts=str(live.known_hosts), agent_path=None, config=[],
-        connect_timeout=WAIT,
+        "127.0.0.1", port, username="officer", client_keys=[str(key)],
+        known_hosts=str(known_hosts), agent_path=None, config=[], connect_timeout=WAIT,
     ) as conn:
         proc = await conn.create_process(subsystem=protocol.SUBSYSTEM, encoding=None)
         out = []
-        for line in lines:  # one at a time: each answer comes before the next request
+        for line in lines:
             proc.stdin.write(line)
             while True:
                 got = await asyncio.wait_for(proc.stdout.readline(), WAIT)
@@ -276,6 +279,10 @@ async def _session(live: Live, key: Path, lines: list[bytes]) -> list[dict[str, 
         proc.stdin.write_eof()
         await asyncio.wait_for(proc.wait(), WAIT)
         return out
+
+
+async def _session(live: Live, key: Path, lines: list[bytes]) -> list[dict[str, Any]]:
+    return await finals(live.port, key, live.known_hosts, lines)
 
 
 def test_asyncssh_client_gets_info_fingerprint_and_inventory(live: Live) -> None:
