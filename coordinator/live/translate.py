@@ -24,7 +24,7 @@ from typing import Any
 from coordinator.bus.protocol import MAX_INT, safe_text
 from coordinator.machine import events as ev
 from coordinator.roster import Roster
-from keyrite.approval import Approval
+from keyrite.approval import Approval, MalformedApproval
 
 #: commands that become machine events (journaled as events or refusals)
 EVENT_COMMANDS = ("signin", "acknowledge", "record", "approve", "refuse", "decide", "signoff")
@@ -95,21 +95,19 @@ def _int(body: dict[str, Any], key: str) -> int:
     return _integer(str(body.get("type")), key, body.get(key))
 
 
-#: an approval's fields and their types: exactly these, as `Approval.to_dict` gives them
-_APPROVAL = {f: (int if f in ("step", "expires") else str) for f in Approval.__dataclass_fields__}
-
-
 def _approval(raw: Any) -> Approval:
-    if not isinstance(raw, dict):
-        raise Invalid("approve: 'approval' must be an object")
-    if set(raw) != set(_APPROVAL):
-        odd = sorted(set(raw) ^ set(_APPROVAL))[:3]
-        raise Invalid(f"approve: not an approval (fields {', '.join(map(_show, odd))})")
-    fields: dict[str, Any] = {}
-    for name, typ in _APPROVAL.items():
-        fields[name] = (_integer("approve", name, raw[name]) if typ is int else
-                        _text("approve", name, raw[name], NAME_LIMIT, empty=True))
-    return Approval(**fields)
+    """The approval's shape and types are `Approval.from_dict`'s to judge (exactly its fields,
+    integers and strings); this adds the bounds every field a console sends is held to."""
+    try:
+        approval = Approval.from_dict(raw)
+    except MalformedApproval as e:
+        raise Invalid(f"approve: not an approval ({safe_text(str(e), 100)})") from None
+    for name, value in approval.to_dict().items():
+        if isinstance(value, int):
+            _integer("approve", name, value)
+        else:
+            _text("approve", name, value, NAME_LIMIT, empty=True)
+    return approval
 
 
 def acting_seat(roster: Roster, officer: str, body: dict[str, Any]) -> str:
