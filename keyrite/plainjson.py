@@ -39,11 +39,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAX_NUMBER_TEXT", "TEXT_LIMIT", "Limits", "NotJSON", "NotPlainJSON", "loads",
-           "safe_text"]
+__all__ = ["MAX_INT", "MAX_NUMBER_TEXT", "TEXT_LIMIT", "Limits", "NotJSON", "NotPlainJSON",
+           "loads", "safe_text"]
 
 #: The longest number literal taken (a float's repr is at most 24 characters).
 MAX_NUMBER_TEXT = 40
+#: The integers every JSON reader holds exactly: the default bound (`Limits.max_int`).
+MAX_INT = 2**53
 #: The longest reason `safe_text` gives by default.
 TEXT_LIMIT = 1000
 
@@ -64,7 +66,7 @@ class Limits:
     size: int  # bytes of UTF-8
     string: int  # characters in any one string, key or value
     depth: int = 32  # nesting of objects and arrays; the value itself is level 1
-    max_int: int = 2**53  # integers within +-max_int (2**53: what every JSON reader holds)
+    max_int: int = MAX_INT  # integers within +-max_int
     unique_keys: bool = True  # refuse an object that names a key twice
 
 

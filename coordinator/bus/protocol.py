@@ -92,7 +92,7 @@ class Limits(plainjson.Limits):
 
 
 #: Integers beyond this are refused: every JSON reader holds up to 2**53 exactly.
-MAX_INT = 2**53
+MAX_INT = plainjson.MAX_INT
 #: What the coordinator takes from a console: a command is a few hundred bytes.
 FROM_CONSOLE = Limits(size=64 * 1024, string=8 * 1024, depth=32, max_int=MAX_INT)
 #: What a console takes from the coordinator: views, snapshots and journal pages (whose lines

@@ -13,7 +13,7 @@ JSON; this module checks each field it passes on for its type and size (`NAME_LI
 seats, keys and signatures, `TEXT_LIMIT` for what a person types, a step number as an integer)
 and that every string encodes as UTF-8, again, so a refusal's journal record and the machine's
 events hold only what a journal can write. Fields it does not use are ignored and never passed
-on. A reason it gives quotes a console's words only shortened (`protocol.safe_text`).
+on. A reason it gives quotes a console's words only shortened (`keyrite.plainjson.safe_text`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.bus.protocol import MAX_INT, safe_text
 from coordinator.machine import events as ev
 from coordinator.roster import Roster
 from keyrite.approval import Approval, MalformedApproval
+from keyrite.plainjson import MAX_INT, safe_text
 
 #: commands that become machine events (journaled as events or refusals)
 EVENT_COMMANDS = ("signin", "acknowledge", "record", "approve", "refuse", "decide", "signoff")
