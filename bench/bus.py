@@ -116,9 +116,9 @@ class LiveEvent:
     def __init__(self, workdir: Path) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+        from ceremony.machine import decisions as d
         from consoles.view import Extras, to_dict, view_from
         from coordinator.journal import Journal
-        from coordinator.machine import decisions as d
         from tests.machine_helpers import drive, seed_script, start
 
         self.m, self.w = start(seed_script())

@@ -45,9 +45,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keyrite.approval import Approval, public_key_text, sign_approval
-from keyrite.digests import operation_digest
-from keyrite.durations import YEAR
+from ceremony.approval import Approval, public_key_text, sign_approval
+from ceremony.digests import operation_digest
+from ceremony.durations import YEAR
 from signer_shim.authority import Authority, Officer, Rule
 from signer_shim.config import SignerConfig
 from signer_shim.hostkey import ensure_host_key

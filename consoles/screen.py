@@ -46,6 +46,8 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
+from ceremony.digests import colon_hex, pgp_words
+from ceremony.script.formats import FORMATS, check_value
 from consoles.view import (
     KEYS,
     PROGRESS_ACTIONS,
@@ -55,8 +57,6 @@ from consoles.view import (
     absent_actor,
     actions_for,
 )
-from coordinator.script.formats import FORMATS, check_value
-from keyrite.digests import colon_hex, pgp_words
 
 STYLE = Style.from_dict({
     "title": "bold",

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator.machine import Machine
-from coordinator.machine import decisions as d
+from ceremony.machine import Machine
+from ceremony.machine import decisions as d
 
 #: the wire form's version; `from_dict` refuses any other.
 VERSION = 3  # 2: loose_drives; 3: quorums holding approvals (asked, lapses), progress.step

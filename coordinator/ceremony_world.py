@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ceremony.digests import colon_hex, from_colon_hex
+from ceremony.machine import Machine
+from ceremony.machine import decisions as d
 from coordinator.drives import Drives, sha256_file
-from coordinator.machine import Machine
-from coordinator.machine import decisions as d
 from coordinator.runner import Progress
 from coordinator.shim_client import HostKeyMismatch, ShimClient
 from coordinator.transcript import render
-from keyrite.digests import colon_hex, from_colon_hex
 from keyrite.exits import Failure
 from signer_shim.interface import PolicyKeys, Signer
 

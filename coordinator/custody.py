@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ceremony.machine import Machine, Refused
+from ceremony.machine import events as ev
+from ceremony.roster import Roster
+from ceremony.script.load import load_script_text
 from coordinator.journal.entry import decode
-from coordinator.machine import Machine, Refused
-from coordinator.machine import events as ev
-from coordinator.roster import Roster
-from coordinator.script.load import load_script_text
 from keyrite import exits
 from keyrite.exits import BadInput
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from coordinator.machine import Machine, Refused
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
+from ceremony.machine import Machine, Refused
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
 from keyrite.exits import Failure
 
 Progress = Callable[[int, int, str], None]

@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from keyrite.approval import Approval
-from keyrite.digests import operation_digest
+from ceremony.approval import Approval
+from ceremony.digests import operation_digest
 from signer_shim import protocol
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, SignerError
 

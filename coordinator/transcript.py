@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from coordinator.script.model import Script
+from ceremony.script.model import Script
 
 
 def _when(at: float) -> str:

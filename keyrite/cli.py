@@ -27,7 +27,7 @@ COMMANDS = (
     "coordinator.rehearse_command",
     "coordinator.live.coordinator_command",
     "consoles.console_command",
-    "coordinator.script.script_command",
+    "keyrite.script_command",
     "coordinator.journal.verify_command",
     "coordinator.custody",
     "coordinator.usb.drives_command",

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from keyrite.approval import public_key_text
+from ceremony.approval import public_key_text
 from keyrite.exits import BadInput
 from keyrite.files import fsync_dir, write_exclusive
 from keyrite.keyfiles import KeyFileError, load_private_key

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keyrite.approval import Approval, ApprovalRefused, check_approval, load_public_key
+from ceremony.approval import Approval, ApprovalRefused, check_approval, load_public_key
+from ceremony.digests import operation_digest
 from keyrite.configfile import parse_toml
-from keyrite.digests import operation_digest
 from signer_shim.config import ConfigError
 
 OPERATIONS = ("purge", "generate", "backup")

@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from keyrite.digests import canonical_json
+from ceremony.digests import canonical_json
 from signer_shim.pkcs11.softhsm import write_conf
 
 FORMAT = "keyrite-key-backup-v1"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from keyrite.approval import Approval
+from ceremony.approval import Approval
 
 #: progress(done, total, what): called during long work, e.g. (37, 85, "generated 37 of 85 keys")
 Progress = Callable[[int, int, str], None]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from keyrite.durations import parse_duration
+from ceremony.durations import parse_duration
 from signer_shim.algorithms import algorithm
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.keystate import ROLES, KeyRecord, KeyState

@@ -66,8 +66,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ceremony.durations import DurationError, parse_duration
 from keyrite import plainjson
-from keyrite.durations import DurationError, parse_duration
 from signer_shim.interface import Inventory
 from signer_shim.planning import backup_date_problem
 

@@ -44,8 +44,8 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from keyrite.approval import Approval
-from keyrite.digests import canonical_json, operation_digest
+from ceremony.approval import Approval
+from ceremony.digests import canonical_json, operation_digest
 from keyrite.sdnotify import sd_notify
 from signer_shim import protocol
 from signer_shim.authority import Authority, QuorumRefused, check_quorum

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keyrite.durations import MONTH, YEAR, parse_duration
+from ceremony.durations import MONTH, YEAR, parse_duration
 from signer_shim.config import SignerConfig
 from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys, Progress, SignerError

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from keyrite.durations import MONTH, YEAR
+from ceremony.durations import MONTH, YEAR
 from signer_shim.interface import PolicyKeys
 from signer_shim.pkcs11.softhsm import SoftHSMToken, create_token
 from staging.fixture import RehearsalToken, seed_rehearsal_token

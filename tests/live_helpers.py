@@ -177,7 +177,7 @@ class Autopilot:
     (read off the drive, the bag, the clock, the passphrase list). Stops before `until`."""
 
     def __init__(self, room: Room, seats: tuple[str, ...]) -> None:
-        from coordinator.script.load import load_script
+        from ceremony.script.load import load_script
 
         self.room = room
         self.seats = seats

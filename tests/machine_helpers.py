@@ -23,17 +23,17 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.machine.machine import STATE_CHANGING, Machine, Refused
-from coordinator.roster import Roster
-from coordinator.script.model import Script
-from keyrite.approval import Approval, public_key_text, sign_approval, sign_custody
+from ceremony.approval import Approval, public_key_text, sign_approval, sign_custody
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.machine.machine import STATE_CHANGING, Machine, Refused
+from ceremony.roster import Roster
+from ceremony.script.model import Script
 
 HERE = Path(__file__).parent
 MINI = HERE / "scripts" / "mini.toml"
 HANDOVER = HERE / "scripts" / "handover.toml"
-SEED = HERE.parent / "coordinator" / "scripts" / "second-key-generation.toml"
+SEED = HERE.parent / "ceremony" / "scripts" / "second-key-generation.toml"
 
 #: person -> (name, organisation, the seats they sign in for in an honest room).
 #: alice combines KGA+DSO and carol KSO+DSO, as [separation] may_combine allows.
@@ -72,7 +72,7 @@ def private_key(seat: str) -> Ed25519PrivateKey:
 
 
 def _load(path: Path) -> Script:
-    from coordinator.script.load import load_script_text
+    from ceremony.script.load import load_script_text
 
     return load_script_text(path.read_text(), str(path))
 
@@ -242,7 +242,7 @@ def seal(w: World, seat: str, step: int, bag: str, contents: tuple[str, ...] | l
     """The custodian types the bag's serial and signs for the bag (the serial as the machine
     normalises it, unless `signed_serial` says otherwise); with `giver`, a hand-over from that
     seat."""
-    from coordinator.script.formats import check_value
+    from ceremony.script.formats import check_value
 
     serial = signed_serial or check_value("bag-serial", typed_value) or typed_value
     taking: dict[str, Any] = {"kind": "handover", "giver": giver} if giver else {}

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from keyrite.durations import MONTH, YEAR
+from ceremony.durations import MONTH, YEAR
 from signer_shim.interface import PolicyKeys
 from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation, create_installation
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keyrite.approval import Approval, public_key_text, sign_approval
-from keyrite.digests import operation_digest
+from ceremony.approval import Approval, public_key_text, sign_approval
+from ceremony.digests import operation_digest
 from signer_shim.authority import Authority, Officer, Rule
 
 CEREMONY = "test-ceremony"

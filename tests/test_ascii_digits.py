@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.script.errors import ScriptErrors
-from coordinator.script.formats import check_value
-from coordinator.script.load import bundled_script_path, load_script_text
-from keyrite.durations import DurationError, parse_duration
+from ceremony.durations import DurationError, parse_duration
+from ceremony.script.errors import ScriptErrors
+from ceremony.script.formats import check_value
+from ceremony.script.load import bundled_script_path, load_script_text
 from signer_shim import planning
 from signer_shim.interface import SignerError
 

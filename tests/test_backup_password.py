@@ -17,14 +17,14 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
 from consoles.view import actions_for, from_dict
 from coordinator.bus import CommandRefused
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.live.daemon import Live, replay_extras
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
 from keyrite.exits import BadInput, Failure
 from keyrite.passwords import VerifierError, make_verifier, parse_verifier
 from signer_shim.interface import PolicyKeys, SignerError

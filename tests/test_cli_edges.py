@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.script.errors import ScriptErrors
-from coordinator.script.load import load_script, load_script_text
+from ceremony.script.errors import ScriptErrors
+from ceremony.script.load import load_script, load_script_text
 from keyrite import exits
 from keyrite.configfile import ConfigError, read_sections
 from signer_shim.authority import Authority

@@ -20,10 +20,10 @@ from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from ceremony.digests import colon_hex, operation_digest, pgp_words
+from ceremony.machine import decisions as d
 from consoles.screen import ConsoleScreen
 from consoles.view import CeremonyView, Extras, view_from
-from coordinator.machine import decisions as d
-from keyrite.digests import colon_hex, operation_digest, pgp_words
 from tests.machine_helpers import MINI_PREVIOUS, drive, mini_script, role_of, start
 
 CTRL_C = "\x03"

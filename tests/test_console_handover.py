@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 
+from ceremony.approval import custody_message, load_public_key
+from ceremony.machine import events as ev
+from ceremony.machine.machine import Machine
+from ceremony.roster import Roster
 from consoles.app import Console as ConsoleApp
 from consoles.view import actions_for
-from coordinator.machine import events as ev
-from coordinator.machine.machine import Machine
-from coordinator.roster import Roster
-from keyrite.approval import custody_message, load_public_key
 from keyrite.enroll import make_officer
 from tests.machine_helpers import drive, handover_script, roster, start
 from tests.test_console_screen import console, view_at

@@ -5,7 +5,7 @@ ends; status lines say what the ceremony waits for; the exception shows observed
 with the first difference marked; the date and time are filled in from the console's clock.
 
 Views come from a real machine driven by the honest room (tests/machine_helpers.py) over the
-bundled seed script (step numbers as in coordinator/scripts/second-key-generation.toml) or the
+bundled seed script (step numbers as in ceremony/scripts/second-key-generation.toml) or the
 mini script where said.
 """
 
@@ -16,12 +16,12 @@ import re
 import time
 from typing import Any
 
+from ceremony.digests import colon_hex
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.machine.machine import Machine
 from consoles.screen import DATETIME_FORMAT
 from consoles.view import CeremonyView, ExceptionView, Extras, JournalLine, Progress, view_from
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.machine.machine import Machine
-from keyrite.digests import colon_hex
 from tests.machine_helpers import World, drive, seed_script, send, start
 from tests.test_console_screen import console, console_of
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from ceremony.machine import decisions as d
 from consoles.app import Console as ConsoleApp
 from consoles.screen import NotSent
-from coordinator.machine import decisions as d
 from keyrite.enroll import SIGNING_KEY, make_officer
 from tests.machine_helpers import drive, start
 from tests.test_console_screen import console, view_at

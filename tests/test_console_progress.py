@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ceremony.machine import decisions as d
 from consoles.view import Extras, Progress, view_from
-from coordinator.machine import decisions as d
 from tests.machine_helpers import drive, start
 from tests.test_live_daemon import _live
 

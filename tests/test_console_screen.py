@@ -14,11 +14,11 @@ from typing import Any
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.machine.machine import Machine
 from consoles.screen import STYLE, ConsoleScreen, progress_bar
 from consoles.view import CeremonyView, Extras, JournalLine, LooseDrive, Progress, view_from
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.machine.machine import Machine
 from tests.machine_helpers import World, at_kso_quorum, drive, role_of, send, start
 
 CTRL_C = "\x03"

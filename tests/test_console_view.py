@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.machine.machine import Machine
 from consoles.view import (
     CeremonyView,
     Extras,
@@ -23,9 +26,6 @@ from consoles.view import (
     to_dict,
     view_from,
 )
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.machine.machine import Machine
 from tests.machine_helpers import (
     World,
     at_kso_quorum,

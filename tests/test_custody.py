@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.script import bundled_script_path
+from ceremony.script import bundled_script_path
 from tests.rehearsal_helpers import KEYRITE, rehearse_json
 
 #: The bundled ceremony and then one step more: the second KSO takes the Master Copy bag from the

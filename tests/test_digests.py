@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from keyrite._pgpwords import EVEN, ODD
-from keyrite.digests import colon_hex, from_colon_hex, pgp_words
+from ceremony._pgpwords import EVEN, ODD
+from ceremony.digests import colon_hex, from_colon_hex, pgp_words
 
 #: SHA-256 of the EVEN words, then the ODD words, joined by newlines: the same pin a public Kotlin
 #: copy of the list carries, so any edit to either list (a typo, a swap, a case change) fails here.

@@ -17,9 +17,9 @@ import pytest
 import zmq
 import zmq.auth
 
-from coordinator.roster import Roster
+from ceremony.approval import check_approval, sign_approval
+from ceremony.roster import Roster
 from keyrite import cli, enroll_command
-from keyrite.approval import check_approval, sign_approval
 from keyrite.enroll import (
     CONSOLE_PUBLIC,
     CONSOLE_SECRET,

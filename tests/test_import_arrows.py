@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 IO_LIBRARIES = ("zmq", "trio", "prompt_toolkit", "asyncssh", "pkcs11", "pyudev", "sqlite3",
                 "_sqlite3")
 NOT_IN_PRODUCTION = ("rehearsal", "fixture", "scripted", "tests")
-CORE = ("coordinator.machine.machine", "coordinator.machine.replay", "coordinator.script.load",
-        "coordinator.roster", "consoles.view", "coordinator.journal", "keyrite.approval",
+CORE = ("ceremony.machine.machine", "ceremony.machine.replay", "ceremony.script.load",
+        "ceremony.roster", "consoles.view", "coordinator.journal", "ceremony.approval",
         "coordinator.transcript")
 #: what each production command imports once its arguments are parsed
 PRODUCTION = {"coordinator": "coordinator.live.serve", "console": "consoles.app",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.machine.machine import _normalise
+from ceremony.machine.machine import _normalise
+from ceremony.roster import Roster, load_roster
 from coordinator.rehearsal.workdir import read_toml
-from coordinator.roster import Roster, load_roster
 from keyrite.configfile import ConfigError
 from keyrite.enroll import EnrollError, make_officer, read_entry
 from keyrite.exits import BadInput

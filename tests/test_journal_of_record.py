@@ -10,11 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ceremony.machine import Machine
+from ceremony.machine.replay import replay
+from ceremony.roster import Roster
+from ceremony.script.load import load_script_text
 from coordinator.journal.verify import verify_journal
-from coordinator.machine import Machine
-from coordinator.machine.replay import replay
-from coordinator.roster import Roster
-from coordinator.script.load import load_script_text
 
 DATA = Path(__file__).resolve().parent / "data"
 JOURNAL = DATA / "rehearsal-journal-2026-12-07.jsonl"

@@ -13,13 +13,13 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
 from consoles.view import from_dict
 from coordinator.bus import CommandRefused
 from coordinator.journal import Journal
 from coordinator.live.daemon import PRESENCE_TIMEOUT, Live
 from coordinator.live.translate import Invalid, Own, translate
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
 from tests.machine_helpers import T0, approval, drive, kso_quorum, roster, start
 
 

@@ -73,7 +73,7 @@ def _files_on(image: Path, tmp: Path) -> dict[str, str]:
 
 
 def _script_with_master_serial(tmp: Path) -> Path:
-    from coordinator.script import bundled_script_path
+    from ceremony.script import bundled_script_path
 
     text = bundled_script_path().read_text()
     declared = 'label = "master-copy"\ntitle = "Master Copy"\n'
@@ -174,7 +174,7 @@ def test_the_live_ceremony_on_drives_udev_reports(tmp_path: Path) -> None:
                if r["type"] == "event" and r["event"]["event"] == "Decide"]
     assert decided == ["retry"]
     # the transcript written to the Key Gen Log drive prints them as well
-    from coordinator.script.load import load_script
+    from ceremony.script.load import load_script
     from coordinator.transcript import render
 
     text = render(load_script(tmp_path / "second-key-generation.toml"),

@@ -14,11 +14,11 @@ import json
 
 import pytest
 
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.machine.machine import Machine, Refused
-from keyrite.approval import Approval
-from keyrite.digests import colon_hex, operation_digest
+from ceremony.approval import Approval
+from ceremony.digests import colon_hex, operation_digest
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.machine.machine import Machine, Refused
 from keyrite.exits import BadInput
 from tests.machine_helpers import (
     MINI_PREVIOUS,
@@ -777,7 +777,7 @@ def test_a_drives_serial_is_the_one_last_read_and_the_record_is_the_kgas():
     """With no serial declared, insert takes the drive plugged in (here the wrong one); the
     serial check stops on it, the SA swaps it and the KGA retries: the drive's serial is then
     the swapped drive's, which views and `keyrite custody` show."""
-    from coordinator.script.load import load_script_text
+    from ceremony.script.load import load_script_text
     from tests.machine_helpers import MINI
 
     text = MINI.read_text()

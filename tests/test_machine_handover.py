@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.script.model import Script
-from keyrite.approval import custody_message
+from ceremony.approval import custody_message
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.script.model import Script
 from tests.machine_helpers import (
     drive,
     handover_script,

@@ -32,11 +32,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.machine.machine import CLOCK_SKEW, Machine, Refused
-from keyrite.approval import ApprovalRefused, check_approval
-from keyrite.digests import colon_hex, operation_digest
+from ceremony.approval import ApprovalRefused, check_approval
+from ceremony.digests import colon_hex, operation_digest
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.machine.machine import CLOCK_SKEW, Machine, Refused
 from tests.machine_helpers import (
     EXTRA_PEOPLE,
     MINI_PREVIOUS,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.script import load_script_text
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.script import load_script_text
 from tests.machine_helpers import MINI, approval, drive, refused, replay, send, start
 
 

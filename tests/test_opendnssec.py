@@ -245,7 +245,7 @@ def test_restore_drill_lists_the_restored_token_with_ods_hsmutil(ods1) -> None:
 
 
 def test_restore_drill_names_keys_the_backups_kasp_database_lacks_on_the_token() -> None:
-    from coordinator.machine.machine import drill_difference
+    from ceremony.machine.machine import drill_difference
 
     said = drill_difference({"match": False, "missing": [], "extra": [],
                              "kasp_missing": ["ab" * 16], "fingerprint_match": True})

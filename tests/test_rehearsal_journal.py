@@ -102,7 +102,7 @@ def relink(entries: list[dict], previous_line: bytes) -> bytes:
     """Re-chain entries after an edit, as a forger who knows the format would."""
     import hashlib
 
-    from keyrite.digests import canonical_json
+    from ceremony.digests import canonical_json
 
     prev = hashlib.sha256(previous_line.rstrip(b"\n")).hexdigest()
     out = b""

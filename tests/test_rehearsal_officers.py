@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
+from ceremony.approval import check_approval
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
 from coordinator.rehearsal import officers
 from coordinator.rehearsal.officers import Person, ScriptedRoom
-from keyrite.approval import check_approval
 from tests.machine_helpers import PEOPLE, at_kso_quorum, private_key, roster
 
 

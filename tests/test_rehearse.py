@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from coordinator.script import bundled_script_path
+from ceremony.script import bundled_script_path
 from tests.rehearsal_helpers import (
     KEYRITE,
     kill_when,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.machine import decisions as d
-from coordinator.machine.machine import drill_difference
+from ceremony.machine import decisions as d
+from ceremony.machine.machine import drill_difference
 from signer_shim.drill import compare
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, SignerError
 from signer_shim.pkcs11.signer import Pkcs11Signer
@@ -73,7 +73,7 @@ def test_compare_names_missing_and_extra_keys_and_another_token() -> None:
 
 
 def test_the_machine_stops_the_ceremony_on_a_drill_that_does_not_match() -> None:
-    from coordinator.machine import events as ev
+    from ceremony.machine import events as ev
 
     m, w = start(seed_script())
     drive(m, w, before=lambda x: isinstance(x, d.Perform) and "secrets" in x.params)

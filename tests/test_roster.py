@@ -8,8 +8,8 @@ import pytest
 import zmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coordinator.roster import Roster, dump_roster
-from keyrite.approval import public_key_text
+from ceremony.approval import public_key_text
+from ceremony.roster import Roster, dump_roster
 from keyrite.exits import BadInput
 
 
@@ -60,7 +60,7 @@ def test_the_console_key_check_agrees_with_zmqs_z85() -> None:
 
     from zmq.utils import z85
 
-    from coordinator.roster import _is_curve_key
+    from ceremony.roster import _is_curve_key
 
     for _ in range(200):
         text = z85.encode(os.urandom(32)).decode()

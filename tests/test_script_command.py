@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.script import script_command
+from keyrite import script_command
 from tests.test_script_samples import BASE, change, line_of
 
 
@@ -93,4 +93,4 @@ def test_default_is_the_bundled_script(capsys: pytest.CaptureFixture[str]) -> No
 def test_registered_in_keyrite_cli() -> None:
     from keyrite.cli import COMMANDS
 
-    assert "coordinator.script.script_command" in COMMANDS
+    assert "keyrite.script_command" in COMMANDS

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coordinator.script import reference
-from coordinator.script.model import ACTIONS, OBSERVATIONS, PARAMETERS
-from coordinator.script.schema import PARAMETER_KEYS, TABLES
+from ceremony.script import reference
+from ceremony.script.model import ACTIONS, OBSERVATIONS, PARAMETERS
+from ceremony.script.schema import PARAMETER_KEYS, TABLES
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "script-format.md"
 
@@ -14,7 +14,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "script-format.md"
 def test_generated_tables_are_current() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert reference.render(text) == text, (
-        "run: python -m coordinator.script.reference --write docs/script-format.md")
+        "run: python -m ceremony.script.reference --write docs/script-format.md")
 
 
 def test_every_table_and_rule_block_is_in_the_docs() -> None:

@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from coordinator.script.formats import FORMATS, check_value
-from coordinator.script.model import RECORD_FORMATS
+from ceremony.script.formats import FORMATS, check_value
+from ceremony.script.model import RECORD_FORMATS
 
 DIGEST = hashlib.sha256(b"live cd").hexdigest()
 COLON = ":".join(DIGEST[i : i + 2] for i in range(0, 64, 2))

@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coordinator.script import ACTIONS, OBSERVATIONS, RECORD_FORMATS, ScriptErrors, load_script_text
-from coordinator.script.locate import Locator
+from ceremony.script import ACTIONS, OBSERVATIONS, RECORD_FORMATS, ScriptErrors, load_script_text
+from ceremony.script.locate import Locator
 from tests.test_script_samples import BASE
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "script-format.md"

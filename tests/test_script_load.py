@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.script import (
+from ceremony.durations import parse_duration
+from ceremony.script import (
     Bag,
     Ceremony,
     Drive,
@@ -23,7 +24,6 @@ from coordinator.script import (
     load_script,
     load_script_text,
 )
-from keyrite.durations import parse_duration
 from keyrite.exits import BadInput
 from tests.test_script_samples import BASE, FILE, change, errors_of, line_of, load
 
@@ -168,7 +168,7 @@ def _doc_example() -> str:
 
 
 def test_docs_example_loads_and_uses_every_action() -> None:
-    from coordinator.script import ACTIONS
+    from ceremony.script import ACTIONS
 
     s = load_script_text(_doc_example(), "example.toml")
     assert {step.action for step in s.steps} == set(ACTIONS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from coordinator.script.locate import Locator, render_keypath
+from ceremony.script.locate import Locator, render_keypath
 
 TEXT = '''\
 # a comment with [brackets] and key = value

@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from coordinator.script.errors import ScriptError, ScriptErrors
-from coordinator.script.load import load_script_text
-from coordinator.script.model import Script
+from ceremony.script.errors import ScriptError, ScriptErrors
+from ceremony.script.load import load_script_text
+from ceremony.script.model import Script
 
 FILE = "ceremony.toml"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from keyrite.approval import Approval, signed_message
-from keyrite.digests import operation_digest
-from keyrite.durations import parse_duration
+from ceremony.approval import Approval, signed_message
+from ceremony.digests import operation_digest
+from ceremony.durations import parse_duration
 from signer_shim import planning, protocol
 from signer_shim.authority import QuorumRefused, check_quorum
 from signer_shim.config import ConfigError as SignerConfigError

@@ -19,8 +19,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from ceremony.durations import MONTH
 from coordinator.shim_client import HostKeyMismatch, QuorumRefused, ShimClient
-from keyrite.durations import MONTH
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.request_journal import RequestJournal, check_serial
 from staging.fixture import RehearsalToken

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from keyrite.durations import MONTH, YEAR
+from ceremony.durations import MONTH, YEAR
 from keyrite.files import partial_name
 from signer_shim.backup import BackupError, restore_backup
 from signer_shim.config import SignerConfig

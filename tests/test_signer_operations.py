@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keyrite.approval import Approval, sign_approval
-from keyrite.digests import operation_digest
+from ceremony.approval import Approval, sign_approval
+from ceremony.digests import operation_digest
 from signer_shim.interface import SignerError
 from signer_shim.keystate import load_keystate
 from signer_shim.pkcs11.inventory import contents_from_objects, diff

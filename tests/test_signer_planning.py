@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keyrite.durations import DAY, MONTH, YEAR, parse_duration
+from ceremony.durations import DAY, MONTH, YEAR, parse_duration
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, SignerError
 from signer_shim.keystate import KeyRecord, KeyState
 from signer_shim.pkcs11.inventory import contents_from_objects, diff, key_problems

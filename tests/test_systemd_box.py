@@ -38,13 +38,13 @@ import pytest
 import trio
 import zmq
 
+from ceremony.durations import MONTH
 from consoles.view import from_dict
 from coordinator.bus import BusClient, CurveKeyPair
 from coordinator.bus import protocol as p
 from coordinator.live.config import ConsoleConfig
 from coordinator.live.stage import Staged, free_port, stage
 from coordinator.shim_client import ShimClient
-from keyrite.durations import MONTH
 from keyrite.enroll import console_keys
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.keystate import KeyState

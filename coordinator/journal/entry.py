@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, NamedTuple
 
-from keyrite.digests import canonical_json
+from ceremony.digests import canonical_json
 
 GENESIS_PREV = "0" * 64
 #: The record type the journal itself writes for a checkpoint; `append` refuses it.

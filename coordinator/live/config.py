@@ -2,7 +2,7 @@
 
 Read with `keyrite.configfile.read_sections`, the reader every config shares: relative paths
 are resolved against the file's own directory, so a ceremony directory can be moved whole, and
-every error names the file and the key (`FILE: coordinator.roster: ...`).
+every error names the file and the key (`FILE: ceremony.roster: ...`).
 
     [coordinator]
     script = "ceremony.toml"                # the ceremony script

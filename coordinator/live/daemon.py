@@ -27,6 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ceremony.approval import lapsed, nonce_key
+from ceremony.machine import Machine, Refused
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
 from consoles.view import (
     Extras,
     JournalLine,
@@ -40,11 +44,7 @@ from coordinator.bus import BusServer, CommandRefused
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.live.tail import describe
 from coordinator.live.translate import Invalid, Own, translate
-from coordinator.machine import Machine, Refused
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
 from coordinator.runner import Runner, attempt
-from keyrite.approval import lapsed, nonce_key
 from keyrite.passwords import Verifier
 from keyrite.plainjson import safe_text
 

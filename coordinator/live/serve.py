@@ -19,6 +19,10 @@ from typing import Any
 
 import trio
 
+from ceremony.machine import Machine
+from ceremony.machine.replay import replay
+from ceremony.roster import load_roster
+from ceremony.script.load import load_script
 from coordinator.bus import BusServer, CurveKeyPair, Enrolment
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.drives import Drives
@@ -27,10 +31,6 @@ from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
 from coordinator.live.config import CoordinatorConfig
 from coordinator.live.daemon import Live, iso, replay_extras
-from coordinator.machine import Machine
-from coordinator.machine.replay import replay
-from coordinator.roster import load_roster
-from coordinator.script.load import load_script
 from coordinator.shim_client import ShimClient
 from keyrite.configfile import ConfigError, read_toml
 from keyrite.enroll import EnrollError, read_curve_pair

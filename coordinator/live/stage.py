@@ -39,6 +39,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ceremony.roster import Officer, Roster, dump_roster
+from ceremony.script import bundled_script_path
+from ceremony.script.load import load_script
 from coordinator.bus import generate_keypair
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal.keys import verifier_key
@@ -46,10 +49,7 @@ from coordinator.live.serve import journal_origin
 from coordinator.rehearsal.people import PEOPLE, seat_role
 from coordinator.rehearsal.signer_link import authority_for
 from coordinator.rehearsal.workdir import Paths, set_up
-from coordinator.roster import Officer, Roster, dump_roster
 from coordinator.runner import Progress
-from coordinator.script import bundled_script_path
-from coordinator.script.load import load_script
 from keyrite.enroll import make_officer, write_curve_pair
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive

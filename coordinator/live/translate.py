@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.machine import events as ev
-from coordinator.roster import Roster
-from keyrite.approval import Approval, MalformedApproval
+from ceremony.approval import Approval, MalformedApproval
+from ceremony.machine import events as ev
+from ceremony.roster import Roster
 from keyrite.plainjson import MAX_INT, safe_text
 
 #: commands that become machine events (journaled as events or refusals)

@@ -6,9 +6,9 @@ import sys
 import time
 from typing import TextIO
 
-from coordinator.machine import Machine
-from coordinator.machine import decisions as d
-from keyrite.digests import colon_hex, pgp_words
+from ceremony.digests import colon_hex, pgp_words
+from ceremony.machine import Machine
+from ceremony.machine import decisions as d
 
 
 def _mmss(seconds: float) -> str:

@@ -17,12 +17,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ceremony.machine import Machine
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
 from consoles.signing import SIGNED, sign_command
 from consoles.view import Action, CeremonyView, Extras, actions_for, view_from
 from coordinator.live.translate import translate
-from coordinator.machine import Machine
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
 
 
 @dataclass(frozen=True)

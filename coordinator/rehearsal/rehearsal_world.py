@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ceremony.machine import Machine
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.folder_drives import FolderDrives
-from coordinator.machine import Machine
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
 from coordinator.rehearsal.officers import ScriptedRoom
 from keyrite.exits import Failure
 from signer_shim.interface import Signer

@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ceremony.machine import Machine
+from ceremony.machine.replay import replay
+from ceremony.script import bundled_script_path
+from ceremony.script.load import load_script
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
-from coordinator.machine import Machine
-from coordinator.machine.replay import replay
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
 from coordinator.rehearsal.officers import ScriptedRoom
@@ -29,8 +31,6 @@ from coordinator.rehearsal.rehearsal_world import RehearsalWorld
 from coordinator.rehearsal.signer_link import open_link
 from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up
 from coordinator.runner import Runner
-from coordinator.script import bundled_script_path
-from coordinator.script.load import load_script
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key

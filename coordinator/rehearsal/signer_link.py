@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.roster import Roster
-from coordinator.script.model import Script
+from ceremony.roster import Roster
+from ceremony.script.model import Script
 from coordinator.shim_client import ShimClient
 from keyrite.exits import Failure
 from signer_shim.authority import Authority, Officer, Rule

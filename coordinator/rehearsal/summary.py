@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from coordinator.machine import Machine
-from keyrite.digests import from_colon_hex
+from ceremony.digests import from_colon_hex
+from ceremony.machine import Machine
 
 
 def _results(m: Machine, action: str) -> list[tuple[int, dict[str, Any]]]:

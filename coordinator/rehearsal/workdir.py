@@ -30,14 +30,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ceremony.approval import public_key_text
+from ceremony.digests import colon_hex
+from ceremony.roster import Officer, Roster, dump_roster, load_roster
+from ceremony.script.model import Script
 from coordinator.folder_drives import FolderDrives
 from coordinator.rehearsal.people import PEOPLE, seat_role
-from coordinator.roster import Officer, Roster, dump_roster, load_roster
 from coordinator.runner import Progress
-from coordinator.script.model import Script
 from keyrite import configfile
-from keyrite.approval import public_key_text
-from keyrite.digests import colon_hex
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key, save_private_key

@@ -27,8 +27,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from ceremony.durations import DurationError, parse_duration
 from keyrite.configfile import parse_toml
-from keyrite.durations import DurationError, parse_duration
 from keyrite.files import write_atomic
 from signer_shim.config import ConfigError, read_file, read_sections
 

@@ -25,9 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, final
 
-from keyrite.approval import Approval
-from keyrite.digests import operation_digest
-from keyrite.durations import parse_duration
+from ceremony.approval import Approval
+from ceremony.digests import operation_digest
+from ceremony.durations import parse_duration
 from signer_shim import planning
 from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.config import SignerConfig

@@ -1,13 +1,13 @@
 """Every table and key a ceremony script may hold, every action's parameters, and what each value
 reference yields: the rules as data.
 
-The loader reads with these tables and `coordinator.script.reference` renders them into
+The loader reads with these tables and `ceremony.script.reference` renders them into
 docs/script-format.md, so what the docs promise is what the loader checks.
 """
 
 from __future__ import annotations
 
-from coordinator.script.kinds import (
+from ceremony.script.kinds import (
     array,
     boolean,
     choice,
@@ -19,8 +19,8 @@ from coordinator.script.kinds import (
     text,
     value_format,
 )
-from coordinator.script.model import ACTIONS, OBSERVATIONS, PARAMETERS, RECORD_FORMATS
-from coordinator.script.tables import Key, Table, named_tables, table, tables
+from ceremony.script.model import ACTIONS, OBSERVATIONS, PARAMETERS, RECORD_FORMATS
+from ceremony.script.tables import Key, Table, named_tables, table, tables
 
 #: Ceremony ids, drive and bag labels, quorum ids, password names.
 LABEL = r"[a-z0-9][a-z0-9-]*"
@@ -43,7 +43,7 @@ REFERENCE = (
 SOURCE = rf"backup|transcript|journal|drive:{LABEL}"
 CONTENT = rf"drive:{LABEL}|password:{LABEL}|transcript"
 
-#: The value format each observation is compared in (`coordinator.script.formats`).
+#: The value format each observation is compared in (`ceremony.script.formats`).
 OBSERVATION_FORMATS: dict[str, str] = {
     "livecd.sha256": "sha256",
     "signer.host_key": "host-key",

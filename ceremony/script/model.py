@@ -1,7 +1,7 @@
 """The typed, validated form of a ceremony script.
 
 Everything downstream (the machine, the rehearsal, the consoles) reads these frozen values, never
-raw TOML: the loader (`coordinator.script.load`) is the one place that knows the file format and
+raw TOML: the loader (`ceremony.script.load`) is the one place that knows the file format and
 the one place that reports what is wrong with it. See docs/script-format.md for every key.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from keyrite.durations import Duration
+from ceremony.durations import Duration
 
 #: Every step action a script may name, and what the machine does with it (docs/script-format.md).
 ACTIONS: dict[str, str] = {
@@ -74,7 +74,7 @@ PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "signoff": ((), ()),
 }
 
-#: Formats a `record` step may ask for (regular expressions in coordinator.script.formats).
+#: Formats a `record` step may ask for (regular expressions in ceremony.script.formats).
 RECORD_FORMATS = ("text", "usb-serial", "bag-serial", "sha256", "datetime")
 
 

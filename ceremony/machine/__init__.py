@@ -1,5 +1,5 @@
 """The pure ceremony state machine (`machine`), its events and its decisions."""
 
-from coordinator.machine.machine import ACCEPTS, Machine, Refused, State
+from ceremony.machine.machine import ACCEPTS, Machine, Refused, State
 
 __all__ = ["ACCEPTS", "Machine", "Refused", "State"]

@@ -17,11 +17,11 @@ import re
 import tomllib
 from pathlib import Path
 
-from coordinator.script.declared import Declared
-from coordinator.script.errors import ScriptError, ScriptErrors
-from coordinator.script.formats import check_value
-from coordinator.script.locate import KeyPath, Locator, render_keypath
-from coordinator.script.model import (
+from ceremony.script.declared import Declared
+from ceremony.script.errors import ScriptError, ScriptErrors
+from ceremony.script.formats import check_value
+from ceremony.script.locate import KeyPath, Locator, render_keypath
+from ceremony.script.model import (
     Bag,
     Ceremony,
     Drive,
@@ -35,9 +35,9 @@ from coordinator.script.model import (
     Signer,
     Step,
 )
-from coordinator.script.schema import DOCUMENT, OBSERVATION_FORMATS, step_parameters
-from coordinator.script.steps import StepChecker
-from coordinator.script.tables import Row, read_table
+from ceremony.script.schema import DOCUMENT, OBSERVATION_FORMATS, step_parameters
+from ceremony.script.steps import StepChecker
+from ceremony.script.tables import Row, read_table
 
 #: The seed ceremony shipped inside the package: `keyrite script check` and `rehearse` default.
 BUNDLED_SCRIPT = "second-key-generation.toml"
@@ -48,7 +48,7 @@ _TOML_POSITION = re.compile(r"^(?P<msg>.*) \(at (?:line (?P<line>[0-9]+), column
 
 def bundled_script_path() -> Path:
     """Where the bundled script is installed (it is a plain file in a regular install)."""
-    return Path(str(importlib.resources.files("coordinator") / "scripts" / BUNDLED_SCRIPT))
+    return Path(str(importlib.resources.files("ceremony") / "scripts" / BUNDLED_SCRIPT))
 
 
 def load_script(path: str | os.PathLike[str]) -> Script:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from coordinator.machine import events as ev
-from coordinator.machine.machine import Machine, Refused
-from coordinator.script.load import load_script_text
-from keyrite.exits import BadInput, Failure
+from ceremony.errors import BadInput, Failure
+from ceremony.machine import events as ev
+from ceremony.machine.machine import Machine, Refused
+from ceremony.script.load import load_script_text
 
 
 def replay(records: Iterable[tuple[int, dict[str, Any]]], machine: Machine,

@@ -1,8 +1,8 @@
 """TOML tables read against a declared list of keys: unknown keys and missing required keys are
 reported, present keys are read with their `Kind`, absent optional keys get their default.
 
-Cross-references between tables are not checked here (`coordinator.script.declared` and
-`coordinator.script.steps` do that once every table is read), so one bad key never hides the
+Cross-references between tables are not checked here (`ceremony.script.declared` and
+`ceremony.script.steps` do that once every table is read), so one bad key never hides the
 problems of the keys around it.
 """
 
@@ -12,8 +12,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.script.kinds import BAD, Kind, Report, type_name
-from coordinator.script.locate import KeyPath
+from ceremony.script.kinds import BAD, Kind, Report, type_name
+from ceremony.script.locate import KeyPath
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The document holds each rendered table between `<!-- generated: NAME -->` and
 `<!-- end generated -->`; a test fails when they differ from what this module renders, and
-`python -m coordinator.script.reference --write docs/script-format.md` brings them up to date.
+`python -m ceremony.script.reference --write docs/script-format.md` brings them up to date.
 Prose around the tables is written by hand.
 """
 
@@ -14,16 +14,16 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from coordinator.script.formats import FORMATS
-from coordinator.script.model import ACTIONS, OBSERVATIONS, PARAMETERS
-from coordinator.script.schema import (
+from ceremony.script.formats import FORMATS
+from ceremony.script.model import ACTIONS, OBSERVATIONS, PARAMETERS
+from ceremony.script.schema import (
     OBSERVATION_FORMATS,
     OBSERVATION_PARAMETERS,
     PARAMETER_KEYS,
     TABLES,
     YIELDS,
 )
-from coordinator.script.tables import Table
+from ceremony.script.tables import Table
 
 
 def _cell(text: str) -> str:

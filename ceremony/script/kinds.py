@@ -1,7 +1,7 @@
 """Typed readers for TOML values: each checks one value, reports what was expected, and says how
 the reference documentation names it.
 
-The schema (`coordinator.script.schema`) is built from these, so the loader's checks and the
+The schema (`ceremony.script.schema`) is built from these, so the loader's checks and the
 tables in docs/script-format.md come from the same objects and cannot drift apart. A reader never
 raises for bad input: it reports, returns `BAD`, and the loader carries on to find the next
 problem.
@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator.script.formats import FORMATS, check_value
-from coordinator.script.locate import KeyPath
-from keyrite.durations import DurationError, parse_duration
+from ceremony.durations import DurationError, parse_duration
+from ceremony.script.formats import FORMATS, check_value
+from ceremony.script.locate import KeyPath
 
 #: Where a reader reports a problem: the key path and what was expected.
 Report = Callable[[KeyPath, str], None]

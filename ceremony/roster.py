@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from keyrite.approval import load_public_key
-from keyrite.exits import BadInput
+from ceremony.approval import load_public_key
+from ceremony.errors import BadInput
 
 _SEAT = re.compile(r"[A-Z][A-Z0-9]{0,31}", re.ASCII)
 

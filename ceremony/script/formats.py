@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
-from coordinator.script.model import RECORD_FORMATS
+from ceremony.script.model import RECORD_FORMATS
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _COLON_HEX32 = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){31}")

@@ -22,12 +22,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
-from coordinator.machine import decisions as d
-from coordinator.machine import events as ev
-from coordinator.roster import Roster
-from coordinator.script.formats import check_value
-from coordinator.script.model import Quorum, Script, Step
-from keyrite.approval import (
+from ceremony.approval import (
     Approval,
     ApprovalRefused,
     check_approval,
@@ -36,8 +31,13 @@ from keyrite.approval import (
     load_public_key,
     nonce_key,
 )
-from keyrite.digests import from_colon_hex, operation_digest
-from keyrite.exits import BadInput
+from ceremony.digests import from_colon_hex, operation_digest
+from ceremony.errors import BadInput
+from ceremony.machine import decisions as d
+from ceremony.machine import events as ev
+from ceremony.roster import Roster
+from ceremony.script.formats import check_value
+from ceremony.script.model import Quorum, Script, Step
 
 #: hsm actions that change the HSM: planned, approved by a quorum, then executed.
 STATE_CHANGING = {"hsm.purge": "purge", "hsm.generate": "generate", "hsm.backup": "backup"}

@@ -1,10 +1,10 @@
 """Ceremony scripts: the typed model (`model`), the strict TOML loader (`load`), the value formats
 (`formats`), and the bundled seed ceremony."""
 
-from coordinator.script.errors import ScriptError, ScriptErrors
-from coordinator.script.formats import check_value
-from coordinator.script.load import bundled_script_path, load_script, load_script_text
-from coordinator.script.model import (
+from ceremony.script.errors import ScriptError, ScriptErrors
+from ceremony.script.formats import check_value
+from ceremony.script.load import bundled_script_path, load_script, load_script_text
+from ceremony.script.model import (
     ACTIONS,
     OBSERVATIONS,
     PARAMETERS,

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyrite.approval import Approval
+from ceremony.approval import Approval
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +42,7 @@ class Acknowledge(Event):
 class Record(Event):
     """A value typed by an officer: a `record` step's value, or the bag serial a custodian reads
     at a `seal` or `handover` step (with their signed acceptance of the bag:
-    `keyrite.approval.custody_message`, base64 Ed25519)."""
+    `ceremony.approval.custody_message`, base64 Ed25519)."""
 
     seat: str
     value: str

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from keyrite._pgpwords import EVEN, ODD
+from ceremony._pgpwords import EVEN, ODD
 
 #: One encoder for every call: building a JSONEncoder per call cost the journal's append path a
 #: measurable share of its time next to the fsync (bench/journal.py).

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from coordinator.script.kinds import Report
-from coordinator.script.locate import KeyPath
-from coordinator.script.tables import Row
+from ceremony.script.kinds import Report
+from ceremony.script.locate import KeyPath
+from ceremony.script.tables import Row
 
 
 def one_of(names: Iterable[str], what: str) -> str:

@@ -8,17 +8,17 @@ never be satisfied when the ceremony runs.
 
 from __future__ import annotations
 
-from coordinator.script.declared import Declared, one_of
-from coordinator.script.formats import FORMATS, check_value
-from coordinator.script.locate import KeyPath
-from coordinator.script.schema import (
+from ceremony.script.declared import Declared, one_of
+from ceremony.script.formats import FORMATS, check_value
+from ceremony.script.locate import KeyPath
+from ceremony.script.schema import (
     OBSERVATION_FORMATS,
     PARAMETER_KEYS,
     QUORUM_ACTIONS,
     YIELDS,
     step_parameters,
 )
-from coordinator.script.tables import Row
+from ceremony.script.tables import Row
 
 _PARAMETERS = frozenset(k.name for k in PARAMETER_KEYS)
 _ANY = "any"  # the format of a `previous.KEY` value: the previous record is read at run time

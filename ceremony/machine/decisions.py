@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyrite.approval import Approval
+from ceremony.approval import Approval
 
 
 @dataclass(frozen=True)

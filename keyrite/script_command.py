@@ -13,9 +13,9 @@ import sys
 from collections import Counter
 from typing import Any
 
-from coordinator.script.errors import ScriptErrors
-from coordinator.script.load import bundled_script_path, load_script
-from coordinator.script.model import Script
+from ceremony.script.errors import ScriptErrors
+from ceremony.script.load import bundled_script_path, load_script
+from ceremony.script.model import Script
 from keyrite import exits
 
 

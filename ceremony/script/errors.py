@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from keyrite.exits import BadInput
+from ceremony.errors import BadInput
 
 
 @dataclass(frozen=True)
