@@ -199,7 +199,7 @@ CASES = [
          ("step.5", f"{S0}[3].expect", "step 5 does not come before this step")),
     case("verify expect a step that yields nothing", change('"drive.log.serial"', '"step.1"'),
          ("step.1", f"{S0}[3].expect", "step 1 (signin) yields no value (expected a step whose "
-          "action is one of record, drive.insert, hsm.fingerprint, hsm.list, hsm.backup, "
+          "action is one of record, hsm.fingerprint, hsm.list, hsm.backup, drive.insert, "
           "transcript)")),
     case("verify expect a step that does not exist", change('"drive.log.serial"', '"step.99"'),
          ("step.99", f"{S0}[3].expect", "step 99 does not exist")),

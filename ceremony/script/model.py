@@ -11,33 +11,10 @@ import functools
 from dataclasses import dataclass, field
 
 from ceremony.durations import Duration
+from ceremony.script.step_kinds import STEP_KINDS
 
 #: Every step action a script may name, and what the machine does with it (docs/script-format.md).
-ACTIONS: dict[str, str] = {
-    "acknowledge": "the actor confirms on their console",
-    "signin": (
-        "participants sign in; completes when every role has its minimum, on the actor's word"
-    ),
-    "record": "the actor enters a value, checked against a format",
-    "verify": "the machine observes a value itself and compares it with the record",
-    "hsm.fingerprint": "the signer reports the HSM's identity",
-    "hsm.list": "the signer lists the keys in the HSM",
-    "hsm.purge": "the signer deletes exactly the keys its key-state source reports dead (quorum)",
-    "hsm.generate": "the signer generates keys for the policies over a duration (quorum)",
-    "hsm.backup": "the signer writes a password-protected backup and its .sha256sum (quorum)",
-    "quorum": "officers of a role approve one exact operation from their own consoles",
-    "drive.insert": "wait for a flash drive by label and record (or check) its serial",
-    "drive.copy": "copy files onto a drive, flushed to the device",
-    "drive.verify": "read the files back from the drive and check them with their .sha256sum",
-    "drive.eject": "unmount and release the drive",
-    "seal": "a custodian accepts a sealed tamper-evident bag, its serial and its contents",
-    "handover": (
-        "the actor takes a bag sealed earlier from its holder, reading its serial back and "
-        "signing for it"
-    ),
-    "transcript": "the printable record of the journal so far, written to a drive, and its digest",
-    "signoff": "the actor signs the journal's current checkpoint to close the ceremony",
-}
+ACTIONS: dict[str, str] = {a: k.doc for a, k in STEP_KINDS.items()}
 
 #: What a `verify` step may observe; the machine obtains each value itself, never by typing.
 OBSERVATIONS: dict[str, str] = {
@@ -54,24 +31,7 @@ OBSERVATIONS: dict[str, str] = {
 #: Each action's parameters as (required, optional); any other parameter on the step is an error.
 #: A `verify` step's `drive` and `signer` further depend on what it observes (script.schema).
 PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "acknowledge": ((), ()),
-    "signin": ((), ()),
-    "record": (("format",), ("drive", "bag", "equals")),
-    "verify": (("observe",), ("expect", "value", "drive", "signer")),
-    "hsm.fingerprint": ((), ("signer",)),
-    "hsm.list": ((), ("signer",)),
-    "hsm.purge": (("quorum",), ("signer",)),
-    "hsm.generate": (("quorum", "duration"), ("policies", "signer")),
-    "hsm.backup": (("quorum", "password"), ("signer",)),
-    "quorum": (("quorum", "count"), ()),
-    "drive.insert": (("drive",), ()),
-    "drive.copy": (("drive", "source"), ()),
-    "drive.verify": (("drive",), ("drill",)),
-    "drive.eject": (("drive",), ()),
-    "seal": (("bag", "serial", "contents"), ()),
-    "handover": (("bag",), ()),
-    "transcript": (("drive",), ()),
-    "signoff": ((), ()),
+    a: (k.required, k.optional) for a, k in STEP_KINDS.items()
 }
 
 #: Formats a `record` step may ask for (regular expressions in ceremony.script.formats).

@@ -20,6 +20,7 @@ from ceremony.script.kinds import (
     value_format,
 )
 from ceremony.script.model import ACTIONS, OBSERVATIONS, PARAMETERS, RECORD_FORMATS
+from ceremony.script.step_kinds import STEP_KINDS
 from ceremony.script.tables import Key, Table, named_tables, table, tables
 
 #: Ceremony ids, drive and bag labels, quorum ids, password names.
@@ -69,17 +70,10 @@ OBSERVATION_PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 #: Actions whose steps yield a value a later `step.N` reference or `equals` can name, and the
 #: value's format (a `record` step yields its own `format`).
-YIELDS: dict[str, str] = {
-    "record": "(its format)",
-    "drive.insert": "usb-serial",
-    "hsm.fingerprint": "text",
-    "hsm.list": "count",
-    "hsm.backup": "sha256",
-    "transcript": "sha256",
-}
+YIELDS: dict[str, str] = {a: k.yields_format for a, k in STEP_KINDS.items() if k.yields_format}
 
 #: Actions a quorum may authorize: the HSM operations that change state.
-QUORUM_ACTIONS = ("hsm.purge", "hsm.generate", "hsm.backup")
+QUORUM_ACTIONS = tuple(a for a, k in STEP_KINDS.items() if k.needs_quorum)
 
 #: Actions that talk to a signer and so take `signer` (default: the only signer declared).
 SIGNER_ACTIONS = tuple(a for a, (req, opt) in PARAMETERS.items() if "signer" in req + opt)

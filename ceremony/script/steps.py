@@ -18,6 +18,7 @@ from ceremony.script.schema import (
     YIELDS,
     step_parameters,
 )
+from ceremony.script.step_kinds import STEP_KINDS
 from ceremony.script.tables import Row
 
 _PARAMETERS = frozenset(k.name for k in PARAMETER_KEYS)
@@ -77,12 +78,9 @@ class StepChecker:
                 self.report((*step.path, name),
                             f"action {action!r} requires {name!r} (expected {doc})")
         self._names(step, required + optional)
-        checks = {"verify": self._verify, "record": self._record, "quorum": self._quorum,
-                  "seal": self._seal, "handover": self._handover,
-                  "drive.copy": self._drive_copy,
-                  **{a: self._approved for a in QUORUM_ACTIONS}}
-        if action in checks:
-            checks[action](pos, step)
+        kind = STEP_KINDS.get(action)
+        if kind is not None and kind.check is not None:
+            getattr(self, kind.check)(pos, step)
 
     def _names(self, step: Row, allowed: tuple[str, ...]) -> None:
         """Every drive, bag, signer, quorum and policy the step names is declared."""
