@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ceremony import records
 from ceremony.machine import Machine, Refused
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
@@ -70,11 +71,9 @@ class Runner:
         try:
             out = self.machine.handle(event)
         except Refused as r:
-            self.journal.append({"type": "refused", "at": event.at, "step": at_step,
-                                 "event": ev.event_to_dict(event), "reason": r.reason})
+            self.journal.append(records.Refused.of_event(event, at_step, r.reason).to_dict())
             raise
-        self.journal.append({"type": "event", "at": event.at, "step": at_step,
-                             "event": ev.event_to_dict(event)})
+        self.journal.append(records.Event(at=event.at, step=at_step, event=event).to_dict())
         for n in out:
             if isinstance(n, (d.StepCompleted, d.ExceptionRaised, d.CeremonyEnded)):
                 self.display.notice(self.machine, n)

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ceremony.errors import BadInput, Failure
-from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine, Refused
+from ceremony.records import Event, Genesis, record_from_dict
 from ceremony.script.load import load_script_text
 
 
@@ -21,12 +21,18 @@ def replay(records: Iterable[tuple[int, dict[str, Any]]], machine: Machine,
     """Feed `machine` every event the journal accepted. A genesis for another version of the
     script is bad input; an event the machine refuses stops the replay (never skipped)."""
     for seq, rec in records:
-        if rec.get("type") == "genesis":
-            if rec["script"]["sha256"] != script_sha256:
+        if rec.get("type") not in ("genesis", "event"):
+            continue  # the rest is the coordinator's own (pauses, presence, drives...)
+        try:
+            record = record_from_dict(rec)
+        except ValueError as e:
+            raise Failure(f"journal entry {seq} does not replay: {e}") from e
+        if isinstance(record, Genesis):
+            if record.script["sha256"] != script_sha256:
                 raise BadInput("the journal was written for another version of the script")
-            load_script_text(rec["script"]["text"])  # the journal's own copy must still load
-        elif rec.get("type") == "event":
+            load_script_text(record.script["text"])  # the journal's own copy must still load
+        elif isinstance(record, Event):
             try:
-                machine.handle(ev.event_from_dict(rec["event"]))
-            except (Refused, ValueError) as e:
+                machine.handle(record.event)
+            except Refused as e:
                 raise Failure(f"journal entry {seq} does not replay: {e}") from e

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ceremony import records
 from ceremony.approval import lapsed, nonce_key
 from ceremony.machine import Machine, Refused
 from ceremony.machine import decisions as d
@@ -303,10 +304,11 @@ class Live:
         if kind in ("presence", "journal"):
             return
         cur = self.m.current
-        self.journal.append({"type": "refused", "at": now, "step": cur.n if cur else None,
-                             "console": safe_text(officer, 63),  # with its ellipsis: 64
-                             "command": safe_text(str(kind), 63),
-                             "reason": safe_text(reason, 999)})
+        self.journal.append(records.Refused(
+            at=now, step=cur.n if cur else None,
+            console=safe_text(officer, 63),  # with its ellipsis: 64
+            command=safe_text(str(kind), 63),
+            reason=safe_text(reason, 999)).to_dict())
         self.changed()
 
     def _own(self, act: Own, now: float) -> dict[str, Any]:
@@ -391,11 +393,10 @@ class Live:
         self._expiries(now)
         for console, n in self.budget.closed(now).items():
             cur = self.m.current
-            self.journal.append({"type": "refused", "at": now, "step": cur.n if cur else None,
-                                 "console": console, "command": "*",
-                                 "reason": f"{n} more commands from this console refused unread "
-                                 f"(over {self.budget.limit} refusals in "
-                                 f"{self.budget.window:g} s)"})
+            self.journal.append(records.Refused(
+                at=now, step=cur.n if cur else None, console=console, command="*",
+                reason=f"{n} more commands from this console refused unread "
+                f"(over {self.budget.limit} refusals in {self.budget.window:g} s)").to_dict())
             self.changed()
 
     def _presence(self, now: float) -> None:

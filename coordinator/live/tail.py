@@ -16,8 +16,12 @@ def describe(record: dict[str, Any]) -> str:
     if t == "event":
         return _event(record)
     if t == "refused":
-        who = record.get("event", {}).get("seat") or record.get("console") or "?"
-        what = record.get("event", {}).get("event") or record.get("command") or "command"
+        # `ceremony.records.Refused`; a runner's refusal written before it had one shape has
+        # no console or command, only the refused event
+        event = record.get("event")
+        event = event if isinstance(event, dict) else {}
+        who = record.get("console") or event.get("seat") or "?"
+        what = record.get("command") or event.get("event") or "command"
         return f"REFUSED {who} {what}: {record.get('reason')}"
     if t == "checkpoint":
         return "checkpoint signed"

@@ -1,0 +1,277 @@
+"""The journal's records as typed values, one shape per type: writers build one and append its
+`to_dict()`, readers get one back from `record_from_dict()`, which is strict about that shape but
+also reads the older shapes journals already hold, so every journal ever written stays readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ceremony.machine import events as ev
+
+
+def _optional() -> Any:
+    """A field written only when it has a value (absent from the record when None)."""
+    return field(default=None, metadata={"optional": True})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """A journal record. Subclasses declare their fields in the order they are written."""
+
+    TYPE: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Exactly the JSON object written to the journal: "type" first, then the fields."""
+        out: dict[str, Any] = {"type": self.TYPE}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None and f.metadata.get("optional"):
+                continue
+            if isinstance(v, ev.Event):
+                v = ev.event_to_dict(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def _older(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """An older shape of this record, brought to today's (the same dict when it is)."""
+        return d
+
+    def _check(self) -> None:
+        """What a field's type cannot say; raise ValueError."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Genesis(Record):
+    """The journal's first record: the ceremony, its script and roster, and the previous
+    ceremony's record. `journal` is the journal's own parameters, which `Journal.create` adds
+    (origin, version, vkey): absent from what a coordinator hands it, present once written."""
+
+    TYPE: ClassVar[str] = "genesis"
+    at: str  # ISO 8601, UTC
+    ceremony: str
+    title: str
+    rehearsal: bool
+    script: dict[str, Any]  # {"name", "sha256", "text"}
+    roster: dict[str, Any]
+    previous: dict[str, Any]
+    journal: dict[str, Any] | None = _optional()
+
+    def _check(self) -> None:
+        for k in ("name", "sha256", "text"):
+            if not isinstance(self.script.get(k), str):
+                raise ValueError(f"genesis: script.{k} is not text")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event(Record):
+    """An event the machine accepted, at the step that was current when it did."""
+
+    TYPE: ClassVar[str] = "event"
+    at: float
+    step: int | None
+    event: ev.Event
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refused(Record):
+    """Something refused: a console's command the coordinator would not take, or an event the
+    machine refused (then `event` is that event; `console` is its seat, or "" for the
+    coordinator's own events, and `command` its name)."""
+
+    TYPE: ClassVar[str] = "refused"
+    at: float
+    step: int | None
+    console: str
+    command: str
+    reason: str
+    event: ev.Event | None = _optional()
+
+    @classmethod
+    def of_event(cls, event: ev.Event, step: int | None, reason: str) -> Refused:
+        """The record of an event the machine refused."""
+        return cls(at=event.at, step=step, console=str(getattr(event, "seat", "")),
+                   command=type(event).__name__, reason=reason, event=event)
+
+    @classmethod
+    def _older(cls, d: dict[str, Any]) -> dict[str, Any]:
+        # before one shape, the runner wrote a refused event without console and command
+        if "console" not in d and "command" not in d and isinstance(d.get("event"), dict):
+            e = d["event"]
+            d = {**d, "console": e.get("seat", ""), "command": e.get("event")}
+        return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint(Record):
+    """A signed checkpoint note over the journal so far (`coordinator.journal` writes it)."""
+
+    TYPE: ClassVar[str] = "checkpoint"
+    note: str
+    at: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pause(Record):
+    """The administrator paused the ceremony from their console."""
+
+    TYPE: ClassVar[str] = "pause"
+    at: float
+    seat: str
+    step: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resume(Pause):
+    """The administrator resumed a paused ceremony."""
+
+    TYPE: ClassVar[str] = "resume"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Secret(Record):
+    """A password was typed for a step's work: who typed it and for what, never the password.
+    `purpose` is "backup" (the operation's actor) or "drill" (a second officer, from a sealed
+    copy)."""
+
+    TYPE: ClassVar[str] = "secret"
+    at: float
+    seat: str
+    step: int
+    name: str
+    purpose: str
+
+    @classmethod
+    def _older(cls, d: dict[str, Any]) -> dict[str, Any]:
+        # written before the restore drill took passwords: every one was for the backup
+        return d if "purpose" in d else {**d, "purpose": "backup"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expired(Record):
+    """An officer's approval lapsed before its operation started (journaled once)."""
+
+    TYPE: ClassVar[str] = "expired"
+    at: float
+    seat: str
+    quorum: str
+    step: int
+    key: str
+    nonce: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Presence(Record):
+    """A signed-in person's console went away or came back."""
+
+    TYPE: ClassVar[str] = "presence"
+    at: float
+    person: str
+    seats: tuple[str, ...]
+    connected: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drive(Record):
+    """What udev said about a USB drive: `event` is present, plugged, removed or refused."""
+
+    TYPE: ClassVar[str] = "drive"
+    at: float
+    step: int | None
+    event: str
+    serial: str
+    vendor: str
+    model: str
+    device: str
+    label: str | None = _optional()
+    reason: str | None = _optional()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Coordinator(Record):
+    """The coordinator started, or resumed from its journal."""
+
+    TYPE: ClassVar[str] = "coordinator"
+    at: float
+    step: int | None
+    what: str
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    cls.TYPE: cls
+    for cls in (Genesis, Event, Refused, Checkpoint, Pause, Resume, Secret, Expired, Presence,
+                Drive, Coordinator)
+}
+
+
+def record_from_dict(d: Any) -> Record:
+    """The record a journal line holds. Raises ValueError on an unknown type, an unknown or
+    missing field, or a field of the wrong type (an event inside is read as strictly)."""
+    if not isinstance(d, dict):
+        raise ValueError("a journal record is a JSON object")
+    t = d.get("type")
+    cls = RECORD_TYPES.get(t) if isinstance(t, str) else None
+    if cls is None:
+        raise ValueError(f"unknown record type {t!r}")
+    d = cls._older(d)
+    fields = dataclasses.fields(cls)
+    unknown = set(d) - {"type"} - {f.name for f in fields}
+    if unknown:
+        raise ValueError(f"{t} record has unknown field(s) {', '.join(sorted(unknown))}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields:
+        if f.name not in d:
+            if not f.metadata.get("optional"):
+                raise ValueError(f"{t} record lacks field {f.name!r}")
+            continue
+        kwargs[f.name] = _value(t, f.name, d[f.name], hints[f.name])
+    record = cls(**kwargs)
+    record._check()
+    return record
+
+
+def _value(t: str, name: str, v: Any, hint: Any) -> Any:
+    """`v` as a field of type `hint`, or ValueError."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if v is None and type(None) in options:
+        return None
+    for h in options:
+        if h is ev.Event:
+            if isinstance(v, dict):
+                try:
+                    return ev.event_from_dict(v)
+                except (KeyError, TypeError, AttributeError) as e:
+                    raise ValueError(f"{t} record: {name} is malformed ({e!r})") from e
+        elif h is float:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return v
+        elif h is int:
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+        elif h in (str, bool):
+            if isinstance(v, h):
+                return v
+        elif typing.get_origin(h) is dict:
+            if isinstance(v, dict):
+                return v
+        elif typing.get_origin(h) is tuple:  # tuple[str, ...]: a JSON list of text
+            if isinstance(v, list) and all(isinstance(x, str) for x in v):
+                return tuple(v)
+        elif h is not type(None):
+            raise AssertionError(f"{t}.{name}: no reader for {h!r}")
+    raise ValueError(f"{t} record: {name} is not {_named(options)} ({type(v).__name__})")
+
+
+def _named(options: tuple[Any, ...]) -> str:
+    words = {float: "a number", int: "an integer", str: "text", bool: "true or false",
+             type(None): "null", ev.Event: "an event", dict: "an object",
+             tuple: "a list of text"}
+    return " or ".join(words.get(h, words.get(typing.get_origin(h), str(h))) for h in options)
