@@ -117,7 +117,7 @@ class LiveEvent:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         from ceremony.machine import decisions as d
-        from consoles.view import Extras, to_dict, view_from
+        from ceremony.view import Extras, to_dict, view_from
         from coordinator.journal import Journal
         from tests.machine_helpers import drive, seed_script, start
 

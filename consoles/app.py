@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ceremony.view import CeremonyView
 from consoles.bus_link import ConsoleLink
 from consoles.journal_copy import JournalCopy
 from consoles.screen import ConsoleScreen, NotSent
 from consoles.signing import Stale, sign_command
-from consoles.view import CeremonyView
 from coordinator.bus import BusClient, CurveKeyPair, Refused
 from coordinator.live.config import ConsoleConfig
 from keyrite.enroll import EnrollError, OfficerEntry, console_keys, unlock

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from consoles.view import CeremonyView, from_dict
+from ceremony.view import CeremonyView, from_dict
 from coordinator.bus import BusClient, Refused
 from coordinator.bus import protocol as p
 

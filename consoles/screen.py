@@ -48,7 +48,7 @@ from prompt_toolkit.widgets import TextArea
 
 from ceremony.digests import colon_hex, pgp_words
 from ceremony.script.formats import FORMATS, check_value
-from consoles.view import (
+from ceremony.view import (
     KEYS,
     PROGRESS_ACTIONS,
     Action,

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony.approval import sign_approval, sign_custody
 from ceremony.script.formats import check_value
-from consoles.view import CeremonyView
+from ceremony.view import CeremonyView
 
 #: the commands a key signs; any other command is sent as it is
 SIGNED = ("approve", "record", "signoff")

@@ -22,8 +22,8 @@ from prompt_toolkit.output import DummyOutput
 
 from ceremony.digests import colon_hex, operation_digest, pgp_words
 from ceremony.machine import decisions as d
+from ceremony.view import CeremonyView, Extras, view_from
 from consoles.screen import ConsoleScreen
-from consoles.view import CeremonyView, Extras, view_from
 from tests.machine_helpers import MINI_PREVIOUS, drive, mini_script, role_of, start
 
 CTRL_C = "\x03"

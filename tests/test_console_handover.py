@@ -18,8 +18,8 @@ from ceremony.approval import custody_message, load_public_key
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
 from ceremony.roster import Roster
+from ceremony.view import actions_for
 from consoles.app import Console as ConsoleApp
-from consoles.view import actions_for
 from keyrite.enroll import make_officer
 from tests.machine_helpers import drive, handover_script, roster, start
 from tests.test_console_screen import console, view_at

@@ -20,8 +20,8 @@ from ceremony.digests import colon_hex
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
+from ceremony.view import CeremonyView, ExceptionView, Extras, JournalLine, Progress, view_from
 from consoles.screen import DATETIME_FORMAT
-from consoles.view import CeremonyView, ExceptionView, Extras, JournalLine, Progress, view_from
 from tests.machine_helpers import World, drive, seed_script, send, start
 from tests.test_console_screen import console, console_of
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ceremony.machine import decisions as d
-from consoles.view import Extras, Progress, view_from
+from ceremony.view import Extras, Progress, view_from
 from tests.machine_helpers import drive, start
 from tests.test_live_daemon import _live
 

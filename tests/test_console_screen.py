@@ -17,8 +17,8 @@ from prompt_toolkit.output import DummyOutput
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
+from ceremony.view import CeremonyView, Extras, JournalLine, LooseDrive, Progress, view_from
 from consoles.screen import STYLE, ConsoleScreen, progress_bar
-from consoles.view import CeremonyView, Extras, JournalLine, LooseDrive, Progress, view_from
 from tests.machine_helpers import World, at_kso_quorum, drive, role_of, send, start
 
 CTRL_C = "\x03"

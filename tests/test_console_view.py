@@ -15,7 +15,7 @@ import pytest
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
-from consoles.view import (
+from ceremony.view import (
     CeremonyView,
     Extras,
     JournalLine,
@@ -360,7 +360,7 @@ def test_docs_list_every_wire_field():
     import re
     from pathlib import Path
 
-    from consoles import view as views
+    from ceremony import view as views
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "console.md").read_text()
     block = doc.split("## The wire form", 1)[1].split("```")[1]

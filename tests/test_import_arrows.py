@@ -24,7 +24,7 @@ IO_LIBRARIES = ("zmq", "trio", "prompt_toolkit", "asyncssh", "pkcs11", "pyudev",
                 "_sqlite3")
 NOT_IN_PRODUCTION = ("rehearsal", "fixture", "scripted", "tests")
 CORE = ("ceremony.machine.machine", "ceremony.machine.replay", "ceremony.script.load",
-        "ceremony.roster", "consoles.view", "coordinator.journal", "ceremony.approval",
+        "ceremony.roster", "ceremony.view", "coordinator.journal", "ceremony.approval",
         "coordinator.transcript")
 #: what each production command imports once its arguments are parsed
 PRODUCTION = {"coordinator": "coordinator.live.serve", "console": "consoles.app",

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
-from consoles.view import from_dict
+from ceremony.view import from_dict
 from coordinator.bus import CommandRefused
 from coordinator.journal import Journal
 from coordinator.live.daemon import PRESENCE_TIMEOUT, Live

@@ -39,7 +39,7 @@ import trio
 import zmq
 
 from ceremony.durations import MONTH
-from consoles.view import from_dict
+from ceremony.view import from_dict
 from coordinator.bus import BusClient, CurveKeyPair
 from coordinator.bus import protocol as p
 from coordinator.live.config import ConsoleConfig

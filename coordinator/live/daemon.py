@@ -32,7 +32,7 @@ from ceremony.approval import lapsed, nonce_key
 from ceremony.machine import Machine, Refused
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
-from consoles.view import (
+from ceremony.view import (
     Extras,
     JournalLine,
     LooseDrive,

@@ -2,7 +2,7 @@
 at their consoles would, and sign with their own enrolled keys exactly as a console does.
 
 They read only what a person in the room could see: the same view every console is shown
-(`consoles.view.view_from`), the labels on drives and bags. They act as a console acts: the
+(`ceremony.view.view_from`), the labels on drives and bags. They act as a console acts: the
 keystroke `actions_for` offers them, filled in, signed by `consoles.signing` and translated by
 the coordinator's own `translate`, so a rehearsal exercises the consoles' logic. Only their
 arrival (signing in when first needed, the witness's ID taken as checked) is their own.
@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ceremony.machine import Machine
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
+from ceremony.view import Action, CeremonyView, Extras, actions_for, view_from
 from consoles.signing import SIGNED, sign_command
-from consoles.view import Action, CeremonyView, Extras, actions_for, view_from
 from coordinator.live.translate import translate
 
 
