@@ -117,7 +117,7 @@ class LiveEvent:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         from ceremony.machine import decisions as d
-        from ceremony.view import Extras, to_dict, view_from
+        from ceremony.view import Extras, to_dict
         from coordinator.journal import Journal
         from tests.machine_helpers import drive, seed_script, start
 
@@ -127,7 +127,7 @@ class LiveEvent:
         self.journal = Journal.create(
             workdir / "journal.jsonl", key=Ed25519PrivateKey.generate(), name="bench/bus",
             origin="bench/bus", genesis_record={"type": "genesis", "at": "2026-01-01T00:00:00Z"})
-        self._view = lambda: to_dict(view_from(self.m, Extras(now=self.w.now)))
+        self._view = lambda: to_dict(self.m.view(Extras(now=self.w.now)))
 
     def body(self) -> dict[str, object]:
         self.journal.append({"type": "presence", "at": self.w.now, "seats": ["KSO2"]})

@@ -47,16 +47,10 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
 from ceremony.digests import colon_hex, pgp_words
+from ceremony.machine.view_of import PROGRESS_ACTIONS
 from ceremony.script.formats import FORMATS, check_value
-from ceremony.view import (
-    KEYS,
-    PROGRESS_ACTIONS,
-    Action,
-    CeremonyView,
-    QuorumView,
-    absent_actor,
-    actions_for,
-)
+from ceremony.view import CeremonyView, QuorumView, absent_actor
+from consoles.actions import KEYS, Action, actions_for
 
 STYLE = Style.from_dict({
     "title": "bold",

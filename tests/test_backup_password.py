@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
-from ceremony.view import actions_for, from_dict
+from ceremony.view import from_dict
+from consoles.actions import actions_for
 from coordinator.bus import CommandRefused
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.folder_drives import FolderDrives

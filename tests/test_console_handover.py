@@ -18,7 +18,7 @@ from ceremony.approval import custody_message, load_public_key
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
 from ceremony.roster import Roster
-from ceremony.view import actions_for
+from consoles.actions import actions_for
 from consoles.app import Console as ConsoleApp
 from keyrite.enroll import make_officer
 from tests.machine_helpers import drive, handover_script, roster, start

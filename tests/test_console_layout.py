@@ -20,7 +20,7 @@ from ceremony.digests import colon_hex
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
-from ceremony.view import CeremonyView, ExceptionView, Extras, JournalLine, Progress, view_from
+from ceremony.view import CeremonyView, ExceptionView, Extras, JournalLine, Progress
 from consoles.screen import DATETIME_FORMAT
 from tests.machine_helpers import World, drive, seed_script, send, start
 from tests.test_console_screen import console, console_of
@@ -39,7 +39,7 @@ def seed_view(m: Machine, w: World, **extras: Any) -> CeremonyView:
                     for i in range(12))
     extras = {"connected": frozenset(m.state.signed_in) - {"KSO2"}, "journal": journal,
               "section_started": w.now - 60, **extras}
-    return view_from(m, Extras(now=w.now, **extras))
+    return m.view(Extras(now=w.now, **extras))
 
 
 def tokens(screen: str) -> list[str]:
@@ -131,13 +131,13 @@ def test_a_long_refusal_wraps_whole_and_goes_when_its_step_ends():
     drive(m, w, until=3)
     reason = ("REFUSED approve: quorum keystore-backup needs 2 different people; Carol Keystore "
               "already approved it as KSO1")
-    with console(view_from(m, Extras(now=w.now)), "SA1", w.now) as c:
+    with console(m.view(Extras(now=w.now)), "SA1", w.now) as c:
         c.screen.notify(reason)
         screen = c.screen.render_text(80, 24)
         assert reason in " ".join(" ".join(screen.split("|")[-1].split()).split())
         whole_words(screen, reason)
         drive(m, w, until=4)
-        c.screen.update(view_from(m, Extras(now=w.now)))
+        c.screen.update(m.view(Extras(now=w.now)))
         assert "REFUSED" not in c.screen.render_text(80, 24)
         c.screen.notify("accepted: acknowledge", 3)  # an answer about step 3, come late
         assert "accepted" not in c.screen.render_text(80, 24)
@@ -166,7 +166,7 @@ def test_a_quorum_step_names_who_is_asked_whatever_its_printed_text_says():
                 "KSOs, in either order)") in " ".join(screen.split())
     m, w = seed(39)  # KSO1 approved at 37 ...
     lapsed = w.now + 400  # ... and their approval lapsed: two are needed at 39 again
-    v = view_from(m, Extras(now=lapsed, connected=frozenset(m.state.signed_in)))
+    v = m.view(Extras(now=lapsed, connected=frozenset(m.state.signed_in)))
     with console_of(v, "KGA1", lapsed, also=KGA) as c:
         screen = " ".join(c.screen.render_text(80, 24).split())
         assert "as printed: A second KSO logs into the HSM" in screen
@@ -180,7 +180,7 @@ def test_an_exception_shows_observed_and_record_once_and_marks_the_difference():
     fp = w.previous["hsm_fingerprint"]
     seen = fp[:12] + "f" + fp[13:]
     send(m, w, ev.Observed(at=w.at(), step=6, value=seen))
-    with console(view_from(m, Extras(now=w.now)), "KGA1", w.now) as c:
+    with console(m.view(Extras(now=w.now)), "KGA1", w.now) as c:
         screen = c.screen.render_text(80, 24)
         assert screen.count(seen) == 1 and screen.count(fp) == 1
         rows = screen.splitlines()
@@ -195,7 +195,7 @@ def test_an_exception_on_a_long_value_lines_the_rows_up_at_80_columns():
     drive(m, w, until=6)
     record = colon_hex("ab" * 32)
     seen = record[:70] + "0" + record[71:]
-    v = dataclasses.replace(view_from(m, Extras(now=w.now)), status="exception",
+    v = dataclasses.replace(m.view(Extras(now=w.now)), status="exception",
                             exception=ExceptionView(6, "mismatch", "x", seen, record, True))
     with console(v, "KGA1", w.now) as c:
         rows = c.screen.render_text(80, 30).splitlines()
@@ -212,13 +212,13 @@ def test_a_bar_while_the_signer_works_even_before_its_first_report():
     m, w = start()
     drive(m, w, before=lambda x: isinstance(x, d.Execute) and x.operation["op"] == "generate")
     everyone = frozenset(m.state.signed_in)
-    with console(view_from(m, Extras(now=w.now, connected=everyone)), "WI1", w.now) as c:
+    with console(m.view(Extras(now=w.now, connected=everyone)), "WI1", w.now) as c:
         screen = c.screen.render_text(80, 24)
         assert "waiting for the coordinator: the signer runs the approved generate" in screen
         assert re.search(r"^\[·+\] +working, no progress reported yet \(step 11\)$", screen, re.M)
     drive(m, w, until=13)
     done = Progress(6, 6, "generated 6 of 6 keys", step=11)
-    with console(view_from(m, Extras(now=w.now, progress=done)), "WI1", w.now) as c:
+    with console(m.view(Extras(now=w.now, progress=done)), "WI1", w.now) as c:
         screen = c.screen.render_text(80, 24)
         assert "100% generated 6 of 6 keys (6/6) — step 11" in screen
 

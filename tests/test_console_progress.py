@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ceremony.machine import decisions as d
-from ceremony.view import Extras, Progress, view_from
+from ceremony.view import Extras, Progress
 from tests.machine_helpers import drive, start
 from tests.test_live_daemon import _live
 
@@ -26,16 +26,16 @@ def test_a_bar_is_shown_while_its_step_runs_and_until_the_next_step_for_people_i
     m, w = _generating()
     done = Progress(85, 85, "generated 85 of 85 keys", step=11)
     running = Progress(40, 85, "generated 40 of 85 keys", step=11)
-    assert view_from(m, Extras(now=w.now, progress=running)).progress == running
+    assert m.view(Extras(now=w.now, progress=running)).progress == running
     drive(m, w, until=12)  # 11 is done; 12 lists the keys (the coordinator's own work)
-    assert view_from(m, Extras(now=w.now, progress=done)).progress == done
-    assert view_from(m, Extras(now=w.now, progress=running)).progress is None  # never finished
+    assert m.view(Extras(now=w.now, progress=done)).progress == done
+    assert m.view(Extras(now=w.now, progress=running)).progress is None  # never finished
     drive(m, w, until=13)  # the KSOs are asked: the room still sees what was generated
-    assert view_from(m, Extras(now=w.now, progress=done)).progress == done
+    assert m.view(Extras(now=w.now, progress=done)).progress == done
     drive(m, w, until=14)  # a step for people is done: the old bar goes
-    assert view_from(m, Extras(now=w.now, progress=done)).progress is None
+    assert m.view(Extras(now=w.now, progress=done)).progress is None
     unknown = Progress(85, 85, "generated 85 of 85 keys")  # not stamped: shown as it comes
-    assert view_from(m, Extras(now=w.now, progress=unknown)).progress == unknown
+    assert m.view(Extras(now=w.now, progress=unknown)).progress == unknown
 
 
 def test_the_daemon_stamps_progress_with_the_step_that_works(tmp_path: Path):

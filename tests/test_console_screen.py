@@ -17,7 +17,7 @@ from prompt_toolkit.output import DummyOutput
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
-from ceremony.view import CeremonyView, Extras, JournalLine, LooseDrive, Progress, view_from
+from ceremony.view import CeremonyView, Extras, JournalLine, LooseDrive, Progress
 from consoles.screen import STYLE, ConsoleScreen, progress_bar
 from tests.machine_helpers import World, at_kso_quorum, drive, role_of, send, start
 
@@ -51,7 +51,7 @@ def console(view: CeremonyView, seat: str, now: float) -> Iterator[Console]:
 
 
 def view_at(m: Machine, w: World, **extras: Any) -> CeremonyView:
-    return view_from(m, Extras(now=w.now, **extras))
+    return m.view(Extras(now=w.now, **extras))
 
 
 # --- approvals -----------------------------------------------------------------------------------
@@ -370,7 +370,7 @@ def test_the_steps_actor_types_a_password_the_operation_needs_masked() -> None:
     drive(m, w, before=lambda x: isinstance(x, d.Execute) and bool(x.secrets))
     want = m.wants(now=w.now)[0]
     assert isinstance(want, d.Execute)
-    view = view_from(m, Extras(now=w.now, secrets_needed=want.secrets))
+    view = m.view(Extras(now=w.now, secrets_needed=want.secrets))
     actor = next(s for s in sorted(m.state.signed_in)
                  if role_of(s) == m.script.step(want.step).actor)
     with console(view, actor, w.now) as c:

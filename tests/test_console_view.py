@@ -21,11 +21,10 @@ from ceremony.view import (
     JournalLine,
     LooseDrive,
     Progress,
-    actions_for,
     from_dict,
     to_dict,
-    view_from,
 )
+from consoles.actions import actions_for
 from tests.machine_helpers import (
     World,
     at_kso_quorum,
@@ -41,7 +40,7 @@ SEATS = ("KGA1", "SA1", "KSO1", "KSO2", "DSO1", "DSO2", "WI1")
 
 
 def view(m: Machine, w: World, **extras: Any) -> CeremonyView:
-    v = view_from(m, Extras(now=w.now, **extras))
+    v = m.view(Extras(now=w.now, **extras))
     # every view survives the wire unchanged
     assert from_dict(json.loads(json.dumps(to_dict(v)))) == v
     return v
@@ -166,7 +165,7 @@ def test_one_of_two_kso_approvals():
 
 def test_an_approval_that_lapsed_is_gone_from_the_view():
     m, w = at_kso_quorum(have=1)
-    later = view_from(m, Extras(now=w.now + 301))
+    later = m.view(Extras(now=w.now + 301))
     (q,) = later.quorums
     assert q.have == 0 and q.expires_at is None and set(q.waiting_for) == {"KSO1", "KSO2"}
 
@@ -194,10 +193,10 @@ def test_a_quorum_holding_approvals_is_in_every_view_until_used_or_lapsed():
     assert held.waiting_for == () and len(held.lapses) == 2
     assert held.expires_at == min(held.lapses)
     assert kinds(v, "KSO1") == [] and kinds(v, "DSO1") == ["approve", "refuse"]
-    lapsed = view_from(m, Extras(now=held.expires_at + 1))
+    lapsed = m.view(Extras(now=held.expires_at + 1))
     assert [x.quorum for x in lapsed.quorums] == ["device-backup", "keystore-backup"]
     assert lapsed.quorums[1].asked is False and lapsed.quorums[1].have == 1  # one lapsed
-    gone = view_from(m, Extras(now=max(held.lapses) + 1))
+    gone = m.view(Extras(now=max(held.lapses) + 1))
     assert [x.quorum for x in gone.quorums] == ["device-backup"]
     drive(m, w, before=lambda x: isinstance(x, d.Execute))  # 43: both quorums in hand
     assert [(x.quorum, x.asked) for x in view(m, w).quorums] == [

@@ -1,8 +1,9 @@
 """The arrows that must never exist between keyrite's rooms (docs/architecture.md, "Never"),
 checked on what a fresh interpreter really loads:
 
-- the ceremony core (script, machine and its replay, roster, view, journal, approvals) loads no
-  I/O library: no zmq, trio, prompt_toolkit, asyncssh, pkcs11, pyudev or sqlite3;
+- the ceremony core (script, machine and its replay and view, roster, journal, approvals), and
+  the consoles' pure `consoles.actions`, load no I/O library: no zmq, trio, prompt_toolkit,
+  asyncssh, pkcs11, pyudev or sqlite3;
 - what runs in production (`keyrite coordinator`, `keyrite console`, `keyrite shim`) loads no
   rehearsal, fixture, scripted officer or test code.
 """
@@ -24,8 +25,9 @@ IO_LIBRARIES = ("zmq", "trio", "prompt_toolkit", "asyncssh", "pkcs11", "pyudev",
                 "_sqlite3")
 NOT_IN_PRODUCTION = ("rehearsal", "fixture", "scripted", "tests")
 CORE = ("ceremony.machine.machine", "ceremony.machine.replay", "ceremony.script.load",
-        "ceremony.roster", "ceremony.view", "coordinator.journal", "ceremony.approval",
-        "coordinator.transcript")
+        "ceremony.roster", "ceremony.view", "ceremony.machine.view_of", "coordinator.journal",
+        "ceremony.approval", "coordinator.transcript",
+        "consoles.actions")  # not core, but pure: what a console offers is judged from the view
 #: what each production command imports once its arguments are parsed
 PRODUCTION = {"coordinator": "coordinator.live.serve", "console": "consoles.app",
               "shim": "signer_shim.server"}

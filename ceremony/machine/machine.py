@@ -38,6 +38,7 @@ from ceremony.machine import events as ev
 from ceremony.roster import Roster
 from ceremony.script.formats import check_value
 from ceremony.script.model import Quorum, Script, Step
+from ceremony.view import CeremonyView, Extras
 
 #: hsm actions that change the HSM: planned, approved by a quorum, then executed.
 STATE_CHANGING = {"hsm.purge": "purge", "hsm.generate": "generate", "hsm.backup": "backup"}
@@ -157,6 +158,11 @@ class Machine:
             "custody": copy.deepcopy(s.custody),
             "signoffs": copy.deepcopy(s.signoffs),
         }
+
+    def view(self, extras: Extras, wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
+        """What every console is shown at `extras.now` (ceremony.view); reads, never changes."""
+        from ceremony.machine.view_of import build_view  # the builder reads this class
+        return build_view(self, extras, wants)
 
     # --- what the machine wants done ------------------------------------------------------------
     def wants(self, now: float | None = None) -> tuple[d.Decision, ...]:

@@ -39,7 +39,6 @@ from ceremony.view import (
     Progress,
     absent_actor,
     to_dict,
-    view_from,
 )
 from coordinator.bus import BusServer, CommandRefused
 from coordinator.ceremony_world import CeremonyWorld
@@ -171,7 +170,7 @@ class Live:
         """The view at `now`; `wants` is the machine's at `now`, when the caller has it."""
         if wants is None:
             wants = self.m.wants(now=now)
-        return view_from(self.m, Extras(
+        return self.m.view(Extras(
             now=now, seq=self.bus.seq if self.bus else 0, connected=self.connected,
             paused=self.paused, section_started=self.section_started, progress=self.progress,
             journal=tuple(self.lines), drives_seen=frozenset(self._plugged()),

@@ -2,7 +2,7 @@
 at their consoles would, and sign with their own enrolled keys exactly as a console does.
 
 They read only what a person in the room could see: the same view every console is shown
-(`ceremony.view.view_from`), the labels on drives and bags. They act as a console acts: the
+(`Machine.view`), the labels on drives and bags. They act as a console acts: the
 keystroke `actions_for` offers them, filled in, signed by `consoles.signing` and translated by
 the coordinator's own `translate`, so a rehearsal exercises the consoles' logic. Only their
 arrival (signing in when first needed, the witness's ID taken as checked) is their own.
@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ceremony.machine import Machine
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
-from ceremony.view import Action, CeremonyView, Extras, actions_for, view_from
+from ceremony.view import CeremonyView, Extras
+from consoles.actions import Action, actions_for
 from consoles.signing import SIGNED, sign_command
 from coordinator.live.translate import translate
 
@@ -55,7 +56,7 @@ class ScriptedRoom:
 
     # --- what they see -------------------------------------------------------------------------
     def _view(self, now: float, context: dict[str, Any]) -> CeremonyView:
-        return view_from(self.m, Extras(now=now, checkpoint=context.get("checkpoint")))
+        return self.m.view(Extras(now=now, checkpoint=context.get("checkpoint")))
 
     @staticmethod
     def _signed_in(view: CeremonyView) -> list[str]:

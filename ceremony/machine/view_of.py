@@ -1,0 +1,226 @@
+"""The builder behind `Machine.view`: the `CeremonyView` of a machine at a moment.
+
+It reads the machine's state, what the machine wants now and the daemon's `Extras`. It sits
+beside the machine, apart from the view's data and wire form (ceremony.view), because only the
+builder needs to know the machine's insides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ceremony.machine import decisions as d
+from ceremony.machine.machine import Machine
+from ceremony.view import (
+    VERSION,
+    Asked,
+    BagView,
+    CeremonyView,
+    DriveView,
+    ExceptionView,
+    Extras,
+    Participant,
+    Progress,
+    QuorumView,
+    RoleView,
+    StepView,
+)
+
+#: Asked.role of a password the restore drill needs: any officer but the backup's typist
+SECOND_OFFICER = "second officer"
+
+
+def _secret_asked(n: int, actor: str, name: str, extras: Extras) -> Asked:
+    """A password asked for: at the backup from the step's actor; at the restore drill from
+    someone else, reading a sealed copy, so that the drill proves the copies open the backup."""
+    if extras.secret_purpose == "drill":
+        return Asked(n, SECOND_OFFICER, "secret",
+                     f"an officer other than the one who typed it at the backup enters the {name} "
+                     "password from a sealed copy, for the restore drill",
+                     {"name": name, "purpose": "drill", "not_person": extras.secret_typist})
+    return Asked(n, actor, "secret", f"the {actor} enters the {name} password",
+                 {"name": name, "purpose": "backup"})
+
+
+def build_view(machine: Machine, extras: Extras,
+               wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
+    """The view of `machine` at `extras.now`. Reads the machine, never changes it. `wants`:
+    `machine.wants(now=extras.now)`, when the caller has it already."""
+    m, s, script = machine, machine.state, machine.script
+    roster = m.roster.officers
+    snap = m.snapshot()
+    if wants is None:
+        wants = m.wants(now=extras.now)
+    step = m.current
+    status = s.status
+    if status == "running" and extras.paused:
+        status = "paused"
+
+    exc = None
+    if s.exception is not None:
+        x = s.exception
+        exc = ExceptionView(int(x["step"]), str(x["kind"]), str(x["reason"]),
+                            _opt(x.get("observed")), _opt(x.get("expected")),
+                            x["kind"] == "mismatch")
+
+    quorums = _quorums(m, wants, extras.now)
+
+    step_view = None
+    section, estimate = None, 0
+    if step is not None:
+        section = step.section
+        estimate = next(x.estimated.seconds for x in script.sections if x.title == step.section)
+        observed = _opt(snap["observed"].get(str(step.n)))
+        expected = None
+        if exc is not None:
+            observed, expected = exc.observed, exc.expected
+        elif step.action == "verify":
+            expected = _expected(m, step)
+        elif step.action == "record" and step.equals is not None:
+            expected = s.values.get(step.equals)
+        step_view = StepView(
+            n=step.n, position=s.index + 1, total=len(m.steps), actor=step.actor,
+            action=step.action, text=step.text, note=step.note,
+            kga_may_complete=step.kga_may_complete, observed=observed, expected=expected,
+            asked=tuple(_asked(w) for w in wants) + tuple(
+                _secret_asked(step.n, step.actor, name, extras) for name in extras.secrets_needed),
+        )
+
+    participants = tuple(
+        Participant(o.seat, o.role, o.person, o.name, o.organisation, o.seat in s.signed_in,
+                    o.seat in extras.connected)
+        for o in sorted(roster.values(), key=lambda o: o.seat)
+    )
+    drives = tuple(
+        DriveView(label, drv.title, drv.serial, m.drive_serial(label),
+                  label in extras.drives_seen)
+        for label, drv in sorted(script.drives.items())
+    )
+    bags = []
+    for label, bag in sorted(script.bags.items()):
+        c = s.custody.get(label)
+        seat = c["custodian"] if c else None
+        bags.append(BagView(label, bag.title, c["serial"] if c else None,
+                            tuple(c["contents"]) if c else (), seat,
+                            roster[seat].name if seat in roster else None))
+    roles = tuple(RoleView(r.name, r.title, r.min, r.max, r.observer)
+                  for r in script.roles.values())
+    return CeremonyView(
+        version=VERSION, seq=extras.seq, ceremony_id=script.ceremony.id,
+        title=script.ceremony.title, script_sha256=script.sha256,
+        administrator=script.ceremony.administrator, status=status,
+        now=extras.now, section=section, section_estimate=estimate,
+        section_started=extras.section_started, step=step_view, exception=exc, roles=roles,
+        participants=participants, quorums=quorums, drives=drives,
+        loose_drives=extras.loose_drives, bags=tuple(bags),
+        journal=tuple(extras.journal), progress=_progress(m, extras.progress),
+        checkpoint=extras.checkpoint,
+    )
+
+
+def _opt(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _expected(m: Machine, step: Any) -> str | None:
+    return m.expected(step)
+
+
+def _quorums(m: Machine, wants: tuple[d.Decision, ...], now: float) -> tuple[QuorumView, ...]:
+    """The quorums asked for now, then every other quorum holding approvals that have not lapsed
+    and whose operation has not started (between quorum steps their clocks still run)."""
+    s = m.state
+    asked = [w for w in wants if isinstance(w, d.RequestApproval)]
+    out = [_quorum(m, w.quorum, w.step, w.operation, w.digest, now, asked=True) for w in asked]
+    for qid, q in m.script.quorums.items():
+        op = s.operations.get(q.authorizes)
+        if any(w.quorum == qid for w in asked) or op is None or q.authorizes in s.started:
+            continue
+        if m.held(qid, now):
+            out.append(_quorum(m, qid, q.authorizes, op["operation"], op["digest"], now,
+                               asked=False))
+    return tuple(out)
+
+
+def _quorum(m: Machine, qid: str, step: int, operation: dict[str, Any], digest: str, now: float,
+            *, asked: bool) -> QuorumView:
+    s, q = m.state, m.script.quorums[qid]
+    have = m.held(qid, now)
+    done_people = {a.person for a in have}
+    waiting = () if len(have) >= q.m else tuple(
+        seat for seat, person in sorted(s.signed_in.items())
+        if m.roster.officers[seat].role == q.role and person not in done_people)
+    lapses = tuple(float(a.approval.expires) for a in have)
+    return QuorumView(qid, q.role, step, dict(operation), digest, len(have), q.m,
+                      tuple(a.seat for a in have), waiting, q.expires.seconds,
+                      min(lapses) if lapses else None, lapses, asked)
+
+
+#: the steps whose work reports progress (HSM operations, copies, read-backs)
+PROGRESS_ACTIONS = frozenset({"hsm.purge", "hsm.generate", "hsm.backup", "drive.copy",
+                              "drive.verify"})
+#: the steps that wait for people (the rest are the coordinator's own work)
+PEOPLE_ACTIONS = frozenset({"signin", "acknowledge", "record", "seal", "handover", "signoff",
+                            "quorum"})
+
+
+def _progress(m: Machine, p: Progress | None) -> Progress | None:
+    """The daemon's last progress while it still concerns the room: while its step is current,
+    and once finished, until the first step after it that waits for people is done. A bar of
+    unknown step (`step` None) is shown as it comes."""
+    cur = m.current
+    if p is None or cur is None:
+        return None
+    if p.step is None or p.step == cur.n:
+        return p
+    if p.total <= 0 or p.done < p.total:
+        return None  # unfinished work of a step that is over: it failed, or was redone
+    order = [x.n for x in m.steps]
+    try:
+        start, here = order.index(p.step), order.index(cur.n)
+    except ValueError:
+        return None
+    between = m.steps[start + 1:here]
+    return p if start < here and not any(x.action in PEOPLE_ACTIONS for x in between) else None
+
+
+def _asked(w: d.Decision) -> Asked:
+    if isinstance(w, d.Ask):
+        return Asked(w.step, w.role, w.kind, _ask_text(w), dict(w.detail))
+    if isinstance(w, d.RequestApproval):
+        return Asked(w.step, w.role, "approve",
+                     f"{w.need - w.have} more {w.role} approval(s) of step {w.step}'s "
+                     f"{w.operation.get('op', 'operation')}", {"quorum": w.quorum})
+    if isinstance(w, d.Observe):
+        return Asked(w.step, "", "observe", f"the coordinator reads {w.source}")
+    if isinstance(w, d.Plan):
+        return Asked(w.step, "", "plan", f"the signer plans {w.action}")
+    if isinstance(w, d.Perform):
+        return Asked(w.step, "", "perform", f"the coordinator runs {w.action}",
+                     {"action": w.action})
+    if isinstance(w, d.Execute):
+        what = "resumes" if w.reconcile else "runs"
+        return Asked(w.step, "", "execute", f"the signer {what} the approved "
+                     f"{w.operation.get('op', 'operation')}", {"action": w.operation.get("op")})
+    raise AssertionError(f"not a want: {w!r}")
+
+
+def _ask_text(w: d.Ask) -> str:
+    if w.kind == "signin":
+        missing = w.detail.get("missing") or {}
+        if missing:
+            need = ", ".join(f"{n} more {r}" for r, n in sorted(missing.items()))
+            return f"sign in: {need}"
+        return f"the {w.role} confirms everyone is signed in"
+    if w.kind == "decide":
+        return f"the {w.role} decides the exception: retry, accept or abort"
+    if w.kind == "record":
+        return f"the {w.role} enters the value ({w.detail.get('format') or 'text'})"
+    if w.kind == "seal":
+        return f"the {w.role} seals bag {w.detail.get('bag')} and enters its serial"
+    if w.kind == "handover":
+        return (f"the {w.role} takes bag {w.detail.get('bag')} from {w.detail.get('holder')} "
+                "and enters its serial")
+    if w.kind == "signoff":
+        return f"the {w.role} signs the journal checkpoint"
+    return f"the {w.role} acknowledges"

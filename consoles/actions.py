@@ -1,0 +1,137 @@
+"""What one officer may do about a view: the keystrokes a console offers (`actions_for`).
+
+Pure, like the view it reads: it only keeps an officer from being offered what would certainly
+be refused; the machine judges every command again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ceremony.view import Asked, CeremonyView, Participant, RoleView
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing this officer may do now. `command` is the wire command without what the officer
+    still has to type (value, reason, passphrase); `needs` names those inputs in order."""
+
+    kind: str  # signin acknowledge record signoff approve refuse decide pause resume secret admit
+    key: str  # the keystroke that starts it
+    label: str
+    command: dict[str, Any]
+    needs: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+KEYS: dict[str, str] = {
+    "signin": "s", "acknowledge": "a", "record": "v", "signoff": "o", "approve": "p",
+    "refuse": "r", "decide": "x", "pause": "z", "resume": "g", "secret": "w", "admit": "i",
+}
+
+
+def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
+    """What `seat` (holding `role`) may do now. Observers (witness, auditor) get nothing: their
+    sign-in is the KGA's ID check. A seat not signed in may only sign in. An approval is offered
+    to every signed-in seat of the quorum's role whose holder has not approved yet (any two KSOs,
+    in any order); refusing is offered to all of them."""
+    r = view.role(role)
+    me = view.participant(seat)
+    if r is None or r.observer or me is None or me.role != role:
+        return []
+    if view.status in ("completed", "aborted"):
+        return []
+    if not me.signed_in:
+        if not _may_sign_in(view, me, r):
+            return []
+        return [_act("signin", "Sign in", {"type": "signin", "seat": seat, "seats": [seat]})]
+    admin = role == view.administrator
+    out: list[Action] = []
+    n = view.step.n if view.step else None
+    if view.status == "paused":
+        return [_act("resume", "Resume", {"type": "resume", "seat": seat, "step": n})] if admin \
+            else []
+    if view.status == "exception" and view.exception is not None:
+        if admin:
+            e = view.exception
+            choices = ("retry", "accept", "abort") if e.acceptable else ("retry", "abort")
+            out.append(_act("decide", f"Decide the exception at step {e.step}",
+                            {"type": "decide", "seat": seat, "step": e.step},
+                            ("decision", "reason"), {"choices": list(choices)}))
+        return out
+    step = view.step
+    if step is not None:
+        may_complete = step.actor == role or (admin and step.kga_may_complete)
+        for a in step.asked:
+            if a.kind == "secret" and a.detail.get("purpose") == "drill" and a.step == step.n \
+                    and me.person != a.detail.get("not_person"):
+                out.append(_secret_act(a, {"seat": seat, "step": a.step}))
+                continue
+            if not may_complete or a.step != step.n:
+                continue
+            base = {"seat": seat, "step": a.step}
+            if a.kind == "acknowledge":
+                out.append(_act("acknowledge", f"Acknowledge step {a.step}",
+                                {"type": "acknowledge", **base}))
+            elif a.kind == "signin" and not a.detail.get("missing"):
+                out.append(_act("acknowledge", "Confirm everyone is signed in",
+                                {"type": "acknowledge", **base}))
+            elif a.kind == "record":
+                fmt = a.detail.get("format") or "text"
+                out.append(_act("record", f"Enter the value for step {a.step} ({fmt})",
+                                {"type": "record", **base}, ("value",), {"format": fmt}))
+            elif a.kind in ("seal", "handover"):  # the custodian types the serial and signs
+                taking = {"from": a.detail.get("holder")} if a.kind == "handover" else {}
+                out.append(_act("record", f"Enter the value for step {a.step} (bag-serial)",
+                                {"type": "record", **base}, ("value", "passphrase"),
+                                {"format": "bag-serial", "bag": a.detail.get("bag"),
+                                 "contents": list(a.detail.get("contents") or []), **taking}))
+            elif a.kind == "secret" and a.detail.get("purpose") != "drill":
+                out.append(_secret_act(a, base))
+            elif a.kind == "signoff" and view.checkpoint is not None:
+                out.append(_act("signoff", "Sign the journal checkpoint",
+                                {"type": "signoff", **base, "checkpoint": view.checkpoint},
+                                ("passphrase",)))
+    for q in view.quorums:
+        if q.role != role or not q.asked:
+            continue
+        base = {"seat": seat, "step": q.step, "quorum": q.quorum}
+        approved = {p.person for p in view.participants if p.seat in q.approved_by}
+        if me.person not in approved and q.have < q.need:
+            out.append(_act("approve", f"Approve step {q.step}'s {q.operation.get('op')}",
+                            {"type": "approve", **base, "digest": q.digest}, ("passphrase",),
+                            {"operation": q.operation}))
+        out.append(_act("refuse", f"Refuse step {q.step}'s {q.operation.get('op')}",
+                        {"type": "refuse", **base}, ("reason",)))
+        break  # one quorum of a role is open at a time; the next is offered when it opens
+    if admin:
+        waiting = [p.seat for p in view.participants
+                   if not p.signed_in and _may_sign_in(view, p, view.role(p.role))]
+        if waiting:
+            out.append(_act("admit", "Sign in a participant whose ID you checked",
+                            {"type": "signin", "seat": seat, "id_checked": True}, ("seats",),
+                            {"choices": waiting}))
+        out.append(_act("pause", "Pause the ceremony", {"type": "pause", "seat": seat, "step": n}))
+    return out
+
+
+def _may_sign_in(view: CeremonyView, me: Participant, role: RoleView | None) -> bool:
+    """Not when the holder already sits in another seat of the role, or the role is full."""
+    if role is None:
+        return False
+    holders = {p.person for p in view.participants if p.signed_in and p.role == role.name}
+    return me.person not in holders and len(holders) < role.max
+
+
+def _secret_act(a: Asked, base: dict[str, Any]) -> Action:
+    name, purpose = a.detail["name"], a.detail.get("purpose", "backup")
+    label = f"Enter the {name} password" + (
+        " from a sealed copy (restore drill)" if purpose == "drill" else "")
+    return _act("secret", label, {"type": "secret", **base, "name": name}, ("value",),
+                {"name": name, "purpose": purpose})
+
+
+def _act(kind: str, label: str, command: dict[str, Any], needs: tuple[str, ...] = (),
+         detail: dict[str, Any] | None = None) -> Action:
+    return Action(kind, KEYS[kind], label, command, needs, detail or {})
