@@ -7,7 +7,8 @@ before it is sent; after a crash the machine (rebuilt from the journal) asks for
 
 The runner knows nothing of where answers come from: a `World` supplies observations, HSM work,
 drive work and people's answers. The rehearsal's world is scripted; the live coordinator's is
-consoles and udev.
+consoles and udev. What each piece of work means is `coordinator.executor`'s table, which the
+live daemon goes through too; the runner runs the work inline.
 """
 
 from __future__ import annotations
@@ -19,24 +20,10 @@ from ceremony import records
 from ceremony.machine import Machine, Refused
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
-from keyrite.exits import Failure
+from coordinator import executor
+from coordinator.executor import Progress, World
 
-Progress = Callable[[int, int, str], None]
-
-
-class World(Protocol):
-    def now(self) -> float: ...
-
-    def observe(self, want: d.Observe) -> str: ...
-
-    def perform(self, want: d.Perform, progress: Progress) -> dict[str, Any]: ...
-
-    def plan(self, want: d.Plan) -> dict[str, Any]: ...
-
-    def execute(self, want: d.Execute, progress: Progress) -> dict[str, Any]: ...
-
-    def people(self, want: d.Ask | d.RequestApproval, context: dict[str, Any]) -> list[ev.Event]:
-        """Officers' answers; an empty list means nobody here can answer (the ceremony waits)."""
+__all__ = ["Display", "Journal", "Progress", "Runner", "World"]  # Progress, World: executor's
 
 
 class Display(Protocol):
@@ -105,34 +92,17 @@ class Runner:
                     return "stopped"
                 for e in answers:
                     self.apply(e)
-            elif isinstance(want, d.Observe):
-                self._machine_work(want.step, lambda w=want: ev.Observed(
-                    at=self.world.now(), step=w.step, value=self.world.observe(w)))
-            elif isinstance(want, d.Perform):
-                self._machine_work(want.step, lambda w=want: ev.Performed(
-                    at=self.world.now(), step=w.step,
-                    result=self.world.perform(w, self.display.progress)))
-            elif isinstance(want, d.Plan):
-                op = self.world.plan(want)
-                self.apply(ev.OperationPlanned(at=self.world.now(), step=want.step, operation=op))
-            elif isinstance(want, d.Execute):
-                if not want.reconcile:
-                    self.apply(ev.OperationStarted(at=self.world.now(), step=want.step,
-                                                   digest=want.digest))
-                self._machine_work(want.step, lambda w=want: ev.Performed(
-                    at=self.world.now(), step=w.step,
-                    result=self.world.execute(w, self.display.progress)))
             else:
-                raise AssertionError(f"unhandled decision {want!r}")
+                job = executor.job(want)
+                if job is None:
+                    raise AssertionError(f"unhandled decision {want!r}")
+                self._carry_out(job)
         return m.status
 
-    def _machine_work(self, step: int, work: Callable[[], ev.Event]) -> None:
-        self.apply(attempt(step, work, self.world.now))
-
-
-def attempt(step: int, work: Callable[[], ev.Event], now: Callable[[], float]) -> ev.Event:
-    """Do work for a step; a failure becomes PerformFailed, which stops the ceremony."""
-    try:
-        return work()
-    except (Failure, OSError, RuntimeError, ValueError, KeyError) as e:
-        return ev.PerformFailed(at=now(), step=step, error=f"{type(e).__name__}: {e}")
+    def _carry_out(self, job: executor.Job) -> None:
+        """The work inline: its prelude (an operation started) journaled first, then its
+        outcome. A refusal of either stops the run (the machine said no; nothing is skipped)."""
+        started = job.prelude(self.world.now())
+        if started is not None:
+            self.apply(started)
+        self.apply(job.run(self.world, self.display.progress))

@@ -40,11 +40,12 @@ from ceremony.view import (
     absent_actor,
     to_dict,
 )
+from coordinator import executor
 from coordinator.bus import BusServer, CommandRefused
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.live.tail import describe
 from coordinator.live.translate import Invalid, Own, translate
-from coordinator.runner import Runner, attempt
+from coordinator.runner import Runner
 from keyrite.passwords import Verifier
 from keyrite.plainjson import safe_text
 
@@ -465,54 +466,36 @@ class Live:
         self.changed()
 
     async def _work(self, want: d.Decision) -> None:
-        w = self.world
-        if isinstance(want, (d.Execute, d.Perform)) and (
-                isinstance(want, d.Execute) or want.action == "drive.copy"):
-            self.progress = None  # a new bar; the consoles decide how long a finished one shows
-        # Waiting for a flash drive may take minutes and changes nothing: a stopping daemon
-        # leaves that thread behind rather than wait for someone to plug a drive in.
-        waits = (want.source if isinstance(want, d.Observe) else
-                 getattr(want, "action", None)) in ("drive.serial", "drive.insert")
-        # each event is made (and timed) once its work is done: a wait for a drive takes minutes
-        step = want.step
-        if isinstance(want, d.Observe):
-            event = await self._in_thread(
-                step, lambda: w.observe(want),
-                lambda v: ev.Observed(at=w.now(), step=step, value=v), abandon=waits)
-        elif isinstance(want, d.Perform):
-            event = await self._in_thread(
-                step, lambda: w.perform(want, self._progress_from_thread),
-                lambda r: ev.Performed(at=w.now(), step=step, result=r), abandon=waits)
-        elif isinstance(want, d.Plan):
-            event = await self._in_thread(
-                step, lambda: w.plan(want),
-                lambda op: ev.OperationPlanned(at=w.now(), step=step, operation=op))
-        elif isinstance(want, d.Execute):
-            if not want.reconcile:
-                try:
-                    self.runner.apply(ev.OperationStarted(at=w.now(), step=want.step,
-                                                          digest=want.digest))
-                except Refused as r:  # an approval lapsed in between: journaled, asked again
-                    log.warning("step %d not started: %s", want.step, r.reason)
-                    return
-                self.changed()
-            event = await self._in_thread(
-                step, lambda: w.execute(want, self._progress_from_thread),
-                lambda r: ev.Performed(at=w.now(), step=step, result=r))
-        else:
+        """The coordinator's work for `want`, as `coordinator.executor`'s table says: its
+        prelude applied here, the work in a worker thread, its outcome applied back here."""
+        job = executor.job(want)
+        if job is None:
             raise AssertionError(f"unhandled decision {want!r}")
+        if job.new_bar:
+            self.progress = None  # a new bar; the consoles decide how long a finished one shows
+        started = job.prelude(self.world.now())
+        if started is not None:
+            try:
+                self.runner.apply(started)
+            except Refused as r:  # an approval lapsed in between: journaled, asked again
+                log.warning("step %d not started: %s", job.step, r.reason)
+                return
+            self.changed()
+        event = await self._in_thread(job)
         with trio.CancelScope(shield=True):  # what was done is journaled, even at shutdown
             try:
                 self.runner.apply(event)
             except Refused as r:  # e.g. a plan refused: the ceremony stops on it
-                log.error("step %d: %s", want.step, r.reason)
-                self.runner.apply(ev.PerformFailed(at=w.now(), step=want.step, error=r.reason))
+                log.error("step %d: %s", job.step, r.reason)
+                self.runner.apply(ev.PerformFailed(at=self.world.now(), step=job.step,
+                                                   error=r.reason))
 
-    async def _in_thread(self, step: int, work: Callable[[], Any],
-                         event: Callable[[Any], ev.Event], *, abandon: bool = False) -> ev.Event:
-        """`work` in a worker thread, then the event saying what it gave (or how it failed)."""
-        return await trio.to_thread.run_sync(attempt, step, lambda: event(work()),
-                                             self.world.now, abandon_on_cancel=abandon)
+    async def _in_thread(self, job: executor.Job) -> ev.Event:
+        """The job's work in a worker thread, then the event saying what it gave (or how it
+        failed). Waiting for a flash drive may take minutes and changes nothing: a stopping
+        daemon leaves that thread behind rather than wait for someone to plug a drive in."""
+        return await trio.to_thread.run_sync(job.run, self.world, self._progress_from_thread,
+                                             abandon_on_cancel=job.waits_for_person)
 
     def _progress_from_thread(self, done: int, total: int, what: str) -> None:
         """Called from whichever thread reports (the signer link's own loop, for one): hand the
