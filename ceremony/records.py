@@ -47,6 +47,11 @@ class Record:
     def _check(self) -> None:
         """What a field's type cannot say; raise ValueError."""
 
+    def machine_event(self) -> ev.Event | None:
+        """The event the machine accepted that this record holds (the journal's fold feeds it
+        back); None for what the machine never saw (refusals, drives, checkpoints...)."""
+        return None
+
 
 @dataclass(frozen=True, kw_only=True)
 class Genesis(Record):
@@ -79,6 +84,9 @@ class Event(Record):
     step: int | None
     event: ev.Event
 
+    def machine_event(self) -> ev.Event:
+        return self.event
+
 
 @dataclass(frozen=True, kw_only=True)
 class Refused(Record):
@@ -96,9 +104,13 @@ class Refused(Record):
 
     @classmethod
     def of_event(cls, event: ev.Event, step: int | None, reason: str) -> Refused:
-        """The record of an event the machine refused."""
-        return cls(at=event.at, step=step, console=str(getattr(event, "seat", "")),
-                   command=type(event).__name__, reason=reason, event=event)
+        """The record of an event the machine refused. A room event is named by its own record
+        type (a mistyped password is a refused "secret")."""
+        room = _ROOM.get(type(event))
+        console = getattr(event, "seat", None) or getattr(event, "person", "")
+        return cls(at=event.at, step=step, console=str(console),
+                   command=room.TYPE if room else type(event).__name__, reason=reason,
+                   event=event)
 
     @classmethod
     def _older(cls, d: dict[str, Any]) -> dict[str, Any]:
@@ -127,12 +139,18 @@ class Pause(Record):
     seat: str
     step: int | None
 
+    def machine_event(self) -> ev.Event:
+        return ev.Pause(at=self.at, seat=self.seat)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Resume(Pause):
     """The administrator resumed a paused ceremony."""
 
     TYPE: ClassVar[str] = "resume"
+
+    def machine_event(self) -> ev.Event:
+        return ev.Resume(at=self.at, seat=self.seat)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +171,11 @@ class Secret(Record):
         # written before the restore drill took passwords: every one was for the backup
         return d if "purpose" in d else {**d, "purpose": "backup"}
 
+    def machine_event(self) -> ev.Event:
+        # only a password that matched its verifier is ever recorded
+        return ev.PasswordEntered(at=self.at, seat=self.seat, step=self.step, name=self.name,
+                                  purpose=self.purpose)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Expired(Record):
@@ -166,6 +189,10 @@ class Expired(Record):
     key: str
     nonce: str
 
+    def machine_event(self) -> ev.Event:
+        return ev.ApprovalLapsed(at=self.at, seat=self.seat, quorum=self.quorum, step=self.step,
+                                 key=self.key, nonce=self.nonce)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Presence(Record):
@@ -176,6 +203,10 @@ class Presence(Record):
     person: str
     seats: tuple[str, ...]
     connected: bool
+
+    def machine_event(self) -> ev.Event:
+        return ev.Presence(at=self.at, person=self.person, seats=self.seats,
+                           connected=self.connected)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,6 +240,31 @@ RECORD_TYPES: dict[str, type[Record]] = {
     for cls in (Genesis, Event, Refused, Checkpoint, Pause, Resume, Secret, Expired, Presence,
                 Drive, Coordinator)
 }
+
+
+#: The room's events keep the record types the coordinator always wrote for them.
+_ROOM: dict[type[ev.Event], type[Record]] = {
+    ev.Pause: Pause, ev.Resume: Resume, ev.PasswordEntered: Secret,
+    ev.ApprovalLapsed: Expired, ev.Presence: Presence,
+}
+
+
+def of_event(event: ev.Event, step: int | None) -> Record:
+    """The record an accepted event is written as, `step` being current when it was accepted:
+    the room's events as their own types (pause, resume, secret, expired, presence), every other
+    as an `event` record. `Record.machine_event()` is the way back."""
+    if isinstance(event, (ev.Pause, ev.Resume)):
+        return _ROOM[type(event)](at=event.at, seat=event.seat, step=step)  # type: ignore[call-arg]
+    if isinstance(event, ev.PasswordEntered):
+        return Secret(at=event.at, seat=event.seat, step=event.step, name=event.name,
+                      purpose=event.purpose)
+    if isinstance(event, ev.ApprovalLapsed):
+        return Expired(at=event.at, seat=event.seat, quorum=event.quorum, step=event.step,
+                       key=event.key, nonce=event.nonce)
+    if isinstance(event, ev.Presence):
+        return Presence(at=event.at, person=event.person, seats=event.seats,
+                        connected=event.connected)
+    return Event(at=event.at, step=step, event=event)
 
 
 def record_from_dict(d: Any) -> Record:

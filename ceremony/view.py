@@ -179,23 +179,18 @@ class CeremonyView:
 @dataclass(frozen=True)
 class Extras:
     """What the daemon knows and the machine does not: its clock, the consoles connected, HSM
-    progress, the journal tail, drives plugged in now, whether the KGA paused."""
+    progress, the journal tail, drives plugged in now, passwords nobody has typed since it
+    started. (A pause, a section's start and who typed a password are the machine's.)"""
 
     now: float
     seq: int = 0
     connected: frozenset[str] = frozenset()  # seats
-    paused: bool = False
-    section_started: float | None = None
     progress: Progress | None = None
     journal: tuple[JournalLine, ...] = ()
     drives_seen: frozenset[str] = frozenset()  # drive labels
     loose_drives: tuple[LooseDrive, ...] = ()  # plugged in, no label holds them
     checkpoint: str | None = None
     secrets_needed: tuple[str, ...] = ()  # passwords the next operation needs and nobody typed
-    # "backup": the step's actor types them (twice); "drill": a second officer, reading a sealed
-    # copy, who is not `secret_typist` (the person who typed it at the backup)
-    secret_purpose: str = "backup"
-    secret_typist: str | None = None
 
 
 def absent_actor(view: CeremonyView) -> str | None:

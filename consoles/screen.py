@@ -47,8 +47,8 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
 from ceremony.digests import colon_hex, pgp_words
-from ceremony.machine.view_of import PROGRESS_ACTIONS
 from ceremony.script.formats import FORMATS, check_value
+from ceremony.script.step_kinds import STEP_KINDS
 from ceremony.view import CeremonyView, QuorumView, absent_actor
 from consoles.actions import KEYS, Action, actions_for
 
@@ -895,7 +895,7 @@ class ConsoleScreen:
                 any(a.role for a in s.asked):
             return []
         working = [a for a in s.asked if a.kind == "execute" or (
-            a.kind == "perform" and a.detail.get("action") in PROGRESS_ACTIONS)]
+            a.kind == "perform" and _reports_progress(a.detail.get("action")))]
         if not working:
             return []
         return [("class:bar", f"[{'·' * BAR_WIDTH}]    "),
@@ -1128,3 +1128,9 @@ def _compare_rows(observed: str | None, expected: str | None, width: int, none_o
             rows.append([(style, pad + " " * (differs - start) + "^"),
                          ("class:dim", f" differs from here (character {differs + 1})")])
     return rows
+
+
+def _reports_progress(action: object) -> bool:
+    """Whether a step of `action` reports progress (its row in ceremony.script.step_kinds)."""
+    kind = STEP_KINDS.get(action) if isinstance(action, str) else None
+    return kind is not None and kind.progress

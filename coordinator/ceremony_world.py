@@ -15,7 +15,7 @@ from ceremony.digests import colon_hex, from_colon_hex
 from ceremony.machine import Machine
 from ceremony.machine import decisions as d
 from coordinator.drives import Drives, sha256_file
-from coordinator.runner import Progress
+from coordinator.executor import Progress
 from coordinator.shim_client import HostKeyMismatch, ShimClient
 from coordinator.transcript import render
 from keyrite.exits import Failure

@@ -72,17 +72,17 @@ def custody(path: Path) -> dict[str, Any]:
     for i, rec in enumerate(records[1:], start=2):
         if rec.get("type") != "event":
             continue
-        before = {b: dict(c) for b, c in machine.state.custody.items()}
+        before = {b: dict(c) for b, c in machine.custody.items()}
         try:
             machine.handle(ev.event_from_dict(rec["event"]))
         except (Refused, ValueError) as e:
             raise BadInput(f"{path}:{i}: the event does not replay: {e}") from None
-        for bag, c in machine.state.custody.items():
+        for bag, c in machine.custody.items():
             if before.get(bag) != c:
                 chains.setdefault(bag, []).append(_link(machine, c))
     bags = {}
     for label in sorted(script.bags):
-        c = machine.state.custody.get(label)
+        c = machine.custody.get(label)
         bags[label] = {"title": script.bags[label].title,
                        **(_row(machine, c) if c else {"sealed": False}),
                        "chain": chains.get(label, [])}

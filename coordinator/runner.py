@@ -21,9 +21,9 @@ from ceremony.machine import Machine, Refused
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from coordinator import executor
-from coordinator.executor import Progress, World
+from coordinator.executor import World
 
-__all__ = ["Display", "Journal", "Progress", "Runner", "World"]  # Progress, World: executor's
+__all__ = ["Display", "Journal", "Runner"]
 
 
 class Display(Protocol):
@@ -60,7 +60,7 @@ class Runner:
         except Refused as r:
             self.journal.append(records.Refused.of_event(event, at_step, r.reason).to_dict())
             raise
-        self.journal.append(records.Event(at=event.at, step=at_step, event=event).to_dict())
+        self.journal.append(records.of_event(event, at_step).to_dict())
         for n in out:
             if isinstance(n, (d.StepCompleted, d.ExceptionRaised, d.CeremonyEnded)):
                 self.display.notice(self.machine, n)

@@ -162,7 +162,7 @@ def send(m: Machine, w: World, event: ev.Event) -> tuple[d.Decision, ...]:
 
 def refused(m: Machine, event: ev.Event, *words: str) -> str:
     """Assert `event` is refused with a reason mentioning every word, the state untouched."""
-    snap, state = m.snapshot(), copy.deepcopy(m.state)
+    snap, state = m.snapshot(), copy.deepcopy(m._state)
     wants = m.wants()
     try:
         m.handle(event)
@@ -173,7 +173,7 @@ def refused(m: Machine, event: ev.Event, *words: str) -> str:
     for word in words:
         assert word.lower() in reason.lower(), f"{word!r} not in refusal {reason!r}"
     assert m.snapshot() == snap
-    assert m.state == state
+    assert m._state == state
     assert m.wants() == wants
     return reason
 
@@ -190,7 +190,7 @@ def replay(script: Script, events: list[ev.Event], previous: dict[str, str]) -> 
 def seat_of(m: Machine, role: str, exclude_people: frozenset[str] = frozenset()) -> str:
     """The seat that acts for `role`: a signed-in one if there is one (in seat order), else the
     first honest seat whose holder would sign in for it."""
-    for seat, person in sorted(m.state.signed_in.items()):
+    for seat, person in sorted(m.signed_in.items()):
         if role_of(seat) == role and person not in exclude_people:
             return seat
     for person, (_, _, seats) in PEOPLE.items():
@@ -203,7 +203,7 @@ def seat_of(m: Machine, role: str, exclude_people: frozenset[str] = frozenset())
 def may_sign_in(m: Machine, person: str) -> bool:
     """Whether the honest room would sign `person` in now: none of their seats taken, room left
     in each of their roles (a stray sign-in may have filled one)."""
-    s = m.state
+    s = m._state
     seats = PEOPLE[person][2]
     if person in s.signed_in.values() or any(x in s.signed_in for x in seats):
         return False
@@ -338,7 +338,7 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
     if not wants:
         return None
     want = wants[0]
-    signed = set(m.state.signed_in.values())
+    signed = set(m.signed_in.values())
 
     def acting(seat: str) -> ev.Event | None:
         """A SignIn for the seat's holder if they are not in yet; None if they may act."""
@@ -358,7 +358,7 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
             decision, reason = w.decide(want.detail)
             return acting(seat) or ev.Decide(at=w.at(), seat=seat, decision=decision,
                                              reason=reason)
-        held = m.state.custody.get(str(want.detail.get("bag")), {})
+        held = m.custody.get(str(want.detail.get("bag")), {})
         # a hand-over goes to someone who does not hold the bag already
         others = frozenset({held["person"]}) if want.kind == "handover" and held else frozenset()
         seat = seat_of(m, want.role, others)
@@ -384,7 +384,7 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
     if isinstance(want, d.Plan):
         return ev.OperationPlanned(at=w.at(), step=want.step, operation=plan(m, w, want))
     if isinstance(want, d.RequestApproval):
-        approvers = frozenset(m.state.signed_in[s] for s in want.approved_by)
+        approvers = frozenset(m.signed_in[s] for s in want.approved_by)
         seat = seat_of(m, want.role, approvers)
         if (e := acting(seat)) is not None:
             return e
@@ -407,7 +407,7 @@ def record_value(m: Machine, w: World, n: int) -> str:
         return typed(w.bag_serials[str(step.bag)]) if step.bag else "TEB 0000"
     if fmt == "sha256":
         if step.equals is not None:  # read off the screen; typed as colon hex in capitals
-            v = m.state.values.get(step.equals, "")
+            v = m._state.values.get(step.equals, "")
             return ":".join(v[i:i + 2] for i in range(0, len(v), 2)).upper()
         return hashlib.sha256(b"typed").hexdigest()
     if fmt == "datetime":

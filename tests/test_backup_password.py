@@ -19,19 +19,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
+from ceremony.machine.replay import replay
+from ceremony.records import record_from_dict
 from ceremony.view import from_dict
 from consoles.actions import actions_for
 from coordinator.bus import CommandRefused
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
-from coordinator.live.daemon import Live, replay_extras
+from coordinator.live.daemon import Live
 from keyrite.exits import BadInput, Failure
 from keyrite.passwords import VerifierError, make_verifier, parse_verifier
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.pkcs11.signer import Pkcs11Signer
 from staging.fixture import seed_rehearsal_token
-from tests.machine_helpers import T0, drive, execute, seed_script, send, start
+from tests.machine_helpers import drive, execute, seed_script, send, start
 
 PASSWORD = "correct horse battery staple"
 TYPO = "correct horse battery stapel"
@@ -126,9 +128,12 @@ def test_a_mistyped_password_is_refused_before_the_backup_starts(tmp_path: Path)
     assert live.world.secrets == {"device-backup": PASSWORD}
     text = (tmp_path / "journal.jsonl").read_text()
     assert PASSWORD not in text and TYPO not in text
-    [refused] = [e.record for e in journal.entries() if e.record.get("type") == "refused"
-                 and e.record.get("command") == "secret"]
-    assert "does not match the verifier" in refused["reason"]
+    # both refusals are journaled: the mistyped password, then the wrong officer's
+    mistyped, wrong_officer = [e.record for e in journal.entries()
+                               if e.record.get("type") == "refused"
+                               and e.record.get("command") == "secret"]
+    assert "does not match the verifier" in mistyped["reason"]
+    assert "the SA enters" in wrong_officer["reason"]
     [typed] = [e.record for e in journal.entries() if e.record.get("type") == "secret"]
     assert (typed["seat"], typed["purpose"]) == ("SA1", "backup")
 
@@ -163,12 +168,12 @@ def test_the_restore_drill_asks_a_second_officer_for_the_password_again(tmp_path
     assert live.world.secrets == {"device-backup": PASSWORD}
     drill = [e.record for e in journal.entries() if e.record.get("type") == "secret"][-1]
     assert (drill["seat"], drill["purpose"]) == ("KSO1", "drill")
-
-    # a coordinator restarted from this journal still knows who typed it at the backup
-    again = Live(live.m, journal, _Hands(), clock=lambda: w.now + 1,  # type: ignore[arg-type]
-                 passwords=live.passwords)
-    replay_extras(again, ((e.seq, e.record) for e in journal.entries()))
-    assert again.typist == {"device-backup": "bob"}
+    # who typed it at the backup is the machine's, from the journal's secret record: a
+    # restarted coordinator knows it (tests/test_machine_room.py replays it)
+    backup = [e.record for e in journal.entries() if e.record.get("type") == "secret"][0]
+    assert record_from_dict(backup).machine_event() == ev.PasswordEntered(
+        at=backup["at"], seat="SA1", step=backup["step"], name="device-backup",
+        purpose="backup")
 
 
 # --- the drill restores with what the second officer typed, never what the backup was given -----
@@ -234,7 +239,15 @@ def test_the_coordinator_refuses_a_config_without_a_verifier(tmp_path: Path) -> 
 def test_a_journal_of_todays_code_replays_its_secret_records(tmp_path: Path) -> None:
     """A journal of today's code (no `purpose`) replays: its secret records were backups."""
     live, journal, w = _live(tmp_path, _backup_execute)
-    journal.append({"type": "secret", "at": T0, "seat": "SA1", "step": 43,
-                    "name": "device-backup"})
-    replay_extras(live, ((e.seq, e.record) for e in journal.entries()))
-    assert live.typist == {"device-backup": "bob"}
+    step = live.m.current.n  # type: ignore[union-attr]
+    replay([(9, {"type": "secret", "at": w.now, "seat": "SA1", "step": step,
+                 "name": "device-backup"})], live.m, live.m.script.sha256)
+    ask = live.m.password_asked(w.now)
+    assert ask is None or ask.purpose == "backup"  # taken: the machine knows who typed it
+    [want] = live.m.wants(now=w.now)
+    assert isinstance(want, d.Execute)
+    send(live.m, w, ev.OperationStarted(at=w.at(), step=want.step, digest=want.digest))
+    send(live.m, w, ev.Performed(at=w.at(), step=want.step, result=execute(w, want)))
+    drive(live.m, w, before=_drill)
+    drill = live.m.password_asked(w.now)
+    assert drill is not None and drill.not_person == "bob"

@@ -71,7 +71,7 @@ def purge_of(keys: int) -> tuple[CeremonyView, float]:
     """The SA asked to approve the purge of `keys` dead keys (mini step 8)."""
     m, w = start(mini_script(), {**MINI_PREVIOUS, "key_count": str(keys)})
     drive(m, w, before=lambda x: isinstance(x, d.RequestApproval))
-    v = m.view(Extras(now=w.now, connected=frozenset(m.state.signed_in)))
+    v = m.view(Extras(now=w.now, connected=frozenset(m.signed_in)))
     assert v.quorums[0].operation["op"] == "purge"
     return v, w.now
 
@@ -80,7 +80,7 @@ def generate_of(keys: int) -> tuple[CeremonyView, float]:
     """The SA asked to approve a generation as the signer plans it: every locator listed."""
     m, w = start()
     drive(m, w, before=lambda x: isinstance(x, d.RequestApproval) and x.step == 11)
-    v = m.view(Extras(now=w.now, connected=frozenset(m.state.signed_in)))
+    v = m.view(Extras(now=w.now, connected=frozenset(m.signed_in)))
     locators = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(keys)]
     op = {"op": "generate", "token": "d34d-ba64-0c1e-77a2-9f10-4b3c-aa01-5e6f-1234-abcd",
           "duration": "P14M", "batches": [
@@ -184,7 +184,7 @@ def test_at_80x24_the_approval_shows_the_digest_and_the_words_on_one_page():
     from tests.machine_helpers import at_kso_quorum
 
     m, w = at_kso_quorum(have=1)
-    v = m.view(Extras(now=w.now, connected=frozenset(m.state.signed_in)))
+    v = m.view(Extras(now=w.now, connected=frozenset(m.signed_in)))
     (q,) = v.quorums
     with sized(v, "KSO2", w.now, (80, 24)) as c:
         c.press("p")

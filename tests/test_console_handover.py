@@ -106,5 +106,5 @@ def test_the_console_signs_a_handover_the_machine_takes(tmp_path: Path):
         key.verify(base64.b64decode(body["signature"]), custody_message(**fields))
     record = ev.Record(at=w.at(), seat="KSO1", value=typed["value"], signature=body["signature"])
     enrolled.handle(record)
-    assert enrolled.state.custody["log-bag"]["custodian"] == "KSO1"
-    assert enrolled.state.custody["log-bag"]["from"] == "DSO1"
+    assert enrolled.custody["log-bag"]["custodian"] == "KSO1"
+    assert enrolled.custody["log-bag"]["from"] == "DSO1"

@@ -37,8 +37,7 @@ def seed(until: int) -> tuple[Machine, World]:
 def seed_view(m: Machine, w: World, **extras: Any) -> CeremonyView:
     journal = tuple(JournalLine(i, w.now, f"step {i}: KSO{i % 2 + 1} confirms step {i}")
                     for i in range(12))
-    extras = {"connected": frozenset(m.state.signed_in) - {"KSO2"}, "journal": journal,
-              "section_started": w.now - 60, **extras}
+    extras = {"connected": frozenset(m.signed_in) - {"KSO2"}, "journal": journal, **extras}
     return m.view(Extras(now=w.now, **extras))
 
 
@@ -166,7 +165,7 @@ def test_a_quorum_step_names_who_is_asked_whatever_its_printed_text_says():
                 "KSOs, in either order)") in " ".join(screen.split())
     m, w = seed(39)  # KSO1 approved at 37 ...
     lapsed = w.now + 400  # ... and their approval lapsed: two are needed at 39 again
-    v = m.view(Extras(now=lapsed, connected=frozenset(m.state.signed_in)))
+    v = m.view(Extras(now=lapsed, connected=frozenset(m.signed_in)))
     with console_of(v, "KGA1", lapsed, also=KGA) as c:
         screen = " ".join(c.screen.render_text(80, 24).split())
         assert "as printed: A second KSO logs into the HSM" in screen
@@ -211,7 +210,7 @@ def test_a_bar_while_the_signer_works_even_before_its_first_report():
     consoles still show that the signer is working."""
     m, w = start()
     drive(m, w, before=lambda x: isinstance(x, d.Execute) and x.operation["op"] == "generate")
-    everyone = frozenset(m.state.signed_in)
+    everyone = frozenset(m.signed_in)
     with console(m.view(Extras(now=w.now, connected=everyone)), "WI1", w.now) as c:
         screen = c.screen.render_text(80, 24)
         assert "waiting for the coordinator: the signer runs the approved generate" in screen

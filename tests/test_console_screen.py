@@ -241,7 +241,8 @@ def test_pause_and_resume():
     with console(view_at(m, w), "KGA1", w.now) as c:
         assert c.press("g") == []
         assert c.press("z") == [{"type": "pause", "seat": "KGA1", "step": 3}]
-    with console(view_at(m, w, paused=True), "KGA1", w.now) as c:
+    send(m, w, ev.Pause(at=w.now, seat="KGA1"))  # the machine's: as a replay would see it
+    with console(view_at(m, w), "KGA1", w.now) as c:
         assert "PAUSED" in c.text()
         assert c.press("z", "g") == [{"type": "resume", "seat": "KGA1", "step": 3}]
 
@@ -250,7 +251,9 @@ def test_pause_and_resume():
 def test_progress_bar_and_panels():
     m, w = start()
     drive(m, w, before=lambda x: isinstance(x, d.Execute) and x.operation["op"] == "generate")
-    extras = dict(connected=frozenset({"KGA1", "SA1"}), section_started=w.now - 75,
+    assert m.section_since is not None
+    w.now = m.section_since + 75  # the section began 1:15 ago
+    extras = dict(connected=frozenset({"KGA1", "SA1"}),
                   journal=tuple(JournalLine(i, w.now, f"entry {i}") for i in range(20)))
     with console(view_at(m, w, progress=Progress(51, 85, "generating keys"), **extras),
                  "WI1", w.now) as c:
@@ -371,7 +374,7 @@ def test_the_steps_actor_types_a_password_the_operation_needs_masked() -> None:
     want = m.wants(now=w.now)[0]
     assert isinstance(want, d.Execute)
     view = m.view(Extras(now=w.now, secrets_needed=want.secrets))
-    actor = next(s for s in sorted(m.state.signed_in)
+    actor = next(s for s in sorted(m.signed_in)
                  if role_of(s) == m.script.step(want.step).actor)
     with console(view, actor, w.now) as c:
         c.pipe.send_text("w")
@@ -394,7 +397,7 @@ def test_acknowledging_a_step_that_is_not_yours_is_asked_of_the_coordinator() ->
     console sends nothing."""
     m, w = start()
     drive(m, w, before=lambda x: isinstance(x, d.Ask) and x.kind == "acknowledge"
-          and x.role == "KGA" and bool(m.state.signed_in))
+          and x.role == "KGA" and bool(m.signed_in))
     view = view_at(m, w)
     with console(view, "SA1", w.now) as c:
         [cmd] = c.press("a")
@@ -412,7 +415,7 @@ def test_a_custodian_types_the_bag_serial_then_signs_for_the_bag() -> None:
     want = m.wants(now=w.now)[0]
     assert isinstance(want, d.Ask)
     step = m.script.step(want.step)
-    custodian = next(s for s in sorted(m.state.signed_in) if role_of(s) == step.actor)
+    custodian = next(s for s in sorted(m.signed_in) if role_of(s) == step.actor)
     with console(view_at(m, w), custodian, w.now) as c:
         c.pipe.send_text("v")
         c.pipe.send_text("teb-000-backup\r")

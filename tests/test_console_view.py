@@ -68,7 +68,7 @@ def test_before_anyone_signs_in_every_officer_may_only_sign_in_and_witnesses_not
 def test_signin_step_is_confirmed_by_the_kga_only_once_every_role_is_in():
     m, w = start()
     drive(m, w, until=2)  # the KGA (alice, also DSO1) signed in before step 1
-    assert set(m.state.signed_in) == {"KGA1", "DSO1"}
+    assert set(m.signed_in) == {"KGA1", "DSO1"}
     v = view(m, w)
     (asked,) = v.step.asked  # type: ignore[union-attr]
     assert asked.kind == "signin" and asked.detail["missing"] == {"KSO": 2, "SA": 1}
@@ -147,7 +147,7 @@ def test_one_of_two_kso_approvals():
     (q,) = v.quorums
     assert (q.quorum, q.have, q.need, q.approved_by, q.waiting_for) == (
         "keystore-backup", 1, 2, ("KSO1",), ("KSO2",))
-    approval = m.state.approvals["keystore-backup"][0].approval
+    approval = m._state.approvals["keystore-backup"][0].approval
     assert q.expires_at == approval.expires and q.expires_seconds == 300
     # KSO1 has approved: refuse only; KSO2 approves; nobody else of another role
     assert kinds(v, "KSO1") == ["refuse"]
@@ -180,7 +180,7 @@ def test_a_quorum_holding_approvals_is_in_every_view_until_used_or_lapsed():
     (q,) = v.quorums
     assert (q.quorum, q.asked, q.have, q.need, q.approved_by, q.waiting_for) == (
         "keystore-backup", False, 1, 2, ("KSO1",), ("KSO2",))
-    approval = m.state.approvals["keystore-backup"][0].approval
+    approval = m._state.approvals["keystore-backup"][0].approval
     assert q.lapses == (approval.expires,) and q.expires_at == approval.expires
     assert q.step == 43 and q.operation["op"] == "backup" and q.digest
     for seat in SEATS:  # held, not asked: nobody is offered approve (or refuse) at step 38
@@ -250,7 +250,7 @@ def test_signoff_needs_the_checkpoint_text():
 def test_extras_are_carried_progress_journal_connections_pause():
     m, w = start()
     drive(m, w, before=lambda x: isinstance(x, d.Execute) and x.operation["op"] == "generate")
-    extras = dict(seq=17, connected=frozenset({"SA1", "KGA1"}), section_started=w.now - 90,
+    extras = dict(seq=17, connected=frozenset({"SA1", "KGA1"}),
                   progress=Progress(51, 85, "generating keys"),
                   journal=(JournalLine(40, w.now - 2, "OperationStarted 11"),))
     v = view(m, w, **extras)
@@ -258,7 +258,9 @@ def test_extras_are_carried_progress_journal_connections_pause():
     assert v.journal[0].text == "OperationStarted 11"
     assert {p.seat for p in v.participants if p.connected} == {"SA1", "KGA1"}
     assert v.step is not None and v.step.asked[0].kind == "execute"
-    paused = view(m, w, paused=True)
+    assert v.section_started == m.section_since
+    send(m, w, ev.Pause(at=w.now, seat="KGA1"))
+    paused = view(m, w)
     assert paused.status == "paused"
     assert kinds(paused, "KGA1") == ["resume"]
     assert kinds(paused, "SA1") == []

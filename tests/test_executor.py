@@ -235,7 +235,7 @@ def test_the_sync_adapter_runs_execute_as_operation_started_then_performed() -> 
     started, performed = [r for r in journal.records if r["type"] == "event"][:2]
     assert started["step"] == performed["step"] == want.step
     assert performed["event"]["result"] == {"deleted": len(want.operation.get("delete", []))}
-    assert want.step in m.state.completed
+    assert want.step in m.completed
     assert display.bars == [(1, 1, "done")]
 
 
@@ -254,7 +254,7 @@ def test_the_sync_adapter_reconciles_without_starting_again() -> None:
     Runner(restarted, journal, room, Display(), str).run()
     assert room.seen[0] == again  # sent again, to be reconciled...
     assert journal.events()[:2] == ["OperationStarted", "Performed"]  # ...never started twice
-    assert want.step in restarted.state.completed
+    assert want.step in restarted.completed
 
 
 def test_the_daemon_goes_through_the_same_table(tmp_path: Path) -> None:
@@ -296,7 +296,7 @@ def test_the_daemon_goes_through_the_same_table(tmp_path: Path) -> None:
     assert order == ["OperationStarted"]  # journaled before the work was sent
     assert [r["event"]["event"] for r in _records(journal, "event")[-2:]] == [
         "OperationStarted", "Performed"]
-    assert execute.step in live.m.state.completed
+    assert execute.step in live.m.completed
     assert live.progress is not None and (live.progress.done, live.progress.total) == (3, 4)
 
 

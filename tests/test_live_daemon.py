@@ -90,7 +90,7 @@ def test_only_the_administrator_signs_in_someone_else_and_vouches_for_their_id()
     ({"type": "launch"}, "unknown command 'launch'"),
     ({"type": "record", "value": ""}, "'value' must be a non-empty string"),
     ({"type": "approve", "approval": {"step": 1}}, "not an approval"),
-    ({"type": "pause", "seat": "SA1"}, "only the KGA may pause"),
+    ({"type": "pause", "seat": "KGA1"}, "may not act as KGA1"),  # the machine judges roles
     ({"type": "secret", "name": "device-backup", "value": "x"}, "'step' must be an integer"),
 ])
 def test_malformed_or_unauthorised_commands_are_refused_with_a_reason(body, reason) -> None:

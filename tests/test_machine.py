@@ -101,7 +101,7 @@ def test_mini_runs_to_completed_and_replays():
     assert snap["exception"] is None and snap["accepted"] == {}
     again = replay(m.script, w.accepted, w.previous)
     assert again.snapshot() == snap
-    assert again.state == m.state
+    assert again._state == m._state
 
 
 def test_bundled_seed_script_runs_all_132_steps():
@@ -113,7 +113,7 @@ def test_bundled_seed_script_runs_all_132_steps():
     assert m.snapshot()["completed"] == list(range(1, 133))
     assert set(m.snapshot()["custody"]) == {"wellington", "albany", "auckland", "master-copy",
                                             "keygen-log"}
-    assert replay(script, w.accepted, w.previous).state == m.state
+    assert replay(script, w.accepted, w.previous)._state == m._state
 
 
 def test_whole_state_after_each_event_through_the_purge():
@@ -123,7 +123,8 @@ def test_whole_state_after_each_event_through_the_purge():
     assert x == {"status": "running", "step": 1, "now": 0.0, "completed": [], "signed_in": {},
                  "people": {}, "values": {}, "results": {}, "observed": {}, "operations": {},
                  "approvals": {}, "used_nonces": [], "started": {}, "exception": None,
-                 "accepted": {}, "custody": {}, "signoffs": []}
+                 "accepted": {}, "custody": {}, "signoffs": [], "paused": False, "typist": {},
+                 "lapsed": [], "present": {}, "section_since": None}
 
     def step(event, **changes):
         send(m, w, event)
@@ -134,8 +135,9 @@ def test_whole_state_after_each_event_through_the_purge():
         name, org, seats = PEOPLE[p]
         return {"name": name, "organisation": org, "seats": sorted(seats)}
 
-    step(sign_in(w, "alice"), signed_in={"KGA1": "alice", "DSO1": "alice"},
-         people={"alice": person("alice")})
+    first = sign_in(w, "alice")  # the first event begins the first section
+    step(first, signed_in={"KGA1": "alice", "DSO1": "alice"},
+         people={"alice": person("alice")}, section_since=first.at)
     step(ev.Acknowledge(at=w.at(), seat="KGA1"), step=2, completed=[1])
     for p in ("bob", "carol", "dave", "erin"):
         e = sign_in(w, p)
@@ -151,7 +153,8 @@ def test_whole_state_after_each_event_through_the_purge():
              "fingerprint": fp}})
     step(ev.Observed(at=w.at(), step=6, value=fp.upper()), step=7, completed=MINI_STEPS[:6],
          values={**x["values"], "6": fp.upper()}, observed={**x["observed"], "6": fp.upper()})
-    step(ev.Observed(at=w.at(), step=7, value="04"), step=8, completed=MINI_STEPS[:7],
+    keys = ev.Observed(at=w.at(), step=7, value="04")  # the last of Opening: Keys begins
+    step(keys, step=8, completed=MINI_STEPS[:7], section_since=keys.at,
          values={**x["values"], "7": "04"}, observed={**x["observed"], "7": "04"})
     op = {"op": "purge", "delete": ["k1"]}
     digest = operation_digest(op)
@@ -400,7 +403,7 @@ def test_a_handler_bug_leaves_the_state_as_it_was(monkeypatch):
     snap = m.snapshot()
 
     def broken(self, step, e):
-        self.state.completed.append(step.n)
+        self._state.completed.append(step.n)
         raise RuntimeError("bug")
 
     monkeypatch.setattr(Machine, "_on_Acknowledge", broken)
@@ -558,7 +561,7 @@ def test_two_keys_of_one_person_do_not_make_two_approvals():
     anyway, the quorum still counts people, not keys. The state is forced past sign-in here."""
     m, w, req = _at_backup_quorum()
     send(m, w, approve(m, w, "KSO2", req))
-    m.state.signed_in["KSO4"] = "dave"  # dave's second KSO seat, with its own key
+    m._state.signed_in["KSO4"] = "dave"  # dave's second KSO seat, with its own key
     refused(m, approve(m, w, "KSO4", req), "already approved", "different people")
 
 
@@ -708,6 +711,12 @@ def _one_of_each(w) -> list[ev.Event]:
         ev.OperationStarted(at=10, step=8, digest="cd" * 32),
         ev.Performed(at=11, step=8, result={"deleted": 2, "files": ["x"]}),
         ev.PerformFailed(at=12, step=9, error="boom"),
+        ev.Pause(at=13, seat="KGA1"),
+        ev.Resume(at=14, seat="KGA1"),
+        ev.PasswordEntered(at=15, seat="SA1", step=16, name="device-backup", purpose="backup"),
+        ev.ApprovalLapsed(at=16, seat="KSO1", quorum="keystore-backup", step=16, key="k",
+                          nonce="n"),
+        ev.Presence(at=17, person="p", seats=("KSO1", "DSO2"), connected=True),
     ]
 
 
@@ -750,7 +759,7 @@ def test_replaying_a_journal_with_exceptions_and_refusals_gives_the_same_state()
     drive(m, w)
     assert m.status == "completed"
     again = replay(m.script, w.accepted, w.previous)
-    assert again.snapshot() == m.snapshot() and again.state == m.state
+    assert again.snapshot() == m.snapshot() and again._state == m._state
     assert again.snapshot()["accepted"] == {"7": "checked by hand"}
 
 

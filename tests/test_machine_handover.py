@@ -71,7 +71,7 @@ def test_the_bag_changes_hands_twice_and_replays():
     )
     assert back["signature"] != to_kso["signature"]
     again = replay(m.script, w.accepted, w.previous)
-    assert again.snapshot() == m.snapshot() and again.state == m.state
+    assert again.snapshot() == m.snapshot() and again._state == m._state
 
 
 def test_only_a_true_signed_acceptance_of_this_bag_from_its_holder_is_taken():

@@ -97,24 +97,24 @@ class CeremonyFuzz(RuleBasedStateMachine):
         drive(self.m, self.w, until=start_at)
         drive(self.m, self.w, before=lambda x: not isinstance(x, d.Plan))  # approvals open
         self.shadow = replay(SCRIPT, self.w.accepted, self.w.previous)
-        self.completed: list[int] = list(self.m.state.completed)
+        self.completed: list[int] = list(self.m._state.completed)
         self.accepted_approvals: list[ev.Approve] = [
             e for e in self.w.accepted if isinstance(e, ev.Approve)]
         for e in self.w.accepted:
             if isinstance(e, ev.OperationStarted):
-                self.check_backed(e.step, tuple(a.approval for a in self.m.state.started[e.step]),
+                self.check_backed(e.step, tuple(a.approval for a in self.m._state.started[e.step]),
                                   e.digest, e.at)
 
     # --- sending, with the per-event checks ---------------------------------------------------
     def send(self, event: ev.Event) -> bool:
         m = self.m
-        snap, state, wants = m.snapshot(), copy.deepcopy(m.state), m.wants()
+        snap, state, wants = m.snapshot(), copy.deepcopy(m._state), m.wants()
         try:
             out = m.handle(event)  # anything but Refused escaping fails the test here
         except Refused as r:
             assert isinstance(r.reason, str) and r.reason
             assert m.snapshot() == snap, f"refused {event!r} changed the snapshot"
-            assert m.state == state, f"refused {event!r} changed the state"
+            assert m._state == state, f"refused {event!r} changed the state"
             assert m.wants() == wants
             return False
         self.w.accepted.append(event)
@@ -122,11 +122,11 @@ class CeremonyFuzz(RuleBasedStateMachine):
         if isinstance(event, ev.Approve):
             self.accepted_approvals.append(event)
         if isinstance(event, ev.OperationStarted):
-            used = tuple(a.approval for a in m.state.started[event.step])
+            used = tuple(a.approval for a in m._state.started[event.step])
             self.check_backed(event.step, used, event.digest, event.at)
         for x in out:
             if isinstance(x, d.Execute) and not x.reconcile:
-                self.check_execute(x, m.state.now)
+                self.check_execute(x, m._state.now)
         return True
 
     def at(self) -> float:
@@ -171,7 +171,7 @@ class CeremonyFuzz(RuleBasedStateMachine):
         """A coordinator that stalled (or restarted) acts on the Execute it was given before."""
         self.w.now += seconds
         n = self.current_n()
-        op = self.m.state.operations.get(n)
+        op = self.m._state.operations.get(n)
         digest = op["digest"] if planned and op else operation_digest({"op": "x"})
         self.send(ev.OperationStarted(at=self.at(), step=n, digest=digest))
 
@@ -221,15 +221,15 @@ class CeremonyFuzz(RuleBasedStateMachine):
         anyone signed in) carrying an approval with `fault`."""
         w, m = self.w, self.m
         req = next((x for x in m.wants() if isinstance(x, d.RequestApproval)), None)
-        asked = sorted(x for x in m.state.signed_in
+        asked = sorted(x for x in m.signed_in
                        if req and roster().officers[x].role == req.role)
-        others = sorted(set(m.state.signed_in) - set(asked))
+        others = sorted(set(m.signed_in) - set(asked))
         if how == "asked" and asked:  # an officer the request is for
             seat = data.draw(st.sampled_from(asked))
         elif how == "other role" and req and others:  # a good approval from the wrong seat
             seat, fault = data.draw(st.sampled_from(others)), "none"
-        elif how != "anyone" and m.state.signed_in:
-            seat = data.draw(st.sampled_from(sorted(m.state.signed_in)))
+        elif how != "anyone" and m.signed_in:
+            seat = data.draw(st.sampled_from(sorted(m.signed_in)))
         if fault.startswith("replay"):
             if not self.accepted_approvals:
                 return
@@ -239,9 +239,9 @@ class CeremonyFuzz(RuleBasedStateMachine):
             return
         if req is not None:
             step, digest, expires = req.step, req.digest, req.expires_seconds
-        elif m.state.operations:
-            step = data.draw(st.sampled_from(sorted(m.state.operations)))
-            digest, expires = m.state.operations[step]["digest"], 300
+        elif m._state.operations:
+            step = data.draw(st.sampled_from(sorted(m._state.operations)))
+            digest, expires = m._state.operations[step]["digest"], 300
         else:
             step, digest, expires = 16, operation_digest({"op": "backup"}), 300
         at = self.at()
@@ -305,7 +305,7 @@ class CeremonyFuzz(RuleBasedStateMachine):
         elif kind == "failed":
             self.send(ev.PerformFailed(at=at, step=n, error="EIO"))
         elif kind == "started":
-            op = self.m.state.operations.get(n)
+            op = self.m._state.operations.get(n)
             digest = op["digest"] if op and data.draw(st.booleans()) else "ab" * 32
             self.send(ev.OperationStarted(at=at, step=n, digest=digest))
         else:
@@ -318,7 +318,7 @@ class CeremonyFuzz(RuleBasedStateMachine):
     def completed_only_grows_in_script_order(self) -> None:
         if not hasattr(self, "m"):
             return
-        now = self.m.state.completed
+        now = self.m._state.completed
         assert now[: len(self.completed)] == self.completed
         assert now == STEP_NUMBERS[: len(now)]
         self.completed = list(now)
@@ -337,28 +337,28 @@ class CeremonyFuzz(RuleBasedStateMachine):
             for x in m.wants(now=now):
                 if isinstance(x, d.Execute):
                     if x.reconcile:
-                        assert x.step in m.state.started
-                        assert x.approvals == tuple(a.approval for a in m.state.started[x.step])
+                        assert x.step in m._state.started
+                        assert x.approvals == tuple(a.approval for a in m._state.started[x.step])
                     else:
-                        self.check_execute(x, m.state.now if now is None else now)
+                        self.check_execute(x, m._state.now if now is None else now)
 
     @invariant()
     def a_fresh_machine_fed_the_journal_agrees(self) -> None:
         if not hasattr(self, "m"):
             return
         assert self.shadow.snapshot() == self.m.snapshot()
-        assert self.shadow.state == self.m.state
+        assert self.shadow._state == self.m._state
 
     def teardown(self) -> None:
         if hasattr(self, "m"):
             again = replay(SCRIPT, self.w.accepted, self.w.previous)
             assert again.snapshot() == self.m.snapshot()
-            assert again.state == self.m.state
+            assert again._state == self.m._state
 
     # --- the quorum check, independent of the machine's bookkeeping -------------------------------
     def check_execute(self, x: d.Execute, now: float) -> None:
         assert x.digest == operation_digest(x.operation)
-        assert self.m.state.operations[x.step]["digest"] == x.digest
+        assert self.m._state.operations[x.step]["digest"] == x.digest
         self.check_backed(x.step, x.approvals, x.digest, now)
 
     def check_backed(self, step: int, approvals: tuple, digest: str, now: float) -> None:

@@ -31,7 +31,7 @@ def test_approvals_given_early_complete_the_later_quorum_step_at_once() -> None:
         a = approval(w, seat, want.step, want.digest, 300)
         send(m, w, ev.Approve(at=w.at(), seat=seat, approval=a))
     # step 14 (count 2) has nothing left to ask: it completed as soon as it was reached
-    assert m.state.completed[-2:] == [13, 14]
+    assert m._state.completed[-2:] == [13, 14]
     assert m.current is not None and m.current.n == 15
     assert m.wants(), "the machine must want something at step 15"
     again = replay(m.script, w.accepted, w.previous)
@@ -43,11 +43,11 @@ def test_an_event_stamped_earlier_is_judged_at_the_latest_time_seen() -> None:
     first = approval(w, "KSO1", want.step, want.digest, 300)
     late = w.at() + 100
     send(m, w, ev.Approve(at=late, seat="KSO1", approval=first))
-    assert m.state.now == late
+    assert m._state.now == late
     # KSO2's approval expires before `late`, and comes stamped as if it were on time
     stale = approval(w, "KSO2", want.step, want.digest, 50)
     refused(m, ev.Approve(at=late - 90, seat="KSO2", approval=stale), "expired")
-    assert m.state.now == late
+    assert m._state.now == late
 
 
 def test_journal_events_are_decoded_strictly() -> None:

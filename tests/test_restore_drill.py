@@ -84,6 +84,6 @@ def test_the_machine_stops_the_ceremony_on_a_drill_that_does_not_match() -> None
              "fingerprint_match": True}
     send(m, w, ev.Performed(at=w.at(), step=want.step, result={"ok": True, "drill": drill}))
     assert m.status == "exception"
-    assert m.state.exception is not None
+    assert m.exception is not None
     assert "restore drill: the backup lacks 1 key(s) the HSM holds: k-1" in \
-        m.state.exception["reason"]
+        m.exception["reason"]

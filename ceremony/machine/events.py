@@ -121,11 +121,61 @@ class PerformFailed(Event):
     error: str
 
 
+# --- from the room: the administrator's pause, passwords typed, time, consoles ---------------
+@dataclass(frozen=True, kw_only=True)
+class Pause(Event):
+    """The administrator stops the room: no officer's act is taken until they resume. Work the
+    coordinator already started still finishes and is recorded."""
+
+    seat: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resume(Event):
+    seat: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordEntered(Event):
+    """A pre-generated password typed for the work about to run: at the backup by the step's
+    actor, at the restore drill by a second officer from a sealed copy. The coordinator checks it
+    against the verifier recorded before the ceremony (`verified`); the password itself never
+    reaches the machine or the journal."""
+
+    seat: str
+    step: int
+    name: str
+    purpose: str  # "backup" | "drill": what `Machine.password_asked()` said it was asked for
+    verified: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalLapsed(Event):
+    """An approval held for an operation not yet started reached its expiry (reported once; the
+    quorum is then asked again, since the machine no longer counts it)."""
+
+    seat: str
+    quorum: str
+    step: int
+    key: str
+    nonce: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Presence(Event):
+    """A signed-in person's console connected or dropped, as the coordinator saw it."""
+
+    person: str
+    seats: tuple[str, ...]
+    connected: bool
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         SignIn, Acknowledge, Record, Approve, RefuseApproval, Decide, SignOff,
         Observed, OperationPlanned, OperationStarted, Performed, PerformFailed,
+        Pause, Resume, PasswordEntered, ApprovalLapsed, Presence,
     )
 }
 

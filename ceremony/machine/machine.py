@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 import time
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,32 +39,43 @@ from ceremony.machine import events as ev
 from ceremony.roster import Roster
 from ceremony.script.formats import check_value
 from ceremony.script.model import Quorum, Script, Step
+from ceremony.script.step_kinds import STEP_KINDS
 from ceremony.view import CeremonyView, Extras
 
-#: hsm actions that change the HSM: planned, approved by a quorum, then executed.
-STATE_CHANGING = {"hsm.purge": "purge", "hsm.generate": "generate", "hsm.backup": "backup"}
-#: actions the coordinator carries out itself (answered by Performed / PerformFailed).
-PERFORMED = frozenset(
-    {"hsm.fingerprint", "hsm.list", "drive.insert", "drive.copy", "drive.verify", "drive.eject",
-     "transcript"}
-)
-#: step kind -> the event types it accepts while it is the current step. SignIn, Approve,
+#: The machine's part of the one row per action (`ceremony.script.step_kinds`): the actions
+#: planned, approved by a quorum and then executed, with the `op` each plans...
+STATE_CHANGING = {a: k.operation for a, k in STEP_KINDS.items() if k.operation}
+#: ...the actions the coordinator carries out itself (answered by Performed / PerformFailed)...
+PERFORMED = frozenset(a for a, k in STEP_KINDS.items() if k.work == "perform")
+#: ...and the event types each step kind accepts while it is the current step. SignIn, Approve,
 #: RefuseApproval and OperationPlanned are judged on their own (they may concern a later step).
-ACCEPTS: dict[str, tuple[type[ev.Event], ...]] = {
-    "acknowledge": (ev.Acknowledge,),
-    "signin": (ev.Acknowledge,),
-    "record": (ev.Record,),
-    "verify": (ev.Observed, ev.PerformFailed),
+_ACCEPTED_BY_WORK: dict[str, tuple[type[ev.Event], ...]] = {
     "quorum": (),
-    "seal": (ev.Record,),
-    "handover": (ev.Record,),
-    "signoff": (ev.SignOff,),
-    **{a: (ev.OperationStarted, ev.Performed, ev.PerformFailed) for a in STATE_CHANGING},
-    **{a: (ev.Performed, ev.PerformFailed) for a in PERFORMED},
+    "observe": (ev.Observed, ev.PerformFailed),
+    "perform": (ev.Performed, ev.PerformFailed),
+    "operation": (ev.OperationStarted, ev.Performed, ev.PerformFailed),
 }
-#: the result field whose value a performed step yields (a later step may refer to it).
-YIELDED_BY = {"hsm.fingerprint": "fingerprint", "hsm.list": "count", "hsm.backup": "sha256",
-              "transcript": "sha256"}
+ACCEPTS: dict[str, tuple[type[ev.Event], ...]] = {
+    a: (ev.EVENT_TYPES[k.answer],) if k.answer else _ACCEPTED_BY_WORK[k.work]
+    for a, k in STEP_KINDS.items()
+}
+#: what still arrives while the administrator has paused the room: the outcome of work already
+#: under way (people's acts are refused until they resume)
+_WORK_EVENTS = (ev.Observed, ev.OperationPlanned, ev.OperationStarted, ev.Performed,
+                ev.PerformFailed)
+
+
+@dataclass(frozen=True)
+class PasswordAsk:
+    """Passwords the next piece of work needs: for the backup (its actor types them) or the
+    restore drill (a second officer types them from a sealed copy, not `not_person`)."""
+
+    step: int
+    names: tuple[str, ...]
+    purpose: str  # "backup" | "drill"
+    actor: str  # the step's actor role
+    not_person: str | None = None
+
 #: a verify mismatch may be accepted with a reason; a failed operation may only be retried.
 ACCEPTABLE_EXCEPTIONS = ("mismatch",)
 #: leeway over a quorum's `expires` for clocks that differ a little between consoles.
@@ -86,7 +98,7 @@ class _Approved:
 
 
 @dataclass
-class State:
+class _State:
     """Everything that changes. Deep-copied per event so a refusal leaves it untouched."""
 
     status: str = "running"  # running | exception | aborted | completed
@@ -107,6 +119,15 @@ class State:
     accepted: dict[int, str] = field(default_factory=dict)  # step -> administrator's reason
     custody: dict[str, dict[str, Any]] = field(default_factory=dict)  # bag -> record
     signoffs: list[dict[str, str]] = field(default_factory=list)
+    # the room: the administrator's pause, who typed each password at the backup (a person), a
+    # lapsed approval until it is reported (quorum id, approval), each person's console as last
+    # reported, and when the current section began
+    paused: bool = False
+    typist: dict[str, str] = field(default_factory=dict)
+    lapsed: list[tuple[str, _Approved]] = field(default_factory=list)
+    present: dict[str, bool] = field(default_factory=dict)
+    section: str | None = None
+    section_since: float | None = None
 
 
 class Machine:
@@ -121,24 +142,109 @@ class Machine:
         self.roster = roster
         self.previous = dict(previous)
         self.steps: tuple[Step, ...] = script.steps
-        self.state = State()
+        self._state = _State()
 
     # --- reading ---------------------------------------------------------------------------------
     @property
     def status(self) -> str:
-        return self.state.status
+        return self._state.status
 
     @property
     def current(self) -> Step | None:
-        s = self.state
+        s = self._state
         return self.steps[s.index] if s.index < len(self.steps) else None
 
     def quorum_status(self, quorum: str) -> list[str]:
-        return [a.seat for a in self.state.approvals.get(quorum, [])]
+        return [a.seat for a in self._state.approvals.get(quorum, [])]
+
+    @property
+    def paused(self) -> bool:
+        return self._state.paused
+
+    @property
+    def position(self) -> int:
+        """The current step's place in script order, from 1."""
+        return self._state.index + 1
+
+    @property
+    def completed(self) -> tuple[int, ...]:
+        return tuple(self._state.completed)
+
+    @property
+    def signed_in(self) -> Mapping[str, str]:
+        """Seat -> the person signed in for it."""
+        return types.MappingProxyType(dict(self._state.signed_in))
+
+    @property
+    def exception(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self._state.exception)
+
+    @property
+    def custody(self) -> dict[str, dict[str, Any]]:
+        """Bag -> who holds it, its serial and contents, since which step, signed how."""
+        return copy.deepcopy(self._state.custody)
+
+    @property
+    def section_since(self) -> float | None:
+        """When the current section began: the time of the event that moved the ceremony in."""
+        return self._state.section_since
+
+    def results_of(self, action: str) -> list[tuple[int, dict[str, Any]]]:
+        """What each completed step of `action` reported, in order."""
+        s = self._state
+        return [(n, copy.deepcopy(s.results[n])) for n in s.completed
+                if self.script.step(n).action == action and n in s.results]
+
+    def password_asked(self, now: float | None = None) -> PasswordAsk | None:
+        """The passwords the machine's next piece of work needs, and who types them."""
+        wants = self.wants(now)
+        want = wants[0] if wants else None
+        step = self.current
+        if step is None or not isinstance(want, (d.Execute, d.Perform)):
+            return None
+        if isinstance(want, d.Execute):
+            names = tuple(want.secrets)
+            return PasswordAsk(want.step, names, "backup", step.actor) if names else None
+        names = tuple(want.params.get("secrets", ()))
+        if not names:
+            return None
+        return PasswordAsk(want.step, names, "drill", step.actor,
+                           next((self._state.typist[n] for n in names
+                                 if n in self._state.typist), None))
+
+    def lapses(self, now: float) -> tuple[ev.ApprovalLapsed, ...]:
+        """Approvals that have lapsed at `now` and are not yet reported: the coordinator records
+        each once (then the quorum is asked again)."""
+        s = self._state
+        if s.status not in ("running", "exception"):
+            return ()
+        return tuple(ev.ApprovalLapsed(at=now, seat=a.seat, quorum=q, step=a.approval.step,
+                                       key=a.approval.key, nonce=a.approval.nonce)
+                     for q, a in s.lapsed + self._lapsing(now))
+
+    def presence_changes(self, live: set[str] | frozenset[str], now: float
+                         ) -> tuple[ev.Presence, ...]:
+        """Signed-in people whose console is live (`live`: people) or not, unlike what was last
+        recorded: each change is journaled. Nobody is recorded connected before it is seen."""
+        s = self._state
+        if s.status not in ("running", "exception"):
+            return ()
+        out = []
+        for person in sorted(set(s.signed_in.values())):
+            if s.present.get(person, False) != (person in live):
+                seats = tuple(sorted(o.seat for o in self.roster.officers.values()
+                                     if o.person == person))
+                out.append(ev.Presence(at=now, person=person, seats=seats,
+                                       connected=person in live))
+        return tuple(out)
+
+    def present(self, person: str) -> bool:
+        """Whether `person`'s console was last recorded connected."""
+        return self._state.present.get(person, False)
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as plain data: two machines agree iff their snapshots are equal."""
-        s = self.state
+        s = self._state
         return {
             "status": s.status,
             "step": self.current.n if self.current else None,
@@ -157,6 +263,11 @@ class Machine:
             "accepted": {str(k): v for k, v in s.accepted.items()},
             "custody": copy.deepcopy(s.custody),
             "signoffs": copy.deepcopy(s.signoffs),
+            "paused": s.paused,
+            "typist": dict(s.typist),
+            "lapsed": [[q, a.seat] for q, a in s.lapsed],
+            "present": dict(s.present),
+            "section_since": s.section_since,
         }
 
     def view(self, extras: Extras, wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
@@ -169,7 +280,7 @@ class Machine:
         """What to do next. `now`, the caller's clock, leaves out approvals that expired after the
         last accepted event: without it a coordinator resuming later would be told to Execute,
         have its OperationStarted refused, and never be asked for the approvals again."""
-        s = self.state
+        s = self._state
         now = s.now if now is None else max(now, s.now)
         if s.status in ("completed", "aborted"):
             return ()
@@ -178,48 +289,52 @@ class Machine:
         admin = self.script.ceremony.administrator
         if s.status == "exception":
             return (d.Ask(step.n, admin, "decide", dict(s.exception or {})),)
-        a = step.action
-        if a in ("acknowledge", "record", "seal", "handover", "signoff"):
-            detail: dict[str, Any] = {"text": step.text}
-            if a == "record":
-                detail["format"] = step.format
-            if a == "seal":
-                detail.update(bag=step.bag, contents=list(step.contents))
-            if a == "handover":
-                held = s.custody.get(str(step.bag), {})
-                detail.update(bag=step.bag, contents=list(held.get("contents", [])),
-                              holder=held.get("custodian"))
-            return (d.Ask(step.n, step.actor, a, detail),)
-        if a == "signin":
-            return (d.Ask(step.n, step.actor, "signin", {"missing": self._missing_roles()}),)
-        if a == "verify":
+        work = STEP_KINDS[step.action].work
+        if work == "person":
+            return (d.Ask(step.n, step.actor, step.action, self._ask_detail(step)),)
+        if work == "observe":
             return (d.Observe(step.n, step.observe or "", self._observe_params(step)),)
-        if a in PERFORMED:
-            return (d.Perform(step.n, a, self._perform_params(step)),)
-        if a == "quorum":
+        if work == "perform":
+            return (d.Perform(step.n, step.action, self._perform_params(step)),)
+        if work == "quorum":
             q = self.script.quorums[step.quorum[0]]
             return self._approval_wants(q.authorizes, [q], now)
-        if a in STATE_CHANGING:
-            quorums = [self.script.quorums[q] for q in step.quorum]
-            if step.n in s.started:
-                return (self._execute(step, s.started[step.n], reconcile=True),)
-            asks = self._approval_wants(step.n, quorums, now)
-            if asks:
-                return asks
-            used = [x for q in quorums for x in self._valid(q, now)[: q.m]]
-            return (self._execute(step, used, reconcile=False),)
-        raise AssertionError(f"no wants for action {a}")  # the loader admits no other action
+        # an operation: planned, approved by its quorums, executed (reconciled after a restart)
+        quorums = [self.script.quorums[q] for q in step.quorum]
+        if step.n in s.started:
+            return (self._execute(step, s.started[step.n], reconcile=True),)
+        asks = self._approval_wants(step.n, quorums, now)
+        if asks:
+            return asks
+        used = [x for q in quorums for x in self._valid(q, now)[: q.m]]
+        return (self._execute(step, used, reconcile=False),)
+
+    def _ask_detail(self, step: Step) -> dict[str, Any]:
+        """What a person's step shows beside its text: a record's format, a bag and its
+        contents (and, at a hand-over, who holds it now), the roles still to sign in."""
+        if step.action == "signin":
+            return {"missing": self._missing_roles()}
+        detail: dict[str, Any] = {"text": step.text}
+        if step.format is not None:
+            detail["format"] = step.format
+        if step.action == "seal":
+            detail.update(bag=step.bag, contents=list(step.contents))
+        if step.action == "handover":
+            held = self._state.custody.get(str(step.bag), {})
+            detail.update(bag=step.bag, contents=list(held.get("contents", [])),
+                          holder=held.get("custodian"))
+        return detail
 
     def _valid(self, q: Quorum, now: float) -> list[_Approved]:
         return self.held(q.id, now)
 
     def held(self, quorum: str, now: float) -> list[_Approved]:
         """The approvals `quorum` holds at `now`, in the order given: those not lapsed."""
-        return [a for a in self.state.approvals.get(quorum, []) if not lapsed(a.approval, now)]
+        return [a for a in self._state.approvals.get(quorum, []) if not lapsed(a.approval, now)]
 
     def _approval_wants(self, step_n: int, quorums: list[Quorum], now: float
                         ) -> tuple[d.Decision, ...]:
-        s = self.state
+        s = self._state
         target = self.script.step(step_n)
         if step_n not in s.operations:
             return (d.Plan(step_n, target.action, self._plan_params(target)),)
@@ -235,7 +350,7 @@ class Machine:
         return tuple(out)
 
     def _execute(self, step: Step, used: list[_Approved], reconcile: bool) -> d.Execute:
-        op = self.state.operations[step.n]
+        op = self._state.operations[step.n]
         secrets = (step.password,) if step.password else ()
         return d.Execute(step.n, op["operation"], op["digest"], tuple(x.approval for x in used),
                          secrets, reconcile)
@@ -247,14 +362,14 @@ class Machine:
 
     def _holders(self) -> dict[str, set[str]]:
         held: dict[str, set[str]] = {}
-        for seat, person in self.state.signed_in.items():
+        for seat, person in self._state.signed_in.items():
             held.setdefault(self.roster.officers[seat].role, set()).add(person)
         return held
 
     def _last_result(self, action: str) -> dict[str, Any]:
-        for n in reversed(self.state.completed):
+        for n in reversed(self._state.completed):
             if self.script.step(n).action == action:
-                return self.state.results.get(n, {})
+                return self._state.results.get(n, {})
         return {}
 
     def _observe_params(self, step: Step) -> dict[str, Any]:
@@ -303,7 +418,7 @@ class Machine:
                 for n in names for k in self.script.policies[n].keys
             ]
         if step.action == "hsm.backup":
-            p["date"] = time.strftime("%Y-%m-%d", time.gmtime(self.state.now))
+            p["date"] = time.strftime("%Y-%m-%d", time.gmtime(self._state.now))
         return p
 
     def expected(self, step: Step) -> str | None:
@@ -317,23 +432,23 @@ class Machine:
     def drive_serial(self, label: str) -> str | None:
         """The serial last read off drive `label`: at its insert step, or at a later serial check
         (a wrong drive swapped before the check was retried is the new one); None if never."""
-        for n in reversed(self.state.completed):
+        for n in reversed(self._state.completed):
             st = self.script.step(n)
             if st.drive != label:
                 continue
             if st.action == "drive.insert":
-                return self.state.values.get(n)
+                return self._state.values.get(n)
             if st.action == "verify" and st.observe == "drive.serial":
-                return self.state.observed.get(n) or self.state.values.get(n)
+                return self._state.observed.get(n) or self._state.values.get(n)
         return None
 
     def recorded_serial(self, label: str) -> str | None:
         """The serial the KGA wrote down for drive `label` at its latest usb-serial record step
         done; None if none."""
-        for n in reversed(self.state.completed):
+        for n in reversed(self._state.completed):
             st = self.script.step(n)
             if st.action == "record" and st.format == "usb-serial" and st.drive == label:
-                return self.state.values.get(n)
+                return self._state.values.get(n)
         return None
 
     def host_key_pin(self, signer: str) -> str | None:
@@ -353,7 +468,7 @@ class Machine:
         if kind == "previous":
             return str(self.previous[rest])
         if kind == "step":
-            return self.state.values[int(rest)]
+            return self._state.values[int(rest)]
         if kind == "signer":
             name, _, attr = rest.rpartition(".")
             if attr == "host_key":
@@ -369,23 +484,31 @@ class Machine:
     # --- events ----------------------------------------------------------------------------------
     def handle(self, event: ev.Event) -> tuple[d.Decision, ...]:
         """Apply one event; returns notices then what the machine now wants. Raises Refused."""
-        saved = self.state
-        self.state = copy.deepcopy(saved)
+        saved = self._state
+        self._state = copy.deepcopy(saved)
         try:
             notices = self._handle(event)
         except BaseException:  # Refused, or a bug: either way the event did not happen
-            self.state = saved
+            self._state = saved
             raise
+        cur = self.current
+        if cur is not None and cur.section != self._state.section:
+            self._state.section, self._state.section_since = cur.section, event.at
         return tuple(notices) + self.wants()
 
     def _handle(self, e: ev.Event) -> list[d.Decision]:
-        s = self.state
+        s = self._state
         if s.status in ("completed", "aborted"):
             raise Refused(f"the ceremony is {s.status}")
         # the machine's time never goes back: an event stamped earlier (another console's
         # clock, a replayed stamp) is judged at the latest time already seen
         s.now = max(s.now, e.at)
         self._expire(s.now)
+        room = self._room(e)
+        if room is not None:
+            return room
+        if s.paused and not isinstance(e, _WORK_EVENTS):
+            raise Refused("the ceremony is paused by the administrator")
         if isinstance(e, ev.SignIn):
             return self._sign_in(e)
         if isinstance(e, ev.Decide):
@@ -410,13 +533,23 @@ class Machine:
         return handler(step, e)
 
     def _expire(self, now: float) -> None:
-        """Drop approvals past their expiry, except those already consumed by a started step."""
-        for q, lst in self.state.approvals.items():
-            if self.script.quorums[q].authorizes not in self.state.started:
-                lst[:] = [a for a in lst if not lapsed(a.approval, now)]
+        """Drop approvals past their expiry, except those already consumed by a started step;
+        each is kept in `lapsed` until an ApprovalLapsed reports it."""
+        gone = self._lapsing(now)
+        for q, a in gone:
+            self._state.approvals[q].remove(a)
+        self._state.lapsed += gone
+
+    def _lapsing(self, now: float) -> list[tuple[str, _Approved]]:
+        """Approvals held at `now` past their expiry, but for a step already started (its
+        operation used them while they were valid): (quorum id, approval)."""
+        s = self._state
+        return [(q, a) for q, lst in s.approvals.items()
+                if self.script.quorums[q].authorizes not in s.started
+                for a in lst if lapsed(a.approval, now)]
 
     def _complete(self, step: Step, value: str | None = None) -> list[d.Decision]:
-        s = self.state
+        s = self._state
         if value is not None:
             s.values[step.n] = value
         s.completed.append(step.n)
@@ -436,11 +569,11 @@ class Machine:
         if step is None or step.action != "quorum":
             return False
         q = self.script.quorums[step.quorum[0]]
-        return len(self.state.approvals.get(q.id, [])) >= (step.count or q.m)
+        return len(self._state.approvals.get(q.id, [])) >= (step.count or q.m)
 
     def _stop(self, step: Step, kind: str, reason: str, **extra: Any) -> list[d.Decision]:
-        self.state.status = "exception"
-        self.state.exception = {"step": step.n, "kind": kind, "reason": reason, **extra}
+        self._state.status = "exception"
+        self._state.exception = {"step": step.n, "kind": kind, "reason": reason, **extra}
         return [d.ExceptionRaised(step.n, reason)]
 
     def _actor(self, step: Step, seat: str) -> None:
@@ -455,12 +588,12 @@ class Machine:
     def _signed_in(self, seat: str) -> None:
         if seat not in self.roster.officers:
             raise Refused(f"{seat} is not an enrolled seat")
-        if seat not in self.state.signed_in:
+        if seat not in self._state.signed_in:
             raise Refused(f"{seat} must sign in before acting")
 
     # sign-in and separation of duty
     def _sign_in(self, e: ev.SignIn) -> list[d.Decision]:
-        s = self.state
+        s = self._state
         if not e.seats:
             raise Refused("a sign-in names at least one seat")
         roles_now = {self.roster.officers[x].role for x, p in s.signed_in.items() if p == e.person}
@@ -519,7 +652,7 @@ class Machine:
         elif step.equals is not None:
             # the referenced value may be a raw result (colon hex from a transcript): compare the
             # two in one normal form, as formats.py requires of every comparison
-            recorded = self.state.values.get(step.equals)
+            recorded = self._state.values.get(step.equals)
             if recorded is None or value != check_value(fmt, recorded):
                 raise Refused(f"{value} does not match the value of step {step.equals}")
         return self._complete(step, value)
@@ -531,7 +664,7 @@ class Machine:
 
         A hand-over to the person who already holds the bag is refused: nothing changes hands, and
         a custody chain that lists it would say someone gave a bag to themselves."""
-        s, bag = self.state, str(step.bag)
+        s, bag = self._state, str(step.bag)
         person = s.signed_in[e.seat]
         held = s.custody.get(bag)
         if step.action == "seal":
@@ -573,12 +706,12 @@ class Machine:
             key.verify(base64.b64decode(e.signature), e.checkpoint.encode())
         except (InvalidSignature, ValueError) as err:
             raise Refused(f"{e.seat}'s sign-off signature does not verify") from err
-        self.state.signoffs.append({"seat": e.seat, "checkpoint": e.checkpoint,
+        self._state.signoffs.append({"seat": e.seat, "checkpoint": e.checkpoint,
                                     "signature": e.signature})
         return self._complete(step)
 
     def _decide(self, e: ev.Decide) -> list[d.Decision]:
-        s = self.state
+        s = self._state
         admin = self.script.ceremony.administrator
         self._signed_in(e.seat)
         if self.roster.officers[e.seat].role != admin:
@@ -609,14 +742,14 @@ class Machine:
     # the machine's own steps
     def _on_Observed(self, step: Step, e: ev.Observed) -> list[d.Decision]:
         expected = self._expected(step)
-        self.state.observed[step.n] = e.value
+        self._state.observed[step.n] = e.value
         if _normalise(step.observe or "", e.value) == _normalise(step.observe or "", expected):
             return self._complete(step, e.value)
         return self._stop(step, "mismatch", f"observed {e.value} but the record says {expected}",
                           observed=e.value, expected=expected)
 
     def _on_OperationStarted(self, step: Step, e: ev.OperationStarted) -> list[d.Decision]:
-        s = self.state
+        s = self._state
         if step.n in s.started:
             raise Refused(f"step {step.n}'s operation was already started")
         op = s.operations.get(step.n)
@@ -633,12 +766,12 @@ class Machine:
         return []
 
     def _on_Performed(self, step: Step, e: ev.Performed) -> list[d.Decision]:
-        s = self.state
+        s = self._state
         if step.action in STATE_CHANGING and step.n not in s.started:
             raise Refused(f"step {step.n}'s operation was never started")
         r = e.result
         a = step.action
-        needed = YIELDED_BY.get(a)
+        needed = STEP_KINDS[a].yields
         if needed and needed not in r:
             raise Refused(f"step {step.n} ({a}): the result lacks {needed!r}")
         s.results[step.n] = dict(e.result)
@@ -659,19 +792,13 @@ class Machine:
                 raise Refused(f"step {step.n} (drive.verify with drill): the result lacks 'drill'")
             if not drill.get("match"):
                 return self._stop(step, "failure", f"restore drill: {drill_difference(drill)}")
-        value = {
-            "hsm.fingerprint": lambda: str(r["fingerprint"]),
-            "hsm.list": lambda: str(r["count"]),
-            "hsm.backup": lambda: str(r["sha256"]),
-            "transcript": lambda: str(r["sha256"]),
-        }.get(a)
-        return self._complete(step, value() if value else None)
+        return self._complete(step, str(r[needed]) if needed else None)
 
     def _on_PerformFailed(self, step: Step, e: ev.PerformFailed) -> list[d.Decision]:
         return self._stop(step, "failure", e.error)
 
     def _planned(self, e: ev.OperationPlanned) -> list[d.Decision]:
-        s = self.state
+        s = self._state
         step = self.current
         assert step is not None
         target = step.n if step.action in STATE_CHANGING else (
@@ -698,7 +825,7 @@ class Machine:
         raise Refused(f"no {role} approval is asked for step {approval_step} now")
 
     def _approve(self, e: ev.Approve) -> list[d.Decision]:
-        s = self.state
+        s = self._state
         self._signed_in(e.seat)
         officer = self.roster.officers[e.seat]
         if e.approval.key != officer.signing_key:
@@ -744,9 +871,67 @@ class Machine:
         if role != q.role:
             raise Refused(f"{e.seat} ({role}) may not refuse for quorum {q.id} of the {q.role}")
         self._quorum_for(q.authorizes, role)
-        if q.authorizes in self.state.started:
+        if q.authorizes in self._state.started:
             raise Refused(f"step {q.authorizes}'s operation has already started")
-        self.state.approvals[q.id] = []
+        self._state.approvals[q.id] = []
+        return []
+
+    # the room: pause and resume, passwords, lapsed approvals, consoles
+    def _room(self, e: ev.Event) -> list[d.Decision] | None:
+        """Events that concern the room rather than a step; None for every other event."""
+        s = self._state
+        if isinstance(e, (ev.Pause, ev.Resume)):
+            kind = "pause" if isinstance(e, ev.Pause) else "resume"
+            admin = self.script.ceremony.administrator
+            officer = self.roster.officers.get(e.seat)
+            if officer is None or officer.role != admin:
+                raise Refused(f"only the {admin} may {kind} the ceremony")
+            if s.paused == isinstance(e, ev.Pause):
+                raise Refused(f"the ceremony is already {'paused' if s.paused else 'running'}")
+            s.paused = isinstance(e, ev.Pause)
+            return []
+        if isinstance(e, ev.PasswordEntered):
+            return self._password(e)
+        if isinstance(e, ev.ApprovalLapsed):
+            key = nonce_key(e.key, e.nonce)
+            mine = [x for x in s.lapsed if nonce_key(x[1].approval.key, x[1].approval.nonce) == key]
+            if not mine:
+                raise Refused(f"{e.seat}'s approval for {e.quorum} has not lapsed unreported")
+            s.lapsed.remove(mine[0])
+            return []
+        if isinstance(e, ev.Presence):
+            s.present[e.person] = e.connected
+            return []
+        return None
+
+    def _password(self, e: ev.PasswordEntered) -> list[d.Decision]:
+        s = self._state
+        ask = self.password_asked(s.now)
+        if ask is None or e.step != ask.step or e.name not in ask.names:
+            raise Refused(f"no {e.name} password is asked for at step {e.step}")
+        if e.purpose != ask.purpose:
+            raise Refused(f"the {e.name} password is asked for the {ask.purpose}, not the "
+                          f"{e.purpose}")
+        me = self.roster.officers.get(e.seat)
+        if me is None:
+            raise Refused(f"{e.seat} is not an enrolled seat")
+        if ask.purpose == "backup" and me.role != ask.actor:
+            raise Refused(f"the {ask.actor} enters the {e.name} password at step {e.step}")
+        if ask.purpose == "drill":
+            role = self.script.roles.get(me.role)
+            if e.seat not in s.signed_in or role is None or role.observer:
+                raise Refused(f"{e.seat} cannot enter a password: only a signed-in officer of a "
+                              "trusted role can")
+            if me.person == ask.not_person:
+                raise Refused(f"the restore drill needs the {e.name} password from a second "
+                              "officer, read from a sealed copy: not from the person who typed "
+                              "it at the backup")
+        if not e.verified:
+            raise Refused(f"that is not the pre-generated {e.name} password (it does not match "
+                          "the verifier recorded before the ceremony): read it again and retype "
+                          "it")
+        if ask.purpose == "backup":
+            s.typist[e.name] = me.person
         return []
 
 

@@ -12,17 +12,17 @@ from typing import Any
 
 from ceremony.errors import BadInput, Failure
 from ceremony.machine.machine import Machine, Refused
-from ceremony.records import Event, Genesis, record_from_dict
+from ceremony.records import Genesis, record_from_dict
 from ceremony.script.load import load_script_text
 
 
 def replay(records: Iterable[tuple[int, dict[str, Any]]], machine: Machine,
            script_sha256: str) -> None:
-    """Feed `machine` every event the journal accepted. A genesis for another version of the
-    script is bad input; an event the machine refuses stops the replay (never skipped)."""
+    """Feed `machine` every event the journal accepted, the room's (pauses, passwords typed,
+    lapses, presence) included. A genesis for another version of the script is bad input; an
+    event the machine refuses, or a record that does not read, stops the replay (never
+    skipped)."""
     for seq, rec in records:
-        if rec.get("type") not in ("genesis", "event"):
-            continue  # the rest is the coordinator's own (pauses, presence, drives...)
         try:
             record = record_from_dict(rec)
         except ValueError as e:
@@ -31,8 +31,11 @@ def replay(records: Iterable[tuple[int, dict[str, Any]]], machine: Machine,
             if record.script["sha256"] != script_sha256:
                 raise BadInput("the journal was written for another version of the script")
             load_script_text(record.script["text"])  # the journal's own copy must still load
-        elif isinstance(record, Event):
-            try:
-                machine.handle(record.event)
-            except Refused as e:
-                raise Failure(f"journal entry {seq} does not replay: {e}") from e
+            continue
+        event = record.machine_event()
+        if event is None:
+            continue  # what the machine never saw: refusals, drives, checkpoints, starts
+        try:
+            machine.handle(event)
+        except Refused as e:
+            raise Failure(f"journal entry {seq} does not replay: {e}") from e

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ceremony.machine import decisions as d
-from ceremony.machine.machine import Machine
+from ceremony.machine.machine import Machine, PasswordAsk
+from ceremony.script.step_kinds import STEP_KINDS
 from ceremony.view import (
     VERSION,
     Asked,
@@ -30,14 +31,14 @@ from ceremony.view import (
 SECOND_OFFICER = "second officer"
 
 
-def _secret_asked(n: int, actor: str, name: str, extras: Extras) -> Asked:
+def _secret_asked(n: int, actor: str, name: str, ask: PasswordAsk | None) -> Asked:
     """A password asked for: at the backup from the step's actor; at the restore drill from
     someone else, reading a sealed copy, so that the drill proves the copies open the backup."""
-    if extras.secret_purpose == "drill":
+    if ask is not None and ask.purpose == "drill":
         return Asked(n, SECOND_OFFICER, "secret",
                      f"an officer other than the one who typed it at the backup enters the {name} "
                      "password from a sealed copy, for the restore drill",
-                     {"name": name, "purpose": "drill", "not_person": extras.secret_typist})
+                     {"name": name, "purpose": "drill", "not_person": ask.not_person})
     return Asked(n, actor, "secret", f"the {actor} enters the {name} password",
                  {"name": name, "purpose": "backup"})
 
@@ -46,14 +47,14 @@ def build_view(machine: Machine, extras: Extras,
                wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
     """The view of `machine` at `extras.now`. Reads the machine, never changes it. `wants`:
     `machine.wants(now=extras.now)`, when the caller has it already."""
-    m, s, script = machine, machine.state, machine.script
+    m, s, script = machine, machine._state, machine.script
     roster = m.roster.officers
     snap = m.snapshot()
     if wants is None:
         wants = m.wants(now=extras.now)
     step = m.current
     status = s.status
-    if status == "running" and extras.paused:
+    if status == "running" and s.paused:
         status = "paused"
 
     exc = None
@@ -83,7 +84,8 @@ def build_view(machine: Machine, extras: Extras,
             action=step.action, text=step.text, note=step.note,
             kga_may_complete=step.kga_may_complete, observed=observed, expected=expected,
             asked=tuple(_asked(w) for w in wants) + tuple(
-                _secret_asked(step.n, step.actor, name, extras) for name in extras.secrets_needed),
+                _secret_asked(step.n, step.actor, name, m.password_asked(extras.now))
+                for name in extras.secrets_needed),
         )
 
     participants = tuple(
@@ -110,7 +112,7 @@ def build_view(machine: Machine, extras: Extras,
         title=script.ceremony.title, script_sha256=script.sha256,
         administrator=script.ceremony.administrator, status=status,
         now=extras.now, section=section, section_estimate=estimate,
-        section_started=extras.section_started, step=step_view, exception=exc, roles=roles,
+        section_started=s.section_since, step=step_view, exception=exc, roles=roles,
         participants=participants, quorums=quorums, drives=drives,
         loose_drives=extras.loose_drives, bags=tuple(bags),
         journal=tuple(extras.journal), progress=_progress(m, extras.progress),
@@ -129,7 +131,7 @@ def _expected(m: Machine, step: Any) -> str | None:
 def _quorums(m: Machine, wants: tuple[d.Decision, ...], now: float) -> tuple[QuorumView, ...]:
     """The quorums asked for now, then every other quorum holding approvals that have not lapsed
     and whose operation has not started (between quorum steps their clocks still run)."""
-    s = m.state
+    s = m._state
     asked = [w for w in wants if isinstance(w, d.RequestApproval)]
     out = [_quorum(m, w.quorum, w.step, w.operation, w.digest, now, asked=True) for w in asked]
     for qid, q in m.script.quorums.items():
@@ -144,7 +146,7 @@ def _quorums(m: Machine, wants: tuple[d.Decision, ...], now: float) -> tuple[Quo
 
 def _quorum(m: Machine, qid: str, step: int, operation: dict[str, Any], digest: str, now: float,
             *, asked: bool) -> QuorumView:
-    s, q = m.state, m.script.quorums[qid]
+    s, q = m._state, m.script.quorums[qid]
     have = m.held(qid, now)
     done_people = {a.person for a in have}
     waiting = () if len(have) >= q.m else tuple(
@@ -154,14 +156,6 @@ def _quorum(m: Machine, qid: str, step: int, operation: dict[str, Any], digest: 
     return QuorumView(qid, q.role, step, dict(operation), digest, len(have), q.m,
                       tuple(a.seat for a in have), waiting, q.expires.seconds,
                       min(lapses) if lapses else None, lapses, asked)
-
-
-#: the steps whose work reports progress (HSM operations, copies, read-backs)
-PROGRESS_ACTIONS = frozenset({"hsm.purge", "hsm.generate", "hsm.backup", "drive.copy",
-                              "drive.verify"})
-#: the steps that wait for people (the rest are the coordinator's own work)
-PEOPLE_ACTIONS = frozenset({"signin", "acknowledge", "record", "seal", "handover", "signoff",
-                            "quorum"})
 
 
 def _progress(m: Machine, p: Progress | None) -> Progress | None:
@@ -181,7 +175,8 @@ def _progress(m: Machine, p: Progress | None) -> Progress | None:
     except ValueError:
         return None
     between = m.steps[start + 1:here]
-    return p if start < here and not any(x.action in PEOPLE_ACTIONS for x in between) else None
+    return p if start < here and not any(
+        STEP_KINDS[x.action].waits_for_people for x in between) else None
 
 
 def _asked(w: d.Decision) -> Asked:
@@ -206,21 +201,23 @@ def _asked(w: d.Decision) -> Asked:
 
 
 def _ask_text(w: d.Ask) -> str:
+    """A person's step in words: its row's `ask` (ceremony.script.step_kinds) over the Ask."""
     if w.kind == "signin":
         missing = w.detail.get("missing") or {}
         if missing:
             need = ", ".join(f"{n} more {r}" for r, n in sorted(missing.items()))
             return f"sign in: {need}"
-        return f"the {w.role} confirms everyone is signed in"
     if w.kind == "decide":
         return f"the {w.role} decides the exception: retry, accept or abort"
-    if w.kind == "record":
-        return f"the {w.role} enters the value ({w.detail.get('format') or 'text'})"
-    if w.kind == "seal":
-        return f"the {w.role} seals bag {w.detail.get('bag')} and enters its serial"
-    if w.kind == "handover":
-        return (f"the {w.role} takes bag {w.detail.get('bag')} from {w.detail.get('holder')} "
-                "and enters its serial")
-    if w.kind == "signoff":
-        return f"the {w.role} signs the journal checkpoint"
-    return f"the {w.role} acknowledges"
+    kind = STEP_KINDS.get(w.kind)
+    template = kind.ask if kind is not None and kind.ask else "the {role} acknowledges"
+    fields = {"format": "text", **{k: v for k, v in w.detail.items() if v is not None},
+              "role": w.role}
+    return template.format_map(_Blank(fields))
+
+
+class _Blank(dict[str, Any]):
+    """Detail a template names and the Ask lacks reads as None, as the detail would."""
+
+    def __missing__(self, key: str) -> str:
+        return "None"

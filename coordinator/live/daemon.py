@@ -2,33 +2,33 @@
 
 One trio thread owns the machine and the journal. These change them:
 - a console's command (`handle`): attributed to the seat whose CURVE key carried it, translated
-  (`commands.translate`), judged by the machine, journaled (accepted or refused), then shown;
-- the coordinator's own work for a step (`drive`): observing, planning, performing and running
-  HSM operations, each in a worker thread (the signer link and the drives block), its outcome
-  applied back here. HSM progress reaches every console as the view's progress bar;
-- time (`tick`): approvals lapsing and consoles dropping are journaled and shown;
+  (`translate.translate`) into a machine event, judged by the machine, journaled (accepted or
+  refused), then shown; a typed password is first checked against its verifier;
+- the coordinator's own work for a step (`drive`): the executor's table (`coordinator.executor`)
+  run in a worker thread (the signer link and the drives block), its outcome applied back here.
+  HSM progress reaches every console as the view's progress bar;
+- time (`tick`): approvals lapsing and consoles dropping, as the machine judges them
+  (`Machine.lapses`, `Machine.presence_changes`), are journaled and shown;
 - with real flash drives, udev (`drive_notice`): a drive plugged in, pulled out or refused is
   journaled and shown the moment the watcher thread reports it, whatever step is current.
 
-After every change the whole view (`consoles.view`) is broadcast; a snapshot is the same view,
-so a console that missed anything, or restarted, or outlived a coordinator restart, shows exactly
-what the others show. The durability rule is the runner's: journal first, then act, then show.
+After every change the whole view (`ceremony.view`, built by `Machine.view`) is broadcast; a
+snapshot is the same view, so a console that missed anything, or restarted, or outlived a
+coordinator restart, shows exactly what the others show. The durability rule is the runner's:
+journal first, then act, then show.
 """
 
 from __future__ import annotations
 
-import calendar
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ceremony import records
-from ceremony.approval import lapsed, nonce_key
 from ceremony.machine import Machine, Refused
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
@@ -143,20 +143,18 @@ class Live:
         self.m = machine
         # verifiers recorded before the ceremony: a typed password must match one to be taken
         self.passwords = dict(passwords or {})
-        self.typist: dict[str, str] = {}  # password name -> who typed it at the backup (person)
         self.world = world
         self.clock = clock
         self.lines: deque[JournalLine] = deque(maxlen=TAIL)
         self.journal = _Tail(journal, self.lines)
         self.runner = Runner(machine, self.journal, world, _Log(), iso)
-        self.paused = False
-        self.seen: dict[str, float] = {}  # person -> last presence
+        # person -> last presence; whoever the journal last saw connected has a timeout's grace
+        # to reconnect to a restarted coordinator before they are recorded as gone
+        self.seen: dict[str, float] = {
+            p: clock() for p in set(machine.signed_in.values()) if machine.present(p)}
         self.connected: frozenset[str] = frozenset()  # seats
         self.progress: Progress | None = None
         self.checkpoint: tuple[int, str] | None = None  # (step, note) for a signoff step
-        self.section: str | None = None
-        self.section_started: float | None = None
-        self.expired_reported: set[str] = set()
         self.budget = RefusalBudget()
         self.bus: BusServer | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -173,13 +171,10 @@ class Live:
             wants = self.m.wants(now=now)
         return self.m.view(Extras(
             now=now, seq=self.bus.seq if self.bus else 0, connected=self.connected,
-            paused=self.paused, section_started=self.section_started, progress=self.progress,
-            journal=tuple(self.lines), drives_seen=frozenset(self._plugged()),
-            loose_drives=self._loose(),
+            progress=self.progress, journal=tuple(self.lines),
+            drives_seen=frozenset(self._plugged()), loose_drives=self._loose(),
             checkpoint=self.checkpoint[1] if self.checkpoint else None,
-            secrets_needed=self._secrets_needed(wants),
-            secret_purpose=self._secret_purpose(wants),
-            secret_typist=self._typist(wants)), wants)
+            secrets_needed=self._secrets_needed(now)), wants)
 
     def _plugged(self) -> set[str]:
         """Drives in the laptop now: as udev says, for real drives; else by the steps done
@@ -188,7 +183,7 @@ class Live:
         if seen is not None:
             return set(seen())
         plugged: set[str] = set()
-        for n in self.m.state.completed:
+        for n in self.m.completed:
             st = self.m.script.step(n)
             if st.action == "drive.insert" and st.drive:
                 plugged.add(st.drive)
@@ -204,37 +199,14 @@ class Live:
         return tuple(LooseDrive(d.serial, d.vendor, d.model)
                      for d, label in present() if label is None)
 
-    def _secrets_needed(self, wants: tuple[d.Decision, ...]) -> tuple[str, ...]:
-        """Passwords the next piece of work (the machine's first want) needs that nobody has
-        typed (since this start)."""
-        want = wants[0] if wants else None
-        if isinstance(want, d.Execute):
-            names: tuple[str, ...] = want.secrets
-        elif isinstance(want, d.Perform):
-            names = tuple(want.params.get("secrets", ()))
-        else:
-            return ()
-        return tuple(n for n in names if n not in self.world.secrets)
-
-    @staticmethod
-    def _secret_purpose(wants: tuple[d.Decision, ...]) -> str:
-        """Passwords are asked for an HSM operation (the backup: its actor types them) or for
-        the restore drill, where a second officer types them from a sealed copy."""
-        return "drill" if wants and isinstance(wants[0], d.Perform) else "backup"
-
-    def _typist(self, wants: tuple[d.Decision, ...]) -> str | None:
-        want = wants[0] if wants else None
-        if isinstance(want, d.Perform):
-            for name in want.params.get("secrets", ()):
-                if name in self.typist:
-                    return self.typist[name]
-        return None
+    def _secrets_needed(self, now: float) -> tuple[str, ...]:
+        """Passwords the machine's next piece of work needs that nobody has typed since this
+        coordinator started (a password is kept in memory only, for one piece of work)."""
+        ask = self.m.password_asked(now)
+        return tuple(n for n in ask.names if n not in self.world.secrets) if ask else ()
 
     def changed(self) -> None:
         """Something everyone sees changed: broadcast soon; the driver looks again."""
-        if self.m.current and self.m.current.section != self.section:
-            self.section = self.m.current.section
-            self.section_started = self.clock()
         self._dirty.set()
         self._wake.set()
 
@@ -272,14 +244,15 @@ class Live:
             raise CommandRefused(str(e)) from None
         if isinstance(act, Own):
             return self._own(act, now)
-        if self.paused:
-            self._refused(officer, body, "the ceremony is paused", now)
-            raise CommandRefused("the ceremony is paused by the administrator")
         stale = self._stale(body)
         if stale:
             raise CommandRefused(stale)
+        return self._apply(act)
+
+    def _apply(self, event: ev.Event) -> dict[str, Any]:
+        """The machine judges `event`; the runner journals it, accepted or refused."""
         try:
-            self.runner.apply(act)
+            self.runner.apply(event)
         except Refused as r:
             self.changed()  # the refusal is in the journal tail
             raise CommandRefused(r.reason) from None
@@ -318,60 +291,27 @@ class Live:
             return {"seq": self.bus.seq if self.bus else 0}
         if act.kind == "journal":
             return self._journal_page(act.params.get("from", 0))
-        step = self.m.current
-        n = step.n if step else None
-        if act.kind in ("pause", "resume"):
-            if self.paused == (act.kind == "pause"):
-                state = "paused" if self.paused else "running"
-                raise CommandRefused(f"the ceremony is already {state}")
-            if self.m.status not in ("running", "exception"):
-                raise CommandRefused(f"the ceremony is {self.m.status}")
-            self.journal.append({"type": act.kind, "at": now, "seat": act.seat, "step": n})
-            self.paused = act.kind == "pause"
-            self.changed()
-            return {"accepted": True}
         return self._secret(act, now)
 
     def _secret(self, act: Own, now: float) -> dict[str, Any]:
-        """A password for the work about to run. At the backup the step's actor types it; at the
-        restore drill someone else types it again from a sealed copy (never the one typed at the
-        backup, which is forgotten once used), so the drill proves the sealed copies open the
-        backup. Either must match the verifier the KGA recorded before the ceremony. The
-        password is kept in memory for that one piece of work only: never journaled or logged."""
-        step = self.m.current
-        name, at_step = act.params["name"], act.params["step"]
-        wants = self.m.wants(now=now)
-        if step is None or at_step != step.n or name not in self._secrets_needed(wants):
-            raise CommandRefused(f"no {name} password is asked for at step {at_step}")
-        me = self.m.roster.officers[act.seat]
-        purpose = self._secret_purpose(wants)
-        if purpose == "backup" and me.role != step.actor:
-            raise CommandRefused(f"the {step.actor} enters the {name} password at step {step.n}")
-        if purpose == "drill":
-            role = self.m.script.roles.get(me.role)
-            if act.seat not in self.m.state.signed_in or role is None or role.observer:
-                raise CommandRefused(f"{act.seat} cannot enter a password: only a signed-in "
-                                     "officer of a trusted role can")
-            if me.person == self.typist.get(name):
-                raise CommandRefused(
-                    f"the restore drill needs the {name} password from a second officer, read "
-                    "from a sealed copy: not from the person who typed it at the backup")
+        """A password for the work about to run, checked here against the verifier the KGA
+        recorded before the ceremony; the machine then judges who typed it and for what
+        (`PasswordEntered`). Taken, it is kept in memory for that one piece of work only: never
+        journaled, logged or broadcast."""
+        name, value = act.params["name"], act.params["value"]
+        if name in self.world.secrets:
+            raise CommandRefused(f"the {name} password is already entered")
         verifier = self.passwords.get(name)
-        if verifier is None:
+        ask = self.m.password_asked(now)
+        if verifier is None and ask is not None and name in ask.names:
             raise CommandRefused(f"no verifier of the {name} password was recorded before the "
                                  "ceremony ([passwords] in the coordinator's config)")
-        if not verifier.matches(act.params["value"]):
-            reason = (f"that is not the pre-generated {name} password (it does not match the "
-                      "verifier recorded before the ceremony): read it again and retype it")
-            self._refused(act.seat, {"type": "secret"}, reason, now)
-            raise CommandRefused(reason)
-        self.world.secrets[name] = act.params["value"]
-        if purpose == "backup":
-            self.typist[name] = me.person
-        self.journal.append({"type": "secret", "at": now, "seat": act.seat, "step": step.n,
-                             "name": name, "purpose": purpose})
-        self.changed()
-        return {"accepted": True}
+        answer = self._apply(ev.PasswordEntered(
+            at=now, seat=act.seat, step=act.params["step"], name=name,
+            purpose=ask.purpose if ask else "backup",
+            verified=verifier is not None and verifier.matches(value)))
+        self.world.secrets[name] = value
+        return answer
 
     def _journal_page(self, start: Any) -> dict[str, Any]:
         if not isinstance(start, int) or start < 0:
@@ -400,34 +340,23 @@ class Live:
             self.changed()
 
     def _presence(self, now: float) -> None:
+        """Whose console is live (a presence within the timeout): shown at once; a change for a
+        signed-in person is the machine's to record (`Machine.presence_changes`)."""
         live = {p for p, t in self.seen.items() if now - t < PRESENCE_TIMEOUT}
         seats = frozenset(s for s, o in self.m.roster.officers.items() if o.person in live)
-        if seats == self.connected:
-            return
-        signed = self.m.state.signed_in
-        for person in sorted({self.m.roster.officers[s].person for s in seats ^ self.connected}):
-            mine = sorted(s for s, o in self.m.roster.officers.items() if o.person == person)
-            if any(s in signed for s in mine):
-                self.journal.append({"type": "presence", "at": now, "person": person,
-                                     "seats": mine, "connected": person in live})
-        self.connected = seats
-        self.changed()
+        changes = self.m.presence_changes(live, now)
+        for change in changes:
+            self.runner.apply(change)
+        if seats != self.connected or changes:
+            self.connected = seats
+            self.changed()
 
     def _expiries(self, now: float) -> None:
         """An approval that lapsed before its operation started is journaled once; the quorum is
         then asked again (the machine no longer counts it)."""
-        started = self.m.state.started
-        for qid, have in self.m.state.approvals.items():
-            if self.m.script.quorums[qid].authorizes in started:
-                continue
-            for a in have:
-                key = nonce_key(a.approval.key, a.approval.nonce)
-                if lapsed(a.approval, now) and key not in self.expired_reported:
-                    self.expired_reported.add(key)
-                    self.journal.append({"type": "expired", "at": now, "seat": a.seat,
-                                         "quorum": qid, "step": a.approval.step,
-                                         "key": a.approval.key, "nonce": a.approval.nonce})
-                    self.changed()
+        for lapse in self.m.lapses(now):
+            self.runner.apply(lapse)
+            self.changed()
 
     # --- the coordinator's own work ------------------------------------------------------------
     def _blocked(self, wants: tuple[d.Decision, ...], now: float) -> bool:
@@ -436,9 +365,9 @@ class Live:
             if isinstance(want, d.Ask) and want.kind == "signoff":
                 self._ensure_checkpoint(want.step, now)
             return True  # people's turn: their commands wake the driver
-        if self.paused or self.m.status != "running":
+        if self.m.paused or self.m.status != "running":
             return True
-        if isinstance(want, (d.Execute, d.Perform)) and self._secrets_needed(wants):
+        if isinstance(want, (d.Execute, d.Perform)) and self._secrets_needed(now):
             return True
         return absent_actor(self._view_object(now, wants)) is not None
 
@@ -525,37 +454,3 @@ class Live:
         while True:
             await trio.sleep(TICK)
             self.tick()
-
-
-def replay_extras(live: Live, entries: Iterable[tuple[int, dict[str, Any]]]) -> None:
-    """What the journal says beyond the machine's events: paused or not, when the current
-    section began, lapsed approvals already reported, the tail of the journal panel."""
-    sections: dict[str, float] = {}
-    for seq, rec in entries:
-        t = rec.get("type")
-        if t in ("pause", "resume"):
-            live.paused = t == "pause"
-        elif t == "secret" and rec.get("purpose", "backup") == "backup":
-            officer = live.m.roster.officers.get(str(rec.get("seat")))
-            if officer is not None:
-                live.typist[str(rec.get("name"))] = officer.person
-        elif t == "expired":
-            live.expired_reported.add(nonce_key(str(rec.get("key")), str(rec.get("nonce"))))
-        at = _seconds(rec.get("at"))
-        if isinstance(rec.get("step"), int) and at is not None:
-            with contextlib.suppress(KeyError, ValueError):  # a step of no script: no section
-                sections.setdefault(live.m.script.step(rec["step"]).section, float(at))
-        live.lines.append(JournalLine(seq, at or 0.0, describe(rec)))
-    if live.m.current is not None:
-        live.section = live.m.current.section
-        live.section_started = sections.get(live.section) or live.clock()
-
-
-def _seconds(at: Any) -> float | None:
-    """A record's time: Unix seconds, or the genesis entry's ISO 8601 text."""
-    if isinstance(at, (int, float)) and not isinstance(at, bool):
-        return float(at)
-    if isinstance(at, str):
-        with contextlib.suppress(ValueError):
-            return float(calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")))
-    return None

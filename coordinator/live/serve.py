@@ -30,7 +30,8 @@ from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
 from coordinator.live.config import CoordinatorConfig
-from coordinator.live.daemon import Live, iso, replay_extras
+from coordinator.live.daemon import TAIL, Live, iso
+from coordinator.live.tail import tail
 from coordinator.shim_client import ShimClient
 from keyrite.configfile import ConfigError, read_toml
 from keyrite.enroll import EnrollError, read_curve_pair
@@ -105,7 +106,7 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
                           lambda: ((e.seq, e.record) for e in journal.entries()), {})
     live = Live(machine, journal, world, passwords=cfg.passwords)
     resumed = journal.size > 1
-    replay_extras(live, ((e.seq, e.record) for e in journal.entries()))
+    live.lines.extend(tail(((e.seq, e.record) for e in journal.entries()), TAIL))
     at = machine.current.n if machine.current else None
     live.journal.append({"type": "coordinator", "at": time.time(), "step": at,
                          "what": f"resumed at step {at}" if resumed else "started"})

@@ -43,13 +43,13 @@ from ceremony.roster import Officer, Roster, dump_roster
 from ceremony.script import bundled_script_path
 from ceremony.script.load import load_script
 from coordinator.bus import generate_keypair
+from coordinator.executor import Progress
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal.keys import verifier_key
 from coordinator.live.serve import journal_origin
 from coordinator.rehearsal.people import PEOPLE, seat_role
 from coordinator.rehearsal.signer_link import authority_for
 from coordinator.rehearsal.workdir import Paths, set_up
-from coordinator.runner import Progress
 from keyrite.enroll import make_officer, write_curve_pair
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive

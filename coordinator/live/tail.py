@@ -6,8 +6,14 @@ nothing here can show one.
 
 from __future__ import annotations
 
+import calendar
+import collections
+import contextlib
+import time
+from collections.abc import Iterable
 from typing import Any
 
+from ceremony.view import JournalLine
 from coordinator.transcript import describe_drive, describe_event
 
 
@@ -48,3 +54,20 @@ def _event(record: dict[str, Any]) -> str:
     """The transcript's words for an event, with the step it happened at."""
     step = record.get("step")
     return f"step {step}: " + describe_event(record["event"]).replace("{step}", str(step))
+
+
+def tail(entries: Iterable[tuple[int, dict[str, Any]]], n: int) -> list[JournalLine]:
+    """The panel's last `n` lines from a journal's entries (seq, record), for a coordinator
+    that restarts: what the consoles showed before is shown again."""
+    return [JournalLine(seq, _seconds(rec.get("at")) or 0.0, describe(rec))
+            for seq, rec in collections.deque(entries, maxlen=n)]
+
+
+def _seconds(at: Any) -> float | None:
+    """A record's time: Unix seconds, or the genesis entry's ISO 8601 text."""
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        return float(at)
+    if isinstance(at, str):
+        with contextlib.suppress(ValueError):
+            return float(calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")))
+    return None

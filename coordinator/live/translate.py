@@ -27,9 +27,12 @@ from ceremony.roster import Roster
 from keyrite.plainjson import MAX_INT, safe_text
 
 #: commands that become machine events (journaled as events or refusals)
-EVENT_COMMANDS = ("signin", "acknowledge", "record", "approve", "refuse", "decide", "signoff")
-#: commands the coordinator answers itself (pause and resume are journaled; the rest are not)
-OWN_COMMANDS = ("pause", "resume", "secret", "presence", "journal")
+EVENT_COMMANDS = ("signin", "acknowledge", "record", "approve", "refuse", "decide", "signoff",
+                  "pause", "resume")
+#: commands the coordinator answers first: a password is checked against its verifier before
+#: the machine judges who typed it (as a PasswordEntered); presence and journal pages are not
+#: the machine's at all
+OWN_COMMANDS = ("secret", "presence", "journal")
 
 
 class Invalid(ValueError):
@@ -40,7 +43,7 @@ class Invalid(ValueError):
 class Own:
     """A command for the coordinator itself, not the machine."""
 
-    kind: str  # pause | resume | secret | presence | journal
+    kind: str  # secret | presence | journal
     seat: str
     params: dict[str, Any]
 
@@ -158,10 +161,10 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
     if kind == "signoff":
         return ev.SignOff(at=now, seat=seat, checkpoint=_str(body, "checkpoint", TEXT_LIMIT),
                           signature=_str(body, "signature"))
-    if kind in ("pause", "resume"):
-        if roster.officers[seat].role != administrator:
-            raise Invalid(f"only the {administrator} may {kind} the ceremony")
-        return Own(kind, seat, {})
+    if kind == "pause":
+        return ev.Pause(at=now, seat=seat)
+    if kind == "resume":
+        return ev.Resume(at=now, seat=seat)
     # secret: a password typed for an operation (never journaled, never broadcast)
     return Own("secret", seat, {"step": _int(body, "step"), "name": _str(body, "name"),
                                 "value": _str(body, "value", TEXT_LIMIT)})

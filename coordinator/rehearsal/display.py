@@ -40,7 +40,7 @@ class Display:
             est = next(s.estimated for s in machine.script.sections if s.title == step.section)
             self.say(f"== {step.section} (estimated {_mmss(est.seconds)})")
         total = len(machine.steps)
-        pos = machine.state.index + 1
+        pos = machine.position
         elapsed = _mmss(time.monotonic() - self._section_start)
         self.say(f"  [{pos:3d}/{total}] {elapsed} {step.actor:<4} {step.action:<16} "
                  f"{step.text[:60]}")

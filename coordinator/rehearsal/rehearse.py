@@ -83,7 +83,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
             display.say(f"journal: cut a torn final line ({journal.torn})")
         replay(((e.seq, e.record) for e in journal.entries()), machine, script.sha256)
         display.say(f"resumed at step {machine.current.n if machine.current else '-'} "
-                       f"with {len(machine.state.completed)} steps done")
+                       f"with {len(machine.completed)} steps done")
     else:
         origin = f"keyrite.rehearsal/{script.ceremony.id}/{time.strftime('%Y%m%dT%H%M%SZ')}"
         journal = Journal.create(

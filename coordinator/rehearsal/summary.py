@@ -10,8 +10,7 @@ from ceremony.machine import Machine
 
 
 def _results(m: Machine, action: str) -> list[tuple[int, dict[str, Any]]]:
-    return [(n, m.state.results[n]) for n in m.state.completed
-            if m.script.step(n).action == action and n in m.state.results]
+    return m.results_of(action)
 
 
 def build(m: Machine, *, status: str, journal: Path, checkpoint: str | None, checkpoint_key: str,
@@ -40,7 +39,7 @@ def build(m: Machine, *, status: str, journal: Path, checkpoint: str | None, che
     out: dict[str, Any] = {
         "status": status,
         "ceremony": m.script.ceremony.id,
-        "steps_completed": len(m.state.completed),
+        "steps_completed": len(m.completed),
         "steps_total": len(m.steps),
         "journal": str(journal),
         "checkpoint": checkpoint,
@@ -49,13 +48,13 @@ def build(m: Machine, *, status: str, journal: Path, checkpoint: str | None, che
         "backup_sha256": from_colon_hex(backup[-1][1]["sha256"]) if backup else None,
         "backup_file": backup[-1][1].get("file") if backup else None,
         "drives": drives,
-        "custody": m.state.custody,
+        "custody": m.custody,
         "restore_drill": next((r["drill"] for n, r in _results(m, "drive.verify")
                                if "drill" in r), None),
         "token": token,
     }
-    if m.state.exception:
-        out["exception"] = m.state.exception
+    if m.exception:
+        out["exception"] = m.exception
     return out
 
 

@@ -34,9 +34,9 @@ from ceremony.approval import public_key_text
 from ceremony.digests import colon_hex
 from ceremony.roster import Officer, Roster, dump_roster, load_roster
 from ceremony.script.model import Script
+from coordinator.executor import Progress
 from coordinator.folder_drives import FolderDrives
 from coordinator.rehearsal.people import PEOPLE, seat_role
-from coordinator.runner import Progress
 from keyrite import configfile
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
