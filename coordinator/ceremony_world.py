@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,34 +84,44 @@ class CeremonyWorld:
 
     # --- work without approvals ----------------------------------------------------------------
     def perform(self, want: d.Perform, progress: Progress) -> dict[str, Any]:
-        p = want.params
-        a = want.action
-        if a == "hsm.fingerprint":
-            return {"fingerprint": self.signer.fingerprint()}
-        if a == "hsm.list":
-            inv = self.signer.inventory()
-            return {"count": len(inv.keys), "listing": inv.render()}
-        if a == "drive.insert":
-            info = self.drives.wait_for(p["drive"], self.m.recorded_serial(p["drive"]))
-            return {"serial": info.serial, "vendor": info.vendor, "model": info.model,
-                    "path": info.path}
-        if a == "drive.copy":
-            copied = self.drives.copy(p["drive"], self._source_files(p), progress)
-            return {"files": copied, "verified": True}
-        if a == "drive.verify":
-            result = self.drives.verify(p["drive"])
-            if result.get("ok") and "secrets" in p:
-                result["drill"] = self._drill(p)
-            return result
-        if a == "drive.eject":
-            self.drives.eject(p["drive"])
-            return {"ejected": True}
-        if a == "transcript":
-            text = render(self.m.script, self.journal_records()).encode()
-            name = time.strftime("transcript-%Y%m%d.txt", time.gmtime(self.now()))
-            [done] = self.drives.copy(p["drive"], [(name, text)])
-            return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done["sha256"]))}
-        raise Failure(f"this coordinator cannot perform {a}")
+        """The work of a step the coordinator carries out itself: one method per action whose
+        row in `ceremony.script.step_kinds` says `perform` (`PERFORMS`)."""
+        work = PERFORMS.get(want.action)
+        if work is None:
+            raise Failure(f"this coordinator cannot perform {want.action}")
+        return work(self, want.params, progress)
+
+    def _fingerprint(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        return {"fingerprint": self.signer.fingerprint()}
+
+    def _list(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        inv = self.signer.inventory()
+        return {"count": len(inv.keys), "listing": inv.render()}
+
+    def _insert(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        info = self.drives.wait_for(p["drive"], self.m.recorded_serial(p["drive"]))
+        return {"serial": info.serial, "vendor": info.vendor, "model": info.model,
+                "path": info.path}
+
+    def _copy(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        copied = self.drives.copy(p["drive"], self._source_files(p), progress)
+        return {"files": copied, "verified": True}
+
+    def _verify(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        result = self.drives.verify(p["drive"])
+        if result.get("ok") and "secrets" in p:
+            result["drill"] = self._drill(p)
+        return result
+
+    def _eject(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        self.drives.eject(p["drive"])
+        return {"ejected": True}
+
+    def _transcript(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        text = render(self.m.script, self.journal_records()).encode()
+        name = time.strftime("transcript-%Y%m%d.txt", time.gmtime(self.now()))
+        [done] = self.drives.copy(p["drive"], [(name, text)])
+        return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done["sha256"]))}
 
     def _drill(self, p: dict[str, Any]) -> dict[str, Any]:
         """The restore drill. The backup on the drive was just read back and checked; it must
@@ -173,3 +184,16 @@ class CeremonyWorld:
         if name not in self.secrets:
             raise Failure(f"{purpose} needs the {name} password, and nobody has entered it")
         return self.secrets.pop(name)
+
+
+#: The world's hands for each action the coordinator performs itself (the step-kinds rows whose
+#: work is `perform`; tests/test_executor.py checks every such row has one here).
+PERFORMS: dict[str, Callable[[CeremonyWorld, dict[str, Any], Progress], dict[str, Any]]] = {
+    "hsm.fingerprint": CeremonyWorld._fingerprint,
+    "hsm.list": CeremonyWorld._list,
+    "drive.insert": CeremonyWorld._insert,
+    "drive.copy": CeremonyWorld._copy,
+    "drive.verify": CeremonyWorld._verify,
+    "drive.eject": CeremonyWorld._eject,
+    "transcript": CeremonyWorld._transcript,
+}

@@ -323,3 +323,13 @@ def test_the_daemon_turns_a_refused_outcome_into_perform_failed(tmp_path: Path) 
     assert refused["command"] == "OperationPlanned" and refused["console"] == ""
     assert _records(journal, "event")[-1]["event"]["event"] == "PerformFailed"
     assert live.m.status == "exception"
+
+
+def test_every_action_the_coordinator_performs_has_its_hands_in_the_world() -> None:
+    """One row per step action (ceremony.script.step_kinds): a `perform` row without the world's
+    work for it would stop a real ceremony at that step, so a new row needs both."""
+    from ceremony.script.step_kinds import STEP_KINDS
+    from coordinator.ceremony_world import PERFORMS
+
+    performed = {a for a, k in STEP_KINDS.items() if k.work == "perform"}
+    assert set(PERFORMS) == performed
