@@ -346,7 +346,7 @@ class Live:
         seats = frozenset(s for s, o in self.m.roster.officers.items() if o.person in live)
         changes = self.m.presence_changes(live, now)
         for change in changes:
-            self.runner.apply(change)
+            self._record(change)
         if seats != self.connected or changes:
             self.connected = seats
             self.changed()
@@ -355,8 +355,16 @@ class Live:
         """An approval that lapsed before its operation started is journaled once; the quorum is
         then asked again (the machine no longer counts it)."""
         for lapse in self.m.lapses(now):
-            self.runner.apply(lapse)
+            self._record(lapse)
             self.changed()
+
+    def _record(self, event: ev.Event) -> None:
+        """Time's events, which the machine itself proposed: one it refuses after all (the
+        ceremony ended in between) is journaled as refused and logged; time goes on."""
+        try:
+            self.runner.apply(event)
+        except Refused as r:
+            log.warning("%s not recorded: %s", type(event).__name__, r.reason)
 
     # --- the coordinator's own work ------------------------------------------------------------
     def _blocked(self, wants: tuple[d.Decision, ...], now: float) -> bool:
