@@ -12,19 +12,41 @@ them is there (a journal with every checkpoint removed and its links recomputed 
 perfectly consistent): a journal the given key never signed fails unless `allow_unsigned`, and
 then the report says so. What it cannot prove alone: that entries were not removed from the end.
 Compare the last checkpoint with the one the ceremony's signed transcript records.
+
+`checkpoint=` does that comparison: given a checkpoint note kept apart from the journal (printed,
+on paper, by a witness), the copy must hold at least its size in entries and the RFC 6962 root of
+its first `size` entries must be the note's root. A copy cut short, or one that forked (some
+entry rewritten and its links and even its checkpoints recomputed with the coordinator's key),
+fails it, named by entry number (`CheckpointCheck`). Why a fork is bounded rather than pinned:
+one root says only that the entries under it differ somewhere, and no entry can be singled out
+without the other history's entries. The copy's own checkpoints by a trusted key vouch for the
+entries before them, so the first entry that departs lies between the copy's last own checkpoint
+below `size` and `size` - 1, *if* the key never signed two histories of those entries (a log must
+not; whoever forked the copy with the key itself may have): the bound is reported with that
+condition, never as a fact. A copy's own checkpoint of the same size with another root is proof
+that the key signed two histories, and is said so.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coordinator.journal import lines as _lines
-from coordinator.journal.chain import Broken, Chain
+from coordinator.journal.chain import Broken, Chain, SignedCheckpoint
+from coordinator.journal.checkpoint import BadCheckpoint, Checkpoint
 from coordinator.journal.lines import TornTail
-from coordinator.journal.note import Verifier
+from coordinator.journal.merkle import CompactRange
+from coordinator.journal.note import (
+    BadSignature,
+    MalformedNote,
+    NoTrustedSignature,
+    Verifier,
+    open_note,
+)
 
 #: Problem kinds that name no entry: the journal as a whole is what does not hold.
 _WHOLE_JOURNAL = ("unsigned",)
@@ -43,6 +65,130 @@ class Problem:
         return {"seq": self.seq, "line": self.line, "kind": self.kind, "reason": self.reason}
 
 
+#: A checkpoint file larger than this is not a note (a note with 100 signatures is ~10 KiB).
+MAX_CHECKPOINT_FILE = 64 * 1024
+
+
+class BadCheckpointFile(ValueError):
+    """A checkpoint file that cannot be read or is not a checkpoint note at all."""
+
+
+def read_checkpoint_file(path: str | os.PathLike[str]) -> str:
+    """The note text in a checkpoint file, as printed: UTF-8, CRLF line ends and a missing or
+    repeated final newline tolerated (they are outside the signed text, or restore it exactly;
+    the signature still decides). Raises BadCheckpointFile, naming the file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CHECKPOINT_FILE + 1)
+    except OSError as e:
+        raise BadCheckpointFile(f"cannot read checkpoint file {os.fsdecode(path)}: "
+                                f"{e.strerror or e}") from None
+    if len(data) > MAX_CHECKPOINT_FILE:
+        raise BadCheckpointFile(f"checkpoint file {os.fsdecode(path)}: larger than "
+                                f"{MAX_CHECKPOINT_FILE} bytes, not a checkpoint note")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadCheckpointFile(f"checkpoint file {os.fsdecode(path)}: not UTF-8 text") from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").rstrip("\n") + "\n"
+
+
+def parse_checkpoint_note(note: str, name: str = "checkpoint") -> Checkpoint:
+    """The checkpoint a note states, its signatures not yet checked (they need the trusted keys,
+    which may come from the journal). Raises BadCheckpointFile if `note` is not a signed note
+    whose text is a C2SP checkpoint."""
+    try:
+        open_note(note, [])
+    except NoTrustedSignature:
+        pass  # well-formed: with no key trusted yet, every signature is an unknown one
+    except MalformedNote as e:
+        hint = " (the file should hold the note text itself, as printed)" if note.startswith(
+            "{") else ""
+        raise BadCheckpointFile(f"{name}: not a signed note: {e}{hint}") from None
+    try:
+        return Checkpoint.parse(note[: note.rfind("\n\n") + 1])
+    except BadCheckpoint as e:
+        raise BadCheckpointFile(f"{name}: not a checkpoint: {e}") from None
+
+
+def _entries(n: int) -> str:
+    return f"{n} {'entry' if n == 1 else 'entries'}"
+
+
+def _span(lo: int, hi: int) -> str:
+    """`entry 4` or `entries 4 to 7`."""
+    return f"entry {lo}" if lo == hi else f"entries {lo} to {hi}"
+
+
+def _own(cp: SignedCheckpoint | None) -> dict[str, Any] | None:
+    """One of the copy's own checkpoints, for JSON."""
+    if cp is None:
+        return None
+    return {"seq": cp.seq, "size": cp.checkpoint.size,
+            "root": base64.b64encode(cp.checkpoint.root).decode(),
+            "signed_by": list(cp.signed_by)}
+
+
+@dataclass(frozen=True)
+class CheckpointCheck:
+    """The journal copy against one checkpoint kept apart from it.
+
+    `outcome`: "holds" (the copy's first `size` entries are the ones signed), "short" (it has
+    fewer entries than the checkpoint covers), "forked" (the root of its first `size` entries is
+    another), "untrusted" (the note's signature does not verify with a trusted key, or there is
+    no trusted key) or "origin" (a checkpoint of another log).
+    """
+
+    name: str  # the checkpoint file, as given
+    outcome: str
+    reason: str  # what was found, one sentence; the summary line is built from it
+    checkpoint: Checkpoint
+    entries: int  # complete lines in the copy (a torn tail is not counted)
+    signed_by: tuple[str, ...] = ()  # trusted keys whose signature verified
+    ignored: tuple[str, ...] = ()  # signatures by keys not trusted (cosigners, witnesses)
+    departs: tuple[int, int] | None = None  # forked: the first departing entry is in [lo, hi]
+    bounded_by: SignedCheckpoint | None = None  # forked: the own checkpoint that gives lo
+    same_size: SignedCheckpoint | None = None  # forked: the copy's own checkpoint of this size
+    later: SignedCheckpoint | None = None  # forked: its first own checkpoint covering more
+
+    @property
+    def holds(self) -> bool:
+        return self.outcome == "holds"
+
+    @property
+    def not_covered(self) -> int | None:
+        """Entries of the copy after those the checkpoint covers (when it holds)."""
+        return self.entries - self.checkpoint.size if self.holds else None
+
+    def summary(self) -> str:
+        verdict = "holds" if self.holds else "does not hold"
+        line = f"{self.name}: checkpoint ({_entries(self.checkpoint.size)}) {verdict}: " \
+            f"{self.reason}"
+        if self.ignored:
+            line += f" (ignored: signatures by keys not trusted: {', '.join(self.ignored)})"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.name,
+            "ok": self.holds,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "origin": self.checkpoint.origin,
+            "size": self.checkpoint.size,
+            "root": base64.b64encode(self.checkpoint.root).decode(),
+            "entries": self.entries,
+            "not_covered": self.not_covered,
+            "signed_by": list(self.signed_by),
+            "ignored_signatures": list(self.ignored),
+            "departs": None if self.departs is None else
+            {"from": self.departs[0], "to": self.departs[1]},
+            "bounded_by": _own(self.bounded_by),
+            "same_size_checkpoint": _own(self.same_size),
+            "later_checkpoint": _own(self.later),
+        }
+
+
 @dataclass(frozen=True)
 class Report:
     """What verifying one journal found. `ok` only if nothing at all is wrong."""
@@ -59,15 +205,25 @@ class Report:
     problem: Problem | None
     torn: TornTail | None
     allow_unsigned: bool = False  # --allow-unsigned: a given key that signed nothing is accepted
+    against: CheckpointCheck | None = None  # --checkpoint: the copy against a kept checkpoint
 
     @property
     def ok(self) -> bool:
+        """Nothing wrong: every entry holds, and the checkpoint given (if any) holds too."""
+        return self.journal_ok and (self.against is None or self.against.holds)
+
+    @property
+    def journal_ok(self) -> bool:
+        """The journal alone holds (what `ok` is without a checkpoint)."""
         return self.problem is None and self.torn is None
 
     @property
     def unsigned(self) -> int:
-        """Entries after the last checkpoint: linked, but not yet under a signature."""
+        """Entries after the last checkpoint (its own, or the one given if it holds and covers
+        more): linked, but not yet under a signature."""
         covered = 0 if self.last_checkpoint_seq is None else self.last_checkpoint_seq
+        if self.against is not None and self.against.holds:
+            covered = max(covered, min(self.against.checkpoint.size, self.entries))
         return self.entries - covered
 
     def summary(self) -> str:
@@ -81,6 +237,9 @@ class Report:
         parts = [entries, checkpoints]
         if self.last_checkpoint_size is not None:
             parts.append(f"last checkpoint covers {self.last_checkpoint_size}")
+        elif self.against is not None and self.against.holds and self.against.checkpoint.size:
+            parts.append("no checkpoint of its own (the checkpoint given covers "
+                         f"{self.against.checkpoint.size})")
         elif self.trust == "given":  # only with allow_unsigned, or it would not be ok
             parts.append("UNSIGNED: no checkpoint by the given key, accepted only because of "
                          "--allow-unsigned")
@@ -98,7 +257,7 @@ class Report:
         return f"{self.path}: ok: " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": self.path,
             "ok": self.ok,
             "entries": self.entries,
@@ -113,6 +272,9 @@ class Report:
             "torn": None if self.torn is None else self.torn.to_dict(),
             "allow_unsigned": self.allow_unsigned,
         }
+        if self.against is not None:
+            out["checkpoint"] = self.against.to_dict()
+        return out
 
 
 def _ceremony_id(genesis: dict[str, Any] | None) -> str | None:
@@ -137,11 +299,115 @@ class _GivenKeyChain(Chain):
                          f"not a given key ({given}): this journal was begun under another key")
 
 
+class _RecordingChain(_GivenKeyChain):
+    """The same rules, keeping every checkpoint that held: comparing the copy with a checkpoint
+    kept apart from it bounds a fork by them."""
+
+    def __init__(self, trusted: list[Verifier] | None) -> None:
+        super().__init__(trusted)
+        self.held: list[SignedCheckpoint] = []
+
+    def _checkpoint(self, pos: int, record: dict[str, Any]) -> None:
+        super()._checkpoint(pos, record)
+        assert self.last_checkpoint is not None
+        self.held.append(self.last_checkpoint)
+
+
+def _labels(labels: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(labels) or "nobody"
+
+
+def compare_with_checkpoint(
+    name: str,
+    note: str,
+    cp: Checkpoint,
+    lines: list[bytes],
+    verifiers: list[Verifier],
+    origin: str | None,
+    held: list[SignedCheckpoint],
+) -> CheckpointCheck:
+    """The copy's complete `lines` against the checkpoint `cp` that `note` states.
+
+    `verifiers` are the trusted keys (none if there is nothing to trust: the outcome is then
+    "untrusted"); `origin` the journal's, if its genesis held; `held` the copy's own checkpoints
+    that held, in order. The Merkle root is taken over the lines as they are, whatever the
+    chain's rules made of them: it is the signed root that says what the entries were.
+    """
+    size, entries = cp.size, len(lines)
+
+    def check(outcome: str, reason: str, **more: Any) -> CheckpointCheck:
+        return CheckpointCheck(name, outcome, reason, cp, entries, **more)
+
+    if not verifiers:
+        return check("untrusted", "there is no key to check its signature with: the journal's "
+                     "genesis entry does not hold and no --key was given")
+    try:
+        opened = open_note(note, verifiers)
+    except BadSignature as e:
+        return check("untrusted", f"its signature by {e.key} does not verify: the note or "
+                     "its signature was altered after signing")
+    except NoTrustedSignature as e:
+        trusted = _labels([v.label() for v in verifiers])
+        return check("untrusted", f"it is not signed by a trusted key (signed by "
+                     f"{_labels(e.unknown)}; trusted: {trusted})", ignored=e.unknown)
+    signed = {"signed_by": opened.signed_by, "ignored": opened.unknown}
+    if origin is not None and cp.origin != origin:
+        return check("origin", f"it is a checkpoint of {cp.origin!r}, not of this journal "
+                     f"({origin!r})", **signed)
+    if entries < size:
+        stop = "it has no entries" if entries == 0 else f"it stops at entry {entries - 1}"
+        return check("short", f"the copy is SHORT: {stop}; the checkpoint covers "
+                     f"{_entries(size)} (0 to {size - 1}): {_span(entries, size - 1)} missing",
+                     **signed)
+    tree = CompactRange()
+    tree.extend(lines[:size])
+    if tree.root() == cp.root:
+        if size == 0:
+            covered = "it covers no entries"
+        else:
+            covered = f"the copy's entries 0 to {size - 1} are the {_entries(size)} it signs"
+        beyond = entries - size
+        rest = "every entry of the copy is covered by it" if beyond == 0 else \
+            f"{_span(size, entries - 1)} ({_entries(beyond)}) not covered by it"
+        return check("holds", f"{covered} (signed by {_labels(opened.signed_by)}); {rest}",
+                     **signed)
+    if size == 0:
+        return check("forked", "its root for no entries is not the empty tree's root", **signed)
+    why = [f"the copy has FORKED: the root of its entries 0 to {size - 1} is not the "
+           "checkpoint's"]
+    same = next((h for h in held if h.checkpoint.size == size), None)
+    later = next((h for h in held if h.checkpoint.size > size), None)
+    if same is not None:
+        why.append(f"its own checkpoint at entry {same.seq} covers the same "
+                   f"{_entries(size)} with another root, signed by "
+                   f"{_labels(same.signed_by)}: the key signed two histories")
+    elif later is not None:
+        why.append(f"its own checkpoint at entry {later.seq} (covering "
+                   f"{_entries(later.checkpoint.size)}), signed by "
+                   f"{_labels(later.signed_by)}, commits to the other history")
+    below = [h for h in held if h.checkpoint.size < size]
+    lo, bound = 0, None
+    if below:
+        bound = below[-1]
+        lo = bound.checkpoint.size
+        where = f"at entry {lo}" if lo == size - 1 else f"at one of entries {lo} to {size - 1}"
+        why.append(f"its own checkpoint at entry {bound.seq}, signed by "
+                   f"{_labels(bound.signed_by)}, covers entries 0 to {lo - 1}: if that key "
+                   f"signed no other history of those, it departs {where}")
+    else:
+        why.append(f"no checkpoint of its own before entry {size} narrows down where it "
+                   f"departs: one of entries 0 to {size - 1}")
+    return check("forked", "; ".join(why), departs=(lo, size - 1), bounded_by=bound,
+                 same_size=same, later=later, **signed)
+
+
 def verify_journal(
     path: str | os.PathLike[str],
     trusted_keys: list[str] | None = None,
     *,
     allow_unsigned: bool = False,
+    checkpoint: str | None = None,
+    checkpoint_name: str = "checkpoint",
 ) -> Report:
     """Check every line, link and checkpoint of the journal at `path`.
 
@@ -150,12 +416,19 @@ def verify_journal(
     least one checkpoint, unless `allow_unsigned` (the report then says the journal is unsigned).
     None trusts the key the genesis entry announces, which shows the journal is intact and
     self-consistent but not who wrote it; the report says which it was.
-    Raises OSError if the file cannot be read and ValueError for a malformed key.
+    `checkpoint` is a checkpoint note kept apart from the journal (`read_checkpoint_file`),
+    named `checkpoint_name` in messages: it must be signed by a trusted key (the given ones, or
+    the genesis's), and the journal's first `size` entries must have its root
+    (`Report.against`; `ok` then needs both). A checkpoint that holds also counts as a
+    checkpoint by the given key for the rule above.
+    Raises OSError if the file cannot be read and ValueError for a malformed key, or
+    BadCheckpointFile (a ValueError) for a `checkpoint` that is not a checkpoint note.
     """
     trusted = None if trusted_keys is None else [Verifier.parse(k) for k in trusted_keys]
+    cp = None if checkpoint is None else parse_checkpoint_note(checkpoint, checkpoint_name)
     data = Path(path).read_bytes()
     complete, torn = _lines.split(data)
-    chain = _GivenKeyChain(trusted)
+    chain = _RecordingChain(trusted)
     problem: Problem | None = None
     try:
         chain.feed_lines(complete)
@@ -171,8 +444,13 @@ def verify_journal(
         )
     if problem is None and chain.size == 0:
         problem = Problem(0, 1, "empty", "the journal has no entries")
+    against = None
+    if cp is not None and checkpoint is not None:
+        against = compare_with_checkpoint(checkpoint_name, checkpoint, cp, complete,
+                                          chain.verifiers, chain.origin, chain.held)
+    signed_apart = against is not None and against.holds and against.checkpoint.size > 0
     if (problem is None and chain.trust == "given" and chain.checkpoints == 0
-            and not allow_unsigned):
+            and not allow_unsigned and not signed_apart):
         n = chain.size
         problem = Problem(
             n, n + 1, "unsigned",
@@ -181,13 +459,13 @@ def verify_journal(
             "just like this); pass --allow-unsigned to accept a journal not yet signed",
         )
     keys = chain.verifiers if chain.verifiers else ([] if trusted is None else trusted)
-    cp = chain.last_checkpoint
+    last = chain.last_checkpoint
     return Report(
         path=str(path),
         entries=chain.size,
         checkpoints=chain.checkpoints,
-        last_checkpoint_size=None if cp is None else cp.checkpoint.size,
-        last_checkpoint_seq=None if cp is None else cp.seq,
+        last_checkpoint_size=None if last is None else last.checkpoint.size,
+        last_checkpoint_seq=None if last is None else last.seq,
         ceremony=_ceremony_id(chain.genesis),
         origin=chain.origin,
         key_names=tuple(v.label() for v in keys),
@@ -195,4 +473,5 @@ def verify_journal(
         problem=problem,
         torn=torn,
         allow_unsigned=allow_unsigned,
+        against=against,
     )

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from coordinator.journal.verify import verify_journal
+from coordinator.journal.verify import read_checkpoint_file, verify_journal
 from keyrite import exits
 
 DESCRIPTION = """\
@@ -25,12 +25,23 @@ how many entries no checkpoint covers.
 
 A torn last line (the writer stopped mid-append) is reported and fails verification; the
 coordinator cuts it when it next opens the journal.
+
+--checkpoint FILE also checks the journal against a checkpoint kept apart from it (the signed
+note as printed: origin, tree size, root hash, a blank line, signature lines). Its signature
+must verify with a trusted key (--key, or the genesis's key); signatures by other keys, such as
+witnesses' cosignatures, are ignored. The journal must hold at least as many entries as the
+checkpoint covers, and the RFC 6962 root of those entries must be the checkpoint's: a journal
+cut short says where it stops, one that forked says between which entries it departs (bounded by
+its own checkpoints) and whether it holds a checkpoint of the same size with another root.
+Entries after those the checkpoint covers are allowed, and counted as not covered by it.
 """
 
 EPILOG = """\
-exit codes: 0 the journal verifies; 1 an entry does not hold (or the last line is torn, or
-no checkpoint is signed by the given key); 2 the file is missing or unreadable, or a --key is
-malformed."""
+exit codes: 0 the journal verifies (and the --checkpoint holds); 1 an entry does not hold (or
+the last line is torn, or no checkpoint is signed by the given key, or the --checkpoint does not
+hold: short, forked, another log's, or not signed by a trusted key); 2 the file is missing or
+unreadable, a --key is malformed, or the --checkpoint file is unreadable or not a checkpoint
+note."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,26 +67,51 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="with --key: accept a journal that has no checkpoint signed by the key yet (the "
         "summary says UNSIGNED); without this it fails",
     )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="also check the journal against this checkpoint note (kept apart from it, as "
+        "printed): a copy cut short or forked fails, named by entry",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
 
+def _printable(text: str) -> str:
+    """Text as any stdout can take it: a file name's bytes that were not UTF-8 (lone surrogates
+    in Python) as \\xNN escapes, rather than an encoding error."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _json(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a file name: escape it as JSON does
+        text = json.dumps(value)
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        report = verify_journal(args.journal, args.keys, allow_unsigned=args.allow_unsigned)
+        note = None if args.checkpoint is None else read_checkpoint_file(args.checkpoint)
+        report = verify_journal(args.journal, args.keys, allow_unsigned=args.allow_unsigned,
+                                checkpoint=note, checkpoint_name=args.checkpoint or "checkpoint")
     except (OSError, ValueError) as e:
         if isinstance(e, OSError):
             reason = f"cannot read {args.journal}: {e.strerror or e}"
         else:
             reason = str(e)
         if not args.json:
-            raise exits.BadInput(reason) from None
-        print(json.dumps({"path": args.journal, "ok": False, "error": reason}))
+            raise exits.BadInput(_printable(reason)) from None
+        print(_json({"path": args.journal, "ok": False, "error": reason}))
         return exits.BAD_INPUT
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
-    elif report.ok:
-        print(report.summary())
+        print(_json(report.to_dict()))
     else:
-        print(report.summary(), file=sys.stderr)
+        print(_printable(report.summary()),
+              file=sys.stdout if report.journal_ok else sys.stderr)
+        if report.against is not None:
+            print(_printable(report.against.summary()),
+                  file=sys.stdout if report.against.holds else sys.stderr)
     return exits.OK if report.ok else exits.FAILED
