@@ -34,6 +34,7 @@ COMMANDS = (
     "signer_shim.shim_command",
     "keyrite.enroll_command",
     "keyrite.password_command",
+    "keyrite.words_command",
     "coordinator.live.stage_command",
 )
 
