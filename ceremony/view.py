@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: the wire form's version; `from_dict` refuses any other.
-VERSION = 3  # 2: loose_drives; 3: quorums holding approvals (asked, lapses), progress.step
+#: 2: loose_drives; 3: quorums holding approvals (asked, lapses), progress.step; 4: deviations
+VERSION = 4
 
 
 # --- the view ------------------------------------------------------------------------------------
@@ -130,6 +131,30 @@ class ExceptionView:
 
 
 @dataclass(frozen=True)
+class DeviationView:
+    """A remark or a deviation raised during the ceremony (the machine's, in the journal):
+    numbered from 1 in the order raised, remarks and deviations together."""
+
+    n: int
+    kind: str  # remark | deviation
+    seat: str  # who raised it
+    name: str  # the seat's holder, as enrolled
+    text: str
+    at: float
+    step: int | None  # the step current when it was raised
+    # a deviation's decision (accept | reject), its reason and the seat that decided; None while
+    # it is open, and always for a remark (it needs no decision)
+    decision: str | None
+    reason: str | None
+    decided_by: str | None
+
+    @property
+    def open(self) -> bool:
+        """A deviation the administrator has not decided on yet."""
+        return self.kind == "deviation" and self.decision is None
+
+
+@dataclass(frozen=True)
 class Progress:
     done: int
     total: int
@@ -168,6 +193,7 @@ class CeremonyView:
     journal: tuple[JournalLine, ...]
     progress: Progress | None
     checkpoint: str | None  # the checkpoint text a signoff step signs
+    deviations: tuple[DeviationView, ...]  # every remark and deviation raised, in order
 
     def role(self, name: str) -> RoleView | None:
         return next((r for r in self.roles if r.name == name), None)

@@ -124,7 +124,7 @@ def test_whole_state_after_each_event_through_the_purge():
                  "people": {}, "values": {}, "results": {}, "observed": {}, "operations": {},
                  "approvals": {}, "used_nonces": [], "started": {}, "exception": None,
                  "accepted": {}, "custody": {}, "signoffs": [], "paused": False, "typist": {},
-                 "lapsed": [], "present": {}, "section_since": None}
+                 "lapsed": [], "present": {}, "section_since": None, "deviations": []}
 
     def step(event, **changes):
         send(m, w, event)
@@ -717,6 +717,8 @@ def _one_of_each(w) -> list[ev.Event]:
         ev.ApprovalLapsed(at=16, seat="KSO1", quorum="keystore-backup", step=16, key="k",
                           nonce="n"),
         ev.Presence(at=17, person="p", seats=("KSO1", "DSO2"), connected=True),
+        ev.Remark(at=18, seat="DSO2", kind="deviation", text="DSO2 replaced by DSO4"),
+        ev.DecideDeviation(at=19, seat="KGA1", deviation=1, decision="accept", reason="ok"),
     ]
 
 

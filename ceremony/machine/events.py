@@ -170,12 +170,37 @@ class Presence(Event):
     connected: bool
 
 
+# --- remarks and deviations: from anyone signed in, at any time ---------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Remark(Event):
+    """A remark, or a deviation from the script, raised by a signed-in seat of any role, witnesses
+    included ("DSO2 replaced by DSO4", "bag 3's seal damaged, replaced by bag serial X"). It is
+    journaled and shown on every console; a deviation then waits for the administrator's decision
+    (`DecideDeviation`), a remark needs none. Neither stops the ceremony."""
+
+    seat: str
+    kind: str  # "remark" | "deviation"
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecideDeviation(Event):
+    """The administrator's decision on deviation number `deviation` (remarks and deviations are
+    numbered together from 1, in the order raised): accept or reject, with a written reason.
+    A deviation is decided once."""
+
+    seat: str
+    deviation: int
+    decision: str  # "accept" | "reject"
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         SignIn, Acknowledge, Record, Approve, RefuseApproval, Decide, SignOff,
         Observed, OperationPlanned, OperationStarted, Performed, PerformFailed,
-        Pause, Resume, PasswordEntered, ApprovalLapsed, Presence,
+        Pause, Resume, PasswordEntered, ApprovalLapsed, Presence, Remark, DecideDeviation,
     )
 }
 

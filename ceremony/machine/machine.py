@@ -6,8 +6,10 @@ and carries out what `wants()` asks for. An illegal event raises `Refused` with 
 and leaves the state exactly as it was (the handler works on a copy and commits only on success).
 
 Every rule of the room lives here: step order, who may complete a step, sign-in and separation of
-duty, verify mismatches and the administrator's exception decisions, and quorums of distinct
-people over one exact operation. The step kinds and the events each accepts are the table
+duty (`separation_breach`, which the rehearsal also checks its cast with), verify mismatches and
+the administrator's exception decisions, quorums of distinct people over one exact operation,
+and remarks and deviations (raised by anyone signed in, decided by the administrator; they never
+stop the ceremony). The step kinds and the events each accepts are the table
 `ACCEPTS`; an event a step kind does not accept is refused from one place.
 """
 
@@ -17,7 +19,7 @@ import base64
 import copy
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +82,12 @@ class PasswordAsk:
 ACCEPTABLE_EXCEPTIONS = ("mismatch",)
 #: leeway over a quorum's `expires` for clocks that differ a little between consoles.
 CLOCK_SKEW = 60
+#: what a signed-in seat may raise at any time: a remark, or a deviation from the script (which
+#: the administrator then decides on, once, with a reason: accept or reject)
+NOTE_KINDS = ("remark", "deviation")
+DEVIATION_DECISIONS = ("accept", "reject")
+#: the longest remark, deviation or reason on one, in characters: one line of text
+NOTE_LIMIT = 1000
 
 
 class Refused(Exception):
@@ -128,6 +136,9 @@ class _State:
     present: dict[str, bool] = field(default_factory=dict)
     section: str | None = None
     section_since: float | None = None
+    # remarks and deviations in the order raised (number n is index n - 1): kind, seat, person,
+    # text, at, step; a deviation's decision, reason, decided_by, decided_at (None while open)
+    deviations: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Machine:
@@ -183,6 +194,13 @@ class Machine:
     def custody(self) -> dict[str, dict[str, Any]]:
         """Bag -> who holds it, its serial and contents, since which step, signed how."""
         return copy.deepcopy(self._state.custody)
+
+    @property
+    def deviations(self) -> tuple[dict[str, Any], ...]:
+        """Every remark and deviation raised, in order (number n is the n-th): its `kind`, who
+        raised it (`seat`, `person`), `text`, `at` and the `step` then current; a deviation's
+        `decision`, `reason`, `decided_by` (seat) and `decided_at`, all None while it is open."""
+        return tuple(copy.deepcopy(self._state.deviations))
 
     @property
     def section_since(self) -> float | None:
@@ -268,6 +286,7 @@ class Machine:
             "lapsed": [[q, a.seat] for q, a in s.lapsed],
             "present": dict(s.present),
             "section_since": s.section_since,
+            "deviations": copy.deepcopy(s.deviations),
         }
 
     def view(self, extras: Extras, wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
@@ -596,7 +615,8 @@ class Machine:
         s = self._state
         if not e.seats:
             raise Refused("a sign-in names at least one seat")
-        roles_now = {self.roster.officers[x].role for x, p in s.signed_in.items() if p == e.person}
+        roles_now = sorted({self.roster.officers[x].role for x, p in s.signed_in.items()
+                            if p == e.person})
         new_roles: list[str] = []
         for seat in e.seats:
             off = self.roster.officers.get(seat)
@@ -609,16 +629,10 @@ class Machine:
             role = self.script.roles[off.role]
             if not role.trusted and not e.id_checked:
                 raise Refused(f"{off.role} is not a trusted role: a government ID must be checked")
-            if off.role in roles_now or off.role in new_roles:
-                raise Refused(f"one person may not hold two {off.role} seats "
-                              "(quorums count people)")
             new_roles.append(off.role)
-        all_roles = sorted(roles_now | set(new_roles))
-        for i, r1 in enumerate(all_roles):
-            for r2 in all_roles[i + 1:]:
-                if frozenset((r1, r2)) not in self.script.may_combine:
-                    raise Refused(f"separation of duty: one person may not be both {r1} and {r2}"
-                                  " (the script's [separation] may_combine does not allow it)")
+        breach = separation_breach(self.script, [*roles_now, *new_roles])
+        if breach is not None:
+            raise Refused(breach)
         held = self._holders()
         for r in new_roles:
             if len(held.get(r, set()) | {e.person}) > self.script.roles[r].max:
@@ -902,7 +916,52 @@ class Machine:
         if isinstance(e, ev.Presence):
             s.present[e.person] = e.connected
             return []
+        if isinstance(e, ev.Remark):
+            return self._remark(e)
+        if isinstance(e, ev.DecideDeviation):
+            return self._decide_deviation(e)
         return None
+
+    def _remark(self, e: ev.Remark) -> list[d.Decision]:
+        """A remark or a deviation, from any signed-in seat (witnesses included), at any time
+        the ceremony is not over: paused and stopped on an exception too. It stops nothing."""
+        s = self._state
+        self._signed_in(e.seat)
+        if e.kind not in NOTE_KINDS:
+            raise Refused(f"a note is a remark or a deviation, not {_quoted(e.kind)}")
+        text = _note_text(f"the {e.kind}", e.text, f"a {e.kind} says what happened: its text "
+                          "is empty")
+        cur = self.current
+        s.deviations.append({
+            "n": len(s.deviations) + 1, "kind": e.kind, "seat": e.seat,
+            "person": s.signed_in[e.seat], "text": text, "at": e.at,
+            "step": cur.n if cur is not None else None,
+            "decision": None, "reason": None, "decided_by": None, "decided_at": None,
+        })
+        return []
+
+    def _decide_deviation(self, e: ev.DecideDeviation) -> list[d.Decision]:
+        """The administrator accepts or rejects an open deviation, with a reason; once."""
+        s = self._state
+        admin = self.script.ceremony.administrator
+        self._signed_in(e.seat)
+        if self.roster.officers[e.seat].role != admin:
+            raise Refused(f"only the {admin} decides on deviations")
+        n = e.deviation
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(s.deviations):
+            raise Refused(f"there is no deviation {_quoted(n)}")
+        x = s.deviations[n - 1]
+        if x["kind"] != "deviation":
+            raise Refused(f"#{n} is a remark: a remark needs no decision")
+        if x["decision"] is not None:
+            raise Refused(f"deviation {n} was already decided: {x['decision']}ed by "
+                          f"{x['decided_by']}")
+        if e.decision not in DEVIATION_DECISIONS:
+            raise Refused(f"a deviation is accepted or rejected, not {_quoted(e.decision)}")
+        reason = _note_text("the reason", e.reason,
+                            f"to {e.decision} deviation {n}, the {admin} writes a reason")
+        x.update(decision=e.decision, reason=reason, decided_by=e.seat, decided_at=e.at)
+        return []
 
     def _password(self, e: ev.PasswordEntered) -> list[d.Decision]:
         s = self._state
@@ -933,6 +992,44 @@ class Machine:
         if ask.purpose == "backup":
             s.typist[e.name] = me.person
         return []
+
+
+def separation_breach(script: Script, roles: Iterable[str]) -> str | None:
+    """Why one person may not hold `roles` together (one entry per seat they hold), or None: two
+    seats of one role (quorums count people), or a pair of roles the script's `[separation]
+    may_combine` does not list. The one statement of the rule: the machine's sign-in refuses with
+    it, and the rehearsal checks its cast with it before anything starts."""
+    seen: set[str] = set()
+    for r in roles:
+        if r in seen:
+            return f"one person may not hold two {r} seats (quorums count people)"
+        seen.add(r)
+    ordered = sorted(seen)
+    for i, r1 in enumerate(ordered):
+        for r2 in ordered[i + 1:]:
+            if frozenset((r1, r2)) not in script.may_combine:
+                return (f"separation of duty: one person may not be both {r1} and {r2} (the "
+                        "script's [separation] may_combine does not allow it)")
+    return None
+
+
+def _note_text(what: str, text: object, empty: str) -> str:
+    """A remark's, a deviation's or a decision's text (`what`), stripped: not empty (else the
+    refusal `empty`), one line without control characters, at most NOTE_LIMIT characters (every
+    console shows it on one line)."""
+    if not isinstance(text, str) or not text.strip():
+        raise Refused(empty)
+    if len(text) > NOTE_LIMIT:
+        raise Refused(f"{what} is longer than {NOTE_LIMIT} characters ({len(text)})")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
+        raise Refused(f"{what} is one line of text: no line breaks or control characters")
+    return text.strip()
+
+
+def _quoted(v: object) -> str:
+    """A value an event carried, quoted short in a refusal."""
+    r = repr(v)
+    return r if len(r) <= 40 else r[:39] + "…"
 
 
 def drill_difference(drill: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from ceremony.view import (
     Asked,
     BagView,
     CeremonyView,
+    DeviationView,
     DriveView,
     ExceptionView,
     Extras,
@@ -107,6 +108,12 @@ def build_view(machine: Machine, extras: Extras,
                             roster[seat].name if seat in roster else None))
     roles = tuple(RoleView(r.name, r.title, r.min, r.max, r.observer)
                   for r in script.roles.values())
+    deviations = tuple(
+        DeviationView(int(x["n"]), str(x["kind"]), str(x["seat"]),
+                      roster[x["seat"]].name if x["seat"] in roster else str(x["person"]),
+                      str(x["text"]), float(x["at"]), x["step"], x["decision"], x["reason"],
+                      x["decided_by"])
+        for x in s.deviations)
     return CeremonyView(
         version=VERSION, seq=extras.seq, ceremony_id=script.ceremony.id,
         title=script.ceremony.title, script_sha256=script.sha256,
@@ -116,7 +123,7 @@ def build_view(machine: Machine, extras: Extras,
         participants=participants, quorums=quorums, drives=drives,
         loose_drives=extras.loose_drives, bags=tuple(bags),
         journal=tuple(extras.journal), progress=_progress(m, extras.progress),
-        checkpoint=extras.checkpoint,
+        checkpoint=extras.checkpoint, deviations=deviations,
     )
 
 
