@@ -2,6 +2,11 @@
 
 Pure, like the view it reads: it only keeps an officer from being offered what would certainly
 be refused; the machine judges every command again.
+
+Raising a remark or a deviation is apart (`remark_for`): it is open to anyone signed in, at any
+time the ceremony is not over, witnesses and auditors included, so a console offers it beside
+whatever the ceremony asks; `actions_for` is what the ceremony asks or allows of this seat now
+(the administrator's decision on an open deviation among it).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ceremony.machine.machine import DEVIATION_DECISIONS, NOTE_KINDS, NOTE_LIMIT
 from ceremony.view import Asked, CeremonyView, Participant, RoleView
 
 
@@ -17,7 +23,9 @@ class Action:
     """One thing this officer may do now. `command` is the wire command without what the officer
     still has to type (value, reason, passphrase); `needs` names those inputs in order."""
 
-    kind: str  # signin acknowledge record signoff approve refuse decide pause resume secret admit
+    # signin acknowledge record signoff approve refuse decide pause resume secret admit;
+    # remark (raise a remark or a deviation), deviation (the administrator decides on one)
+    kind: str
     key: str  # the keystroke that starts it
     label: str
     command: dict[str, Any]
@@ -28,6 +36,7 @@ class Action:
 KEYS: dict[str, str] = {
     "signin": "s", "acknowledge": "a", "record": "v", "signoff": "o", "approve": "p",
     "refuse": "r", "decide": "x", "pause": "z", "resume": "g", "secret": "w", "admit": "i",
+    "remark": "n", "deviation": "d",
 }
 
 
@@ -49,9 +58,12 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
     admin = role == view.administrator
     out: list[Action] = []
     n = view.step.n if view.step else None
+    # the administrator's decision on the oldest open deviation, whatever else happens: it
+    # stops nothing, and nothing stops it
+    deviation = _deviation_act(view, seat) if admin else []
     if view.status == "paused":
-        return [_act("resume", "Resume", {"type": "resume", "seat": seat, "step": n})] if admin \
-            else []
+        return [_act("resume", "Resume", {"type": "resume", "seat": seat, "step": n}),
+                *deviation] if admin else []
     if view.status == "exception" and view.exception is not None:
         if admin:
             e = view.exception
@@ -59,7 +71,7 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
             out.append(_act("decide", f"Decide the exception at step {e.step}",
                             {"type": "decide", "seat": seat, "step": e.step},
                             ("decision", "reason"), {"choices": list(choices)}))
-        return out
+        return out + deviation
     step = view.step
     if step is not None:
         may_complete = step.actor == role or (admin and step.kga_may_complete)
@@ -112,8 +124,32 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
             out.append(_act("admit", "Sign in a participant whose ID you checked",
                             {"type": "signin", "seat": seat, "id_checked": True}, ("seats",),
                             {"choices": waiting}))
+        out += deviation
         out.append(_act("pause", "Pause the ceremony", {"type": "pause", "seat": seat, "step": n}))
     return out
+
+
+def remark_for(view: CeremonyView, seat: str, role: str) -> Action | None:
+    """Raising a remark or a deviation, for `seat` (holding `role`) if it is signed in and the
+    ceremony is not over: any role, witnesses and auditors included, paused or stopped too."""
+    me = view.participant(seat)
+    if view.role(role) is None or me is None or me.role != role or not me.signed_in:
+        return None
+    if view.status in ("completed", "aborted"):
+        return None
+    return _act("remark", "Raise a remark or a deviation", {"type": "remark", "seat": seat},
+                ("kind", "text"), {"choices": list(NOTE_KINDS), "limit": NOTE_LIMIT})
+
+
+def _deviation_act(view: CeremonyView, seat: str) -> list[Action]:
+    """The administrator's decision on the oldest deviation still open (then on the next)."""
+    x = next((x for x in view.deviations if x.open), None)
+    if x is None:
+        return []
+    return [_act("deviation", f"Decide deviation {x.n}",
+                 {"type": "deviation", "seat": seat, "deviation": x.n}, ("decision", "reason"),
+                 {"choices": list(DEVIATION_DECISIONS), "seat": x.seat, "name": x.name,
+                  "text": x.text, "step": x.step, "limit": NOTE_LIMIT})]
 
 
 def _may_sign_in(view: CeremonyView, me: Participant, role: RoleView | None) -> bool:

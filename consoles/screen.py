@@ -10,11 +10,12 @@ decided) never lets a stale action through.
 The screen lays itself out for the terminal it is drawn on (`_body`, `_footer`): every line is
 wrapped at word boundaries, and what is essential (the step, who acts, what is asked of this
 officer, who is waited for, approval clocks, alerts, the open prompt, messages) is always drawn;
-the panels condense to fit (the journal first, then participants, drives and bags, then the
-operation and digest beside a clock) from 80x24 up. A prompt that asks for a signature (approve,
-sign off, sign for a bag) takes over the screen and shows all it signs, page by page (PgDn, PgUp):
-its passphrase is taken only once the last page has been shown, and not at all on a terminal too
-small to show it (`SIGN_MIN`).
+the panels condense to fit (the journal first, then remarks and decided deviations, then
+participants, drives and bags, then the operation and digest beside a clock) from 80x24 up. Open
+deviations are alerts: one row each under the header until the administrator decides them. A
+prompt that asks for a signature (approve, sign off, sign for a bag) takes over the screen and
+shows all it signs, page by page (PgDn, PgUp): its passphrase is taken only once the last page
+has been shown, and not at all on a terminal too small to show it (`SIGN_MIN`).
 
 Approve and sign-off carry the typed `passphrase` in the command: signing is the caller's job
 (unlock the seat's key for this one signature, build the Approval, send that and never the
@@ -49,8 +50,8 @@ from prompt_toolkit.widgets import TextArea
 from ceremony.digests import colon_hex, pgp_words
 from ceremony.script.formats import FORMATS, check_value
 from ceremony.script.step_kinds import STEP_KINDS
-from ceremony.view import CeremonyView, QuorumView, absent_actor
-from consoles.actions import KEYS, Action, actions_for
+from ceremony.view import CeremonyView, DeviationView, QuorumView, absent_actor
+from consoles.actions import KEYS, Action, actions_for, remark_for
 
 STYLE = Style.from_dict({
     "title": "bold",
@@ -63,12 +64,15 @@ STYLE = Style.from_dict({
 })
 BAR_WIDTH = 30
 WIDE = 110  # from this width the panels sit in two columns
+NOTES = "Remarks and deviations"  # the panel's title
 #: the smallest terminal (columns, rows) a signature is taken on: the size every console is laid
 #: out for. On a smaller one the signing prompt shows what fits and refuses the passphrase.
 SIGN_MIN = (80, 24)
 #: the datetime format a record step's value is filled in with (the console's clock, UTC)
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DATETIME_SHAPE = "YYYY-MM-DDTHH:MM:SSZ"
+#: open deviations shown one row each under the header; more are counted on one row
+OPEN_DEVIATIONS_SHOWN = 3
 
 Fragments = StyleAndTextTuples
 Row = list[tuple[str, str]]  # one screen row: (style, text) pieces no wider than the row
@@ -226,6 +230,27 @@ def _merge(cells: list[tuple[str, str]]) -> Row:
         else:
             out.append((style, ch))
     return out
+
+
+def one_row(frags: Fragments, width: int) -> Row:
+    """The fragments on one row of `width`: cut short with … when longer (line breaks become
+    spaces)."""
+    pieces = [(f[0], " ".join(f[1].split("\n"))) for f in frags]
+    if sum(len(t) for _, t in pieces) <= width:
+        return [p for p in pieces if p[1]]
+    out: Row = []
+    left = max(0, width - 1)
+    for style, text in pieces:
+        if left <= 0:
+            break
+        out.append((style, text[:left]))
+        left -= len(text[:left])
+    out.append((out[-1][0] if out else "", "…"))
+    return out
+
+
+def _at_step(x: DeviationView) -> str:
+    return f" at step {x.step}" if x.step is not None else ""
 
 
 def _rule(left: str, right: str, title: str, width: int) -> Row:
@@ -432,6 +457,9 @@ class ConsoleScreen:
             out.append(a)
         for seat, role in self.also:
             out += [a for a in actions_for(self.view, seat, role) if a.kind != "signin"]
+        remark = remark_for(self.view, self.seat, self.role)  # one person raises it once
+        if remark is not None:
+            out.append(remark)
         return out
 
     def render_text(self, width: int = 110, height: int = 70) -> str:
@@ -540,6 +568,10 @@ class ConsoleScreen:
                                submit=lambda text: self._send(a, {"reason": text.strip()})))
         elif a.kind == "decide":
             self._decide(a)
+        elif a.kind == "remark":
+            self._remark(a)
+        elif a.kind == "deviation":
+            self._deviation(a)
 
     def _approve(self, a: Action) -> None:
         op = a.detail.get("operation", {})
@@ -629,6 +661,52 @@ class ConsoleScreen:
         keys["x"] = reason("abort", "Abort the ceremony")
         lines += ["  [x] abort the ceremony, with a reason", "  [Esc] decide later"]
         self._open(_Prompt(lines, keys=keys))
+
+    def _remark(self, a: Action) -> None:
+        """One key for what it is (r a remark, d a deviation), then its one line of text."""
+        limit = int(a.detail.get("limit") or 1000)
+
+        def check(text: str) -> str | None:
+            if len(text.strip()) > limit:
+                return f"at most {limit} characters ({len(text.strip())} typed)"
+            return None
+
+        def text(kind: str, what: str) -> Callable[[], None]:
+            return lambda: self._open(_Prompt(
+                [f"Raise {what}: one line, journaled and shown on every console."],
+                "Text:", check=check,
+                submit=lambda t: self._send(a, {"kind": kind, "text": t.strip()})))
+
+        self._open(_Prompt(
+            [f"{a.label}:", "  [r] a remark: something the record should say",
+             "  [d] a deviation from the script (the administrator then accepts or rejects it)",
+             "  [Esc] cancel"],
+            keys={"r": text("remark", "a remark"),
+                  "d": text("deviation", "a deviation from the script")}))
+
+    def _deviation(self, a: Action) -> None:
+        """The administrator's decision on the oldest open deviation: a accept, r reject, each
+        with a reason."""
+        n = a.command["deviation"]
+        limit = int(a.detail.get("limit") or 1000)
+
+        def check(text: str) -> str | None:
+            return (f"at most {limit} characters ({len(text.strip())} typed)"
+                    if len(text.strip()) > limit else None)
+
+        def reason(decision: str) -> Callable[[], None]:
+            return lambda: self._open(_Prompt(
+                [f"{decision.capitalize()} deviation {n}: the reason is journaled with it."],
+                "Reason:", check=check,
+                submit=lambda r: self._send(a, {"decision": decision, "reason": r.strip()})))
+
+        at = f" at step {a.detail['step']}" if a.detail.get("step") is not None else ""
+        self._open(_Prompt(
+            [f"Deviation {n}, raised by {a.detail.get('seat')} ({a.detail.get('name')}){at}:",
+             f"  {a.detail.get('text')}",
+             "  [a] accept it, with a reason", "  [r] reject it, with a reason",
+             "  [Esc] decide later"],
+            keys={"a": reason("accept"), "r": reason("reject")}))
 
     def _seal(self, a: Action, typed: str) -> None:
         """The custodian's second input: the passphrase that signs for the bag as typed (at a
@@ -754,7 +832,8 @@ class ConsoleScreen:
         p = self._prompt
         if p is not None and p.signing:
             return self._takeover(p, width, height)
-        top = wrap(self._header() + self._alerts(), width) + self._step_rows(width)
+        top = (wrap(self._header() + self._alerts(), width) + self._open_deviation_rows(width)
+               + self._step_rows(width))
         bar = wrap(self._progress(), width)
         bottom = self._prompt_rows(p, width) if p is not None else []
         room = height - len(top) - len(bar) - len(bottom)
@@ -769,8 +848,10 @@ class ConsoleScreen:
     def _footer_rows(self, width: int, height: int = 0) -> list[Row]:
         p = self._prompt
         if p is None:
-            keys = "  ".join(f"[{a.key}] {a.kind}" for a in self.actions())
-            keys = (keys or "no actions") + "  [ctrl-c] close"
+            acts = self.actions()
+            keys = "  ".join(f"[{a.key}] {a.kind}" for a in acts if a.kind != "remark")
+            keys = (keys or "no actions") + "".join(
+                f"  [{a.key}] {a.kind}" for a in acts if a.kind == "remark") + "  [ctrl-c] close"
         elif p.submit is None or p.blocked is not None:
             keys = "[Esc] cancel"
         else:
@@ -875,8 +956,10 @@ class ConsoleScreen:
         acts = self.actions()
         role = self.view.role(self.role)
         if role is not None and role.observer:
-            return [("class:dim", "You observe: this console is read-only.\n")]
-        asked = [a for a in acts if a.kind not in ("pause", "refuse", "admit")]
+            remark = next((a for a in acts if a.kind == "remark"), None)
+            return [("class:dim", "You observe: this console is read-only." + (
+                f" [{remark.key}] raises a remark or a deviation." if remark else "") + "\n")]
+        asked = [a for a in acts if a.kind not in ("pause", "refuse", "admit", "remark")]
         if not asked:
             return [("class:dim", "Nothing is asked of you now.\n")]
         text = "; ".join(f"[{a.key}] {a.label}" for a in asked)
@@ -938,11 +1021,16 @@ class ConsoleScreen:
             block = _beside(boxed(left, lw), boxed(right, rw), lw)
             if len(block) > room:
                 return None
-            journal = self._journal_rows(width - 2, room - len(block) - 2)
+            below: list[tuple[str, list[Row]]] = []
+            notes = self._notes_fitting(width - 2, room - len(block) - 2)
+            if notes:
+                below.append((NOTES, notes))
+            left_over = room - len(block) - 2 - sum(len(r) + 1 for _, r in below)
+            journal = self._journal_rows(width - 2, left_over)
             if journal:
-                journal += [[]] * (room - len(block) - 2 - len(journal))  # the panel fills
-                block += boxed([("Journal", journal)], width)
-            return block
+                journal += [[]] * (left_over - len(journal))  # the panel fills
+                below.append(("Journal", journal))
+            return block + (boxed(below, width) if below else [])
         panels: list[tuple[str, list[Row]]] = []
         if v.quorums:
             panels.append(("Quorum", self._quorum_rows(width - 2, ql)))
@@ -953,6 +1041,10 @@ class ConsoleScreen:
         used = sum(len(r) for _, r in panels) + len(panels) + 1
         if used > room:
             return None
+        notes = self._notes_fitting(width - 2, room - used - 1)
+        if notes:
+            panels.append((NOTES, notes))
+            used += len(notes) + 1
         journal = self._journal_rows(width - 2, room - used - 1)
         if journal:
             panels.append(("Journal", journal))
@@ -1032,6 +1124,54 @@ class ConsoleScreen:
             if sealed:
                 out.append(("", f"bags sealed, held by: {', '.join(sealed)}\n"))
         return wrap(out, width, hang=2)
+
+    def _open_deviation_rows(self, width: int) -> list[Row]:
+        """Open deviations, oldest first, one row each (cut short with … when longer): alerts
+        on every console until the administrator decides them. Past OPEN_DEVIATIONS_SHOWN the
+        last row counts the rest."""
+        pending = [x for x in self.view.deviations if x.open]
+        shown = pending if len(pending) <= OPEN_DEVIATIONS_SHOWN else \
+            pending[:OPEN_DEVIATIONS_SHOWN - 1]
+        rows = [one_row([("class:bad", f"OPEN DEVIATION {x.n}"),
+                         ("", f" — {x.seat}{_at_step(x)}: {x.text}")], width) for x in shown]
+        if len(shown) < len(pending):
+            rows.append(one_row([("class:bad", f"… and {len(pending) - len(shown)} more open "
+                                               "deviations, decided oldest first")], width))
+        return rows
+
+    def _note_rows(self, width: int) -> list[Row]:
+        """Remarks and decided deviations, oldest first, one row each (cut short with … when
+        longer; the journal holds every word): a deviation's outcome first."""
+        rows: list[Row] = []
+        for x in self.view.deviations:
+            if x.open:
+                continue  # an alert under the header
+            if x.kind != "deviation":
+                rows.append(one_row([("", f"#{x.n} remark — {x.seat}{_at_step(x)}: {x.text}")],
+                                    width))
+                continue
+            verdict = {"accept": "ACCEPTED", "reject": "REJECTED"}.get(
+                str(x.decision), str(x.decision).upper())
+            rows.append(one_row([
+                ("class:good" if x.decision == "accept" else "class:bad",
+                 f"#{x.n} deviation {verdict}"),
+                ("", f" by {x.decided_by}: {x.reason} — raised by {x.seat}{_at_step(x)}: "
+                     f"{x.text}")], width))
+        return rows
+
+    def _notes_fitting(self, width: int, room: int) -> list[Row]:
+        """The newest remarks and decided deviations that fit in `room` rows, leaving the
+        journal half of what is left once there are more than three; a first row counts those
+        left out."""
+        rows = self._note_rows(width)
+        fit = min(len(rows), room, max(3, room // 2))
+        if fit <= 0:
+            return []
+        if fit == len(rows):
+            return rows
+        earlier = len(rows) - fit + 1
+        return [one_row([("class:dim", f"… {earlier} earlier (in the journal)")], width),
+                *rows[len(rows) - fit + 1:]]
 
     def _journal_rows(self, width: int, room: int) -> list[Row]:
         if room < 1:

@@ -51,9 +51,28 @@ def describe(record: dict[str, Any]) -> str:
 
 
 def _event(record: dict[str, Any]) -> str:
-    """The transcript's words for an event, with the step it happened at."""
+    """The transcript's words for an event, with the step it happened at (a remark's or a
+    deviation's, and the decision on one, are the panel's own words)."""
     step = record.get("step")
-    return f"step {step}: " + describe_event(record["event"]).replace("{step}", str(step))
+    event = record["event"]
+    note = _note(event) if isinstance(event, dict) else None
+    if note is not None:
+        return f"step {step}: {note}"
+    return f"step {step}: " + describe_event(event).replace("{step}", str(step))
+
+
+def _note(e: dict[str, Any]) -> str | None:
+    """A remark or a deviation raised, or the administrator's decision on a deviation; None for
+    any other event."""
+    kind = e.get("event")
+    if kind == "Remark":
+        what = "a DEVIATION" if e.get("kind") == "deviation" else "a remark"
+        return f"{e.get('seat')} raises {what}: {e.get('text')}"
+    if kind == "DecideDeviation":
+        verb = {"accept": "accepts", "reject": "rejects"}.get(
+            str(e.get("decision")), f"decides {e.get('decision')} on")
+        return f"{e.get('seat')} {verb} deviation {e.get('deviation')}: {e.get('reason')}"
+    return None
 
 
 def tail(entries: Iterable[tuple[int, dict[str, Any]]], n: int) -> list[JournalLine]:

@@ -28,7 +28,7 @@ from keyrite.plainjson import MAX_INT, safe_text
 
 #: commands that become machine events (journaled as events or refusals)
 EVENT_COMMANDS = ("signin", "acknowledge", "record", "approve", "refuse", "decide", "signoff",
-                  "pause", "resume")
+                  "pause", "resume", "remark", "deviation")
 #: commands the coordinator answers first: a password is checked against its verifier before
 #: the machine judges who typed it (as a PasswordEntered); presence and journal pages are not
 #: the machine's at all
@@ -165,6 +165,13 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
         return ev.Pause(at=now, seat=seat)
     if kind == "resume":
         return ev.Resume(at=now, seat=seat)
+    if kind == "remark":  # any signed-in seat, witnesses included: the machine judges who
+        return ev.Remark(at=now, seat=seat, kind=_str(body, "kind"),
+                         text=_str(body, "text", TEXT_LIMIT))
+    if kind == "deviation":  # the administrator's decision on one
+        return ev.DecideDeviation(at=now, seat=seat, deviation=_int(body, "deviation"),
+                                  decision=_str(body, "decision"),
+                                  reason=_str(body, "reason", TEXT_LIMIT))
     # secret: a password typed for an operation (never journaled, never broadcast)
     return Own("secret", seat, {"step": _int(body, "step"), "name": _str(body, "name"),
                                 "value": _str(body, "value", TEXT_LIMIT)})
