@@ -1,8 +1,18 @@
 """The rehearsal's cast: anonymous people holding the seed's seats, with the seed's overlaps
-(the administrator was also a DSO; the first KSO was also a DSO), and where each bag goes."""
+(the administrator was also a DSO; the first KSO was also a DSO), and where each bag goes.
+
+The scripted officers sign each person in for all their seats at once, so a cast whose seats the
+script's separation of duty forbids one person to hold together would be refused by the machine
+in the middle of the ceremony: `check_cast` refuses it first, as bad input, before anything is
+made."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ceremony.errors import BadInput
+from ceremony.machine.machine import separation_breach
+from ceremony.script.model import Script
 from coordinator.rehearsal.officers import Person
 
 PEOPLE = (
@@ -29,3 +39,16 @@ CUSTODIANS = {
 
 def seat_role(seat: str) -> str:
     return seat.rstrip("0123456789")
+
+
+def check_cast(script: Script, people: Iterable[Person]) -> None:
+    """Refuse (BadInput, with the rule's words) a cast in which one person holds seats that the
+    script's separation of duty does not let one person hold together: the machine's own rule
+    (`ceremony.machine.machine.separation_breach`), over the roles of the script. A role the
+    script lacks is the roster's check, when the machine is made."""
+    for p in people:
+        roles = [r for r in map(seat_role, p.seats) if r in script.roles]
+        breach = separation_breach(script, roles)
+        if breach is not None:
+            raise BadInput(f"the rehearsal's cast cannot be signed in under this script: "
+                           f"{p.name} ({p.person}) holds {', '.join(p.seats)}: {breach}")

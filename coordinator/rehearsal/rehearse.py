@@ -26,7 +26,7 @@ from coordinator.journal.file import discard_unborn
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
 from coordinator.rehearsal.officers import ScriptedRoom
-from coordinator.rehearsal.people import CUSTODIANS, PEOPLE
+from coordinator.rehearsal.people import CUSTODIANS, PEOPLE, check_cast
 from coordinator.rehearsal.rehearsal_world import RehearsalWorld
 from coordinator.rehearsal.signer_link import open_link
 from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up
@@ -63,6 +63,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
     paths = Paths(workdir.absolute())
     script_path, fixture = _options(paths, script_arg, fixture, resume)
     script = load_script(script_path)  # every check before the HSM is touched
+    check_cast(script, PEOPLE)  # the script's separation of duty, before anyone signs in
     display = Display(out=sys.stderr if as_json else sys.stdout)
     if not resume:
         paths.root.mkdir(parents=True, exist_ok=True)
