@@ -29,6 +29,7 @@ COMMANDS = (
     "consoles.console_command",
     "keyrite.script_command",
     "coordinator.journal.verify_command",
+    "coordinator.report.report_command",
     "coordinator.custody",
     "coordinator.usb.drives_command",
     "signer_shim.shim_command",
