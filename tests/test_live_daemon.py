@@ -250,8 +250,8 @@ def test_a_usb_drive_notice_is_journaled_and_shown_at_once(tmp_path: Path) -> No
     from coordinator.transcript import render
 
     text = render(live.m.script, ((e.seq, e.record) for e in journal.entries()))
-    printed = [line for line in text.splitlines() if "DRIVE" in line]
-    assert [line.split("Z  ", 1)[1] for line in printed] == tail
+    flat = " ".join(text.split())  # a long line wraps on the printed page, never cut
+    assert all(t in flat for t in tail) and flat.index(tail[0]) < flat.index(tail[1])
 
 
 def test_a_console_flooding_refused_commands_is_cut_off_for_a_while_others_are_not(
