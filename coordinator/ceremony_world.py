@@ -18,7 +18,7 @@ from ceremony.machine import decisions as d
 from coordinator.drives import Drives, sha256_file
 from coordinator.executor import Progress
 from coordinator.shim_client import HostKeyMismatch, ShimClient
-from coordinator.transcript import render
+from coordinator.transcript import render, transcript_pdf
 from keyrite.exits import Failure
 from signer_shim.interface import PolicyKeys, Signer
 
@@ -118,10 +118,16 @@ class CeremonyWorld:
         return {"ejected": True}
 
     def _transcript(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        text = render(self.m.script, self.journal_records()).encode()
+        """The printable transcript of the journal so far, as paged text and as the same pages
+        in a PDF, both written to the drive; the text's digest is the step's value (the seed's
+        SA read it out), the PDF's is journaled beside it."""
+        text = render(self.m.script, self.journal_records())
         name = time.strftime("transcript-%Y%m%d.txt", time.gmtime(self.now()))
-        [done] = self.drives.copy(p["drive"], [(name, text)])
-        return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done["sha256"]))}
+        pdf = name.removesuffix(".txt") + ".pdf"
+        done, done_pdf = self.drives.copy(
+            p["drive"], [(name, text.encode()), (pdf, transcript_pdf(text))])
+        return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done["sha256"])),
+                "pdf": pdf, "pdf_sha256": colon_hex(str(done_pdf["sha256"]))}
 
     def _drill(self, p: dict[str, Any]) -> dict[str, Any]:
         """The restore drill. The backup on the drive was just read back and checked; it must
@@ -155,7 +161,8 @@ class CeremonyWorld:
             t = p.get("transcript") or {}
             if not t.get("file"):
                 raise Failure("no transcript has been written yet")
-            return [(t["file"], self.drives.read(t["drive"], t["file"]))]
+            files = [t["file"], *([t["pdf"]] if t.get("pdf") else [])]
+            return [(f, self.drives.read(t["drive"], f)) for f in files]
         raise Failure(f"unknown copy source {src!r}")
 
     # --- HSM operations under quorum -------------------------------------------------------------
