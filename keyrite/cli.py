@@ -31,6 +31,7 @@ COMMANDS = (
     "coordinator.journal.verify_command",
     "coordinator.report.report_command",
     "coordinator.custody",
+    "coordinator.record_command",
     "coordinator.usb.drives_command",
     "signer_shim.shim_command",
     "keyrite.enroll_command",
