@@ -26,6 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fixture", choices=("seed", "small"), default="seed",
                    help="the previous ceremony's keys: 'seed' (the default) reproduces the seed's "
                    "140/115/200; 'small' is a few keys, for fast tests")
+    p.add_argument("--previous", type=Path, metavar="JOURNAL",
+                   help="continue from a previous ceremony's journal: it is verified "
+                   "(--previous-key), the previous record is read from it instead of a fresh "
+                   "token, and the signer continues on that rehearsal's token")
+    p.add_argument("--previous-key", metavar="VKEY",
+                   help="the previous journal's checkpoint key, name+hexid+base64 (its "
+                   "rehearsal printed it as 'checkpoint key')")
+    p.add_argument("--token", type=Path, metavar="DIR",
+                   help="with --previous: the previous rehearsal's signer directory to continue "
+                   "on (signer.toml, hsm/, state/; default: signer/ beside the journal); it is "
+                   "copied, never changed")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted rehearsal in DIR from its journal")
     p.add_argument("--json", action="store_true",
@@ -34,10 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coordinator.rehearsal.rehearse import rehearse
+    from coordinator.rehearsal.rehearse import rehearse, render_previous
     from coordinator.rehearsal.summary import render_text
 
     code, summary = rehearse(args.script, args.workdir, fixture=args.fixture,
-                             resume=args.resume, as_json=args.json)
-    print(json.dumps(summary, indent=1) if args.json else render_text(summary))
+                             resume=args.resume, as_json=args.json, previous=args.previous,
+                             previous_key=args.previous_key, token=args.token)
+    text = "\n".join(x for x in (render_text(summary), render_previous(summary)) if x)
+    print(json.dumps(summary, indent=1) if args.json else text)
     return code if code in (exits.OK, exits.FAILED) else exits.FAILED

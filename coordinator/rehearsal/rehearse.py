@@ -7,22 +7,33 @@ ceremony reaches its signer); then the machine runs every step through the journ
 rebuilds the machine from the journal (the journal is the truth) and carries on; an HSM
 operation started but not journaled as finished is reconciled by the signer against its
 inventory before anything is retried.
+
+`--previous JOURNAL --previous-key VKEY` continues from a previous ceremony's journal instead of a
+fresh token: the journal is verified and its facts read before anything is made
+(`coordinator.record_command.load_previous_journal`), the previous record is those facts, and
+the signer continues on that rehearsal's own token (`--token DIR`, default the `signer/`
+directory beside the journal), copied into this work directory: as next year's ceremony finds
+the same HSM, this one's fingerprint and key count must match the journal's.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ceremony.machine import Machine
 from ceremony.machine.replay import replay
+from ceremony.previous import Held
 from ceremony.script import bundled_script_path
 from ceremony.script.load import load_script
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
+from coordinator.record_command import PreviousJournal, lacking, load_previous_journal
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
 from coordinator.rehearsal.officers import ScriptedRoom
@@ -43,7 +54,40 @@ def iso(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
-def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool) -> tuple[Path, str]:
+@dataclass(frozen=True)
+class Continued:
+    """What a rehearsal continues from: the previous ceremony's journal, its checkpoint key,
+    and the signer directory whose token it continues on."""
+
+    journal: Path
+    key: str
+    token: Path
+
+    def toml(self) -> str:
+        return "".join(f"{k} = {json.dumps(str(v))}\n" for k, v in
+                       (("previous", self.journal), ("previous_key", self.key),
+                        ("token", self.token)))
+
+
+def continued(previous: Path | None, previous_key: str | None, token: Path | None
+              ) -> Continued | None:
+    """The --previous, --previous-key and --token options, checked for what goes together."""
+    if previous is None:
+        if previous_key is not None or token is not None:
+            given = "--previous-key" if previous_key is not None else "--token"
+            raise BadInput(f"{given} goes with --previous JOURNAL (the previous ceremony's "
+                           "journal this rehearsal continues from)")
+        return None
+    if previous_key is None or not previous_key.strip():
+        raise BadInput(f"--previous {previous}: the previous journal is verified with its "
+                       "coordinator's checkpoint key: --previous-key VKEY is missing")
+    journal = Path(previous).absolute()
+    return Continued(journal, previous_key.strip(),
+                     Path(token).absolute() if token is not None else journal.parent / "signer")
+
+
+def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool,
+             given: Continued | None) -> tuple[Path, str, Continued | None]:
     if resume:
         if not paths.options.is_file():
             raise BadInput(f"{paths.root}: nothing to resume ({paths.options.name} is missing)")
@@ -51,27 +95,50 @@ def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool) -
         script = Path(opts["script"])
         if script_arg and Path(script_arg).absolute() != script:
             raise BadInput(f"{paths.root} rehearses {script}, not {script_arg}")
-        return script, str(opts["fixture"])
+        was = (Continued(Path(opts["previous"]), str(opts["previous_key"]), Path(opts["token"]))
+               if "previous" in opts else None)
+        if given is not None and given != was:
+            raise BadInput(f"{paths.root} was not started with these --previous, --previous-key "
+                           "and --token: --resume continues with what it was started with")
+        return script, str(opts["fixture"]), was
     if paths.root.exists() and any(paths.root.iterdir()):
         raise BadInput(f"{paths.root} exists and is not empty: --resume it, or choose a new "
                        "--workdir")
-    return (Path(script_arg).absolute() if script_arg else bundled_script_path()), fixture
+    script = Path(script_arg).absolute() if script_arg else bundled_script_path()
+    return script, fixture, given
 
 
 def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
-             resume: bool = False, as_json: bool = False) -> tuple[int, dict[str, Any]]:
+             resume: bool = False, as_json: bool = False, previous: Path | None = None,
+             previous_key: str | None = None, token: Path | None = None
+             ) -> tuple[int, dict[str, Any]]:
     paths = Paths(workdir.absolute())
-    script_path, fixture = _options(paths, script_arg, fixture, resume)
+    given = continued(previous, previous_key, token)
+    script_path, fixture, cont = _options(paths, script_arg, fixture, resume, given)
     script = load_script(script_path)  # every check before the HSM is touched
     check_cast(script, PEOPLE)  # the script's separation of duty, before anyone signs in
+    earlier: PreviousJournal | None = None
+    if cont is not None and not paths.done.exists():
+        # the previous journal verified and read, and the token found, before anything is made
+        earlier = load_previous_journal(cont.journal, cont.key)
+        lacking(earlier, script.ceremony.previous)
+        if not (cont.token / "signer.toml").is_file():
+            raise BadInput(f"{cont.token}: no signer.toml here: a rehearsal given --previous "
+                           "continues on the previous rehearsal's token, its signer/ directory "
+                           "beside the journal; name another with --token DIR")
     display = Display(out=sys.stderr if as_json else sys.stdout)
     if not resume:
         paths.root.mkdir(parents=True, exist_ok=True)
         options = f'script = "{script_path}"\nfixture = "{fixture}"\n'
-        write_exclusive(paths.options, options.encode())
+        write_exclusive(paths.options, (options + (cont.toml() if cont else "")).encode())
     if not paths.done.exists():
-        display.say(f"setting up {paths.root} (fixture {fixture})")
-        set_up(paths, script, fixture, display.progress)
+        if cont is not None:
+            display.say(f"setting up {paths.root}: continuing from {cont.journal} on the token "
+                        f"of {cont.token}")
+        else:
+            display.say(f"setting up {paths.root} (fixture {fixture})")
+        set_up(paths, script, fixture, display.progress, previous=earlier,
+               token=cont.token if cont else None)
 
     roster, keys = load_cast(paths)
     previous = {k: str(v) for k, v in read_toml(paths.previous).items()}
@@ -122,7 +189,27 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         token={"softhsm2_conf": str(signer_config.softhsm2_conf),
                "label": signer_config.token_label, "user_pin": signer_config.user_pin},
     )
+    if paths.previous_journal.exists():
+        result["previous"] = json.loads(paths.previous_journal.read_text())
     return (0 if status == "completed" else 1), result
+
+
+def render_previous(summary: dict[str, Any]) -> str:
+    """The summary's lines about the previous ceremony this rehearsal continued from: its
+    journal, the record read from it, and the bags it left in custody (no step of a script
+    refers to a bag sealed in an earlier ceremony: they are shown, not checked)."""
+    p = summary.get("previous")
+    if not p:
+        return ""
+    lines = [f"continued from {p['journal']} ({p['ceremony']}, {p['status']}, "
+             f"verified with key {', '.join(p['keys'])})"
+             + (f" on a copy of the token of {p['token']}" if p.get("token") else "")]
+    lines += [f"  previous {k} = {v}, from {p['sources'].get(k, '?')}"
+              for k, v in p["record"].items()]
+    for h in p["custody"]:
+        held = Held(**{**h, "contents": tuple(h["contents"])})
+        lines.append(f"  previous {held.describe()}")
+    return "\n".join(lines)
 
 
 def discard_unborn_journal(path: Path, display: Any) -> None:

@@ -6,10 +6,14 @@
     DIR/officers/passphrases.toml   the scripted officers' passphrases (0600; rehearsal only)
     DIR/roster.toml             the enrolled seats and their public keys
     DIR/previous-record.toml    the previous ceremony's record the script verifies against
+    DIR/previous-journal.json   with --previous: what the previous journal said (its facts, where
+                                each was read, the bags it left in custody)
     DIR/livecd.iso              the live boot medium whose digest step 16 verifies
     DIR/bags.toml               the tamper-evident bags in stock and their serials
     DIR/materials/              the pre-generated device-backup password (0600)
-    DIR/signer/                 the signer: config, SoftHSM2 token, key state, outputs
+    DIR/signer/                 the signer: config, SoftHSM2 token, key state, outputs (with
+                                --previous: a copy of the previous rehearsal's token, key state
+                                and host key, as next year's ceremony finds the same HSM)
     DIR/drives/LABEL/           the folder-backed flash drives
     DIR/journal.jsonl           the ceremony journal
     DIR/setup.done              written last: set-up is complete
@@ -20,6 +24,7 @@ so nothing of the ceremony is lost), which is what makes a SIGKILL during set-up
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -36,13 +41,17 @@ from ceremony.roster import Officer, Roster, dump_roster, load_roster
 from ceremony.script.model import Script
 from coordinator.executor import Progress
 from coordinator.folder_drives import FolderDrives
+from coordinator.record_command import PreviousJournal, render_toml
 from coordinator.rehearsal.people import PEOPLE, seat_role
 from keyrite import configfile
+from keyrite.configfile import ConfigError
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key, save_private_key
+from signer_shim.config import SignerConfig
 from signer_shim.interface import PolicyKeys
 from signer_shim.pkcs11.signer import Pkcs11Signer
+from signer_shim.pkcs11.softhsm import read_tokendir, write_conf
 from staging.fixture import seed_rehearsal_token
 
 LIVECD_SIZE = 4 << 20
@@ -56,6 +65,7 @@ class Paths:
         files = {
             "options": "rehearsal.toml", "coordinator_key": "coordinator.key",
             "officers": "officers", "roster": "roster.toml", "previous": "previous-record.toml",
+            "previous_journal": "previous-journal.json",
             "livecd": "livecd.iso", "bags": "bags.toml", "materials": "materials",
             "signer": "signer", "drives": "drives", "journal": "journal.jsonl",
             "done": "setup.done",
@@ -84,13 +94,51 @@ def livecd_bytes() -> bytes:
     return bytes(out[:LIVECD_SIZE])
 
 
-def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> None:
-    """Make everything the rehearsal needs, then write `setup.done`."""
+def continue_token(dest: Path, source: Path) -> SignerConfig:
+    """The signer of a previous rehearsal, continued: a copy of its SoftHSM2 token, its key
+    state and its SSH host key (the same HSM on the same signer box, as next year's ceremony
+    finds it) in `dest`, with a config pointing at the copies. `source` is that rehearsal's
+    signer directory (OLD/signer: signer.toml, hsm/, state/). Its operation and request
+    journals and outputs stay behind: they were the previous ceremony's. The previous
+    rehearsal's directory is only read."""
+    config_path = source / "signer.toml"
+    if not config_path.is_file():
+        raise BadInput(f"{source}: no signer.toml here: the token to continue on is a previous "
+                       "rehearsal's signer directory (OLD/signer, with signer.toml, hsm/ and "
+                       "state/); name it with --token DIR")
+    try:
+        old = SignerConfig.load(config_path)
+        tokens = read_tokendir(old.softhsm2_conf)
+    except (ConfigError, OSError, ValueError) as e:
+        raise BadInput(f"{config_path}: cannot continue on this signer: {e}") from None
+    for f in (tokens, old.keystate_path, old.host_key_path):
+        if not f.exists():
+            raise BadInput(f"{config_path}: cannot continue on this signer: {f} is missing")
+    dest.mkdir()
+    shutil.copytree(tokens, dest / "hsm" / "tokens")
+    conf = write_conf(dest / "hsm" / "softhsm2.conf", dest / "hsm" / "tokens")
+    state = dest / "state"
+    state.mkdir()
+    shutil.copy2(old.keystate_path, state / "keystate.json")
+    host_key = state / "ssh_host_ed25519_key"
+    shutil.copy2(old.host_key_path, host_key)
+    if Path(f"{old.host_key_path}.pub").exists():
+        shutil.copy2(f"{old.host_key_path}.pub", f"{host_key}.pub")
+    new = dataclasses.replace(old, softhsm2_conf=conf, state_dir=state, host_key_path=host_key)
+    new.save(dest / "signer.toml")
+    return new
+
+
+def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *,
+           previous: PreviousJournal | None = None, token: Path | None = None) -> None:
+    """Make everything the rehearsal needs, then write `setup.done`. With `previous` (a
+    verified previous journal) and `token` (its rehearsal's signer directory), the signer
+    continues on that token and the previous record is the journal's."""
     for sub in ("officers", "materials", "signer", "drives"):
         d = getattr(paths, sub)
         if d.exists():
             shutil.rmtree(d)  # an interrupted set-up of our own: start it again
-    for f in ("roster", "previous", "livecd", "bags", "coordinator_key"):
+    for f in ("roster", "previous", "previous_journal", "livecd", "bags", "coordinator_key"):
         getattr(paths, f).unlink(missing_ok=True)
 
     # officers: keys encrypted with their passphrases, and the roster of public keys
@@ -108,14 +156,19 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> No
               "".join(f"{k} = {_toml_value(v)}\n" for k, v in passphrases.items()).encode(), 0o600)
     write_exclusive(paths.roster, dump_roster(Roster(officers)).encode())
 
-    # the signer with its token, seeded with the previous ceremony's keys
+    # the signer with its token: seeded with the previous ceremony's keys, or the previous
+    # rehearsal's own token continued
     declared = script.signers[0]
-    seeded = seed_rehearsal_token(paths.signer, policy_keys(script), shape=fixture,
-                                  name=declared.name, role=declared.role or "standby",
-                                  progress=progress)
-    with Pkcs11Signer(seeded.config) as s:
-        signer = {"host_key": s.info()["host_key"], "fingerprint": s.fingerprint(),
-                  "key_count": len(s.inventory().keys)}
+    signer: dict[str, Any] = {}
+    if token is not None:
+        continue_token(paths.signer, token)
+    else:
+        seeded = seed_rehearsal_token(paths.signer, policy_keys(script), shape=fixture,
+                                      name=declared.name, role=declared.role or "standby",
+                                      progress=progress)
+        with Pkcs11Signer(seeded.config) as s:
+            signer = {"host_key": s.info()["host_key"], "fingerprint": s.fingerprint(),
+                      "key_count": len(s.inventory().keys)}
 
     # materials, drives, bags, live CD
     paths.materials.mkdir(mode=0o700)
@@ -131,14 +184,20 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress) -> No
     write_exclusive(paths.livecd, cd)
 
     # the previous ceremony's record: what this ceremony must find again
-    previous = {
-        "livecd_sha256": colon_hex(hashlib.sha256(cd).hexdigest()),
-        "signer_host_key": signer["host_key"],
-        "hsm_fingerprint": signer["fingerprint"],
-        "key_count": str(signer["key_count"]),
-    }
-    write_exclusive(paths.previous,
-              "".join(f"{k} = {_toml_value(v)}\n" for k, v in previous.items()).encode())
+    if previous is not None:  # read from its journal, as `keyrite record export` writes it
+        write_exclusive(paths.previous, render_toml(previous).encode())
+        write_exclusive(paths.previous_journal,
+                        json.dumps({**previous.to_dict(), "token": str(token)},
+                                   indent=1).encode() + b"\n")
+    else:
+        record = {
+            "livecd_sha256": colon_hex(hashlib.sha256(cd).hexdigest()),
+            "signer_host_key": signer["host_key"],
+            "hsm_fingerprint": signer["fingerprint"],
+            "key_count": str(signer["key_count"]),
+        }
+        write_exclusive(paths.previous,
+                  "".join(f"{k} = {_toml_value(v)}\n" for k, v in record.items()).encode())
     key = Ed25519PrivateKey.generate()
     save_private_key(paths.coordinator_key, key)  # the machine's own key: file mode guards it
     write_exclusive(paths.done, b"")  # last: set-up is complete
