@@ -7,7 +7,10 @@ every error names the file and the key (`FILE: ceremony.roster: ...`).
     [coordinator]
     script = "ceremony.toml"                # the ceremony script
     roster = "roster.toml"                  # enrolled seats, with console_key for each console
-    previous = "previous-record.toml"       # the previous ceremony's record the script checks
+    previous = "previous-record.toml"       # the previous ceremony's record the script checks,
+                                            # typed from its papers; or, instead, read from its
+    # previous_journal = "previous/journal.jsonl"   # journal, verified with its checkpoint key:
+    # previous_key = "keyrite.ceremony/...+...+..."  # (one of previous or previous_journal)
     journal = "journal.jsonl"               # created on first start, resumed after
     key = "coordinator.key"                 # Ed25519 checkpoint key (PKCS#8 PEM, 0600)
     curve = "coordinator.key_secret"        # the bus's CURVE pair (keyrite enroll's format)
@@ -47,8 +50,8 @@ from keyrite.configfile import ConfigError, read_file, read_sections
 from keyrite.exits import BadInput
 from keyrite.passwords import Verifier, VerifierError, parse_verifier
 
-_COORDINATOR = ("script", "roster", "previous", "journal", "key", "curve", "commands",
-                "broadcasts", "livecd", "drives", "mounts")
+_COORDINATOR = ("script", "roster", "previous", "previous_journal", "previous_key", "journal",
+                "key", "curve", "commands", "broadcasts", "livecd", "drives", "mounts")
 _SIGNER = ("host", "port", "client_key")
 _CONSOLE = ("enrolment", "also", "commands", "broadcasts", "coordinator_key", "journal_copy",
             "journal_key")
@@ -73,12 +76,31 @@ def _read(path: Path, sections: dict[str, tuple[str, ...]], *, paths: set[str],
     return values
 
 
+def _previous(path: Path, v: dict[str, Any]) -> None:
+    """The previous record comes from one place: the TOML typed from the previous ceremony's
+    papers (`previous`), or its journal (`previous_journal`) with the key to verify it
+    (`previous_key`, required with it and only with it)."""
+    given = [k for k in ("previous", "previous_journal") if v[k] is not None]
+    if len(given) != 1:
+        raise BadInput(f"{path}: coordinator: give the previous ceremony's record as previous "
+                       "(a TOML file) or previous_journal (its journal)"
+                       + (", not both" if given else ""))
+    if v["previous_journal"] is not None and v["previous_key"] is None:
+        raise BadInput(f"{path}: coordinator.previous_key is required with previous_journal: "
+                       "the previous journal is verified with its coordinator's checkpoint key")
+    if v["previous_key"] is not None and v["previous_journal"] is None:
+        raise BadInput(f"{path}: coordinator.previous_key goes with previous_journal")
+    key = given[0]
+    if not v[key].exists():
+        raise BadInput(f"{path}: coordinator.{key}: {v[key]} does not exist")
+
+
 @dataclass(frozen=True)
 class CoordinatorConfig:
     path: Path
     script: Path
     roster: Path
-    previous: Path
+    previous: Path | None  # None: previous_journal gives the record
     journal: Path
     key: Path
     curve: Path
@@ -91,16 +113,22 @@ class CoordinatorConfig:
     signer_host: str
     signer_port: int
     signer_client_key: Path
+    # the previous ceremony's journal the previous record is read from instead of `previous`,
+    # and the checkpoint key it must verify with (then `previous` is None)
+    previous_journal: Path | None = None
+    previous_key: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> CoordinatorConfig:
         path = Path(path).absolute()
-        files = {"script", "roster", "previous", "key", "curve", "livecd", "client_key"}
+        files = {"script", "roster", "key", "curve", "livecd", "client_key"}
         v = _read(path, {"coordinator": _COORDINATOR, "signer": _SIGNER},
-                  paths=files | {"journal", "mounts"},
+                  paths=files | {"previous", "previous_journal", "journal", "mounts"},
                   exist=tuple(sorted(files)),
-                  optional={"mounts": DEFAULT_MOUNTS},
+                  optional={"mounts": DEFAULT_MOUNTS, "previous": None,
+                            "previous_journal": None, "previous_key": None},
                   ranges={"port": (1, 65535)}, tables=("passwords",))
+        _previous(path, v)
         drives: Path | None = None
         if v["drives"] != "usb":
             drives = Path(v["drives"]) if Path(v["drives"]).is_absolute() \
@@ -115,6 +143,7 @@ class CoordinatorConfig:
                 raise BadInput(f"{path}: passwords.{name}: {e}") from None
         return cls(
             path=path, script=v["script"], roster=v["roster"], previous=v["previous"],
+            previous_journal=v["previous_journal"], previous_key=v["previous_key"],
             journal=v["journal"], key=v["key"], curve=v["curve"], commands=v["commands"],
             broadcasts=v["broadcasts"], livecd=v["livecd"], drives=drives,
             mounts=Path(v["mounts"]), passwords=passwords,

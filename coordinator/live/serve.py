@@ -52,10 +52,7 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
     """Everything the daemon runs on, checked; the journal created or resumed."""
     script = load_script(cfg.script)
     roster = load_roster(cfg.roster)
-    try:
-        previous = {k: str(v) for k, v in read_toml(cfg.previous).items()}
-    except ConfigError as e:
-        raise BadInput(str(e)) from None
+    previous = load_previous(cfg, script.ceremony.previous)
     key = load_private_key(cfg.key)
     try:
         public, secret = read_curve_pair(cfg.curve)
@@ -111,6 +108,30 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
     live.journal.append({"type": "coordinator", "at": time.time(), "step": at,
                          "what": f"resumed at step {at}" if resumed else "started"})
     return live, journal, enrolment, curve
+
+
+def load_previous(cfg: CoordinatorConfig, needs: tuple[str, ...]) -> dict[str, str]:
+    """The previous ceremony's record the script checks (`needs`: its `previous` list): the
+    TOML typed from the previous ceremony's papers, or read from its journal, verified with
+    `previous_key` first (`coordinator.record_command.load_previous_journal`); a journal
+    lacking a fact the script needs is bad input naming it."""
+    if cfg.previous_journal is None:
+        assert cfg.previous is not None  # the config requires one of the two
+        try:
+            return {k: str(v) for k, v in read_toml(cfg.previous).items()}
+        except ConfigError as e:
+            raise BadInput(str(e)) from None
+    from coordinator.record_command import lacking, load_previous_journal
+
+    earlier = load_previous_journal(cfg.previous_journal, cfg.previous_key,
+                                    what=f"{cfg.path}: coordinator.previous_key")
+    lacking(earlier, needs)
+    log.info("previous record from %s (%s, verified with key %s): %s", earlier.path,
+             earlier.facts.ceremony, ", ".join(earlier.keys),
+             ", ".join(f"{k} = {v}" for k, v in earlier.facts.record.items()))
+    for held in earlier.facts.custody:
+        log.info("previous ceremony's %s", held.describe())
+    return dict(earlier.facts.record)
 
 
 def _drives(cfg: CoordinatorConfig, script: Any) -> Drives:
