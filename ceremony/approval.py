@@ -5,6 +5,11 @@ script's SHA-256, the operation's digest, a nonce of the officer's console and a
 coordinator's machine and (later) the signer shim check approvals with `check_approval`: both must
 refuse the same things for the same reasons, so the rule lives here, once.
 
+The other things an officer's key signs have their fixed text forms here too, each with its own
+domain line so no signature can be read as another kind: a custodian's acceptance of a bag
+(`custody_message`) and a sign-in (`signin_message`: by each seat's own key, or by the
+administrator vouching for the ID document of a witness or auditor).
+
 Why a text message and not JSON: the signed bytes must be identical wherever they are rebuilt,
 and a fixed line format leaves no room for key order or number spelling to differ.
 """
@@ -12,6 +17,7 @@ and a fixed line format leaves no room for key order or number spelling to diffe
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -203,3 +209,96 @@ def custody_message(ceremony: str, step: int, script_sha256: str, bag: str, seri
 
 def sign_custody(key: Ed25519PrivateKey, **fields: Any) -> str:
     return base64.b64encode(key.sign(custody_message(**fields))).decode()
+
+
+def key_fingerprint(key: str) -> str:
+    """An officer's Ed25519 key (`ed25519:<base64>`, as the roster holds it) as OpenSSH prints a
+    key's fingerprint: `SHA256:` and the base64 (unpadded) SHA-256 of the key's SSH wire form, so
+    the same key exported for SSH shows the same text under `ssh-keygen -l`. Raises ValueError
+    for text that is not an Ed25519 key."""
+    raw = load_public_key(key).public_bytes(Encoding.Raw, PublicFormat.Raw)
+    name = b"ssh-ed25519"
+    blob = len(name).to_bytes(4, "big") + name + len(raw).to_bytes(4, "big") + raw
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+SIGNIN_DOMAIN = "keyrite-signin-v1"
+#: The ID documents the administrator records when they sign in a participant of an untrusted
+#: role (a witness, an auditor) after checking it: its type and only its last characters.
+ID_DOCUMENTS = ("passport", "national-id", "driving-licence", "other")
+#: At most this many of the document number's last characters are recorded, never more: the
+#: journal is copied to auditors and printed, and a full number is nobody's business there.
+ID_DIGITS_MAX = 4
+#: How far the time a sign-in was signed at may be from the coordinator's stamp on it: the room's
+#: laptops keep their own time (nothing sets their clocks), and a person types a passphrase or two.
+SIGNIN_LEEWAY = 300
+
+
+def id_digits_problem(digits: object) -> str | None:
+    """Why `digits` cannot be recorded as an ID document's last characters, or None: one to
+    ID_DIGITS_MAX ASCII digits or capital letters (a national ID may end in a letter), never
+    more, so a full document number is refused, not cut."""
+    if not isinstance(digits, str) or not digits:
+        return "the ID document's last digits are missing"
+    if len(digits) > ID_DIGITS_MAX:
+        return (f"record only the ID document's last {ID_DIGITS_MAX} digits, never the whole "
+                f"number ({len(digits)} characters given)")
+    if not all(c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" for c in digits):
+        return "the ID document's last digits are digits or capital letters only"
+    return None
+
+
+def signin_message(ceremony: str, script_sha256: str, person: str,
+                   seats: list[str] | tuple[str, ...], at: int, *, by: str | None = None,
+                   id_document: str | None = None, id_digits: str | None = None) -> bytes:
+    """What is signed when a person signs in for `seats`, at `at` (whole Unix seconds, the
+    signer's clock): by each seat's own key (`kind own`), or, for a participant of an untrusted
+    role, by the administrator's seat `by`, who adds the ID document they checked (`kind
+    vouched`: its type, one of ID_DOCUMENTS, and its last characters). The second line says which,
+    so neither can be read as the other; the domain is this message's own, so no approval, custody
+    acceptance or checkpoint signature is a sign-in.
+
+        keyrite-signin-v1
+        kind own
+        ceremony second-key-generation
+        script <sha256 hex>
+        person p-kso1
+        seats KSO1 DSO1
+        at 1796657636
+        [by KGA                        (kind vouched only)
+         id passport 1234]
+    """
+    vouched = by is not None
+    if vouched != (id_document is not None) or vouched != (id_digits is not None):
+        raise ValueError("a vouched sign-in, and only one, names who vouches and the ID document")
+    if type(at) is not int:
+        raise ValueError("a sign-in's time is whole Unix seconds")
+    if vouched and id_document not in ID_DOCUMENTS:
+        raise ValueError(f"ID document {id_document!r} is not one of {', '.join(ID_DOCUMENTS)}")
+    if vouched and (problem := id_digits_problem(id_digits)) is not None:
+        raise ValueError(problem)
+    words = [ceremony, script_sha256, person, *seats, *((by,) if vouched else ())]
+    if not seats or any(not w or any(c.isspace() for c in w) for w in words):
+        raise ValueError("a sign-in names its ceremony, script, person and seats as single words")
+    tail = f"by {by}\nid {id_document} {id_digits}\n" if vouched else ""
+    return (
+        f"{SIGNIN_DOMAIN}\nkind {'vouched' if vouched else 'own'}\nceremony {ceremony}\n"
+        f"script {script_sha256}\nperson {person}\nseats {' '.join(seats)}\nat {at}\n{tail}"
+    ).encode()
+
+
+def sign_signin(key: Ed25519PrivateKey, **fields: Any) -> str:
+    """`key`'s signature (base64) over `signin_message(**fields)`."""
+    return base64.b64encode(key.sign(signin_message(**fields))).decode()
+
+
+def verify_signature(key: str, signature: object, message: bytes) -> bool:
+    """Whether `signature` (base64 text) is `key`'s (`ed25519:<base64>`) Ed25519 signature over
+    `message`; anything malformed is simply not."""
+    if not isinstance(signature, str):
+        return False
+    try:
+        load_public_key(key).verify(base64.b64decode(signature, validate=True), message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

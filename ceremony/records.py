@@ -53,11 +53,21 @@ class Record:
         return None
 
 
+#: The format of a ceremony journal's records, which its genesis states (`Genesis.format`).
+#: Absent: journals written before sign-ins were signed (the 2026-12-07 journal of record), whose
+#: SignIn events carry only the administrator's `id_checked`. 2: every sign-in is signed
+#: (`ceremony.approval.signin_message`). Every new journal is written in FORMAT.
+FORMAT = 2
+FORMATS = (2,)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Genesis(Record):
     """The journal's first record: the ceremony, its script and roster, and the previous
     ceremony's record. `journal` is the journal's own parameters, which `Journal.create` adds
-    (origin, version, vkey): absent from what a coordinator hands it, present once written."""
+    (origin, version, vkey): absent from what a coordinator hands it, present once written.
+    `format` is the format of the ceremony's records (FORMAT), absent from journals written
+    before it was stated; a format this keyrite does not know is refused, not guessed at."""
 
     TYPE: ClassVar[str] = "genesis"
     at: str  # ISO 8601, UTC
@@ -68,11 +78,22 @@ class Genesis(Record):
     roster: dict[str, Any]
     previous: dict[str, Any]
     journal: dict[str, Any] | None = _optional()
+    format: int | None = _optional()
 
     def _check(self) -> None:
         for k in ("name", "sha256", "text"):
             if not isinstance(self.script.get(k), str):
                 raise ValueError(f"genesis: script.{k} is not text")
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"genesis: format {self.format} is not one this keyrite reads "
+                             f"({', '.join(map(str, FORMATS))}, or none for a journal written "
+                             "before sign-ins were signed)")
+
+    @property
+    def signed_signin(self) -> bool:
+        """Whether this journal's sign-ins are signed (format 2 on): the machine refuses an
+        unsigned one. False only for a journal written before (no format)."""
+        return self.format is not None
 
 
 @dataclass(frozen=True, kw_only=True)

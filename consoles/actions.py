@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ceremony.approval import ID_DIGITS_MAX, ID_DOCUMENTS
 from ceremony.machine.machine import DEVIATION_DECISIONS, NOTE_KINDS, NOTE_LIMIT
 from ceremony.view import Asked, CeremonyView, Participant, RoleView
 
@@ -42,7 +43,9 @@ KEYS: dict[str, str] = {
 
 def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
     """What `seat` (holding `role`) may do now. Observers (witness, auditor) get nothing: their
-    sign-in is the KGA's ID check. A seat not signed in may only sign in. An approval is offered
+    sign-in is the KGA's ID check, signed with the KGA's key (`admit`: the seat, the ID document's
+    type and last digits, the passphrase). A seat not signed in may only sign in, with its
+    passphrase (the console signs the sign-in with the seat's key). An approval is offered
     to every signed-in seat of the quorum's role whose holder has not approved yet (any two KSOs,
     in any order); refusing is offered to all of them."""
     r = view.role(role)
@@ -54,7 +57,9 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
     if not me.signed_in:
         if not _may_sign_in(view, me, r):
             return []
-        return [_act("signin", "Sign in", {"type": "signin", "seat": seat, "seats": [seat]})]
+        # signed by the seat's own key: its passphrase unlocks it for this one signature
+        return [_act("signin", "Sign in", {"type": "signin", "seat": seat, "seats": [seat]},
+                     ("passphrase",))]
     admin = role == view.administrator
     out: list[Action] = []
     n = view.step.n if view.step else None
@@ -118,12 +123,17 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                         {"type": "refuse", **base}, ("reason",)))
         break  # one quorum of a role is open at a time; the next is offered when it opens
     if admin:
+        # witnesses and auditors: the administrator checks their ID document and vouches for it
+        # with their own key (officers of trusted roles sign in with theirs)
         waiting = [p.seat for p in view.participants
-                   if not p.signed_in and _may_sign_in(view, p, view.role(p.role))]
+                   if not p.signed_in and (pr := view.role(p.role)) is not None and pr.observer
+                   and _may_sign_in(view, p, pr)]
         if waiting:
             out.append(_act("admit", "Sign in a participant whose ID you checked",
-                            {"type": "signin", "seat": seat, "id_checked": True}, ("seats",),
-                            {"choices": waiting}))
+                            {"type": "signin", "seat": seat, "id_checked": True},
+                            ("seats", "id_document", "id_digits", "passphrase"),
+                            {"choices": waiting, "documents": list(ID_DOCUMENTS),
+                             "digits": ID_DIGITS_MAX}))
         out += deviation
         out.append(_act("pause", "Pause the ceremony", {"type": "pause", "seat": seat, "step": n}))
     return out

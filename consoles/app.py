@@ -24,7 +24,7 @@ from ceremony.view import CeremonyView
 from consoles.bus_link import ConsoleLink
 from consoles.journal_copy import JournalCopy
 from consoles.screen import ConsoleScreen, NotSent
-from consoles.signing import Stale, sign_command
+from consoles.signing import Stale, sign_command, sign_signin_command
 from coordinator.bus import BusClient, CurveKeyPair, Refused
 from coordinator.live.config import ConsoleConfig
 from keyrite.enroll import EnrollError, OfficerEntry, console_keys, unlock
@@ -98,7 +98,7 @@ class Console:
         except Stale as e:
             raise NotSent(f"NOT SENT: {e}") from None
         except EnrollError as e:
-            seat = command.get("seat")
+            seat = getattr(e, "seat", None) or command.get("seat")
             if isinstance(e.__cause__, KeyFileError):  # the key file opened, the passphrase not
                 raise NotSent(f"wrong passphrase for {seat}'s key, try again (nothing was "
                               "sent)", again=True) from None
@@ -115,7 +115,20 @@ class Console:
         self.link.send(body, answered)
 
     def _signed(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """Replace a typed passphrase by the signature it unlocks, for this one command."""
+        """Replace a typed passphrase by the signature it unlocks, for this one command (a
+        sign-in of several seats carries one passphrase per seat: each seat's key signs)."""
+        passphrases = cmd.pop("passphrases", None)
+        if passphrases is not None:
+            keys = {}
+            for seat, phrase in passphrases.items():
+                try:
+                    keys[seat] = unlock(self.enrolments[seat], phrase.encode()).signing_key
+                except EnrollError as e:
+                    e.seat = seat  # type: ignore[attr-defined]  # whose passphrase was wrong
+                    raise
+            del passphrases
+            assert self.view is not None
+            return sign_signin_command(self.view, cmd, keys, time.time())
         passphrase = cmd.pop("passphrase", None)
         if passphrase is None:
             return cmd

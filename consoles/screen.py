@@ -47,6 +47,7 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
+from ceremony.approval import ID_DIGITS_MAX, id_digits_problem
 from ceremony.digests import colon_hex, pgp_words
 from ceremony.script.formats import FORMATS, check_value
 from ceremony.script.step_kinds import STEP_KINDS
@@ -73,6 +74,10 @@ DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DATETIME_SHAPE = "YYYY-MM-DDTHH:MM:SSZ"
 #: open deviations shown one row each under the header; more are counted on one row
 OPEN_DEVIATIONS_SHOWN = 3
+#: the ID documents the administrator records at a witness's or auditor's sign-in: key, words
+_DOCUMENT_KEYS = {"passport": "p", "national-id": "n", "driving-licence": "d", "other": "o"}
+_DOCUMENT_WORDS = {"passport": "passport", "national-id": "national ID",
+                   "driving-licence": "driving licence", "other": "other ID document"}
 
 Fragments = StyleAndTextTuples
 Row = list[tuple[str, str]]  # one screen row: (style, text) pieces no wider than the row
@@ -559,6 +564,8 @@ class ConsoleScreen:
             self._signoff(a)
         elif a.kind == "secret":
             self._secret(a)
+        elif a.kind == "signin":
+            self._signin(a)
         elif a.kind == "admit":
             self._admit(a)
         elif a.kind == "record":
@@ -725,16 +732,96 @@ class ConsoleScreen:
                                                   again=prompt)
         self._open(prompt)
 
+    def _signin(self, a: Action, typed: dict[str, str] | None = None,
+                first: _Prompt | None = None) -> None:
+        """Signing in for the person's seats: the passphrase of each seat in turn (each seat's
+        own key signs the sign-in), sent once all are typed. A wrong one sends nothing and the
+        passphrases are asked again from the first."""
+        seats = [str(x) for x in a.command["seats"]]
+        typed = dict(typed or {})
+        seat = next(x for x in seats if x not in typed)
+        me = self.view.participant(seat)
+        who = f"{me.name} ({me.organisation})" if me is not None else seat
+        count = f" ({len(typed) + 1} of {len(seats)})" if len(seats) > 1 else ""
+        prompt = _Prompt(
+            [], f"Passphrase of {seat}'s key{count} (Enter signs in, Esc cancels):",
+            secret=True, signing=True, blocks=[
+                ([("class:title", f"Sign in as {', '.join(seats)}: {who}")], True, 0),
+                ([("", f"Ceremony {self.view.ceremony_id}. Each seat's passphrase unlocks its "
+                       "key for this one signature; the journal keeps which key signed.")],
+                 True, 2),
+            ])
+        start = first or prompt
+
+        def submit(text: str) -> None:
+            got = {**typed, seat: text}
+            if len(got) < len(seats):
+                self._signin(a, got, start)
+                return
+            inputs = ({"passphrase": text} if len(seats) == 1 else
+                      {"passphrases": {x: got[x] for x in seats}})
+            self._send(a, inputs, again=start)
+
+        prompt.submit = submit
+        self._open(prompt)
+
     def _admit(self, a: Action) -> None:
-        """The administrator picks, from the seats not signed in, whose ID they checked."""
+        """The administrator picks, from the witnesses and auditors not signed in, whose ID
+        document they checked; then its type, its last digits, and their own passphrase."""
         items = []
         for seat in a.detail.get("choices", []):
             p = self.view.participant(seat)
             items.append((seat, f"{seat:<5} {p.name} ({p.role})" if p else seat))
         self._open(_Prompt(
             [a.label + ": check the person's government ID first.",
-             "A number or ↑/↓ marks one; Enter or Space signs in the one marked; Esc cancels."],
-            choices=items, pick=lambda seat: self._send(a, {"seats": [seat]})))
+             "A number or ↑/↓ marks one; Enter or Space picks the one marked; Esc cancels."],
+            choices=items, pick=lambda seat: self._id_document(a, seat)))
+
+    def _id_document(self, a: Action, seat: str) -> None:
+        """One key for the type of ID document checked."""
+        p = self.view.participant(seat)
+        who = f"{seat} ({p.name})" if p is not None else seat
+        keys, lines = {}, [f"The ID document you checked for {who}:"]
+
+        def chosen(doc: str) -> Callable[[], None]:
+            return lambda: self._id_digits(a, seat, doc)
+
+        for doc in a.detail.get("documents", []):
+            key = _DOCUMENT_KEYS.get(doc, doc[:1])
+            keys[key] = chosen(doc)
+            lines.append(f"  [{key}] {_DOCUMENT_WORDS.get(doc, doc)}")
+        self._open(_Prompt([*lines, "  [Esc] cancel"], keys=keys))
+
+    def _id_digits(self, a: Action, seat: str, doc: str) -> None:
+        """The document number's last digits: never the whole number."""
+        most = int(a.detail.get("digits") or ID_DIGITS_MAX)
+
+        def check(text: str) -> str | None:
+            return id_digits_problem(text.strip().upper())
+
+        self._open(_Prompt(
+            [f"{_DOCUMENT_WORDS.get(doc, doc).capitalize()} of {seat}: type only the last "
+             f"{most} digits (or letters) of its number, never the whole number."],
+            "Last digits:", check=check,
+            submit=lambda t: self._vouch(a, seat, doc, t.strip().upper())))
+
+    def _vouch(self, a: Action, seat: str, doc: str, digits: str) -> None:
+        """The administrator's passphrase: their key signs that they checked this document."""
+        p = self.view.participant(seat)
+        who = f"{p.name} ({p.organisation}), {p.role}" if p is not None else seat
+        me = a.command["seat"]
+        prompt = _Prompt(
+            [], f"Passphrase of {me}'s key (Enter signs {seat} in, Esc cancels):", secret=True,
+            signing=True, blocks=[
+                ([("class:title", f"Sign in {seat}: {who}")], True, 0),
+                ([("", f"You checked their {_DOCUMENT_WORDS.get(doc, doc)} ending {digits}. "
+                       f"Your key signs that you did; the journal keeps the document's type "
+                       "and these last digits, never the whole number.")], True, 2),
+            ])
+        prompt.submit = lambda text: self._send(
+            a, {"seats": [seat], "id_document": doc, "id_digits": digits, "passphrase": text},
+            again=prompt)
+        self._open(prompt)
 
     def _menu(self, key: str) -> None:
         p = self._prompt

@@ -65,7 +65,10 @@ def custody(path: Path) -> dict[str, Any]:
     try:
         script = load_script_text(genesis["script"]["text"], f"{path}: genesis script")
         roster = Roster.from_dict(genesis["roster"], f"{path}: genesis roster")
-        machine = Machine(script, roster, dict(genesis.get("previous", {})))
+        # sign-ins are unsigned only in a journal from before its genesis stated a format
+        # (ceremony.records.Genesis.signed_signin)
+        machine = Machine(script, roster, dict(genesis.get("previous", {})),
+                          signed_signin=genesis.get("format") is not None)
     except (KeyError, TypeError) as e:
         raise BadInput(f"{path}: the first entry is not a ceremony genesis ({e})") from None
     chains: dict[str, list[dict[str, Any]]] = {}

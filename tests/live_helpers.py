@@ -218,7 +218,7 @@ class Autopilot:
         if key == "x":
             raise AssertionError(f"step {n} stopped on an exception:\n{r.screen(seat)}")
         r.press(seat, key)
-        if key in ("a", "s", "g"):
+        if key in ("a", "g"):
             return
         started = time.monotonic()
 
@@ -234,7 +234,9 @@ class Autopilot:
         screen = r.wait(seat, prompt_or_gone, 20)
         if not re.search(r"^(Passphrase|Value|Password|Seat)", screen, re.M):
             return
-        if key == "p" or key == "o":
+        if key == "s":  # signing in: each of the person's seats signs with its own key
+            self.passphrases(seat, screen)
+        elif key == "p" or key == "o":
             m = re.search(r"Passphrase of (\w+)'s key", screen)
             assert m, screen
             r.type(seat, r.phrases[m.group(1)])
@@ -255,6 +257,20 @@ class Autopilot:
                     r.type(seat, r.phrases[m.group(1)])
         else:
             raise AssertionError(f"the autopilot does not answer [{key}]")
+
+    def passphrases(self, seat: str, screen: str) -> None:
+        """Type the passphrase each "Passphrase of SEAT's key" prompt asks for, one after the
+        other (a sign-in for several seats asks for each), until none is asked."""
+        r, typed = self.room, set()
+
+        def asked(s: str) -> str | None:
+            m = re.search(r"^Passphrase of (\w+)'s key", s, re.M)
+            return m.group(1) if m else None
+
+        while (who := asked(screen)) is not None and who not in typed:
+            typed.add(who)
+            r.type(seat, r.phrases[who])
+            screen = r.wait(seat, lambda s, done=frozenset(typed): asked(s) not in done, 20)
 
     def value(self, n: int | None, screen: str) -> str | None:
         """What the prompt asks for (its own step number: the step line may lag a redraw); None

@@ -23,7 +23,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ceremony.approval import Approval, public_key_text, sign_approval, sign_custody
+from ceremony.approval import (
+    Approval,
+    key_fingerprint,
+    public_key_text,
+    sign_approval,
+    sign_custody,
+    sign_signin,
+)
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine.machine import STATE_CHANGING, Machine, Refused
@@ -219,10 +226,47 @@ def person_of(seat: str) -> str:
     return roster().officers[seat].person
 
 
-def sign_in(w: World, person: str) -> ev.SignIn:
-    name, org, seats = PEOPLE[person]
-    return ev.SignIn(at=w.at(), person=person, name=name, organisation=org, seats=seats,
-                     id_checked=True)
+def sign_in(w: World, person: str, *, seats: tuple[str, ...] | None = None,
+            by: str | None = None, id_document: str = "passport",
+            id_digits: str = "4711") -> ev.SignIn:
+    """`person` signing in for `seats` (their honest room's seats by default), signed as a console
+    signs it: an officer of a trusted role with each seat's own key; a witness (an untrusted
+    role) by the administrator's seat `by` (KGA1 by default), vouching for the ID document they
+    checked."""
+    name, org, honest = PEOPLE[person] if person in PEOPLE else (*EXTRA_PEOPLE[person], ())
+    seats = tuple(seats or honest)
+    at = w.at()
+    trusted = all(w.script.roles[role_of(x)].trusted for x in seats)
+    if by is None and not trusted:
+        by = "KGA1"
+    return signed_sign_in(w.script, person, name, org, seats, at, by=by,
+                          id_document=id_document, id_digits=id_digits)
+
+
+def signed_sign_in(script: Script, person: str, name: str, org: str, seats: tuple[str, ...],
+                   at: float, *, by: str | None = None, id_document: str = "passport",
+                   id_digits: str = "4711", signed_at: int | None = None,
+                   signers: tuple[str, ...] | None = None,
+                   keys: dict[str, Ed25519PrivateKey] | None = None) -> ev.SignIn:
+    """A SignIn signed over `signin_message` at `signed_at` (the event's time by default): by
+    each seat's own key, or, with `by`, by that seat's key vouching for the ID document.
+    `signers` signs with other seats' keys instead (and names their fingerprints), for the
+    tests of what must be refused; `keys` holds a seat's key where it is not the test roster's
+    (`private_key`): one enrolled as a person does."""
+    stamp = int(at) if signed_at is None else signed_at
+    fields: dict[str, Any] = dict(ceremony=script.ceremony.id, script_sha256=script.sha256,
+                                  person=person, seats=seats, at=stamp)
+    if by is not None:
+        fields.update(by=by, id_document=id_document, id_digits=id_digits)
+    signing = [(keys or {}).get(x) or private_key(x)
+               for x in signers or ((by,) if by is not None else seats)]
+    return ev.SignIn(
+        at=at, person=person, name=name, organisation=org, seats=seats,
+        id_checked=by is not None, by=by or "",
+        id_document=id_document if by is not None else "",
+        id_digits=id_digits if by is not None else "", signed_at=stamp,
+        signatures=tuple(sign_signin(k, **fields) for k in signing),
+        fingerprints=tuple(key_fingerprint(public_key_text(k.public_key())) for k in signing))
 
 
 def approval(w: World, seat: str, step: int, digest: str, expires_in: int, *,

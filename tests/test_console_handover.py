@@ -20,8 +20,8 @@ from ceremony.machine.machine import Machine
 from ceremony.roster import Roster
 from consoles.actions import actions_for
 from consoles.app import Console as ConsoleApp
-from keyrite.enroll import make_officer
-from tests.machine_helpers import drive, handover_script, roster, start
+from keyrite.enroll import make_officer, unlock
+from tests.machine_helpers import drive, handover_script, roster, signed_sign_in, start
 from tests.test_console_screen import console, view_at
 
 PASS = "correct horse battery staple"
@@ -81,7 +81,11 @@ def test_the_console_signs_a_handover_the_machine_takes(tmp_path: Path):
     m, w = start(handover_script())
     drive(m, w, until=6)
     enrolled = Machine(m.script, Roster.from_dict({"officers": officers}), {})
+    kso1 = unlock(tmp_path / "kso1", PASS.encode()).signing_key
     for e in w.accepted:
+        if isinstance(e, ev.SignIn) and "KSO1" in e.seats:  # carol signs in with that key
+            e = signed_sign_in(m.script, e.person, e.name, e.organisation, e.seats, e.at,
+                               keys={"KSO1": kso1})
         enrolled.handle(e)
     app = object.__new__(ConsoleApp)  # the signing part only: no bus, no screen
     app.enrolments = {"KSO1": tmp_path / "kso1"}

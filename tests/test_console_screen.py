@@ -19,7 +19,7 @@ from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
 from ceremony.view import CeremonyView, Extras, JournalLine, LooseDrive, Progress
 from consoles.screen import STYLE, ConsoleScreen, progress_bar
-from tests.machine_helpers import World, at_kso_quorum, drive, role_of, send, start
+from tests.machine_helpers import World, at_kso_quorum, drive, role_of, send, sign_in, start
 
 CTRL_C = "\x03"
 
@@ -142,7 +142,11 @@ def test_sign_in_then_acknowledge():
     m, w = start()
     with console(view_at(m, w), "SA1", w.now) as c:
         assert "YOU: [s] Sign in" in c.text()
-        assert c.press("s") == [{"type": "signin", "seat": "SA1", "seats": ["SA1"]}]
+        assert c.press("s") == []  # the sign-in is signed: the seat's passphrase first
+        assert "Passphrase of SA1's key (Enter signs in" in c.text()
+        assert c.press("sa1 passphrase\r") == [{"type": "signin", "seat": "SA1",
+                                                 "seats": ["SA1"],
+                                                 "passphrase": "sa1 passphrase"}]
     drive(m, w, until=3)
     with console(view_at(m, w), "SA1", w.now) as c:
         assert "YOU: [a] Acknowledge step 3" in c.text()
@@ -345,27 +349,45 @@ def test_one_person_signs_in_all_their_seats_at_once_and_acts_for_each() -> None
     m, w = start()
     with console_of(view_at(m, w), "KSO1", w.now, also=(("DSO2", "DSO"),)) as c:
         assert "you: KSO1 (KSO), DSO2 (DSO)" in c.text()
-        [cmd] = c.press("s")
-    assert cmd == {"type": "signin", "seat": "KSO1", "seats": ["KSO1", "DSO2"]}
+        assert c.press("s") == []
+        assert "Passphrase of KSO1's key (1 of 2)" in c.text()
+        assert c.press("kso phrase\r") == []  # each seat's own key signs: its passphrase too
+        assert "Passphrase of DSO2's key (2 of 2)" in c.text()
+        [cmd] = c.press("dso phrase\r")
+    assert cmd == {"type": "signin", "seat": "KSO1", "seats": ["KSO1", "DSO2"],
+                   "passphrases": {"KSO1": "kso phrase", "DSO2": "dso phrase"}}
 
 
 def test_the_administrator_signs_in_a_witness_by_seat() -> None:
     m, w = start()
-    send(m, w, ev.SignIn(at=w.at(), person="alice", name="Alice Admin", organisation="Registry",
-                         seats=("KGA1", "DSO1"), id_checked=True))
+    send(m, w, sign_in(w, "alice"))
     with console(view_at(m, w), "KGA1", w.now) as c:
         assert c.press("i") == []
         text = c.text()
         listed = [line.strip() for line in text.splitlines() if line[2:5].endswith(") ")]
-        assert listed[0] == "> 1) DSO2  Carol Keystore (DSO)"  # the first is marked
-        assert "2) KSO1  Carol Keystore (KSO)" in listed
-        wi1 = next(line for line in listed if "WI1" in line)
-        number = wi1.lstrip("> ").split(")")[0]
-        [cmd] = c.press(number, " ")  # its number marks it, Space (or Enter) signs it in
-    assert cmd == {"type": "signin", "seat": "KGA1", "id_checked": True, "seats": ["WI1"]}
+        # witnesses only: officers sign in with their own keys
+        assert listed == ["> 1) WI1   Erin Witness (WI)", "2) WI2   Gina Guest (WI)"]
+        assert c.press("1", " ") == []  # its number marks it, Space (or Enter) picks it
+        text = c.text()
+        assert "The ID document you checked for WI1 (Erin Witness):" in text
+        assert "[p] passport" in text and "[d] driving licence" in text
+        assert c.press("d") == []
+        assert "type only the last 4 digits" in c.text()
+        assert c.press("123456789\r") == []  # never the whole number
+        assert "never the whole number (9 characters given)" in c.screen.message
+        c.screen.field.text = ""
+        assert c.press("12ab\r") == []
+        text = c.text()
+        assert "You checked their driving licence ending 12AB" in text
+        assert "Passphrase of KGA1's key (Enter signs WI1 in" in text
+        [cmd] = c.press("kga phrase\r")
+    assert cmd == {"type": "signin", "seat": "KGA1", "id_checked": True, "seats": ["WI1"],
+                   "id_document": "driving-licence", "id_digits": "12AB",
+                   "passphrase": "kga phrase"}
     with console(view_at(m, w), "KGA1", w.now) as c:
-        [cmd] = c.press("i", "\x1b[B", "\x1b[B", "\r")  # or the arrows, then Enter
-    assert cmd["seats"] == [listed[2].lstrip("> ").split()[1]]
+        c.press("i", "\x1b[B", "\r", "p", "4711\r")  # or the arrows, then Enter
+        [cmd] = c.press("pw\r")
+    assert (cmd["seats"], cmd["id_document"], cmd["id_digits"]) == (["WI2"], "passport", "4711")
 
 
 def test_the_steps_actor_types_a_password_the_operation_needs_masked() -> None:

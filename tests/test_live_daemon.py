@@ -13,6 +13,7 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ceremony.approval import key_fingerprint
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.view import from_dict
@@ -75,10 +76,18 @@ def test_a_console_acts_for_its_own_person_only() -> None:
 
 def test_only_the_administrator_signs_in_someone_else_and_vouches_for_their_id() -> None:
     r = roster()
-    e = translate(r, "KGA", "KGA1", {"type": "signin", "seats": ["WI1"], "id_checked": True}, T0)
+    signed = {"signed_at": int(T0), "signatures": ["c2ln"], "id_document": "passport",
+              "id_digits": "4711"}  # the machine verifies the signature, not translate
+    e = translate(r, "KGA", "KGA1", {"type": "signin", "seats": ["WI1"], "id_checked": True,
+                                     **signed}, T0)
     assert isinstance(e, ev.SignIn) and e.person == "erin" and e.id_checked
-    own = translate(r, "KGA", "WI1", {"type": "signin", "seats": ["WI1"], "id_checked": True}, T0)
+    assert (e.by, e.id_document, e.id_digits) == ("KGA1", "passport", "4711")
+    # which key signed is the roster's word, whatever a console says
+    assert e.fingerprints == (key_fingerprint(r.officers["KGA1"].signing_key),)
+    own = translate(r, "KGA", "WI1", {"type": "signin", "seats": ["WI1"], "id_checked": True,
+                                      **signed}, T0)
     assert isinstance(own, ev.SignIn) and not own.id_checked  # nobody vouches for themselves
+    assert (own.by, own.id_document, own.id_digits) == ("", "", "")
     with pytest.raises(Invalid, match="only the KGA signs in someone else"):
         translate(r, "KGA", "KSO1", {"type": "signin", "seats": ["KSO2"]}, T0)
     with pytest.raises(Invalid, match="one person signs in at a time"):

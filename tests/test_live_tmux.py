@@ -70,11 +70,14 @@ def room(tmp_path: Path):
 def test_keygen_and_backup_across_six_consoles(room: Room, tmp_path: Path) -> None:
     ap = Autopilot(room, OFFICERS)
 
-    # the witness and the auditor cannot sign themselves in: the KGA checks their ID
+    # the witness and the auditor cannot sign themselves in: the KGA checks their ID. The KGA
+    # signs in first, for KGA and DSO5, with each seat's passphrase
     assert "You observe: this console is read-only." in room.screen("WI1")
-    room.press("KGA", "s")
+    ap.act("KGA", "s", None)
     room.wait("KGA", lambda s: "KGA   Administrator A: signed in" in s)
-    for seat in ("WI1", "SAU1"):  # picked from the list of those not signed in, by number
+    for seat, (doc, digits) in (("WI1", ("p", "4711")), ("SAU1", ("d", "08X2"))):
+        # picked from the list of those not signed in, by number; then the ID document's type,
+        # its last digits and the KGA's passphrase, which signs that the KGA checked it
         room.press("KGA", "i")
         listed = room.wait("KGA", lambda s, seat=seat: re.search(rf"^[ >] (\d+)\) {seat} ", s,
                                                                  re.M) is not None)
@@ -82,8 +85,22 @@ def test_keygen_and_backup_across_six_consoles(room: Room, tmp_path: Path) -> No
         room.press("KGA", *number)
         room.wait("KGA", lambda s, n=number: re.search(rf"^> {n}\) ", s, re.M) is not None)
         room.press("KGA", "Enter")
+        room.wait("KGA", lambda s: "The ID document you checked for" in s)
+        room.press("KGA", doc)
+        room.wait("KGA", lambda s: re.search(r"^Last digits:", s, re.M) is not None)
+        room.type("KGA", digits)
+        room.wait("KGA", lambda s: re.search(r"^Passphrase of KGA's key", s, re.M) is not None)
+        room.type("KGA", room.phrases["KGA"])
         room.wait("WI1", lambda s, seat=seat: re.search(rf"^│{seat} +\S.*: signed in", s, re.M)
                   is not None)
+    signins = {r["event"]["seats"][0]: r["event"] for r in _records(room)
+               if r.get("type") == "event" and r["event"]["event"] == "SignIn"}
+    assert (signins["WI1"]["by"], signins["WI1"]["id_document"], signins["WI1"]["id_digits"]) \
+        == ("KGA", "passport", "4711")
+    assert (signins["SAU1"]["id_document"], signins["SAU1"]["id_digits"]) \
+        == ("driving-licence", "08X2")
+    assert signins["KGA"]["seats"] == ["KGA", "DSO5"] and "by" not in signins["KGA"]
+    assert len(signins["KGA"]["fingerprints"]) == 2  # each seat's own key signed
 
     # an officer acting outside their role is refused, with the machine's reason, on their console
     ap.run(4)

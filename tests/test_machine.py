@@ -254,8 +254,10 @@ def test_sign_in_checks_the_roster_and_the_roles():
     refused(m, mk("alice"), "at least one seat")
     refused(m, mk("alice", "KSO9"), "KSO9 is not enrolled")
     refused(m, mk("bob", "KGA1"), "enrolled for another person")
-    refused(m, mk("erin", "WI1", idc=False), "government ID")
-    send(m, w, mk("erin", "WI1"))
+    # a witness is signed in by the KGA, vouching for their ID document (tests/test_signed_signin)
+    refused(m, mk("erin", "WI1", idc=False), "KGA signs WI1 in", "ID document", "no signature")
+    send(m, w, sign_in(w, "alice"))
+    send(m, w, sign_in(w, "erin"))
     refused(m, mk("erin", "WI1"), "already signed in")
     send(m, w, sign_in(w, "carol"))
     send(m, w, sign_in(w, "dave"))
@@ -698,8 +700,9 @@ def test_started_approvals_do_not_expire():
 def _one_of_each(w) -> list[ev.Event]:
     a = approval(w, "KSO1", 16, "ab" * 32, 300)
     return [
-        ev.SignIn(at=1.5, person="p", name="N", organisation="O", seats=("KSO1", "DSO2"),
-                  id_checked=True),
+        ev.SignIn(at=1.5, person="p", name="N", organisation="O", seats=("WI1",),
+                  id_checked=True, by="KGA1", id_document="passport", id_digits="4711",
+                  signed_at=1, signatures=("c2ln",), fingerprints=("SHA256:x",)),
         ev.Acknowledge(at=2, seat="KGA1"),
         ev.Record(at=3, seat="KGA1", value="AA11"),
         ev.Approve(at=4, seat="KSO1", approval=a),
@@ -719,7 +722,17 @@ def _one_of_each(w) -> list[ev.Event]:
         ev.Presence(at=17, person="p", seats=("KSO1", "DSO2"), connected=True),
         ev.Remark(at=18, seat="DSO2", kind="deviation", text="DSO2 replaced by DSO4"),
         ev.DecideDeviation(at=19, seat="KGA1", deviation=1, decision="accept", reason="ok"),
+        # as journals before signed sign-ins hold them: written back in that shape
+        ev.SignIn(at=20, person="p", name="N", organisation="O", seats=("KSO1", "DSO2"),
+                  id_checked=True),
     ]
+
+
+def test_an_unsigned_sign_in_is_written_as_it_was_before_sign_ins_were_signed():
+    old = ev.SignIn(at=20, person="p", name="N", organisation="O", seats=("KSO1",),
+                    id_checked=True)
+    assert ev.event_to_dict(old) == {"event": "SignIn", "at": 20, "person": "p", "name": "N",
+                                     "organisation": "O", "seats": ["KSO1"], "id_checked": True}
 
 
 def test_every_event_type_round_trips_through_its_journal_form():

@@ -48,6 +48,7 @@ from tests.machine_helpers import (
     mini_script,
     replay,
     roster,
+    signed_sign_in,
     signoff,
     start,
 )
@@ -184,11 +185,21 @@ class CeremonyFuzz(RuleBasedStateMachine):
             self.send(ev.Acknowledge(at=at, seat=seat))
         elif kind == "record":
             self.send(ev.Record(at=at, seat=seat, value=value))
-        elif kind == "signin":
+        elif kind == "signin":  # unsigned, signed by the seats' own keys, vouched by the
+            # KGA, or signed with another seat's key
             person = data.draw(st.sampled_from(PERSONS))
-            chosen = data.draw(st.lists(seats, max_size=3))
-            self.send(ev.SignIn(at=at, person=person, name=person.title(), organisation="org",
-                                seats=tuple(chosen), id_checked=data.draw(st.booleans())))
+            chosen = tuple(data.draw(st.lists(seats, max_size=3)))
+            how = data.draw(st.sampled_from(["unsigned", "own", "vouched", "other key"]))
+            if how == "unsigned" or not chosen:
+                self.send(ev.SignIn(at=at, person=person, name=person.title(),
+                                    organisation="org", seats=chosen,
+                                    id_checked=data.draw(st.booleans())))
+            else:
+                signers = ((data.draw(st.sampled_from(SEATS)),) * len(chosen)
+                           if how == "other key" else None)
+                self.send(signed_sign_in(SCRIPT, person, person.title(), "org", chosen, at,
+                                         by="KGA1" if how == "vouched" else None,
+                                         signers=signers))
         elif kind == "decide":
             decision = data.draw(st.sampled_from(["retry", "accept", "abort", "shrug"]))
             reason = data.draw(st.sampled_from(["", "  ", "checked by hand"]))

@@ -22,15 +22,45 @@ class Event:
 
 
 # --- from people ---------------------------------------------------------------------------------
+def _since_signed(default: Any) -> Any:
+    """A field sign-ins carry since they are signed: left out of the journal form while it holds
+    its default, so an event of a journal written before reads and writes back unchanged."""
+    return field(default=default, metadata={"omit_default": True})
+
+
 @dataclass(frozen=True, kw_only=True)
 class SignIn(Event):
-    """A person signs in for one or more enrolled seats (the KGA checks their ID)."""
+    """A person signs in for one or more enrolled seats, and says how they were identified.
+
+    Signed (`ceremony.approval.signin_message`, over the ceremony, the script, the person, the
+    seats and `signed_at`, the signer's clock in whole seconds), in one of two ways:
+
+    - **own keys**: `by` is empty and each seat's enrolled key, unlocked by its passphrase on the
+      person's own console, signs the one message naming all the seats: `signatures` holds one
+      per seat, in the order of `seats`. For officers of trusted roles.
+    - **vouched**: a participant of an untrusted role (a witness, an auditor) is signed in by the
+      administrator, seat `by`, who checked their ID document and records its type
+      (`id_document`, one of `ID_DOCUMENTS`) and only its last characters (`id_digits`, at most
+      4): the administrator's key signs the message with those added; one signature;
+      `id_checked` is true.
+
+    `fingerprints` are the fingerprints (`ceremony.approval.key_fingerprint`) of the keys that
+    signed, in the order of `signatures`, checked by the machine against the roster: how
+    identity was checked and with which key is in the journaled event itself. Journals written
+    before sign-ins were signed carry only `id_checked` (the administrator's word).
+    """
 
     person: str
     name: str
     organisation: str
     seats: tuple[str, ...]
     id_checked: bool = False
+    by: str = _since_signed("")
+    id_document: str = _since_signed("")
+    id_digits: str = _since_signed("")
+    signed_at: int = _since_signed(0)
+    signatures: tuple[str, ...] = _since_signed(())
+    fingerprints: tuple[str, ...] = _since_signed(())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +240,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     d: dict[str, Any] = {"event": type(event).__name__}
     for f in dataclasses.fields(event):
         v = getattr(event, f.name)
+        if f.metadata.get("omit_default") and v == f.default:
+            continue
         if isinstance(v, Approval):
             v = v.to_dict()
         elif isinstance(v, tuple):

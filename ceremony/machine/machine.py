@@ -5,11 +5,12 @@ rehearsal) stamps each event with a time, hands it to `handle`, journals it if i
 and carries out what `wants()` asks for. An illegal event raises `Refused` with the rule it broke
 and leaves the state exactly as it was (the handler works on a copy and commits only on success).
 
-Every rule of the room lives here: step order, who may complete a step, sign-in and separation of
-duty (`separation_breach`, which the rehearsal also checks its cast with), verify mismatches and
-the administrator's exception decisions, quorums of distinct people over one exact operation,
-and remarks and deviations (raised by anyone signed in, decided by the administrator; they never
-stop the ceremony). The step kinds and the events each accepts are the table
+Every rule of the room lives here: step order, who may complete a step, sign-in (signed by each
+seat's own key, or by the administrator vouching for a witness's or auditor's ID document) and
+separation of duty (`separation_breach`, which the rehearsal also checks its cast with), verify
+mismatches and the administrator's exception decisions, quorums of distinct people over one exact
+operation, and remarks and deviations (raised by anyone signed in, decided by the administrator;
+they never stop the ceremony). The step kinds and the events each accepts are the table
 `ACCEPTS`; an event a step kind does not accept is refused from one place.
 """
 
@@ -26,13 +27,19 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from ceremony.approval import (
+    ID_DOCUMENTS,
+    SIGNIN_LEEWAY,
     Approval,
     ApprovalRefused,
     check_approval,
     custody_message,
+    id_digits_problem,
+    key_fingerprint,
     lapsed,
     load_public_key,
     nonce_key,
+    signin_message,
+    verify_signature,
 )
 from ceremony.digests import from_colon_hex, operation_digest
 from ceremony.errors import BadInput
@@ -142,7 +149,12 @@ class _State:
 
 
 class Machine:
-    def __init__(self, script: Script, roster: Roster, previous: Mapping[str, str]) -> None:
+    def __init__(self, script: Script, roster: Roster, previous: Mapping[str, str], *,
+                 signed_signin: bool = True) -> None:
+        """`signed_signin`: every sign-in must be signed (`_identity`). Only the journal's fold
+        (`ceremony.machine.replay`) lowers it, while it replays a journal whose genesis predates
+        signed sign-ins (`ceremony.records.Genesis.signed_signin`), so old journals still
+        replay; a new ceremony always requires signatures."""
         missing = [k for k in script.ceremony.previous if k not in previous]
         if missing:
             raise BadInput(f"the previous ceremony's record lacks: {', '.join(missing)}")
@@ -153,6 +165,7 @@ class Machine:
         self.roster = roster
         self.previous = dict(previous)
         self.steps: tuple[Step, ...] = script.steps
+        self.signed_signin = signed_signin
         self._state = _State()
 
     # --- reading ---------------------------------------------------------------------------------
@@ -626,9 +639,6 @@ class Machine:
                 raise Refused(f"{seat} is enrolled for another person")
             if seat in s.signed_in:
                 raise Refused(f"{seat} is already signed in")
-            role = self.script.roles[off.role]
-            if not role.trusted and not e.id_checked:
-                raise Refused(f"{off.role} is not a trusted role: a government ID must be checked")
             new_roles.append(off.role)
         breach = separation_breach(self.script, [*roles_now, *new_roles])
         if breach is not None:
@@ -637,12 +647,90 @@ class Machine:
         for r in new_roles:
             if len(held.get(r, set()) | {e.person}) > self.script.roles[r].max:
                 raise Refused(f"{r} may be held by at most {self.script.roles[r].max} people")
+        self._identity(e)
         for seat in e.seats:
             s.signed_in[seat] = e.person
         rec = s.people.setdefault(e.person, {"name": e.name, "organisation": e.organisation,
                                              "seats": []})
         rec["seats"] = sorted(set(rec["seats"]) | set(e.seats))
         return []
+
+    def _identity(self, e: ev.SignIn) -> None:
+        """Refuse a sign-in whose person is not identified as the rules say: each seat of a
+        trusted role by its own enrolled key (one signature per seat, all over the one message
+        naming every seat), each seat of an untrusted role by the administrator vouching for the
+        ID document they checked (its type and last characters, signed by the administrator's
+        key). The signed time must be within SIGNIN_LEEWAY of the event's stamp. While
+        replaying a journal from before sign-ins were signed, an unsigned sign-in is judged as
+        it was then: an untrusted role needs the administrator's `id_checked`."""
+        admin = self.script.ceremony.administrator
+        roles = {x: self.roster.officers[x].role for x in e.seats}
+        untrusted = [x for x in e.seats if not self.script.roles[roles[x]].trusted]
+        if not self.signed_signin and not (e.signatures or e.fingerprints or e.by):
+            if untrusted and not e.id_checked:
+                raise Refused(f"{roles[untrusted[0]]} is not a trusted role: a government ID "
+                              "must be checked")
+            return
+        if not e.signatures:
+            who = " and ".join(e.seats)
+            raise Refused((f"the {admin} signs {who} in with their own key, vouching for the ID "
+                           "document they checked" if untrusted else
+                           f"{who} sign{'s' if len(e.seats) == 1 else ''} in with "
+                           f"{'its' if len(e.seats) == 1 else 'each'} seat's own key") +
+                          ": a sign-in is signed, and this one carries no signature")
+        if not isinstance(e.by, str):
+            raise Refused(f"the sign-in's voucher {_quoted(e.by)} is not a seat")
+        if type(e.signed_at) is not int or abs(e.signed_at - e.at) > SIGNIN_LEEWAY:
+            raise Refused(f"the sign-in was signed at {_quoted(e.signed_at)}, not within "
+                          f"{SIGNIN_LEEWAY} s of its arrival: sign in again")
+        fields: dict[str, Any] = {}
+        if not e.by:
+            if untrusted:
+                raise Refused(f"{roles[untrusted[0]]} is not a trusted role: the {admin} signs "
+                              f"{untrusted[0]} in after checking their ID document")
+            if e.id_checked or e.id_document or e.id_digits:
+                raise Refused("an officer signing in with their own key records no ID document")
+            signers = list(e.seats)
+        else:
+            voucher = self.roster.officers.get(e.by)
+            if voucher is None or voucher.role != admin:
+                raise Refused(f"only the {admin} signs someone else in, vouching for their ID; "
+                              f"{_quoted(e.by)} is not an enrolled {admin} seat")
+            if e.by not in self._state.signed_in:
+                raise Refused(f"{e.by} must sign in before signing anyone else in")
+            if voucher.person == e.person:
+                raise Refused(f"the {admin} does not vouch for their own ID")
+            trusted = [x for x in e.seats if x not in untrusted]
+            if trusted:
+                raise Refused(f"{roles[trusted[0]]} is a trusted role: {trusted[0]} signs in "
+                              f"with their own key, not on the {admin}'s word")
+            if not e.id_checked:
+                raise Refused(f"the {admin} signs someone in only after checking their ID")
+            if e.id_document not in ID_DOCUMENTS:
+                raise Refused(f"the ID document checked is one of {', '.join(ID_DOCUMENTS)}, "
+                              f"not {_quoted(e.id_document)}")
+            problem = id_digits_problem(e.id_digits)
+            if problem is not None:
+                raise Refused(problem)
+            fields = {"by": e.by, "id_document": e.id_document, "id_digits": e.id_digits}
+            signers = [e.by]
+        if len(e.signatures) != len(signers) or len(e.fingerprints) != len(signers):
+            raise Refused(f"the sign-in needs one signature, and one key fingerprint, by each of "
+                          f"{', '.join(signers)}")
+        try:
+            message = signin_message(self.script.ceremony.id, self.script.sha256, e.person,
+                                     tuple(e.seats), e.signed_at, **fields)
+        except ValueError as err:
+            raise Refused(f"the sign-in cannot be signed as it stands: {err}") from err
+        for seat, signature, fingerprint in zip(signers, e.signatures, e.fingerprints,
+                                                strict=True):
+            key = self.roster.officers[seat].signing_key
+            if fingerprint != key_fingerprint(key):
+                raise Refused(f"the sign-in names key {_quoted(fingerprint)} for {seat}, whose "
+                              f"enrolled key is {key_fingerprint(key)}")
+            if not verify_signature(key, signature, message):
+                raise Refused(f"the sign-in is not signed with {seat}'s enrolled key (the "
+                              "signature does not verify)")
 
     # people's steps
     def _on_Acknowledge(self, step: Step, e: ev.Acknowledge) -> list[d.Decision]:

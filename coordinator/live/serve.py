@@ -21,6 +21,7 @@ import trio
 
 from ceremony.machine import Machine
 from ceremony.machine.replay import replay
+from ceremony.records import FORMAT
 from ceremony.roster import load_roster
 from ceremony.script.load import load_script
 from coordinator.bus import BusServer, CurveKeyPair, Enrolment
@@ -90,6 +91,7 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
                 "script": {"name": cfg.script.name, "sha256": script.sha256,
                            "text": cfg.script.read_text()},
                 "roster": roster.to_dict(), "previous": previous,
+                "format": FORMAT,  # sign-ins are signed: the fold requires it on replay
             },
         )
     declared = script.signers[0]

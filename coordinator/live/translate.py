@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ceremony.approval import Approval, MalformedApproval
+from ceremony.approval import Approval, MalformedApproval, key_fingerprint
 from ceremony.machine import events as ev
 from ceremony.roster import Roster
 from keyrite.plainjson import MAX_INT, safe_text
@@ -52,6 +52,9 @@ class Own:
 NAME_LIMIT = 256
 #: the longest text a person types (a value, a reason, a password) or a checkpoint note
 TEXT_LIMIT = 4096
+#: the longest ID document type or last digits a sign-in's command may carry (the machine holds
+#: them to its own list of types and to at most 4 digits; this only bounds what reaches it)
+ID_FIELD_LIMIT = 32
 
 
 def _show(value: Any) -> str:
@@ -179,6 +182,12 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
 
 def _signin(roster: Roster, administrator: str, officer: str, body: dict[str, Any],
             now: float) -> ev.SignIn:
+    """A signed sign-in: the person's own seats, each signing with its own key (`signatures`,
+    one per seat in the order of `seats`), or a participant the administrator signs in,
+    vouching with their own key for the ID document they checked (`id_document`, `id_digits`,
+    one signature). `signed_at` is the time signed. The key fingerprints are the roster's, for the
+    seats (or the administrator's seat) that sign: the journal says which key signed, whatever a
+    console claims. The machine verifies every signature."""
     seats = body.get("seats")
     if (not isinstance(seats, list) or not seats or len(seats) > len(roster.officers)
             or not all(isinstance(s, str) for s in seats)):
@@ -201,8 +210,28 @@ def _signin(roster: Roster, administrator: str, officer: str, body: dict[str, An
     by_admin = me.role == administrator and target.person != me.person
     if target.person != me.person and not by_admin:
         raise Invalid(f"only the {administrator} signs in someone else")
-    # the administrator vouches for the ID they checked; an officer signing in at their own
-    # console is a trusted role (the machine refuses an untrusted one without the check)
+    signed_at = _integer("signin", "signed_at", body.get("signed_at"))
+    signatures = body.get("signatures")
+    signers = [officer] if by_admin else seats
+    if (not isinstance(signatures, list) or len(signatures) != len(signers)
+            or not all(isinstance(x, str) for x in signatures)):
+        raise Invalid(f"signin: 'signatures' must be a list of {len(signers)} signature(s): "
+                      + ("the administrator's, vouching for the ID checked" if by_admin else
+                         "one by each seat's own key"))
+    for x in signatures:
+        _text("signin", "signatures", x, NAME_LIMIT)
+    fingerprints = tuple(key_fingerprint(roster.officers[s].signing_key) for s in signers)
+    if not by_admin:  # an officer at their own console: their own keys say who they are
+        return ev.SignIn(at=now, person=target.person, name=target.name,
+                         organisation=target.organisation, seats=tuple(seats),
+                         signed_at=signed_at, signatures=tuple(signatures),
+                         fingerprints=fingerprints)
+    # the administrator vouches for the ID document they checked: its type and last digits
+    # (the machine refuses a full number, an unknown type, a trusted role vouched for)
     return ev.SignIn(at=now, person=target.person, name=target.name,
                      organisation=target.organisation, seats=tuple(seats),
-                     id_checked=by_admin and id_checked)
+                     id_checked=id_checked, by=officer,
+                     id_document=_str(body, "id_document", ID_FIELD_LIMIT),
+                     id_digits=_str(body, "id_digits", ID_FIELD_LIMIT),
+                     signed_at=signed_at, signatures=tuple(signatures),
+                     fingerprints=fingerprints)

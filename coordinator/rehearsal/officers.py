@@ -4,8 +4,11 @@ at their consoles would, and sign with their own enrolled keys exactly as a cons
 They read only what a person in the room could see: the same view every console is shown
 (`Machine.view`), the labels on drives and bags. They act as a console acts: the
 keystroke `actions_for` offers them, filled in, signed by `consoles.signing` and translated by
-the coordinator's own `translate`, so a rehearsal exercises the consoles' logic. Only their
-arrival (signing in when first needed, the witness's ID taken as checked) is their own.
+the coordinator's own `translate`, so a rehearsal exercises the consoles' logic. Signing in too:
+an officer signs in at their console for all their seats at once, each seat's key signing; a
+witness or auditor is signed in by the administrator, who checks their ID document (a made-up
+one: its type and last digits are the cast's) and vouches for it with their own key. Only when
+they arrive (when first needed) is their own.
 """
 
 from __future__ import annotations
@@ -22,17 +25,27 @@ from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.view import CeremonyView, Extras
 from consoles.actions import Action, actions_for
-from consoles.signing import SIGNED, sign_command
+from consoles.signing import SIGNED, sign_command, sign_signin_command
 from coordinator.live.translate import translate
 
 
 @dataclass(frozen=True)
 class Person:
+    """One of the cast. A witness or auditor shows the administrator an ID document
+    (`id_document`, and the last digits of its number: the cast's own made-up ones unless given)
+    when `id_checked` (the administrator signs in nobody whose ID they did not check)."""
+
     person: str
     name: str
     organisation: str
     seats: tuple[str, ...]
     id_checked: bool = True
+    id_document: str = "passport"
+    id_digits: str = ""
+
+    def last_digits(self) -> str:
+        """The last four digits of their document's number, as the administrator reads them."""
+        return self.id_digits or f"{sum(map(ord, self.person)) * 37 % 10000:04d}"
 
 
 class ScriptedRoom:
@@ -69,9 +82,40 @@ class ScriptedRoom:
         raise LookupError(f"no {role} is signed in")
 
     # --- arriving ------------------------------------------------------------------------------
-    def _sign_in(self, p: Person, now: float) -> ev.SignIn:
-        return ev.SignIn(at=now, person=p.person, name=p.name, organisation=p.organisation,
-                         seats=p.seats, id_checked=p.id_checked)
+    def _sign_in(self, view: CeremonyView, p: Person, now: float) -> list[ev.Event]:
+        """`p` signs in for every seat of theirs not signed in yet, as a console does: an
+        officer at their own console (the sign-in `actions_for` offers their first seat, for all
+        their seats, as the screen does), each seat's key signing; a participant of an observer
+        role by the administrator's admit, signed by the administrator's key over the ID document
+        they checked. Nothing offered (the administrator not signed in yet, say): nothing done."""
+        waiting = [s for s in p.seats if (x := view.participant(s)) is not None
+                   and not x.signed_in]
+        if not waiting:
+            return []
+        first = view.participant(waiting[0])
+        role = view.role(first.role) if first is not None else None
+        if role is None or not role.observer:
+            action = next((a for a in actions_for(view, waiting[0], first.role)  # type: ignore[union-attr]
+                           if a.kind == "signin"), None)
+            if action is None:
+                return []
+            command = {**action.command, "seats": waiting}
+            signed = sign_signin_command(view, command, {s: self.keys[s] for s in waiting}, now)
+            return [self._translated(waiting[0], signed, now)]
+        if not p.id_checked:
+            return []
+        admin = next((s for s in self._signed_in(view)
+                      if view.participant(s).role == view.administrator), None)  # type: ignore[union-attr]
+        if admin is None:
+            return []
+        action = next((a for a in actions_for(view, admin, view.administrator)
+                       if a.kind == "admit" and waiting[0] in a.detail.get("choices", [])), None)
+        if action is None:
+            return []
+        command = self._filled(action, {"seats": [waiting[0]], "id_document": p.id_document,
+                                        "id_digits": p.last_digits()})
+        signed = sign_command(view, command, self.keys[admin], now)
+        return [self._translated(admin, signed, now)]
 
     def _arrive(self, view: CeremonyView, role: str, now: float,
                 seat: str | None = None) -> list[ev.Event]:
@@ -85,7 +129,17 @@ class ScriptedRoom:
             wanted = []
         else:
             wanted = seats[:1]
-        return [self._sign_in(p, now) for p in self.people if wanted and wanted[0] in p.seats]
+        for p in self.people:
+            if wanted and wanted[0] in p.seats:
+                return self._sign_in(view, p, now)
+        return []
+
+    def _translated(self, seat: str, command: dict[str, Any], now: float) -> ev.Event:
+        """The event the coordinator makes of `seat`'s console's `command`."""
+        event = translate(self.m.roster, self.m.script.ceremony.administrator, seat, command,
+                          now)
+        assert isinstance(event, ev.Event), event
+        return event
 
     # --- acting as a console does --------------------------------------------------------------
     def _press(self, view: CeremonyView, seat: str, kind: str, step: int | None,
@@ -102,10 +156,7 @@ class ScriptedRoom:
         command = self._filled(action, typed)
         if command["type"] in SIGNED and "passphrase" in action.needs:
             command = sign_command(view, command, self.keys[seat], now)
-        event = translate(self.m.roster, self.m.script.ceremony.administrator, seat, command,
-                          now)
-        assert isinstance(event, ev.Event), event
-        return [event]
+        return [self._translated(seat, command, now)]
 
     @staticmethod
     def _filled(action: Action, typed: dict[str, Any]) -> dict[str, Any]:
@@ -127,12 +178,13 @@ class ScriptedRoom:
         if isinstance(want, d.RequestApproval):
             return self._approve(view, want, now)
         kind = want.kind
-        if kind == "signin":
+        if kind == "signin":  # one person at a time: the runner applies it and asks again
             signed = set(self._signed_in(view))
-            out: list[ev.Event] = [self._sign_in(p, now) for p in self.people
-                                   if not any(s in signed for s in p.seats)]
-            return out or self._press(view, self._seat_for(view, want.role), "acknowledge",
-                                      want.step, {}, now)
+            for p in self.people:
+                if not any(s in signed for s in p.seats) and (out := self._sign_in(view, p, now)):
+                    return out
+            return self._press(view, self._seat_for(view, want.role), "acknowledge",
+                               want.step, {}, now)
         step = self.m.script.step(want.step)
         if kind == "acknowledge":
             return self._as(view, want.role, now, "acknowledge", want.step, {})

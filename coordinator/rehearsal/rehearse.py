@@ -28,6 +28,7 @@ from typing import Any
 from ceremony.machine import Machine
 from ceremony.machine.replay import replay
 from ceremony.previous import Held
+from ceremony.records import FORMAT
 from ceremony.script import bundled_script_path
 from ceremony.script.load import load_script
 from coordinator.folder_drives import FolderDrives
@@ -162,6 +163,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
                 "script": {"name": script_path.name, "sha256": script.sha256,
                            "text": script_path.read_text()},
                 "roster": roster.to_dict(), "previous": previous,
+                "format": FORMAT,  # sign-ins are signed: the fold requires it on replay
             },
         )
 

@@ -332,7 +332,8 @@ class _Fold:
             raise Failure("the journal's copy of the script does not match the SHA-256 its "
                           "genesis entry states")
         self.roster = Roster.from_dict(g.roster, "the journal's roster")
-        self.m = Machine(self.script, self.roster, {k: str(v) for k, v in g.previous.items()})
+        self.m = Machine(self.script, self.roster, {k: str(v) for k, v in g.previous.items()},
+                         signed_signin=g.signed_signin)  # unsigned only in an older journal
         self.reached: dict[int, float] = {}
         self.completed: dict[int, tuple[float, str]] = {}
         self.observed: dict[int, list[str]] = {}
