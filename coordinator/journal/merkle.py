@@ -5,13 +5,18 @@ from all leaves at every checkpoint would make a long ceremony's checkpoints O(n
 compact range below keeps only the roots of the perfect subtrees that make up the tree so far
 (one per set bit of the size), so an append costs O(log n) hashes and the root is always at hand.
 
+Consistency proofs (RFC 6962 section 2.1.2) let a console that accepted an earlier checkpoint
+check that a later one only added entries: `consistency_proof` builds one from the leaves'
+hashes (the coordinator's side), `verify_consistency` checks one against the two roots (the
+console's side, which holds no leaves).
+
 Pure: bytes in, digests out.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 _sha256 = hashlib.sha256
 _LEAF = b"\x00"  # RFC 6962 domain separation: 0x00 for leaves
@@ -109,3 +114,76 @@ def tree_hash(leaves: Iterable[bytes]) -> bytes:
         return node_hash(mth(lo, lo + k), mth(lo + k, hi))
 
     return mth(0, len(hashes)) if hashes else EMPTY_ROOT
+
+
+# --- consistency proofs (RFC 6962 section 2.1.2) -------------------------------------------------
+def _mth(hashes: Sequence[bytes], lo: int, hi: int) -> bytes:
+    """MTH of the leaves [lo, hi) given their leaf hashes (hi > lo)."""
+    n = hi - lo
+    if n == 1:
+        return hashes[lo]
+    k = 1 << ((n - 1).bit_length() - 1)  # largest power of two < n
+    return node_hash(_mth(hashes, lo, lo + k), _mth(hashes, lo + k, hi))
+
+
+def consistency_proof(leaf_hashes: Sequence[bytes], m: int, n: int | None = None) -> list[bytes]:
+    """PROOF(m, D[n]): the RFC 6962 consistency proof that the tree of the first `m` leaves is a
+    prefix of the tree of the first `n` (default: all of `leaf_hashes`), as the RFC's SUBPROOF
+    builds it, nodes in its order. Empty for m == n and for m == 0 (the empty tree is a prefix
+    of every tree). Raises ValueError for sizes out of range."""
+    n = len(leaf_hashes) if n is None else n
+    if not 0 <= m <= n <= len(leaf_hashes):
+        raise ValueError(f"no consistency proof from {m} to {n} over {len(leaf_hashes)} leaves")
+    if m in (0, n):
+        return []
+
+    def subproof(m: int, lo: int, hi: int, complete: bool) -> list[bytes]:
+        # SUBPROOF(m, D[lo:hi], b)
+        n = hi - lo
+        if m == n:
+            return [] if complete else [_mth(leaf_hashes, lo, hi)]
+        k = 1 << ((n - 1).bit_length() - 1)
+        if m <= k:
+            return subproof(m, lo, lo + k, complete) + [_mth(leaf_hashes, lo + k, hi)]
+        return subproof(m - k, lo + k, hi, False) + [_mth(leaf_hashes, lo, lo + k)]
+
+    return subproof(m, 0, n, True)
+
+
+def verify_consistency(m: int, n: int, old_root: bytes, new_root: bytes,
+                       proof: Sequence[bytes]) -> bool:
+    """Whether `proof` shows that the tree of size `m` with root `old_root` is a prefix of the
+    tree of size `n` with root `new_root`: the verification of RFC 9162 section 2.1.4.2 (RFC
+    6962 gives the proof but no algorithm to check it). Sizes: 0 <= m <= n. Never raises on a
+    malformed proof: it is simply not a proof."""
+    if not 0 <= m <= n or any(len(h) != 32 for h in proof):
+        return False
+    if m == n:
+        return not proof and old_root == new_root
+    if m == 0:
+        return not proof  # the empty tree is a prefix of every tree
+    if not proof:
+        return False
+    path = list(proof)
+    if m & (m - 1) == 0:  # m is a power of two: the old root is a node of the new tree
+        path.insert(0, old_root)
+    fn, sn = m - 1, n - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == old_root and sr == new_root and sn == 0
