@@ -256,10 +256,25 @@ class Coordinator(Record):
     what: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Cosignature(Record):
+    """An officer's console cosigned one of the journal's checkpoints (c2sp.org/tlog-cosignature,
+    `cosignature/v1`), verified by the coordinator against the seat's enrolled key before it was
+    written: the checkpoint's tree size and base64 root, and the note signature line as the
+    console sent it (`— <origin>/<seat> <base64>`, no newline)."""
+
+    TYPE: ClassVar[str] = "cosignature"
+    at: float
+    seat: str
+    size: int
+    root: str
+    signature: str
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.TYPE: cls
     for cls in (Genesis, Event, Refused, Checkpoint, Pause, Resume, Secret, Expired, Presence,
-                Drive, Coordinator)
+                Drive, Coordinator, Cosignature)
 }
 
 

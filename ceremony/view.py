@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: the wire form's version; `from_dict` refuses any other.
-#: 2: loose_drives; 3: quorums holding approvals (asked, lapses), progress.step; 4: deviations
-VERSION = 4
+#: 2: loose_drives; 3: quorums holding approvals (asked, lapses), progress.step; 4: deviations;
+#: 5: cosigning
+VERSION = 5
 
 
 # --- the view ------------------------------------------------------------------------------------
@@ -170,6 +171,17 @@ class JournalLine:
 
 
 @dataclass(frozen=True)
+class Cosigning:
+    """The record officers cosign: the journal's latest checkpoint, which each console fetches
+    with a consistency proof from the last one it accepted, checks and cosigns; and every
+    refusal to cosign that the coordinator journaled (a console shown a fork or a shrunken
+    checkpoint, or a cosignature that did not verify), one line each, shown on every screen."""
+
+    checkpoint: int | None  # the tree size of the latest checkpoint; None before the first
+    refusals: tuple[JournalLine, ...]  # the journal entry, its time and what was refused
+
+
+@dataclass(frozen=True)
 class CeremonyView:
     version: int
     seq: int  # the broadcast's sequence number (a console that sees a gap asks for a snapshot)
@@ -194,6 +206,7 @@ class CeremonyView:
     progress: Progress | None
     checkpoint: str | None  # the checkpoint text a signoff step signs
     deviations: tuple[DeviationView, ...]  # every remark and deviation raised, in order
+    cosigning: Cosigning  # the latest checkpoint consoles cosign, and refusals to cosign
 
     def role(self, name: str) -> RoleView | None:
         return next((r for r in self.roles if r.name == name), None)
@@ -217,6 +230,7 @@ class Extras:
     loose_drives: tuple[LooseDrive, ...] = ()  # plugged in, no label holds them
     checkpoint: str | None = None
     secrets_needed: tuple[str, ...] = ()  # passwords the next operation needs and nobody typed
+    cosigning: Cosigning = Cosigning(None, ())  # the latest checkpoint, refusals to cosign
 
 
 def absent_actor(view: CeremonyView) -> str | None:

@@ -369,7 +369,7 @@ def test_docs_list_every_wire_field():
     parts = (views.CeremonyView, views.StepView, views.Asked, views.ExceptionView,
              views.RoleView, views.Participant, views.QuorumView, views.DriveView,
              views.LooseDrive, views.BagView,
-             views.JournalLine, views.Progress, views.DeviationView)
+             views.JournalLine, views.Progress, views.DeviationView, views.Cosigning)
     fields = {f.name for p in parts for f in dataclasses.fields(p)}
     assert fields - named == set()
     assert named - fields == set()

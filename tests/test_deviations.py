@@ -200,7 +200,7 @@ def test_every_console_is_shown_them_and_the_wire_form_is_strict():
     send(m, w, remark(w, "SA1", "a spare drive was used", "deviation"))
     send(m, w, decide(w, 2, "reject", "DSO2 is here"))
     v = m.view(Extras(now=w.now))
-    assert v.version == 4
+    assert v.version >= 4  # deviations came with version 4
     assert [(x.n, x.kind, x.seat, x.name, x.decision, x.decided_by, x.open)
             for x in v.deviations] == [
         (1, "remark", "WI1", "Erin Witness", None, None, False),
@@ -218,7 +218,7 @@ def test_every_console_is_shown_them_and_the_wire_form_is_strict():
         (lambda x: x["deviations"][0].pop("decided_by"), r"view\.deviations\[0\]"),
         (lambda x: x["deviations"][0].update(n="1"), r"view\.deviations\[0\]\.n"),
         (lambda x: x["deviations"][0].update(extra=1), "unknown field"),
-        (lambda x: x.update(version=3), "version 3, this console reads 4"),
+        (lambda x: x.update(version=3), r"version 3, this console reads \d+"),
     ):
         bad = json.loads(json.dumps(wire))
         mutate(bad)

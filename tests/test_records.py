@@ -63,6 +63,9 @@ WRITTEN: list[tuple[r.Record, dict[str, Any]]] = [
       "model": "", "device": "/dev/sdc", "label": "albany", "reason": "wrong drive"}),
     (r.Coordinator(at=T0, step=None, what="started"),
      {"type": "coordinator", "at": T0, "step": None, "what": "started"}),
+    (r.Cosignature(at=T0, seat="KSO1", size=57, root="R" * 44, signature="— o/KSO1 AAAA"),
+     {"type": "cosignature", "at": T0, "seat": "KSO1", "size": 57, "root": "R" * 44,
+      "signature": "— o/KSO1 AAAA"}),
 ]
 
 

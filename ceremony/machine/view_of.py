@@ -124,6 +124,7 @@ def build_view(machine: Machine, extras: Extras,
         loose_drives=extras.loose_drives, bags=tuple(bags),
         journal=tuple(extras.journal), progress=_progress(m, extras.progress),
         checkpoint=extras.checkpoint, deviations=deviations,
+        cosigning=extras.cosigning,
     )
 
 

@@ -20,6 +20,7 @@ journal first, then act, then show.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from ceremony.machine import Machine, Refused
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.view import (
+    Cosigning,
     Extras,
     JournalLine,
     LooseDrive,
@@ -43,8 +45,9 @@ from ceremony.view import (
 from coordinator import executor
 from coordinator.bus import BusServer, CommandRefused
 from coordinator.ceremony_world import CeremonyWorld
+from coordinator.journal.merkle import consistency_proof, leaf_hash
 from coordinator.live.tail import describe
-from coordinator.live.translate import Invalid, Own, translate
+from coordinator.live.translate import Invalid, Own, judge_cosign, translate
 from coordinator.runner import Runner
 from keyrite.passwords import Verifier
 from keyrite.plainjson import safe_text
@@ -58,6 +61,7 @@ PRESENCE_TIMEOUT = 3.5  # seconds without a console's presence before it counts 
 TICK = 0.5
 TAIL = 48  # journal lines in the view: a projector at 200x50 fills its panel
 JOURNAL_PAGE = 500  # lines per `journal` command answer (the auditor's copy)
+COSIGN_REFUSALS = 10  # the latest refusals to cosign the view carries (every one is journaled)
 REFUSALS = 20  # refused commands one console may have journaled in REFUSAL_WINDOW seconds
 REFUSAL_WINDOW = 10.0
 
@@ -67,11 +71,13 @@ def iso(at: float) -> str:
 
 
 class _Tail:
-    """The journal, remembering one line of text per record for the consoles' panel."""
+    """The journal, remembering one line of text per record for the consoles' panel, and every
+    checkpoint it signs (tree size -> note) for the consoles that cosign them."""
 
     def __init__(self, journal: Any, lines: deque[JournalLine]) -> None:
         self.journal = journal
         self.lines = lines
+        self.notes: dict[int, str] = {}
 
     def append(self, record: dict[str, Any]) -> Any:
         entry = self.journal.append(record)
@@ -81,6 +87,7 @@ class _Tail:
 
     def checkpoint(self, at: str) -> str:
         note = self.journal.checkpoint(at)
+        self.notes[self.journal.size - 1] = note  # a checkpoint at seq n covers n entries
         self.lines.append(JournalLine(self.journal.size - 1, time.time(), "checkpoint signed"))
         return note
 
@@ -156,6 +163,14 @@ class Live:
         self.progress: Progress | None = None
         self.checkpoint: tuple[int, str] | None = None  # (step, note) for a signoff step
         self.budget = RefusalBudget()
+        # the record consoles cosign: refusals to cosign shown on every screen, who cosigned
+        # which checkpoint (seat, size), and the leaves' hashes consistency proofs are made of
+        self.cosign_refusals: deque[JournalLine] = deque(maxlen=COSIGN_REFUSALS)
+        self.cosigned: set[tuple[str, int]] = set()
+        self.disputed: set[tuple[str, int]] = set()  # (seat, size) refused by that console
+        self._leaves: list[bytes] = []
+        self._leaves_at = 0  # byte offset in the journal file after the last leaf read
+        self._read_record(journal)
         self.bus: BusServer | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._dirty = trio.Event()
@@ -174,7 +189,9 @@ class Live:
             progress=self.progress, journal=tuple(self.lines),
             drives_seen=frozenset(self._plugged()), loose_drives=self._loose(),
             checkpoint=self.checkpoint[1] if self.checkpoint else None,
-            secrets_needed=self._secrets_needed(now)), wants)
+            secrets_needed=self._secrets_needed(now),
+            cosigning=Cosigning(max(self.journal.notes, default=None),
+                                tuple(self.cosign_refusals))), wants)
 
     def _plugged(self) -> set[str]:
         """Drives in the laptop now: as udev says, for real drives; else by the steps done
@@ -274,14 +291,20 @@ class Live:
         cut short (64 and 1,000 characters) and made UTF-8 (a lone surrogate is written as its
         escape), so a journal can always write them, whatever the console sent."""
         kind = body.get("type") if isinstance(body, dict) else None
-        if kind in ("presence", "journal"):
+        if kind in ("presence", "journal", "checkpoint"):
             return
         cur = self.m.current
-        self.journal.append(records.Refused(
+        self._journal_refused(records.Refused(
             at=now, step=cur.n if cur else None,
             console=safe_text(officer, 63),  # with its ellipsis: 64
             command=safe_text(str(kind), 63),
-            reason=safe_text(reason, 999)).to_dict())
+            reason=safe_text(reason, 999)))
+
+    def _journal_refused(self, refused: records.Refused) -> None:
+        record = refused.to_dict()
+        entry = self.journal.append(record)
+        if refused.command == "cosign":  # every screen shows it
+            self.cosign_refusals.append(JournalLine(entry.seq, refused.at, describe(record)))
         self.changed()
 
     def _own(self, act: Own, now: float) -> dict[str, Any]:
@@ -291,6 +314,10 @@ class Live:
             return {"seq": self.bus.seq if self.bus else 0}
         if act.kind == "journal":
             return self._journal_page(act.params.get("from", 0))
+        if act.kind == "checkpoint":
+            return self._checkpoint_page(act.params["from"])
+        if act.kind == "cosign":
+            return self._cosign(act, now)
         return self._secret(act, now)
 
     def _secret(self, act: Own, now: float) -> dict[str, Any]:
@@ -325,6 +352,88 @@ class Live:
                 if i >= start:
                     lines.append(raw.rstrip(b"\n").decode())
         return {"from": start, "lines": lines, "size": size}
+
+    # --- the record the consoles cosign -------------------------------------------------------
+    def _read_record(self, journal: Any) -> None:
+        """What a restarted coordinator knows of the record from its journal: every checkpoint,
+        every cosignature and every refusal to cosign (shown again on every screen)."""
+        entries = getattr(journal, "entries", None)
+        if entries is None:
+            return
+        for e in entries():
+            r = e.record
+            t = r.get("type")
+            if t == "checkpoint":
+                self.journal.notes[e.seq] = r["note"]
+            elif t == "cosignature":
+                self.cosigned.add((str(r.get("seat")), int(r.get("size", -1))))
+            elif t == "refused" and r.get("command") == "cosign":
+                self.cosign_refusals.append(JournalLine(e.seq, float(r.get("at") or 0.0),
+                                                        describe(r)))
+
+    def _leaf_hashes(self, size: int) -> list[bytes]:
+        """The RFC 6962 leaf hashes of the journal's first `size` lines, read from the file once
+        each (it only grows)."""
+        if len(self._leaves) < size:
+            with open(self.journal.journal.path, "rb") as f:
+                f.seek(self._leaves_at)
+                for raw in f:
+                    if len(self._leaves) >= size or not raw.endswith(b"\n"):
+                        break
+                    self._leaves.append(leaf_hash(raw[:-1]))
+                    self._leaves_at += len(raw)
+        return self._leaves[:size]
+
+    def _checkpoint_page(self, start: int) -> dict[str, Any]:
+        """The latest checkpoint and the RFC 6962 consistency proof (base64 hashes) that it
+        extends the tree of size `start`, the last a console accepted; `proof` is null when
+        there is none to give (`start` beyond the checkpoint: the console sees it shrink)."""
+        if not self.journal.notes:
+            return {"note": None, "size": 0, "proof": []}
+        size = max(self.journal.notes)
+        proof = None
+        if start <= size:
+            hashes = consistency_proof(self._leaf_hashes(size), start, size)
+            proof = [base64.b64encode(h).decode() for h in hashes]
+        return {"note": self.journal.notes[size], "size": size, "proof": proof}
+
+    def _cosign(self, act: Own, now: float) -> dict[str, Any]:
+        """A console's cosignature of a checkpoint, or its refusal to cosign one: journaled once
+        judged (`translate.judge_cosign`: verified against the seat's enrolled key over the
+        journal's own checkpoint); a bad cosignature is refused and journaled as refused, and
+        every screen shows it, as it shows a console's refusal."""
+        seat, size = act.seat, act.params["size"]
+        cur = self.m.current
+        if "refusal" in act.params:
+            if size not in self.journal.notes:
+                raise CommandRefused(f"cosign: the journal has no checkpoint of size {size} "
+                                     "to refuse")
+            if (seat, size) in self.disputed:
+                return {"journaled": True, "already": True}
+            self.disputed.add((seat, size))
+        else:
+            if seat not in self.m.signed_in:
+                raise self._cosign_refused(records.Refused(
+                    at=now, step=cur.n if cur else None, console=seat, command="cosign",
+                    reason=f"sent a cosignature of checkpoint {size} that was refused: {seat} "
+                    "is not signed in"))
+            if (seat, size) in self.cosigned:
+                return {"accepted": True, "already": True}
+        record = judge_cosign(self.m.roster, self.journal.notes, seat, act.params, now,
+                              cur.n if cur else None)
+        if isinstance(record, records.Refused):
+            if "cosignature" in act.params:
+                raise self._cosign_refused(record)
+            self._journal_refused(record)
+            return {"journaled": True}
+        self.journal.append(record.to_dict())
+        self.cosigned.add((seat, size))
+        self.changed()
+        return {"accepted": True}
+
+    def _cosign_refused(self, refused: records.Refused) -> CommandRefused:
+        self._journal_refused(refused)
+        return CommandRefused(refused.reason)
 
     # --- time ----------------------------------------------------------------------------------
     def tick(self) -> None:

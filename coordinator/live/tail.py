@@ -28,9 +28,13 @@ def describe(record: dict[str, Any]) -> str:
         event = event if isinstance(event, dict) else {}
         who = record.get("console") or event.get("seat") or "?"
         what = record.get("command") or event.get("event") or "command"
+        if what == "cosign":  # the reason says who refused what (`translate.judge_cosign`)
+            return f"{who} {record.get('reason')}"
         return f"REFUSED {who} {what}: {record.get('reason')}"
     if t == "checkpoint":
         return "checkpoint signed"
+    if t == "cosignature":
+        return f"{record.get('seat')} cosigned checkpoint {record.get('size')}"
     if t == "genesis":
         return f"ceremony {record.get('ceremony')} opened"
     if t in ("pause", "resume"):

@@ -18,21 +18,31 @@ on. A reason it gives quotes a console's words only shortened (`keyrite.plainjso
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ceremony import approval, records
 from ceremony.approval import Approval, MalformedApproval, key_fingerprint
 from ceremony.machine import events as ev
 from ceremony.roster import Roster
+from coordinator.journal.checkpoint import (
+    BadCosignature,
+    Checkpoint,
+    cosigner_name,
+    open_cosignature,
+)
 from keyrite.plainjson import MAX_INT, safe_text
 
 #: commands that become machine events (journaled as events or refusals)
 EVENT_COMMANDS = ("signin", "acknowledge", "record", "approve", "refuse", "decide", "signoff",
                   "pause", "resume", "remark", "deviation")
 #: commands the coordinator answers first: a password is checked against its verifier before
-#: the machine judges who typed it (as a PasswordEntered); presence and journal pages are not
-#: the machine's at all
-OWN_COMMANDS = ("secret", "presence", "journal")
+#: the machine judges who typed it (as a PasswordEntered); presence, journal pages, the latest
+#: checkpoint (with a consistency proof) and a console's cosignature of it, or its refusal to
+#: cosign, are not the machine's at all
+OWN_COMMANDS = ("secret", "presence", "journal", "checkpoint", "cosign")
 
 
 class Invalid(ValueError):
@@ -43,7 +53,7 @@ class Invalid(ValueError):
 class Own:
     """A command for the coordinator itself, not the machine."""
 
-    kind: str  # secret | presence | journal
+    kind: str  # secret | presence | journal | checkpoint | cosign
     seat: str
     params: dict[str, Any]
 
@@ -145,6 +155,11 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
         if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= MAX_INT:
             raise Invalid("journal: 'from' must be a line number (0 or more)")
         return Own(kind, officer, {"from": start})
+    if kind == "checkpoint":  # the latest checkpoint, proven to extend the one of size `from`
+        start = body.get("from", 0)
+        if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= MAX_INT:
+            raise Invalid("checkpoint: 'from' must be a tree size (0 or more)")
+        return Own(kind, officer, {"from": start})
     if kind == "signin":
         return _signin(roster, administrator, officer, body, now)
     seat = acting_seat(roster, officer, body)
@@ -171,6 +186,8 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
     if kind == "remark":  # any signed-in seat, witnesses included: the machine judges who
         return ev.Remark(at=now, seat=seat, kind=_str(body, "kind"),
                          text=_str(body, "text", TEXT_LIMIT))
+    if kind == "cosign":
+        return Own(kind, seat, _cosign(body))
     if kind == "deviation":  # the administrator's decision on one
         return ev.DecideDeviation(at=now, seat=seat, deviation=_int(body, "deviation"),
                                   decision=_str(body, "decision"),
@@ -178,6 +195,68 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
     # secret: a password typed for an operation (never journaled, never broadcast)
     return Own("secret", seat, {"step": _int(body, "step"), "name": _str(body, "name"),
                                 "value": _str(body, "value", TEXT_LIMIT)})
+
+
+def _cosign(body: dict[str, Any]) -> dict[str, Any]:
+    """A console's word on a checkpoint: its cosignature (the note signature line), or its
+    refusal to cosign (why), never both."""
+    size = _int(body, "size")
+    if size < 0:
+        raise Invalid("cosign: 'size' must be a tree size (0 or more)")
+    params: dict[str, Any] = {"size": size, "root": _opt_str(body, "root", NAME_LIMIT)}
+    if ("cosignature" in body) == ("refusal" in body):
+        raise Invalid("cosign: give either 'cosignature' or 'refusal'")
+    if "cosignature" in body:
+        params["cosignature"] = _str(body, "cosignature", TEXT_LIMIT)
+    else:
+        params["refusal"] = _str(body, "refusal", TEXT_LIMIT)
+    return params
+
+
+#: how far in the future a cosignature's timestamp may be (the consoles' clocks against the
+#: coordinator's), as an approval's expiry is allowed
+COSIGN_LEEWAY = 60
+
+
+def judge_cosign(roster: Roster, notes: Mapping[int, str], seat: str, params: dict[str, Any],
+                 now: float, step: int | None) -> records.Cosignature | records.Refused:
+    """What the coordinator journals for a console's `cosign` (`params` as `translate` checked
+    them), the daemon and the rehearsal alike: a `Cosignature` once the line verifies against
+    the seat's enrolled key over the journal's own checkpoint of that size (`notes`: tree size
+    -> signed note, every checkpoint the journal holds) with that root; else a `Refused`
+    (command `cosign`) saying what was wrong. A console's refusal to cosign is journaled as a
+    `Refused` too, in its words: every screen shows both kinds."""
+    size, root = params["size"], params["root"]
+
+    def refused(reason: str) -> records.Refused:
+        return records.Refused(at=now, step=step, console=seat, command="cosign",
+                               reason=safe_text(reason, 999))
+
+    if "refusal" in params:
+        return refused(f"REFUSES TO COSIGN checkpoint {size}: {params['refusal']}")
+    note = notes.get(size)
+    why = None
+    if note is None:
+        why = f"the journal has no checkpoint of size {size}"
+    else:
+        text = note[: note.rfind("\n\n") + 1]
+        cp = Checkpoint.parse(text)
+        if base64.b64encode(cp.root).decode() != root:
+            why = f"the journal's checkpoint of size {size} has another root than {_show(root)}"
+        else:
+            try:
+                key = approval.load_public_key(roster.officers[seat].signing_key)
+                at = open_cosignature(params["cosignature"], text,
+                                      cosigner_name(cp.origin, seat), key)
+            except (BadCosignature, ValueError) as e:
+                why = str(e)
+            else:
+                if at > now + COSIGN_LEEWAY:
+                    why = f"it is dated {int(at - now)} s in the future"
+    if why is not None:
+        return refused(f"sent a cosignature of checkpoint {size} that was refused: {why}")
+    return records.Cosignature(at=now, seat=seat, size=size, root=root,
+                               signature=params["cosignature"])
 
 
 def _signin(roster: Roster, administrator: str, officer: str, body: dict[str, Any],
