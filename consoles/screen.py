@@ -978,6 +978,13 @@ class ConsoleScreen:
         status = self.status() if self.status is not None else ""
         if status:
             out.append(("", status + "\n"))
+        refusals = self.view.cosigning.refusals  # a console refused to cosign the record
+        if refusals:
+            text = refusals[-1].text
+            text = text if len(text) <= 160 else text[:159] + "…"
+            more = f" ({len(refusals) - 1} more before: see the journal)" if len(refusals) > 1 \
+                else ""
+            out.append(("class:bad", f"RECORD DISPUTED: {text}{more}\n"))
         return out
 
     def _step_rows(self, width: int) -> list[Row]:

@@ -153,10 +153,10 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
                 f"also = [{', '.join(_q('../officers/' + s) for s in others)}]\n"
                 f"commands = {_q(cmd_ep)}\n"
                 f"broadcasts = {_q(pub_ep)}\n"
-                f"coordinator_key = {_q(curve.public)}\n")
+                f"coordinator_key = {_q(curve.public)}\n"
+                f"journal_key = {_q(journal_key)}\n")  # every console checks checkpoints
         if seat_role(first) == "SAU":
-            text += (f'journal_copy = "{first}-journal-copy.jsonl"\n'
-                     f"journal_key = {_q(journal_key)}\n")
+            text += f'journal_copy = "{first}-journal-copy.jsonl"\n'
         consoles[first] = live / "consoles" / f"{first}.toml"
         write_exclusive(consoles[first], text.encode())
     folders = FolderDrives(paths.drives)
