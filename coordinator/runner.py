@@ -50,6 +50,16 @@ class Runner:
         self.world = world
         self.display = display
         self.iso = iso
+        #: who cosigns each checkpoint as it is written, where no console does (the rehearsal's
+        #: scripted officers): given the signed note, the records to journal after it
+        self.cosigners: Callable[[str], list[dict[str, Any]]] | None = None
+
+    def checkpoint(self, at: float) -> str:
+        """Sign a checkpoint of the journal so far; then journal the cosigners' word on it."""
+        note = self.journal.checkpoint(self.iso(at))
+        for record in self.cosigners(note) if self.cosigners is not None else ():
+            self.journal.append(record)
+        return note
 
     def apply(self, event: ev.Event) -> tuple[d.Decision, ...]:
         """Have the machine judge `event`; journal it if accepted; report what followed."""
@@ -65,7 +75,7 @@ class Runner:
             if isinstance(n, (d.StepCompleted, d.ExceptionRaised, d.CeremonyEnded)):
                 self.display.notice(self.machine, n)
             if isinstance(n, d.StepCompleted) and self._section_ended(n.step):
-                self.journal.checkpoint(self.iso(event.at))
+                self.checkpoint(event.at)
         return out
 
     def _section_ended(self, n: int) -> bool:
@@ -86,7 +96,7 @@ class Runner:
                 if isinstance(want, d.RequestApproval):
                     self.display.approval(m, want)
                 if isinstance(want, d.Ask) and want.kind == "signoff":
-                    context["checkpoint"] = self.journal.checkpoint(self.iso(self.world.now()))
+                    context["checkpoint"] = self.checkpoint(self.world.now())
                 answers = self.world.people(want, context)
                 if not answers:
                     return "stopped"

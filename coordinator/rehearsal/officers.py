@@ -13,6 +13,8 @@ they arrive (when first needed) is their own.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +27,12 @@ from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.view import CeremonyView, Extras
 from consoles.actions import Action, actions_for
+from consoles.cosign import Cosigner, Refusal, cosign_command, refusal_command
 from consoles.signing import SIGNED, sign_command, sign_signin_command
-from coordinator.live.translate import translate
+from coordinator.journal import Journal
+from coordinator.journal.checkpoint import Checkpoint
+from coordinator.journal.merkle import consistency_proof, leaf_hash
+from coordinator.live.translate import Own, judge_cosign, translate
 
 
 @dataclass(frozen=True)
@@ -238,3 +244,61 @@ class ScriptedRoom:
             if out:
                 return out
         return []
+
+    # --- cosigning the record --------------------------------------------------------------------
+    def cosigners(self, journal: Journal) -> Callable[[str], list[dict[str, Any]]]:
+        """What the runner calls with each checkpoint it writes (`Runner.cosigners`): every
+        person signed in checks it at their console as a console does (`consoles.cosign`:
+        signed by the coordinator's key, consistent with the last one they accepted by the
+        proof the coordinator makes from the journal's lines), and refuses it if it does not
+        hold. As at a console, only a key unlocked cosigns: the one the sign-off unlocked,
+        which cosigns the sign-off's checkpoint and every one after it (`_cosigning`). Each
+        word is judged as the daemon judges a console's (`translate.judge_cosign`), and the
+        records come back for the runner to journal."""
+        cosigners: dict[str, Cosigner] = {}
+        notes: dict[int, str] = {}
+
+        def cosign(note: str) -> list[dict[str, Any]]:
+            size = Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size
+            notes[size] = note
+            hashes = [leaf_hash(line) for line in journal.path.read_bytes().split(b"\n")[:size]]
+            now = self.clock()
+            view = self._view(now, {})
+            signed = set(self._signed_in(view))
+            signing = self._cosigning(view)
+            cur = self.m.current
+            out: list[dict[str, Any]] = []
+            for p in self.people:
+                seat = next((s for s in p.seats if s in signing), None) or \
+                    next((s for s in p.seats if s in signed), None)
+                if seat is None:
+                    continue
+                c = cosigners.setdefault(p.person, Cosigner(journal.verifier))
+                proof = None if c.size > size else [
+                    base64.b64encode(h).decode() for h in consistency_proof(hashes, c.size)]
+                try:
+                    accepted = c.offer(note, proof, size)
+                except Refusal as r:
+                    command = refusal_command(seat, r)
+                else:
+                    if seat not in signing:
+                        continue  # checked, and kept; no key unlocked to cosign it with
+                    command = cosign_command(accepted, seat, self.keys[seat], now)
+                act = translate(self.m.roster, self.m.script.ceremony.administrator, seat,
+                                command, now)
+                assert isinstance(act, Own), act
+                out.append(judge_cosign(self.m.roster, notes, act.seat, act.params, now,
+                                        cur.n if cur else None).to_dict())
+            return out
+
+        return cosign
+
+    def _cosigning(self, view: CeremonyView) -> set[str]:
+        """The seats whose key a sign-off unlocked (signed off already, or about to at the
+        current sign-off step): at a console that key stays to cosign until the end."""
+        seats = {str(x["seat"]) for x in self.m.snapshot()["signoffs"]}
+        cur = self.m.current
+        if cur is not None and cur.action == "signoff":
+            with contextlib.suppress(LookupError):  # nobody of the role signed in yet
+                seats.add(self._seat_for(view, cur.actor))
+        return {s for s in seats if s in self.keys}

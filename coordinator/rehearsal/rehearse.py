@@ -181,10 +181,12 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
     try:
         world = RehearsalWorld(machine, link.client, drives, room, paths.livecd, paths.journal,
                                lambda: ((e.seq, e.record) for e in journal.entries()), copies)
-        status = Runner(machine, journal, world, display, iso).run()
+        runner = Runner(machine, journal, world, display, iso)
+        runner.cosigners = room.cosigners(journal)  # the officers cosign each checkpoint
+        status = runner.run()
     finally:
         link.close()
-    note = journal.checkpoint(iso(time.time()))
+    note = runner.checkpoint(time.time())
     result = summary_.build(
         machine, status=status, journal=paths.journal, checkpoint=note,
         checkpoint_key=journal.verifier.text(), drives_root=paths.drives,
