@@ -35,9 +35,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ceremony.approval import load_public_key
+from ceremony.roster import Roster
+from coordinator.journal import entry as _entry
 from coordinator.journal import lines as _lines
 from coordinator.journal.chain import Broken, Chain, SignedCheckpoint
-from coordinator.journal.checkpoint import BadCheckpoint, Checkpoint
+from coordinator.journal.checkpoint import (
+    BadCheckpoint,
+    BadCosignature,
+    Checkpoint,
+    cosigner_name,
+    open_cosignature,
+)
 from coordinator.journal.lines import TornTail
 from coordinator.journal.merkle import CompactRange
 from coordinator.journal.note import (
@@ -189,6 +198,109 @@ class CheckpointCheck:
         }
 
 
+def parse_cosigned_by(text: str) -> int | tuple[str, ...]:
+    """`--cosigned-by`: a number of officers (at least 1), or a comma-separated list of roles
+    (`KSO,SA`), each of which must have cosigned. Raises ValueError."""
+    text = text.strip()
+    if text.isascii() and text.isdigit():
+        n = int(text)
+        if n < 1:
+            raise ValueError("--cosigned-by: a number of officers is at least 1")
+        return n
+    roles = tuple(r.strip() for r in text.split(","))
+    if not all(r and r.isascii() and r.isalnum() for r in roles):
+        raise ValueError(f"--cosigned-by {text!r}: give a number of officers or roles separated "
+                         "by commas (KSO,SA)")
+    return roles
+
+
+@dataclass(frozen=True)
+class CosignCheck:
+    """The journal's final checkpoint against `--cosigned-by`: the officers whose `cosignature`
+    records (after it, of its size and root) verify against their seat's key in the genesis
+    roster, under `<origin>/<seat>` (c2sp.org/tlog-cosignature, cosignature/v1)."""
+
+    required: int | tuple[str, ...]  # a number of officers, or roles each of which must cosign
+    holds: bool
+    reason: str
+    size: int | None  # the final checkpoint's tree size (None: there is none)
+    cosigned_by: tuple[str, ...] = ()  # seats whose cosignature verified
+    bad: tuple[str, ...] = ()  # "<seat>: why" for cosignature records that do not verify
+
+    def summary(self, path: str) -> str:
+        verdict = "holds" if self.holds else "does not hold"
+        return f"{path}: cosigned-by {_required(self.required)} {verdict}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.holds, "required": self.required if isinstance(self.required, int)
+                else list(self.required), "reason": self.reason, "size": self.size,
+                "cosigned_by": list(self.cosigned_by), "bad": list(self.bad)}
+
+
+def _required(required: int | tuple[str, ...]) -> str:
+    if isinstance(required, int):
+        return f"{required} officer{'' if required == 1 else 's'}"
+    return ",".join(required)
+
+
+def check_cosigned(required: int | tuple[str, ...], genesis: dict[str, Any] | None,
+                   origin: str | None, last: SignedCheckpoint | None,
+                   after: list[bytes]) -> CosignCheck:
+    """Whether the final checkpoint `last` is cosigned as `required`: by at least that many
+    officers (distinct people: one person's two seats count once), or by an officer of each
+    role named. `after`: the journal's lines after it, where its cosignatures are; each is
+    checked against the genesis roster's key for its seat."""
+    if last is None or origin is None:
+        return CosignCheck(required, False, "the journal has no checkpoint to be cosigned", None)
+    size = last.checkpoint.size
+    root = base64.b64encode(last.checkpoint.root).decode()
+    text = last.note[: last.note.rfind("\n\n") + 1]
+    try:
+        roster = Roster.from_dict((genesis or {}).get("roster") or {}, "genesis roster")
+    except Exception as e:  # a genesis whose roster does not read: nothing can verify
+        return CosignCheck(required, False, f"the genesis roster cannot be read: {e}", size)
+    good: dict[str, str] = {}  # seat -> person
+    bad: list[str] = []
+    for line in after:
+        try:
+            _, _, record = _entry.decode(line)
+        except _entry.BadLine:
+            continue  # the journal's own check names it
+        if record.get("type") != "cosignature" or record.get("size") != size \
+                or record.get("root") != root:
+            continue
+        seat = record.get("seat")
+        officer = roster.officers.get(seat) if isinstance(seat, str) else None
+        if officer is None:
+            bad.append(f"{seat}: not a seat of the genesis roster")
+            continue
+        try:
+            open_cosignature(str(record.get("signature")), text, cosigner_name(origin, seat),
+                             load_public_key(officer.signing_key))
+        except (BadCosignature, ValueError) as e:
+            bad.append(f"{seat}: {e}")
+            continue
+        good[seat] = officer.person
+    seats = tuple(sorted(good))
+    people = len(set(good.values()))
+    who = f"cosigned by {', '.join(seats)}" if seats else "cosigned by nobody"
+    where = f"the final checkpoint ({_entries(size)}) is {who}"
+    if bad:
+        where += f"; {len(bad)} cosignature{' does' if len(bad) == 1 else 's do'} not verify (" + \
+            "; ".join(bad[:3]) + (", ..." if len(bad) > 3 else "") + ")"
+    if isinstance(required, int):
+        holds = people >= required
+        reason = f"{where}: {people} officer{'' if people == 1 else 's'}"
+        if people != len(seats):
+            reason += " (one person's seats count once)"
+    else:
+        missing = [r for r in required
+                   if not any(roster.officers[s].role == r for s in seats)]
+        holds = not missing
+        reason = where + ("" if holds else f": no {', '.join(missing)} among them")
+    return CosignCheck(required, holds, reason, size, seats, tuple(bad))
+
+
 @dataclass(frozen=True)
 class Report:
     """What verifying one journal found. `ok` only if nothing at all is wrong."""
@@ -206,11 +318,14 @@ class Report:
     torn: TornTail | None
     allow_unsigned: bool = False  # --allow-unsigned: a given key that signed nothing is accepted
     against: CheckpointCheck | None = None  # --checkpoint: the copy against a kept checkpoint
+    cosigned: CosignCheck | None = None  # --cosigned-by: the final checkpoint's cosignatures
 
     @property
     def ok(self) -> bool:
-        """Nothing wrong: every entry holds, and the checkpoint given (if any) holds too."""
-        return self.journal_ok and (self.against is None or self.against.holds)
+        """Nothing wrong: every entry holds, and the checkpoint given (if any) holds too, and
+        the final checkpoint is cosigned as asked (if asked)."""
+        return (self.journal_ok and (self.against is None or self.against.holds)
+                and (self.cosigned is None or self.cosigned.holds))
 
     @property
     def journal_ok(self) -> bool:
@@ -274,6 +389,8 @@ class Report:
         }
         if self.against is not None:
             out["checkpoint"] = self.against.to_dict()
+        if self.cosigned is not None:
+            out["cosigned"] = self.cosigned.to_dict()
         return out
 
 
@@ -408,6 +525,7 @@ def verify_journal(
     allow_unsigned: bool = False,
     checkpoint: str | None = None,
     checkpoint_name: str = "checkpoint",
+    cosigned_by: int | tuple[str, ...] | None = None,
 ) -> Report:
     """Check every line, link and checkpoint of the journal at `path`.
 
@@ -421,6 +539,8 @@ def verify_journal(
     the genesis's), and the journal's first `size` entries must have its root
     (`Report.against`; `ok` then needs both). A checkpoint that holds also counts as a
     checkpoint by the given key for the rule above.
+    `cosigned_by` (`parse_cosigned_by`) asks that the final checkpoint be cosigned by that many
+    officers, or by an officer of each role named (`Report.cosigned`; `ok` then needs it).
     Raises OSError if the file cannot be read and ValueError for a malformed key, or
     BadCheckpointFile (a ValueError) for a `checkpoint` that is not a checkpoint note.
     """
@@ -460,6 +580,10 @@ def verify_journal(
         )
     keys = chain.verifiers if chain.verifiers else ([] if trusted is None else trusted)
     last = chain.last_checkpoint
+    cosigned = None
+    if cosigned_by is not None:
+        after = complete[last.seq + 1: chain.size] if last is not None else []
+        cosigned = check_cosigned(cosigned_by, chain.genesis, chain.origin, last, after)
     return Report(
         path=str(path),
         entries=chain.size,
@@ -474,4 +598,5 @@ def verify_journal(
         torn=torn,
         allow_unsigned=allow_unsigned,
         against=against,
+        cosigned=cosigned,
     )

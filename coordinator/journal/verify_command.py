@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from coordinator.journal.verify import read_checkpoint_file, verify_journal
+from coordinator.journal.verify import parse_cosigned_by, read_checkpoint_file, verify_journal
 from keyrite import exits
 
 DESCRIPTION = """\
@@ -34,14 +34,19 @@ checkpoint covers, and the RFC 6962 root of those entries must be the checkpoint
 cut short says where it stops, one that forked says between which entries it departs (bounded by
 its own checkpoints) and whether it holds a checkpoint of the same size with another root.
 Entries after those the checkpoint covers are allowed, and counted as not covered by it.
+
+--cosigned-by N (or --cosigned-by KSO,SA) also checks that the journal's final checkpoint is
+cosigned by at least N officers (one person holding two seats counts once), or by an officer of
+each role named: the cosignature records after it (C2SP cosignature/v1 under the key name
+<origin>/<seat>) must verify against the seat's key in the roster the genesis entry holds.
 """
 
 EPILOG = """\
 exit codes: 0 the journal verifies (and the --checkpoint holds); 1 an entry does not hold (or
 the last line is torn, or no checkpoint is signed by the given key, or the --checkpoint does not
-hold: short, forked, another log's, or not signed by a trusted key); 2 the file is missing or
-unreadable, a --key is malformed, or the --checkpoint file is unreadable or not a checkpoint
-note."""
+hold: short, forked, another log's, or not signed by a trusted key, or the final checkpoint is
+not cosigned as --cosigned-by asks); 2 the file is missing or unreadable, a --key is malformed,
+the --checkpoint file is unreadable or not a checkpoint note, or --cosigned-by is malformed."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,6 +78,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also check the journal against this checkpoint note (kept apart from it, as "
         "printed): a copy cut short or forked fails, named by entry",
     )
+    parser.add_argument(
+        "--cosigned-by",
+        metavar="N|ROLES",
+        help="also check that the final checkpoint is cosigned by at least N officers, or by "
+        "an officer of each role in a comma-separated list (KSO,SA), their cosignatures "
+        "verified against the genesis roster",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
@@ -95,8 +107,10 @@ def _json(value: object) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         note = None if args.checkpoint is None else read_checkpoint_file(args.checkpoint)
+        cosigned_by = None if args.cosigned_by is None else parse_cosigned_by(args.cosigned_by)
         report = verify_journal(args.journal, args.keys, allow_unsigned=args.allow_unsigned,
-                                checkpoint=note, checkpoint_name=args.checkpoint or "checkpoint")
+                                checkpoint=note, checkpoint_name=args.checkpoint or "checkpoint",
+                                cosigned_by=cosigned_by)
     except (OSError, ValueError) as e:
         if isinstance(e, OSError):
             reason = f"cannot read {args.journal}: {e.strerror or e}"
@@ -114,4 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if report.against is not None:
             print(_printable(report.against.summary()),
                   file=sys.stdout if report.against.holds else sys.stderr)
+        if report.cosigned is not None:
+            print(_printable(report.cosigned.summary(args.journal)),
+                  file=sys.stdout if report.cosigned.holds else sys.stderr)
     return exits.OK if report.ok else exits.FAILED
