@@ -257,6 +257,18 @@ class Coordinator(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Document(Record):
+    """A document made from the journal (the report, the printable transcript) and its SHA-256,
+    so that a printed or copied document is bound to the journal a checkpoint then covers."""
+
+    TYPE: ClassVar[str] = "document"
+    at: float
+    what: str  # "report" | "transcript" | "transcript-pdf"
+    file: str
+    sha256: str  # colon hex
+
+
+@dataclass(frozen=True, kw_only=True)
 class Cosignature(Record):
     """An officer's console cosigned one of the journal's checkpoints (c2sp.org/tlog-cosignature,
     `cosignature/v1`), verified by the coordinator against the seat's enrolled key before it was
@@ -274,7 +286,7 @@ class Cosignature(Record):
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.TYPE: cls
     for cls in (Genesis, Event, Refused, Checkpoint, Pause, Resume, Secret, Expired, Presence,
-                Drive, Coordinator, Cosignature)
+                Drive, Coordinator, Cosignature, Document)
 }
 
 

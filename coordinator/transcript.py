@@ -475,6 +475,11 @@ def _describe(rec: dict[str, Any], script: Script) -> tuple[str, list[str]]:
         return describe_drive(rec), details
     if t == "coordinator":
         return f"coordinator {rec.get('what')}", []
+    if t == "cosignature":
+        return (f"{rec.get('seat')} cosigned the checkpoint of {rec.get('size')} entries",
+                [f"root {rec.get('root')}", f"{rec.get('signature')}"])
+    if t == "document":
+        return (f"{rec.get('what')} written: {rec.get('file')}", [f"SHA-256 {rec.get('sha256')}"])
     return f"entry of type {t!r}", [_raw(rec)]
 
 

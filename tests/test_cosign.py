@@ -611,8 +611,11 @@ def _verify(journal: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_rehearsals_final_checkpoint_is_cosigned_by_the_sign_off_officers(
         rehearsal_journal: Path) -> None:
     records = [json.loads(line)["record"] for line in rehearsal_journal.read_text().splitlines()]
-    last = max(i for i, r in enumerate(records) if r["type"] == "checkpoint")
-    assert [r["seat"] for r in records[last + 1:] if r["type"] == "cosignature"] == ["KGA"]
+    # the final checkpoint is cosigned; one more, the coordinator's, seals its cosignatures
+    assert records[-1]["type"] == "checkpoint"
+    last = max(i for i, r in enumerate(records[:-1]) if r["type"] == "checkpoint")
+    assert [r["type"] for r in records[last + 1:-1]] == ["cosignature"]
+    assert [r["seat"] for r in records[last + 1:-1]] == ["KGA"]
     assert not [r for r in records if r["type"] == "refused"]  # every officer accepted every one
     for arg in ("1", "KGA"):
         p = _verify(rehearsal_journal, "--cosigned-by", arg)

@@ -66,6 +66,8 @@ WRITTEN: list[tuple[r.Record, dict[str, Any]]] = [
     (r.Cosignature(at=T0, seat="KSO1", size=57, root="R" * 44, signature="— o/KSO1 AAAA"),
      {"type": "cosignature", "at": T0, "seat": "KSO1", "size": 57, "root": "R" * 44,
       "signature": "— o/KSO1 AAAA"}),
+    (r.Document(at=T0, what="report", file="report.pdf", sha256="ab:cd"),
+     {"type": "document", "at": T0, "what": "report", "file": "report.pdf", "sha256": "ab:cd"}),
 ]
 
 

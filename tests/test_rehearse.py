@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
 
+from ceremony.digests import colon_hex
 from ceremony.script import bundled_script_path
 from tests.rehearsal_helpers import (
     KEYRITE,
@@ -56,6 +60,31 @@ def test_small_rehearsal_completes_and_adds_up(tmp_path: Path) -> None:
     assert summary["keys"] == {"initial": 6, "after_purge": 4, "after_generate": 10,
                                "purged": 2, "generated": 6}
     assert "[ 33/132]" in err and "generated 6 of 6 keys" in err  # progress, on stderr with --json
+    check_documents(summary)
+
+
+def check_documents(summary: dict[str, Any]) -> None:
+    """The report and the printable transcript are written beside the journal, each one's
+    SHA-256 journaled; the final checkpoint is cosigned and one more seals its cosignatures."""
+    records = [json.loads(line)["record"]
+               for line in Path(summary["journal"]).read_text().splitlines()]
+    documented = {r["what"]: r for r in records if r["type"] == "document"}
+    assert set(documented) == {"report", "transcript", "transcript-pdf"}
+    for kind, key in (("report", "report"), ("transcript", "transcript"),
+                      ("transcript-pdf", "transcript_pdf")):
+        data = Path(summary[key]).read_bytes()
+        assert documented[kind]["sha256"] == colon_hex(hashlib.sha256(data).hexdigest())
+    assert Path(summary["report"]).read_bytes().startswith(b"%PDF")
+    assert summary["cosigners"] == ["KGA"]  # the sign-off's actor: the seed's KGA seat
+    assert set(summary["bags"]) == {"wellington", "albany", "auckland", "master-copy",
+                                    "keygen-log"} and all(summary["bags"].values())
+    assert records[-1]["type"] == "checkpoint"  # nothing is left uncovered but the seal itself
+    ok = subprocess.run([sys.executable, "-m", "keyrite.cli", "verify", summary["journal"],
+                         "--cosigned-by", "1"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    two = subprocess.run([sys.executable, "-m", "keyrite.cli", "verify", summary["journal"],
+                          "--cosigned-by", "2"], capture_output=True, text=True, timeout=60)
+    assert two.returncode == 1 and "cosigned by KGA" in two.stdout + two.stderr
 
 
 @pytest.mark.parametrize("moment", [
@@ -89,6 +118,8 @@ def test_resume_after_completion_changes_nothing(tmp_path: Path) -> None:
     assert code == 0
     assert again["keys"] == first["keys"]
     assert again["backup_sha256"] == first["backup_sha256"]
+    # the documents are written once: a resume after the end adds nothing to the journal
+    assert again["report"] == first["report"] and again["checkpoint"] == first["checkpoint"]
 
 
 def test_a_verify_mismatch_stops_the_ceremony(tmp_path: Path) -> None:

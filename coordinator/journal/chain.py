@@ -100,6 +100,7 @@ class Chain:
         self.announced: Verifier | None = None  # the genesis entry's key
         self.checkpoints = 0
         self.last_checkpoint: SignedCheckpoint | None = None
+        self.previous_checkpoint: SignedCheckpoint | None = None  # the one before the last
         self.broken: Broken | None = None
 
     def feed(self, line: bytes, following: bytes | None = None) -> Entry:
@@ -265,4 +266,5 @@ class Chain:
                 "was rewritten and its links recomputed",
             )
         self.checkpoints += 1
+        self.previous_checkpoint = self.last_checkpoint
         self.last_checkpoint = SignedCheckpoint(pos, cp, note_text, opened.signed_by)

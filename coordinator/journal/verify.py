@@ -243,6 +243,25 @@ def _required(required: int | tuple[str, ...]) -> str:
     return ",".join(required)
 
 
+def sealed_checkpoint(last: SignedCheckpoint | None, previous: SignedCheckpoint | None,
+                      lines: list[bytes]) -> SignedCheckpoint | None:
+    """The checkpoint whose cosignatures count as the final one's. A journal is sealed with a
+    last checkpoint over the cosignatures of the one before it (so that no entry is left
+    uncovered): when nothing but those cosignatures lies between the two, the one before is the
+    ceremony's final checkpoint, and the last only seals it. Otherwise the last is."""
+    if last is None or previous is None:
+        return last
+    for line in lines[previous.seq + 1: last.seq]:
+        try:
+            _, _, record = _entry.decode(line)
+        except _entry.BadLine:
+            return last
+        if record.get("type") != "cosignature" or \
+                record.get("size") != previous.checkpoint.size:
+            return last
+    return previous
+
+
 def check_cosigned(required: int | tuple[str, ...], genesis: dict[str, Any] | None,
                    origin: str | None, last: SignedCheckpoint | None,
                    after: list[bytes]) -> CosignCheck:
@@ -582,8 +601,9 @@ def verify_journal(
     last = chain.last_checkpoint
     cosigned = None
     if cosigned_by is not None:
-        after = complete[last.seq + 1: chain.size] if last is not None else []
-        cosigned = check_cosigned(cosigned_by, chain.genesis, chain.origin, last, after)
+        final = sealed_checkpoint(last, chain.previous_checkpoint, complete)
+        after = complete[final.seq + 1: chain.size] if final is not None else []
+        cosigned = check_cosigned(cosigned_by, chain.genesis, chain.origin, final, after)
     return Report(
         path=str(path),
         entries=chain.size,

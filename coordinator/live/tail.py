@@ -51,6 +51,8 @@ def describe(record: dict[str, Any]) -> str:
         return describe_drive(record)
     if t == "coordinator":
         return f"coordinator {record.get('what')}"
+    if t == "document":
+        return f"{record.get('what')} {record.get('file')} written, SHA-256 {record.get('sha256')}"
     return str(t)
 
 

@@ -18,6 +18,7 @@ the same HSM, this one's fingerprint and key count must match the journal's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -28,7 +29,7 @@ from typing import Any
 from ceremony.machine import Machine
 from ceremony.machine.replay import replay
 from ceremony.previous import Held
-from ceremony.records import FORMAT
+from ceremony.records import FORMAT, Document
 from ceremony.script import bundled_script_path
 from ceremony.script.load import load_script
 from coordinator.folder_drives import FolderDrives
@@ -186,16 +187,75 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         status = runner.run()
     finally:
         link.close()
-    note = runner.checkpoint(time.time())
+    if any(e.record.get("type") == "document" for e in journal.entries()):
+        # resumed after the end: the documents and the sealing checkpoints are written already
+        documents = {kind: paths.root / name for kind, name in DOCUMENTS.items()}
+        note = journal.last_checkpoint.note if journal.last_checkpoint else ""
+    else:
+        runner.checkpoint(time.time())  # the ceremony's final checkpoint, cosigned
+        display.say("writing the report and the printable transcript")
+        documents = write_documents(paths.root, script, journal, journal.verifier.text())
+        runner.checkpoint(time.time())  # covers the documents' digests too, cosigned
+        # and one over those cosignatures, which ends the journal: nothing is left uncovered
+        note = journal.checkpoint(iso(time.time()))
     result = summary_.build(
         machine, status=status, journal=paths.journal, checkpoint=note,
         checkpoint_key=journal.verifier.text(), drives_root=paths.drives,
         token={"softhsm2_conf": str(signer_config.softhsm2_conf),
                "label": signer_config.token_label, "user_pin": signer_config.user_pin},
     )
+    result.update({kind.replace("-", "_"): str(path) for kind, path in documents.items()})
+    result["cosigners"] = cosigners((e.seq, e.record) for e in journal.entries())
     if paths.previous_journal.exists():
         result["previous"] = json.loads(paths.previous_journal.read_text())
     return (0 if status == "completed" else 1), result
+
+
+#: what the end of a rehearsal writes beside its journal: kind -> file name
+DOCUMENTS = {"report": "report.pdf", "transcript": "transcript.txt",
+             "transcript-pdf": "transcript.pdf"}
+
+
+def write_documents(root: Path, script: Any, journal: Journal, key: str) -> dict[str, Path]:
+    """The auditor's report and the printable transcript (text and PDF) of the journal as it
+    stands, written beside it; each one's SHA-256 is journaled (a `document` record), so the
+    checkpoint that follows binds the printed papers to the journal."""
+    # imported here: only the end of a rehearsal needs reportlab
+    from ceremony.digests import colon_hex
+    from coordinator.journal.verify import verify_journal
+    from coordinator.report.facts import Verification, facts_of
+    from coordinator.report.pdf import report_pdf
+    from coordinator.transcript import render, transcript_pdf
+    from keyrite.files import write_atomic
+
+    records = [(e.seq, e.record) for e in journal.entries()]
+    verified = verify_journal(journal.path, [key])
+    text = render(script, records)
+    made = {
+        "report": report_pdf(facts_of(records, Verification(
+            journal=journal.path.name, entries=verified.entries,
+            checkpoints=verified.checkpoints, keys=verified.key_names, trust=verified.trust))),
+        "transcript": text.encode(),
+        "transcript-pdf": transcript_pdf(text),
+    }
+    out: dict[str, Path] = {}
+    for kind, data in made.items():
+        name = DOCUMENTS[kind]
+        write_atomic(root / name, data, mode=0o644)
+        journal.append(Document(at=time.time(), what=kind, file=name,
+                                sha256=colon_hex(hashlib.sha256(data).hexdigest())).to_dict())
+        out[kind] = root / name
+    return out
+
+
+def cosigners(entries: Any) -> list[str]:
+    """The seats that cosigned the journal's last cosigned checkpoint (the one after it seals
+    their cosignatures and is the coordinator's alone)."""
+    by_size: dict[int, set[str]] = {}
+    for _, rec in entries:
+        if rec.get("type") == "cosignature" and isinstance(rec.get("size"), int):
+            by_size.setdefault(rec["size"], set()).add(str(rec.get("seat")))
+    return sorted(by_size[max(by_size)]) if by_size else []
 
 
 def render_previous(summary: dict[str, Any]) -> str:

@@ -49,6 +49,7 @@ def build(m: Machine, *, status: str, journal: Path, checkpoint: str | None, che
         "backup_file": backup[-1][1].get("file") if backup else None,
         "drives": drives,
         "custody": m.custody,
+        "bags": {bag: c.get("serial") for bag, c in m.custody.items()},
         "restore_drill": next((r["drill"] for n, r in _results(m, "drive.verify")
                                if "drill" in r), None),
         "token": token,
