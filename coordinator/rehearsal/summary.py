@@ -80,6 +80,11 @@ def render_text(s: dict[str, Any]) -> str:
                      f"scratch token, {'the same as the HSM' if d['match'] else 'DIFFERENT'}")
     lines.append(f"journal: {s['journal']}  (check it: keyrite verify {s['journal']})")
     lines.append(f"checkpoint key: {s['checkpoint_key']}")
+    if s.get("report"):
+        lines.append(f"report: {s['report']}  (for the auditor, to print)")
+        lines.append(f"transcript: {s['transcript']}  and  {s['transcript_pdf']}")
+    if s.get("cosigners"):
+        lines.append(f"final checkpoint cosigned by: {', '.join(s['cosigners'])}")
     if s.get("exception"):
         lines.append(f"stopped at step {s['exception']['step']}: {s['exception']['reason']}")
     t = s["token"]
