@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ceremony.previous import FACTS, WHERE, PreviousCeremony, read_previous
-from coordinator.journal.entry import BadLine, decode
-from coordinator.journal.lines import split
-from coordinator.journal.verify import verify_journal
+from coordinator.journal.verify import JournalChanged, read_verified
 from keyrite import exits
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
@@ -60,13 +58,6 @@ class PreviousJournal:
                 "checkpoint": self.checkpoint, **self.facts.to_dict()}
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read the previous journal: {e.strerror or e}") from None
-
-
 def load_previous_journal(path: Path, key: str | None, *, key_required: bool = True,
                           what: str = "--previous-key") -> PreviousJournal:
     """Verify the journal at `path` with `key` and read its facts; BadInput with the reason for
@@ -78,29 +69,22 @@ def load_previous_journal(path: Path, key: str | None, *, key_required: bool = T
             raise BadInput(f"{path}: the previous journal is verified with its coordinator's "
                            f"checkpoint key: {what} is missing")
         key = None
-    data = _read(path)
     try:
-        report = verify_journal(path, None if key is None else [key.strip()])
+        read = read_verified(path, None if key is None else [key.strip()])
     except OSError as e:
         raise BadInput(f"{path}: cannot read the previous journal: {e.strerror or e}") from None
     except ValueError as e:
         raise BadInput(f"{what}: {e}") from None
-    if _read(path) != data:
-        raise BadInput(f"{path}: the previous journal changed while it was being read")
+    except JournalChanged:
+        raise BadInput(f"{path}: the previous journal changed while it was being read") from None
+    report = read.report
     if not report.ok:
         raise BadInput(f"the previous journal does not verify: {report.summary()}")
     covered = report.last_checkpoint_size
     if not covered:
         raise BadInput(f"{path}: no checkpoint of the previous journal is signed: nothing in it "
                        "is vouched for")
-    lines, _torn = split(data)
-    records = []
-    for i, line in enumerate(lines[:covered]):
-        try:
-            seq, _prev, record = decode(line)
-        except BadLine as e:  # verify_journal read it: only a file changed under us gets here
-            raise BadInput(f"{path}:{i + 1}: {e}") from None
-        records.append((seq, record))
+    records = read.records[:covered]
     try:
         facts = read_previous(records)
     except BadInput as e:
@@ -111,7 +95,7 @@ def load_previous_journal(path: Path, key: str | None, *, key_required: bool = T
                        f"{where}, {facts.steps_completed} of {facts.steps_total} steps, as far "
                        "as its last checkpoint covers): its journal is no record of where the "
                        "HSM was left")
-    note = decode(lines[covered])[2].get("note", "") if len(lines) > covered else ""
+    note = read.records[covered][1].get("note", "") if len(read.records) > covered else ""
     body = "\n".join(str(note).split("\n")[:3])
     return PreviousJournal(path=path, facts=facts, keys=report.key_names, trust=report.trust,
                            covered=covered, uncovered=max(0, report.entries - covered - 1),

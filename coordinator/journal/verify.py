@@ -620,3 +620,33 @@ def verify_journal(
         against=against,
         cosigned=cosigned,
     )
+
+
+class JournalChanged(Exception):
+    """The journal file changed between the two readings of `read_verified`."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A journal as verified: the report, and (when it verifies) every complete entry decoded
+    from the very bytes that were verified, as (seq, record)."""
+
+    report: Report
+    records: list[tuple[int, dict[str, Any]]]
+
+
+def read_verified(path: str | os.PathLike[str], keys: list[str] | None) -> Verified:
+    """Verify the journal at `path` (`verify_journal`) and read its records from the same bytes:
+    a file written to in between raises JournalChanged, so what is read is what was verified.
+    OSError for a file that cannot be read, ValueError for a malformed key."""
+    data = Path(path).read_bytes()
+    report = verify_journal(path, keys)
+    if Path(path).read_bytes() != data:
+        raise JournalChanged(f"{os.fsdecode(path)} changed while it was being verified")
+    records: list[tuple[int, dict[str, Any]]] = []
+    if report.ok:
+        lines, _torn = _lines.split(data)
+        for line in lines:
+            seq, _prev, record = _entry.decode(line)  # verify read each: none is a BadLine
+            records.append((seq, record))
+    return Verified(report, records)

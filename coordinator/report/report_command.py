@@ -54,9 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     # imported here, not above: every `keyrite` command registers this one, and only this one
     # needs reportlab and the machine
-    from coordinator.journal.entry import BadLine, decode
-    from coordinator.journal.lines import split
-    from coordinator.journal.verify import verify_journal
+    from coordinator.journal.verify import JournalChanged, read_verified
     from coordinator.report.facts import Verification, facts_of
     from coordinator.report.pdf import report_pdf
     from keyrite.files import write_exclusive
@@ -66,23 +64,18 @@ def run(args: argparse.Namespace) -> int:
         raise exits.BadInput(f"{_shown(out)} already exists: a report never overwrites a file")
     if not out.parent.is_dir():
         raise exits.BadInput(f"{_shown(out.parent)} is not a directory")
-    data = _read(args.journal)
     try:
-        verified = verify_journal(args.journal, args.keys)
+        read = read_verified(args.journal, args.keys)
     except OSError as e:
         raise exits.BadInput(f"cannot read {_shown(args.journal)}: {e.strerror or e}") from None
     except ValueError as e:
         raise exits.BadInput(_shown(str(e))) from None
+    except JournalChanged as e:
+        raise exits.Failure(f"{_shown(e)}; verify and report a copy that nobody writes "
+                            "to") from None
+    verified, records = read.report, read.records
     if not verified.ok:
         raise exits.Failure(_shown(verified.summary()))
-    if _read(args.journal) != data:
-        raise exits.Failure(f"{_shown(args.journal)} changed while it was being verified; "
-                            "verify and report a copy that nobody writes to")
-    lines, _ = split(data)
-    try:
-        records = [(seq, record) for seq, _, record in (decode(x) for x in lines)]
-    except BadLine as e:  # verify read every line; only a changed file could get here
-        raise exits.Failure(f"{_shown(args.journal)}: {e.reason}") from None
     facts = facts_of(records, Verification(
         journal=os.path.basename(args.journal), entries=verified.entries,
         checkpoints=verified.checkpoints, keys=verified.key_names, trust=verified.trust))
@@ -100,13 +93,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{_shown(out)}: report of {facts.ceremony} ({facts.status}"
           f"{', a rehearsal' if facts.rehearsal else ''}), {len(pdf)} bytes; {seal}")
     return exits.OK
-
-
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise exits.BadInput(f"cannot read {_shown(path)}: {e.strerror or e}") from None
 
 
 def _shown(text: object) -> str:
