@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ceremony.machine import events as ev
-from ceremony.machine.machine import separation_breach
+from ceremony.machine.machine import role_overflow, separation_breach
 from ceremony.script import bundled_script_path
 from ceremony.script.load import load_script
 from coordinator.rehearsal import rehearse as rehearse_module
@@ -84,3 +84,14 @@ def test_the_seed_cast_sits_under_the_seed_script_and_the_rule_is_the_machines()
                                   organisation="Registry", seats=("SA2",), id_checked=True),
                      "DSO and SA")
     assert reason == separation_breach(m.script, ["KSO", "DSO", "SA"])
+
+
+def test_a_cast_with_more_people_in_a_role_than_its_max_is_refused_before_anything() -> None:
+    """Three KSOs where the script allows two: the machine would refuse the third one's sign-in
+    in the middle of the ceremony; the rehearsal refuses the cast first, with the same rule."""
+    script = load_script(bundled_script_path())
+    third = Person("p-kso3", "Officer Z", "Elsewhere", ("KSO3",))
+    with pytest.raises(BadInput, match="KSO may be held by at most 2 people"):
+        check_cast(script, [*PEOPLE, third])
+    assert role_overflow(script, {"KSO": {"a", "b"}}) is None
+    assert role_overflow(script, {"KSO": {"a", "b", "c"}}) == "KSO may be held by at most 2 people"

@@ -644,9 +644,10 @@ class Machine:
         if breach is not None:
             raise Refused(breach)
         held = self._holders()
-        for r in new_roles:
-            if len(held.get(r, set()) | {e.person}) > self.script.roles[r].max:
-                raise Refused(f"{r} may be held by at most {self.script.roles[r].max} people")
+        overflow = role_overflow(self.script, {
+            r: held.get(r, set()) | {e.person} for r in new_roles})
+        if overflow is not None:
+            raise Refused(overflow)
         self._identity(e)
         for seat in e.seats:
             s.signed_in[seat] = e.person
@@ -1098,6 +1099,17 @@ def separation_breach(script: Script, roles: Iterable[str]) -> str | None:
             if frozenset((r1, r2)) not in script.may_combine:
                 return (f"separation of duty: one person may not be both {r1} and {r2} (the "
                         "script's [separation] may_combine does not allow it)")
+    return None
+
+
+def role_overflow(script: Script, holders: Mapping[str, Iterable[str]]) -> str | None:
+    """Why `holders` (role -> the people who would hold it) is more people than a role's `max`,
+    or None. The one statement of the rule: the machine's sign-in refuses with it, and the
+    rehearsal checks its cast with it before anything starts."""
+    for r, people in holders.items():
+        role = script.roles.get(r)
+        if role is not None and len(set(people)) > role.max:
+            return f"{r} may be held by at most {role.max} people"
     return None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ceremony.errors import BadInput
-from ceremony.machine.machine import separation_breach
+from ceremony.machine.machine import role_overflow, separation_breach
 from ceremony.script.model import Script
 from coordinator.rehearsal.officers import Person
 
@@ -43,12 +43,19 @@ def seat_role(seat: str) -> str:
 
 def check_cast(script: Script, people: Iterable[Person]) -> None:
     """Refuse (BadInput, with the rule's words) a cast in which one person holds seats that the
-    script's separation of duty does not let one person hold together: the machine's own rule
-    (`ceremony.machine.machine.separation_breach`), over the roles of the script. A role the
-    script lacks is the roster's check, when the machine is made."""
+    script's separation of duty does not let one person hold together, or more people hold a
+    role than its `max`: the machine's own rules (`ceremony.machine.machine.separation_breach`,
+    `role_overflow`), over the roles of the script. A role the script lacks is the roster's
+    check, when the machine is made."""
+    holders: dict[str, set[str]] = {}
     for p in people:
         roles = [r for r in map(seat_role, p.seats) if r in script.roles]
         breach = separation_breach(script, roles)
         if breach is not None:
             raise BadInput(f"the rehearsal's cast cannot be signed in under this script: "
                            f"{p.name} ({p.person}) holds {', '.join(p.seats)}: {breach}")
+        for r in roles:
+            holders.setdefault(r, set()).add(p.person)
+    overflow = role_overflow(script, holders)
+    if overflow is not None:
+        raise BadInput(f"the rehearsal's cast cannot be signed in under this script: {overflow}")
