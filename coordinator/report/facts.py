@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from ceremony import records as rec
-from ceremony.approval import load_public_key
+from ceremony.approval import key_fingerprint as approval_key_fingerprint
 from ceremony.digests import colon_hex, pgp_words
 from ceremony.errors import BadInput, Failure
 from ceremony.machine import Machine, Refused
@@ -282,15 +279,13 @@ class Facts:
 
 
 def key_fingerprint(key: str) -> str:
-    """An officer's Ed25519 key (`ed25519:<base64>`) as OpenSSH prints a key's fingerprint:
-    SHA256 over the key's SSH wire form, base64 without padding. The same key exported for SSH
-    shows the same text under `ssh-keygen -l`."""
+    """An officer's key as `ssh-keygen -l` prints its fingerprint (`ceremony.approval`'s), or a
+    note in its place when the journal holds something that is not an Ed25519 key: the report
+    is still made."""
     try:
-        line = load_public_key(key).public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
-    except (ValueError, binascii.Error):
+        return approval_key_fingerprint(key)
+    except ValueError:  # binascii.Error is one
         return "(not an Ed25519 key)"
-    blob = base64.b64decode(line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def parse_checkpoint(seq: int, at: str, note: str) -> CheckpointFact | None:
