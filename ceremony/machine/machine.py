@@ -226,9 +226,13 @@ class Machine:
         return [(n, copy.deepcopy(s.results[n])) for n in s.completed
                 if self.script.step(n).action == action and n in s.results]
 
-    def password_asked(self, now: float | None = None) -> PasswordAsk | None:
-        """The passwords the machine's next piece of work needs, and who types them."""
-        wants = self.wants(now)
+    def password_asked(self, now: float | None = None,
+                       wants: tuple[d.Decision, ...] | None = None) -> PasswordAsk | None:
+        """The passwords the machine's next piece of work needs, and who types them. `wants`:
+        `self.wants(now)`, when the caller has it already (a view is built many times a
+        second)."""
+        if wants is None:
+            wants = self.wants(now)
         want = wants[0] if wants else None
         step = self.current
         if step is None or not isinstance(want, (d.Execute, d.Perform)):

@@ -80,13 +80,13 @@ def build_view(machine: Machine, extras: Extras,
             expected = _expected(m, step)
         elif step.action == "record" and step.equals is not None:
             expected = s.values.get(step.equals)
+        ask = m.password_asked(extras.now, wants) if extras.secrets_needed else None
         step_view = StepView(
             n=step.n, position=s.index + 1, total=len(m.steps), actor=step.actor,
             action=step.action, text=step.text, note=step.note,
             kga_may_complete=step.kga_may_complete, observed=observed, expected=expected,
             asked=tuple(_asked(w) for w in wants) + tuple(
-                _secret_asked(step.n, step.actor, name, m.password_asked(extras.now))
-                for name in extras.secrets_needed),
+                _secret_asked(step.n, step.actor, name, ask) for name in extras.secrets_needed),
         )
 
     participants = tuple(

@@ -189,7 +189,7 @@ class Live:
             progress=self.progress, journal=tuple(self.lines),
             drives_seen=frozenset(self._plugged()), loose_drives=self._loose(),
             checkpoint=self.checkpoint[1] if self.checkpoint else None,
-            secrets_needed=self._secrets_needed(now),
+            secrets_needed=self._secrets_needed(now, wants),
             cosigning=Cosigning(max(self.journal.notes, default=None),
                                 tuple(self.cosign_refusals))), wants)
 
@@ -216,10 +216,11 @@ class Live:
         return tuple(LooseDrive(d.serial, d.vendor, d.model)
                      for d, label in present() if label is None)
 
-    def _secrets_needed(self, now: float) -> tuple[str, ...]:
-        """Passwords the machine's next piece of work needs that nobody has typed since this
-        coordinator started (a password is kept in memory only, for one piece of work)."""
-        ask = self.m.password_asked(now)
+    def _secrets_needed(self, now: float, wants: tuple[d.Decision, ...]) -> tuple[str, ...]:
+        """Passwords the machine's next piece of work (`wants`, the machine's at `now`) needs
+        that nobody has typed since this coordinator started (a password is kept in memory
+        only, for one piece of work)."""
+        ask = self.m.password_asked(now, wants)
         return tuple(n for n in ask.names if n not in self.world.secrets) if ask else ()
 
     def changed(self) -> None:
@@ -484,7 +485,7 @@ class Live:
             return True  # people's turn: their commands wake the driver
         if self.m.paused or self.m.status != "running":
             return True
-        if isinstance(want, (d.Execute, d.Perform)) and self._secrets_needed(now):
+        if isinstance(want, (d.Execute, d.Perform)) and self._secrets_needed(now, wants):
             return True
         return absent_actor(self._view_object(now, wants)) is not None
 
