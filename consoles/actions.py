@@ -85,6 +85,12 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                     and me.person != a.detail.get("not_person"):
                 out.append(_secret_act(a, {"seat": seat, "step": a.step}))
                 continue
+            if a.kind == "signoff" and a.step == step.n:  # each seat the machine asks signs
+                if seat in (a.detail.get("seats") or ()) and view.checkpoint is not None:
+                    out.append(_act("signoff", "Sign the journal checkpoint",
+                                    {"type": "signoff", "seat": seat, "step": a.step,
+                                     "checkpoint": view.checkpoint}, ("passphrase",)))
+                continue
             if not may_complete or a.step != step.n:
                 continue
             base = {"seat": seat, "step": a.step}
@@ -106,10 +112,6 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                                  "contents": list(a.detail.get("contents") or []), **taking}))
             elif a.kind == "secret" and a.detail.get("purpose") != "drill":
                 out.append(_secret_act(a, base))
-            elif a.kind == "signoff" and view.checkpoint is not None:
-                out.append(_act("signoff", "Sign the journal checkpoint",
-                                {"type": "signoff", **base, "checkpoint": view.checkpoint},
-                                ("passphrase",)))
     for q in view.quorums:
         if q.role != role or not q.asked:
             continue

@@ -475,10 +475,42 @@ def test_signoff_signature_must_verify():
     refused(m, dataclasses.replace(good, signature="not base64!"), "does not verify")
     refused(m, dataclasses.replace(good, signature=base64.b64encode(b"short").decode()),
             "does not verify")
-    refused(m, signoff(w, "SA1", "checkpoint text\n"), "for the KGA")
+    refused(m, signoff(w, "SA1", "checkpoint text\n"), "signed off by the KGA",
+            "SA1 (SA) is not one of them")
     send(m, w, good)
     assert m.snapshot()["signoffs"] == [{"seat": "KGA1", "checkpoint": "checkpoint text\n",
-                                         "signature": good.signature}]
+                                         "signature": good.signature, "step": 31}]
+
+
+def test_a_signoff_with_cosigners_waits_for_every_officer_on_one_checkpoint():
+    """Seed step 111: the KGA, the SA, both KSOs and any DSO sign the same checkpoint, each
+    person once (alice signs as KGA, not again as DSO1; carol as KSO1, not as DSO2)."""
+    m, w = start(seed_script())
+    drive(m, w, until=111)
+    asks = m.wants(now=w.now)
+    assert [(a.role, a.kind, a.detail["seats"]) for a in asks] == [
+        ("KGA", "signoff", ["KGA1"]), ("SA", "signoff", ["SA1"]),
+        ("KSO", "signoff", ["KSO1", "KSO2"])]
+    text = "keyrite.test/second-key-generation\n500\nroot\n"
+    refused(m, signoff(w, "WI1", text), "signed off by the KGA, SA, KSO or DSO",
+            "WI1 (WI) is not one of them")
+    send(m, w, signoff(w, "KSO2", text))
+    assert m.current is not None and m.current.n == 111
+    assert m.signoff_checkpoint(111) == text
+    refused(m, signoff(w, "KSO1", text + "other\n"), "another checkpoint",
+            "every officer signs the same one")
+    refused(m, signoff(w, "KSO2", text), "dave has signed off step 111 already")
+    send(m, w, signoff(w, "KGA1", text))
+    refused(m, signoff(w, "DSO1", text), "alice has signed off step 111 already")
+    assert [(a.role, a.detail["seats"]) for a in m.wants(now=w.now)] == [
+        ("SA", ["SA1"]), ("KSO", ["KSO1"])]
+    send(m, w, signoff(w, "DSO2", text))  # carol signs at her DSO seat: KSO1 is hers too
+    assert [(a.role, a.detail["seats"]) for a in m.wants(now=w.now)] == [("SA", ["SA1"])]
+    send(m, w, signoff(w, "SA1", text))
+    assert m.current is not None and m.current.n == 112
+    assert [(x["seat"], x["step"]) for x in m.snapshot()["signoffs"]] == [
+        ("KSO2", 111), ("KGA1", 111), ("DSO2", 111), ("SA1", 111)]
+    assert replay(m.script, w.accepted, w.previous)._state == m._state
 
 
 def test_nothing_is_taken_after_completion():

@@ -174,7 +174,7 @@ CASES = [
     case("parameter not allowed for the action",
          change('action = "signoff"', 'action = "signoff"\ndrive = "log"  # here'),
          ('drive = "log"  # here', f"{S1}[3].drive",
-          "'drive' is not a parameter of action 'signoff' (it takes none)")),
+          "'drive' is not a parameter of action 'signoff' (it takes cosigners)")),
     case("parameter missing for the action", change('format = "bag-serial"\nbag = "bag1"\n', ""),
          ("[[sections.steps]]\nn = 2", f"{S0}[1].format", "action 'record' requires 'format' "
           "(expected string: a record format (see Value formats))")),

@@ -133,7 +133,7 @@ class _State:
     exception: dict[str, Any] | None = None  # step, kind, reason, observed, expected
     accepted: dict[int, str] = field(default_factory=dict)  # step -> administrator's reason
     custody: dict[str, dict[str, Any]] = field(default_factory=dict)  # bag -> record
-    signoffs: list[dict[str, str]] = field(default_factory=list)
+    signoffs: list[dict[str, Any]] = field(default_factory=list)  # seat, checkpoint, step
     # the room: the administrator's pause, who typed each password at the backup (a person), a
     # lapsed approval until it is reported (quorum id, approval), each person's console as last
     # reported, and when the current section began
@@ -326,6 +326,8 @@ class Machine:
         if s.status == "exception":
             return (d.Ask(step.n, admin, "decide", dict(s.exception or {})),)
         work = STEP_KINDS[step.action].work
+        if work == "person" and step.action == "signoff":
+            return self._signoff_asks(step)
         if work == "person":
             return (d.Ask(step.n, step.actor, step.action, self._ask_detail(step)),)
         if work == "observe":
@@ -344,6 +346,48 @@ class Machine:
             return asks
         used = [x for q in quorums for x in self._valid(q, now)[: q.m]]
         return (self._execute(step, used, reconcile=False),)
+
+    def _signoff_asks(self, step: Step) -> tuple[d.Decision, ...]:
+        """One Ask per role still owing its sign-off, each naming the seats asked (`seats`):
+        every signed-in person of the actor's role or of the step's `cosigners` signs once,
+        with the seat of theirs whose role comes first; the actor's role at least once."""
+        owing = self.signoff_owing(step)
+        detail = self._ask_detail(step)
+        if not owing:  # nobody of the actor's role has signed yet, and nobody is signed in
+            return (d.Ask(step.n, step.actor, "signoff", {**detail, "seats": []}),)
+        return tuple(d.Ask(step.n, role, "signoff", {**detail, "seats": seats})
+                     for role, seats in owing.items())
+
+    def signoff_owing(self, step: Step) -> dict[str, list[str]]:
+        """The seats asked to sign off `step` now, by role (the actor's first): each signed-in
+        person of a signing role who has not signed it, at their seat whose role comes first."""
+        s = self._state
+        roles = (step.actor, *step.cosigners)
+        done = {s.signed_in.get(x["seat"]) for x in s.signoffs if x.get("step") == step.n}
+        first: dict[str, str] = {}  # person -> seat
+        for seat, person in sorted(s.signed_in.items()):
+            role = self.roster.officers[seat].role
+            if role not in roles or person in done:
+                continue
+            held = first.get(person)
+            if held is None or roles.index(role) < roles.index(self.roster.officers[held].role):
+                first[person] = seat
+        owing: dict[str, list[str]] = {}
+        for role in roles:
+            seats = sorted(x for x in first.values() if self.roster.officers[x].role == role)
+            if seats:
+                owing[role] = seats
+        actor_signed = any(x.get("step") == step.n and
+                           self.roster.officers[x["seat"]].role == step.actor
+                           for x in s.signoffs)
+        if not owing and not actor_signed:
+            return {}
+        return owing
+
+    def signoff_checkpoint(self, step: int) -> str | None:
+        """The checkpoint the first sign-off of `step` signed: everyone after signs the same."""
+        return next((x["checkpoint"] for x in self._state.signoffs if x.get("step") == step),
+                    None)
 
     def _ask_detail(self, step: Step) -> dict[str, Any]:
         """What a person's step shows beside its text: a record's format, a bag and its
@@ -807,14 +851,29 @@ class Machine:
         s.custody[bag] = record
 
     def _on_SignOff(self, step: Step, e: ev.SignOff) -> list[d.Decision]:
-        self._actor(step, e.seat)
+        self._signed_in(e.seat)
+        roles = (step.actor, *step.cosigners)
+        role = self.roster.officers[e.seat].role
+        if role not in roles:
+            raise Refused(f"step {step.n} is signed off by the {_words(roles)}; {e.seat} "
+                          f"({role}) is not one of them")
+        person = self._state.signed_in[e.seat]
+        if any(x.get("step") == step.n and self._state.signed_in.get(x["seat"]) == person
+               for x in self._state.signoffs):
+            raise Refused(f"{person} has signed off step {step.n} already")
+        first = self.signoff_checkpoint(step.n)
+        if first is not None and e.checkpoint != first:
+            raise Refused(f"{e.seat} signed another checkpoint than the one step {step.n}'s "
+                          "first sign-off signed: every officer signs the same one")
         key = load_public_key(self.roster.officers[e.seat].signing_key)
         try:
             key.verify(base64.b64decode(e.signature), e.checkpoint.encode())
         except (InvalidSignature, ValueError) as err:
             raise Refused(f"{e.seat}'s sign-off signature does not verify") from err
         self._state.signoffs.append({"seat": e.seat, "checkpoint": e.checkpoint,
-                                    "signature": e.signature})
+                                    "signature": e.signature, "step": step.n})
+        if self.signoff_owing(step):
+            return []
         return self._complete(step)
 
     def _decide(self, e: ev.Decide) -> list[d.Decision]:
@@ -1165,3 +1224,8 @@ def _normalise(observe: str, value: str) -> str:
         # ASCII digits only: isdecimal() admits "١٤", isdigit() "²"; at most 19 of them
         return str(int(v)) if v.isascii() and v.isdecimal() and len(v) <= 19 else v
     return v
+
+
+def _words(names: tuple[str, ...]) -> str:
+    """`("KGA", "SA", "KSO")` as "KGA, SA or KSO"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

@@ -124,6 +124,7 @@ class Step:
     policies: tuple[str, ...] = ()  # hsm.generate: policy names (empty: all)
     password: str | None = None  # hsm.backup: the material that protects it
     drill: bool = False  # drive.verify: then the restore drill (the backup into a scratch token)
+    cosigners: tuple[str, ...] = ()  # signoff: the other roles whose officers sign it too
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,10 @@ PARAMETER_KEYS = (
         "drive.verify: after the read-back check, restore the backup into a scratch token and "
         "compare its keys with the live HSM's (the restore drill); any difference stops the "
         "ceremony", default=False, default_doc="`false`", **_P),
+    Key("cosigners", array(pattern(ROLE, "a role name"), min_len=1),
+        "signoff: other acting roles whose every signed-in officer signs the same checkpoint "
+        "from their own console; the step completes when all have", default=(),
+        default_doc="none: the actor alone", **_P),
 )
 
 STEP = Table("[[sections.steps]]", (

@@ -87,8 +87,10 @@ STEP_KINDS: dict[str, StepKind] = {k.action: k for k in (
              ask="the {role} takes bag {bag} from {holder} and enters its serial"),
     StepKind("transcript", "the printable record of the journal so far, written to a drive, and "
              "its digest", "perform", ("drive",), yields="sha256", yields_format="sha256"),
-    StepKind("signoff", "the actor signs the journal's current checkpoint to close the ceremony",
-             "person", answer="SignOff", ask="the {role} signs the journal checkpoint"),
+    StepKind("signoff", "the actor, and every signed-in officer of the roles in `cosigners`, "
+             "signs the journal's current checkpoint from their own console", "person", (),
+             ("cosigners",), answer="SignOff", check="_signoff",
+             ask="the {role} signs the journal checkpoint"),
 )}
 
 assert all(k.work in WORK for k in STEP_KINDS.values())

@@ -269,6 +269,17 @@ class StepChecker:
             else:
                 self.d.lookup(self.d.drives, "drive", label, at)
 
+    def _signoff(self, pos: int, step: Row) -> None:
+        """Who else signs the closing checkpoint: declared roles that may act, not the actor's
+        own (its officers sign anyway)."""
+        for i, role in enumerate(step.get("cosigners") or ()):
+            at = (*step.path, "cosigners", i)
+            if role == step.get("actor"):
+                self.report(at, f"{role!r} is the step's actor, who signs anyway (expected "
+                            "the other roles whose officers sign too)")
+            else:
+                self.d.acting_role(role, at)
+
     def _approved(self, pos: int, step: Row) -> None:
         """Each quorum a state-changing hsm step lists authorizes exactly that step.
 

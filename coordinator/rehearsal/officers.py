@@ -14,7 +14,6 @@ they arrive (when first needed) is their own.
 from __future__ import annotations
 
 import base64
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -199,8 +198,9 @@ class ScriptedRoom:
                             {"value": self._typed(view, step, now)})
         if kind in ("seal", "handover"):
             return self._take_bag(view, want, step, now)
-        if kind == "signoff":
-            return self._as(view, want.role, now, "signoff", want.step, {})
+        if kind == "signoff":  # the first seat the machine asks of the role, each in turn
+            seats = want.detail.get("seats") or [None]
+            return self._as(view, want.role, now, "signoff", want.step, {}, seat=seats[0])
         return []  # "decide": a rehearsal has nobody to decide an exception for the KGA
 
     def _take_bag(self, view: CeremonyView, want: d.Ask, step: Any,
@@ -299,6 +299,5 @@ class ScriptedRoom:
         seats = {str(x["seat"]) for x in self.m.snapshot()["signoffs"]}
         cur = self.m.current
         if cur is not None and cur.action == "signoff":
-            with contextlib.suppress(LookupError):  # nobody of the role signed in yet
-                seats.add(self._seat_for(view, cur.actor))
+            seats.update(s for owing in self.m.signoff_owing(cur).values() for s in owing)
         return {s for s in seats if s in self.keys}
