@@ -15,7 +15,7 @@ size and root as colon hex. Each step's whole instruction is printed, wrapped an
 when the ceremony reaches it; steps the journal never reached follow at the end, so the printout
 is always the whole script beside what happened.
 
-Why text pages and not a free-flowing document: the digest the KGA types at step 117 is of this
+Why text pages and not a free-flowing document: the digest the KGA types at step 118 is of this
 file, and an auditor rereads the same lines on paper and on screen. Pages are `PAGE_LINES` lines
 of at most `WIDTH` columns, their header included, separated by form feeds (as enscript's were);
 a value is never cut: a line too long is wrapped, and a token wider than the text column (a

@@ -100,7 +100,7 @@ def test_a_handover_moves_the_bag_and_extends_its_chain(handed_over) -> None:
         "handover", 133, "KSO1", "Officer C", "KSO2", "Officer D")
     assert handover["verified"] and handover["signature"] == master["signature"]
     assert handover["signature"] != seal["signature"]
-    assert [h["step"] for h in bags["keygen-log"]["chain"]] == [130]  # still with KSO1
+    assert [h["step"] for h in bags["keygen-log"]["chain"]] == [131]  # still with KSO1
     text = _custody(str(work / "journal.jsonl")).stdout
     assert f"bag master-copy serial {master['serial']}: held by Officer D (KSO2," in text
     assert f"step 110 {seal['at']}: sealed, taken by Officer C (KSO1), signed for" in text

@@ -75,16 +75,19 @@ def check_documents(summary: dict[str, Any]) -> None:
         data = Path(summary[key]).read_bytes()
         assert documented[kind]["sha256"] == colon_hex(hashlib.sha256(data).hexdigest())
     assert Path(summary["report"]).read_bytes().startswith(b"%PDF")
-    assert summary["cosigners"] == ["KGA"]  # the sign-off's actor: the seed's KGA seat
+    # the sign-off's actor and every officer of its cosigners' roles (the seed's step 111)
+    assert summary["cosigners"] == ["DSO2", "DSO3", "DSO4", "KGA", "KSO1", "KSO2", "SA"]
     assert set(summary["bags"]) == {"wellington", "albany", "auckland", "master-copy",
                                     "keygen-log"} and all(summary["bags"].values())
     assert records[-1]["type"] == "checkpoint"  # nothing is left uncovered but the seal itself
     ok = subprocess.run([sys.executable, "-m", "keyrite.cli", "verify", summary["journal"],
-                         "--cosigned-by", "1"], capture_output=True, text=True, timeout=60)
+                         "--cosigned-by", "KGA,SA,KSO,DSO"], capture_output=True, text=True,
+                        timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     two = subprocess.run([sys.executable, "-m", "keyrite.cli", "verify", summary["journal"],
-                          "--cosigned-by", "2"], capture_output=True, text=True, timeout=60)
-    assert two.returncode == 1 and "cosigned by KGA" in two.stdout + two.stderr
+                          "--cosigned-by", "8"], capture_output=True, text=True, timeout=60)
+    assert two.returncode == 1 and "cosigned by DSO2, DSO3, DSO4, KGA, KSO1, KSO2, SA (" in \
+        two.stderr and two.stderr.rstrip().endswith(": 7 officers")
 
 
 @pytest.mark.parametrize("moment", [
@@ -93,7 +96,7 @@ def check_documents(summary: dict[str, Any]) -> None:
     r"generated [1-5] of 6 keys",  # in the middle of key generation (progress is throttled)
     r"\[ 39/132\]",  # between the two KSO approvals of the backup
     r"\[ 57/132\]",  # while copying to an operative drive
-    r"\[131/132\]",  # at the sign-off
+    r"\[111/132\]",  # at the sign-off
 ])
 def test_sigkill_then_resume_completes(tmp_path: Path, moment: str) -> None:
     work = tmp_path / "r"
