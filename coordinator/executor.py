@@ -4,8 +4,9 @@ The machine asks for four kinds of the coordinator's own work: observe a value (
 step's work (`Perform`), have the signer plan an operation (`Plan`) and run an approved one
 (`Execute`). `TABLE` says, for each, which `World` method does it, the event that carries its
 outcome, whether it waits on a person plugging a drive in (a stopping daemon abandons that wait),
-whether it starts a new progress bar, and the event journaled before it starts (an operation is
-journaled as started before it is sent: after a crash it is reconciled, never repeated blindly).
+whether it starts a new progress bar, the event journaled before it starts (an operation is
+journaled as started before it is sent: after a crash it is reconciled, never repeated blindly),
+and whether it copies the journal (a checkpoint is signed first, so that the copy ends with one).
 
 `job()` looks a decision up; `Job.run` does the work in whatever thread the caller chooses. The
 rehearsal's runner runs it inline (`coordinator.runner.Runner.run`), the live daemon in a trio
@@ -70,6 +71,7 @@ class Kind:
     waits_for_person: Callable[[Any], bool] = _no  # on someone plugging a drive in
     new_bar: Callable[[Any], bool] = _no  # the work reports progress from zero
     prelude: Callable[[Any, float], ev.Event | None] = _nothing  # journaled before the work
+    seals_journal: Callable[[Any], bool] = _no  # it copies the journal: a checkpoint first
 
 
 TABLE: dict[type[d.Decision], Kind] = {
@@ -79,7 +81,9 @@ TABLE: dict[type[d.Decision], Kind] = {
     d.Perform: Kind(call=lambda world, want, progress: world.perform(want, progress),
                     outcome=ev.Performed, carries="result",
                     waits_for_person=lambda want: want.action == "drive.insert",
-                    new_bar=lambda want: want.action == "drive.copy"),
+                    new_bar=lambda want: want.action == "drive.copy",
+                    seals_journal=lambda want: want.action == "drive.copy"
+                    and want.params.get("source") == "journal"),
     d.Plan: Kind(call=lambda world, want, progress: world.plan(want),
                  outcome=ev.OperationPlanned, carries="operation"),
     d.Execute: Kind(call=lambda world, want, progress: world.execute(want, progress),
@@ -107,6 +111,12 @@ class Job:
     @property
     def new_bar(self) -> bool:
         return self.kind.new_bar(self.want)
+
+    @property
+    def seals_journal(self) -> bool:
+        """The work copies the journal, which goes into a bag: the caller signs a checkpoint of
+        all of it first, so the copy ends with one that covers everything in it."""
+        return self.kind.seals_journal(self.want)
 
     def prelude(self, at: float) -> ev.Event | None:
         """The event to journal (and have accepted) before the work starts, stamped `at`."""

@@ -61,6 +61,16 @@ class Runner:
             self.journal.append(record)
         return note
 
+    def seal(self, at: float) -> str:
+        """Sign a checkpoint of the journal so far that nobody's word follows: what a copy of the
+        journal that goes into a bag ends with, covering all of it."""
+        return self.journal.checkpoint(self.iso(at))
+
+    def signoff_checkpoint(self, step: int, at: float) -> str:
+        """The checkpoint step `step`'s officers sign off: the one its first sign-off signed,
+        else a new one (cosigned). Every officer of a sign-off signs the same checkpoint."""
+        return self.machine.signoff_checkpoint(step) or self.checkpoint(at)
+
     def apply(self, event: ev.Event) -> tuple[d.Decision, ...]:
         """Have the machine judge `event`; journal it if accepted; report what followed."""
         current = self.machine.current
@@ -96,7 +106,7 @@ class Runner:
                 if isinstance(want, d.RequestApproval):
                     self.display.approval(m, want)
                 if isinstance(want, d.Ask) and want.kind == "signoff":
-                    context["checkpoint"] = self.checkpoint(self.world.now())
+                    context["checkpoint"] = self.signoff_checkpoint(want.step, self.world.now())
                 answers = self.world.people(want, context)
                 if not answers:
                     return "stopped"
@@ -115,4 +125,6 @@ class Runner:
         started = job.prelude(self.world.now())
         if started is not None:
             self.apply(started)
+        if job.seals_journal:
+            self.seal(self.world.now())
         self.apply(job.run(self.world, self.display.progress))

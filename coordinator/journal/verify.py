@@ -243,32 +243,34 @@ def _required(required: int | tuple[str, ...]) -> str:
     return ",".join(required)
 
 
-def sealed_checkpoint(last: SignedCheckpoint | None, previous: SignedCheckpoint | None,
-                      lines: list[bytes]) -> SignedCheckpoint | None:
-    """The checkpoint whose cosignatures count as the final one's. A journal is sealed with a
-    last checkpoint over the cosignatures of the one before it (so that no entry is left
-    uncovered): when nothing but those cosignatures lies between the two, the one before is the
-    ceremony's final checkpoint, and the last only seals it. Otherwise the last is."""
-    if last is None or previous is None:
-        return last
-    for line in lines[previous.seq + 1: last.seq]:
+def cosigned_checkpoint(held: list[SignedCheckpoint],
+                        lines: list[bytes]) -> SignedCheckpoint | None:
+    """The checkpoint whose cosignatures `--cosigned-by` counts: the last one that any
+    `cosignature` record after it is of (its size). A journal, and every copy of it that goes
+    into a bag, ends with a checkpoint of the coordinator's alone over what came after the one
+    the officers signed off and cosigned (their cosignatures, the copy's own steps), so that no
+    entry is left uncovered; with no cosignature at all, the last checkpoint."""
+    if not held:
+        return None
+    sizes: set[int] = set()
+    for line in lines[held[0].seq + 1:]:
         try:
             _, _, record = _entry.decode(line)
         except _entry.BadLine:
-            return last
-        if record.get("type") != "cosignature" or \
-                record.get("size") != previous.checkpoint.size:
-            return last
-    return previous
+            continue  # the journal's own check names it
+        if record.get("type") == "cosignature" and isinstance(record.get("size"), int):
+            sizes.add(record["size"])
+    return next((c for c in reversed(held) if c.checkpoint.size in sizes), held[-1])
 
 
 def check_cosigned(required: int | tuple[str, ...], genesis: dict[str, Any] | None,
                    origin: str | None, last: SignedCheckpoint | None,
-                   after: list[bytes]) -> CosignCheck:
+                   after: list[bytes], sealed_by: SignedCheckpoint | None = None) -> CosignCheck:
     """Whether the final checkpoint `last` is cosigned as `required`: by at least that many
     officers (distinct people: one person's two seats count once), or by an officer of each
     role named. `after`: the journal's lines after it, where its cosignatures are; each is
-    checked against the genesis roster's key for its seat."""
+    checked against the genesis roster's key for its seat. `sealed_by`: the later checkpoint,
+    the coordinator's alone, that covers what follows it (said in the reason)."""
     if last is None or origin is None:
         return CosignCheck(required, False, "the journal has no checkpoint to be cosigned", None)
     size = last.checkpoint.size
@@ -304,6 +306,10 @@ def check_cosigned(required: int | tuple[str, ...], genesis: dict[str, Any] | No
     people = len(set(good.values()))
     who = f"cosigned by {', '.join(seats)}" if seats else "cosigned by nobody"
     where = f"the final checkpoint ({_entries(size)}) is {who}"
+    if sealed_by is not None:
+        where = (f"the last cosigned checkpoint ({_entries(size)}) is {who} (the "
+                 f"{sealed_by.checkpoint.size - size} entries after it are covered by the "
+                 "coordinator's checkpoint alone)")
     if bad:
         where += f"; {len(bad)} cosignature{' does' if len(bad) == 1 else 's do'} not verify (" + \
             "; ".join(bad[:3]) + (", ..." if len(bad) > 3 else "") + ")"
@@ -353,9 +359,10 @@ class Report:
 
     @property
     def unsigned(self) -> int:
-        """Entries after the last checkpoint (its own, or the one given if it holds and covers
-        more): linked, but not yet under a signature."""
-        covered = 0 if self.last_checkpoint_seq is None else self.last_checkpoint_seq
+        """Entries after the last checkpoint's entry (its own, or the one given if it holds and
+        covers more): linked, but not yet under a signature."""
+        # a checkpoint's own entry is its signature: a journal that ends with one is all covered
+        covered = 0 if self.last_checkpoint_seq is None else self.last_checkpoint_seq + 1
         if self.against is not None and self.against.holds:
             covered = max(covered, min(self.against.checkpoint.size, self.entries))
         return self.entries - covered
@@ -601,9 +608,10 @@ def verify_journal(
     last = chain.last_checkpoint
     cosigned = None
     if cosigned_by is not None:
-        final = sealed_checkpoint(last, chain.previous_checkpoint, complete)
+        final = cosigned_checkpoint(chain.held, complete)
         after = complete[final.seq + 1: chain.size] if final is not None else []
-        cosigned = check_cosigned(cosigned_by, chain.genesis, chain.origin, final, after)
+        cosigned = check_cosigned(cosigned_by, chain.genesis, chain.origin, final, after,
+                                  sealed_by=last if last is not final else None)
     return Report(
         path=str(path),
         entries=chain.size,
