@@ -157,6 +157,9 @@ class Console:
         assert self.view is not None
         body = sign_command(self.view, cmd, key, time.time())
         if cmd["type"] == "signoff" and self.keeper is not None:
+            cosign = self.keeper.signoff_cosignature(seat, key, cmd["checkpoint"], time.time())
+            if cosign is not None:
+                body["cosign"] = cosign
             self.keeper.hold(seat, key, time.time())  # to cosign it, and the final checkpoint
         return body
 
@@ -287,6 +290,28 @@ class RecordKeeper:
         with self._lock:
             self.held = (seat, key, now + HOLD_AFTER_SIGNOFF)
         self._wake.set()
+
+    def signoff_cosignature(self, seat: str, key: Ed25519PrivateKey, note: str,
+                            now: float) -> dict[str, Any] | None:
+        """The cosignature that goes with `seat`'s sign-off of checkpoint `note`, if it is the
+        one this console accepted last (checked, consistent): sent in the same command, the
+        coordinator journals it right after the sign-off, before the journal is next copied.
+        None if this console has not accepted that checkpoint (it is cosigned when it has)."""
+        accepted = self.cosigner.accepted
+        if accepted is None:
+            return None
+        try:
+            signed = opened(note, self.cosigner.coordinator)
+        except Refusal:
+            return None
+        if (signed.checkpoint.size, signed.root) != (accepted.checkpoint.size, accepted.root):
+            return None
+        with self._lock:
+            if (seat, accepted.checkpoint.size) in self.cosigned:
+                return None
+            self.cosigned.add((seat, accepted.checkpoint.size))
+        command = cosign_command(accepted, seat, key, now)
+        return {k: command[k] for k in ("size", "root", "cosignature")}
 
     def status(self) -> str:
         r = self.cosigner.refusal

@@ -29,6 +29,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from ceremony.view import from_dict
+from consoles.actions import actions_for
 from consoles.app import RecordKeeper
 from consoles.cosign import (
     Accepted,
@@ -39,6 +40,7 @@ from consoles.cosign import (
     refusal_command,
 )
 from consoles.screen import ConsoleScreen
+from consoles.signing import sign_command
 from coordinator.bus import CommandRefused
 from coordinator.journal import Journal
 from coordinator.journal.checkpoint import (
@@ -58,7 +60,16 @@ from coordinator.journal.merkle import (
 )
 from coordinator.journal.note import Signer, open_note, sign
 from coordinator.live.daemon import Live
-from tests.machine_helpers import T0, drive, kso_quorum, private_key, role_of, roster, start
+from tests.machine_helpers import (
+    T0,
+    drive,
+    kso_quorum,
+    private_key,
+    role_of,
+    roster,
+    seed_script,
+    start,
+)
 
 KEYRITE = [sys.executable, "-m", "keyrite.cli"]
 ORIGIN = "keyrite.test/cosign"
@@ -579,6 +590,58 @@ def test_the_key_unlocked_at_the_sign_off_cosigns_until_the_final_checkpoint(
     assert len(_records(journal, "cosignature")) == 2 and keeper.held is None
 
 
+def test_every_officer_signs_off_one_checkpoint_each_with_its_cosignature(
+        tmp_path: Path) -> None:
+    """Seed step 111 live: each officer the machine asks signs the same checkpoint from their
+    own console, and the cosignature their console sends with it is journaled right after the
+    sign-off, so the journal copied at 112 holds the sign-offs and every cosignature."""
+    m, w = start(seed_script())
+    drive(m, w, until=111)
+    live, journal, clock, _ = _live(tmp_path / "j", m)
+    live._ensure_checkpoint(111, clock.now)
+    size = journal.size - 1
+    order = ["KSO2", "KGA1", "DSO2", "SA1"]  # carol signs at her DSO seat (KSO1 is hers too)
+    for n, seat in enumerate(order):
+        view = from_dict(live.view())
+        assert view.checkpoint == live.journal.notes[size]  # the same one, every time
+        enrolment = tmp_path / seat
+        enrolment.mkdir()
+        keeper = _keeper(live, seat, enrolment, clock)
+        keeper.seen(view)
+        keeper.look()  # checked: consistent with nothing accepted before
+        if seat == "DSO2":  # offered to the seat the machine asks: KSO1 for carol, not DSO2
+            assert not [a for a in actions_for(view, seat, "DSO") if a.kind == "signoff"]
+            [act] = [a for a in actions_for(view, "KSO1", "KSO") if a.kind == "signoff"]
+            act = dataclasses.replace(act, command={**act.command, "seat": "DSO2"})
+        else:
+            [act] = [a for a in actions_for(view, seat, role_of(seat)) if a.kind == "signoff"]
+        body = sign_command(view, dict(act.command), private_key(seat), clock.now)
+        cosign = keeper.signoff_cosignature(seat, private_key(seat), act.command["checkpoint"],
+                                            clock.now)
+        assert cosign is not None and cosign["size"] == size
+        assert keeper.signoff_cosignature(seat, private_key(seat), act.command["checkpoint"],
+                                          clock.now) is None  # sent once
+        assert _handle(live, seat, {**body, "cosign": cosign}) == {"accepted": True}
+        tail = [e.record for e in journal.entries()][-2:]
+        assert (tail[0]["type"], tail[0]["event"]["seat"]) == ("event", seat), tail[0]
+        assert (tail[1]["type"], tail[1]["seat"], tail[1]["size"]) == ("cosignature", seat, size)
+        assert (m.current.n if m.current else None) == (111 if n < len(order) - 1 else 112)
+    assert [r["seat"] for r in _records(journal, "cosignature")] == order
+    # a cosignature sent with a sign-off that does not verify is journaled as refused
+    m2, w2 = start(seed_script())
+    drive(m2, w2, until=111)
+    live2, journal2, clock2, _ = _live(tmp_path / "j2", m2)
+    live2._ensure_checkpoint(111, clock2.now)
+    view = from_dict(live2.view())
+    [act] = [a for a in actions_for(view, "SA1", "SA") if a.kind == "signoff"]
+    body = sign_command(view, dict(act.command), private_key("SA1"), clock2.now)
+    forged = {"size": journal2.size - 1, "root": "AAAA", "cosignature": "— x y"}
+    assert _handle(live2, "SA1", {**body, "cosign": forged}) == {"accepted": True}
+    assert _records(journal2, "cosignature") == []
+    [refused] = [r for r in _records(journal2, "refused") if r["command"] == "cosign"]
+    assert refused["console"] == "SA1" and "that was refused" in refused["reason"]
+
+
 def test_a_stored_checkpoint_by_another_key_is_not_trusted(tmp_path: Path) -> None:
     j = _journal(tmp_path / "j", 2)
     enrolment = tmp_path / "KSO1"
@@ -614,20 +677,23 @@ def test_a_rehearsals_final_checkpoint_is_cosigned_by_the_sign_off_officers(
     # the final checkpoint is cosigned; one more, the coordinator's, seals its cosignatures
     assert records[-1]["type"] == "checkpoint"
     last = max(i for i, r in enumerate(records[:-1]) if r["type"] == "checkpoint")
-    assert [r["type"] for r in records[last + 1:-1]] == ["cosignature"]
-    assert [r["seat"] for r in records[last + 1:-1]] == ["KGA"]
+    signers = ["KGA", "SA", "KSO1", "KSO2", "DSO2", "DSO3", "DSO4"]  # the sign-off's roles
+    assert [r["type"] for r in records[last + 1:-1]] == ["cosignature"] * len(signers)
+    assert [r["seat"] for r in records[last + 1:-1]] == signers
     assert not [r for r in records if r["type"] == "refused"]  # every officer accepted every one
-    for arg in ("1", "KGA"):
+    for arg in ("7", "KGA,SA,KSO,DSO"):
         p = _verify(rehearsal_journal, "--cosigned-by", arg)
         assert p.returncode == 0, p.stderr
-        assert "cosigned-by" in p.stdout and "holds: the final checkpoint" in p.stdout
-        assert "is cosigned by KGA" in p.stdout
+        assert "cosigned-by" in p.stdout and "holds: the last cosigned checkpoint" in p.stdout
+        assert "is cosigned by DSO2, DSO3, DSO4, KGA, KSO1, KSO2, SA (the 8 entries after it " \
+            "are covered by the coordinator's checkpoint alone)" in p.stdout
 
 
 @pytest.mark.parametrize("arg, words", [
-    ("2", "cosigned-by 2 officers does not hold: .* cosigned by KGA: 1 officer"),
-    ("KGA,KSO", "cosigned-by KGA,KSO does not hold: .* no KSO among them"),
-    ("SA", "no SA among them"),
+    ("8", "cosigned-by 8 officers does not hold: .* cosigned by DSO2, DSO3, DSO4, KGA, KSO1, "
+     "KSO2, SA .*: 7 officers"),
+    ("KGA,WI", "cosigned-by KGA,WI does not hold: .* no WI among them"),
+    ("SAU", "no SAU among them"),
 ])
 def test_verify_cosigned_by_fails_when_it_should(rehearsal_journal: Path, arg: str,
                                                  words: str) -> None:
@@ -638,11 +704,12 @@ def test_verify_cosigned_by_fails_when_it_should(rehearsal_journal: Path, arg: s
 
 
 def test_verify_cosigned_by_json_and_bad_input(rehearsal_journal: Path) -> None:
-    p = _verify(rehearsal_journal, "--cosigned-by", "KGA", "--json")
+    p = _verify(rehearsal_journal, "--cosigned-by", "KGA,KSO", "--json")
     out = json.loads(p.stdout)
     assert p.returncode == 0 and out["ok"]
-    assert out["cosigned"]["ok"] and out["cosigned"]["cosigned_by"] == ["KGA"]
-    assert out["cosigned"]["required"] == ["KGA"] and out["cosigned"]["bad"] == []
+    assert out["cosigned"]["ok"] and out["cosigned"]["cosigned_by"] == [
+        "DSO2", "DSO3", "DSO4", "KGA", "KSO1", "KSO2", "SA"]
+    assert out["cosigned"]["required"] == ["KGA", "KSO"] and out["cosigned"]["bad"] == []
     for bad in ("0", "KSO SA", "K+"):
         p = _verify(rehearsal_journal, "--cosigned-by", bad)
         assert p.returncode == 2, (bad, p.stderr)

@@ -47,7 +47,7 @@ from coordinator.bus import BusServer, CommandRefused
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.journal.merkle import consistency_proof, leaf_hash
 from coordinator.live.tail import describe
-from coordinator.live.translate import Invalid, Own, judge_cosign, translate
+from coordinator.live.translate import Invalid, Own, cosign_params, judge_cosign, translate
 from coordinator.runner import Runner
 from keyrite.passwords import Verifier
 from keyrite.plainjson import safe_text
@@ -265,7 +265,24 @@ class Live:
         stale = self._stale(body)
         if stale:
             raise CommandRefused(stale)
-        return self._apply(act)
+        answer = self._apply(act)
+        if isinstance(act, ev.SignOff) and isinstance(body.get("cosign"), dict):
+            self._signoff_cosign(act.seat, body["cosign"], now)
+        return answer
+
+    def _signoff_cosign(self, seat: str, body: dict[str, Any], now: float) -> None:
+        """The cosignature a console sent with its sign-off, journaled right after it (so the
+        journal copied next holds both), judged as any cosignature is; a bad one is journaled
+        as refused, and the sign-off stands."""
+        try:
+            params = cosign_params(body)
+            if "cosignature" not in params:
+                raise Invalid("a sign-off's 'cosign' carries a cosignature")
+            self._cosign(Own("cosign", seat, params), now)
+        except Invalid as e:
+            self._refused(seat, {"type": "cosign"}, f"signoff: {e}", now)
+        except CommandRefused as e:
+            log.warning("%s's cosignature with the sign-off: %s", seat, e)
 
     def _apply(self, event: ev.Event) -> dict[str, Any]:
         """The machine judges `event`; the runner journals it, accepted or refused."""
@@ -490,8 +507,10 @@ class Live:
         return absent_actor(self._view_object(now, wants)) is not None
 
     def _ensure_checkpoint(self, step: int, now: float) -> None:
+        """The checkpoint a sign-off step's officers sign: the one its first sign-off signed
+        (after a restart too), else a new one; every officer signs the same."""
         if self.checkpoint is None or self.checkpoint[0] != step:
-            self.checkpoint = (step, self.journal.checkpoint(iso(now)))
+            self.checkpoint = (step, self.runner.signoff_checkpoint(step, now))
             self.changed()
 
     async def drive(self) -> None:
@@ -527,6 +546,9 @@ class Live:
             except Refused as r:  # an approval lapsed in between: journaled, asked again
                 log.warning("step %d not started: %s", job.step, r.reason)
                 return
+            self.changed()
+        if job.seals_journal:  # the copy ends with a checkpoint over all of it
+            self.runner.seal(self.world.now())
             self.changed()
         event = await self._in_thread(job)
         with trio.CancelScope(shield=True):  # what was done is journaled, even at shutdown

@@ -187,7 +187,7 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
         return ev.Remark(at=now, seat=seat, kind=_str(body, "kind"),
                          text=_str(body, "text", TEXT_LIMIT))
     if kind == "cosign":
-        return Own(kind, seat, _cosign(body))
+        return Own(kind, seat, cosign_params(body))
     if kind == "deviation":  # the administrator's decision on one
         return ev.DecideDeviation(at=now, seat=seat, deviation=_int(body, "deviation"),
                                   decision=_str(body, "decision"),
@@ -197,7 +197,7 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
                                 "value": _str(body, "value", TEXT_LIMIT)})
 
 
-def _cosign(body: dict[str, Any]) -> dict[str, Any]:
+def cosign_params(body: dict[str, Any]) -> dict[str, Any]:
     """A console's word on a checkpoint: its cosignature (the note signature line), or its
     refusal to cosign (why), never both."""
     size = _int(body, "size")
