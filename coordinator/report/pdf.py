@@ -8,19 +8,19 @@ Choices:
   but 50 pt shorter), so the same file prints whole on either paper, scaled or not.
 - Black and white only (rules, no shading): it photocopies, and the seed's copies were
   photocopies (step 132).
-- The PDF standard fonts (Helvetica, Courier): no font file is needed on the ceremony laptop and
-  the output is the same everywhere (reportlab's invariant mode: the same facts give the same
-  bytes). They draw Latin-1 (WinAnsi); a character beyond it is printed without its accent
-  where it has one (NFKD) and as "?" otherwise. The journal keeps the exact text.
-- Digests are colon hex in Courier, broken after 16 bytes where a column is narrow; the final
-  checkpoint's root is printed on one line, with its PGP words and a QR code of the signed note.
+- DejaVu Sans and Sans Mono, embedded, so every name is drawn as written ("Łukasz Żółć",
+  "Ιωάννα", "Дмитрий"); the PDF standard fonts (Helvetica, Courier, Latin-1 only) where the font
+  files are missing. `fonts.py` chooses them and says what is drawn of a character they lack.
+  The same facts give the same bytes (reportlab's invariant mode) with the same font files.
+- Digests are colon hex in the monospaced font, broken after 16 bytes where a column is
+  narrow; the final checkpoint's root is printed on one line, with its PGP words and a QR code
+  of the signed note.
 """
 
 from __future__ import annotations
 
 import io
 import time
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import escape
@@ -46,6 +46,10 @@ from reportlab.platypus import (
 
 from ceremony.digests import colon_hex
 from coordinator.report.facts import Facts, StepFact
+from coordinator.report.fonts import chosen
+
+#: The fonts this process draws with (DejaVu, or the standard fonts without it).
+FONTS = chosen()
 
 PAGE_W, PAGE_H = A4
 #: US Letter's height: nothing is drawn lower than this from the top, less a margin.
@@ -56,19 +60,19 @@ BOTTOM = PAGE_H - (_LETTER_H - 50.0)  # the frame ends 50 pt above Letter's bott
 WIDTH = PAGE_W - 2 * MARGIN_X
 
 _BLACK = colors.black
-_BASE = ParagraphStyle("base", fontName="Helvetica", fontSize=9, leading=11.5,
+_BASE = ParagraphStyle("base", fontName=FONTS.sans, fontSize=9, leading=11.5,
                        textColor=_BLACK, alignment=TA_LEFT)
 _SMALL = ParagraphStyle("small", parent=_BASE, fontSize=7.5, leading=9.2)
 _CELL = ParagraphStyle("cell", parent=_BASE, fontSize=7.5, leading=9)
-_CELL_B = ParagraphStyle("cellb", parent=_CELL, fontName="Helvetica-Bold")
-_MONO = ParagraphStyle("mono", parent=_CELL, fontName="Courier", fontSize=7.2, leading=8.8)
-_H1 = ParagraphStyle("h1", parent=_BASE, fontName="Helvetica-Bold", fontSize=20, leading=24,
+_CELL_B = ParagraphStyle("cellb", parent=_CELL, fontName=FONTS.bold)
+_MONO = ParagraphStyle("mono", parent=_CELL, fontName=FONTS.mono, fontSize=7.2, leading=8.8)
+_H1 = ParagraphStyle("h1", parent=_BASE, fontName=FONTS.bold, fontSize=20, leading=24,
                      spaceAfter=6)
-_H2 = ParagraphStyle("h2", parent=_BASE, fontName="Helvetica-Bold", fontSize=13, leading=16,
+_H2 = ParagraphStyle("h2", parent=_BASE, fontName=FONTS.bold, fontSize=13, leading=16,
                      spaceBefore=10, spaceAfter=5)
-_H3 = ParagraphStyle("h3", parent=_BASE, fontName="Helvetica-Bold", fontSize=10, leading=13,
+_H3 = ParagraphStyle("h3", parent=_BASE, fontName=FONTS.bold, fontSize=10, leading=13,
                      spaceBefore=6, spaceAfter=3)
-_BIG = ParagraphStyle("big", parent=_BASE, fontName="Helvetica-Bold", fontSize=12, leading=15)
+_BIG = ParagraphStyle("big", parent=_BASE, fontName=FONTS.bold, fontSize=12, leading=15)
 
 
 def report_pdf(facts: Facts) -> bytes:
@@ -76,8 +80,9 @@ def report_pdf(facts: Facts) -> bytes:
     buf = io.BytesIO()
     doc = SimpleDocTemplate(
         buf, pagesize=A4, leftMargin=MARGIN_X, rightMargin=MARGIN_X, topMargin=TOP,
-        bottomMargin=BOTTOM, title=_latin(f"Ceremony report: {facts.title} ({facts.ceremony})"),
-        author="keyrite", creator="keyrite report", invariant=1)
+        bottomMargin=BOTTOM, title=_drawable(f"Ceremony report: {facts.title} ({facts.ceremony})"),
+        author="keyrite", creator="keyrite report", invariant=1,
+        initialFontName=FONTS.sans)  # else every page names Helvetica, though it draws none
     story = _Story(facts).build()
     doc.build(story, canvasmaker=_canvas_for(facts))
     return buf.getvalue()
@@ -85,9 +90,9 @@ def report_pdf(facts: Facts) -> bytes:
 
 def _canvas_for(facts: Facts) -> type[canvas.Canvas]:
     """A canvas that knows the page count when it draws each page's header and footer."""
-    left = _latin(f"{facts.title}: ceremony report")
+    left = _drawable(f"{facts.title}: ceremony report")
     mark = "REHEARSAL" if facts.rehearsal else ""
-    foot = _latin(f"{facts.ceremony}  {facts.opened[:10]}")
+    foot = _drawable(f"{facts.ceremony}  {facts.opened[:10]}")
 
     class _Numbered(canvas.Canvas):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -111,15 +116,15 @@ def _canvas_for(facts: Facts) -> type[canvas.Canvas]:
             self.setFillColor(_BLACK)
             self.setLineWidth(0.5)
             y_top = PAGE_H - 50
-            self.setFont("Helvetica", 8)
+            self.setFont(FONTS.sans, 8)
             self.drawString(MARGIN_X, y_top, left)
             if mark:
-                self.setFont("Helvetica-Bold", 9)
+                self.setFont(FONTS.bold, 9)
                 self.drawRightString(PAGE_W - MARGIN_X, y_top, mark)
             self.line(MARGIN_X, y_top - 4, PAGE_W - MARGIN_X, y_top - 4)
             y_foot = BOTTOM - 16
             self.line(MARGIN_X, y_foot + 9, PAGE_W - MARGIN_X, y_foot + 9)
-            self.setFont("Helvetica", 8)
+            self.setFont(FONTS.sans, 8)
             self.drawString(MARGIN_X, y_foot, foot)
             self.drawRightString(PAGE_W - MARGIN_X, y_foot, f"page {n} of {total}")
 
@@ -127,29 +132,14 @@ def _canvas_for(facts: Facts) -> type[canvas.Canvas]:
 
 
 # --- text helpers --------------------------------------------------------------------------------
-def _latin(text: Any) -> str:
-    """What the standard fonts draw: Latin-1/WinAnsi; accents dropped beyond it, else '?'."""
-    out = []
-    for ch in str(text):
-        try:
-            ch.encode("cp1252")
-            out.append(ch)
-            continue
-        except UnicodeEncodeError:
-            pass
-        base = "".join(c for c in unicodedata.normalize("NFKD", ch)
-                       if not unicodedata.combining(c))
-        try:
-            base.encode("cp1252")
-            out.append(base or "?")
-        except UnicodeEncodeError:
-            out.append("?")
-    return "".join(out)
+def _drawable(text: Any) -> str:
+    """What the fonts draw of `text` (every character with DejaVu; Latin-1 without it)."""
+    return FONTS.drawable(text)
 
 
 def _t(text: Any) -> str:
     """Text for a Paragraph: drawable and XML-escaped."""
-    return escape(_latin(text))
+    return escape(_drawable(text))
 
 
 def _p(text: Any, style: ParagraphStyle = _CELL) -> Paragraph:
@@ -161,8 +151,9 @@ def _mono(text: Any, style: ParagraphStyle = _MONO) -> Paragraph:
 
 
 def _chars(width: float, size: float = 7.2) -> int:
-    """Courier characters of `size` that fit a table column `width` wide (less its padding)."""
-    return max(1, int((width - 6) / (0.6 * size)))
+    """Monospaced characters of `size` that fit a table column `width` wide (less its
+    padding)."""
+    return max(1, int((width - 6) / (FONTS.advance * size)))
 
 
 def _hex(hexdigest: str | None, width: float = WIDTH) -> Paragraph:
@@ -220,6 +211,7 @@ def _table(rows: Sequence[Sequence[Any]], widths: Sequence[float], header: bool 
     t = Table(cells, colWidths=list(widths), repeatRows=1 if header else 0)
     style: list[tuple[Any, ...]] = [
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("FONTNAME", (0, 0), (-1, -1), FONTS.sans),  # a plain cell's (Helvetica otherwise)
         ("LEFTPADDING", (0, 0), (-1, -1), 3),
         ("RIGHTPADDING", (0, 0), (-1, -1), 3),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
@@ -355,7 +347,8 @@ class _Story:
         qr = QrCodeWidget(cp.note, barLevel="M")  # the note's UTF-8, as signed
         x0, y0, x1, y1 = qr.getBounds()
         drawing = Drawing(qr_size, qr_size,
-                          transform=[qr_size / (x1 - x0), 0, 0, qr_size / (y1 - y0), 0, 0])
+                          transform=[qr_size / (x1 - x0), 0, 0, qr_size / (y1 - y0), 0, 0],
+                          initialFontName=FONTS.sans)  # it draws no text; else Helvetica
         drawing.add(qr)
         box = _table([[head, ""], [text, drawing]], [WIDTH - qr_size - 10, qr_size + 10],
                      header=False,
@@ -620,7 +613,7 @@ def _n(v: int | None) -> str:
 
 
 def _ids(ids: Sequence[str]) -> Flowable:
-    """Key IDs four to a line, in Courier."""
+    """Key IDs four to a line, monospaced."""
     if not ids:
         return _p("none")
     lines = ["  ".join(ids[i:i + 4]) for i in range(0, len(ids), 4)]
@@ -651,12 +644,12 @@ def _step_values(s: StepFact) -> Paragraph | None:
     """The line under a step: what it recorded, a verify's expected and observed, notes."""
     bits = []
     if s.action == "verify":
-        bits.append(f"<b>expected</b> <font face='Courier'>{_t(s.expected or '-')}</font>")
+        bits.append(f"<b>expected</b> <font face='{FONTS.mono}'>{_t(s.expected or '-')}</font>")
         for i, o in enumerate(s.observed):
             label = "observed" if i == 0 else "observed again"
-            bits.append(f"<b>{label}</b> <font face='Courier'>{_t(o)}</font>")
+            bits.append(f"<b>{label}</b> <font face='{FONTS.mono}'>{_t(o)}</font>")
     elif s.value is not None:
-        bits.append(f"<b>value</b> <font face='Courier'>{_t(s.value)}</font>")
+        bits.append(f"<b>value</b> <font face='{FONTS.mono}'>{_t(s.value)}</font>")
     bits += [_t(n) for n in s.notes if n.split(": ", 1)[-1] != s.value]
     if not bits:
         return None
