@@ -39,7 +39,7 @@ from typing import Any
 from ceremony.digests import colon_hex, operation_digest
 from ceremony.script.model import Script, Step
 
-#: Columns of a page (Courier 8.5 pt fills A4's width less margins and fits Letter).
+#: Columns of a page (8.5 pt monospaced fills A4's width less margins and fits Letter).
 WIDTH = 100
 #: Lines of a page, its header included: enscript's 66.
 PAGE_LINES = 66
@@ -615,44 +615,39 @@ _LEADING = 10.6
 
 
 def transcript_pdf(text: str) -> bytes:
-    """The paged text as a PDF: one page per text page, Courier, A4, laid out to print whole on
-    Letter as well. A page wider or longer than `WIDTH` x `PAGE_LINES` is drawn smaller rather
-    than cut. Deterministic: the same text gives the same bytes (reportlab's invariant mode), so
-    a PDF's digest can be recomputed from the transcript."""
-    from reportlab.pdfgen import canvas  # only here: the transcript itself stays pure
+    """The paged text as a PDF: one page per text page, monospaced, A4, laid out to print whole
+    on Letter as well. A page wider or longer than `WIDTH` x `PAGE_LINES` is drawn smaller rather
+    than cut. The font is DejaVu Sans Mono, embedded, so every character of a name is drawn; on
+    a machine without it, Courier (Latin-1 only), as `coordinator.report.fonts` chooses and
+    says. Deterministic: the same text gives the same bytes (reportlab's invariant mode) with the
+    same font file, so a PDF's digest can be recomputed from the transcript."""
+    # only here: the transcript itself stays pure
+    from reportlab.pdfgen import canvas
 
+    from coordinator.report.fonts import chosen
+
+    fonts = chosen()
     buf = io.BytesIO()
-    pdf = canvas.Canvas(buf, pagesize=_A4, invariant=1, pageCompression=1)
+    pdf = canvas.Canvas(buf, pagesize=_A4, invariant=1, pageCompression=1,
+                        initialFontName=fonts.mono)
     first = " ".join(pages(text)[0].split("\n", 1)[0].split()) if text else ""
-    pdf.setTitle(_latin(re.sub(r"\s*page \d+ of \d+$", "", first)) or "transcript")
+    pdf.setTitle(fonts.drawable(re.sub(r"\s*page \d+ of \d+$", "", first)) or "transcript")
     pdf.setCreator("keyrite")
     usable_w = _A4[0] - 2 * 36
     usable_h = 792 - _TOP - 36
+    column = fonts.advance  # one character's width at 1 pt: every glyph of the font has it
     for page in pages(text):
         lines = page.split("\n")
         cols = max((len(x) for x in lines), default=0)
-        size = min(_FONT, usable_w / (0.6 * max(cols, 1)),
+        size = min(_FONT, usable_w / (column * max(cols, 1)),
                    usable_h / (len(lines) * _LEADING / _FONT))
         leading = size * _LEADING / _FONT
-        left = (_A4[0] - 0.6 * size * max(cols, WIDTH if size == _FONT else cols)) / 2
+        left = (_A4[0] - column * size * max(cols, WIDTH if size == _FONT else cols)) / 2
         y = _A4[1] - _TOP
-        pdf.setFont("Courier", size)
+        pdf.setFont(fonts.mono, size)
         for line in lines:
-            pdf.drawString(left, y, _latin(line))
+            pdf.drawString(left, y, fonts.drawable(line))
             y -= leading
         pdf.showPage()
     pdf.save()
     return buf.getvalue()
-
-
-def _latin(line: str) -> str:
-    """What Courier (WinAnsi) can draw; anything else as '?', so no glyph silently vanishes."""
-    return "".join(ch if _drawable(ch) else "?" for ch in line)
-
-
-def _drawable(ch: str) -> bool:
-    try:
-        ch.encode("cp1252")
-    except UnicodeEncodeError:
-        return False
-    return True
