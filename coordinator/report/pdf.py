@@ -432,7 +432,7 @@ class _Story:
                   "SHA-256, the officer's key fingerprint, and whether the operation used it.",
                   _SMALL)
         self.gap(3)
-        w = [64, 42, 66, 40, 110, 125, WIDTH - 447]
+        w = [70, 42, 66, 40, 110, 119, WIDTH - 447]
         self.out.append(_table(
             [["Quorum", "For step", "Officer", "Time", "Operation SHA-256", "Key fingerprint",
               "Outcome"]]
@@ -448,10 +448,10 @@ class _Story:
             self.h3("Backups written by the signer")
             self.out.append(_table(
                 [["Step", "File", "Bytes", "SHA-256 as written", "Checked at the verify step"]]
-                + [[str(b.step), b.file, _n(b.size), _hex(b.sha256, 160),
+                + [[str(b.step), b.file, _n(b.size), _hex(b.sha256, 150),
                     _hex(b.observed, WIDTH - 343) if b.observed else "not checked"]
                    for b in f.backups],
-                [28, 110, 45, 160, WIDTH - 343]))
+                [28, 120, 45, 150, WIDTH - 343]))
         if f.transcripts:
             self.h3("Transcripts")
             self.out.append(_table(
@@ -547,7 +547,7 @@ class _Story:
                   "it became the current step, its outcome, and what it recorded; a verify "
                   "step shows the expected value beside what was observed.", _SMALL)
         self.gap(3)
-        widths = [24, 30, 200, 82, 40, 34, WIDTH - 410]
+        widths = [26, 30, 212, 89, 40, 34, WIDTH - 431]
         rows: list[list[Any]] = [["Step", "Actor", "Instruction", "Done by", "Time", "Took",
                                   "Outcome"]]
         extra: list[tuple[Any, ...]] = []
