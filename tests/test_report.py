@@ -4,29 +4,36 @@ The 2026-12-07 rehearsal journal of the bundled ceremony is reported and the PDF
 poppler (pdftotext, pdftoppm): every drive and bag serial, the three key counts, the final
 checkpoint's root and every officer's name must be in it. The facts are also checked on their
 own, on that journal and on copies of its records changed to raise exceptions. A journal that
-does not verify gets no report (exit 1); one that cannot be read is bad input (exit 2).
+does not verify gets no report (exit 1); one that cannot be read is bad input (exit 2). Officers
+renamed in Polish, Greek and Cyrillic are printed as written (DejaVu, embedded), or replaced as
+the standard fonts must be on a machine without the font files.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from reportlab.platypus import KeepTogether, Paragraph, Table
 
 from ceremony.digests import colon_hex, pgp_words
 from coordinator.journal import generate_key, verifier_key
-from coordinator.report.facts import facts_of, key_fingerprint
-from coordinator.report.pdf import report_pdf
+from coordinator.report.facts import Facts, facts_of, key_fingerprint
+from coordinator.report.fonts import DEJAVU, STANDARD, chosen, load
+from coordinator.report.pdf import WIDTH, _Story, report_pdf
 from keyrite import cli, exits
 
-DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
 JOURNAL = DATA / "rehearsal-journal-2026-12-07.jsonl"
 KEY = (DATA / "rehearsal-journal-2026-12-07.key").read_text().strip()
 RECORDS = [(e["seq"], e["record"]) for e in map(json.loads, JOURNAL.read_text().splitlines())]
@@ -328,3 +335,150 @@ def test_report_is_a_keyrite_command(capsys: pytest.CaptureFixture[str]) -> None
     assert "report" in capsys.readouterr().out
     assert cli.main(["report", "--help"]) == 0
     assert "exit codes: 0 the report was written" in " ".join(capsys.readouterr().out.split())
+
+
+# --- names beyond Latin-1: the fonts (coordinator/report/fonts.py) -------------------------------
+#: Three officers' names in Polish, Greek and Cyrillic, in place of the rehearsal's own.
+NAMES = {"Officer C": "Łukasz Żółć", "Officer D": "Ιωάννα Παπαδοπούλου",
+         "Officer E": "Дмитрий Иванов"}
+#: A reason the KGA writes, in all three.
+REASON = "Zażółć gęślą jaźń; Ιωάννα: το σήμα είναι σωστό; Дмитрий: подтверждаю"
+
+needs_dejavu = pytest.mark.skipif(not chosen().embedded,
+                                  reason="fonts-dejavu-core is not installed: dev/setup.sh "
+                                  "installs it")
+
+
+def renamed(records: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    """`records` with each of NAMES's people renamed wherever a name is recorded (the genesis
+    roster, the sign-ins): a sign-in signs the person's id, not the name."""
+    def swap(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: swap(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [swap(x) for x in v]
+        return NAMES.get(v, v) if isinstance(v, str) else v
+    return [(seq, swap(r)) for seq, r in records]
+
+
+def unicode_facts() -> Facts:
+    """The rehearsal with NAMES signed in and a mismatch the KGA accepts, saying REASON."""
+    role = RECORDS[42][1]
+    facts = facts_of(renamed(_changed({42: [
+        _event(role, event="Observed", step=29, value="active"),
+        _event(role, event="Decide", seat="KGA", decision="accept", reason=REASON)]})))
+    assert [p.name for p in facts.participants][2:5] == list(NAMES.values())
+    return facts
+
+
+def test_the_fonts_draw_each_character_or_say_so() -> None:
+    # the fallback: Latin-1, a letter without its accent where it has one, else "?", one for one
+    assert STANDARD.drawable("Łukasz Żółć") == "?ukasz Zó?c"
+    assert STANDARD.drawable("Дмитрий") == "?" * 7 and STANDARD.drawable("café") == "café"
+    fonts = chosen()
+    if not fonts.embedded:
+        pytest.skip("fonts-dejavu-core is not installed: dev/setup.sh installs it")
+    for name in (*NAMES.values(), REASON):
+        assert fonts.drawable(name) == name
+    assert fonts.drawable("Anna 李") == "Anna ?"  # DejaVu has no CJK: never a blank glyph
+    assert fonts.drawable("a\tb\nc\x1b") == "a\tb\nc?"
+
+
+def test_fonts_missing_or_unreadable_fall_back_to_the_standard_ones(tmp_path: Path) -> None:
+    assert load(tmp_path / "none") is STANDARD
+    for file in DEJAVU.values():
+        (tmp_path / file).write_bytes(b"not a font")
+    assert load(tmp_path) is STANDARD
+
+
+@needs_poppler
+@needs_dejavu
+def test_names_beyond_latin1_are_printed_as_written(tmp_path: Path) -> None:
+    f = unicode_facts()
+    pdf = report_pdf(f)
+    assert pdf == report_pdf(replace(f))  # still the same bytes for the same facts
+    path = tmp_path / "r.pdf"
+    path.write_bytes(pdf)
+    flat = " ".join(_text(path).split())
+    for name in NAMES.values():
+        assert name in flat, name
+    assert f"{NAMES['Officer C']} (KSO1, Registry)" in flat  # custody: who holds a bag
+    assert REASON in flat
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()[2:]
+    # only the embedded DejaVu subsets: no standard font is named, even unused
+    assert sorted(line.split()[0].split("+")[1] for line in fonts) == sorted(DEJAVU)
+    assert all(line.split()[-5:-2] == ["yes", "yes", "yes"] for line in fonts), fonts
+
+
+@needs_dejavu
+def test_the_report_is_the_same_bytes_in_another_process() -> None:
+    here = hashlib.sha256(report_pdf(unicode_facts())).hexdigest()
+    there = subprocess.run(
+        [sys.executable, "-c", "import hashlib; from tests.test_report import unicode_facts; "
+         "from coordinator.report.pdf import report_pdf; "
+         "print(hashlib.sha256(report_pdf(unicode_facts())).hexdigest())"],
+        capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    assert there == here
+
+
+def words_too_wide(facts: Facts) -> list[tuple[str, float, float]]:
+    """Each paragraph of the report whose longest word is wider than its column (less padding):
+    its text, that word's width and the room. Reads reportlab's Table after wrapping (its cells,
+    widths and spans)."""
+    too_wide = []
+
+    def walk(x: Any, room: float) -> None:
+        if isinstance(x, list | tuple):  # a cell of flowables is a tuple once in a Table
+            for y in x:
+                walk(y, room)
+        elif isinstance(x, KeepTogether):
+            walk(x._content, room)
+        elif isinstance(x, Table):
+            x.wrap(room, 1e6)
+            spans = getattr(x, "_spanRanges", None) or {}  # only a table with spans has it
+            for r, row in enumerate(x._cellvalues):
+                for c, cell in enumerate(row):
+                    span = spans.get((c, r), (c, r, c, r))
+                    if span is not None:
+                        walk(cell, sum(x._colWidths[span[0]:span[2] + 1]) - 6)  # padding 3+3
+        elif isinstance(x, Paragraph) and x.minWidth() > room + 0.01:
+            too_wide.append((x.text, x.minWidth(), room))
+
+    walk(_Story(facts).build(), WIDTH)
+    return too_wide
+
+
+def test_no_word_is_wider_than_its_column() -> None:
+    """The fonts' widths differ (DejaVu Sans is wider than Helvetica): every column still holds
+    its longest word, in the rehearsal and with the names beyond Latin-1 (the standard fonts'
+    report is checked in the test after this one)."""
+    assert words_too_wide(facts_of(RECORDS)) == []
+    assert words_too_wide(unicode_facts()) == []
+
+
+def test_without_the_font_files_the_report_is_made_with_the_standard_fonts(
+        tmp_path: Path) -> None:
+    """One path for a machine without fonts-dejavu-core: Helvetica and Courier, Latin-1, the
+    rest replaced, every word in its column, and still a report (run in a process of its own:
+    fonts are chosen once)."""
+    path = tmp_path / "r.pdf"
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "import coordinator.report.fonts as fonts; fonts.FONT_DIR = Path(sys.argv[1]); "
+         "from tests.test_report import unicode_facts; "
+         "from coordinator.report.pdf import FONTS, report_pdf; assert not FONTS.embedded; "
+         "from tests.test_report import RECORDS, facts_of, words_too_wide; "
+         "assert words_too_wide(facts_of(RECORDS)) == words_too_wide(unicode_facts()) == []; "
+         "Path(sys.argv[2]).write_bytes(report_pdf(unicode_facts()))",
+         str(tmp_path / "no-fonts"), str(path)], check=True, cwd=ROOT)
+    assert path.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext") is None:
+        return
+    flat = " ".join(_text(path).split())
+    assert "?ukasz Zó?c (KSO1, Registry)" in flat and "??????? ??????" in flat
+    assert NAMES["Officer C"] not in flat
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()[2:]
+    assert sorted(line.split()[0] for line in fonts) == ["Courier", "Helvetica",
+                                                         "Helvetica-Bold"]
