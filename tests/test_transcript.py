@@ -1,10 +1,12 @@
 """The printable transcript (coordinator/transcript.py): the journal as paged text, and the same
 pages as a PDF. Run on the 2026-12-07 rehearsal journal of the bundled ceremony, and on records
-made up for what that journal does not hold (the room's records, refusals, hostile text)."""
+made up for what that journal does not hold (the room's records, refusals, hostile text, names
+and a remark in Polish, Greek and Cyrillic, which the PDF draws as written)."""
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -14,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from ceremony.digests import colon_hex
 from ceremony.script.load import bundled_script_path, load_script, load_script_text
+from coordinator.report.fonts import chosen
 from coordinator.transcript import (
+    _A4,
+    _FONT,
     PAGE_LINES,
     WIDTH,
     describe_drive,
@@ -25,6 +31,7 @@ from coordinator.transcript import (
     render,
     transcript_pdf,
 )
+from tests.test_report import NAMES, needs_dejavu, renamed
 
 DATA = Path(__file__).resolve().parent / "data"
 JOURNAL = DATA / "rehearsal-journal-2026-12-07.jsonl"
@@ -259,3 +266,96 @@ def test_each_checkpoints_signed_note_is_printed_to_be_checked_against_the_journ
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "holds" in out.stdout
+
+
+# --- names beyond Latin-1 in the PDF (the fonts: coordinator/report/fonts.py) --------------------
+#: A remark in Polish, Greek and Cyrillic.
+REMARK = "Łukasz Żółć: plomba nienaruszona; Ιωάννα: συμφωνώ; Дмитрий: всё верно"
+
+
+def unicode_text() -> str:
+    """The rehearsal's transcript with three officers renamed (NAMES) and REMARK at the end."""
+    at = RECORDS[-1][1]["at"]
+    remark = {"type": "event", "at": at, "step": 132, "event": {
+        "event": "Remark", "at": at, "seat": "KSO2", "kind": "remark", "text": REMARK}}
+    return render(SCRIPT, [*renamed(RECORDS), (len(RECORDS), remark)])
+
+
+def _pdf_words(path: Path) -> list[tuple[str, float, float]]:
+    """Each word pdftotext finds: its text, left and right edge (pt from the left)."""
+    box = subprocess.run(["pdftotext", "-bbox", str(path), "-"], capture_output=True,
+                         text=True, check=True).stdout
+    return [(html.unescape(m.group(3)), float(m.group(1)), float(m.group(2))) for m in
+            re.finditer(r'xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">([^<]*)<',
+                        box)]
+
+
+@needs_poppler
+@needs_dejavu
+def test_names_beyond_latin1_are_drawn_as_written(tmp_path: Path) -> None:
+    text = unicode_text()
+    pdf = transcript_pdf(text)
+    assert pdf == transcript_pdf(text)
+    path = tmp_path / "t.pdf"
+    path.write_bytes(pdf)
+    got = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
+                         text=True, check=True).stdout
+    flat = " ".join(got.split())
+    for name in NAMES.values():
+        assert f"{name} (" in flat, name  # in the roster and at sign-in
+    assert f"{NAMES['Officer C']} (Registry) signs in as KSO1, DSO1" in flat
+    assert f"KSO2 remarks: {REMARK}" in flat
+    assert len(got.split("\f")[0].rstrip("\n").split("\n")) == len(pages(text)[0].split("\n"))
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()[2:]
+    assert [line.split()[0].split("+")[1] for line in fonts] == ["DejaVuSansMono"]
+    assert fonts[0].split()[-5:-2] == ["yes", "yes", "yes"]  # embedded, subset, ToUnicode
+
+
+def test_every_character_drawn_is_one_column_and_a_full_line_fits_the_paper() -> None:
+    fonts = chosen()
+    for ch in "0MW= .:" + "".join(NAMES.values()) + REMARK:
+        if fonts.drawable(ch) == ch:
+            assert stringWidth(ch, fonts.mono, 1) == fonts.advance, ch
+    # WIDTH columns at full size inside A4's width less 36 pt a side (Letter is wider)
+    assert fonts.advance * _FONT * WIDTH <= _A4[0] - 2 * 36
+
+
+@needs_poppler
+def test_a_full_line_in_any_script_is_drawn_at_full_size_inside_the_page(tmp_path: Path) -> None:
+    page = "\n".join(["header", "Д" * WIDTH, "Ω" * WIDTH, "ł" * WIDTH, "x" * WIDTH])
+    path = tmp_path / "t.pdf"
+    path.write_bytes(transcript_pdf(page))
+    fonts = chosen()
+    lines = [w for w in _pdf_words(path) if len(w[0]) == WIDTH]
+    assert [w[0] for w in lines] == [fonts.drawable(x * WIDTH) for x in "ДΩłx"]
+    for _, left, right in lines:
+        assert right - left == pytest.approx(fonts.advance * _FONT * WIDTH, abs=1)
+        assert left >= 30 and right <= _A4[0] - 30
+
+
+def test_without_the_font_files_the_pdf_is_courier_with_the_rest_replaced(
+        tmp_path: Path) -> None:
+    """The fallback, in a process of its own (fonts are chosen once): Courier, Latin-1, a letter
+    without its accent or '?', one for one, so the pages are the same lines."""
+    path = tmp_path / "t.pdf"
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "import coordinator.report.fonts as fonts; fonts.FONT_DIR = Path(sys.argv[1]); "
+         "from tests.test_transcript import unicode_text; "
+         "from coordinator.transcript import transcript_pdf; "
+         "Path(sys.argv[2]).write_bytes(transcript_pdf(unicode_text()))",
+         str(tmp_path / "no-fonts"), str(path)], check=True,
+        cwd=Path(__file__).resolve().parent.parent)
+    assert path.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext") is None:
+        return
+    got = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
+                         text=True, check=True).stdout
+    flat = " ".join(got.split())
+    assert "?ukasz Zó?c (Registry) signs in as KSO1, DSO1" in flat
+    assert "KSO2 remarks: ?ukasz Zó?c: plomba nienaruszona; ??????: ???????; ???????: ???" in flat
+    assert NAMES["Officer C"] not in flat
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()[2:]
+    assert [line.split()[0] for line in fonts] == ["Courier"]
