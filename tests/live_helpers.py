@@ -307,3 +307,27 @@ def _keys(screen: str) -> list[str]:
 def _you(screen: str) -> str:
     """The step line and the bold line: they change when what is asked of someone changes."""
     return " | ".join(re.findall(r"^(?:Step \d+ .*|YOU: .*)$", screen, re.M))
+
+
+# --- a window of another size, the coordinator stopped ----------------------------------------
+def resize(room: Room, seat: str, width: int, height: int) -> None:
+    """Make `seat`'s terminal `width` x `height` (a laptop's 80x24, a projector's): tmux sends
+    the console SIGWINCH, and it redraws at that size."""
+    room.tmux._run("resize-window", "-t", f"{room.tmux.session}:{seat}", "-x", str(width),
+                   "-y", str(height))
+
+
+def stop_coordinator(room: Room) -> None:
+    """Stop the coordinator as its operator does (ctrl-c: SIGINT), wait for it to exit 0, and
+    close its window (`Room.start_coordinator` opens a new one)."""
+    room.tmux.keys("coordinator", "C-c")
+    room.wait("coordinator", lambda s: "EXITED 0" in s, 30)
+    room.tmux.close("coordinator")
+
+
+def window_size(room: Room, seat: str) -> tuple[int, int]:
+    """The columns and rows of `seat`'s terminal."""
+    out = room.tmux._run("display-message", "-p", "-t", f"{room.tmux.session}:{seat}",
+                         "#{window_width} #{window_height}")
+    width, height = out.split()
+    return int(width), int(height)
