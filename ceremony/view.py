@@ -20,8 +20,8 @@ from typing import Any
 
 #: the wire form's version; `from_dict` refuses any other.
 #: 2: loose_drives; 3: quorums holding approvals (asked, lapses), progress.step; 4: deviations;
-#: 5: cosigning
-VERSION = 5
+#: 5: cosigning; 6: transcript
+VERSION = 6
 
 
 # --- the view ------------------------------------------------------------------------------------
@@ -182,6 +182,28 @@ class Cosigning:
 
 
 @dataclass(frozen=True)
+class DocumentView:
+    """A document the ceremony printed, once written: the printable transcript of the latest
+    `transcript` step, its file and digests as officers read them aloud and compare them. Every
+    console shows it from the step that wrote it to the end; the record step whose value must
+    equal it (the KGA's, in the seed) is where it is confirmed. Bounded: one document, file names
+    cut at `NAME_MAX` characters, digests of 32 bytes."""
+
+    step: int  # the step that wrote it
+    file: str  # the text's file name on the step's drive
+    sha256: str  # the text's SHA-256 in colon hex, as `openssl dgst -c` prints it
+    words: str  # the same 32 bytes in PGP words, for reading aloud
+    pdf: str | None  # the same pages as a PDF: its file name, if one was written
+    pdf_sha256: str | None  # the PDF's SHA-256 in colon hex
+    confirm_step: int | None  # the record step whose value must equal `sha256`, if any
+    confirmed: bool  # that step is done: the digest typed there matched
+
+
+#: the longest file name a DocumentView carries (a longer one is cut, ending in …)
+NAME_MAX = 120
+
+
+@dataclass(frozen=True)
 class CeremonyView:
     version: int
     seq: int  # the broadcast's sequence number (a console that sees a gap asks for a snapshot)
@@ -207,6 +229,7 @@ class CeremonyView:
     checkpoint: str | None  # the checkpoint text a signoff step signs
     deviations: tuple[DeviationView, ...]  # every remark and deviation raised, in order
     cosigning: Cosigning  # the latest checkpoint consoles cosign, and refusals to cosign
+    transcript: DocumentView | None  # the latest printable transcript written; None before
 
     def role(self, name: str) -> RoleView | None:
         return next((r for r in self.roles if r.name == name), None)

@@ -7,15 +7,19 @@ Step numbers are those of tests/scripts/mini.toml.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from typing import Any
 
 import pytest
 
+from ceremony.digests import colon_hex, pgp_words
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
 from ceremony.view import (
+    NAME_MAX,
     CeremonyView,
     Extras,
     JournalLine,
@@ -237,6 +241,96 @@ def test_custody_and_drives_after_the_seal():
     assert v.loose_drives == (spare,) and from_dict(to_dict(v)).loose_drives == (spare,)
 
 
+# --- the printed transcript ---------------------------------------------------------------------
+def transcript_steps(m: Machine) -> tuple[int, int]:
+    """The script's transcript step and the record step that confirms its digest (found by action
+    and by `equals`, never by number)."""
+    n = next(x.n for x in m.steps if x.action == "transcript")
+    confirm = next(x.n for x in m.steps if x.action == "record" and x.equals == n)
+    return n, confirm
+
+
+def test_the_transcript_is_in_every_view_from_the_step_that_writes_it():
+    m, w = start()
+    n, confirm = transcript_steps(m)
+    drive(m, w, until=n)
+    v = view(m, w)
+    assert v.transcript is None and to_dict(v)["transcript"] is None  # not written yet
+    send(m, w, honest_event(m, w))  # the coordinator writes it
+    v = view(m, w)
+    doc = v.transcript
+    assert doc is not None
+    assert doc.step == n and doc.file == "transcript.txt"
+    assert doc.sha256 == colon_hex(w.transcript_sha256) and len(doc.sha256) == 95
+    assert doc.words == pgp_words(w.transcript_sha256) and len(doc.words.split()) == 32
+    assert (doc.pdf, doc.pdf_sha256) == (None, None)  # this world writes no PDF
+    assert doc.confirm_step == confirm and not doc.confirmed
+    assert from_dict(json.loads(json.dumps(to_dict(v)))).transcript == doc
+    assert to_dict(v)["transcript"]["words"] == doc.words
+    drive(m, w, until=confirm)
+    assert view(m, w).transcript == doc  # the same document at the KGA's record step
+    send(m, w, honest_event(m, w))  # the KGA types the digest read aloud
+    assert view(m, w).transcript == dataclasses.replace(doc, confirmed=True)
+    drive(m, w)
+    v = view(m, w)
+    assert v.status == "completed" and v.transcript == dataclasses.replace(doc, confirmed=True)
+
+
+def test_the_transcript_as_the_coordinator_writes_it_colon_hex_and_pdf():
+    m, w = start()
+    n, _ = transcript_steps(m)
+    drive(m, w, until=n)
+    text, pdf = hashlib.sha256(b"text").hexdigest(), hashlib.sha256(b"pdf").hexdigest()
+    w.transcript_sha256 = text
+    send(m, w, ev.Performed(at=w.at(), step=n, result={
+        "file": "transcript-20261207.txt", "drive": "log", "sha256": colon_hex(text).upper(),
+        "pdf": "transcript-20261207.pdf", "pdf_sha256": colon_hex(pdf)}))
+    doc = view(m, w).transcript
+    assert doc is not None
+    assert (doc.file, doc.sha256, doc.words) == ("transcript-20261207.txt", colon_hex(text),
+                                                 pgp_words(text))
+    assert (doc.pdf, doc.pdf_sha256) == ("transcript-20261207.pdf", colon_hex(pdf))
+
+
+@pytest.mark.parametrize("result, file", [
+    ({"file": "x" * 5000, "sha256": "ab" * 32}, "x" * (NAME_MAX - 1) + "…"),
+    ({"file": "a\nb\x1b[2J.txt", "sha256": "ab" * 32}, "a?b?[2J.txt"),
+    ({"file": "t.txt", "sha256": "not a digest"}, None),
+    ({"file": "t.txt", "sha256": "ab" * 5000}, None),
+])
+def test_the_transcript_in_the_view_is_bounded(result, file):
+    """A file name is cut and made printable; a digest that is not a SHA-256 gives no document."""
+    m, w = start()
+    n, _ = transcript_steps(m)
+    drive(m, w, until=n)
+    send(m, w, ev.Performed(at=w.at(), step=n, result=result))
+    doc = view(m, w).transcript
+    assert (doc.file if doc else None) == file
+    assert len(json.dumps(to_dict(view(m, w)).get("transcript"))) < 1000
+
+
+@pytest.fixture
+def wire_with_transcript() -> dict[str, Any]:
+    m, w = start()
+    drive(m, w, until=transcript_steps(m)[1])
+    return json.loads(json.dumps(to_dict(view(m, w))))
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda x: x["transcript"].pop("words"), "view.transcript"),
+    (lambda x: x["transcript"].update(words=None), "view.transcript.words"),
+    (lambda x: x["transcript"].update(confirmed="yes"), "view.transcript.confirmed"),
+    (lambda x: x["transcript"].update(step="115"), "view.transcript.step"),
+    (lambda x: x["transcript"].update(extra=1), "unknown field"),
+    (lambda x: x.pop("transcript"), "missing field"),
+])
+def test_the_wire_refuses_a_mistyped_transcript(wire_with_transcript, mutate, words):
+    assert to_dict(from_dict(wire_with_transcript)) == wire_with_transcript
+    mutate(wire_with_transcript)
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(wire_with_transcript)
+
+
 def test_signoff_needs_the_checkpoint_text():
     m, w = start()
     drive(m, w, until=31)
@@ -369,7 +463,8 @@ def test_docs_list_every_wire_field():
     parts = (views.CeremonyView, views.StepView, views.Asked, views.ExceptionView,
              views.RoleView, views.Participant, views.QuorumView, views.DriveView,
              views.LooseDrive, views.BagView,
-             views.JournalLine, views.Progress, views.DeviationView, views.Cosigning)
+             views.JournalLine, views.Progress, views.DeviationView, views.Cosigning,
+             views.DocumentView)
     fields = {f.name for p in parts for f in dataclasses.fields(p)}
     assert fields - named == set()
     assert named - fields == set()

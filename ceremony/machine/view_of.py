@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from ceremony.digests import colon_hex, pgp_words
 from ceremony.machine import decisions as d
 from ceremony.machine.machine import Machine, PasswordAsk
+from ceremony.script.formats import check_value
 from ceremony.script.step_kinds import STEP_KINDS
 from ceremony.view import (
+    NAME_MAX,
     VERSION,
     Asked,
     BagView,
     CeremonyView,
     DeviationView,
+    DocumentView,
     DriveView,
     ExceptionView,
     Extras,
@@ -124,8 +128,40 @@ def build_view(machine: Machine, extras: Extras,
         loose_drives=extras.loose_drives, bags=tuple(bags),
         journal=tuple(extras.journal), progress=_progress(m, extras.progress),
         checkpoint=extras.checkpoint, deviations=deviations,
-        cosigning=extras.cosigning,
+        cosigning=extras.cosigning, transcript=_transcript(m),
     )
+
+
+def _transcript(m: Machine) -> DocumentView | None:
+    """The latest printable transcript written (the last completed `transcript` step's result),
+    or None before one is. Its text's digest is the step's value: one that does not read as a
+    SHA-256 gives no document rather than a line of words officers would compare in vain."""
+    done = m.results_of("transcript")
+    if not done:
+        return None
+    n, r = done[-1]
+    text = _sha256(r.get("sha256"))
+    if text is None:
+        return None
+    pdf = r.get("pdf")
+    pdf_hex = _sha256(r.get("pdf_sha256"))
+    confirm = next((x.n for x in m.steps if x.action == "record" and x.equals == n), None)
+    return DocumentView(
+        step=n, file=_name(r.get("file")), sha256=colon_hex(text), words=pgp_words(text),
+        pdf=_name(pdf) if pdf is not None else None,
+        pdf_sha256=colon_hex(pdf_hex) if pdf_hex is not None else None,
+        confirm_step=confirm, confirmed=confirm is not None and confirm in m.completed)
+
+
+def _sha256(v: Any) -> str | None:
+    """64 lower-case hex digits from a result's digest (colon or plain hex), or None."""
+    return check_value("sha256", v) if isinstance(v, str) and len(v) <= 200 else None
+
+
+def _name(v: Any) -> str:
+    """A file name as a screen may draw it: printable characters, at most NAME_MAX of them."""
+    text = "".join(c if c.isprintable() else "?" for c in str(v if v is not None else "")[:1000])
+    return text if len(text) <= NAME_MAX else text[:NAME_MAX - 1] + "…"
 
 
 def _opt(v: Any) -> str | None:
