@@ -51,7 +51,7 @@ from ceremony.approval import ID_DIGITS_MAX, id_digits_problem
 from ceremony.digests import colon_hex, pgp_words
 from ceremony.script.formats import FORMATS, check_value
 from ceremony.script.step_kinds import STEP_KINDS
-from ceremony.view import CeremonyView, DeviationView, QuorumView, absent_actor
+from ceremony.view import CeremonyView, DeviationView, DocumentView, QuorumView, absent_actor
 from consoles.actions import KEYS, Action, actions_for, remark_for
 
 STYLE = Style.from_dict({
@@ -66,6 +66,9 @@ STYLE = Style.from_dict({
 BAR_WIDTH = 30
 WIDE = 110  # from this width the panels sit in two columns
 NOTES = "Remarks and deviations"  # the panel's title
+TRANSCRIPT = "Printed transcript"  # the digest's box
+#: rows the panels keep at least before the transcript's box gives up its files for its digest
+TRANSCRIPT_FULL_ROOM = 10
 #: the smallest terminal (columns, rows) a signature is taken on: the size every console is laid
 #: out for. On a smaller one the signing prompt shows what fits and refuses the passphrase.
 SIGN_MIN = (80, 24)
@@ -344,6 +347,7 @@ class _Prompt:
     keys: dict[str, Callable[[], None]] = field(default_factory=dict)
     signing: bool = False
     blocks: list[tuple[Fragments, bool, int]] = field(default_factory=list)  # (text, keep, hang)
+    shown: list[tuple[Fragments, int]] = field(default_factory=list)  # under lines: (text, hang)
     page: int = 0
     pages: int = 1
     seen_all: bool = False  # the last page has been shown
@@ -648,7 +652,14 @@ class ConsoleScreen:
             else:
                 self._send(a, {"value": text.strip()})
 
-        self._open(_Prompt([a.label, how], "Value:", submit=submit, prefill=prefill, check=check))
+        doc = self.view.transcript
+        shown = []
+        if doc is not None and a.command.get("step") == doc.confirm_step:
+            shown = [([("", f"The printed transcript's digest (step {doc.step}, {doc.file}): "
+                            "compare it with what was read aloud before you confirm.")], 4),
+                     *_digest_fragments(doc)]
+        self._open(_Prompt([a.label, how], "Value:", submit=submit, prefill=prefill, check=check,
+                           shown=shown))
 
     def _decide(self, a: Action) -> None:
         """The administrator's decision, one key: r retry, a accept, x abort (then the reason)."""
@@ -924,8 +935,9 @@ class ConsoleScreen:
         bar = wrap(self._progress(), width)
         bottom = self._prompt_rows(p, width) if p is not None else []
         room = height - len(top) - len(bar) - len(bottom)
-        panels = self._panels(width, room)
-        rows = top + bar + panels
+        doc = self._transcript_box(width, room, prompting=bool(p and p.shown))
+        panels = self._panels(width, room - len(doc))
+        rows = top + bar + doc + panels
         if len(rows) + len(bottom) > height:  # not even the essentials fit
             keep = max(0, height - len(bottom) - 1)
             hidden = len(rows) - keep
@@ -1000,8 +1012,11 @@ class ConsoleScreen:
         if s.note:
             out.append(("class:dim", f"note: {s.note}\n"))
         rows = wrap(out, width, hang=2)
+        doc = v.transcript
         if v.exception is not None:
             rows += self._exception_rows(width)
+        elif doc is not None and s.action == "record" and s.n == doc.confirm_step:
+            pass  # the transcript's box (or the prompt) shows the digest it must equal, whole
         elif s.observed is not None or s.expected is not None:
             rows += _compare_rows(s.observed, s.expected, width, "(not yet)", "-")
         return rows + wrap(self._waiting_fragments() + self._you_fragments(), width, hang=2)
@@ -1077,6 +1092,45 @@ class ConsoleScreen:
             return []
         return [("class:bar", f"[{'·' * BAR_WIDTH}]    "),
                 ("", f" working, no progress reported yet (step {working[0].step})\n")]
+
+    # --- the printed transcript ------------------------------------------------------------------
+    def _transcript_box(self, width: int, room: int, *, prompting: bool) -> list[Row]:
+        """The printable transcript's digest in its own box on every console, from the step that
+        wrote it to the end: its colon hex and every PGP word, always whole (a person is never
+        asked to confirm what the screen does not show). Where the panels keep room for them,
+        its file, whether it was confirmed and the PDF's digest too; else the file name goes
+        into the box's title. While the prompt of the step that confirms it shows the digest,
+        the box gives way to the prompt on a terminal too small for both."""
+        doc = self.view.transcript
+        if doc is None:
+            return []
+        full = boxed([(TRANSCRIPT, self._transcript_rows(doc, width - 2, full=True))], width)
+        if len(full) + TRANSCRIPT_FULL_ROOM <= room:
+            return full
+        title = f"{TRANSCRIPT}: {doc.file}"
+        if len(title) + 6 > width:
+            title = TRANSCRIPT
+        compact = boxed([(title, self._transcript_rows(doc, width - 2, full=False))], width)
+        if prompting and len(compact) + 3 > room:
+            return []
+        return compact
+
+    def _transcript_rows(self, doc: DocumentView, width: int, *, full: bool) -> list[Row]:
+        rows: list[Row] = []
+        if full:
+            if doc.confirm_step is None:
+                state: tuple[str, str] = ("", "")
+            elif doc.confirmed:
+                state = ("class:good", f", confirmed at step {doc.confirm_step}")
+            else:
+                state = ("", f", read aloud and confirmed at step {doc.confirm_step}")
+            rows += wrap([("", f"{doc.file} written at step {doc.step}"), state], width, hang=2)
+        for frags, hang in _digest_fragments(doc, width):
+            rows += wrap(frags, width, hang)
+        if full and doc.pdf is not None:
+            pdf = f"  sha256 {doc.pdf_sha256}" if doc.pdf_sha256 is not None else ""
+            rows += wrap([("class:dim", f"PDF    {doc.pdf}{pdf}")], width, hang=7)
+        return rows
 
     # --- the panels ------------------------------------------------------------------------------
     #: detail levels tried in turn until the panels fit: (quorum, participants, drives)
@@ -1290,6 +1344,8 @@ class ConsoleScreen:
         rows: list[Row] = []
         for line in p.lines:
             rows += wrap([("", line)], width, hang=4)
+        for frags, hang in p.shown:
+            rows += wrap(frags, width, hang)
         for i, (_, text) in enumerate(p.choices):
             mark, style = (">", "class:you") if i == p.cursor else (" ", "")
             rows += wrap([(style, f"{mark} {i + 1}) {text}")], width, hang=6)
@@ -1362,6 +1418,19 @@ def _compare_rows(observed: str | None, expected: str | None, width: int, none_o
             rows.append([(style, pad + " " * (differs - start) + "^"),
                          ("class:dim", f" differs from here (character {differs + 1})")])
     return rows
+
+
+def _digest_fragments(doc: DocumentView, width: int | None = None
+                      ) -> list[tuple[Fragments, int]]:
+    """The transcript's digest as officers read it aloud: `sha256` and its colon hex, `words`
+    and its 32 PGP words, each with the hang that keeps its rows under it. Where the colon hex
+    does not fit one row of `width` (or no width is given: a prompt), it is cut in two halves
+    of 16 bytes, the first ending in its colon, so that it reads the same on every console."""
+    hexes = doc.sha256
+    if len(hexes) == 95 and (width is None or 7 + len(hexes) > width):
+        hexes = f"{hexes[:48]}\n{' ' * 7}{hexes[48:]}"
+    return [([("", "sha256 "), ("class:title", hexes)], 7),
+            ([("", "words  "), ("class:title", doc.words)], 7)]
 
 
 def _reports_progress(action: object) -> bool:
