@@ -935,7 +935,7 @@ class ConsoleScreen:
         bar = wrap(self._progress(), width)
         bottom = self._prompt_rows(p, width) if p is not None else []
         room = height - len(top) - len(bar) - len(bottom)
-        doc = self._transcript_box(width, room, prompting=bool(p and p.shown))
+        doc = self._transcript_box(width, room, prompting=p is not None)
         panels = self._panels(width, room - len(doc))
         rows = top + bar + doc + panels
         if len(rows) + len(bottom) > height:  # not even the essentials fit
@@ -1099,8 +1099,9 @@ class ConsoleScreen:
         wrote it to the end: its colon hex and every PGP word, always whole (a person is never
         asked to confirm what the screen does not show). Where the panels keep room for them,
         its file, whether it was confirmed and the PDF's digest too; else the file name goes
-        into the box's title. While the prompt of the step that confirms it shows the digest,
-        the box gives way to the prompt on a terminal too small for both."""
+        into the box's title. While a prompt is open on a terminal too small for both, the box
+        gives way to it whole (never cut: the prompt that confirms the digest shows it itself)
+        and comes back when the prompt closes."""
         doc = self.view.transcript
         if doc is None:
             return []
@@ -1111,7 +1112,7 @@ class ConsoleScreen:
         if len(title) + 6 > width:
             title = TRANSCRIPT
         compact = boxed([(title, self._transcript_rows(doc, width - 2, full=False))], width)
-        if prompting and len(compact) + 3 > room:
+        if prompting and len(compact) > room:
             return []
         return compact
 
