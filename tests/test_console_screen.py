@@ -2,11 +2,13 @@
 keystrokes in, command dicts out, and the screen drawn by the real layout read back as text.
 
 Views come from a real machine driven by the honest room (tests/machine_helpers.py); step
-numbers are those of tests/scripts/mini.toml.
+numbers are those of tests/scripts/mini.toml, but for the printed transcript's digest, shown over
+the bundled seed script with its steps found by action.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,12 +16,23 @@ from typing import Any
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from ceremony.digests import colon_hex, pgp_words
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
 from ceremony.view import CeremonyView, Extras, JournalLine, LooseDrive, Progress
 from consoles.screen import STYLE, ConsoleScreen, progress_bar
-from tests.machine_helpers import World, at_kso_quorum, drive, role_of, send, sign_in, start
+from tests.machine_helpers import (
+    World,
+    at_kso_quorum,
+    drive,
+    honest_event,
+    role_of,
+    seed_script,
+    send,
+    sign_in,
+    start,
+)
 
 CTRL_C = "\x03"
 
@@ -449,3 +462,179 @@ def test_a_custodian_types_the_bag_serial_then_signs_for_the_bag() -> None:
         [cmd] = c.press("my passphrase\r")
     assert cmd == {"type": "record", "seat": custodian, "step": step.n,
                    "value": "teb-000-backup", "passphrase": "my passphrase"}
+
+
+# --- the printed transcript's digest --------------------------------------------------------------
+# The bundled seed script, its transcript step and the record step that confirms it found by
+# action and by `equals` (never by number: the script's closing steps may be renumbered).
+SEED_SEATS = (("KGA1", (("DSO1", "DSO"),)), ("SA1", ()), ("KSO1", ()), ("WI1", ()))
+SIZES = ((80, 24), (200, 50))
+TEXT_SHA256 = hashlib.sha256(b"the transcript's text").hexdigest()
+PDF_SHA256 = hashlib.sha256(b"the transcript's pdf").hexdigest()
+FILE = "transcript-20261207.txt"
+
+
+def transcript_written() -> tuple[Machine, World, int, int]:
+    """The seed ceremony just past its transcript step, whose result is the coordinator's
+    (coordinator/ceremony_world.py): the text's and the PDF's digests in colon hex."""
+    m, w = start(seed_script())
+    n = next(x.n for x in m.steps if x.action == "transcript")
+    confirm = next(x.n for x in m.steps if x.action == "record" and x.equals == n)
+    drive(m, w, until=n)
+    w.transcript_sha256 = TEXT_SHA256
+    send(m, w, ev.Performed(at=w.at(), step=n, result={
+        "file": FILE, "drive": "keygen-copy", "sha256": colon_hex(TEXT_SHA256),
+        "pdf": FILE.replace(".txt", ".pdf"), "pdf_sha256": colon_hex(PDF_SHA256)}))
+    return m, w, n, confirm
+
+
+def kga_confirms(m: Machine, w: World, confirm: int) -> None:
+    """The KGA types the digest read aloud at its step, as colon hex in capitals (the honest
+    room of machine_helpers would pair up the colon hex's characters again)."""
+    drive(m, w, until=confirm)
+    send(m, w, ev.Record(at=w.at(), seat="KGA1", value=colon_hex(TEXT_SHA256).upper()))
+
+
+def seed_view_at(m: Machine, w: World) -> CeremonyView:
+    return view_at(m, w, connected=frozenset(m.signed_in))
+
+
+def joined(screen: str, label: str) -> str:
+    """What the row starting with `label` and the rows continuing it (indented under it) say,
+    all spaces dropped: the rows of a box or of a prompt alike."""
+    rows = [r.strip("│") for r in screen.splitlines()]
+    start_ = next(i for i, r in enumerate(rows) if r.startswith(label))
+    out = rows[start_][len(label):]
+    for r in rows[start_ + 1:]:
+        if not r.startswith(" " * len(label)) or not r.strip():
+            break
+        out += r
+    return "".join(out.split())
+
+
+def shows_the_digest_whole(screen: str, height: int) -> None:
+    """The full colon hex and all 32 PGP words, in order, every word whole, and nothing of the
+    screen cut off."""
+    assert len(screen.splitlines()) <= height
+    assert "more lines: enlarge the terminal" not in screen
+    assert joined(screen, "sha256 ") == colon_hex(TEXT_SHA256), screen
+    words = pgp_words(TEXT_SHA256).split()
+    assert len(words) == 32
+    assert joined(screen, "words  ") == "".join(words), screen
+    on_screen = screen.replace("│", " ").split()
+    assert all(word in on_screen for word in words), screen  # none broken across rows
+
+
+def test_before_the_transcript_is_written_no_console_shows_a_digest():
+    m, w = start(seed_script())
+    drive(m, w, until=next(x.n for x in m.steps if x.action == "transcript"))
+    v = seed_view_at(m, w)
+    assert v.transcript is None
+    for seat, also in SEED_SEATS:
+        with console_of(v, seat, w.now, also=also) as c:
+            for size in SIZES:
+                assert "Printed transcript" not in c.screen.render_text(*size)
+
+
+def test_every_console_shows_the_transcript_digest_whole_at_80x24_and_large():
+    m, w, n, confirm = transcript_written()
+    v = seed_view_at(m, w)
+    assert v.transcript is not None and v.step is not None and v.step.n != n
+    for seat, also in SEED_SEATS:
+        with console_of(v, seat, w.now, also=also) as c:
+            small = c.screen.render_text(80, 24)
+            shows_the_digest_whole(small, 24)
+            assert f"Printed transcript: {FILE}" in small  # compact: the file in the title
+            large = c.screen.render_text(200, 50)
+            shows_the_digest_whole(large, 50)
+            assert colon_hex(TEXT_SHA256) in large  # on one row at 200 columns
+            assert pgp_words(TEXT_SHA256) in " ".join(large.replace("│", " ").split())
+            assert f"{FILE} written at step {n}, read aloud and confirmed at step {confirm}" \
+                in large
+            assert f"PDF    {FILE.replace('.txt', '.pdf')}  sha256 {colon_hex(PDF_SHA256)}" \
+                in large
+
+
+def test_the_digest_stays_on_every_console_to_the_end_of_the_ceremony():
+    """At every step after the transcript's, and once the ceremony is over, each seat's 80x24
+    screen holds the whole digest and its words."""
+    m, w, _, confirm = transcript_written()
+    seen = set()
+    while True:
+        v = seed_view_at(m, w)
+        seen.add(v.step.n if v.step is not None else None)
+        for seat, also in SEED_SEATS:
+            with console_of(v, seat, w.now, also=also) as c:
+                shows_the_digest_whole(c.screen.render_text(80, 24), 24)
+        if m.current is None:
+            break
+        here = m.current.n
+        while m.current is not None and m.current.n == here:
+            if here == confirm:
+                kga_confirms(m, w, confirm)
+            else:
+                send(m, w, honest_event(m, w))
+    assert m.status == "completed" and confirm in seen and None in seen
+    with console_of(seed_view_at(m, w), "KGA1", w.now, also=SEED_SEATS[0][1]) as c:
+        assert f"confirmed at step {confirm}" in c.screen.render_text(200, 50)
+
+
+def test_the_kga_compares_the_digest_read_aloud_at_the_step_that_confirms_it():
+    m, w, n, confirm = transcript_written()
+    drive(m, w, until=confirm)
+    v = seed_view_at(m, w)
+    assert v.step is not None and v.step.n == confirm
+    for seat, also in SEED_SEATS:  # on every console the step shows it whole, once
+        with console_of(v, seat, w.now, also=also) as c:
+            for width, height in SIZES:
+                screen = c.screen.render_text(width, height)
+                shows_the_digest_whole(screen, height)
+                assert screen.count(colon_hex(TEXT_SHA256)[:47]) == 1  # the first 16 bytes
+                assert "record:" not in screen and "observed:" not in screen
+    with console_of(v, "KGA1", w.now, also=SEED_SEATS[0][1]) as c:
+        assert c.press("v") == []
+        for width, height in SIZES:
+            screen = c.screen.render_text(width, height)
+            shows_the_digest_whole(screen, height)
+            assert f"The printed transcript's digest (step {n}, {FILE}): compare it" in \
+                " ".join(screen.split())
+        prompt = c.screen.render_text(80, 24).split("Enter the value for step", 1)[1]
+        shows_the_digest_whole(prompt, 24)  # in the prompt itself, over the field
+        typed = colon_hex(TEXT_SHA256).upper()
+        assert c.press(typed + "\r") == [{"type": "record", "seat": "KGA1", "step": confirm,
+                                          "value": typed}]
+
+
+def test_another_record_step_prompt_shows_no_digest():
+    m, w, _, confirm = transcript_written()
+    later = next(x.n for x in m.steps if x.action == "record" and x.n > confirm)
+    kga_confirms(m, w, confirm)
+    drive(m, w, until=later)
+    v = seed_view_at(m, w)
+    assert v.step is not None and v.step.actor == "KGA"
+    with console_of(v, "KGA1", w.now, also=SEED_SEATS[0][1]) as c:
+        c.press("v")
+        screen = c.screen.render_text(80, 24)
+        assert "compare it with what was read aloud" not in screen
+        shows_the_digest_whole(screen, 24)  # the box is still there
+
+
+def test_a_prompt_too_tall_for_the_digest_too_hides_it_whole_until_it_closes():
+    """The exception at the verify after the transcript: the KGA's menu of decisions leaves
+    80x24 no room for the box, which then goes whole (never a part of the digest) and comes
+    back with Esc."""
+    m, w, _, _ = transcript_written()
+    other = colon_hex(hashlib.sha256(b"another transcript").hexdigest())
+    send(m, w, ev.Observed(at=w.at(), step=m.current.n, value=other))
+    v = seed_view_at(m, w)
+    assert v.exception is not None and v.transcript is not None
+    with console_of(v, "KGA1", w.now, also=SEED_SEATS[0][1]) as c:
+        shows_the_digest_whole(c.screen.render_text(80, 24), 24)
+        c.press("x")
+        screen = c.screen.render_text(80, 24)
+        assert "[a] accept it as observed, with a reason" in screen
+        assert "Printed transcript" not in screen and "words  " not in screen
+        assert "more lines: enlarge the terminal" not in screen
+        shows_the_digest_whole(c.screen.render_text(200, 50), 50)  # room for both
+        c.press("\x1b")
+        shows_the_digest_whole(c.screen.render_text(80, 24), 24)
