@@ -12,7 +12,9 @@ wrapped at word boundaries, and what is essential (the step, who acts, what is a
 officer, who is waited for, approval clocks, alerts, the open prompt, messages) is always drawn;
 the panels condense to fit (the journal first, then remarks and decided deviations, then
 participants, drives and bags, then the operation and digest beside a clock) from 80x24 up. Open
-deviations are alerts: one row each under the header until the administrator decides them. A
+deviations are alerts: one row each under the header until the administrator decides them. The
+printable transcript's digest, once written, is a box of its own on every screen: its colon hex
+and all 32 PGP words, whole at 80x24, and again in the prompt of the step that confirms it. A
 prompt that asks for a signature (approve, sign off, sign for a bag) takes over the screen and
 shows all it signs, page by page (PgDn, PgUp): its passphrase is taken only once the last page
 has been shown, and not at all on a terminal too small to show it (`SIGN_MIN`).
