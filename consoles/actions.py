@@ -110,6 +110,12 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                                 {"type": "record", **base}, ("value", "passphrase"),
                                 {"format": "bag-serial", "bag": a.detail.get("bag"),
                                  "contents": list(a.detail.get("contents") or []), **taking}))
+            elif a.kind == "unseal":  # read off the bag its holder presents; nothing signed
+                out.append(_act("record", f"Enter the serial of bag {a.detail.get('bag')} as "
+                                f"{a.detail.get('holder')} presents it",
+                                {"type": "record", **base}, ("value",),
+                                {"format": "bag-serial", "bag": a.detail.get("bag"),
+                                 "contents": list(a.detail.get("contents") or [])}))
             elif a.kind == "secret" and a.detail.get("purpose") != "drill":
                 out.append(_secret_act(a, base))
     for q in view.quorums:

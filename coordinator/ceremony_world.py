@@ -65,7 +65,7 @@ class CeremonyWorld:
             if not p.get("file"):
                 raise Failure("no backup has been written yet")
             return colon_hex(hashlib.sha256(self.signer.read_output(p["file"])).hexdigest())
-        if src == "transcript.sha256":
+        if src in ("transcript.sha256", "drive.sha256"):
             data = self.drives.read(p["drive"], p["file"])
             return colon_hex(hashlib.sha256(data).hexdigest())
         raise Failure(f"this coordinator cannot observe {src}")

@@ -7,8 +7,10 @@ custody is what the machine recorded at each `seal` and `handover` step: the bag
 the custodian confirmed it, what went in (drives named by the serial read when they were plugged
 in, password copies), and who took it (from whom, at a hand-over), with the taker's signature for
 the bag (which the machine verified against their enrolled key while replaying: an event whose
-signature does not verify does not replay, and the command fails). Each bag's chain lists the
-seal and every hand-over in the order they happened. Run `keyrite verify` on the journal first:
+signature does not verify does not replay, and the command fails), and at each `unseal` step:
+the serial read off the bag and who presented it (a bag the previous ceremony sealed is named as
+its record names the holder). Each bag's chain lists the seal, every hand-over and every opening
+in the order they happened. Run `keyrite verify` on the journal first:
 this command trusts what it reads.
 """
 
@@ -34,9 +36,9 @@ DESCRIPTION = (
     "and previous record its first entry carries. For each bag: its serial, its contents "
     "(drives by the serial read when plugged in, password copies), who holds it now, and its "
     "chain: the seal, then each hand-over from whom to whom, with the step, the time and the "
-    "taker's signature (verified while replaying). --json for a script. Verify the journal "
-    "first (keyrite verify). Exit codes: 0 printed, 2 the journal cannot be read or does not "
-    "replay."
+    "taker's signature (verified while replaying), and each opening with the serial read. "
+    "--json for a script. Verify the journal first (keyrite verify). Exit codes: 0 printed, 2 "
+    "the journal cannot be read or does not replay."
 )
 
 
@@ -76,6 +78,7 @@ def custody(path: Path) -> dict[str, Any]:
         if rec.get("type") != "event":
             continue
         before = {b: dict(c) for b, c in machine.custody.items()}
+        opened = machine.opened
         try:
             machine.handle(ev.event_from_dict(rec["event"]))
         except (Refused, ValueError) as e:
@@ -83,11 +86,17 @@ def custody(path: Path) -> dict[str, Any]:
         for bag, c in machine.custody.items():
             if before.get(bag) != c:
                 chains.setdefault(bag, []).append(_link(machine, c))
+        for bag, o in machine.opened.items():
+            if opened.get(bag) != o:
+                chains.setdefault(bag, []).append(_opened(machine, o))
     bags = {}
     for label in sorted(script.bags):
         c = machine.custody.get(label)
+        o = machine.opened.get(label)
         bags[label] = {"title": script.bags[label].title,
                        **(_row(machine, c) if c else {"sealed": False}),
+                       **({"opened": {"step": o["step"], "serial": o["serial"]}}
+                          if o and not c else {}),
                        "chain": chains.get(label, [])}
     return {"journal": str(path), "ceremony": script.ceremony.id, "status": machine.status,
             "bags": bags}
@@ -117,6 +126,15 @@ def _link(m: Machine, c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _opened(m: Machine, o: dict[str, Any]) -> dict[str, Any]:
+    """A bag opened: the serial read off it and who presented it (a previous ceremony's holder
+    is named as that ceremony's record names them)."""
+    name = o.get("name") if o.get("previous") else _officer(m, o["holder"])["name"]
+    return {"kind": "unseal", "step": o["step"], "at": _time(o["at"]), "from": o["holder"],
+            "from_name": name, "to": None, "to_name": None, "serial": o["serial"],
+            "previous": bool(o.get("previous")), "signature": None, "verified": False}
+
+
 def _officer(m: Machine, seat: str) -> dict[str, str | None]:
     officer = m.roster.officers.get(seat)
     return {"name": officer.name if officer else None,
@@ -140,18 +158,29 @@ def render(report: dict[str, Any]) -> str:
     out = [f"custody in {report['journal']} (ceremony {report['ceremony']}, {report['status']})"]
     for label, b in report["bags"].items():
         if not b["sealed"]:
-            out.append(f"  bag {label}: not sealed")
+            o = b.get("opened")
+            out.append(f"  bag {label}: opened at step {o['step']} (serial {o['serial']})" if o
+                       else f"  bag {label}: not sealed")
+            out += [f"      step {h['step']} {h['at']}: {_said(h)}" for h in b["chain"]]
             continue
         out.append(f"  bag {label} serial {b['serial']}: held by {b['name']} ({b['custodian']}, "
                    f"{b['organisation']}) since step {b['step']}, {b['at']}, "
                    f"{_signed(b.get('signature'))}")
         out += [f"      {x}" for x in b["contents"]]
-        for h in b["chain"]:
-            who = f"{h['to_name']} ({h['to']})"
-            what = (f"handed over from {h['from_name']} ({h['from']}) to {who}"
-                    if h["kind"] == "handover" else f"sealed, taken by {who}")
-            out.append(f"      step {h['step']} {h['at']}: {what}, {_signed(h['signature'])}")
+        out += [f"      step {h['step']} {h['at']}: {_said(h)}" for h in b["chain"]]
     return "\n".join(out)
+
+
+def _said(h: dict[str, Any]) -> str:
+    """One link of a bag's chain in words."""
+    if h["kind"] == "unseal":
+        where = " (sealed at the previous ceremony)" if h["previous"] else ""
+        return (f"opened, serial {h['serial']} read as {h['from_name']} ({h['from']}) "
+                f"presented it{where}")
+    who = f"{h['to_name']} ({h['to']})"
+    what = (f"handed over from {h['from_name']} ({h['from']}) to {who}"
+            if h["kind"] == "handover" else f"sealed, taken by {who}")
+    return f"{what}, {_signed(h['signature'])}"
 
 
 def _signed(signature: str | None) -> str:

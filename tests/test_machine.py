@@ -123,8 +123,9 @@ def test_whole_state_after_each_event_through_the_purge():
     assert x == {"status": "running", "step": 1, "now": 0.0, "completed": [], "signed_in": {},
                  "people": {}, "values": {}, "results": {}, "observed": {}, "operations": {},
                  "approvals": {}, "used_nonces": [], "started": {}, "exception": None,
-                 "accepted": {}, "custody": {}, "signoffs": [], "paused": False, "typist": {},
-                 "lapsed": [], "present": {}, "section_since": None, "deviations": []}
+                 "accepted": {}, "custody": {}, "opened": {}, "signoffs": [], "paused": False,
+                 "typist": {}, "lapsed": [], "present": {}, "section_since": None,
+                 "deviations": []}
 
     def step(event, **changes):
         send(m, w, event)

@@ -26,8 +26,8 @@ def case(id: str, text: str, *expected: tuple[str, str, str]) -> Case:
 
 STEP3 = "[[sections.steps]]\nn = 3"
 S0, S1 = "sections[0].steps", "sections[1].steps"
-TOP_KEYS = ("ceremony, roles, separation, materials, signers, drives, bags, policies, quorums, "
-            "sections")
+TOP_KEYS = ("ceremony, roles, separation, materials, signers, drives, bags, passwords, policies, "
+            "quorums, sections")
 ACTING = "expected one of KGA, KSO, SA"
 ALL_ROLES = "expected one of KGA, KSO, SA, WI"
 HOST_KEY_LINE = 'host_key = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"\n'
@@ -170,7 +170,7 @@ CASES = [
          ("hsm.destroy", f"{S1}[3].action", "'hsm.destroy' is not an action: acknowledge, signin, "
           "record, verify, hsm.fingerprint, hsm.list, hsm.purge, hsm.generate, hsm.backup, "
           "quorum, drive.insert, drive.copy, drive.verify, drive.eject, seal, handover, "
-          "transcript, signoff")),
+          "unseal, transcript, signoff")),
     case("parameter not allowed for the action",
          change('action = "signoff"', 'action = "signoff"\ndrive = "log"  # here'),
          ('drive = "log"  # here', f"{S1}[3].drive",
@@ -323,7 +323,8 @@ CASES = [
     case("seal contents naming an unknown password",
          change('contents = ["drive:log"]', 'contents = ["drive:log", "password:device"]'),
          ("password:device", f"{S1}[2].contents[1]",
-          "'device' is not the password of any hsm.backup step (no backup password is declared)")),
+          "'device' is not the password of any hsm.backup step nor declared in [[passwords]] "
+          "(no password is declared)")),
     case("seal contents naming an undeclared drive",
          change('contents = ["drive:log"]', 'contents = ["drive:usb"]'),
          ("drive:usb", f"{S1}[2].contents[0]",

@@ -133,6 +133,7 @@ class _State:
     exception: dict[str, Any] | None = None  # step, kind, reason, observed, expected
     accepted: dict[int, str] = field(default_factory=dict)  # step -> administrator's reason
     custody: dict[str, dict[str, Any]] = field(default_factory=dict)  # bag -> record
+    opened: dict[str, dict[str, Any]] = field(default_factory=dict)  # bag -> its unseal
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # seat, checkpoint, step
     # the room: the administrator's pause, who typed each password at the backup (a person), a
     # lapsed approval until it is reported (quorum id, approval), each person's console as last
@@ -149,12 +150,16 @@ class _State:
 
 
 class Machine:
-    def __init__(self, script: Script, roster: Roster, previous: Mapping[str, str], *,
+    def __init__(self, script: Script, roster: Roster, previous: Mapping[str, Any], *,
                  signed_signin: bool = True) -> None:
-        """`signed_signin`: every sign-in must be signed (`_identity`). Only the journal's fold
-        (`ceremony.machine.replay`) lowers it, while it replays a journal whose genesis predates
-        signed sign-ins (`ceremony.records.Genesis.signed_signin`), so old journals still
-        replay; a new ceremony always requires signatures."""
+        """`previous`: the previous ceremony's record, its facts (key -> text) and, under
+        `custody`, the bags it left held (`ceremony.previous.Held.to_dict`), which an `unseal`
+        step opens. `signed_signin`: every sign-in must be signed (`_identity`). Only the
+        journal's fold (`ceremony.machine.replay`) lowers it, while it replays a journal whose
+        genesis predates signed sign-ins (`ceremony.records.Genesis.signed_signin`), so old
+        journals still replay; a new ceremony always requires signatures."""
+        custody = previous.get("custody")
+        previous = {k: v for k, v in previous.items() if k != "custody"}
         missing = [k for k in script.ceremony.previous if k not in previous]
         if missing:
             raise BadInput(f"the previous ceremony's record lacks: {', '.join(missing)}")
@@ -164,6 +169,14 @@ class Machine:
         self.script = script
         self.roster = roster
         self.previous = dict(previous)
+        self.previous_custody = _previous_custody(custody)
+        for step in script.steps:
+            sealed = any(s.action == "seal" and s.bag == step.bag and s.n < step.n
+                         for s in script.steps)
+            if step.action == "unseal" and not sealed and step.bag not in self.previous_custody:
+                raise BadInput(f"step {step.n} unseals bag {step.bag}, which no earlier step "
+                               "seals and the previous ceremony's record does not hold (held: "
+                               f"{', '.join(sorted(self.previous_custody)) or 'no bag'})")
         self.steps: tuple[Step, ...] = script.steps
         self.signed_signin = signed_signin
         self._state = _State()
@@ -207,6 +220,12 @@ class Machine:
     def custody(self) -> dict[str, dict[str, Any]]:
         """Bag -> who holds it, its serial and contents, since which step, signed how."""
         return copy.deepcopy(self._state.custody)
+
+    @property
+    def opened(self) -> dict[str, dict[str, Any]]:
+        """Bag -> its last unseal: serial read, contents, step, time, and who presented it
+        (`holder` seat, `person`, `name`), `previous` if the previous ceremony sealed it."""
+        return copy.deepcopy(self._state.opened)
 
     @property
     def deviations(self) -> tuple[dict[str, Any], ...]:
@@ -297,6 +316,7 @@ class Machine:
             "exception": copy.deepcopy(s.exception),
             "accepted": {str(k): v for k, v in s.accepted.items()},
             "custody": copy.deepcopy(s.custody),
+            "opened": copy.deepcopy(s.opened),
             "signoffs": copy.deepcopy(s.signoffs),
             "paused": s.paused,
             "typist": dict(s.typist),
@@ -403,7 +423,31 @@ class Machine:
             held = self._state.custody.get(str(step.bag), {})
             detail.update(bag=step.bag, contents=list(held.get("contents", [])),
                           holder=held.get("custodian"))
+        if step.action == "unseal":  # its serial is read off the bag, never shown beforehand
+            held, _ = self._unseal_record(str(step.bag))
+            detail.update(bag=step.bag, contents=list((held or {}).get("contents", [])),
+                          holder=self._presenter(held))
         return detail
+
+    def _unseal_record(self, bag: str) -> tuple[dict[str, Any] | None, str]:
+        """The custody record an unseal of `bag` checks, and where it is from: this ceremony's
+        own (a seal or hand-over here), else the previous ceremony's."""
+        if bag in self._state.custody:
+            held = self._state.custody[bag]
+            return held, f"held by {held['custodian']} since step {held['step']}"
+        if bag in self.previous_custody and bag not in self._state.opened:
+            held = self.previous_custody[bag]
+            who = held.get("name") or held["person"]
+            return held, (f"the previous ceremony's record: held by {who} "
+                          f"({held['custodian']}) since its step {held['step']}")
+        return None, ""
+
+    def _presenter(self, held: dict[str, Any] | None) -> str | None:
+        """Who presents a bag: the holder's seat here if they are signed in, else their name."""
+        if held is None:
+            return None
+        seats = sorted(x for x, p in self._state.signed_in.items() if p == held["person"])
+        return seats[0] if seats else str(held.get("name") or held["person"])
 
     def _valid(self, q: Quorum, now: float) -> list[_Approved]:
         return self.held(q.id, now)
@@ -461,6 +505,8 @@ class Machine:
             p["format"] = "sha256" if expected.startswith("SHA256:") else "md5"
         if step.observe == "backup.sha256":
             p["file"] = self._last_result("hsm.backup").get("file")
+        if step.observe == "drive.sha256":
+            p["file"] = step.file
         if step.observe == "transcript.sha256":
             r = self._last_result("transcript")
             p.update(file=r.get("file"), drive=r.get("drive"))
@@ -474,7 +520,7 @@ class Machine:
             p["signer"] = step.signer or self.script.signers[0].name
         if step.drive:
             p["drive"] = step.drive
-            p["expected_serial"] = self.script.drives[step.drive].serial
+            p["expected_serial"] = self.drive_pin(step.drive)
         if step.source:
             p["source"] = step.source
             if step.source == "backup":
@@ -540,6 +586,14 @@ class Machine:
             return str(self.previous[pin.removeprefix("previous.")])
         return pin
 
+    def drive_pin(self, label: str) -> str | None:
+        """The serial the script pins for drive `label`, with a `previous.KEY` pin resolved from
+        the previous ceremony's record; None if the script pins none."""
+        pin = self.script.drives[label].serial
+        if pin is not None and pin.startswith("previous."):
+            return str(self.previous[pin.removeprefix("previous.")])
+        return pin
+
     def _expected(self, step: Step) -> str:
         if step.value is not None:
             return step.value
@@ -558,7 +612,7 @@ class Machine:
             signer = next(x for x in self.script.signers if x.name == name)
             return str(getattr(signer, attr))
         if kind == "drive":
-            return str(self.script.drives[rest.rpartition(".")[0]].serial)
+            return str(self.drive_pin(rest.rpartition(".")[0]))
         raise AssertionError(f"unresolvable reference {ref!r}")  # the loader checked it
 
     # --- events ----------------------------------------------------------------------------------
@@ -794,12 +848,20 @@ class Machine:
     def _on_Record(self, step: Step, e: ev.Record) -> list[d.Decision]:
         self._actor(step, e.seat)
         taken = step.action in ("seal", "handover")
-        fmt = "bag-serial" if taken else (step.format or "text")
+        fmt = "bag-serial" if taken or step.action == "unseal" else (step.format or "text")
         value = check_value(fmt, e.value)
         if value is None:
             raise Refused(f"{e.value!r} is not a valid {fmt}")
         if taken:
             self._take_bag(step, e, value)
+        elif step.action == "unseal":
+            return self._unseal(step, value, e.at)
+        elif step.expect is not None:  # a fact from the record: a difference is an exception
+            expected = self._expected(step)
+            if value != check_value(fmt, expected):
+                self._state.observed[step.n] = value
+                return self._stop(step, "mismatch", f"entered {value} but the record says "
+                                  f"{expected}", observed=value, expected=expected)
         elif step.equals is not None:
             # the referenced value may be a raw result (colon hex from a transcript): compare the
             # two in one normal form, as formats.py requires of every comparison
@@ -807,6 +869,37 @@ class Machine:
             if recorded is None or value != check_value(fmt, recorded):
                 raise Refused(f"{value} does not match the value of step {step.equals}")
         return self._complete(step, value)
+
+    def _unseal(self, step: Step, serial: str, at: float) -> list[d.Decision]:
+        """The actor reads the serial of the bag its holder presents. The holder must be signed
+        in, and the bag must be the one the custody record names: another serial, or contents
+        other than the step lists, stops the ceremony (retry or abort: a bag that is not the
+        one sealed is never accepted). Opened, it leaves custody; what it held is out."""
+        s, bag = self._state, str(step.bag)
+        if bag in s.opened and bag not in s.custody:  # not sealed again since
+            raise Refused(f"bag {bag} was unsealed at step {s.opened[bag]['step']} already")
+        held, where = self._unseal_record(bag)
+        if held is None:
+            raise Refused(f"bag {bag} is in no custody record: neither sealed in this ceremony "
+                          "nor held at the end of the previous one")
+        if held["person"] not in s.signed_in.values():
+            raise Refused(f"bag {bag} is held by {self._presenter(held)}, who must sign in to "
+                          "present it")
+        recorded = check_value("bag-serial", held["serial"]) or held["serial"]
+        if serial != recorded:
+            return self._stop(step, "bag-mismatch", f"bag {bag} reads serial {serial}, but "
+                              f"{where} says serial {recorded}: it is not the bag that "
+                              "was sealed", observed=serial, expected=recorded)
+        inside = list(held.get("contents", []))
+        if step.contents and sorted(step.contents) != sorted(inside):
+            return self._stop(step, "bag-mismatch", f"bag {bag} holds {', '.join(inside)} by "
+                              f"{where}, not {', '.join(step.contents)} as step {step.n} lists",
+                              observed=", ".join(inside), expected=", ".join(step.contents))
+        s.opened[bag] = {"serial": serial, "contents": inside, "step": step.n, "at": at,
+                         "holder": held["custodian"], "person": held["person"],
+                         "name": held.get("name"), "previous": bag not in s.custody}
+        s.custody.pop(bag, None)
+        return self._complete(step, serial)
 
     def _take_bag(self, step: Step, e: ev.Record, serial: str) -> None:
         """A custodian takes a bag: as it is sealed (its serial must be the one recorded at the
@@ -942,7 +1035,7 @@ class Machine:
             raise Refused(f"step {step.n} ({a}): the result lacks {needed!r}")
         s.results[step.n] = dict(e.result)
         if a == "drive.insert":
-            expected = self.script.drives[step.drive].serial  # type: ignore[index]
+            expected = self.drive_pin(str(step.drive))
             serial = str(r.get("serial", ""))
             if expected and (_normalise("drive.serial", serial)
                              != _normalise("drive.serial", expected)):
@@ -1229,3 +1322,23 @@ def _normalise(observe: str, value: str) -> str:
 def _words(names: tuple[str, ...]) -> str:
     """`("KGA", "SA", "KSO")` as "KGA, SA or KSO"."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _previous_custody(custody: Any) -> dict[str, dict[str, Any]]:
+    """The bags a previous ceremony left held (`previous["custody"]`: a list of
+    `ceremony.previous.Held.to_dict`), by label; BadInput for a record of another shape."""
+    if custody is None:
+        return {}
+    if not isinstance(custody, list) or len(custody) > 1000:
+        raise BadInput("the previous ceremony's custody is not a list of bags")
+    out: dict[str, dict[str, Any]] = {}
+    for i, held in enumerate(custody):
+        ok = isinstance(held, dict) and all(
+            isinstance(held.get(k), str) for k in ("bag", "serial", "custodian", "person")) \
+            and isinstance(held.get("contents"), list) \
+            and all(isinstance(c, str) for c in held["contents"])
+        if not ok:
+            raise BadInput(f"the previous ceremony's custody, bag {i + 1}: expected bag, serial, "
+                           "custodian, person (text) and contents (a list of text)")
+        out[held["bag"]] = dict(held)
+    return out

@@ -99,7 +99,7 @@ def build_view(machine: Machine, extras: Extras,
         for o in sorted(roster.values(), key=lambda o: o.seat)
     )
     drives = tuple(
-        DriveView(label, drv.title, drv.serial, m.drive_serial(label),
+        DriveView(label, drv.title, m.drive_pin(label), m.drive_serial(label),
                   label in extras.drives_seen)
         for label, drv in sorted(script.drives.items())
     )

@@ -37,6 +37,7 @@ class Declared:
         self.signers = self._index(doc.get("signers"), "name")
         self.drives = self._index(doc.get("drives"), "label")
         self.bags = self._index(doc.get("bags"), "label")
+        self.passwords = self._index(doc.get("passwords"), "name")
         self.policies = self._index(doc.get("policies"), "name")
         self.quorums = self._index(doc.get("quorums"), "id")
         self.sections: tuple[Row, ...] = doc.get("sections") or ()
@@ -106,13 +107,14 @@ class Declared:
                             f"duplicate section title {title!r} (first at line {first})")
             elif title is not None:
                 titles[title] = section
-        for signer in (self.signers or {}).values():
-            pin = signer.get("host_key")
+        pins = [(signer, "host_key") for signer in (self.signers or {}).values()] + \
+            [(drive, "serial") for drive in (self.drives or {}).values()]
+        for row, name in pins:
+            pin = row.get(name)
             if isinstance(pin, str) and pin.startswith("previous.") and self.previous is not None:
                 key = pin.removeprefix("previous.")
                 if key not in self.previous:
-                    self.report((*signer.path, "host_key"),
-                                f"{key!r} is not listed in ceremony.previous "
+                    self.report((*row.path, name), f"{key!r} is not listed in ceremony.previous "
                                 f"({one_of(self.previous, 'previous key')})")
         for quorum in (self.quorums or {}).values():
             role = quorum.get("role")

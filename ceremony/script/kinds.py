@@ -147,7 +147,13 @@ def value_format(fmt: str) -> Kind:
 def host_key_pin() -> Kind:
     """A pinned SSH host key: a fingerprint, or `previous.KEY` (the previous ceremony's record
     holds it; the loader checks that KEY is listed in ceremony.previous)."""
-    fingerprint = value_format("host-key")
+    return pin_or_previous("host-key", "a host-key fingerprint")
+
+
+def pin_or_previous(fmt: str, what: str) -> Kind:
+    """A value in format `fmt` known before the ceremony, or `previous.KEY` (the previous
+    ceremony's record holds it; the loader checks that KEY is listed in ceremony.previous)."""
+    fingerprint = value_format(fmt)
 
     def read(value: Any, at: KeyPath, report: Report) -> Any:
         if isinstance(value, str) and value.startswith("previous."):
@@ -158,8 +164,8 @@ def host_key_pin() -> Kind:
             return BAD
         return fingerprint.read(value, at, report)
 
-    return Kind("string: a host-key fingerprint, or `previous.KEY` (the records of the previous "
-                "ceremony hold it)", read)
+    return Kind(f"string: {what}, or `previous.KEY` (the records of the previous ceremony hold "
+                "it)", read)
 
 
 def integer(low: int, high: int | None = None) -> Kind:

@@ -27,6 +27,7 @@ from ceremony.script.model import (
     Drive,
     KeySpec,
     Material,
+    Password,
     Policy,
     Quorum,
     Role,
@@ -128,6 +129,7 @@ def _build(doc: Row, digest: str, name: str) -> Script:
         signers=signers,
         drives={r.get("label"): Drive(**r.values) for r in v["drives"]},
         bags={r.get("label"): Bag(**r.values) for r in v["bags"]},
+        passwords={r.get("name"): Password(**r.values) for r in v["passwords"]},
         policies={
             r.get("name"): Policy(r.get("name"), tuple(KeySpec(**k.values) for k in r.get("keys")))
             for r in v["policies"]

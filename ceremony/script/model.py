@@ -24,6 +24,8 @@ OBSERVATIONS: dict[str, str] = {
     "hsm.fingerprint": "the HSM token's identity (docs/signer.md)",
     "hsm.key_count": "the number of keys the HSM lists",
     "drive.serial": "the USB serial of the drive named by the step's `drive`",
+    "drive.sha256": "SHA-256 of the file `file` on the drive `drive` (one an earlier ceremony "
+                    "wrote, say), as colon hex",
     "backup.sha256": "SHA-256 of the backup file as written",
     "transcript.sha256": "SHA-256 of the printable transcript as written",
 }
@@ -76,6 +78,15 @@ class Bag:
 
 
 @dataclass(frozen=True)
+class Password:
+    """A password whose copies are kept in bags: one a backup step writes, or one declared on
+    its own so that a seal, an unseal or a restore of an earlier ceremony's backup can name it."""
+
+    name: str
+    title: str
+
+
+@dataclass(frozen=True)
 class KeySpec:
     role: str  # "KSK" | "ZSK" | "CSK"
     algorithm: str  # "RSA/2048", "ECDSA/P-256"
@@ -112,7 +123,8 @@ class Step:
     expect: str | None = None  # verify: "previous.KEY", "step.N", "signer.NAME.host_key" ...
     value: str | None = None  # verify: a literal expected value
     equals: int | None = None  # record: must equal the value of step N
-    drive: str | None = None  # drive.*, verify drive.serial, transcript, record
+    drive: str | None = None  # drive.*, verify drive.serial/drive.sha256, transcript, record
+    file: str | None = None  # verify drive.sha256: the file's name on the drive
     bag: str | None = None  # seal, handover, record
     source: str | None = None  # drive.copy: "backup" | "drive:LABEL" | "transcript" | "journal"
     contents: tuple[str, ...] = ()  # seal: "drive:LABEL", "password:NAME", "transcript"
@@ -160,6 +172,7 @@ class Script:
     sections: tuple[Section, ...]
     sha256: str  # of the file's bytes: what approvals bind to
     path: str = field(default="<memory>", compare=False)
+    passwords: dict[str, Password] = field(default_factory=dict)  # declared in [[passwords]]
 
     @functools.cached_property
     def steps(self) -> tuple[Step, ...]:

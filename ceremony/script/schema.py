@@ -16,8 +16,8 @@ from ceremony.script.kinds import (
     integer,
     one_or_more,
     pattern,
+    pin_or_previous,
     text,
-    value_format,
 )
 from ceremony.script.model import ACTIONS, OBSERVATIONS, PARAMETERS, RECORD_FORMATS
 from ceremony.script.step_kinds import STEP_KINDS
@@ -43,6 +43,7 @@ REFERENCE = (
 )
 SOURCE = rf"backup|transcript|journal|drive:{LABEL}"
 CONTENT = rf"drive:{LABEL}|password:{LABEL}|transcript"
+FILE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # a file name on a drive: no path, no leading dot
 
 #: The value format each observation is compared in (`ceremony.script.formats`).
 OBSERVATION_FORMATS: dict[str, str] = {
@@ -52,6 +53,7 @@ OBSERVATION_FORMATS: dict[str, str] = {
     "hsm.fingerprint": "text",
     "hsm.key_count": "count",
     "drive.serial": "usb-serial",
+    "drive.sha256": "sha256",
     "backup.sha256": "sha256",
     "transcript.sha256": "sha256",
 }
@@ -64,6 +66,7 @@ OBSERVATION_PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hsm.fingerprint": ((), ("signer",)),
     "hsm.key_count": ((), ("signer",)),
     "drive.serial": (("drive",), ()),
+    "drive.sha256": (("drive", "file"), ()),
     "backup.sha256": ((), ()),
     "transcript.sha256": ((), ()),
 }
@@ -131,13 +134,20 @@ SIGNER = Table("[[signers]]", (
 DRIVE = Table("[[drives]]", (
     Key("label", pattern(LABEL, "a drive label"), "how steps name it"),
     Key("title", text(), "as written on the drive"),
-    Key("serial", value_format("usb-serial"), "its USB serial, if known before the ceremony",
-        required=False, default=None),
+    Key("serial", pin_or_previous("usb-serial", "a USB serial"),
+        "its USB serial, if known before the ceremony (from the previous ceremony's record: "
+        "`previous.KEY`)", required=False, default=None),
 ))
 
 BAG = Table("[[bags]]", (
     Key("label", pattern(LABEL, "a bag label"), "how steps name it"),
     Key("title", text(), "as written on the bag"),
+))
+
+PASSWORD = Table("[[passwords]]", (
+    Key("name", pattern(LABEL, "a password name"), "how seals (`password:NAME`), unseals and "
+        "backups name it"),
+    Key("title", text(), "what the password protects, as written on its copies"),
 ))
 
 KEY_SPEC = Table("[[policies.keys]]", (
@@ -167,18 +177,23 @@ PARAMETER_KEYS = (
     Key("observe", choice(OBSERVATIONS, doc="string: an observation (see Observations)"),
         "verify: what the machine observes", **_P),
     Key("expect", pattern(REFERENCE, "a reference", "string: a reference (see References)"),
-        "verify: the reference the observation must equal (see References)", **_P),
+        "verify: the reference the observation must equal (see References); record: the "
+        "reference the entered value must equal (a difference stops the ceremony, both "
+        "shown)", **_P),
     Key("value", text(), "verify: a literal the observation must equal, in the observation's "
         "format", **_P),
     Key("equals", integer(1), "record: the entered value must equal what step N yielded", **_P),
     Key("drive", pattern(LABEL, "a drive label"), "a declared drive", **_P),
+    Key("file", pattern(FILE, "a file name (letters, digits, '.', '_', '-'; no path)"),
+        "verify drive.sha256: the file's name on the drive", **_P),
     Key("bag", pattern(LABEL, "a bag label"), "a declared bag; handover: one an earlier seal step "
-        "seals", **_P),
+        "seals; unseal: one in custody, sealed earlier or at the previous ceremony", **_P),
     Key("source", pattern(SOURCE, "a copy source", "string: a copy source"),
         "drive.copy: `backup`, `transcript`, `journal` or `drive:LABEL` (another drive)", **_P),
     Key("contents", array(pattern(CONTENT, "a bag content"), min_len=1,
                           doc="non-empty array of strings: bag contents"),
-        "seal: `drive:LABEL`, `password:NAME` (an hsm.backup password) or `transcript`",
+        "seal: `drive:LABEL`, `password:NAME` (an hsm.backup password) or `transcript`; "
+        "unseal: what the bag must hold, as its custody record lists it",
         default=(), **_P),
     Key("serial", integer(1), "seal: the earlier record step (format bag-serial, same bag) that "
         "holds the bag's serial", **_P),
@@ -235,6 +250,8 @@ DOCUMENT = Table("top level", (
         default_doc="none"),
     Key("bags", tables(BAG), "the tamper-evident bags", required=False, default=(),
         default_doc="none"),
+    Key("passwords", tables(PASSWORD), "passwords declared on their own (an hsm.backup step's "
+        "`password` is declared by the step)", required=False, default=(), default_doc="none"),
     Key("policies", tables(POLICY), "the key policies hsm.generate follows", required=False,
         default=(), default_doc="none"),
     Key("quorums", tables(QUORUM), "the approvals hsm.purge/generate/backup need",
@@ -243,8 +260,8 @@ DOCUMENT = Table("top level", (
 ))
 
 #: Every table, in the order the docs list them.
-TABLES = (DOCUMENT, CEREMONY, ROLE_TABLE, SEPARATION, MATERIAL, SIGNER, DRIVE, BAG, POLICY,
-          KEY_SPEC, QUORUM, SECTION, STEP)
+TABLES = (DOCUMENT, CEREMONY, ROLE_TABLE, SEPARATION, MATERIAL, SIGNER, DRIVE, BAG, PASSWORD,
+          POLICY, KEY_SPEC, QUORUM, SECTION, STEP)
 
 assert {k.name for k in PARAMETER_KEYS} == {p for r, o in PARAMETERS.values() for p in r + o}
 

@@ -51,11 +51,12 @@ STEP_KINDS: dict[str, StepKind] = {k.action: k for k in (
              "actor's word", "person", answer="Acknowledge",
              ask="the {role} confirms everyone is signed in"),
     StepKind("record", "the actor enters a value, checked against a format", "person",
-             ("format",), ("drive", "bag", "equals"), answer="Record",
+             ("format",), ("drive", "bag", "equals", "expect"), answer="Record",
              yields_format="(its format)", check="_record",
              ask="the {role} enters the value ({format})"),
     StepKind("verify", "the machine observes a value itself and compares it with the record",
-             "observe", ("observe",), ("expect", "value", "drive", "signer"), check="_verify"),
+             "observe", ("observe",), ("expect", "value", "drive", "file", "signer"),
+             check="_verify"),
     StepKind("hsm.fingerprint", "the signer reports the HSM's identity", "perform",
              (), ("signer",), yields="fingerprint", yields_format="text"),
     StepKind("hsm.list", "the signer lists the keys in the HSM", "perform", (), ("signer",),
@@ -85,6 +86,11 @@ STEP_KINDS: dict[str, StepKind] = {k.action: k for k in (
              "serial back and signing for it", "person", ("bag",), answer="Record",
              check="_handover",
              ask="the {role} takes bag {bag} from {holder} and enters its serial"),
+    StepKind("unseal", "the bag's custodian presents it and the actor reads its serial, which "
+             "must be the custody record's (this ceremony's, or the previous one's): a bag that "
+             "differs stops the ceremony; its contents are then out of the bag", "person",
+             ("bag",), ("contents",), answer="Record", check="_unseal",
+             ask="the {role} reads bag {bag}'s serial as {holder} presents it"),
     StepKind("transcript", "the printable record of the journal so far, written to a drive, and "
              "its digest", "perform", ("drive",), yields="sha256", yields_format="sha256"),
     StepKind("signoff", "the actor, and every signed-in officer of the roles in `cosigners`, "

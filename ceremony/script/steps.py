@@ -32,7 +32,8 @@ class StepChecker:
         self.steps = declared.steps
         self.position: dict[int, int] = {}  # step number -> index of its first step in the file
         backups = [s for s in self.steps if s.get("action") == "hsm.backup"]
-        self.passwords = {s.get("password") for s in backups if s.get("password")}
+        self.passwords = {s.get("password") for s in backups if s.get("password")} | \
+            set(declared.passwords or ())
         # a password written wrong (and reported) may be the one a seal names: do not guess
         self.passwords_known = all(s.get("password") for s in backups if "password" in s.written)
 
@@ -198,6 +199,14 @@ class StepChecker:
             if got is not None and got != fmt:
                 self.report((*step.path, "equals"), f"step {n} yields format {got}, but "
                             f"this step records format {fmt}")
+        if (expect := step.get("expect")) is not None:
+            at = (*step.path, "expect")
+            if "equals" in step.written:
+                self.report(at, "a record step takes equals or expect, not both")
+            got = self._reference(expect, pos, at)
+            if got not in (None, _ANY, fmt):
+                self.report(at, f"{expect} yields format {got}, but this step records "
+                            f"format {fmt}")
 
     def _quorum(self, pos: int, step: Row) -> None:
         ids = step.get("quorum")
@@ -221,7 +230,7 @@ class StepChecker:
                         "which comes before this step (expected quorum steps before it)")
 
     def _seal(self, pos: int, step: Row) -> None:
-        d, bag, n = self.d, step.get("bag"), step.get("serial")
+        bag, n = step.get("bag"), step.get("serial")
         if n is not None:
             at = (*step.path, "serial")
             target = self._earlier(n, pos, at)
@@ -238,14 +247,27 @@ class StepChecker:
             elif bag is not None and target.get("bag") not in (None, bag):
                 self.report(at, f"step {n} records the serial of bag {target.get('bag')!r}, "
                             f"not {bag!r}")
+        self._contents(step)
+
+    def _contents(self, step: Row, *, earlier: bool = False) -> None:
+        """A bag's contents: each drive declared, each password one a backup step writes (or,
+        with `earlier`, one a previous ceremony may have sealed: any name)."""
+        d = self.d
         for i, item in enumerate(step.get("contents") or ()):
             kind, _, name = item.partition(":")
             at = (*step.path, "contents", i)
             if kind == "drive":
                 d.lookup(d.drives, "drive", name, at)
-            elif kind == "password" and self.passwords_known and name not in self.passwords:
-                self.report(at, f"{name!r} is not the password of any hsm.backup step "
-                            f"({one_of(self.passwords, 'backup password')})")
+            elif kind == "password" and not earlier and self.passwords_known \
+                    and name not in self.passwords:
+                self.report(at, f"{name!r} is not the password of any hsm.backup step nor "
+                            f"declared in [[passwords]] ({one_of(self.passwords, 'password')})")
+
+    def _unseal(self, pos: int, step: Row) -> None:
+        """An unsealed bag's contents, if listed, are what a bag can hold. A bag that no seal
+        earlier in the file seals comes from the previous ceremony's custody record, which the
+        machine checks when it starts (`Machine`: the record must hold it)."""
+        self._contents(step, earlier=True)
 
     def _handover(self, pos: int, step: Row) -> None:
         """A bag changes hands only once it is sealed: an earlier step in the file seals it."""

@@ -198,6 +198,11 @@ class ScriptedRoom:
                             {"value": self._typed(view, step, now)})
         if kind in ("seal", "handover"):
             return self._take_bag(view, want, step, now)
+        if kind == "unseal":  # the serial read off the bag its holder brought
+            bag = str(step.bag)
+            held = self.m.custody.get(bag) or self.m.previous_custody.get(bag) or {}
+            return self._as(view, want.role, now, "record", want.step,
+                            {"value": str(held.get("serial") or self.bag_serial(bag))})
         if kind == "signoff":  # the first seat the machine asks of the role, each in turn
             seats = want.detail.get("seats") or [None]
             return self._as(view, want.role, now, "signoff", want.step, {}, seat=seats[0])
