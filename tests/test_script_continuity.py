@@ -48,6 +48,13 @@ text = "KGA records the offsite bag's serial, which must be last year's."
 [[sections.steps]]
 n = 3
 actor = "KGA"
+action = "drive.insert"
+drive = "master-copy"
+text = "KGA plugs in last year's Master Copy drive."
+
+[[sections.steps]]
+n = 4
+actor = "KGA"
 action = "verify"
 observe = "drive.sha256"
 drive = "master-copy"
@@ -86,20 +93,37 @@ def test_a_typed_value_that_differs_from_the_record_stops_the_ceremony() -> None
     send(m, w, ev.Decide(at=w.at(), seat="KGA1", decision="retry"))
     send(m, w, ev.Record(at=w.at(), seat="KGA1", value="teb 2025 0042"))
     assert m.current is not None and m.current.n == 3
+    # the drive plugged in must be the one the record names
+    send(m, w, ev.Performed(at=w.at(), step=3, result={"serial": "ZZ99"}))
+    assert m.status == "exception" and "AA11BB22" in m.exception["reason"]  # type: ignore[index]
 
 
 def test_a_files_digest_on_a_drive_is_observed_and_compared() -> None:
     m, w = _machine(_script(RECORD))
     send(m, w, ev.Record(at=w.at(), seat="KGA1", value="TEB20250042"))
+    send(m, w, ev.Performed(at=w.at(), step=3, result={"serial": "AA11BB22"}))
     [want] = m.wants(now=w.now)
     assert isinstance(want, d.Observe) and want.source == "drive.sha256"
     assert want.params == {"drive": "master-copy", "file": "journal.jsonl"}
     colon = ":".join(LOG[i:i + 2] for i in range(0, 64, 2))
-    send(m, w, ev.Observed(at=w.at(), step=3, value=hashlib.sha256(b"other").hexdigest()))
+    send(m, w, ev.Observed(at=w.at(), step=4, value=hashlib.sha256(b"other").hexdigest()))
     assert m.status == "exception" and m.exception["kind"] == "mismatch"  # type: ignore[index]
     send(m, w, ev.Decide(at=w.at(), seat="KGA1", decision="retry"))
-    send(m, w, ev.Observed(at=w.at(), step=3, value=colon.upper()))
+    send(m, w, ev.Observed(at=w.at(), step=4, value=colon.upper()))
     assert m.status == "completed"
+
+
+def test_a_drive_used_before_it_is_plugged_in_or_a_digest_with_nothing_to_check() -> None:
+    unplugged = _script(RECORD.replace('action = "drive.insert"', 'action = "acknowledge"')
+                        .replace('drive = "master-copy"\ntext = "KGA plugs', 'text = "KGA plugs'))
+    with pytest.raises(ScriptErrors, match="drive 'master-copy' is used before it is plugged in "
+                       r"\(expected a drive.insert step with drive = 'master-copy' before"):
+        load_script_text(unplugged, "x.toml")
+    nothing = _script(RECORD.replace('observe = "drive.sha256"', 'observe = "backup.sha256"')
+                      .replace('drive = "master-copy"\nfile = "journal.jsonl"\n', ""))
+    with pytest.raises(ScriptErrors, match="there is no backup to check or copy here: no "
+                       "hsm.backup step comes before this step"):
+        load_script_text(nothing, "x.toml")
 
 
 def test_a_drive_sha256_check_needs_its_drive_and_file() -> None:

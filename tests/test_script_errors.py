@@ -229,7 +229,9 @@ CASES = [
     case("undeclared drive",
          change('"drive.insert"\ndrive = "log"', '"drive.insert"\ndrive = "usb"'),
          ('drive = "usb"', f"{S0}[2].drive",
-          "'usb' is not a declared drive (expected one of log, spare)")),
+          "'usb' is not a declared drive (expected one of log, spare)"),
+         ('drive = "log"\nexpect', f"{S0}[3].drive", "drive 'log' is used before it is plugged "
+          "in (expected a drive.insert step with drive = 'log' before this step)")),
     case("undeclared bag", change('bag = "bag1"\nserial', 'bag = "bag2"\nserial'),
          ('bag = "bag2"', f"{S1}[2].bag", "'bag2' is not a declared bag (expected one of bag1)"),
          ("serial = 2", f"{S1}[2].serial", "step 2 records the serial of bag 'bag1', not 'bag2'")),

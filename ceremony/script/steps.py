@@ -79,9 +79,34 @@ class StepChecker:
                 self.report((*step.path, name),
                             f"action {action!r} requires {name!r} (expected {doc})")
         self._names(step, required + optional)
+        self._order(pos, step, action, observe)
         kind = STEP_KINDS.get(action)
         if kind is not None and kind.check is not None:
             getattr(self, kind.check)(pos, step)
+
+    def _order(self, pos: int, step: Row, action: str, observe: str | None) -> None:
+        """What must come first in the file: a drive is plugged in (`drive.insert`) before it
+        is read, written or ejected; a backup or transcript is written before it is checked
+        or copied. Without this, a rehearsal "verifies" a drive with no serial, or a digest
+        check fails at run time with nothing to check."""
+        earlier = self.steps[:pos]
+        drive = step.get("drive")
+        reads = action in ("drive.copy", "drive.verify", "drive.eject", "transcript") or \
+            observe in ("drive.serial", "drive.sha256")
+        if reads and drive and not any(s.get("action") == "drive.insert"
+                                       and s.get("drive") == drive for s in earlier):
+            self.report((*step.path, "drive"), f"drive {drive!r} is used before it is plugged "
+                        f"in (expected a drive.insert step with drive = {drive!r} before this "
+                        "step)")
+        source = step.get("source") if action == "drive.copy" else None
+        for what, writer, needed in (("backup", "hsm.backup", observe == "backup.sha256"
+                                      or source == "backup"),
+                                     ("transcript", "transcript", observe == "transcript.sha256"
+                                      or source == "transcript")):
+            if needed and not any(s.get("action") == writer for s in earlier):
+                key = "source" if source == what else "observe"
+                self.report((*step.path, key), f"there is no {what} to check or copy here: no "
+                            f"{writer} step comes before this step")
 
     def _names(self, step: Row, allowed: tuple[str, ...]) -> None:
         """Every drive, bag, signer, quorum and policy the step names is declared."""
