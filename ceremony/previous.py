@@ -28,7 +28,7 @@ at the edge) and loads nothing but the journal's own script and roster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,22 @@ class Held:
                 "custodian": self.custodian, "person": self.person, "name": self.name,
                 "step": self.step, "contents": list(self.contents), "drives": dict(self.drives)}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Held:
+        """A bag as `to_dict` wrote it (a genesis's previous record carries them); ValueError
+        for another shape."""
+        try:
+            return cls(bag=str(d["bag"]), title=str(d.get("title") or d["bag"]),
+                       serial=str(d["serial"]), custodian=str(d["custodian"]),
+                       person=str(d["person"]),
+                       name=None if d.get("name") is None else str(d["name"]),
+                       step=int(d.get("step") or 0),
+                       contents=tuple(str(c) for c in d.get("contents") or ()),
+                       drives={str(k): None if v is None else str(v)
+                               for k, v in dict(d.get("drives") or {}).items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"not a bag held ({e})") from None
+
     def describe(self) -> str:
         """One line: the bag, its serial, who holds it since when, and what is inside."""
         inside = []
@@ -106,6 +122,14 @@ class PreviousCeremony:
     sources: dict[str, str]  # fact -> where it was read ("step 27 (hsm.fingerprint)")
     custody: tuple[Held, ...] = field(default=())
 
+    def machine_record(self) -> dict[str, Any]:
+        """The previous record as `Machine` takes it (and a genesis keeps it): the facts, and
+        the bags still held under `custody`, which the next ceremony's `unseal` steps open."""
+        out: dict[str, Any] = dict(self.record)
+        if self.custody:
+            out["custody"] = [h.to_dict() for h in self.custody]
+        return out
+
     def lacks(self, keys: Iterable[str]) -> list[str]:
         """The keys among `keys` (a script's `previous` list) this record does not hold."""
         return [k for k in keys if k not in self.record]
@@ -117,6 +141,24 @@ class PreviousCeremony:
                 "steps_total": self.steps_total, "entries": self.entries,
                 "record": dict(self.record), "sources": dict(self.sources),
                 "custody": [h.to_dict() for h in self.custody]}
+
+
+def as_record(previous: Mapping[str, Any]) -> dict[str, Any]:
+    """A previous record as the machine takes it, from a genesis or a TOML file: each fact as
+    text, and `custody` (the bags held, `Held.to_dict` each) as it is, for the machine to check."""
+    return {str(k): (v if k == "custody" else str(v)) for k, v in previous.items()}
+
+
+def held_of(previous: Mapping[str, Any]) -> tuple[Held, ...]:
+    """The bags a previous record says are held, for people to read (a malformed one is left
+    out here; the machine refuses the record)."""
+    out = []
+    for d in previous.get("custody") or ():
+        try:
+            out.append(Held.from_dict(d))
+        except ValueError:
+            continue
+    return tuple(out)
 
 
 def read_previous(records: Sequence[tuple[int, dict[str, Any]]]) -> PreviousCeremony:
@@ -132,7 +174,7 @@ def read_previous(records: Sequence[tuple[int, dict[str, Any]]]) -> PreviousCere
         text = genesis["script"]["text"]
         script = load_script_text(text, "the journal's genesis script")
         roster = Roster.from_dict(genesis["roster"], "the journal's genesis roster")
-        own_previous = {str(k): str(v) for k, v in dict(genesis.get("previous") or {}).items()}
+        own_previous = as_record(dict(genesis.get("previous") or {}))
         machine = Machine(script, roster, own_previous)
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise BadInput(f"the journal's first entry is not a ceremony genesis ({e})") from None

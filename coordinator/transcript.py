@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ceremony.digests import colon_hex, operation_digest
+from ceremony.previous import held_of
 from ceremony.script.model import Script, Step
 
 #: Columns of a page (8.5 pt monospaced fills A4's width less margins and fits Letter).
@@ -325,7 +326,10 @@ def _front(body: _Body, script: Script, genesis: dict[str, Any],
         body.blank()
         body.line(f"The previous ceremony's record{f' ({c.continues})' if c.continues else ''}:")
         for k, v in previous.items():
-            body.line(f"{k}: {v}", indent=2, hang=4)
+            if k != "custody":
+                body.line(f"{k}: {v}", indent=2, hang=4)
+        for held in held_of(previous):  # the bags it left held, which unseal steps open
+            body.line(held.describe(), indent=2, hang=4)
     body.blank()
     body.line("How to read it: one entry of the journal per line, in journal order: its number "
               "(seq), the time (UTC) and what happened; indented lines under an entry give the "

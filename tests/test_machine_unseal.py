@@ -12,6 +12,7 @@ from ceremony.errors import BadInput
 from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
 from ceremony.script.load import load_script_text
+from ceremony.view import Extras
 from tests.machine_helpers import refused, replay, roster, seal, send, sign_in, start
 
 SCRIPT = Path(__file__).parent / "scripts" / "unseal.toml"
@@ -93,7 +94,8 @@ def test_a_bag_nobody_holds_is_refused_when_the_machine_is_made() -> None:
     with pytest.raises(BadInput, match="step 2 unseals bag offsite, which no earlier step seals "
                        r"and the previous ceremony's record does not hold \(held: no bag\)"):
         Machine(_script(), roster(), {})
-    for bad in ("x", [1], [{**OFFSITE, "serial": 7}], [{**OFFSITE, "contents": "drive:x"}]):
+    for bad in ("x", [1], [{**OFFSITE, "serial": 7}], [{**OFFSITE, "contents": "drive:x"}],
+                [{**OFFSITE, "drives": {"master-copy": 5}}]):
         with pytest.raises(BadInput, match="previous ceremony's custody"):
             Machine(_script(), roster(), {"custody": bad})
 
@@ -135,3 +137,15 @@ def test_keyrite_custody_shows_the_bag_opened_and_sealed_again(tmp_path: Path) -
     assert "step 2 " in text and "opened, serial TEB20250042 read as Carol Keystore (DSO9) " \
         "presented it (sealed at the previous ceremony)" in text
     assert "bag offsite serial TEB20260007: held by" in text
+
+
+def test_a_drive_out_of_a_previous_bag_must_be_the_one_its_record_read() -> None:
+    """What the previous ceremony read off the drive it sealed pins the drive here: plugged in
+    after the bag is opened, another drive stops the ceremony."""
+    m, w = _at_unseal()
+    assert m.drive_pin("master-copy") is None  # still sealed: nothing known here yet
+    send(m, w, sign_in(w, "carol"))
+    send(m, w, ev.Record(at=w.at(), seat="KGA1", value="TEB20250042"))
+    assert m.drive_pin("master-copy") == "AA11"
+    assert m.script.drives["master-copy"].serial is None  # the script itself pins nothing
+    assert m.view(Extras(now=w.now)).drives[0].expected_serial == "AA11"  # every screen shows it

@@ -242,7 +242,11 @@ def test_the_coordinator_reads_its_previous_record_from_a_journal(tmp_path: Path
         tmp_path, f'previous_journal = "{JOURNAL}"\nprevious_key = "{KEY}"\n'))
     assert (cfg.previous, cfg.previous_journal, cfg.previous_key) == (None, JOURNAL, KEY)
     needs = ("livecd_sha256", "signer_host_key", "hsm_fingerprint", "key_count")
-    assert load_previous(cfg, needs) == read_previous(records_of(JOURNAL)).record
+    facts = read_previous(records_of(JOURNAL))
+    record = load_previous(cfg, needs)
+    # the facts, and the bags still held, which the next ceremony's unseal steps open
+    assert record == {**facts.record, "custody": [h.to_dict() for h in facts.custody]}
+    assert {h["bag"] for h in record["custody"]} >= {"wellington", "albany", "auckland"}
     with pytest.raises(BadInput, match="lacks hsm_serial"):
         load_previous(cfg, (*needs, "hsm_serial"))
 

@@ -587,11 +587,17 @@ class Machine:
         return pin
 
     def drive_pin(self, label: str) -> str | None:
-        """The serial the script pins for drive `label`, with a `previous.KEY` pin resolved from
-        the previous ceremony's record; None if the script pins none."""
+        """The serial drive `label` must have: the script's pin (a `previous.KEY` pin resolved
+        from the previous ceremony's record), else the serial the previous ceremony read off it
+        if it came out of a bag that ceremony sealed (`unseal`); None if nothing pins it."""
         pin = self.script.drives[label].serial
         if pin is not None and pin.startswith("previous."):
             return str(self.previous[pin.removeprefix("previous.")])
+        if pin is None:
+            for opened in self._state.opened.values():
+                serial = (opened.get("drives") or {}).get(label)
+                if opened.get("previous") and serial:
+                    return str(serial)
         return pin
 
     def _expected(self, step: Step) -> str:
@@ -897,7 +903,8 @@ class Machine:
                               observed=", ".join(inside), expected=", ".join(step.contents))
         s.opened[bag] = {"serial": serial, "contents": inside, "step": step.n, "at": at,
                          "holder": held["custodian"], "person": held["person"],
-                         "name": held.get("name"), "previous": bag not in s.custody}
+                         "name": held.get("name"), "previous": bag not in s.custody,
+                         "drives": dict(held.get("drives") or {})}
         s.custody.pop(bag, None)
         return self._complete(step, serial)
 
@@ -1336,9 +1343,13 @@ def _previous_custody(custody: Any) -> dict[str, dict[str, Any]]:
         ok = isinstance(held, dict) and all(
             isinstance(held.get(k), str) for k in ("bag", "serial", "custodian", "person")) \
             and isinstance(held.get("contents"), list) \
-            and all(isinstance(c, str) for c in held["contents"])
+            and all(isinstance(c, str) for c in held["contents"]) \
+            and isinstance(held.get("drives") or {}, dict) \
+            and all(isinstance(k, str) and (v is None or isinstance(v, str))
+                    for k, v in (held.get("drives") or {}).items())
         if not ok:
             raise BadInput(f"the previous ceremony's custody, bag {i + 1}: expected bag, serial, "
-                           "custodian, person (text) and contents (a list of text)")
+                           "custodian, person (text), contents (a list of text) and drives "
+                           "(label -> serial)")
         out[held["bag"]] = dict(held)
     return out

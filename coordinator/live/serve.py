@@ -21,6 +21,7 @@ import trio
 
 from ceremony.machine import Machine
 from ceremony.machine.replay import replay
+from ceremony.previous import as_record
 from ceremony.records import FORMAT
 from ceremony.roster import load_roster
 from ceremony.script.load import load_script
@@ -112,7 +113,7 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
     return live, journal, enrolment, curve
 
 
-def load_previous(cfg: CoordinatorConfig, needs: tuple[str, ...]) -> dict[str, str]:
+def load_previous(cfg: CoordinatorConfig, needs: tuple[str, ...]) -> dict[str, Any]:
     """The previous ceremony's record the script checks (`needs`: its `previous` list): the
     TOML typed from the previous ceremony's papers, or read from its journal, verified with
     `previous_key` first (`coordinator.record_command.load_previous_journal`); a journal
@@ -120,7 +121,7 @@ def load_previous(cfg: CoordinatorConfig, needs: tuple[str, ...]) -> dict[str, s
     if cfg.previous_journal is None:
         assert cfg.previous is not None  # the config requires one of the two
         try:
-            return {k: str(v) for k, v in read_toml(cfg.previous).items()}
+            return as_record(read_toml(cfg.previous))
         except ConfigError as e:
             raise BadInput(str(e)) from None
     from coordinator.record_command import lacking, load_previous_journal
@@ -133,7 +134,7 @@ def load_previous(cfg: CoordinatorConfig, needs: tuple[str, ...]) -> dict[str, s
              ", ".join(f"{k} = {v}" for k, v in earlier.facts.record.items()))
     for held in earlier.facts.custody:
         log.info("previous ceremony's %s", held.describe())
-    return dict(earlier.facts.record)
+    return earlier.facts.machine_record()  # the facts, and the bags still held
 
 
 def _drives(cfg: CoordinatorConfig, script: Any) -> Drives:

@@ -27,6 +27,7 @@ from ceremony.digests import colon_hex, pgp_words
 from ceremony.errors import BadInput, Failure
 from ceremony.machine import Machine, Refused
 from ceremony.machine import events as ev
+from ceremony.previous import as_record, held_of
 from ceremony.roster import Roster
 from ceremony.script.load import load_script_text
 from ceremony.script.model import Script, Step
@@ -327,7 +328,7 @@ class _Fold:
             raise Failure("the journal's copy of the script does not match the SHA-256 its "
                           "genesis entry states")
         self.roster = Roster.from_dict(g.roster, "the journal's roster")
-        self.m = Machine(self.script, self.roster, {k: str(v) for k, v in g.previous.items()},
+        self.m = Machine(self.script, self.roster, as_record(g.previous),
                          signed_signin=g.signed_signin)  # unsigned only in an older journal
         self.reached: dict[int, float] = {}
         self.completed: dict[int, tuple[float, str]] = {}
@@ -501,7 +502,8 @@ class _Fold:
             planned=s.ceremony.estimated.seconds if s.ceremony.estimated else None,
             started=self.first_at, ended=self.last_at,
             origin=(g.journal or {}).get("origin"), verification=self.verification,
-            previous={k: str(v) for k, v in g.previous.items()},
+            previous={**{k: str(v) for k, v in g.previous.items() if k != "custody"},
+                      **{f"bag {h.bag}": h.describe() for h in held_of(g.previous)}},
             final=self.checkpoints[-1] if self.checkpoints else None,
             checkpoints=tuple(self.checkpoints), signoffs=tuple(self.signoffs),
             signins=tuple(self.signins), participants=self._participants(snap),
