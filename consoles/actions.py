@@ -93,6 +93,8 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                 continue
             if not may_complete or a.step != step.n:
                 continue
+            if a.detail.get("seat") not in (None, seat) and step.actor == role:
+                continue  # the step names another seat of the role
             base = {"seat": seat, "step": a.step}
             if a.kind == "acknowledge":
                 out.append(_act("acknowledge", f"Acknowledge step {a.step}",

@@ -417,6 +417,9 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
         if want.kind == "handover":
             return seal(w, seat, step.n, str(step.bag), held.get("contents", []),
                         typed(w.bag_serials[str(step.bag)]), giver=held.get("custodian"))
+        if want.kind == "unseal":  # the serial read off the bag its holder brought
+            held = m.custody.get(str(step.bag)) or m.previous_custody.get(str(step.bag), {})
+            return ev.Record(at=w.at(), seat=seat, value=str(held.get("serial", "")))
         if want.kind == "signoff":  # a seat the machine asks, over the step's one checkpoint
             seat = (want.detail.get("seats") or [seat])[0]
             return signoff(w, seat, m.signoff_checkpoint(want.step) or "")

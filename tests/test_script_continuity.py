@@ -16,7 +16,7 @@ from ceremony.machine import events as ev
 from ceremony.machine.machine import Machine
 from ceremony.script.errors import ScriptErrors
 from ceremony.script.load import load_script_text
-from tests.machine_helpers import roster, send, sign_in, start
+from tests.machine_helpers import refused, roster, seal, send, sign_in, start
 
 BASE = (Path(__file__).parent / "scripts" / "unseal.toml").read_text()
 LOG = hashlib.sha256(b"last year's journal").hexdigest()
@@ -167,3 +167,36 @@ text = "A KSO takes the new bag, with the password copy."
     assert script.passwords["device-backup"].title == "Device backup password"
     with pytest.raises(BadInput, match="step 2 unseals bag offsite"):
         Machine(script, roster(), dict(PREVIOUS))
+
+
+def test_a_step_may_name_the_one_seat_that_does_it() -> None:
+    """A bag goes back to its own custodian: `seat = "KSO2"` on the seal, whoever else of the
+    role is in the room."""
+    text = BASE.replace('serial = 3\ncontents = ["drive:master-copy"]',
+                        'serial = 3\nseat = "KSO2"\ncontents = ["drive:master-copy"]')
+    script = load_script_text(text, "seat.toml")
+    assert script.step(4).seat == "KSO2"
+    m, w = start(script, previous={"custody": [{
+        "bag": "offsite", "title": "Offsite", "serial": "TEB1", "custodian": "DSO9",
+        "person": "carol", "name": "Carol Keystore", "step": 9, "drives": {},
+        "contents": ["drive:master-copy", "password:device-backup"]}]})
+    for person in ("alice", "carol", "dave"):
+        send(m, w, sign_in(w, person))
+    send(m, w, ev.Acknowledge(at=w.at(), seat="KGA1"))
+    send(m, w, ev.Record(at=w.at(), seat="KGA1", value="TEB1"))
+    send(m, w, ev.Record(at=w.at(), seat="KGA1", value="TEB2"))
+    [ask] = m.wants(now=w.now)
+    assert ask.detail["seat"] == "KSO2"
+    refused(m, seal(w, "KSO1", 4, "offsite", ["drive:master-copy"], "TEB2"),
+            "step 4 is for KSO2; KSO1 may not complete it")
+    send(m, w, seal(w, "KSO2", 4, "offsite", ["drive:master-copy"], "TEB2"))
+    assert m.custody["offsite"]["custodian"] == "KSO2"
+    # the roster must hold the seat, in the actor's role
+    with pytest.raises(BadInput, match="step 4 is for seat KSO9, which the roster does not "
+                       "hold as a KSO"):
+        Machine(load_script_text(text.replace('"KSO2"', '"KSO9"'), "x.toml"), roster(),
+                {"custody": m.previous_custody and list(m.previous_custody.values())})
+    with pytest.raises(ScriptErrors, match="'verify' is not one a single seat does"):
+        load_script_text(_script(RECORD.replace('observe = "drive.sha256"',
+                                                'seat = "KGA1"\nobserve = "drive.sha256"')),
+                         "x.toml")

@@ -166,6 +166,11 @@ class Machine:
         for o in roster.officers.values():
             if o.role not in script.roles:
                 raise BadInput(f"roster seat {o.seat} has role {o.role}, which the script lacks")
+        for step in script.steps:
+            held = roster.officers.get(step.seat) if step.seat else None
+            if step.seat and (held is None or held.role != step.actor):
+                raise BadInput(f"step {step.n} is for seat {step.seat}, which the roster does not "
+                               f"hold as a {step.actor}")
         self.script = script
         self.roster = roster
         self.previous = dict(previous)
@@ -415,6 +420,8 @@ class Machine:
         if step.action == "signin":
             return {"missing": self._missing_roles()}
         detail: dict[str, Any] = {"text": step.text}
+        if step.seat is not None:
+            detail["seat"] = step.seat
         if step.format is not None:
             detail["format"] = step.format
         if step.action == "seal":
@@ -721,6 +728,8 @@ class Machine:
         self._signed_in(seat)
         role = self.roster.officers[seat].role
         admin = self.script.ceremony.administrator
+        if step.seat is not None and seat != step.seat and role == step.actor:
+            raise Refused(f"step {step.n} is for {step.seat}; {seat} may not complete it")
         if role == step.actor or (role == admin and step.kga_may_complete):
             return
         raise Refused(f"step {step.n} is for the {step.actor}; {seat} ({role}) may not complete it")

@@ -117,6 +117,7 @@ class Step:
     section: str  # the title of its section
     note: str | None = None
     kga_may_complete: bool = False
+    seat: str | None = None  # the one seat of the actor's role that may do it (roster's name)
     # action parameters; which ones apply is in docs/script-format.md and checked by the loader
     format: str | None = None  # record
     observe: str | None = None  # verify

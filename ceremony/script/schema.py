@@ -226,6 +226,9 @@ STEP = Table("[[sections.steps]]", (
     Key("note", text(), "shown under the instruction", required=False, default=None),
     Key("kga_may_complete", boolean(), "the administrator may complete it for an absent actor",
         required=False, default=False, default_doc="`false`"),
+    Key("seat", pattern(NAME, "a seat"), "a person's step that only this seat (of the actor's "
+        "role, as the roster names it: `DSO3`) may do, e.g. a bag's custodian; the roster must "
+        "hold it", required=False, default=None),
     *PARAMETER_KEYS,
 ))
 

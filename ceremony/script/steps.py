@@ -66,6 +66,10 @@ class StepChecker:
         action = step.get("action")
         if action is None:
             return  # missing or unknown, already reported: its parameters cannot be judged
+        if "seat" in step.written and STEP_KINDS[action].work != "person" or \
+                action in ("signin", "signoff") and step.get("seat"):
+            self.report((*step.path, "seat"), f"a seat names who does a person's step; "
+                        f"{action!r} is not one a single seat does")
         observe = step.get("observe") if action == "verify" else None
         required, optional = step_parameters(action, observe)
         for name in sorted(step.written & _PARAMETERS - set(required) - set(optional)):

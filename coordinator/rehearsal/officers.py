@@ -172,6 +172,7 @@ class ScriptedRoom:
 
     def _as(self, view: CeremonyView, role: str, now: float, kind: str, step: int,
             typed: dict[str, Any], seat: str | None = None) -> list[ev.Event]:
+        seat = self.m.script.step(step).seat or seat  # a step that names its seat gets it
         arrivals = self._arrive(view, role, now, seat)
         if arrivals:
             return arrivals  # the runner applies them, then asks again
@@ -214,14 +215,22 @@ class ScriptedRoom:
         bag goes to (`custodians`); at a hand-over, the first seat of the role whose holder does
         not hold the bag already (the machine refuses a hand-over to oneself)."""
         bag = step.bag or ""
-        if want.kind == "seal":
-            seat = self.custodians.get(bag)
+        if want.kind == "seal":  # a bag opened here goes back to whoever brought it
+            seat = self._brought(view, bag, want.role) or self.custodians.get(bag)
         else:
             held = next((b for b in view.bags if b.label == bag), None)
             holder = view.participant(held.custodian) if held and held.custodian else None
             seat = self._receiver(view, want.role, holder.person if holder else None)
         return self._as(view, want.role, now, "record", want.step,
                         {"value": self.bag_serial(bag)}, seat=seat)
+
+    def _brought(self, view: CeremonyView, bag: str, role: str) -> str | None:
+        """The seat, of `role`, of the person who presented `bag` at its unseal, if any."""
+        opened = self.m.opened.get(bag)
+        if opened is None:
+            return None
+        return next((p.seat for p in sorted(view.participants, key=lambda p: p.seat)
+                     if p.role == role and p.person == opened["person"]), None)
 
     def _receiver(self, view: CeremonyView, role: str, holder: str | None) -> str | None:
         seats = sorted((p for p in view.participants if p.role == role and p.person != holder),
