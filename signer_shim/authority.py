@@ -19,6 +19,10 @@ script's SHA-256), and read strictly:
     step = 33                          # the script step that runs it
     quorums = [{ role = "SA", m = 1 }] # every one must be met by distinct people
 
+`[[operations]]` may be left out (or `operations = []`): a ceremony that changes nothing on
+the HSM (an annual audit of the bags only reads the fingerprint and the keys) still has a
+signer to look at, and then every state-changing operation is refused.
+
 `check_quorum` is the rule: it takes the request and what the signer remembers (nonces already
 used, with the request that used them) and returns the verdict or raises QuorumRefused with a
 reason for the officers. It does no I/O and reads no clock.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +83,7 @@ class Authority:
     @classmethod
     def from_toml(cls, text: str, source: str = "authority") -> Authority:
         doc = parse_toml(text, source)
-        _keys(doc, source, "", required={"ceremony", "officers", "operations"})
+        _keys(doc, source, "", required={"ceremony", "officers"}, optional={"operations"})
         cer = _table(doc["ceremony"], source, "ceremony")
         _keys(cer, source, "ceremony.", required={"id", "script_sha256"})
         cid = _text(cer["id"], source, "ceremony.id")
@@ -98,7 +103,8 @@ class Authority:
                 raise ConfigError(f"{source}: {where}.key is listed twice")
             officers[o.key] = o
         rules = []
-        for i, row in enumerate(_rows(doc["operations"], source, "operations")):
+        for i, row in enumerate(_rows(doc.get("operations", []), source, "operations",
+                                      empty=True)):
             where = f"operations[{i}]"
             _keys(row, source, f"{where}.", required={"op", "step", "quorums"})
             op = _text(row["op"], source, f"{where}.op")
@@ -225,15 +231,17 @@ def _table(v: Any, source: str, where: str) -> dict[str, Any]:
     return v
 
 
-def _rows(v: Any, source: str, where: str) -> list[dict[str, Any]]:
-    if not isinstance(v, list) or not v or not all(isinstance(r, dict) for r in v):
-        raise ConfigError(f"{source}: {where} must be a non-empty list of tables")
+def _rows(v: Any, source: str, where: str, *, empty: bool = False) -> list[dict[str, Any]]:
+    if not isinstance(v, list) or not (v or empty) or not all(isinstance(r, dict) for r in v):
+        raise ConfigError(f"{source}: {where} must be a {'' if empty else 'non-empty '}list "
+                          "of tables")
     return v
 
 
-def _keys(t: Mapping[str, Any], source: str, prefix: str, *, required: set[str]) -> None:
+def _keys(t: Mapping[str, Any], source: str, prefix: str, *, required: set[str],
+          optional: AbstractSet[str] = frozenset()) -> None:
     for k in t:
-        if k not in required:
+        if k not in required and k not in optional:
             raise ConfigError(f"{source}: unknown key {prefix}{k}")
     for k in sorted(required):
         if k not in t:
