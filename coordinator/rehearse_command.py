@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from keyrite import exits
 
@@ -17,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Rehearse a ceremony end to end: a fresh SoftHSM2 token under DIR seeded with a "
             "previous ceremony's keys, scripted officers who sign as real consoles do, folder "
             "drives, and every step through the state machine and the signed journal. "
-            "Exit codes: 0 completed, 1 ceremony stopped or failed, 2 bad input."
+            "The cast is derived from the script's roles, quorums and separation of duty. "
+            "Exit codes: 0 completed, 1 ceremony stopped, failed or a step refused by the "
+            "machine (with its reason), 2 bad input."
         ),
     )
     p.add_argument("script", nargs="?", help="ceremony script (default: the bundled seed ceremony)")
@@ -51,6 +55,24 @@ def run(args: argparse.Namespace) -> int:
     code, summary = rehearse(args.script, args.workdir, fixture=args.fixture,
                              resume=args.resume, as_json=args.json, previous=args.previous,
                              previous_key=args.previous_key, token=args.token)
-    text = "\n".join(x for x in (render_text(summary), render_previous(summary)) if x)
+    text = "\n".join(x for x in (render(summary, render_text), render_previous(summary)) if x)
     print(json.dumps(summary, indent=1) if args.json else text)
     return code if code in (exits.OK, exits.FAILED) else exits.FAILED
+
+
+NO_TOKEN = {"softhsm2_conf": "", "label": "", "user_pin": ""}
+
+
+def render(summary: dict[str, Any], render_text: Callable[[dict[str, Any]], str]) -> str:
+    """The summary's text, with what `render_text` does not say: the step the machine refused
+    and why (the rehearsal stopped there, exit 1), and that a script with no signer had no
+    token."""
+    lines = render_text({**summary, "token": summary["token"] or NO_TOKEN}).split("\n")
+    if summary["token"] is None:
+        lines = [x for x in lines if not x.startswith("token: ")]
+        lines.append("token: none (the script declares no signer)")
+    refused = summary.get("refused")
+    if refused:
+        lines.append(f"stopped at step {refused['step']}: the machine refused it: "
+                     f"{refused['reason']}")
+    return "\n".join(lines)

@@ -2,8 +2,10 @@
 each officer's `keyrite console` need, made at once, for trying the live ceremony out and for the
 end-to-end tests.
 
-It is the rehearsal's set-up (a SoftHSM2 token seeded with the previous ceremony's keys, folder
-drives, the live-CD image, the previous record, bags, the device-backup password) plus what a real
+Any valid script can be staged (the bundled one by default), with the cast a rehearsal of it
+has (`coordinator.rehearsal.people.cast_for`). It is the rehearsal's set-up (a SoftHSM2 token
+seeded with the previous ceremony's keys, folder drives, the live-CD image, the previous record,
+bags, the script's pre-generated passwords) plus what a real
 ceremony's enrolment day makes: each seat enrolled with `keyrite.enroll` (an encrypted signing key
 and a console CURVE pair), a roster with console keys, the coordinator's CURVE pair, the signer
 shim's files, and one console config per person. The passphrases are written to
@@ -16,7 +18,8 @@ rehearsal, never a real one.
     DIR/live/passphrases.toml    seat -> passphrase (staging only)
     DIR/live/coordinator.toml    `keyrite coordinator --config` (ports fixed at staging)
     DIR/live/coordinator.key_secret   the bus's CURVE pair
-    DIR/live/shim/shim.toml      `keyrite shim --config` (authority from script and roster)
+    DIR/live/shim/shim.toml      `keyrite shim --config` (authority from script and roster; no
+                                 shim, and no token, for a script that declares no signer)
     DIR/live/consoles/SEAT.toml  one console per person, named by their first seat
     DIR/live/journal-key.txt     the checkpoint verifier key (`keyrite verify --key`)
     DIR/live/materials.txt       the KGA's materials sheet: each drive's serial, each bag's
@@ -47,9 +50,9 @@ from coordinator.executor import Progress
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal.keys import verifier_key
 from coordinator.live.serve import journal_origin
-from coordinator.rehearsal.people import PEOPLE, seat_role
+from coordinator.rehearsal.people import Cast, cast_for
 from coordinator.rehearsal.signer_link import authority_for
-from coordinator.rehearsal.workdir import Paths, set_up
+from coordinator.rehearsal.workdir import Paths, password_copy, password_names, set_up
 from keyrite.enroll import make_officer, write_curve_pair
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
@@ -62,13 +65,14 @@ from staging.standup import write_shim_files
 class Staged:
     root: Path
     coordinator: Path  # coordinator.toml
-    shim: Path  # shim.toml
+    shim: Path | None  # shim.toml; None: the script declares no signer, no shim is staged
     consoles: dict[str, Path]  # first seat -> console.toml
     passphrases: dict[str, str]  # seat -> passphrase
     journal_key: str
     ports: tuple[int, int, int]  # shim, commands, broadcasts
     drives: dict[str, str]  # label -> the serial printed on it (what the KGA records)
     bags: dict[str, str]  # bag -> serial
+    passwords: dict[str, Path]  # name -> the pre-generated password's copy (on paper, live)
 
     @property
     def live(self) -> Path:
@@ -92,19 +96,20 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
         raise BadInput(f"{root} exists and is not empty: choose a new directory")
     script_path = (script_path or bundled_script_path()).absolute()
     script = load_script(script_path)
+    cast = cast_for(script)  # the script's roles and rules, as a rehearsal of it
     paths = Paths(root)
     root.mkdir(parents=True, exist_ok=True)
-    set_up(paths, script, fixture, progress or (lambda done, total, what: None))
+    set_up(paths, script, fixture, progress or (lambda done, total, what: None), cast=cast)
     live = root / "live"
     (live / "officers").mkdir(parents=True, mode=0o700)
     (live / "consoles").mkdir()
 
     phrases: dict[str, str] = {}
     officers: dict[str, Officer] = {}
-    for p in PEOPLE:
+    for p in cast.people:
         for seat in p.seats:
             phrases[seat] = secrets.token_hex(5)
-            e = make_officer(live / "officers" / seat, role=seat_role(seat), name=p.name,
+            e = make_officer(live / "officers" / seat, role=cast.roles[seat], name=p.name,
                              passphrase=phrases[seat].encode(), seat=seat, person=p.person,
                              organisation=p.organisation)
             officers[seat] = Officer(seat, e.role, e.person, e.name, e.organisation,
@@ -115,8 +120,14 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
         f"{k} = {_q(v)}\n" for k, v in phrases.items()).encode(), 0o600)
 
     shim_port, commands, broadcasts = ports or (free_port(), free_port(), free_port())
-    files = write_shim_files(live / "shim", paths.signer / "signer.toml",
-                             authority_for(script, roster), port=shim_port)
+    shim: Path | None = None
+    client_key = live / "coordinator-ssh.key"
+    if script.signers:
+        files = write_shim_files(live / "shim", paths.signer / "signer.toml",
+                                 authority_for(script, roster), port=shim_port)
+        shim, client_key = files.config, files.client_key
+    else:  # nothing to reach: a key that no signer authorizes keeps the config whole
+        write_client_key(client_key)
     curve = generate_keypair()
     write_curve_pair(live / "coordinator.key_secret", curve.public, curve.secret,
                      seat="coordinator")
@@ -124,9 +135,9 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
                                load_private_key(paths.coordinator_key))
     write_exclusive(live / "journal-key.txt", (journal_key + "\n").encode())
     cmd_ep, pub_ep = f"tcp://127.0.0.1:{commands}", f"tcp://127.0.0.1:{broadcasts}"
-    password = (paths.materials / "device-backup-password").read_text().strip()
-    verifiers = "".join(f'"{name}" = "{make_verifier(password)}"\n'
-                        for name in sorted({st.password for st in script.steps if st.password}))
+    verifiers = "".join(
+        f'"{name}" = "{make_verifier(password_copy(paths, name).read_text().strip())}"\n'
+        for name in password_names(script))
     write_exclusive(live / "coordinator.toml", (
         "[coordinator]\n"
         f"script = {_q(script_path)}\n"
@@ -142,11 +153,11 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
         "\n[signer]\n"
         'host = "127.0.0.1"\n'
         f"port = {shim_port}\n"
-        f"client_key = {_q(files.client_key)}\n"
+        f"client_key = {_q(client_key)}\n"
         "\n[passwords]\n" + verifiers).encode())
 
     consoles: dict[str, Path] = {}
-    for p in PEOPLE:
+    for p in cast.people:
         first, *others = p.seats
         text = ("[console]\n"
                 f'enrolment = "../officers/{first}"\n'
@@ -155,17 +166,34 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
                 f"broadcasts = {_q(pub_ep)}\n"
                 f"coordinator_key = {_q(curve.public)}\n"
                 f"journal_key = {_q(journal_key)}\n")  # every console checks checkpoints
-        if seat_role(first) == "SAU":
+        if auditor(script, cast, first):
             text += f'journal_copy = "{first}-journal-copy.jsonl"\n'
         consoles[first] = live / "consoles" / f"{first}.toml"
         write_exclusive(consoles[first], text.encode())
     folders = FolderDrives(paths.drives)
     drives = {label: str(folders.info(label).serial) for label in script.drives}
     bags = {k: str(v) for k, v in tomllib.loads(paths.bags.read_text()).items()}
-    staged = Staged(root, live / "coordinator.toml", files.config, consoles, phrases, journal_key,
-                    (shim_port, commands, broadcasts), drives, bags)
+    staged = Staged(root, live / "coordinator.toml", shim, consoles, phrases, journal_key,
+                    (shim_port, commands, broadcasts), drives, bags,
+                    {n: password_copy(paths, n) for n in password_names(script)})
     write_exclusive(live / "materials.txt", materials_sheet(staged).encode())
     return staged
+
+
+def auditor(script: object, cast: Cast, seat: str) -> bool:
+    """Whether `seat`'s console keeps the auditor's copy of the journal: the seed's SAU, or a
+    seat of an observer role whose title says it audits."""
+    role = cast.roles[seat]
+    declared = script.roles[role]  # type: ignore[attr-defined]
+    return role == "SAU" or (declared.observer and "audit" in declared.title.lower())
+
+
+def write_client_key(path: Path) -> None:
+    """The coordinator's SSH key, made where no shim's enrolment makes it (no signer)."""
+    import asyncssh  # only staging makes SSH keys here
+
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="keyrite coordinator")
+    write_exclusive(path, key.export_private_key(), 0o600)
 
 
 def keyrite_command() -> str:
@@ -184,22 +212,26 @@ def materials_sheet(s: Staged) -> str:
     lines += [f"  {label}: {serial}" for label, serial in sorted(s.drives.items())]
     lines += ["", "Tamper-evident bags (label: serial)"]
     lines += [f"  {label}: {serial}" for label, serial in sorted(s.bags.items())]
-    lines += ["", "Pre-generated device-backup password (the copy on paper):",
-              f"  {s.root / 'materials' / 'device-backup-password'}", ""]
+    for name, copy in sorted(s.passwords.items()):
+        lines += ["", f"Pre-generated {name} password (the copy on paper):", f"  {copy}"]
+    lines.append("")
     return "\n".join(lines)
 
 
 def instructions(s: Staged) -> str:
     k = keyrite_command()
-    lines = [f"staged a live ceremony in {s.root}", "", "start, each in its own terminal:",
-             f"  {k} shim --config {s.shim}",
-             f"  {k} coordinator --config {s.coordinator}"]
+    lines = [f"staged a live ceremony in {s.root}", "", "start, each in its own terminal:"]
+    lines += [f"  {k} shim --config {s.shim}"] if s.shim else []
+    lines += [f"  {k} coordinator --config {s.coordinator}"]
     lines += [f"  {k} console --config {c}" for c in s.consoles.values()]
     lines += ["", "drive serials (the KGA records these; also in "
               f"{s.live / 'materials.txt'}):"]
     lines += [f"  {label}: {serial}" for label, serial in sorted(s.drives.items())]
-    lines += ["", f"passphrases (staging only): {s.live / 'passphrases.toml'}",
-              f"device-backup password (the paper copy): "
-              f"{s.root / 'materials' / 'device-backup-password'}",
-              f"journal verifier key: {s.journal_key}"]
+    lines += ["", f"passphrases (staging only): {s.live / 'passphrases.toml'}"]
+    lines += [f"{name} password (the paper copy): {copy}"
+              for name, copy in sorted(s.passwords.items())]
+    if s.shim is None:
+        lines.append("no signer shim: the script declares no signer, so nothing is staged for "
+                     "one and none is started")
+    lines.append(f"journal verifier key: {s.journal_key}")
     return "\n".join(lines)

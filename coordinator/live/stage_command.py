@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     if args.json:
         print(json.dumps({"root": str(s.root), "coordinator": str(s.coordinator),
-                          "shim": str(s.shim),
+                          "shim": str(s.shim) if s.shim else None,
                           "consoles": {k: str(v) for k, v in s.consoles.items()},
                           "ports": {"shim": s.ports[0], "commands": s.ports[1],
                                     "broadcasts": s.ports[2]},

@@ -1,5 +1,10 @@
 """`keyrite rehearse`: the whole bundled (or given) ceremony, end to end, on a fresh SoftHSM2 token.
 
+Any valid script: its cast is derived from its roles and rules (`people.cast_for`), its previous
+record from the keys it names (`workdir.previous_record`); a script with no signer gets no token
+and no shim. A step the machine refuses stops the rehearsal in order (exit 1, the machine's
+words), as an exception does, never with a traceback.
+
 The order is boulder's: the script is validated and the work directory checked before anything
 touches the HSM; set-up makes the token, the cast and the materials; a signer shim is enrolled
 and started on 127.0.0.1 and reached over SSH with the script's pinned host key (as a live
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ceremony.machine import Machine
+from ceremony.machine import Machine, Refused
 from ceremony.machine.replay import replay
 from ceremony.previous import Held
 from ceremony.records import FORMAT, Document
@@ -39,12 +44,19 @@ from coordinator.record_command import PreviousJournal, lacking, load_previous_j
 from coordinator.rehearsal import summary as summary_
 from coordinator.rehearsal.display import Display
 from coordinator.rehearsal.officers import ScriptedRoom
-from coordinator.rehearsal.people import CUSTODIANS, PEOPLE, check_cast
+from coordinator.rehearsal.people import cast_for
 from coordinator.rehearsal.rehearsal_world import RehearsalWorld
 from coordinator.rehearsal.signer_link import open_link
-from coordinator.rehearsal.workdir import Paths, load_cast, read_toml, set_up
+from coordinator.rehearsal.workdir import (
+    Paths,
+    load_cast,
+    password_copy,
+    password_names,
+    read_toml,
+    set_up,
+)
 from coordinator.runner import Runner
-from keyrite.exits import BadInput
+from keyrite.exits import BadInput, Failure
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
 from signer_shim.config import SignerConfig
@@ -118,7 +130,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
     given = continued(previous, previous_key, token)
     script_path, fixture, cont = _options(paths, script_arg, fixture, resume, given)
     script = load_script(script_path)  # every check before the HSM is touched
-    check_cast(script, PEOPLE)  # the script's separation of duty, before anyone signs in
+    cast = cast_for(script)  # from the script's roles and rules, before anyone signs in
     earlier: PreviousJournal | None = None
     if cont is not None and not paths.done.exists():
         # the previous journal verified and read, and the token found, before anything is made
@@ -139,11 +151,12 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
                         f"of {cont.token}")
         else:
             display.say(f"setting up {paths.root} (fixture {fixture})")
-        set_up(paths, script, fixture, display.progress, previous=earlier,
+        set_up(paths, script, fixture, display.progress, cast=cast, previous=earlier,
                token=cont.token if cont else None)
 
     roster, keys = load_cast(paths)
-    previous = {k: str(v) for k, v in read_toml(paths.previous).items()}
+    previous = {k: str(v) for k, v in read_toml(paths.previous).items()
+                if k in script.ceremony.previous}  # only what the script names
     coordinator_key = load_private_key(paths.coordinator_key)
     machine = Machine(script, roster, previous)
     discard_unborn_journal(paths.journal, display)
@@ -168,26 +181,46 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
             },
         )
 
-    signer_config = SignerConfig.load(paths.signer / "signer.toml")
     drives = FolderDrives(paths.drives)
     bags = {k: str(v) for k, v in read_toml(paths.bags).items()}
-    room = ScriptedRoom(machine, list(PEOPLE), keys, time.time,
-                        lambda label: drives.info(label).serial, bags.__getitem__, CUSTODIANS)
-    copies = {"device-backup": (paths.materials / "device-backup-password").read_text().strip()}
-    declared = script.signers[0]
-    link = open_link(paths.root / "shim", paths.signer / "signer.toml", script, roster,
-                     machine.host_key_pin(declared.name))
-    display.say(f"signer {declared.name}: shim listening on 127.0.0.1 port "
-                f"{link.process.port}, reached over SSH")
+    room = ScriptedRoom(machine, list(cast.people), keys, time.time,
+                        lambda label: drives.info(label).serial, bags.__getitem__,
+                        cast.custodians)
+    copies = {name: password_copy(paths, name).read_text().strip()
+              for name in password_names(script)}
+    link = None
+    signer: Any = NoSigner()
+    if script.signers:
+        declared = script.signers[0]
+        link = open_link(paths.root / "shim", paths.signer / "signer.toml", script, roster,
+                         machine.host_key_pin(declared.name))
+        signer = link.client
+        display.say(f"signer {declared.name}: shim listening on 127.0.0.1 port "
+                    f"{link.process.port}, reached over SSH")
+    else:
+        display.say("no signer: the script declares none, so no token is made and no shim "
+                    "is started")
+    refused: dict[str, Any] | None = None
     try:
-        world = RehearsalWorld(machine, link.client, drives, room, paths.livecd, paths.journal,
+        world = RehearsalWorld(machine, signer, drives, room, paths.livecd, paths.journal,
                                lambda: ((e.seq, e.record) for e in journal.entries()), copies)
         runner = Runner(machine, journal, world, display, iso)
         runner.cosigners = room.cosigners(journal)  # the officers cosign each checkpoint
-        status = runner.run()
+        if ended(journal):  # resumed after the end: said again, nothing run or journaled
+            status = machine.status if machine.status in ("completed", "aborted") else "stopped"
+            refused = last_refusal(journal) if status == "stopped" else None
+        else:
+            try:
+                status = runner.run()
+            except Refused as r:  # journaled as refused by the runner: an orderly stop, exit 1
+                refused = {"step": machine.current.n if machine.current else None,
+                           "reason": r.reason}
+                display.say(f"  !! step {refused['step']} refused: {r.reason}")
+                status = "stopped"
     finally:
-        link.close()
-    if any(e.record.get("type") == "document" for e in journal.entries()):
+        if link is not None:
+            link.close()
+    if ended(journal):
         # resumed after the end: the documents and the sealing checkpoints are written already
         documents = {kind: paths.root / name for kind, name in DOCUMENTS.items()}
         note = journal.last_checkpoint.note if journal.last_checkpoint else ""
@@ -198,12 +231,18 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         runner.checkpoint(time.time())  # covers the documents' digests too, cosigned
         # and one over those cosignatures, which ends the journal: nothing is left uncovered
         note = journal.checkpoint(iso(time.time()))
+    token: dict[str, str] | None = None
+    if script.signers:
+        signer_config = SignerConfig.load(paths.signer / "signer.toml")
+        token = {"softhsm2_conf": str(signer_config.softhsm2_conf),
+                 "label": signer_config.token_label, "user_pin": signer_config.user_pin}
     result = summary_.build(
         machine, status=status, journal=paths.journal, checkpoint=note,
         checkpoint_key=journal.verifier.text(), drives_root=paths.drives,
-        token={"softhsm2_conf": str(signer_config.softhsm2_conf),
-               "label": signer_config.token_label, "user_pin": signer_config.user_pin},
+        token=token,  # type: ignore[arg-type]  # None: no signer, no token
     )
+    if refused is not None:
+        result["refused"] = refused
     result.update({kind.replace("-", "_"): str(path) for kind, path in documents.items()})
     result["cosigners"] = cosigners((e.seq, e.record) for e in journal.entries())
     if paths.previous_journal.exists():
@@ -274,6 +313,32 @@ def render_previous(summary: dict[str, Any]) -> str:
         held = Held(**{**h, "contents": tuple(h["contents"])})
         lines.append(f"  previous {held.describe()}")
     return "\n".join(lines)
+
+
+def ended(journal: Journal) -> bool:
+    """Whether the rehearsal's end is journaled already: its documents' digests."""
+    return any(e.record.get("type") == "document" for e in journal.entries())
+
+
+def last_refusal(journal: Journal) -> dict[str, Any] | None:
+    """The step and reason of the refusal a rehearsal stopped on, from its journal: the last
+    refused event (scripted officers and the world's work send nothing else that is refused)."""
+    last = None
+    for e in journal.entries():
+        if e.record.get("type") == "refused" and "event" in e.record:
+            last = {"step": e.record.get("step"), "reason": e.record.get("reason")}
+    return last
+
+
+class NoSigner:
+    """The signer of a script that declares none: nothing may reach it (the loader lets no step
+    talk to a signer that is not declared), and anything that tries is told why."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise Failure(f"the script declares no signer: nothing can ask one for {name!r}")
+
+    def close(self) -> None:
+        pass
 
 
 def discard_unborn_journal(path: Path, display: Any) -> None:

@@ -5,15 +5,17 @@
     DIR/officers/SEAT.key       each scripted officer's key, encrypted with their passphrase
     DIR/officers/passphrases.toml   the scripted officers' passphrases (0600; rehearsal only)
     DIR/roster.toml             the enrolled seats and their public keys
-    DIR/previous-record.toml    the previous ceremony's record the script verifies against
+    DIR/previous-record.toml    the previous ceremony's record the script verifies against: the
+                                keys its `[ceremony] previous` names (`previous_record`)
     DIR/previous-journal.json   with --previous: what the previous journal said (its facts, where
                                 each was read, the bags it left in custody)
     DIR/livecd.iso              the live boot medium whose digest step 16 verifies
     DIR/bags.toml               the tamper-evident bags in stock and their serials
-    DIR/materials/              the pre-generated device-backup password (0600)
+    DIR/materials/              NAME-password: each pre-generated password the script names (0600)
     DIR/signer/                 the signer: config, SoftHSM2 token, key state, outputs (with
                                 --previous: a copy of the previous rehearsal's token, key state
-                                and host key, as next year's ceremony finds the same HSM)
+                                and host key, as next year's ceremony finds the same HSM); not
+                                made for a script that declares no signer
     DIR/drives/LABEL/           the folder-backed flash drives
     DIR/journal.jsonl           the ceremony journal
     DIR/setup.done              written last: set-up is complete
@@ -42,7 +44,7 @@ from ceremony.script.model import Script
 from coordinator.executor import Progress
 from coordinator.folder_drives import FolderDrives
 from coordinator.record_command import PreviousJournal, render_toml
-from coordinator.rehearsal.people import PEOPLE, seat_role
+from coordinator.rehearsal.people import Cast
 from keyrite import configfile
 from keyrite.configfile import ConfigError
 from keyrite.exits import BadInput
@@ -52,7 +54,7 @@ from signer_shim.config import SignerConfig
 from signer_shim.interface import PolicyKeys
 from signer_shim.pkcs11.signer import Pkcs11Signer
 from signer_shim.pkcs11.softhsm import read_tokendir, write_conf
-from staging.fixture import seed_rehearsal_token
+from staging.fixture import DEFAULT_POLICIES, seed_rehearsal_token
 
 LIVECD_SIZE = 4 << 20
 
@@ -80,8 +82,64 @@ def _toml_value(v: Any) -> str:
 
 
 def policy_keys(script: Script) -> list[PolicyKeys]:
+    """The keys the token is seeded with: the script's policies, or for a script that generates
+    nothing (an audit declares none) the fixture's default ones, so that the HSM it looks at
+    holds keys to count."""
     return [PolicyKeys(p.name, k.role, k.algorithm, k.lifetime.seconds)
-            for p in script.policies.values() for k in p.keys]
+            for p in script.policies.values() for k in p.keys] or list(DEFAULT_POLICIES)
+
+
+#: the keys today's scripts name, and the observation each one records
+KNOWN = {"livecd_sha256": "livecd.sha256", "signer_host_key": "signer.host_key",
+         "hsm_fingerprint": "hsm.fingerprint", "key_count": "hsm.key_count"}
+
+
+def previous_record(script: Script, observed: dict[str, str],
+                    drive_serials: dict[str, str]) -> dict[str, str]:
+    """The previous ceremony's record for `script`: exactly the keys its `[ceremony] previous`
+    names, each what this ceremony will observe where a step compares an observation with it
+    (`observed`: observation -> value, as the rehearsal's signer, live CD and drives give it;
+    a drive's serial from `drive_serials`), or a signer's `host_key` pins it; else by the name
+    today's scripts give it (`KNOWN`); else a plausible value of the kind its name says (a
+    digest, a serial, a count, text), which nothing in the ceremony observes."""
+    where: dict[str, str] = {}
+    for step in script.steps:
+        key = (step.expect or "").removeprefix("previous.")
+        if step.action == "verify" and step.expect != key and key not in where:
+            src = step.observe or ""
+            where[key] = drive_serials.get(step.drive or "", "") if src == "drive.serial" \
+                else observed.get(src, "")
+    for signer in script.signers:
+        key = (signer.host_key or "").removeprefix("previous.")
+        if signer.host_key != key:
+            where.setdefault(key, observed.get("signer.host_key", ""))
+    for label, drive in script.drives.items():
+        key = (drive.serial or "").removeprefix("previous.")
+        if drive.serial != key:
+            where.setdefault(key, drive_serials.get(label, ""))
+    return {k: where.get(k) or observed.get(KNOWN.get(k, ""), "") or plausible(k)
+            for k in script.ceremony.previous}
+
+
+def plausible(key: str) -> str:
+    """A made-up value for a record key nothing in the rehearsal observes, of the kind its name
+    says."""
+    if "sha256" in key or "digest" in key:
+        return colon_hex(secrets.token_hex(32))
+    if "serial" in key:
+        return secrets.token_hex(12).upper()
+    if "count" in key:
+        return str(secrets.randbelow(200))
+    return f"rehearsal {key.replace('_', ' ')}"
+
+
+def drive_serial(script: Script, label: str, record: dict[str, str]) -> str:
+    """The USB serial of the rehearsal's drive `label`: the script's, the previous record's
+    (`serial = "previous.KEY"`), or made up."""
+    serial = script.drives[label].serial
+    if serial and serial.startswith("previous."):
+        serial = record.get(serial.removeprefix("previous."))
+    return serial or secrets.token_hex(12).upper()
 
 
 def livecd_bytes() -> bytes:
@@ -129,11 +187,12 @@ def continue_token(dest: Path, source: Path) -> SignerConfig:
     return new
 
 
-def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *,
+def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, cast: Cast,
            previous: PreviousJournal | None = None, token: Path | None = None) -> None:
-    """Make everything the rehearsal needs, then write `setup.done`. With `previous` (a
-    verified previous journal) and `token` (its rehearsal's signer directory), the signer
-    continues on that token and the previous record is the journal's."""
+    """Make everything the rehearsal needs for `cast`, then write `setup.done`. With `previous`
+    (a verified previous journal) and `token` (its rehearsal's signer directory), the signer
+    continues on that token and the previous record is the journal's. A script that declares
+    no signer gets no token."""
     for sub in ("officers", "materials", "signer", "drives"):
         d = getattr(paths, sub)
         if d.exists():
@@ -145,12 +204,12 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *,
     paths.officers.mkdir(mode=0o700)
     officers: dict[str, Officer] = {}
     passphrases: dict[str, str] = {}
-    for p in PEOPLE:
+    for p in cast.people:
         for seat in p.seats:
             key = Ed25519PrivateKey.generate()
             passphrases[seat] = secrets.token_urlsafe(12)
             save_private_key(paths.officers / f"{seat}.key", key, passphrases[seat].encode())
-            officers[seat] = Officer(seat, seat_role(seat), p.person, p.name, p.organisation,
+            officers[seat] = Officer(seat, cast.roles[seat], p.person, p.name, p.organisation,
                                      public_key_text(key.public_key()))
     write_exclusive(paths.officers / "passphrases.toml",
               "".join(f"{k} = {_toml_value(v)}\n" for k, v in passphrases.items()).encode(), 0o600)
@@ -158,25 +217,27 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *,
 
     # the signer with its token: seeded with the previous ceremony's keys, or the previous
     # rehearsal's own token continued
-    declared = script.signers[0]
     signer: dict[str, Any] = {}
     if token is not None:
         continue_token(paths.signer, token)
-    else:
+    elif script.signers:
+        declared = script.signers[0]
         seeded = seed_rehearsal_token(paths.signer, policy_keys(script), shape=fixture,
                                       name=declared.name, role=declared.role or "standby",
                                       progress=progress)
         with Pkcs11Signer(seeded.config) as s:
-            signer = {"host_key": s.info()["host_key"], "fingerprint": s.fingerprint(),
-                      "key_count": len(s.inventory().keys)}
+            signer = {"signer.host_key": s.info()["host_key"], "signer.role": s.info()["role"],
+                      "hsm.fingerprint": s.fingerprint(),
+                      "hsm.key_count": str(len(s.inventory().keys))}
 
     # materials, drives, bags, live CD
     paths.materials.mkdir(mode=0o700)
-    password = secrets.token_urlsafe(24).encode()
-    write_exclusive(paths.materials / "device-backup-password", password, 0o600)
+    for name in password_names(script):
+        write_exclusive(password_copy(paths, name), secrets.token_urlsafe(24).encode(), 0o600)
+    known = {k: str(v) for k, v in previous.facts.record.items()} if previous else {}
+    serials = {label: drive_serial(script, label, known) for label in script.drives}
     drives = FolderDrives(paths.drives)
-    for label in script.drives:
-        serial = script.drives[label].serial or secrets.token_hex(12).upper()
+    for label, serial in serials.items():
         drives.provision(label, serial)
     bag_serials = {b: str(3_000_000 + secrets.randbelow(999_999)) for b in script.bags}
     write_exclusive(paths.bags, "".join(f'{k} = "{v}"\n' for k, v in bag_serials.items()).encode())
@@ -190,17 +251,23 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *,
                         json.dumps({**previous.to_dict(), "token": str(token)},
                                    indent=1).encode() + b"\n")
     else:
-        record = {
-            "livecd_sha256": colon_hex(hashlib.sha256(cd).hexdigest()),
-            "signer_host_key": signer["host_key"],
-            "hsm_fingerprint": signer["fingerprint"],
-            "key_count": str(signer["key_count"]),
-        }
+        observed = {"livecd.sha256": colon_hex(hashlib.sha256(cd).hexdigest()), **signer}
+        record = previous_record(script, observed, serials)
         write_exclusive(paths.previous,
                   "".join(f"{k} = {_toml_value(v)}\n" for k, v in record.items()).encode())
     key = Ed25519PrivateKey.generate()
     save_private_key(paths.coordinator_key, key)  # the machine's own key: file mode guards it
     write_exclusive(paths.done, b"")  # last: set-up is complete
+
+
+def password_names(script: Script) -> list[str]:
+    """The pre-generated passwords the script's steps name (the seed's one: device-backup)."""
+    return sorted({st.password for st in script.steps if st.password})
+
+
+def password_copy(paths: Paths, name: str) -> Path:
+    """The paper copy of the pre-generated password `name`: materials/NAME-password."""
+    return paths.materials / f"{name}-password"
 
 
 def read_toml(path: Path) -> dict[str, Any]:
