@@ -34,6 +34,7 @@ import asyncssh
 
 from ceremony.approval import Approval
 from ceremony.digests import operation_digest
+from keyrite.exits import Failure
 from signer_shim import protocol
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, SignerError
 
@@ -312,3 +313,14 @@ _OFFICER_ERRORS = ("QuorumRefused", "SignerError")
 
 class _Lost(Exception):
     pass
+
+
+class NoSigner:
+    """The signer of a script that declares none: the loader lets no step talk to a signer that
+    is not declared, and anything that tries anyway is told why."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise Failure(f"the script declares no signer: nothing can ask one for {name!r}")
+
+    def close(self) -> None:
+        pass

@@ -34,7 +34,7 @@ from coordinator.journal.file import discard_unborn
 from coordinator.live.config import CoordinatorConfig
 from coordinator.live.daemon import TAIL, Live, iso
 from coordinator.live.tail import tail
-from coordinator.shim_client import ShimClient
+from coordinator.shim_client import NoSigner, ShimClient
 from keyrite.configfile import ConfigError, read_toml
 from keyrite.enroll import EnrollError, read_curve_pair
 from keyrite.exits import BadInput
@@ -95,13 +95,15 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
                 "format": FORMAT,  # sign-ins are signed: the fold requires it on replay
             },
         )
-    declared = script.signers[0]
-    pin = machine.host_key_pin(declared.name)
-    if not pin:
-        raise BadInput(f"{cfg.script}: signer {declared.name} pins no host_key: a live "
-                       "coordinator reaches only a signer whose key the script names")
-    signer = ShimClient(cfg.signer_host, cfg.signer_port, client_key=cfg.signer_client_key,
-                        host_key_pin=pin)
+    signer: Any = NoSigner()  # a script with no signer: no step may reach one
+    if script.signers:
+        declared = script.signers[0]
+        pin = machine.host_key_pin(declared.name)
+        if not pin:
+            raise BadInput(f"{cfg.script}: signer {declared.name} pins no host_key: a live "
+                           "coordinator reaches only a signer whose key the script names")
+        signer = ShimClient(cfg.signer_host, cfg.signer_port, client_key=cfg.signer_client_key,
+                            host_key_pin=pin)
     world = CeremonyWorld(machine, signer, _drives(cfg, script), cfg.livecd, cfg.journal,
                           lambda: ((e.seq, e.record) for e in journal.entries()), {})
     live = Live(machine, journal, world, passwords=cfg.passwords)

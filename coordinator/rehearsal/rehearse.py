@@ -56,6 +56,7 @@ from coordinator.rehearsal.workdir import (
     set_up,
 )
 from coordinator.runner import Runner
+from coordinator.shim_client import NoSigner
 from keyrite.exits import BadInput, Failure
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
@@ -100,6 +101,30 @@ def continued(previous: Path | None, previous_key: str | None, token: Path | Non
                      Path(token).absolute() if token is not None else journal.parent / "signer")
 
 
+def opens_earlier_bags(script: Any) -> bool:
+    """Whether the script opens a bag that none of its own steps seals before: it continues a
+    ceremony that left bags in custody (the bundled annual audit)."""
+    return any(st.action == "unseal" and not any(
+        s.action == "seal" and s.bag == st.bag and s.n < st.n for s in script.steps)
+        for st in script.steps)
+
+
+def synthetic_earlier(paths: Paths, fixture: str) -> Continued:
+    """The ceremony a script that opens earlier bags continues from, when no --previous is
+    given: the bundled key generation, rehearsed first in WORKDIR/earlier/ with the same
+    fixture. Its journal (verified with its own key, as --previous-key would be), its bags and
+    drives, and its token are then what this rehearsal finds."""
+    root = paths.root / "earlier"
+    print(f"keyrite rehearse: this script opens bags an earlier ceremony sealed, and no "
+          f"--previous was given: rehearsing the bundled key generation first, in {root}",
+          file=sys.stderr, flush=True)
+    code, summary = rehearse(None, root, fixture=fixture, as_json=True)
+    if code != 0:
+        raise Failure(f"the earlier key generation rehearsed in {root} did not complete "
+                      f"({summary.get('status')}): nothing to continue from")
+    return Continued(root / "journal.jsonl", str(summary["checkpoint_key"]), root / "signer")
+
+
 def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool,
              given: Continued | None) -> tuple[Path, str, Continued | None]:
     if resume:
@@ -131,6 +156,8 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
     script_path, fixture, cont = _options(paths, script_arg, fixture, resume, given)
     script = load_script(script_path)  # every check before the HSM is touched
     cast = cast_for(script)  # from the script's roles and rules, before anyone signs in
+    if cont is None and not resume and opens_earlier_bags(script):
+        cont = synthetic_earlier(paths, fixture)
     earlier: PreviousJournal | None = None
     if cont is not None and not paths.done.exists():
         # the previous journal verified and read, and the token found, before anything is made
@@ -155,8 +182,12 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
                token=cont.token if cont else None)
 
     roster, keys = load_cast(paths)
-    previous = {k: str(v) for k, v in read_toml(paths.previous).items()
-                if k in script.ceremony.previous}  # only what the script names
+    previous: dict[str, Any] = {k: str(v) for k, v in read_toml(paths.previous).items()
+                                if k in script.ceremony.previous}  # only what the script names
+    if paths.previous_journal.exists():  # the bags it left held, which unseal steps open
+        held = json.loads(paths.previous_journal.read_text()).get("custody") or []
+        if held:
+            previous["custody"] = held
     coordinator_key = load_private_key(paths.coordinator_key)
     machine = Machine(script, roster, previous)
     discard_unborn_journal(paths.journal, display)
@@ -328,17 +359,6 @@ def last_refusal(journal: Journal) -> dict[str, Any] | None:
         if e.record.get("type") == "refused" and "event" in e.record:
             last = {"step": e.record.get("step"), "reason": e.record.get("reason")}
     return last
-
-
-class NoSigner:
-    """The signer of a script that declares none: nothing may reach it (the loader lets no step
-    talk to a signer that is not declared), and anything that tries is told why."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise Failure(f"the script declares no signer: nothing can ask one for {name!r}")
-
-    def close(self) -> None:
-        pass
 
 
 def discard_unborn_journal(path: Path, display: Any) -> None:

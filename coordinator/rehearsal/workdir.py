@@ -142,6 +142,21 @@ def drive_serial(script: Script, label: str, record: dict[str, str]) -> str:
     return serial or secrets.token_hex(12).upper()
 
 
+def sealed_drives(script: Script, previous: PreviousJournal | None) -> dict[str, tuple[str, Path]]:
+    """The drives this script names that a bag of the previous rehearsal still holds: label ->
+    (the serial read off it there, its files in that rehearsal's drives/). A rehearsal given
+    --previous gets them as they were sealed, so opening the bag finds what the record says."""
+    out: dict[str, tuple[str, Path]] = {}
+    if previous is None:
+        return out
+    for held in previous.facts.custody:
+        for label, serial in held.drives.items():
+            files = previous.path.parent / "drives" / label / "files"
+            if serial and label in script.drives and files.is_dir():
+                out[label] = (serial, files)
+    return out
+
+
 def livecd_bytes() -> bytes:
     """A deterministic stand-in for the live CD image (the same digest in every rehearsal)."""
     out = bytearray()
@@ -236,9 +251,13 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
         write_exclusive(password_copy(paths, name), secrets.token_urlsafe(24).encode(), 0o600)
     known = {k: str(v) for k, v in previous.facts.record.items()} if previous else {}
     serials = {label: drive_serial(script, label, known) for label in script.drives}
+    sealed = sealed_drives(script, previous)
+    serials.update({label: serial for label, (serial, _) in sealed.items()})
     drives = FolderDrives(paths.drives)
     for label, serial in serials.items():
-        drives.provision(label, serial)
+        info = drives.provision(label, serial)
+        if label in sealed:  # the drive the previous ceremony sealed in a bag, as it left it
+            shutil.copytree(sealed[label][1], info.path, dirs_exist_ok=True)
     bag_serials = {b: str(3_000_000 + secrets.randbelow(999_999)) for b in script.bags}
     write_exclusive(paths.bags, "".join(f'{k} = "{v}"\n' for k, v in bag_serials.items()).encode())
     cd = livecd_bytes()

@@ -1,0 +1,74 @@
+"""A registry's ceremonies in a chain: the bundled annual audit continues from a key generation,
+opens the offsite bags it left against its custody record, reads their drives back and reseals
+them for the same custodians. Rehearsed for real (SoftHSM2 token, folder drives), with the
+earlier key generation rehearsed first when no --previous is given."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYRITE = [sys.executable, "-m", "keyrite.cli"]
+AUDIT = ROOT / "ceremony" / "scripts" / "annual-audit.toml"
+OFFSITE = ("wellington", "albany", "auckland")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KEYRITE, *args], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    work = tmp_path_factory.mktemp("chain") / "audit"
+    p = _run("rehearse", str(AUDIT), "--workdir", str(work), "--fixture", "small", "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "rehearsing the bundled key generation first" in p.stderr
+    return work, json.loads(p.stdout)
+
+
+def _custody(journal: Path) -> dict:
+    p = _run("custody", str(journal), "--json")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)["bags"]
+
+
+def test_the_audit_opens_each_offsite_bag_the_key_generation_left_and_reseals_it(
+        audit: tuple[Path, dict]) -> None:
+    work, summary = audit
+    assert summary["status"] == "completed"
+    assert summary["previous"]["ceremony"] == "second-key-generation"
+    before = _custody(work / "earlier" / "journal.jsonl")
+    after = _custody(work / "journal.jsonl")
+    for bag in OFFSITE:
+        was, now = before[bag], after[bag]
+        opened, sealed = now["chain"]
+        assert (opened["kind"], opened["serial"], opened["previous"]) == (
+            "unseal", was["serial"], True)
+        assert opened["from_name"] == was["name"]  # the custodian brought it back...
+        assert (sealed["kind"], sealed["to_name"]) == ("seal", was["name"])  # ...and took it
+        assert sealed["verified"] and now["serial"] != was["serial"]  # a new bag, signed for
+        # the same drive, as the key generation read it
+        assert now["contents"][0] == was["contents"][0]
+
+
+def test_the_audit_checks_the_signer_and_its_record_is_cosigned(audit: tuple[Path, dict]) -> None:
+    work, summary = audit
+    lines = [json.loads(x)["record"] for x in (work / "journal.jsonl").read_text().splitlines()]
+    observed = {e["event"]["step"]: e["event"]["value"] for e in lines
+                if e["type"] == "event" and e["event"].get("event") == "Observed"}
+    record = summary["previous"]["record"]  # what the key generation left, read from its journal
+    assert observed[7] == record["hsm_fingerprint"]  # the same HSM...
+    assert observed[8] == record["key_count"]  # ...with nothing changed on it
+    checked = [e["event"]["result"] for e in lines if e["type"] == "event"
+               and e["event"].get("event") == "Performed" and e["step"] in (11, 17, 23)]
+    assert [len(r["checked"]) for r in checked] == [1, 1, 1]  # each backup read back, whole
+    p = _run("verify", str(work / "journal.jsonl"), "--cosigned-by", "KGA,SA,DSO")
+    assert p.returncode == 0, p.stdout + p.stderr
+    copy = work / "drives" / "audit-log" / "files" / "journal.jsonl"
+    assert _run("verify", str(copy), "--cosigned-by", "KGA,SA,DSO").returncode == 0
