@@ -72,3 +72,12 @@ def test_the_audit_checks_the_signer_and_its_record_is_cosigned(audit: tuple[Pat
     assert p.returncode == 0, p.stdout + p.stderr
     copy = work / "drives" / "audit-log" / "files" / "journal.jsonl"
     assert _run("verify", str(copy), "--cosigned-by", "KGA,SA,DSO").returncode == 0
+
+
+def test_staging_the_audit_alone_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """Its coordinator would refuse to start on a made-up record that holds no bag: say so at
+    staging, not after "staged"."""
+    p = _run("stage", str(AUDIT), "--workdir", str(tmp_path / "s"))
+    assert p.returncode == 2
+    assert "opens bags an earlier ceremony sealed (wellington, albany, auckland)" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "s").exists()

@@ -175,12 +175,11 @@ class Machine:
         self.roster = roster
         self.previous = dict(previous)
         self.previous_custody = _previous_custody(custody)
-        for step in script.steps:
-            sealed = any(s.action == "seal" and s.bag == step.bag and s.n < step.n
-                         for s in script.steps)
-            if step.action == "unseal" and not sealed and step.bag not in self.previous_custody:
-                raise BadInput(f"step {step.n} unseals bag {step.bag}, which no earlier step "
-                               "seals and the previous ceremony's record does not hold (held: "
+        for bag in script.earlier_bags:
+            if bag not in self.previous_custody:
+                n = next(s.n for s in script.steps if s.action == "unseal" and s.bag == bag)
+                raise BadInput(f"step {n} unseals bag {bag}, which no earlier step seals and the "
+                               "previous ceremony's record does not hold (held: "
                                f"{', '.join(sorted(self.previous_custody)) or 'no bag'})")
         self.steps: tuple[Step, ...] = script.steps
         self.signed_signin = signed_signin

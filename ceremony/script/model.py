@@ -180,6 +180,14 @@ class Script:
         return tuple(s for sec in self.sections for s in sec.steps)
 
     @functools.cached_property
+    def earlier_bags(self) -> tuple[str, ...]:
+        """The bags an `unseal` opens that no seal before it in this script seals: the earlier
+        ceremony's record must hold them (this one continues it, as the annual audit does)."""
+        return tuple(dict.fromkeys(
+            str(st.bag) for st in self.steps if st.action == "unseal" and not any(
+                s.action == "seal" and s.bag == st.bag and s.n < st.n for s in self.steps)))
+
+    @functools.cached_property
     def _by_number(self) -> dict[int, Step]:
         return {s.n: s for s in self.steps}
 

@@ -96,6 +96,12 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
         raise BadInput(f"{root} exists and is not empty: choose a new directory")
     script_path = (script_path or bundled_script_path()).absolute()
     script = load_script(script_path)
+    if script.earlier_bags:  # its coordinator would refuse to start without their record
+        raise BadInput(f"{script_path} opens bags an earlier ceremony sealed "
+                       f"({', '.join(script.earlier_bags)}): a staged ceremony starts with a "
+                       "made-up previous record that holds no bag; rehearse it instead "
+                       "(keyrite rehearse, which rehearses the key generation first), or run it "
+                       "live with the earlier ceremony's journal (coordinator.previous_journal)")
     cast = cast_for(script)  # the script's roles and rules, as a rehearsal of it
     paths = Paths(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -101,14 +101,6 @@ def continued(previous: Path | None, previous_key: str | None, token: Path | Non
                      Path(token).absolute() if token is not None else journal.parent / "signer")
 
 
-def opens_earlier_bags(script: Any) -> bool:
-    """Whether the script opens a bag that none of its own steps seals before: it continues a
-    ceremony that left bags in custody (the bundled annual audit)."""
-    return any(st.action == "unseal" and not any(
-        s.action == "seal" and s.bag == st.bag and s.n < st.n for s in script.steps)
-        for st in script.steps)
-
-
 def synthetic_earlier(paths: Paths, fixture: str) -> Continued:
     """The ceremony a script that opens earlier bags continues from, when no --previous is
     given: the bundled key generation, rehearsed first in WORKDIR/earlier/ with the same
@@ -156,7 +148,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
     script_path, fixture, cont = _options(paths, script_arg, fixture, resume, given)
     script = load_script(script_path)  # every check before the HSM is touched
     cast = cast_for(script)  # from the script's roles and rules, before anyone signs in
-    if cont is None and not resume and opens_earlier_bags(script):
+    if cont is None and not resume and script.earlier_bags:
         cont = synthetic_earlier(paths, fixture)
     earlier: PreviousJournal | None = None
     if cont is not None and not paths.done.exists():
