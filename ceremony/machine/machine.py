@@ -377,7 +377,7 @@ class Machine:
         with the seat of theirs whose role comes first; the actor's role at least once."""
         owing = self.signoff_owing(step)
         detail = self._ask_detail(step)
-        if not owing:  # nobody of the actor's role has signed yet, and nobody is signed in
+        if not owing:  # the others have signed; nobody of the actor's role is here to
             return (d.Ask(step.n, step.actor, "signoff", {**detail, "seats": []}),)
         return tuple(d.Ask(step.n, role, "signoff", {**detail, "seats": seats})
                      for role, seats in owing.items())
@@ -401,12 +401,14 @@ class Machine:
             seats = sorted(x for x in first.values() if self.roster.officers[x].role == role)
             if seats:
                 owing[role] = seats
-        actor_signed = any(x.get("step") == step.n and
-                           self.roster.officers[x["seat"]].role == step.actor
-                           for x in s.signoffs)
-        if not owing and not actor_signed:
-            return {}
         return owing
+
+    def _signed_off(self, step: Step) -> bool:
+        """Whether `step` is signed off: nobody it asks still owes it, and someone of the
+        actor's role has signed (the actor's is the sign-off; the others countersign it)."""
+        return not self.signoff_owing(step) and any(
+            x.get("step") == step.n and self.roster.officers[x["seat"]].role == step.actor
+            for x in self._state.signoffs)
 
     def signoff_checkpoint(self, step: int) -> str | None:
         """The checkpoint the first sign-off of `step` signed: everyone after signs the same."""
@@ -980,9 +982,7 @@ class Machine:
             raise Refused(f"{e.seat}'s sign-off signature does not verify") from err
         self._state.signoffs.append({"seat": e.seat, "checkpoint": e.checkpoint,
                                     "signature": e.signature, "step": step.n})
-        if self.signoff_owing(step):
-            return []
-        return self._complete(step)
+        return self._complete(step) if self._signed_off(step) else []
 
     def _decide(self, e: ev.Decide) -> list[d.Decision]:
         s = self._state
