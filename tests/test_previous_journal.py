@@ -285,7 +285,8 @@ def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
 def test_a_second_rehearsal_continues_on_the_first_ones_token(
         first: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     old, before = first
-    record = read_previous(records_of(old / "journal.jsonl")).record
+    facts = read_previous(records_of(old / "journal.jsonl"))
+    record = facts.record
     work = tmp_path / "r2"
     p = rehearse("--workdir", str(work), "--previous", str(old / "journal.jsonl"),
                  "--previous-key", before["checkpoint_key"])
@@ -293,7 +294,10 @@ def test_a_second_rehearsal_continues_on_the_first_ones_token(
     # the previous record is the first rehearsal's journal's, as export writes it
     assert tomllib.loads((work / "previous-record.toml").read_text()) == record
     journal = work / "journal.jsonl"
-    assert lines_of(journal)[0]["record"]["previous"] == record
+    # the genesis carries the facts and the bags the first left held (which unseal steps open)
+    assert lines_of(journal)[0]["record"]["previous"] == facts.machine_record()
+    assert {h["bag"] for h in facts.machine_record()["custody"]} == {
+        "wellington", "albany", "auckland", "master-copy", "keygen-log"}
     # the same HSM: the fingerprint and the key count observed now are the first one's
     assert events_at(journal, 27, "Performed")[-1]["result"]["fingerprint"] \
         == record["hsm_fingerprint"]

@@ -81,3 +81,40 @@ def test_staging_the_audit_alone_is_refused_with_what_to_do(tmp_path: Path) -> N
     assert p.returncode == 2
     assert "opens bags an earlier ceremony sealed (wellington, albany, auckland)" in p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "s").exists()
+
+
+def _doc_example(tmp_path: Path) -> Path:
+    import re
+    text = (ROOT / "docs" / "script-format.md").read_text()
+    body = text[text.index("## Complete example"):]
+    m = re.search(r"```toml\n(.*?)```", body, re.S)
+    assert m
+    path = tmp_path / "example.toml"
+    path.write_text(m.group(1))
+    return path
+
+
+def test_the_documented_example_rehearses_after_the_key_generation(tmp_path: Path) -> None:
+    """docs/script-format.md's complete example, as written: it opens last year's log bag, so
+    the bundled key generation is rehearsed first and the example continues on its token."""
+    example = _doc_example(tmp_path)
+    p = _run("rehearse", str(example), "--workdir", str(tmp_path / "r"), "--fixture", "small",
+             "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout)
+    assert summary["status"] == "completed"
+    opened = _custody(tmp_path / "r" / "journal.jsonl")["keygen-log"]["chain"]
+    assert [h["kind"] for h in opened] == ["unseal"] and opened[0]["previous"]
+
+
+def test_a_literal_host_key_cannot_be_rehearsed_and_says_what_to_write(tmp_path: Path) -> None:
+    text = _doc_example(tmp_path).read_text().replace(
+        'host_key = "previous.signer_host_key"',
+        'host_key = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"')
+    script = tmp_path / "literal.toml"
+    script.write_text(text)
+    p = _run("rehearse", str(script), "--workdir", str(tmp_path / "r"), "--fixture", "small")
+    assert p.returncode == 2, p.stderr
+    assert "signer standby pins the literal host key SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARL" \
+        in p.stderr and 'host_key = "previous.signer_host_key"' in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "r").exists()

@@ -101,6 +101,19 @@ def continued(previous: Path | None, previous_key: str | None, token: Path | Non
                      Path(token).absolute() if token is not None else journal.parent / "signer")
 
 
+def literal_host_keys(script: Any, path: Path) -> None:
+    """BadInput for a signer pinned to a literal host key: a rehearsal makes its signer here,
+    with a key of its own, so it would stop at the first host-key check every time."""
+    for signer in script.signers:
+        pin = signer.host_key
+        if pin is not None and not pin.startswith("previous."):
+            raise BadInput(f"{path}: signer {signer.name} pins the literal host key {pin}; a "
+                           "rehearsal's signer is made here with a key of its own, so it could "
+                           "never match: pin it with host_key = \"previous.signer_host_key\" "
+                           "(and list signer_host_key in [ceremony] previous), which a "
+                           "rehearsal fills in with the key it makes")
+
+
 def synthetic_earlier(paths: Paths, fixture: str) -> Continued:
     """The ceremony a script that opens earlier bags continues from, when no --previous is
     given: the bundled key generation, rehearsed first in WORKDIR/earlier/ with the same
@@ -147,6 +160,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
     given = continued(previous, previous_key, token)
     script_path, fixture, cont = _options(paths, script_arg, fixture, resume, given)
     script = load_script(script_path)  # every check before the HSM is touched
+    literal_host_keys(script, script_path)
     cast = cast_for(script)  # from the script's roles and rules, before anyone signs in
     if cont is None and not resume and script.earlier_bags:
         cont = synthetic_earlier(paths, fixture)
