@@ -52,6 +52,7 @@ def test_the_audit_opens_each_offsite_bag_the_key_generation_left_and_reseals_it
             "unseal", was["serial"], True)
         assert opened["from_name"] == was["name"]  # the custodian brought it back...
         assert (sealed["kind"], sealed["to_name"]) == ("seal", was["name"])  # ...and took it
+        assert sealed["to"] == was["custodian"]  # at the seat the script names for the bag
         assert sealed["verified"] and now["serial"] != was["serial"]  # a new bag, signed for
         # the same drive, as the key generation read it
         assert now["contents"][0] == was["contents"][0]
