@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from ceremony.script.errors import ScriptErrors
@@ -33,6 +34,13 @@ def register(subparsers: Any) -> None:
                        help="the script (default: the bundled second-key-generation script)")
     check.add_argument("--json", action="store_true",
                        help="print the summary (or the errors) as one JSON object on stdout")
+    check.add_argument("--previous", metavar="JOURNAL", type=Path,
+                       help="also check the script against the ceremony it continues: that "
+                       "journal (verified with --previous-key) must hold every fact the script's "
+                       "[ceremony] previous names and every bag an unseal opens that no step of "
+                       "the script seals")
+    check.add_argument("--previous-key", metavar="VKEY",
+                       help="the previous journal's checkpoint key (with --previous)")
     check.set_defaults(run=run_check)
 
 
@@ -73,5 +81,36 @@ def run_check(args: argparse.Namespace) -> int:
                  "message": x.message} for x in e.errors
             ]}))
         return exits.BAD_INPUT
+    if args.previous is not None or args.previous_key is not None:
+        problems = against_previous(script, args.previous, args.previous_key)
+        if problems:
+            for p in problems:
+                print(f"{path}: {p}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"errors": [{"path": str(path), "line": None, "column": None,
+                                              "keypath": None, "message": p}
+                                             for p in problems]}))
+            return exits.BAD_INPUT
     print(json.dumps(summary(script)) if args.json else summary_line(script))
     return exits.OK
+
+
+def against_previous(script: Script, journal: Path | None, key: str | None) -> list[str]:
+    """What the ceremony `journal` records does not give `script`: each fact of its `previous`
+    list it lacks, each bag an unseal opens that it did not leave held. BadInput (exit 2) for a
+    journal that does not verify."""
+    from ceremony.errors import BadInput
+    from coordinator.record_command import load_previous_journal  # reads and verifies files
+
+    if journal is None:
+        raise BadInput("--previous-key goes with --previous JOURNAL")
+    earlier = load_previous_journal(journal, key)
+    problems = [f"[ceremony] previous names {k}, which {journal} does not record"
+                for k in earlier.facts.lacks(script.ceremony.previous)]
+    held = {h.bag for h in earlier.facts.custody}
+    for bag in script.earlier_bags:
+        if bag not in held:
+            n = next(s.n for s in script.steps if s.action == "unseal" and s.bag == bag)
+            problems.append(f"step {n} unseals bag {bag}, which {journal} did not leave held "
+                            f"(held: {', '.join(sorted(held)) or 'no bag'})")
+    return problems

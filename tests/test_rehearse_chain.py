@@ -119,3 +119,25 @@ def test_a_literal_host_key_cannot_be_rehearsed_and_says_what_to_write(tmp_path:
     assert "signer standby pins the literal host key SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARL" \
         in p.stderr and 'host_key = "previous.signer_host_key"' in p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "r").exists()
+
+
+def test_script_check_against_the_journal_it_continues(audit: tuple[Path, dict],
+                                                      tmp_path: Path) -> None:
+    """`keyrite script check --previous`: the facts and the bags a script needs, looked up in
+    the journal of the ceremony it continues, before anyone is in the room."""
+    work, _ = audit
+    earlier = work / "earlier" / "journal.jsonl"
+    genesis = json.loads(earlier.read_text().splitlines()[0])["record"]
+    key = genesis["journal"]["vkey"]  # the key it announces: ours, we made it
+    good = _run("script", "check", str(AUDIT), "--previous", str(earlier), "--previous-key", key)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.startswith("annual-audit v1:")
+    # the audit's own journal left other bags: the example's log bag is not among them
+    audited = work / "journal.jsonl"
+    audit_key = json.loads(audited.read_text().splitlines()[0])["record"]["journal"]["vkey"]
+    bad = _run("script", "check", str(_doc_example(tmp_path)), "--previous", str(audited),
+               "--previous-key", audit_key)
+    assert bad.returncode == 2
+    assert "[ceremony] previous names livecd_sha256, which" in bad.stderr
+    assert "step 27 unseals bag keygen-log, which" in bad.stderr
+    assert "did not leave held (held: albany, auckland, audit-log, wellington)" in bad.stderr
