@@ -141,3 +141,40 @@ def test_script_check_against_the_journal_it_continues(audit: tuple[Path, dict],
     assert "[ceremony] previous names livecd_sha256, which" in bad.stderr
     assert "step 27 unseals bag keygen-log, which" in bad.stderr
     assert "did not leave held (held: albany, auckland, audit-log, wellington)" in bad.stderr
+
+
+def test_values_typed_from_papers_rehearse(tmp_path: Path) -> None:
+    """A record checked against the previous record (`expect`) and a digest typed from a paper
+    the rehearsal has no copy of: the scripted officer types what the papers say, a valid
+    digest, never "noted"."""
+    text = (ROOT / "tests" / "scripts" / "no-signer.toml").read_text()
+    text = text.replace('previous = ["livecd_sha256", "last_audit"]',
+                        'previous = ["livecd_sha256", "last_audit", "log_bag_serial"]')
+    steps = '''
+[[sections.steps]]
+n = 90
+actor = "KGA"
+action = "record"
+format = "bag-serial"
+expect = "previous.log_bag_serial"
+text = "KGA reads the serial of last year's log bag off its tab, taped to last year's script."
+
+[[sections.steps]]
+n = 91
+actor = "KGA"
+action = "record"
+format = "sha256"
+text = "KGA copies the digest printed on last year's transcript."
+'''
+    script = tmp_path / "papers.toml"
+    script.write_text(text.rstrip() + "\n" + steps)
+    p = _run("rehearse", str(script), "--workdir", str(tmp_path / "r"), "--fixture", "small",
+             "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [json.loads(x)["record"] for x in (tmp_path / "r" / "journal.jsonl").read_text()
+             .splitlines()]
+    typed = {r["step"]: r["event"]["value"] for r in lines
+             if r["type"] == "event" and r["event"].get("event") == "Record"}
+    previous = lines[0]["previous"]
+    assert typed[90] == previous["log_bag_serial"]
+    assert len(typed[91]) == 64 and typed[91] != "noted"
