@@ -20,7 +20,8 @@ and previous record), then reading what the machine recorded:
 All four are read for the script's first signer, the one the rehearsal and the live coordinator
 reach. A fact the journal never observed is absent, never guessed: `lacks()` names the ones a
 script needs. Custody is what the machine holds at the end (`Machine.custody`): each bag still
-held, its serial, its custodian and contents, with the serial read off each drive inside.
+held, its serial, its custodian and contents, with the serial read off each drive inside; and
+each bag the ceremony before it left held that this one never opened (still held, as recorded).
 
 Pure: it takes the records a caller read (and verified: `coordinator.record_command` does both
 at the edge) and loads nothing but the journal's own script and roster.
@@ -185,6 +186,12 @@ def read_previous(records: Sequence[tuple[int, dict[str, Any]]]) -> PreviousCere
 
     record, sources = _facts(machine)
     custody = tuple(_held(machine, bag, c) for bag, c in machine.custody.items())
+    # and the bags it was handed by the ceremony before it and never opened: still held by the
+    # same people, so a chain of ceremonies (generate, restore, audit) keeps every bag
+    opened = machine.opened
+    custody += tuple(held_of({"custody": [
+        c for bag, c in machine.previous_custody.items()
+        if bag not in opened and bag not in machine.custody]}))
     journal = genesis.get("journal")
     origin = journal.get("origin") if isinstance(journal, dict) else None
     return PreviousCeremony(

@@ -132,15 +132,18 @@ def test_script_check_against_the_journal_it_continues(audit: tuple[Path, dict],
     good = _run("script", "check", str(AUDIT), "--previous", str(earlier), "--previous-key", key)
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith("annual-audit v1:")
-    # the audit's own journal left other bags: the example's log bag is not among them
+    # the audit's journal: its own bags, and the key generation's it never opened, carried on
     audited = work / "journal.jsonl"
     audit_key = json.loads(audited.read_text().splitlines()[0])["record"]["journal"]["vkey"]
-    bad = _run("script", "check", str(_doc_example(tmp_path)), "--previous", str(audited),
+    example = _doc_example(tmp_path)
+    example.write_text(example.read_text().replace('"keygen-log"', '"spare-log"'))
+    bad = _run("script", "check", str(example), "--previous", str(audited),
                "--previous-key", audit_key)
     assert bad.returncode == 2
     assert "[ceremony] previous names livecd_sha256, which" in bad.stderr
-    assert "step 27 unseals bag keygen-log, which" in bad.stderr
-    assert "did not leave held (held: albany, auckland, audit-log, wellington)" in bad.stderr
+    assert "step 27 unseals bag spare-log, which" in bad.stderr
+    assert "did not leave held (held: albany, auckland, audit-log, keygen-log, master-copy, " \
+        "wellington)" in bad.stderr
 
 
 def test_values_typed_from_papers_rehearse(tmp_path: Path) -> None:
