@@ -21,6 +21,7 @@ from coordinator.shim_client import HostKeyMismatch, ShimClient
 from coordinator.transcript import render, transcript_pdf
 from keyrite.exits import Failure
 from signer_shim.interface import PolicyKeys, Signer
+from signer_shim.protocol import INPUT_CHUNK, INPUT_NAME, MAX_INPUT
 
 
 class CeremonyWorld:
@@ -176,7 +177,37 @@ class CeremonyWorld:
             return self.signer.plan_generate(keys, p["duration"])
         if want.action == "hsm.backup":
             return self.signer.plan_backup(p["date"])
+        if want.action == "hsm.restore":
+            name, data = self._backup_on_drive(p["drive"], p.get("file"))
+            sha = hashlib.sha256(data).hexdigest()
+            for offset in range(0, len(data), INPUT_CHUNK):
+                self.signer.put_input(name, data[offset:offset + INPUT_CHUNK], offset,
+                                      len(data), sha)
+            return self.signer.plan_restore(name, sha)
         raise Failure(f"this coordinator cannot plan {want.action}")
+
+    def _backup_on_drive(self, label: str, file: str | None) -> tuple[str, bytes]:
+        """The backup a restore reads off drive `label`: `file`, or the only key backup there;
+        checked against its `.sha256sum` beside it when there is one (a damaged copy is
+        refused before the signer sees it)."""
+        names = self.drives.list(label)
+        if file is None:
+            found = sorted(n for n in names if INPUT_NAME.fullmatch(n))
+            if len(found) != 1:
+                raise Failure(f"drive {label} holds {len(found)} key backups "
+                              f"({', '.join(found) or 'none'}): name one with `file`")
+            file = found[0]
+        elif file not in names:
+            raise Failure(f"drive {label} holds no {file}")
+        data = self.drives.read(label, file)
+        if len(data) > MAX_INPUT:
+            raise Failure(f"{file} is {len(data)} bytes; a backup is at most {MAX_INPUT}")
+        if f"{file}.sha256sum" in names:
+            line = self.drives.read(label, f"{file}.sha256sum").decode(errors="replace")
+            if line.split()[:1] != [hashlib.sha256(data).hexdigest()]:
+                raise Failure(f"{file} on drive {label} does not match its .sha256sum: the "
+                              "copy is damaged")
+        return file, data
 
     def execute(self, want: d.Execute, progress: Progress) -> dict[str, Any]:
         secrets = {}

@@ -286,6 +286,15 @@ class ShimClient:
         return dict(self.request("execute", params, progress=progress,
                                  key=key or idempotency_key(operation, approval_dicts)))
 
+    def put_input(self, name: str, data: bytes, offset: int, size: int,
+                  sha256: str) -> dict[str, Any]:
+        return dict(self.request("put_input", {
+            "name": name, "offset": offset, "size": size, "sha256": sha256,
+            "data": base64.b64encode(data).decode()}))
+
+    def plan_restore(self, name: str, sha256: str) -> dict[str, Any]:
+        return dict(self.request("plan_restore", {"file": name, "sha256": sha256}))
+
     def restore_drill(self, name: str, password: str,
                       progress: Progress | None = None) -> dict[str, Any]:
         return dict(self.request("restore_drill", {"file": name, "password": password},

@@ -12,6 +12,8 @@ Layout of `key-backup-YYYY-MM-DD.tar.gz` (members under `key-backup-YYYY-MM-DD/`
     keystate.json    the signer's key-state file (not secret: policies, roles, states)
     inventory.txt    the key list in `ods-hsmutil list` layout
     kasp.db          (OpenDNSSEC backend only) a consistent copy of the enforcer's KASP database
+    keys.json        (PKCS#11 backend) each key's locator, label, type and public key's SHA-256,
+                     in clear: what a restore's plan lists before the password decrypts anything
 
 The GCM associated data binds the format, the token fingerprint and the KDF parameters, so a
 manifest edited to weaken the KDF or to claim another token fails to decrypt. A wrong password and
@@ -43,7 +45,7 @@ FORMAT = "keyrite-key-backup-v1"
 DEFAULT_KDF = {"name": "scrypt", "n": 2**17, "r": 8, "p": 1, "length": 32}
 MEMBERS = ("manifest.json", "token.tar.enc", "keystate.json", "inventory.txt")
 #: Members a backend may add (`build_archive(extra=...)`); digested in the manifest like the rest.
-OPTIONAL_MEMBERS = ("kasp.db",)
+OPTIONAL_MEMBERS = ("kasp.db", "keys.json")
 
 
 class BackupError(ValueError):

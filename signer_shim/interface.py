@@ -79,6 +79,17 @@ class Signer(Protocol):
         """{"op": "backup", "token", "file": "key-backup-YYYY-MM-DD.tar.gz"}; refused if that
         file (or its .sha256sum) already exists."""
 
+    def put_input(self, name: str, data: bytes, offset: int, size: int,
+                  sha256: str) -> dict[str, Any]:
+        """One chunk (at `offset`) of backup `name`, `size` bytes whose SHA-256 is `sha256`,
+        handed to the signer to restore: {"name", "size", "received"}."""
+
+    def plan_restore(self, name: str, sha256: str) -> dict[str, Any]:
+        """{"op": "restore", "token", "file", "sha256", "backup_token", "repository",
+        "keys": [{"locator", "label", "type", "public_key_sha256"}]}: the handed-over backup
+        onto this token, every key it holds listed; refused if the token holds a key the
+        backup lacks (a restore replaces the token)."""
+
     def execute(
         self,
         operation: Mapping[str, Any],
@@ -92,9 +103,10 @@ class Signer(Protocol):
         purge    {"deleted": [...], "before": n, "after": n}
         generate {"generated": [...], "before": n, "after": n, "added": k, "removed": 0}
         backup   {"file", "sha256", "sha256sum_file", "size"}
+        restore  {"file", "restored", "before", "after", "added", "removed": 0, "fingerprint"}
 
-        `secrets` carries what must never be journaled, logged or shown: a backup needs
-        {"password": the device-backup password}. Approvals are recorded with the operation.
+        `secrets` carries what must never be journaled, logged or shown: a backup and a restore
+        need {"password": the device-backup password}. Approvals are recorded with the operation.
         """
 
     def read_output(self, name: str) -> bytes:

@@ -21,6 +21,7 @@ from signer_shim.algorithms import algorithm
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.keystate import ROLES, KeyRecord, KeyState
 from signer_shim.pkcs11.inventory import diff
+from signer_shim.restore import check_restore_shape
 from signer_shim.tokenid import is_fingerprint
 
 #: Matched whole (`fullmatch`: `$` lets a final newline through), ASCII digits only.
@@ -174,6 +175,7 @@ _SHAPES: Mapping[str, frozenset[str]] = {
     "purge": frozenset({"op", "token", "delete"}),
     "generate": frozenset({"op", "token", "duration", "batches"}),
     "backup": frozenset({"op", "token", "file"}),
+    "restore": frozenset({"op", "token", "file", "sha256", "backup_token", "repository", "keys"}),
 }
 _BATCH = frozenset(
     {"policy", "role", "algorithm", "lifetime_seconds", "zones", "unused", "count", "locators"}
@@ -197,10 +199,12 @@ def check_operation(op: Mapping[str, Any], token: str) -> None:
         _check_locators(op["delete"], "purge operation: delete")
         if list(op["delete"]) != sorted(set(op["delete"])):
             raise SignerError("purge operation: delete must be sorted and without repeats")
-    elif kind == "backup":
+    elif kind in ("backup", "restore"):
         m = BACKUP_FILE.fullmatch(op["file"]) if isinstance(op["file"], str) else None
         if m is None or backup_date_problem("-".join(m.groups())) is not None:
-            raise SignerError(f"backup operation: bad file name {op['file']!r}")
+            raise SignerError(f"{kind} operation: bad file name {op['file']!r}")
+        if kind == "restore":
+            check_restore_shape(op)
     else:
         parse_duration(op["duration"])
         if not isinstance(op["batches"], list):

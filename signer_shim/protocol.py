@@ -45,6 +45,12 @@ Methods (version 1):
                    -> the result (signer_shim.interface.Signer.execute); progress on the way
     read_output    {"name": "key-backup-....tar.gz", "offset": 0}
                    -> {"name", "size", "offset", "data": base64 of at most OUTPUT_CHUNK bytes}
+    put_input      {"name": "key-backup-....tar.gz", "offset", "size", "sha256", "data": base64
+                    of at most INPUT_CHUNK bytes} -> {"name", "size", "received"}: a backup to
+                   restore, handed over in chunks; complete once `size` bytes with that SHA-256
+                   are in (signer_shim.inputs)
+    plan_restore   {"file": "key-backup-....tar.gz", "sha256"} -> the restore operation
+                   (signer_shim.restore.plan_restore): every key the handed-over backup holds
     restore_drill  {"file": "key-backup-....tar.gz", "password": ...}
                    -> {"file", "match", "live", "restored", "missing", "extra",
                        "fingerprint_match"}: the backup restored into a scratch token and
@@ -62,6 +68,7 @@ Read-only methods are answered afresh each time.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +76,8 @@ from typing import Any
 from ceremony.durations import DurationError, parse_duration
 from keyrite import plainjson
 from signer_shim.interface import Inventory
-from signer_shim.planning import backup_date_problem
+from signer_shim.planning import BACKUP_FILE, backup_date_problem
+from signer_shim.restore import MAX_BACKUP
 
 VERSION = 1
 SUBSYSTEM = "keyrite-shim"
@@ -84,9 +92,15 @@ PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
     "execute": {"operation": (dict, True), "approvals": (list, True), "secrets": (dict, False)},
     "read_output": {"name": (str, True), "offset": (int, True)},
     "restore_drill": {"file": (str, True), "password": (str, True)},
+    "put_input": {"name": (str, True), "offset": (int, True), "size": (int, True),
+                  "sha256": (str, True), "data": (str, True)},
+    "plan_restore": {"file": (str, True), "sha256": (str, True)},
 }
 METHODS = tuple(PARAMS)
 OUTPUT_CHUNK = 1 << 20  # bytes of an output file per read_output answer
+INPUT_CHUNK = 32 << 10  # bytes of an input file per put_input request (base64 fits a line)
+#: what the coordinator may hand over: a backup's file name, and its largest size
+INPUT_NAME, MAX_INPUT = BACKUP_FILE, MAX_BACKUP
 MAX_LINE = 65536  # bytes, newline included; a longer line is refused
 MAX_TOKEN = 128  # characters in an id or an idempotency key
 MAX_DEPTH = 16  # objects and arrays inside each other (a generate operation needs 6)
@@ -203,6 +217,14 @@ def _check_params(method: str, params: dict[str, Any], id_: str | None) -> None:
             raise ProtocolError("BadRequest", "params.secrets must map names to strings", id_)
     if method == "plan_generate":
         _check_generate(params, id_)
+    if method == "put_input":
+        try:
+            chunk = base64.b64decode(params["data"], validate=True)
+        except ValueError:
+            raise ProtocolError("BadRequest", "params.data must be base64", id_) from None
+        if len(chunk) > INPUT_CHUNK:
+            raise ProtocolError("BadRequest", f"params.data: at most {INPUT_CHUNK} bytes per "
+                                "chunk", id_)
     if method == "plan_backup":
         problem = backup_date_problem(params["date"])
         if problem is not None:

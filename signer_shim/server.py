@@ -241,6 +241,11 @@ class Shim:
             chunk = data[p["offset"] : p["offset"] + protocol.OUTPUT_CHUNK]
             return {"name": p["name"], "size": len(data), "offset": p["offset"],
                     "data": base64.b64encode(chunk).decode()}
+        if req.method == "put_input":
+            return s.put_input(p["name"], base64.b64decode(p["data"]), p["offset"], p["size"],
+                               p["sha256"])
+        if req.method == "plan_restore":
+            return s.plan_restore(p["file"], p["sha256"])
         if req.method == "restore_drill":
             return s.restore_drill(p["file"], p["password"])
         raise AssertionError(f"method {req.method} passed parsing but has no handler")

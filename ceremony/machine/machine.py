@@ -553,6 +553,9 @@ class Machine:
             ]
         if step.action == "hsm.backup":
             p["date"] = time.strftime("%Y-%m-%d", time.gmtime(self._state.now))
+        if step.action == "hsm.restore":  # the coordinator reads the backup off this drive
+            p["drive"] = str(step.source).removeprefix("drive:")
+            p["file"] = step.file
         return p
 
     def expected(self, step: Step) -> str | None:

@@ -125,9 +125,10 @@ class Step:
     value: str | None = None  # verify: a literal expected value
     equals: int | None = None  # record: must equal the value of step N
     drive: str | None = None  # drive.*, verify drive.serial/drive.sha256, transcript, record
-    file: str | None = None  # verify drive.sha256: the file's name on the drive
+    file: str | None = None  # verify drive.sha256, hsm.restore: the file's name on the drive
     bag: str | None = None  # seal, handover, record
-    source: str | None = None  # drive.copy: "backup" | "drive:LABEL" | "transcript" | "journal"
+    source: str | None = None  # drive.copy: "backup" | "drive:LABEL" | "transcript" | "journal";
+    #                            hsm.restore: "drive:LABEL"
     contents: tuple[str, ...] = ()  # seal: "drive:LABEL", "password:NAME", "transcript"
     serial: int | None = None  # seal: the record step that holds the bag's serial
     signer: str | None = None  # hsm.*, verify of signer.*/hsm.*: the only signer if unnamed
@@ -135,7 +136,8 @@ class Step:
     count: int | None = None  # quorum: approvals collected by the end of this step
     duration: Duration | None = None  # hsm.generate
     policies: tuple[str, ...] = ()  # hsm.generate: policy names (empty: all)
-    password: str | None = None  # hsm.backup: the material that protects it
+    password: str | None = None  # hsm.backup: the material that protects it; hsm.restore: the
+    #                              backup's password
     drill: bool = False  # drive.verify: then the restore drill (the backup into a scratch token)
     cosigners: tuple[str, ...] = ()  # signoff: the other roles whose officers sign it too
 

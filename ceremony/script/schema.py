@@ -145,8 +145,8 @@ BAG = Table("[[bags]]", (
 ))
 
 PASSWORD = Table("[[passwords]]", (
-    Key("name", pattern(LABEL, "a password name"), "how seals (`password:NAME`), unseals and "
-        "backups name it"),
+    Key("name", pattern(LABEL, "a password name"), "how seals (`password:NAME`), unseals, "
+        "backups and restores name it"),
     Key("title", text(), "what the password protects, as written on its copies"),
 ))
 
@@ -165,8 +165,8 @@ QUORUM = Table("[[quorums]]", (
     Key("id", pattern(LABEL, "a quorum id"), "how steps name it"),
     Key("role", pattern(ROLE, "a role name"), "the declared, non-observer role that approves"),
     Key("m", integer(1), "distinct people of `role` who must approve; at most the role's `max`"),
-    Key("authorizes", integer(1), "the number of the hsm.purge, hsm.generate or hsm.backup step "
-        "whose exact operation is approved; that step lists this quorum"),
+    Key("authorizes", integer(1), "the number of the hsm.purge, hsm.generate, hsm.backup or "
+        "hsm.restore step whose exact operation is approved; that step lists this quorum"),
     Key("expires", duration(), "how long one approval stays valid"),
 ))
 
@@ -185,11 +185,13 @@ PARAMETER_KEYS = (
     Key("equals", integer(1), "record: the entered value must equal what step N yielded", **_P),
     Key("drive", pattern(LABEL, "a drive label"), "a declared drive", **_P),
     Key("file", pattern(FILE, "a file name (letters, digits, '.', '_', '-'; no path)"),
-        "verify drive.sha256: the file's name on the drive", **_P),
+        "verify drive.sha256: the file's name on the drive; hsm.restore: the backup's name on "
+        "its drive (default: the only `key-backup-*.tar.gz` there)", **_P),
     Key("bag", pattern(LABEL, "a bag label"), "a declared bag; handover: one an earlier seal step "
         "seals; unseal: one in custody, sealed earlier or at the previous ceremony", **_P),
     Key("source", pattern(SOURCE, "a copy source", "string: a copy source"),
-        "drive.copy: `backup`, `transcript`, `journal` or `drive:LABEL` (another drive)", **_P),
+        "drive.copy: `backup`, `transcript`, `journal` or `drive:LABEL` (another drive); "
+        "hsm.restore: `drive:LABEL`, the drive holding the backup", **_P),
     Key("contents", array(pattern(CONTENT, "a bag content"), min_len=1,
                           doc="non-empty array of strings: bag contents"),
         "seal: `drive:LABEL`, `password:NAME` (an hsm.backup password) or `transcript`; "
@@ -206,7 +208,9 @@ PARAMETER_KEYS = (
     Key("policies", array(pattern(NAME, "a policy name"), min_len=1),
         "hsm.generate: declared policy names; default: all", default=(), **_P),
     Key("password", pattern(LABEL, "a password name"),
-        "hsm.backup: the name of the pre-generated password that protects the backup", **_P),
+        "hsm.backup: the name of the pre-generated password that protects the backup; "
+        "hsm.restore: the name of the password of the backup restored (a backup step's, or one "
+        "in `[[passwords]]`)", **_P),
     Key("drill", boolean(),
         "drive.verify: after the read-back check, restore the backup into a scratch token and "
         "compare its keys with the live HSM's (the restore drill); any difference stops the "
@@ -257,7 +261,7 @@ DOCUMENT = Table("top level", (
         "`password` is declared by the step)", required=False, default=(), default_doc="none"),
     Key("policies", tables(POLICY), "the key policies hsm.generate follows", required=False,
         default=(), default_doc="none"),
-    Key("quorums", tables(QUORUM), "the approvals hsm.purge/generate/backup need",
+    Key("quorums", tables(QUORUM), "the approvals hsm.purge/generate/backup/restore need",
         required=False, default=(), default_doc="none"),
     Key("sections", tables(SECTION, min_len=1), "the procedure"),
 ))

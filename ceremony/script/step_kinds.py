@@ -70,6 +70,10 @@ STEP_KINDS: dict[str, StepKind] = {k.action: k for k in (
     StepKind("hsm.backup", "the signer writes a password-protected backup and its .sha256sum "
              "(quorum)", "operation", ("quorum", "password"), ("signer",), operation="backup",
              yields="sha256", yields_format="sha256", check="_approved", progress=True),
+    StepKind("hsm.restore", "the signer restores a password-protected backup read off the "
+             "`source` drive onto its token: the plan lists every key the backup holds, and only "
+             "those keys may appear (quorum)", "operation", ("quorum", "source", "password"),
+             ("file", "signer"), operation="restore", check="_restore", progress=True),
     StepKind("quorum", "officers of a role approve one exact operation from their own consoles",
              "quorum", ("quorum", "count"), check="_quorum"),
     StepKind("drive.insert", "wait for a flash drive by label and record (or check) its serial",

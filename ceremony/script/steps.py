@@ -95,6 +95,8 @@ class StepChecker:
         check fails at run time with nothing to check."""
         earlier = self.steps[:pos]
         drive = step.get("drive")
+        if action == "hsm.restore":
+            self._restore_order(pos, step)
         reads = action in ("drive.copy", "drive.verify", "drive.eject", "transcript") or \
             observe in ("drive.serial", "drive.sha256")
         if reads and drive and not any(s.get("action") == "drive.insert"
@@ -319,6 +321,40 @@ class StepChecker:
                 self.report(at, f"copies drive {label!r} onto itself")
             else:
                 self.d.lookup(self.d.drives, "drive", label, at)
+
+    def _restore(self, pos: int, step: Row) -> None:
+        """A restore reads its backup off a declared drive (`drive:LABEL`, nothing else), and
+        its password is one this script knows: a backup step's, or one in `[[passwords]]`."""
+        source, at = step.get("source") or "", (*step.path, "source")
+        if source and not source.startswith("drive:"):
+            self.report(at, f"hsm.restore reads its backup off a drive: source {source!r} "
+                        "(expected \"drive:LABEL\", a declared drive)")
+        elif source:
+            self.d.lookup(self.d.drives, "drive", source.removeprefix("drive:"), at)
+        name = step.get("password")
+        if name and self.passwords_known and name not in self.passwords:
+            self.report((*step.path, "password"), f"{name!r} is not the password of any "
+                        f"hsm.backup step nor declared in [[passwords]] "
+                        f"({one_of(self.passwords, 'password')})")
+
+    def _restore_order(self, pos: int, step: Row) -> None:
+        """The backup's drive is plugged in before the restore is planned: at the restore, or
+        at the first quorum step that collects approvals for it (the plan comes first)."""
+        source = step.get("source") or ""
+        if not source.startswith("drive:"):
+            return
+        label, n = source.removeprefix("drive:"), step.get("n")
+        quorums = {q for q, row in (self.d.quorums or {}).items()
+                   if row.get("authorizes") == n and n is not None}
+        first = min([pos] + [i for i, s in enumerate(self.steps[:pos]) if
+                             s.get("action") == "quorum" and set(s.get("quorum") or ()) & quorums])
+        if not any(s.get("action") == "drive.insert" and s.get("drive") == label
+                   for s in self.steps[:first]):
+            where = "this step" if first == pos else f"step {self.steps[first].get('n')}, the " \
+                "first quorum step for it (the restore is planned there)"
+            self.report((*step.path, "source"), f"drive {label!r} is used before it is plugged "
+                        f"in (expected a drive.insert step with drive = {label!r} before "
+                        f"{where})")
 
     def _signoff(self, pos: int, step: Row) -> None:
         """Who else signs the closing checkpoint: declared roles that may act, not the actor's

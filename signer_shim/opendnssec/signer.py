@@ -70,6 +70,11 @@ _LOCATOR = re.compile(r"^[0-9a-f]{32}$")
 POLL_SECONDS = 0.25
 LIST_ATTEMPTS = 20  # listings tried after generation (each a fresh ods-hsmutil)
 
+#: hsm.restore on this backend: its backups hold the token and the KASP database, and putting
+#: both back under a running enforcer is not built yet (the PKCS#11 backend restores).
+RESTORE_NOT_BUILT = ("hsm.restore is not built for the OpenDNSSEC backend yet: restore onto a "
+                     "signer whose [signer] backend is PKCS#11 (SoftHSM2)")
+
 
 def enforcer_count(duration_seconds: int, lifetime_seconds: int, unused: int) -> int:
     """What OpenDNSSEC 2.1.12's `key generate` makes for one policy key (measured, see the
@@ -228,6 +233,8 @@ class OdsSigner:
         Pkcs11Signer does; a generation also journals `scheduled`)."""
         op = dict(operation)
         secrets = dict(secrets or {})
+        if op.get("op") == "restore":
+            raise SignerError(RESTORE_NOT_BUILT)
         with self._lock:
             check_operation(op, self.fingerprint())
             if op["op"] == "backup" and not secrets.get("password"):
@@ -242,6 +249,13 @@ class OdsSigner:
             return execute_once(
                 self._journal, op, digest, [_approval_dict(a) for a in approvals], start=start,
                 run=lambda status: self._run(op, digest, status, progress, secrets))
+
+    def put_input(self, name: str, data: bytes, offset: int, size: int,
+                  sha256: str) -> dict[str, Any]:
+        raise SignerError(RESTORE_NOT_BUILT)
+
+    def plan_restore(self, name: str, sha256: str) -> dict[str, Any]:
+        raise SignerError(RESTORE_NOT_BUILT)
 
     def read_output(self, name: str) -> bytes:
         return self._outputs.read(name)

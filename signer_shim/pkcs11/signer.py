@@ -18,6 +18,9 @@ again reconciles against the token from where it stopped.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -33,6 +36,7 @@ from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.config import SignerConfig
 from signer_shim.drill import compare
 from signer_shim.hostkey import signer_info
+from signer_shim.inputs import Inputs
 from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
 from signer_shim.keystate import KeyState, load_keystate, save_keystate
 from signer_shim.operation_journal import OperationJournal, OperationStatus, execute_once
@@ -41,6 +45,12 @@ from signer_shim.pkcs11 import pool
 from signer_shim.pkcs11.inventory import TokenContents, contents_from_objects, key_problems
 from signer_shim.pkcs11.softhsm import read_tokendir
 from signer_shim.pkcs11.workerclient import WorkerClient
+from signer_shim.restore import (
+    check_restored,
+    plan_restore,
+    refuse_foreign,
+    restored_difference,
+)
 from signer_shim.tokenid import token_fingerprint
 
 
@@ -54,6 +64,7 @@ class Pkcs11Signer:
         config.outputs_dir.mkdir(exist_ok=True)
         self._journal = OperationJournal(config.journal_path)
         self._outputs = Outputs(config.outputs_dir)
+        self._inputs = Inputs(config.state_dir / "inputs")
         self._lock = threading.RLock()
         self._worker: WorkerClient | None = None
 
@@ -102,6 +113,20 @@ class Pkcs11Signer:
         with self._lock:
             return self._outputs.plan_backup(self.fingerprint(), date)
 
+    def put_input(self, name: str, data: bytes, offset: int, size: int,
+                  sha256: str) -> dict[str, Any]:
+        """A chunk of a backup to restore, handed over by the coordinator (signer_shim.inputs)."""
+        return self._inputs.put(name, data, offset, size, sha256)
+
+    def plan_restore(self, name: str, sha256: str) -> dict[str, Any]:
+        """The restore of the handed-over backup `name` onto this token: every key it holds
+        (signer_shim.restore). Refused here already if the backup is of a token another label
+        names, or if this token holds a key the backup lacks."""
+        with self._lock:
+            op = plan_restore(self.fingerprint(), name, self._inputs.read(name, sha256))
+            self._refuse_restore(op, self._contents())
+            return op
+
     def execute(
         self,
         operation: Mapping[str, Any],
@@ -118,9 +143,15 @@ class Pkcs11Signer:
         op = dict(operation)
         secrets = dict(secrets or {})
         with self._lock:
-            planning.check_operation(op, self.fingerprint())
-            if op["op"] == "backup" and not secrets.get("password"):
-                raise SignerError("a backup needs the device-backup password (secrets['password'])")
+            digest = operation_digest(op) if isinstance(op.get("op"), str) else ""
+            if op.get("op") == "restore" and self._journal.status(digest).started:
+                # the token is the backup's now, or between the two: judged by `_restore`
+                planning.check_operation(op, str(op.get("token")))
+            else:
+                planning.check_operation(op, self.fingerprint())
+            if op["op"] in ("backup", "restore") and not secrets.get("password"):
+                raise SignerError(f"a {op['op']} needs the device-backup password "
+                                  "(secrets['password'])")
             digest = operation_digest(op)
             listed: list[TokenContents] = []
 
@@ -130,6 +161,10 @@ class Pkcs11Signer:
                 return listed[0].locators
 
             def run(status: OperationStatus) -> dict[str, Any]:
+                if op["op"] == "restore":  # the token may be half replaced: nothing to list
+                    assert status.before is not None
+                    return self._restore(op, digest, status.before, secrets["password"],
+                                         progress)
                 contents = listed[0] if listed else self._contents()
                 return self._run(op, digest, status, contents, progress, secrets)
 
@@ -232,8 +267,23 @@ class Pkcs11Signer:
             if alive:
                 raise SignerError(f"refusing to delete keys the key state does not call dead: "
                                   f"{', '.join(alive)}")
+        elif op["op"] == "restore":
+            self._refuse_restore(op, contents)
         else:
             self._outputs.refuse_existing(op["file"])
+
+    def _refuse_restore(self, op: dict[str, Any], contents: TokenContents) -> None:
+        label = self.config.token_label
+        if op["repository"] != label:
+            raise SignerError(f"the backup is of token {op['repository']!r}; this signer's token "
+                              f"is {label!r} (its pkcs11.token_label must name the backup's "
+                              "token, whose label and PINs a restore brings back)")
+        refuse_foreign(contents.locators | contents.halves, op["keys"])
+        mine = {k for k, r in self._keystate().keys.items() if r.state != "purged"}
+        lost = sorted(mine - {k["locator"] for k in op["keys"]})
+        if lost:
+            raise SignerError(f"this signer's key state records {len(lost)} key(s) the backup "
+                              f"does not hold ({', '.join(lost[:5])}): not restoring over them")
 
     def _run(self, op: dict[str, Any], digest: str, status: OperationStatus,
              contents: TokenContents, progress: Progress | None,
@@ -302,6 +352,91 @@ class Pkcs11Signer:
         save_keystate(self.config.keystate_path, self._keystate().with_state(delete, "purged"))
         return {"deleted": delete, "before": len(before), "after": len(after)}
 
+    def _key_listing(self) -> list[dict[str, Any]]:
+        """Each key's locator, label, type and public key's SHA-256 (DER): `keys.json` of a
+        backup, what a restore's plan lists and checks the restored keys against."""
+        audit = self._call("audit")
+        return [{"locator": loc, "label": a.get("label"), "type": a.get("type"),
+                 "public_key_sha256": hashlib.sha256(self.public_key_der(loc)).hexdigest()}
+                for loc, a in sorted(audit.items())]
+
+    def _restore(self, op: dict[str, Any], digest: str, before: Sequence[str], password: str,
+                 progress: Progress | None) -> dict[str, Any]:
+        """Restore the backup onto this token: decrypt it into a scratch token under the state
+        directory and check it holds exactly the planned keys (a wrong password stops here,
+        the live token untouched); then, with the worker closed, move the live token aside
+        and put the backup's in its place; then prove by inventory diff against `before` that
+        only the planned keys came. Every stage is redone or skipped from what is on disk, so
+        a crash is finished by executing again; a finished restore is recognised by the token
+        being the backup's."""
+        say = progress or (lambda done, total, what: None)
+        planned, name = op["keys"], op["file"]
+        work = self.config.state_dir / f"restore-{digest[:16]}"
+        if not (work / "verified").exists() and not self._is_restored(op):
+            say(0, 4, f"restore: decrypting {name} into a scratch token")
+            archive = self._inputs.read(name, op["sha256"])
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            archive_path = work / name
+            archive_path.write_bytes(archive)
+            try:
+                restored = restore_backup(archive_path, password, work / "scratch")
+            except BackupError as e:
+                shutil.rmtree(work, ignore_errors=True)
+                raise SignerError(f"restore: {e}; nothing was restored") from None
+            say(1, 4, "restore: checking the restored keys against the plan")
+            self._check_scratch(op, restored.softhsm2_conf, work)
+            save_keystate(work / "keystate.json", KeyState.from_json(restored.keystate))
+            (work / "verified").touch()
+        if (work / "verified").exists():
+            say(2, 4, "restore: putting the backup's token in place")
+            self.close()  # no SoftHSM session may hold the token directory while it changes
+            _swap_tokens(read_tokendir(self.config.softhsm2_conf), work / "scratch" / "tokens",
+                         work / "replaced")
+        say(3, 4, "restore: listing the token")
+        after = self._contents().locators
+        added = check_restored(before, after, planned)
+        fingerprint = self.fingerprint()
+        if fingerprint != op["backup_token"]:
+            raise SignerError(f"restore: the token is {fingerprint}, not the backup's "
+                              f"{op['backup_token']}")
+        if (work / "keystate.json").exists():
+            save_keystate(self.config.keystate_path,
+                          KeyState.from_json((work / "keystate.json").read_bytes()))
+        shutil.rmtree(work, ignore_errors=True)
+        say(4, 4, f"restore: {len(planned)} keys restored")
+        return {"file": name, "restored": len(planned), "before": len(before),
+                "after": len(after), "added": len(added), "removed": 0,
+                "fingerprint": fingerprint}
+
+    def _is_restored(self, op: dict[str, Any]) -> bool:
+        """The token is already the backup's: a restore that finished but was not journaled."""
+        try:
+            return (self.fingerprint() == op["backup_token"] and
+                    self._contents().locators == {k["locator"] for k in op["keys"]})
+        except SignerError:
+            return False
+
+    def _check_scratch(self, op: dict[str, Any], conf: Path, work: Path) -> None:
+        """The decrypted token holds exactly the planned keys (type and public key) and is the
+        backup's token, opened with this signer's label and PIN as it will be once in place."""
+        cfg = replace(self.config, name=f"{self.config.name}-restore", role="restore",
+                      softhsm2_conf=conf, state_dir=work / "state", workers=1)
+        try:
+            with Pkcs11Signer(cfg) as scratch:
+                fingerprint = scratch.fingerprint()
+                got = {k["locator"]: (k["type"], k["public_key_sha256"])
+                       for k in scratch._key_listing()}
+        except SignerError as e:
+            raise SignerError(f"restore: the backup's token does not open with this signer's "
+                              f"label and user PIN ({e}); nothing was restored") from None
+        if fingerprint != op["backup_token"]:
+            raise SignerError(f"restore: the backup holds token {fingerprint}, the plan says "
+                              f"{op['backup_token']}; nothing was restored")
+        wrong = restored_difference(op["keys"], got)
+        if wrong:
+            raise SignerError(f"restore: the decrypted backup {wrong}; nothing was restored")
+
     def _backup(self, op: dict[str, Any], digest: str, password: str,
                 progress: Progress | None = None) -> dict[str, Any]:
         say = progress or (lambda done, total, what: None)
@@ -315,12 +450,35 @@ class Pkcs11Signer:
                 tokendir=read_tokendir(self.config.softhsm2_conf),
                 keystate=ks.read_bytes() if ks.exists() else KeyState().to_json(),
                 inventory=self.inventory().render(), password=password,
+                extra={"keys.json": json.dumps(self._key_listing(), indent=1).encode()},
             )
 
         say(0, 3, "backup: reading the token")
         result = self._outputs.write_backup(op["file"], digest, build)
         say(3, 3, f"backup: {op['file']} written")
         return result
+
+
+def _swap_tokens(tokendir: Path, new_tokens: Path, aside: Path) -> None:
+    """Replace what `tokendir` holds with `new_tokens`' token directories, so that a crash
+    anywhere is finished by calling again: first everything there is moved `aside` (then the
+    marker `aside/.done`), then each new token is copied under a `.restore-` name and renamed
+    into place. No SoftHSM process may have the directory open meanwhile."""
+    for p in tokendir.iterdir():
+        if p.name.startswith(".restore-"):
+            shutil.rmtree(p)
+    if not (aside / ".done").exists():
+        aside.mkdir(parents=True, exist_ok=True)
+        for p in sorted(tokendir.iterdir()):
+            if (aside / p.name).exists():  # a copy a crash interrupted; the original is here
+                shutil.rmtree(aside / p.name)
+            shutil.move(str(p), str(aside / p.name))
+        (aside / ".done").touch()
+    for p in sorted(new_tokens.iterdir()):
+        if not (tokendir / p.name).exists():
+            staged = tokendir / f".restore-{p.name}"
+            shutil.copytree(p, staged)
+            staged.rename(tokendir / p.name)
 
 
 def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:
