@@ -179,11 +179,7 @@ class CeremonyWorld:
             return self.signer.plan_backup(p["date"])
         if want.action == "hsm.restore":
             name, data = self._backup_on_drive(p["drive"], p.get("file"))
-            sha = hashlib.sha256(data).hexdigest()
-            for offset in range(0, len(data), INPUT_CHUNK):
-                self.signer.put_input(name, data[offset:offset + INPUT_CHUNK], offset,
-                                      len(data), sha)
-            return self.signer.plan_restore(name, sha)
+            return self.signer.plan_restore(name, hand_over(self.signer, name, data))
         raise Failure(f"this coordinator cannot plan {want.action}")
 
     def _backup_on_drive(self, label: str, file: str | None) -> tuple[str, bytes]:
@@ -222,6 +218,15 @@ class CeremonyWorld:
         if name not in self.secrets:
             raise Failure(f"{purpose} needs the {name} password, and nobody has entered it")
         return self.secrets.pop(name)
+
+
+def hand_over(signer: Signer, name: str, data: bytes) -> str:
+    """Give the signer file `name` in chunks a shim line can carry; returns its SHA-256, by
+    which the signer then finds it."""
+    sha = hashlib.sha256(data).hexdigest()
+    for offset in range(0, len(data), INPUT_CHUNK):
+        signer.put_input(name, data[offset:offset + INPUT_CHUNK], offset, len(data), sha)
+    return sha
 
 
 #: The world's hands for each action the coordinator performs itself (the step-kinds rows whose
