@@ -169,8 +169,8 @@ CASES = [
     case("unknown action", change('action = "signoff"', 'action = "hsm.destroy"'),
          ("hsm.destroy", f"{S1}[3].action", "'hsm.destroy' is not an action: acknowledge, signin, "
           "record, verify, hsm.fingerprint, hsm.list, hsm.purge, hsm.generate, hsm.backup, "
-          "hsm.restore, quorum, drive.insert, drive.copy, drive.verify, drive.eject, seal, handover, "
-          "unseal, transcript, signoff")),
+          "hsm.restore, quorum, drive.insert, drive.copy, drive.verify, drive.eject, seal, "
+          "handover, unseal, transcript, signoff")),
     case("parameter not allowed for the action",
          change('action = "signoff"', 'action = "signoff"\ndrive = "log"  # here'),
          ('drive = "log"  # here', f"{S1}[3].drive",
@@ -271,7 +271,8 @@ CASES = [
     case("quorum authorizes a step that is not an hsm operation",
          change("authorizes = 6", "authorizes = 3"),
          ("authorizes", "quorums[0].authorizes",
-          "step 3 has action drive.insert (expected one of hsm.purge, hsm.generate, hsm.backup, hsm.restore)"),
+          "step 3 has action drive.insert (expected one of hsm.purge, hsm.generate, "
+          "hsm.backup, hsm.restore)"),
          ('quorum = ["gen"]', f"{S1}[1].quorum", "quorum 'gen' authorizes step 3, not this step 6"),
          ('quorum = "gen"', f"{S1}[0].quorum", "quorum 'gen' authorizes step 3, which comes before "
           "this step (expected quorum steps before it)")),
@@ -293,7 +294,8 @@ CASES = [
          second_quorum("purge", "KSO", 1, 5,
                        change('quorum = ["gen"]', 'quorum = ["gen", "purge"]')),
          ("authorizes = 5", "quorums[1].authorizes",
-          "step 5 has action quorum (expected one of hsm.purge, hsm.generate, hsm.backup, hsm.restore)"),
+          "step 5 has action quorum (expected one of hsm.purge, hsm.generate, hsm.backup, "
+          "hsm.restore)"),
          ('quorum = ["gen", "purge"]', f"{S1}[1].quorum",
           "quorum 'purge' authorizes step 5, not this step 6")),
     case("quorum step after the step it authorizes", LATE,

@@ -344,6 +344,8 @@ class StepChecker:
         if not source.startswith("drive:"):
             return
         label, n = source.removeprefix("drive:"), step.get("n")
+        if label not in (self.d.drives or {}):
+            return  # not declared: reported as such
         quorums = {q for q, row in (self.d.quorums or {}).items()
                    if row.get("authorizes") == n and n is not None}
         first = min([pos] + [i for i, s in enumerate(self.steps[:pos]) if
