@@ -7,6 +7,7 @@ and a restore killed half-way through the swap is finished by executing it again
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -188,3 +189,46 @@ def test_the_opendnssec_backend_says_restore_is_not_built_yet() -> None:
         ods.plan_restore("key-backup-2026-12-01.tar.gz", "00" * 32)
     with pytest.raises(SignerError, match="not built for the OpenDNSSEC backend"):
         ods.execute({"op": "restore"}, [])
+
+
+def test_the_coordinator_reads_the_backup_off_its_drive_plans_and_restores(
+        small_rehearsal: RehearsalToken, tmp_path: Path) -> None:
+    """CeremonyWorld's hands for the step: the backup read off the drive (the only one there,
+    checked with its .sha256sum), handed over, planned; then executed with the typed password,
+    which is handed over once and forgotten."""
+    from ceremony.digests import operation_digest
+    from ceremony.machine import decisions as d
+    from coordinator.ceremony_world import CeremonyWorld
+    from coordinator.folder_drives import FolderDrives
+    from keyrite.exits import Failure
+
+    source = small_rehearsal.config
+    name, data = backup_of(source)
+    drives = FolderDrives(tmp_path / "drives")
+    drives.provision("master-copy", "SERIAL1")
+    sums = f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode()
+    drives.copy("master-copy", [(name, data), (f"{name}.sha256sum", sums)])
+    config = SignerConfig.load(standby_for(source, tmp_path / "standby"))
+    want = d.Plan(4, "hsm.restore", {"signer": "standby", "drive": "master-copy", "file": None})
+    with Pkcs11Signer(config) as s:
+        world = CeremonyWorld(None, s, drives, tmp_path / "cd", tmp_path / "j",  # type: ignore
+                              lambda: (), {})
+        op = world.plan(want)
+        assert op["file"] == name and len(op["keys"]) == 6
+        run = d.Execute(4, op, operation_digest(op), (), ("device-backup",))
+        with pytest.raises(Failure, match="nobody has entered it"):
+            world.execute(run, lambda *a: None)
+        world.secrets["device-backup"] = PASSWORD
+        assert world.execute(run, lambda *a: None)["added"] == 6
+        assert world.secrets == {}
+    assert private_key_ids(config) == private_key_ids(source)
+    # a damaged copy, and a drive with two backups and no `file`, are refused before planning
+    drives.copy("master-copy", [(name, data[:-1] + bytes([data[-1] ^ 1]))])
+    with pytest.raises(Failure, match="does not match its .sha256sum"):
+        world.plan(want)
+    drives.copy("master-copy", [("key-backup-2025-12-01.tar.gz", data)])
+    with pytest.raises(Failure, match="holds 2 key backups"):
+        world.plan(want)
+    with pytest.raises(Failure, match="holds no key-backup-2024-01-01.tar.gz"):
+        world.plan(d.Plan(4, "hsm.restore", {"drive": "master-copy",
+                                             "file": "key-backup-2024-01-01.tar.gz"}))
