@@ -151,6 +151,13 @@ def operation_lines(op: dict[str, Any]) -> list[str]:
     elif kind == "backup":
         lines.append(f"write {op.get('file', '?')} of token {op.get('token', '?')}")
         shown.add("file")
+    elif kind == "restore":
+        keys = [dict(k) for k in op.get("keys", [])]
+        lines.append(f"replace it with token {op.get('backup_token', '?')} from "
+                     f"{op.get('file', '?')} (sha256 {op.get('sha256', '?')}): {len(keys)} keys")
+        lines += [f"  {k.get('locator')} {k.get('type')} label {k.get('label')} public key "
+                  f"sha256 {k.get('public_key_sha256')}" for k in keys]
+        shown |= {"keys", "backup_token", "file", "sha256"}
     lines += [f"{k}: {_plain(v)}" for k, v in sorted(op.items()) if k not in shown]
     return lines
 

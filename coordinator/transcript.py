@@ -111,6 +111,8 @@ def _op_summary(op: dict[str, Any]) -> str:
     if op.get("op") == "generate":
         count = sum(b.get("count", 0) for b in op.get("batches", []))
         return f"{count} keys for {op.get('duration')}"
+    if op.get("op") == "restore":
+        return f"{len(op.get('keys', []))} keys from {op.get('file')}"
     return str(op.get("file", ""))
 
 
@@ -515,6 +517,9 @@ def _plan_details(op: dict[str, Any]) -> list[str]:
         for b in op.get("batches", []):
             out.append(f"policy {b.get('policy')} {b.get('role')} {b.get('algorithm')}: "
                        f"{b.get('count')} keys: {' '.join(b.get('locators', []))}")
+    elif op.get("op") == "restore":
+        out += [f"key {k.get('locator')} {k.get('type')} public key sha256 "
+                f"{k.get('public_key_sha256')}" for k in op.get("keys", [])]
     for k, v in sorted(op.items()):
         if k not in ("op", "delete", "batches") and isinstance(v, str | int | float | bool):
             out.append(f"{k} {v}")

@@ -128,3 +128,13 @@ def test_the_loader_wants_a_known_password_and_a_quorum() -> None:
     assert any("action 'hsm.restore' requires 'password'" in x for x in errors)
     errors = _errors(text.replace('quorum = "restore"\ntext = "SA restores', 'text = "SA restores'))
     assert any("requires 'quorum'" in x for x in errors)
+
+
+def test_an_approver_is_shown_every_key_of_the_restore() -> None:
+    from consoles.screen import operation_lines
+
+    lines = "\n".join(operation_lines(OP))
+    assert "3 keys" in lines and OP["backup_token"] in lines and OP["sha256"] in lines
+    for k in OP["keys"]:
+        assert f"{k['locator']} ECDSA/P-256 label {k['label']} public key sha256 " \
+               f"{k['public_key_sha256']}" in lines

@@ -74,6 +74,9 @@ class Display:
                          "new keys")
         elif op.get("op") == "backup":
             self.say(f"           write {op.get('file')} of token {op.get('token')}")
+        elif op.get("op") == "restore":
+            self.say(f"           restore {op.get('file')}: {len(op.get('keys', []))} keys of "
+                     f"token {op.get('backup_token')} onto token {op.get('token')}")
         self.say(f"           digest {colon_hex(want.digest)}")
         self.say(f"           words  {pgp_words(want.digest)}")
 

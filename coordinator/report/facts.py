@@ -712,4 +712,6 @@ def _plan_words(op: dict[str, Any]) -> str:
     if op.get("op") == "generate":
         return (f"{sum(b.get('count', 0) for b in op.get('batches', []))} keys for "
                 f"{op.get('duration')}")
+    if op.get("op") == "restore":
+        return f"restore {len(op.get('keys', []))} keys from {op.get('file')}"
     return str(op.get("file", ""))
