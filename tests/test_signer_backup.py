@@ -60,8 +60,15 @@ def test_backup_writes_archive_and_a_checksum_sha256sum_accepts(mixed: Rehearsal
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = sorted(tar.getnames())
         manifest = json.loads(tar.extractfile("key-backup-2012-05-01/manifest.json").read())
+        listed = json.loads(tar.extractfile("key-backup-2012-05-01/keys.json").read())
     assert names == sorted(f"key-backup-2012-05-01/{m}" for m in
-                           ("manifest.json", "token.tar.enc", "keystate.json", "inventory.txt"))
+                           ("manifest.json", "token.tar.enc", "keystate.json", "inventory.txt",
+                            "keys.json"))
+    with Pkcs11Signer(mixed.config) as s:  # keys.json: what a restore's plan lists, in clear
+        assert [(k["locator"], k["type"]) for k in listed] == \
+            [(k.locator, k.type) for k in s.inventory().keys]
+        assert all(k["public_key_sha256"] == hashlib.sha256(s.public_key_der(k["locator"]))
+                   .hexdigest() and k["label"] == k["locator"] for k in listed)
     assert manifest["kdf"]["name"] == "scrypt" and manifest["kdf"]["n"] >= 2**14
     assert manifest["cipher"]["name"] == "AES-256-GCM"
     assert manifest["token"] == op["token"]
