@@ -138,3 +138,56 @@ def test_an_approver_is_shown_every_key_of_the_restore() -> None:
     for k in OP["keys"]:
         assert f"{k['locator']} ECDSA/P-256 label {k['label']} public key sha256 " \
                f"{k['public_key_sha256']}" in lines
+
+
+def _put(data: str, **over: object) -> bytes:
+    import json
+
+    params = {"name": "key-backup-2026-12-01.tar.gz", "offset": 0, "size": 10,
+              "sha256": "ab" * 32, "data": data, **over}
+    return json.dumps({"v": 1, "id": "r1", "key": "k1", "method": "put_input",
+                       "params": params}).encode()
+
+
+def test_a_handed_over_chunk_is_base64_and_bounded_on_the_wire() -> None:
+    import base64
+
+    from signer_shim import protocol
+
+    assert protocol.parse_request(_put(base64.b64encode(b"x" * 10).decode())).params["size"] == 10
+    for line, words in ((_put("not base64!"), "base64"),
+                        (_put(base64.b64encode(b"x" * (protocol.INPUT_CHUNK + 1)).decode()),
+                         "at most"),
+                        (_put("", offset=-1), "negative")):
+        with pytest.raises(protocol.ProtocolError, match=words) as e:
+            protocol.parse_request(line)
+        assert e.value.type == "BadRequest"
+
+
+def test_inputs_take_chunks_in_order_and_only_the_announced_file(tmp_path: Path) -> None:
+    import hashlib
+
+    from signer_shim.inputs import Inputs
+    from signer_shim.interface import SignerError
+    from signer_shim.restore import MAX_BACKUP
+
+    inputs, name, data = Inputs(tmp_path), "key-backup-2026-12-01.tar.gz", b"0123456789"
+    sha = hashlib.sha256(data).hexdigest()
+    assert inputs.put(name, data[:4], 0, 10, sha)["received"] == 4
+    with pytest.raises(SignerError, match="at offset 8, but 4 bytes are in"):
+        inputs.put(name, data[8:], 8, 10, sha)
+    with pytest.raises(SignerError, match="not been handed"):
+        inputs.read(name, sha)
+    assert inputs.put(name, data[4:], 4, 10, sha)["received"] == 10
+    assert inputs.read(name, sha) == data
+    with pytest.raises(SignerError, match="not the file planned"):
+        inputs.read(name, "00" * 32)
+    with pytest.raises(SignerError, match="another SHA-256"):
+        inputs.put(name, b"9876543210", 0, 10, sha)
+    assert inputs.read(name, sha) == data  # what was there stays
+    for bad, words in (({"name": "../x.tar.gz"}, "not a backup file name"),
+                       ({"size": MAX_BACKUP + 1}, "a backup to restore is 1 to"),
+                       ({"sha256": "xyz"}, "64 lower-case hex")):
+        args = {"name": name, "data": b"", "offset": 0, "size": 10, "sha256": sha, **bad}
+        with pytest.raises(SignerError, match=words):
+            inputs.put(**args)  # type: ignore[arg-type]
