@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 KEYRITE = [sys.executable, "-m", "keyrite.cli"]
 AUDIT = ROOT / "ceremony" / "scripts" / "annual-audit.toml"
+RESTORE = ROOT / "ceremony" / "scripts" / "standby-restore.toml"
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 OFFSITE = ("wellington", "albany", "auckland")
 
 
@@ -30,6 +32,69 @@ def audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     assert p.returncode == 0, p.stderr[-3000:]
     assert "rehearsing the bundled key generation first" in p.stderr
     return work, json.loads(p.stdout)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
+    """Key generation, then the standby restore from its master copy, then the audit after the
+    restore: each rehearsal continues from the one before's journal (and signer box)."""
+    root = tmp_path_factory.mktemp("chain3")
+    out: dict[str, tuple[Path, dict]] = {}
+    before: tuple[Path, dict] | None = None
+    for name, script in (("generate", None), ("restore", RESTORE), ("audit", AUDIT)):
+        work = root / name
+        args = ["rehearse", *([str(script)] if script else []), "--workdir", str(work),
+                "--fixture", "small", "--json"]
+        if before is not None:
+            args += ["--previous", str(before[0] / "journal.jsonl"),
+                     "--previous-key", before[1]["checkpoint_key"]]
+        p = _run(*args)
+        assert p.returncode == 0, (name, p.stderr[-3000:])
+        out[name] = before = (work, json.loads(p.stdout))
+    return out
+
+
+def _private_keys(token: dict) -> list[str]:
+    """The private keys' IDs on a rehearsal's token, as pkcs11-tool lists them."""
+    p = subprocess.run(["pkcs11-tool", "--module", SOFTHSM, "--token-label", token["label"],
+                        "--login", "--pin", token["user_pin"], "-O", "--type", "privkey"],
+                       capture_output=True, text=True, timeout=60,
+                       env={"SOFTHSM2_CONF": token["softhsm2_conf"], "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr
+    return sorted(line.split(":", 1)[1].strip() for line in p.stdout.splitlines()
+                  if line.strip().startswith("ID:"))
+
+
+def test_the_standby_restored_from_the_master_copy_holds_the_primarys_keys(
+        chain: dict[str, tuple[Path, dict]]) -> None:
+    (gen, g), (rest, r) = chain["generate"], chain["restore"]
+    primary, standby = _private_keys(g["token"]), _private_keys(r["token"])
+    assert primary and standby == primary
+    assert g["token"]["softhsm2_conf"] != r["token"]["softhsm2_conf"]  # another token
+    lines = [json.loads(x)["record"] for x in (rest / "journal.jsonl").read_text().splitlines()]
+    listed = [x["event"]["result"]["count"] for x in lines if x["type"] == "event"
+              and x["event"].get("event") == "Performed" and x["step"] == 7]
+    assert listed == [0]  # empty before the restore
+    observed = {x["step"]: x["event"]["value"] for x in lines if x["type"] == "event"
+                and x["event"].get("event") == "Observed"}
+    facts = r["previous"]["record"]
+    assert (observed[13], observed[14]) == (facts["hsm_fingerprint"], facts["key_count"])
+    bag = _custody(rest / "journal.jsonl")["master-copy"]
+    assert [h["kind"] for h in bag["chain"]] == ["unseal", "seal"] and bag["custodian"] == "KSO1"
+
+
+def test_the_audit_after_the_restore_opens_the_key_generations_bags(
+        chain: dict[str, tuple[Path, dict]]) -> None:
+    """The restore never touched the offsite bags: its record carries them on, and the audit
+    after it opens each against the key generation's serial, on the standby's HSM."""
+    before = _custody(chain["generate"][0] / "journal.jsonl")
+    work, summary = chain["audit"]
+    assert summary["status"] == "completed"
+    after = _custody(work / "journal.jsonl")
+    for bag in OFFSITE:
+        opened = after[bag]["chain"][0]
+        assert (opened["kind"], opened["serial"]) == ("unseal", before[bag]["serial"])
+    assert summary["token"]["softhsm2_conf"].startswith(str(work))
 
 
 def _custody(journal: Path) -> dict:
@@ -95,17 +160,17 @@ def _doc_example(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_documented_example_rehearses_after_the_key_generation(tmp_path: Path) -> None:
-    """docs/script-format.md's complete example, as written: it opens last year's log bag, so
-    the bundled key generation is rehearsed first and the example continues on its token."""
+def test_the_documented_example_rehearses_as_written(tmp_path: Path) -> None:
+    """docs/script-format.md's complete example: its signer pinned by the previous record, its
+    cast and record derived from it, it rehearses end to end with nothing bent."""
     example = _doc_example(tmp_path)
     p = _run("rehearse", str(example), "--workdir", str(tmp_path / "r"), "--fixture", "small",
              "--json")
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads(p.stdout)
-    assert summary["status"] == "completed"
-    opened = _custody(tmp_path / "r" / "journal.jsonl")["keygen-log"]["chain"]
-    assert [h["kind"] for h in opened] == ["unseal"] and opened[0]["previous"]
+    assert summary["status"] == "completed" and "previous" not in summary
+    bag = _custody(tmp_path / "r" / "journal.jsonl")["master-bag"]
+    assert [h["kind"] for h in bag["chain"]] == ["seal", "handover"]
 
 
 def test_a_literal_host_key_cannot_be_rehearsed_and_says_what_to_write(tmp_path: Path) -> None:
@@ -135,15 +200,19 @@ def test_script_check_against_the_journal_it_continues(audit: tuple[Path, dict],
     # the audit's journal: its own bags, and the key generation's it never opened, carried on
     audited = work / "journal.jsonl"
     audit_key = json.loads(audited.read_text().splitlines()[0])["record"]["journal"]["vkey"]
-    example = _doc_example(tmp_path)
-    example.write_text(example.read_text().replace('"keygen-log"', '"spare-log"'))
-    bad = _run("script", "check", str(example), "--previous", str(audited),
+    other = tmp_path / "other-audit.toml"  # an audit of a bag nobody sealed
+    other.write_text(AUDIT.read_text().replace('wellington"', 'lisbon"'))
+    bad = _run("script", "check", str(other), "--previous", str(audited),
                "--previous-key", audit_key)
     assert bad.returncode == 2
-    assert "[ceremony] previous names livecd_sha256, which" in bad.stderr
-    assert "step 27 unseals bag spare-log, which" in bad.stderr
+    assert "step 9 unseals bag lisbon, which" in bad.stderr
     assert "did not leave held (held: albany, auckland, audit-log, keygen-log, master-copy, " \
         "wellington)" in bad.stderr
+    example = _doc_example(tmp_path)  # a fact the audit's record does not hold
+    missing = _run("script", "check", str(example), "--previous", str(audited),
+                   "--previous-key", audit_key)
+    assert missing.returncode == 2
+    assert "[ceremony] previous names livecd_sha256, which" in missing.stderr
 
 
 def test_values_typed_from_papers_rehearse(tmp_path: Path) -> None:

@@ -167,11 +167,15 @@ def _doc_example() -> str:
     return m.group(1)
 
 
-def test_docs_example_loads_and_uses_every_action() -> None:
+def test_docs_example_and_the_bundled_ceremonies_use_every_action() -> None:
     from ceremony.script import ACTIONS
 
     s = load_script_text(_doc_example(), "example.toml")
-    assert {step.action for step in s.steps} == set(ACTIONS)
+    bundled = [load_script(p) for p in sorted(bundled_script_path().parent.glob("*.toml"))]
+    assert len(bundled) == 3
+    used = {step.action for script in (s, *bundled) for step in script.steps}
+    assert used == set(ACTIONS)
+    assert set(ACTIONS) - {step.action for step in s.steps} == {"unseal", "hsm.restore"}
     assert s.step(11).policies == ("default",)
     assert s.step(14).equals == 13
     assert s.step(21).contents == ("drive:master-copy", "password:device-backup")

@@ -52,8 +52,9 @@ from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key, save_private_key
 from signer_shim.config import SignerConfig
 from signer_shim.interface import PolicyKeys
+from signer_shim.keystate import KeyState, save_keystate
 from signer_shim.pkcs11.signer import Pkcs11Signer
-from signer_shim.pkcs11.softhsm import read_tokendir, write_conf
+from signer_shim.pkcs11.softhsm import create_token, read_tokendir, write_conf
 from staging.fixture import DEFAULT_POLICIES, seed_rehearsal_token
 
 LIVECD_SIZE = 4 << 20
@@ -142,17 +143,20 @@ def drive_serial(script: Script, label: str, record: dict[str, str]) -> str:
     return serial or secrets.token_hex(12).upper()
 
 
-def sealed_drives(script: Script, previous: PreviousJournal | None) -> dict[str, tuple[str, Path]]:
-    """The drives this script names that a bag of the previous rehearsal still holds: label ->
-    (the serial read off it there, its files in that rehearsal's drives/). A rehearsal given
-    --previous gets them as they were sealed, so opening the bag finds what the record says."""
+def sealed_drives(previous: PreviousJournal | None) -> dict[str, tuple[str, Path]]:
+    """The drives a bag of the previous rehearsal still holds: label -> (the serial read off it
+    there, its files: in that rehearsal's drives/, or its vault/ for a bag it carried on from
+    the one before it unopened). A rehearsal given --previous gets them as they were sealed,
+    so opening the bag finds what the record says."""
     out: dict[str, tuple[str, Path]] = {}
     if previous is None:
         return out
+    root = previous.path.parent
     for held in previous.facts.custody:
         for label, serial in held.drives.items():
-            files = previous.path.parent / "drives" / label / "files"
-            if serial and label in script.drives and files.is_dir():
+            files = next((d for d in (root / "drives" / label / "files",
+                                      root / "vault" / label / "files") if d.is_dir()), None)
+            if serial and files is not None:
                 out[label] = (serial, files)
     return out
 
@@ -165,6 +169,20 @@ def livecd_bytes() -> bytes:
         out += hashlib.sha256(b"keyrite rehearsal live CD %d" % counter).digest()
         counter += 1
     return bytes(out[:LIVECD_SIZE])
+
+
+def standby_token(dest: Path, source: Path) -> SignerConfig:
+    """The signer a restore rehearses onto: the previous rehearsal's signer box (its SSH host
+    key, its token's label and PINs, as a standby is configured to match the primary) with a
+    fresh, empty token and no key state, as a replaced or new HSM would be. `source` is the
+    previous rehearsal's signer directory; it is only read."""
+    new = continue_token(dest, source)
+    shutil.rmtree(dest / "hsm")
+    token = create_token(dest / "hsm", new.token_label, new.user_pin)
+    save_keystate(new.keystate_path, KeyState())
+    new = dataclasses.replace(new, softhsm2_conf=token.softhsm2_conf)
+    new.save(dest / "signer.toml")
+    return new
 
 
 def continue_token(dest: Path, source: Path) -> SignerConfig:
@@ -212,6 +230,7 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
         d = getattr(paths, sub)
         if d.exists():
             shutil.rmtree(d)  # an interrupted set-up of our own: start it again
+    shutil.rmtree(paths.root / "vault", ignore_errors=True)
     for f in ("roster", "previous", "previous_journal", "livecd", "bags", "coordinator_key"):
         getattr(paths, f).unlink(missing_ok=True)
 
@@ -233,7 +252,9 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
     # the signer with its token: seeded with the previous ceremony's keys, or the previous
     # rehearsal's own token continued
     signer: dict[str, Any] = {}
-    if token is not None:
+    if token is not None and any(st.action == "hsm.restore" for st in script.steps):
+        standby_token(paths.signer, token)  # restored onto: a fresh token on the same box
+    elif token is not None:
         continue_token(paths.signer, token)
     elif script.signers:
         declared = script.signers[0]
@@ -248,16 +269,25 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
     # materials, drives, bags, live CD
     paths.materials.mkdir(mode=0o700)
     for name in password_names(script):
-        write_exclusive(password_copy(paths, name), secrets.token_urlsafe(24).encode(), 0o600)
+        # a password the previous rehearsal sealed (a restore types it from its copy), or new
+        sealed = previous.path.parent / "materials" / f"{name}-password" if previous else None
+        value = sealed.read_bytes() if sealed is not None and sealed.is_file() else \
+            secrets.token_urlsafe(24).encode()
+        write_exclusive(password_copy(paths, name), value, 0o600)
     known = {k: str(v) for k, v in previous.facts.record.items()} if previous else {}
     serials = {label: drive_serial(script, label, known) for label in script.drives}
-    sealed = sealed_drives(script, previous)
-    serials.update({label: serial for label, (serial, _) in sealed.items()})
+    sealed = sealed_drives(previous)
+    serials.update({label: serial for label, (serial, _) in sealed.items()
+                    if label in script.drives})
     drives = FolderDrives(paths.drives)
     for label, serial in serials.items():
         info = drives.provision(label, serial)
         if label in sealed:  # the drive the previous ceremony sealed in a bag, as it left it
             shutil.copytree(sealed[label][1], info.path, dirs_exist_ok=True)
+    vault = FolderDrives(paths.root / "vault")  # sealed drives this script never handles
+    for label, (serial, files) in sealed.items():
+        if label not in script.drives:
+            shutil.copytree(files, vault.provision(label, serial).path, dirs_exist_ok=True)
     bag_serials = {b: str(3_000_000 + secrets.randbelow(999_999)) for b in script.bags}
     write_exclusive(paths.bags, "".join(f'{k} = "{v}"\n' for k, v in bag_serials.items()).encode())
     cd = livecd_bytes()
