@@ -67,7 +67,7 @@ def _private_keys(token: dict) -> list[str]:
 
 def test_the_standby_restored_from_the_master_copy_holds_the_primarys_keys(
         chain: dict[str, tuple[Path, dict]]) -> None:
-    (gen, g), (rest, r) = chain["generate"], chain["restore"]
+    g, (rest, r) = chain["generate"][1], chain["restore"]
     primary, standby = _private_keys(g["token"]), _private_keys(r["token"])
     assert primary and standby == primary
     assert g["token"]["softhsm2_conf"] != r["token"]["softhsm2_conf"]  # another token
