@@ -336,14 +336,16 @@ def cosigners(entries: Any) -> list[str]:
 
 def render_previous(summary: dict[str, Any]) -> str:
     """The summary's lines about the previous ceremony this rehearsal continued from: its
-    journal, the record read from it, and the bags it left in custody (no step of a script
-    refers to a bag sealed in an earlier ceremony: they are shown, not checked)."""
+    journal, the record read from it, and the bags it left in custody (an `unseal` step checks
+    the ones it opens)."""
     p = summary.get("previous")
     if not p:
         return ""
     lines = [f"continued from {p['journal']} ({p['ceremony']}, {p['status']}, "
              f"verified with key {', '.join(p['keys'])})"
-             + (f" on a copy of the token of {p['token']}" if p.get("token") else "")]
+             + (f" on {'the signer box of' if p.get('fresh_token') else 'a copy of the token of'}"
+                f" {p['token']}{', with a fresh token' if p.get('fresh_token') else ''}"
+                if p.get("token") else "")]
     lines += [f"  previous {k} = {v}, from {p['sources'].get(k, '?')}"
               for k, v in p["record"].items()]
     for h in p["custody"]:

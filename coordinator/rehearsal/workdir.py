@@ -252,7 +252,8 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
     # the signer with its token: seeded with the previous ceremony's keys, or the previous
     # rehearsal's own token continued
     signer: dict[str, Any] = {}
-    if token is not None and any(st.action == "hsm.restore" for st in script.steps):
+    restores = any(st.action == "hsm.restore" for st in script.steps)
+    if token is not None and restores:
         standby_token(paths.signer, token)  # restored onto: a fresh token on the same box
     elif token is not None:
         continue_token(paths.signer, token)
@@ -297,7 +298,8 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
     if previous is not None:  # read from its journal, as `keyrite record export` writes it
         write_exclusive(paths.previous, render_toml(previous).encode())
         write_exclusive(paths.previous_journal,
-                        json.dumps({**previous.to_dict(), "token": str(token)},
+                        json.dumps({**previous.to_dict(), "token": str(token),
+                                    "fresh_token": restores},
                                    indent=1).encode() + b"\n")
     else:
         observed = {"livecd.sha256": colon_hex(hashlib.sha256(cd).hexdigest()), **signer}
