@@ -141,22 +141,41 @@ def test_a_verify_mismatch_stops_the_ceremony(tmp_path: Path) -> None:
 
 def test_a_signer_with_another_host_key_stops_the_ceremony_before_any_request(
         tmp_path: Path) -> None:
+    """Next year's ceremony finds another signer box: the previous journal recorded one host
+    key, the signer now presents another. The link refuses it before any request, and the
+    host-key check stops the ceremony showing both."""
+    code, first, err = rehearse_json(tmp_path / "first", "--fixture", "small")
+    assert code == 0, err
+    host_key = tmp_path / "first" / "signer" / "state" / "ssh_host_ed25519_key"
+    recorded = asyncssh.read_private_key(host_key).get_fingerprint("sha256")
+    swapped = asyncssh.generate_private_key("ssh-ed25519")  # the box was replaced
+    swapped.write_private_key(host_key)
+    swapped.write_public_key(f"{host_key}.pub")
+    code, summary, err = rehearse_json(
+        tmp_path / "r", "--previous", str(tmp_path / "first" / "journal.jsonl"),
+        "--previous-key", first["checkpoint_key"])
+    assert code == 1, err
+    assert summary["status"] == "stopped"
+    assert summary["exception"]["step"] == 25
+    live = swapped.get_fingerprint("sha256")
+    assert live in summary["exception"]["reason"] and recorded in summary["exception"]["reason"]
+    log = (tmp_path / "r" / "shim" / "shim.log").read_text()
+    assert "signer_shim.server INFO request" not in log, "a request reached the wrong signer"
+
+
+def test_a_literal_host_key_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    """A rehearsal makes its signer, with a key of its own: a script pinned to a literal key
+    could never pass its host-key check, so it is refused at once, saying what to write."""
     script = tmp_path / "pinned.toml"
     text = bundled_script_path().read_text()
     old = 'host_key = "previous.signer_host_key"'
     assert text.count(old) == 1
     other = asyncssh.generate_private_key("ssh-ed25519").get_fingerprint("sha256")
     script.write_text(text.replace(old, f'host_key = "{other}"'))
-    code, summary, err = rehearse_json(tmp_path / "r", str(script), "--fixture", "small")
-    assert code == 1, err
-    assert summary["status"] == "stopped"
-    assert summary["exception"]["step"] == 25
-    live = asyncssh.read_private_key(
-        tmp_path / "r" / "signer" / "state" / "ssh_host_ed25519_key").get_fingerprint("sha256")
-    assert live in summary["exception"]["reason"] and other in summary["exception"]["reason"]
-    log = (tmp_path / "r" / "shim" / "shim.log").read_text()
-    assert "signer_shim.server INFO request" not in log, "a request reached the wrong signer"
-    assert summary["keys"]["initial"] is None
+    p = rehearse(str(script), "--workdir", str(tmp_path / "r"), "--fixture", "small")
+    assert p.returncode == 2
+    assert f"signer standby pins the literal host key {other}" in p.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_inputs_exit_2(tmp_path: Path) -> None:
