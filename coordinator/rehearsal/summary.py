@@ -61,13 +61,13 @@ def build(m: Machine, *, status: str, journal: Path, checkpoint: str | None, che
 
 def render_text(s: dict[str, Any]) -> str:
     k = s["keys"]
-    lines = [
-        f"ceremony {s['ceremony']}: {s['status']}, "
-        f"{s['steps_completed']} of {s['steps_total']} steps",
-        f"keys: {k['initial']} found, {k['after_purge']} after the purge, "
-        f"{k['after_generate']} after generating",
-        f"backup: {s['backup_file']} sha256 {s['backup_sha256']}",
-    ]
+    lines = [f"ceremony {s['ceremony']}: {s['status']}, "
+             f"{s['steps_completed']} of {s['steps_total']} steps"]
+    if k["initial"] is not None or k["after_generate"] is not None:  # a ceremony that changes
+        lines.append(f"keys: {k['initial']} found, {k['after_purge']} after the purge, "
+                     f"{k['after_generate']} after generating")
+    if s.get("backup_file"):  # one that writes a backup (an audit or a restore writes none)
+        lines.append(f"backup: {s['backup_file']} sha256 {s['backup_sha256']}")
     lines += [f"drive {d['label']:<12} serial {d['serial']}  "
               f"{'verified' if d['verified'] else 'NOT verified'}  {d['path']}"
               for d in s["drives"]]
