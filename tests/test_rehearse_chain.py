@@ -83,6 +83,26 @@ def test_the_standby_restored_from_the_master_copy_holds_the_primarys_keys(
     assert [h["kind"] for h in bag["chain"]] == ["unseal", "seal"] and bag["custodian"] == "KSO1"
 
 
+
+def test_a_password_typed_for_a_restore_is_printed_as_such() -> None:
+    """The journal records a password its operation's actor typed with the purpose "backup";
+    the transcript names the operation by its step: the restore, or the backup."""
+    from ceremony.script.load import load_script
+    from coordinator.transcript import _describe
+
+    restore = load_script(RESTORE)
+    secret = {"type": "secret", "at": 0.0, "seat": "SA", "name": "device-backup",
+              "purpose": "backup", "step": 12}
+    text, _ = _describe(secret, restore)
+    assert text.startswith("SA typed the device-backup password for the restore at step 12")
+    seed = load_script(ROOT / "ceremony" / "scripts" / "second-key-generation.toml")
+    backup = next(s.n for s in seed.steps if s.action == "hsm.backup")
+    text, _ = _describe({**secret, "step": backup}, seed)
+    assert text.startswith(f"SA typed the device-backup password for the backup at step {backup}")
+    text, _ = _describe({**secret, "step": 999}, seed)  # no such step: still printed
+    assert "password for the backup at step 999" in text
+
+
 def test_the_audit_after_the_restore_opens_the_key_generations_bags(
         chain: dict[str, tuple[Path, dict]]) -> None:
     """The restore never touched the offsite bags: its record carries them on, and the audit

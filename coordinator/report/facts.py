@@ -384,7 +384,13 @@ class _Fold:
         elif isinstance(r, rec.Pause):
             text = f"{self._who(r.seat)} paused the ceremony"
         elif isinstance(r, rec.Secret):
-            text = (f"{self._who(r.seat)} typed the {r.name} password for the {r.purpose} at "
+            purpose = r.purpose
+            try:  # the operation's actor typed it for a restore: journaled as "backup"
+                if purpose == "backup" and self.script.step(int(r.step)).action == "hsm.restore":
+                    purpose = "restore"
+            except (KeyError, TypeError, ValueError):
+                pass
+            text = (f"{self._who(r.seat)} typed the {r.name} password for the {purpose} at "
                     f"step {r.step} (the password itself is never journaled)")
         elif isinstance(r, rec.Expired):
             text = f"{self._who(r.seat)}'s approval ({r.quorum}, step {r.step}) lapsed"
