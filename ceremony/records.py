@@ -198,6 +198,17 @@ class Secret(Record):
                                   purpose=self.purpose)
 
 
+def operation_typed_for(script: Any, step: Any) -> str:
+    """The operation a `secret` record of purpose "backup" was typed for, by its step's action:
+    "restore" for an hsm.restore, else "backup" (its actor types an operation's password, and
+    the record says "backup" whichever it is). `script`: a `ceremony.script.model.Script`."""
+    try:
+        action = script.step(int(step)).action
+    except (KeyError, TypeError, ValueError):
+        return "backup"
+    return "restore" if action == "hsm.restore" else "backup"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Expired(Record):
     """An officer's approval lapsed before its operation started (journaled once)."""

@@ -38,6 +38,7 @@ from typing import Any
 
 from ceremony.digests import colon_hex, operation_digest
 from ceremony.previous import held_of
+from ceremony.records import operation_typed_for
 from ceremony.script.model import Script, Step
 
 #: Columns of a page (8.5 pt monospaced fills A4's width less margins and fits Letter).
@@ -432,16 +433,6 @@ def _step_of(rec: dict[str, Any]) -> int | None:
     return None
 
 
-def _operation(script: Script, step: Any) -> str:
-    """What an operation's password was typed for, by its step's action: "backup", "restore"
-    (a password typed by the operation's actor is journaled with the purpose "backup")."""
-    try:
-        action = script.step(int(step)).action
-    except (KeyError, TypeError, ValueError):
-        return "backup"
-    return action.removeprefix("hsm.") if action.startswith("hsm.") else "backup"
-
-
 def _describe(rec: dict[str, Any], script: Script) -> tuple[str, list[str]]:
     """An entry's line and the lines of values under it."""
     t = rec.get("type")
@@ -476,7 +467,7 @@ def _describe(rec: dict[str, Any], script: Script) -> tuple[str, list[str]]:
     if t in ("pause", "resume"):
         return (f"{rec['seat']} {'PAUSED' if t == 'pause' else 'RESUMED'} the ceremony", [])
     if t == "secret":
-        purpose = {"backup": f"the {_operation(script, rec.get('step'))}",
+        purpose = {"backup": f"the {operation_typed_for(script, rec.get('step'))}",
                    "drill": "the restore drill"}.get(str(rec.get("purpose")),
                                                      str(rec.get("purpose")))
         return (f"{rec['seat']} typed the {rec['name']} password for {purpose} at step "

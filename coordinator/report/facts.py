@@ -384,12 +384,8 @@ class _Fold:
         elif isinstance(r, rec.Pause):
             text = f"{self._who(r.seat)} paused the ceremony"
         elif isinstance(r, rec.Secret):
-            purpose = r.purpose
-            try:  # the operation's actor typed it for a restore: journaled as "backup"
-                if purpose == "backup" and self.script.step(int(r.step)).action == "hsm.restore":
-                    purpose = "restore"
-            except (KeyError, TypeError, ValueError):
-                pass
+            purpose = (rec.operation_typed_for(self.script, r.step) if r.purpose == "backup"
+                       else r.purpose)
             text = (f"{self._who(r.seat)} typed the {r.name} password for the {purpose} at "
                     f"step {r.step} (the password itself is never journaled)")
         elif isinstance(r, rec.Expired):
