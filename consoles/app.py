@@ -306,10 +306,8 @@ class RecordKeeper:
             return None
         if (signed.checkpoint.size, signed.root) != (accepted.checkpoint.size, accepted.root):
             return None
-        with self._lock:
-            if (seat, accepted.checkpoint.size) in self.cosigned:
-                return None
-            self.cosigned.add((seat, accepted.checkpoint.size))
+        if not self._first_cosignature(seat, accepted.checkpoint.size):
+            return None
         command = cosign_command(accepted, seat, key, now)
         return {k: command[k] for k in ("size", "root", "cosignature")}
 
@@ -378,9 +376,17 @@ class RecordKeeper:
                 return
             if final:
                 self.held = None
-        if (seat, accepted.checkpoint.size) not in self.cosigned:
-            self.cosigned.add((seat, accepted.checkpoint.size))
+        if self._first_cosignature(seat, accepted.checkpoint.size):
             self.send(cosign_command(accepted, seat, key, self.clock()))
+
+    def _first_cosignature(self, seat: str, size: int) -> bool:
+        """Whether `seat` has not cosigned checkpoint `size` yet (and now counts as having):
+        each is sent once, with the sign-off or from the watch, whichever comes first."""
+        with self._lock:
+            if (seat, size) in self.cosigned:
+                return False
+            self.cosigned.add((seat, size))
+            return True
 
 
 class _ToScreen(logging.Handler):
