@@ -592,23 +592,24 @@ class Machine:
         """The host-key fingerprint the script pins for `signer`, with a `previous.KEY` pin
         resolved from the previous ceremony's record; None if the script pins none."""
         declared = next(x for x in self.script.signers if x.name == signer)
-        pin = declared.host_key
-        if pin is not None and pin.startswith("previous."):
-            return str(self.previous[pin.removeprefix("previous.")])
-        return pin
+        return self._pinned(declared.host_key)
 
     def drive_pin(self, label: str) -> str | None:
         """The serial drive `label` must have: the script's pin (a `previous.KEY` pin resolved
         from the previous ceremony's record), else the serial the previous ceremony read off it
         if it came out of a bag that ceremony sealed (`unseal`); None if nothing pins it."""
         pin = self.script.drives[label].serial
-        if pin is not None and pin.startswith("previous."):
-            return str(self.previous[pin.removeprefix("previous.")])
         if pin is None:
             for opened in self._state.opened.values():
                 serial = (opened.get("drives") or {}).get(label)
                 if opened.get("previous") and serial:
                     return str(serial)
+        return self._pinned(pin)
+
+    def _pinned(self, pin: str | None) -> str | None:
+        """A script's pin as it stands: a `previous.KEY` pin is the previous record's value."""
+        if pin is not None and pin.startswith("previous."):
+            return str(self.previous[pin.removeprefix("previous.")])
         return pin
 
     def _expected(self, step: Step) -> str:
