@@ -45,9 +45,10 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
     """What `seat` (holding `role`) may do now. Observers (witness, auditor) get nothing: their
     sign-in is the KGA's ID check, signed with the KGA's key (`admit`: the seat, the ID document's
     type and last digits, the passphrase). A seat not signed in may only sign in, with its
-    passphrase (the console signs the sign-in with the seat's key). An approval is offered
-    to every signed-in seat of the quorum's role whose holder has not approved yet (any two KSOs,
-    in any order); refusing is offered to all of them."""
+    passphrase (the console signs the sign-in with the seat's key). An approval is offered to
+    every signed-in seat the quorum lets approve (its role, its `seats`, its `distinct_from`)
+    whose holder has not approved yet (any two KSOs, in any order); refusing is offered to every
+    seat of the role."""
     r = view.role(role)
     me = view.participant(seat)
     if r is None or r.observer or me is None or me.role != role:
@@ -95,6 +96,8 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                 continue
             if a.detail.get("seat") not in (None, seat) and step.actor == role:
                 continue  # the step names another seat of the role
+            if seat in (a.detail.get("not_seats") or ()):
+                continue  # its holder did a step this one must be done apart from
             base = {"seat": seat, "step": a.step}
             if a.kind == "acknowledge":
                 out.append(_act("acknowledge", f"Acknowledge step {a.step}",
@@ -124,8 +127,7 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
         if q.role != role or not q.asked:
             continue
         base = {"seat": seat, "step": q.step, "quorum": q.quorum}
-        approved = {p.person for p in view.participants if p.seat in q.approved_by}
-        if me.person not in approved and q.have < q.need:
+        if seat in q.waiting_for:  # may approve, and its holder has not yet
             out.append(_act("approve", f"Approve step {q.step}'s {q.operation.get('op')}",
                             {"type": "approve", **base, "digest": q.digest}, ("passphrase",),
                             {"operation": q.operation}))

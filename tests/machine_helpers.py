@@ -194,15 +194,16 @@ def replay(script: Script, events: list[ev.Event], previous: dict[str, str]) -> 
 
 
 # --- the honest room ------------------------------------------------------------------------------
-def seat_of(m: Machine, role: str, exclude_people: frozenset[str] = frozenset()) -> str:
+def seat_of(m: Machine, role: str, exclude_people: frozenset[str] = frozenset(),
+            allowed: Callable[[str], bool] = lambda seat: True) -> str:
     """The seat that acts for `role`: a signed-in one if there is one (in seat order), else the
-    first honest seat whose holder would sign in for it."""
+    first honest seat whose holder would sign in for it; never one `allowed` rules out."""
     for seat, person in sorted(m.signed_in.items()):
-        if role_of(seat) == role and person not in exclude_people:
+        if role_of(seat) == role and person not in exclude_people and allowed(seat):
             return seat
     for person, (_, _, seats) in PEOPLE.items():
         for seat in seats:
-            if role_of(seat) == role and person not in exclude_people:
+            if role_of(seat) == role and person not in exclude_people and allowed(seat):
                 return seat
     raise RoomStuck(f"no honest {role} left (excluding {sorted(exclude_people)})")
 
@@ -405,10 +406,12 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
         held = m.custody.get(str(want.detail.get("bag")), {})
         # a hand-over goes to someone who does not hold the bag already
         others = frozenset({held["person"]}) if want.kind == "handover" and held else frozenset()
-        seat = seat_of(m, want.role, others)
+        step = m.script.step(want.step)
+        others |= {p for n in step.distinct_from for p in m.people_of(n)}
+        seat = seat_of(m, want.role, frozenset(others),
+                       lambda x: want.detail.get("seat") in (None, x))
         if (e := acting(seat)) is not None:
             return e
-        step = m.script.step(want.step)
         if want.kind == "acknowledge":
             return ev.Acknowledge(at=w.at(), seat=seat)
         if want.kind == "seal":
@@ -432,8 +435,10 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
     if isinstance(want, d.Plan):
         return ev.OperationPlanned(at=w.at(), step=want.step, operation=plan(m, w, want))
     if isinstance(want, d.RequestApproval):
-        approvers = frozenset(m.signed_in[s] for s in want.approved_by)
-        seat = seat_of(m, want.role, approvers)
+        q = m.script.quorums[want.quorum]
+        approvers = frozenset(m.signed_in[s] for s in want.approved_by) | {
+            p for n in q.distinct_from for p in m.people_of(n)}
+        seat = seat_of(m, want.role, approvers, lambda x: not q.seats or x in q.seats)
         if (e := acting(seat)) is not None:
             return e
         at = w.at()

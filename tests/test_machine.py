@@ -123,7 +123,8 @@ def test_whole_state_after_each_event_through_the_purge():
     assert x == {"status": "running", "step": 1, "now": 0.0, "completed": [], "signed_in": {},
                  "people": {}, "values": {}, "results": {}, "observed": {}, "operations": {},
                  "approvals": {}, "used_nonces": [], "started": {}, "exception": None,
-                 "accepted": {}, "custody": {}, "opened": {}, "signoffs": [], "paused": False,
+                 "accepted": {}, "custody": {}, "opened": {}, "signoffs": [], "acted": {},
+                 "paused": False,
                  "typist": {}, "lapsed": [], "present": {}, "section_since": None,
                  "deviations": []}
 
@@ -139,13 +140,15 @@ def test_whole_state_after_each_event_through_the_purge():
     first = sign_in(w, "alice")  # the first event begins the first section
     step(first, signed_in={"KGA1": "alice", "DSO1": "alice"},
          people={"alice": person("alice")}, section_since=first.at)
-    step(ev.Acknowledge(at=w.at(), seat="KGA1"), step=2, completed=[1])
+    step(ev.Acknowledge(at=w.at(), seat="KGA1"), step=2, completed=[1], acted={"1": ["alice"]})
     for p in ("bob", "carol", "dave", "erin"):
         e = sign_in(w, p)
         step(e, signed_in={**x["signed_in"], **{s: p for s in e.seats}},
              people={**x["people"], p: person(p)})
-    step(ev.Acknowledge(at=w.at(), seat="KGA1"), step=3, completed=[1, 2])
-    step(ev.Acknowledge(at=w.at(), seat="SA1"), step=4, completed=[1, 2, 3])
+    step(ev.Acknowledge(at=w.at(), seat="KGA1"), step=3, completed=[1, 2],
+         acted={**x["acted"], "2": ["alice"]})
+    step(ev.Acknowledge(at=w.at(), seat="SA1"), step=4, completed=[1, 2, 3],
+         acted={**x["acted"], "3": ["bob"]})
     step(ev.Observed(at=w.at(), step=4, value="standby"), step=5, completed=[1, 2, 3, 4],
          values={"4": "standby"}, observed={"4": "standby"})
     fp = MINI_PREVIOUS["hsm_fingerprint"]

@@ -135,6 +135,7 @@ class _State:
     custody: dict[str, dict[str, Any]] = field(default_factory=dict)  # bag -> record
     opened: dict[str, dict[str, Any]] = field(default_factory=dict)  # bag -> its unseal
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # seat, checkpoint, step
+    acted: dict[int, list[str]] = field(default_factory=dict)  # person step -> who acted on it
     # the room: the administrator's pause, who typed each password at the backup (a person), a
     # lapsed approval until it is reported (quorum id, approval), each person's console as last
     # reported, and when the current section began
@@ -171,6 +172,13 @@ class Machine:
             if step.seat and (held is None or held.role != step.actor):
                 raise BadInput(f"step {step.n} is for seat {step.seat}, which the roster does not "
                                f"hold as a {step.actor}")
+        for q in script.quorums.values():
+            wrong = [x for x in q.seats if x not in roster.officers
+                     or roster.officers[x].role != q.role]
+            if wrong:
+                raise BadInput(f"quorum {q.id} names seat{'s' if len(wrong) > 1 else ''} "
+                               f"{', '.join(wrong)}, which the roster does not hold as "
+                               f"{q.role}")
         self.script = script
         self.roster = roster
         self.previous = dict(previous)
@@ -322,6 +330,7 @@ class Machine:
             "custody": copy.deepcopy(s.custody),
             "opened": copy.deepcopy(s.opened),
             "signoffs": copy.deepcopy(s.signoffs),
+            "acted": {str(k): list(v) for k, v in s.acted.items()},
             "paused": s.paused,
             "typist": dict(s.typist),
             "lapsed": [[q, a.seat] for q, a in s.lapsed],
@@ -423,6 +432,12 @@ class Machine:
         detail: dict[str, Any] = {"text": step.text}
         if step.seat is not None:
             detail["seat"] = step.seat
+        if step.distinct_from:  # who may not: shown, and the consoles offer it to the others
+            s = self._state
+            detail["not_seats"] = sorted(x for x, p in s.signed_in.items() if any(
+                p in self.people_of(n) for n in step.distinct_from))
+            detail["apart"] = "not whoever did step " + _words(
+                tuple(str(n) for n in step.distinct_from))
         if step.format is not None:
             detail["format"] = step.format
         if step.action == "seal":
@@ -729,15 +744,50 @@ class Machine:
         return [d.ExceptionRaised(step.n, reason)]
 
     def _actor(self, step: Step, seat: str) -> None:
-        """Refuse unless `seat` is signed in and may complete `step`."""
+        """Refuse unless `seat` is signed in and may complete `step`; then its person has acted
+        on it (a later step's `distinct_from` reads that)."""
         self._signed_in(seat)
         role = self.roster.officers[seat].role
         admin = self.script.ceremony.administrator
         if step.seat is not None and seat != step.seat and role == step.actor:
             raise Refused(f"step {step.n} is for {step.seat}; {seat} may not complete it")
-        if role == step.actor or (role == admin and step.kga_may_complete):
-            return
-        raise Refused(f"step {step.n} is for the {step.actor}; {seat} ({role}) may not complete it")
+        if role != step.actor and not (role == admin and step.kga_may_complete):
+            raise Refused(f"step {step.n} is for the {step.actor}; {seat} ({role}) may not "
+                          "complete it")
+        self._apart(f"step {step.n}", step.distinct_from, seat)
+        self._state.acted.setdefault(step.n, []).append(self._state.signed_in[seat])
+
+    def _apart(self, what: str, steps: tuple[int, ...], seat: str) -> None:
+        """Refuse `seat` if its person acted on (or approved) one of `steps`: the script's
+        `distinct_from`, two different people whatever roles they hold."""
+        person = self._state.signed_in[seat]
+        for n in steps:
+            if person in self.people_of(n):
+                raise Refused(f"{what} must be done by someone other than whoever did step {n}: "
+                              f"{seat}'s holder did")
+
+    def people_of(self, n: int) -> set[str]:
+        """The people who acted on step `n`: who completed or signed off a person's step, who
+        approved a quorum step's quorum or an operation's (in hand, or used when it started)."""
+        s = self._state
+        people = set(s.acted.get(n, ())) | {
+            s.signed_in.get(x["seat"], "") for x in s.signoffs if x.get("step") == n} - {""}
+        step = self.script.step(n)
+        for qid in step.quorum:
+            q = self.script.quorums[qid]
+            people |= {a.person for a in s.approvals.get(qid, ())}
+            people |= {a.person for a in s.started.get(q.authorizes, ())
+                       if self.roster.officers[a.seat].role == q.role}
+        return people
+
+    def may_approve(self, quorum: str, seat: str) -> bool:
+        """Whether `seat` (signed in, of the quorum's role) may give one of its approvals: a seat
+        the quorum lists, if it lists any, whose person did none of its `distinct_from` steps."""
+        q = self.script.quorums[quorum]
+        person = self._state.signed_in.get(seat)
+        return person is not None and self.roster.officers[seat].role == q.role and \
+            (not q.seats or seat in q.seats) and \
+            not any(person in self.people_of(n) for n in q.distinct_from)
 
     def _signed_in(self, seat: str) -> None:
         if seat not in self.roster.officers:
@@ -975,6 +1025,7 @@ class Machine:
         if any(x.get("step") == step.n and self._state.signed_in.get(x["seat"]) == person
                for x in self._state.signoffs):
             raise Refused(f"{person} has signed off step {step.n} already")
+        self._apart(f"step {step.n}'s sign-off", step.distinct_from, e.seat)
         first = self.signoff_checkpoint(step.n)
         if first is not None and e.checkpoint != first:
             raise Refused(f"{e.seat} signed another checkpoint than the one step {step.n}'s "
@@ -1125,6 +1176,10 @@ class Machine:
         nonce = nonce_key(e.approval.key, e.approval.nonce)
         if nonce in s.used_nonces:
             raise Refused("this approval was already used (replayed nonce)")
+        if q.seats and e.seat not in q.seats:
+            raise Refused(f"quorum {q.id} is approved by {_words(q.seats)} only; {e.seat} may "
+                          "not approve it")
+        self._apart(f"an approval of quorum {q.id}", q.distinct_from, e.seat)
         have = s.approvals.setdefault(q.id, [])
         person = s.signed_in[e.seat]
         if any(a.person == person for a in have):

@@ -195,7 +195,7 @@ def _quorum(m: Machine, qid: str, step: int, operation: dict[str, Any], digest: 
     done_people = {a.person for a in have}
     waiting = () if len(have) >= q.m else tuple(
         seat for seat, person in sorted(s.signed_in.items())
-        if m.roster.officers[seat].role == q.role and person not in done_people)
+        if person not in done_people and m.may_approve(qid, seat))
     lapses = tuple(float(a.approval.expires) for a in have)
     return QuorumView(qid, q.role, step, dict(operation), digest, len(have), q.m,
                       tuple(a.seat for a in have), waiting, q.expires.seconds,
@@ -257,7 +257,8 @@ def _ask_text(w: d.Ask) -> str:
     template = kind.ask if kind is not None and kind.ask else "the {role} acknowledges"
     fields = {"format": "text", **{k: v for k, v in w.detail.items() if v is not None},
               "role": w.role}
-    return template.format_map(_Blank(fields))
+    who = [x for x in (w.detail.get("seat"), w.detail.get("apart")) if x]
+    return template.format_map(_Blank(fields)) + (f" ({'; '.join(who)})" if who else "")
 
 
 class _Blank(dict[str, Any]):

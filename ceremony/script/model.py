@@ -106,6 +106,8 @@ class Quorum:
     m: int  # distinct people of `role` who must approve
     authorizes: int  # the number of the hsm.* step whose exact operation is approved
     expires: Duration  # how long one approval stays valid
+    seats: tuple[str, ...] = ()  # the only seats that may approve (empty: any of the role)
+    distinct_from: tuple[int, ...] = ()  # steps whose people may not approve
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Step:
     note: str | None = None
     kga_may_complete: bool = False
     seat: str | None = None  # the one seat of the actor's role that may do it (roster's name)
+    distinct_from: tuple[int, ...] = ()  # steps whose people may not do this one
     # action parameters; which ones apply is in docs/script-format.md and checked by the loader
     format: str | None = None  # record
     observe: str | None = None  # verify

@@ -168,6 +168,12 @@ QUORUM = Table("[[quorums]]", (
     Key("authorizes", integer(1), "the number of the hsm.purge, hsm.generate, hsm.backup or "
         "hsm.restore step whose exact operation is approved; that step lists this quorum"),
     Key("expires", duration(), "how long one approval stays valid"),
+    Key("seats", array(pattern(NAME, "a seat"), min_len=1),
+        "the only seats of `role` that may approve (the roster's names: `KSO1`), at least `m` "
+        "of them", required=False, default=(), default_doc="any seat of the role"),
+    Key("distinct_from", array(integer(1), min_len=1),
+        "earlier steps whose people may not approve: nobody who acted on (or approved) one of "
+        "them is counted here", required=False, default=(), default_doc="none"),
 ))
 
 _P = {"required": False, "parameter": True}
@@ -194,7 +200,8 @@ PARAMETER_KEYS = (
         "hsm.restore: `drive:LABEL`, the drive holding the backup", **_P),
     Key("contents", array(pattern(CONTENT, "a bag content"), min_len=1,
                           doc="non-empty array of strings: bag contents"),
-        "seal: `drive:LABEL`, `password:NAME` (an hsm.backup password) or `transcript`; "
+        "seal: `drive:LABEL`, `password:NAME` (an hsm.backup password or a declared one) or "
+        "`transcript`; "
         "unseal: what the bag must hold, as its custody record lists it",
         default=(), **_P),
     Key("serial", integer(1), "seal: the earlier record step (format bag-serial, same bag) that "
@@ -233,6 +240,9 @@ STEP = Table("[[sections.steps]]", (
     Key("seat", pattern(NAME, "a seat"), "a person's step that only this seat (of the actor's "
         "role, as the roster names it: `DSO3`) may do, e.g. a bag's custodian; the roster must "
         "hold it", required=False, default=None),
+    Key("distinct_from", array(integer(1), min_len=1), "a person's step that nobody who acted "
+        "on (or approved) one of these earlier steps may do: two different people, whatever "
+        "roles they hold", required=False, default=(), default_doc="none"),
     *PARAMETER_KEYS,
 ))
 

@@ -70,6 +70,13 @@ class StepChecker:
                 action in ("signin", "signoff") and step.get("seat"):
             self.report((*step.path, "seat"), f"a seat names who does a person's step; "
                         f"{action!r} is not one a single seat does")
+        if step.get("distinct_from"):
+            if STEP_KINDS[action].work != "person" or action == "signin":
+                self.report((*step.path, "distinct_from"), f"distinct_from names whose people may "
+                            f"not do a person's step; {action!r} is not one a person does (a "
+                            "quorum's approvers: put distinct_from on the [[quorums]] table)")
+            else:
+                self._apart(step.get("distinct_from"), pos, (*step.path, "distinct_from"))
         observe = step.get("observe") if action == "verify" else None
         required, optional = step_parameters(action, observe)
         for name in sorted(step.written & _PARAMETERS - set(required) - set(optional)):
@@ -399,3 +406,28 @@ class StepChecker:
                         f"(expected one of {', '.join(QUORUM_ACTIONS)})")
         elif q not in (step.get("quorum") or ()):
             self.report(at, f"step {target} does not list quorum {q!r}")
+        m, seats = quorum.get("m"), quorum.get("seats") or ()
+        if seats and m is not None and len(seats) < m:
+            self.report((*quorum.path, "seats"), f"quorum {q!r} needs {m} different people but "
+                        f"lists {len(seats)} seat{'s' if len(seats) > 1 else ''} (expected at "
+                        f"least {m})")
+        apart = quorum.get("distinct_from") or ()
+        if apart:
+            self._apart(apart, self.position[target], (*quorum.path, "distinct_from"),
+                        collects=q)
+
+    def _apart(self, steps: tuple[int, ...], pos: int, at: KeyPath,
+               collects: str | None = None) -> None:
+        """`distinct_from`: earlier steps a person acts on or approves (not the coordinator's
+        own work), and not the quorum's own collection."""
+        for i, n in enumerate(steps):
+            target = self._earlier(n, pos, (*at, i))
+            action = target.get("action") if target else None
+            if target is None or action is None:
+                continue
+            if STEP_KINDS[action].work in ("observe", "perform"):
+                self.report((*at, i), f"step {n} ({action}) is the coordinator's work: nobody "
+                            "acts on it (expected a person's, a quorum or an hsm.* step)")
+            elif collects is not None and collects in (target.get("quorum") or ()):
+                self.report((*at, i), f"step {n} collects quorum {collects!r} itself (expected "
+                            "a step whose people are other than its approvers)")

@@ -87,6 +87,19 @@ class ScriptedRoom:
                 return seat
         raise LookupError(f"no {role} is signed in")
 
+    def _apart(self, view: CeremonyView, role: str, step: int) -> str | None:
+        """For a step whose person must be other than those of earlier steps (`distinct_from`):
+        the first seat of `role`, signed in first, whose holder did none of them. None where the
+        step says nothing of the kind."""
+        apart = self.m.script.step(step).distinct_from
+        if not apart:
+            return None
+        barred = {p for n in apart for p in self.m.people_of(n)}
+        signed = set(self._signed_in(view))
+        seats = sorted((p for p in view.participants if p.role == role and p.person not in barred),
+                       key=lambda p: (p.seat not in signed, p.seat))
+        return seats[0].seat if seats else None
+
     # --- arriving ------------------------------------------------------------------------------
     def _sign_in(self, view: CeremonyView, p: Person, now: float) -> list[ev.Event]:
         """`p` signs in for every seat of theirs not signed in yet, as a console does: an
@@ -173,7 +186,7 @@ class ScriptedRoom:
 
     def _as(self, view: CeremonyView, role: str, now: float, kind: str, step: int,
             typed: dict[str, Any], seat: str | None = None) -> list[ev.Event]:
-        seat = self.m.script.step(step).seat or seat  # a step that names its seat gets it
+        seat = self.m.script.step(step).seat or seat or self._apart(view, role, step)
         arrivals = self._arrive(view, role, now, seat)
         if arrivals:
             return arrivals  # the runner applies them, then asks again
@@ -262,6 +275,17 @@ class ScriptedRoom:
             out = self._press(view, seat, "approve", None, {}, now, quorum=want.quorum)
             if out:
                 return out
+        # nobody signed in may: one who may comes to their console (a quorum naming its seats,
+        # or apart from an earlier step's people)
+        q = self.m.script.quorums[want.quorum]
+        approved = {self.m.signed_in.get(x) for x in want.approved_by}
+        barred = approved | {p for n in q.distinct_from for p in self.m.people_of(n)}
+        for p in self.people:
+            if p.person not in barred and any(
+                    x in self.m.roster.officers and self.m.roster.officers[x].role == q.role
+                    and (not q.seats or x in q.seats)
+                    for x in p.seats):
+                return self._sign_in(view, p, now)
         return []
 
     # --- cosigning the record --------------------------------------------------------------------

@@ -83,7 +83,27 @@ def needed(script: Script) -> dict[str, int]:
                                       or frozenset((giver, step.actor)) in script.may_combine):
                 need[step.actor] = max(need[step.actor], 2)
             holder[step.bag] = step.actor
+    for step in script.steps:  # a step apart from earlier ones: one more than their people
+        need[step.actor] = max(need[step.actor], 1 + _apart(script, step.actor,
+                                                             step.distinct_from))
+    for q in script.quorums.values():
+        need[q.role] = max(need[q.role], q.m + _apart(script, q.role, q.distinct_from))
     return {r: min(n, script.roles[r].max) for r, n in need.items()}
+
+
+def _apart(script: Script, role: str, steps: tuple[int, ...]) -> int:
+    """How many people of `role` the `distinct_from` steps may take away: those who act on them
+    (a person, or a quorum's m) where they are of `role` or of a role one person may combine
+    with it."""
+    taken = 0
+    for n in steps:
+        target = script.step(n)
+        ids = target.quorum
+        acting = [(script.quorums[q].role, script.quorums[q].m) for q in ids] or \
+            [(target.actor, 1)]
+        taken += sum(m for r, m in acting
+                     if r == role or frozenset((r, role)) in script.may_combine)
+    return taken
 
 
 def _numbered(seat: str) -> tuple[str, int]:
@@ -124,6 +144,11 @@ def cast_for(script: Script, template: Iterable[Person] = PEOPLE) -> Cast:
             people.append(replace(p, seats=tuple(kept)))
         for seat in split:  # the seed's overlap, which this script forbids: a person of its own
             people.append(_newcomer(script, roles[seat], seat, people))
+    for seat, role in named_seats(script).items():  # a seat the script names is in the cast
+        if seat not in roles and count[role] < script.roles[role].max:
+            count[role] += 1
+            roles[seat] = role
+            people.append(_newcomer(script, role, seat, people))
     need = needed(script)
     for role, n in need.items():
         taken = set(roles)
@@ -140,6 +165,14 @@ def cast_for(script: Script, template: Iterable[Person] = PEOPLE) -> Cast:
     cast = replace(cast, custodians=custodians_for(script, cast))
     check_cast(script, cast.people, roles)
     return cast
+
+
+def named_seats(script: Script) -> dict[str, str]:
+    """seat -> role: every seat a step (`seat`) or a quorum (`seats`) names."""
+    named = {st.seat: st.actor for st in script.steps if st.seat}
+    for q in script.quorums.values():
+        named.update(dict.fromkeys(q.seats, q.role))
+    return named
 
 
 def _newcomer(script: Script, role: str, seat: str, people: list[Person]) -> Person:
@@ -162,6 +195,9 @@ def custodians_for(script: Script, cast: Cast) -> dict[str, str]:
     turn: dict[str, int] = {}
     for step in script.steps:
         if step.action != "seal" or not step.bag or step.bag in out:
+            continue
+        if step.seat is not None:  # the script names who takes it
+            out[step.bag] = step.seat
             continue
         seed = CUSTODIANS.get(step.bag)
         if seed is not None and cast.roles.get(seed) == step.actor:
