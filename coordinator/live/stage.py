@@ -39,18 +39,21 @@ import shlex
 import socket
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ceremony.roster import Officer, Roster, dump_roster
 from ceremony.script import bundled_script_path
 from ceremony.script.load import load_script
+from ceremony.script.model import Script
 from coordinator.bus import generate_keypair
 from coordinator.executor import Progress
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal.keys import verifier_key
 from coordinator.live.serve import journal_origin
+from coordinator.record_command import PreviousJournal, lacking, load_previous_journal
 from coordinator.rehearsal.people import Cast, cast_for
+from coordinator.rehearsal.rehearse import Continued, continued
 from coordinator.rehearsal.signer_link import authority_for
 from coordinator.rehearsal.workdir import Paths, password_copy, password_names, set_up
 from keyrite.enroll import make_officer, write_curve_pair
@@ -73,6 +76,8 @@ class Staged:
     drives: dict[str, str]  # label -> the serial printed on it (what the KGA records)
     bags: dict[str, str]  # bag -> serial
     passwords: dict[str, Path]  # name -> the pre-generated password's copy (on paper, live)
+    previous: Path | None = None  # the earlier ceremony's journal this one continues from
+    held: dict[str, str] = field(default_factory=dict)  # bag brought in -> serial on it
 
     @property
     def live(self) -> Path:
@@ -90,22 +95,34 @@ def _q(v: object) -> str:
 
 
 def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None,
-          ports: tuple[int, int, int] | None = None, progress: Progress | None = None) -> Staged:
+          ports: tuple[int, int, int] | None = None, progress: Progress | None = None,
+          previous: Path | None = None, previous_key: str | None = None,
+          token: Path | None = None) -> Staged:
+    """Stage `script_path` in the new directory `root`. With `previous` (an earlier ceremony's
+    journal) and `previous_key` (its checkpoint key), the staged ceremony continues from it as
+    `keyrite rehearse --previous` does: the journal is verified and folded before anything is
+    made, the coordinator's config names it (`previous_journal`), the drives in the bags it
+    left held are as that rehearsal sealed them, and the signer continues on its token
+    (`token`, default the `signer/` beside the journal), or on a fresh one of the same box for
+    a restore."""
     root = root.absolute()
+    cont = continued(previous, previous_key, token)  # the options, checked for what goes together
     if root.exists() and any(root.iterdir()):
         raise BadInput(f"{root} exists and is not empty: choose a new directory")
     script_path = (script_path or bundled_script_path()).absolute()
     script = load_script(script_path)
-    if script.earlier_bags:  # its coordinator would refuse to start without their record
+    if script.earlier_bags and cont is None:  # its coordinator would refuse to start
         raise BadInput(f"{script_path} opens bags an earlier ceremony sealed "
-                       f"({', '.join(script.earlier_bags)}): a staged ceremony starts with a "
-                       "made-up previous record that holds no bag; rehearse it instead "
-                       "(keyrite rehearse, which rehearses the key generation first), or run it "
-                       "live with the earlier ceremony's journal (coordinator.previous_journal)")
+                       f"({', '.join(script.earlier_bags)}): stage it with that ceremony's "
+                       "journal, --previous OLD/journal.jsonl --previous-key KEY (a rehearsal "
+                       "of the key generation writes one: keyrite rehearse --workdir OLD prints "
+                       "its checkpoint key), so that its record holds them")
+    earlier = earlier_ceremony(cont, script) if cont is not None else None
     cast = cast_for(script)  # the script's roles and rules, as a rehearsal of it
     paths = Paths(root)
     root.mkdir(parents=True, exist_ok=True)
-    set_up(paths, script, fixture, progress or (lambda done, total, what: None), cast=cast)
+    set_up(paths, script, fixture, progress or (lambda done, total, what: None), cast=cast,
+           previous=earlier, token=cont.token if cont is not None else None)
     live = root / "live"
     (live / "officers").mkdir(parents=True, mode=0o700)
     (live / "consoles").mkdir()
@@ -148,7 +165,8 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
         "[coordinator]\n"
         f"script = {_q(script_path)}\n"
         'roster = "roster.toml"\n'
-        f"previous = {_q(paths.previous)}\n"
+        + (f"previous_journal = {_q(cont.journal)}\nprevious_key = {_q(cont.key)}\n"
+           if cont is not None else f"previous = {_q(paths.previous)}\n") +
         'journal = "journal.jsonl"\n'
         f"key = {_q(paths.coordinator_key)}\n"
         'curve = "coordinator.key_secret"\n'
@@ -179,11 +197,33 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
     folders = FolderDrives(paths.drives)
     drives = {label: str(folders.info(label).serial) for label in script.drives}
     bags = {k: str(v) for k, v in tomllib.loads(paths.bags.read_text()).items()}
+    held = {h.bag: h.serial for h in earlier.facts.custody
+            if h.bag in script.earlier_bags} if earlier is not None else {}
     staged = Staged(root, live / "coordinator.toml", shim, consoles, phrases, journal_key,
                     (shim_port, commands, broadcasts), drives, bags,
-                    {n: password_copy(paths, n) for n in password_names(script)})
+                    {n: password_copy(paths, n) for n in password_names(script)},
+                    cont.journal if cont is not None else None, held)
     write_exclusive(live / "materials.txt", materials_sheet(staged).encode())
     return staged
+
+
+def earlier_ceremony(cont: Continued, script: Script) -> PreviousJournal:
+    """The earlier ceremony's journal verified and folded, and its token found, before anything
+    is made: a journal that does not verify, lacks a fact the script needs or leaves none of
+    the bags it opens held is bad input, as the staged coordinator would refuse to start."""
+    earlier = load_previous_journal(cont.journal, cont.key)
+    lacking(earlier, script.ceremony.previous)
+    held = {h.bag for h in earlier.facts.custody}
+    missing = [b for b in script.earlier_bags if b not in held]
+    if missing:
+        raise BadInput(f"{cont.journal}: the previous ceremony left no bag {', '.join(missing)} "
+                       f"held (it left {', '.join(sorted(held)) or 'none'}), which this script "
+                       "opens: continue from the ceremony that sealed it")
+    if script.signers and not (cont.token / "signer.toml").is_file():
+        raise BadInput(f"{cont.token}: no signer.toml here: a ceremony staged with --previous "
+                       "continues on the previous rehearsal's signer, its signer/ directory "
+                       "beside the journal; name another with --token DIR")
+    return earlier
 
 
 def auditor(script: object, cast: Cast, seat: str) -> bool:
@@ -218,6 +258,10 @@ def materials_sheet(s: Staged) -> str:
     lines += [f"  {label}: {serial}" for label, serial in sorted(s.drives.items())]
     lines += ["", "Tamper-evident bags (label: serial)"]
     lines += [f"  {label}: {serial}" for label, serial in sorted(s.bags.items())]
+    if s.held:  # sealed at the previous ceremony: the serial its holder brings it with
+        lines += ["", f"Bags held since the previous ceremony ({s.previous}), as brought in "
+                  "(label: serial)"]
+        lines += [f"  {label}: {serial}" for label, serial in sorted(s.held.items())]
     for name, copy in sorted(s.passwords.items()):
         lines += ["", f"Pre-generated {name} password (the copy on paper):", f"  {copy}"]
     lines.append("")
@@ -239,5 +283,7 @@ def instructions(s: Staged) -> str:
     if s.shim is None:
         lines.append("no signer shim: the script declares no signer, so nothing is staged for "
                      "one and none is started")
+    if s.previous is not None:
+        lines.append(f"continues from {s.previous} (the coordinator verifies it at each start)")
     lines.append(f"journal verifier key: {s.journal_key}")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""`keyrite stage --workdir DIR`: a live ceremony staged here (coordinator.live.stage)."""
+"""`keyrite stage --workdir DIR [--previous J --previous-key K]`: a live ceremony staged here
+(coordinator.live.stage), continuing an earlier one's journal as `keyrite rehearse` does."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ DESCRIPTION = (
     "DIR/live/passphrases.toml, staging only), a roster with console keys, the signer shim's "
     "files, the coordinator's config and one console config per person. Prints the commands that "
     "start the shim, the coordinator and each console (or, with --json, their paths, ports and "
-    "the journal's verifier key). DIR must be new or empty. Exit codes: 0 staged, 2 bad input."
+    "the journal's verifier key). DIR must be new or empty. A script that opens bags an "
+    "earlier ceremony sealed (an annual audit, a standby restore) continues from that "
+    "ceremony's journal: --previous OLD/journal.jsonl --previous-key VKEY (a rehearsal of the "
+    "key generation writes one and prints its checkpoint key); the journal is verified first, "
+    "the coordinator's config names it, the drives in its held bags are as it sealed them, and "
+    "the signer continues on its token (a fresh token of the same box for a restore). "
+    "Exit codes: 0 staged, 2 bad input."
 )
 
 
@@ -26,6 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fixture", choices=("small", "seed"), default="small",
                    help="the token's previous keys: 'small' (the default: a few keys, quick to "
                    "stage) or 'seed' (the seed ceremony's 140)")
+    p.add_argument("--previous", type=Path, metavar="JOURNAL",
+                   help="the earlier ceremony's journal this one continues from (its record, "
+                   "its held bags, its signer): OLD/journal.jsonl of keyrite rehearse")
+    p.add_argument("--previous-key", metavar="VKEY",
+                   help="the checkpoint key that journal verifies with (its rehearsal printed "
+                   "it as checkpoint key)")
+    p.add_argument("--token", type=Path, metavar="DIR",
+                   help="with --previous: the signer directory to continue on (default: "
+                   "signer/ beside the journal)")
     p.add_argument("--json", action="store_true", help="print paths and ports as JSON")
     p.set_defaults(run=run)
 
@@ -36,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int, what: str) -> None:
         print(f"\r{what} {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    s = stage(args.workdir, fixture=args.fixture, script_path=args.script, progress=progress)
+    s = stage(args.workdir, fixture=args.fixture, script_path=args.script, progress=progress,
+              previous=args.previous, previous_key=args.previous_key, token=args.token)
     print(file=sys.stderr)
     if args.json:
         print(json.dumps({"root": str(s.root), "coordinator": str(s.coordinator),
@@ -45,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
                           "ports": {"shim": s.ports[0], "commands": s.ports[1],
                                     "broadcasts": s.ports[2]},
                           "journal_key": s.journal_key, "drives": s.drives, "bags": s.bags,
-                          "materials": str(s.live / "materials.txt")}, indent=2))
+                          "materials": str(s.live / "materials.txt"),
+                          "previous": str(s.previous) if s.previous else None,
+                          "held": s.held}, indent=2))
     else:
         print(instructions(s))
     return 0
