@@ -12,6 +12,12 @@ shim's files, and one console config per person. The passphrases are written to
 `live/passphrases.toml` (0600) because nobody here has to remember them: a staged ceremony is a
 rehearsal, never a real one.
 
+A script that opens bags an earlier ceremony sealed (an audit, a standby restore) is staged from
+that ceremony's journal (`previous`, `previous_key`), as `keyrite rehearse --previous` rehearses
+it: the journal is verified and folded first, the rehearsal's set-up continues from it (the
+drives in its held bags, its signer's token or a fresh one for a restore, its sealed password),
+and the coordinator's config names it, so the live coordinator continues its custody.
+
     DIR/...                      the rehearsal set-up (coordinator/rehearsal/workdir.py)
     DIR/live/roster.toml         the seats, with signing and console keys
     DIR/live/officers/SEAT/      each seat's enrolment (keyrite enroll's layout)
