@@ -17,14 +17,15 @@ the TOML file except, optionally, the socket (for a daemon started with another 
     conf = "ods/conf.xml"
     softhsm2_conf = "ods/softhsm2.conf"
     # optional: socket (default: conf.xml's Enforcer/SocketFile), enforcer ("ods-enforcer"),
-    # hsmutil ("ods-hsmutil"), timeout (ISO 8601, default "PT10M": the wait for generation)
+    # hsmutil ("ods-hsmutil"), timeout (ISO 8601, default "PT10M": the wait for generation),
+    # enforcerd ("ods-enforcerd": what a restore starts the enforcer again with)
 """
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ceremony.durations import DurationError, parse_duration
@@ -35,10 +36,11 @@ from signer_shim.config import ConfigError, read_file, read_sections
 BACKEND = "opendnssec"
 _SIGNER = ("backend", "name", "role", "state_dir", "host_key_path")
 _ODS_REQUIRED = ("conf", "softhsm2_conf")
-_ODS_OPTIONAL = ("socket", "enforcer", "hsmutil", "timeout")
+_ODS_OPTIONAL = ("socket", "enforcer", "hsmutil", "timeout", "enforcerd")
 _PATHS = {"state_dir", "host_key_path", "conf", "softhsm2_conf", "socket"}
 DEFAULT_TIMEOUT = "PT10M"
 DEFAULT_SOCKET = Path("/run/opendnssec/enforcer.sock")
+DEFAULT_PIDFILE = Path("/run/opendnssec/enforcerd.pid")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +55,7 @@ class OdsConfig:
     enforcer: str = "ods-enforcer"
     hsmutil: str = "ods-hsmutil"
     timeout: str = DEFAULT_TIMEOUT  # how long to wait for the enforcer to generate keys
+    enforcerd: str | None = None  # None: "ods-enforcerd" (a restore restarts the daemon)
 
     @property
     def timeout_seconds(self) -> int:
@@ -114,6 +117,8 @@ class OdsConf:
     module: Path
     datastore: Path  # the KASP database (SQLite)
     socket: Path  # Enforcer/SocketFile, or OpenDNSSEC's default
+    pidfile: Path = DEFAULT_PIDFILE  # Enforcer/PidFile: how a restore finds the daemon to stop
+    pin: str = field(default="", repr=False)  # the repository's PIN (a restore opens the token)
 
 
 def read_ods_conf(path: Path) -> OdsConf:
@@ -139,6 +144,7 @@ def read_ods_conf(path: Path) -> OdsConf:
     if sqlite is None:
         raise ConfigError(f"{path}: Enforcer/Datastore/SQLite is required (MySQL is not supported)")
     socket = root.findtext("Enforcer/SocketFile")
+    pidfile = (root.findtext("Enforcer/PidFile") or "").strip()
     return OdsConf(
         path=path,
         repository=repo.get("name") or "",
@@ -146,4 +152,6 @@ def read_ods_conf(path: Path) -> OdsConf:
         module=Path(text(repo, "Module")),
         datastore=Path(text(root, "Enforcer/Datastore/SQLite")),
         socket=Path(socket.strip()) if socket and socket.strip() else DEFAULT_SOCKET,
+        pidfile=Path(pidfile) if pidfile else DEFAULT_PIDFILE,
+        pin=(repo.findtext("PIN") or "").strip(),
     )

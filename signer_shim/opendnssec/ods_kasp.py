@@ -132,3 +132,13 @@ def copy_database(db: Path, target: Path) -> bytes:
     with _readonly(db) as src, closing(sqlite3.connect(target)) as dst:
         src.backup(dst)
     return Path(target).read_bytes()
+
+
+def database_summary(db: Path) -> dict[str, int | list[str]]:
+    """What a KASP database holds, as an officer can check it against the enforcer it came from:
+    the keys it knows (generated and not deleted), its zones, its policies' names."""
+    keys = len(known_locators(db))
+    with _readonly(db) as conn:
+        zones = conn.execute("SELECT COUNT(*) FROM zone").fetchone()[0]
+        policies = [r[0] for r in conn.execute("SELECT name FROM policy ORDER BY name")]
+    return {"keys": keys, "zones": int(zones), "policies": policies}

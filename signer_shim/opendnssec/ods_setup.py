@@ -10,7 +10,8 @@ the ceremony purges them, as the ceremony expects.
 
 Resource handling: `EnforcerDaemon` starts `ods-enforcerd -d` with SOFTHSM2_CONF in the child's
 environment only, waits for its socket, and stops it with `ods-enforcer stop`, then SIGTERM,
-then SIGKILL (it hangs on stop about once in 16), always reaping it.
+then SIGKILL (it hangs on stop about once in 16), always reaping it; a daemon a restore started in
+its place (`OdsSigner` restarts the enforcer, see ods_daemon) is stopped by its pid file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from signer_shim.algorithms import algorithm
 from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys
 from signer_shim.opendnssec.ods_config import OdsConfig
+from signer_shim.opendnssec.ods_daemon import stop_enforcer
 from signer_shim.pkcs11.softhsm import SoftHSMToken, child_env, create_token
 
 SCHEMA = Path("/usr/share/opendnssec/schema.sqlite")
@@ -145,14 +147,18 @@ def create_installation(
     repository: str = "SoftHSM",
     label: str = "ods",
     timeout: str = "PT2M",
+    user_pin: str | None = None,
+    so_pin: str | None = None,
 ) -> OdsInstallation:
     """Write a complete private installation into `directory` (which must not exist). The
-    policies and zones are in the XML files only: `EnforcerDaemon.bootstrap()` imports them."""
+    policies and zones are in the XML files only: `EnforcerDaemon.bootstrap()` imports them.
+    PINs default to fresh random ones; a standby to restore a backup onto is given its
+    primary's (a restore brings the backup's token back, PINs included)."""
     d = Path(directory).absolute()
     d.mkdir(parents=True)
     for sub in ("enforcer", "signer", "signconf", "unsigned", "signed"):
         (d / sub).mkdir()
-    token = create_token(d / "hsm", label)
+    token = create_token(d / "hsm", label, user_pin=user_pin, so_pin=so_pin)
     conf = d / "conf.xml"
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it holds the PIN
     with os.fdopen(fd, "w") as f:
@@ -228,7 +234,9 @@ class EnforcerDaemon:
         """Stop and reap the daemon; returns how: "SIGTERM", or "SIGKILL" after `timeout`."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
-            return "exited"
+            # a restore stops this daemon and starts its own: found by the pid file
+            how = stop_enforcer(self.inst.directory / "enforcerd.pid", self.inst.socket, timeout)
+            return "exited" if how == "not running" else how
         # SIGTERM is what `ods-enforcer stop` amounts to, without a client that waits too
         how = "SIGTERM"
         proc.send_signal(signal.SIGTERM)
