@@ -20,7 +20,15 @@ execute proves afterwards, by inventory diff, that exactly that happened:
 - backup: the same archive as Pkcs11Signer plus `kasp.db`, an sqlite3 online-backup copy;
 - restore drill: the backup's token is restored into a scratch directory and listed by
   `ods-hsmutil` (this conf.xml, SOFTHSM2_CONF pointed at the scratch token), then compared with
-  the live listing (`drill.compare`); the backup's `kasp.db` must name no key the token lacks.
+  the live listing (`drill.compare`); the backup's `kasp.db` must name no key the token lacks;
+- restore: Pkcs11Signer's plan (every key of the backup, from its clear `keys.json`) plus
+  `kasp_db` (the backup's KASP database: digest, keys, zones, policies). Execute decrypts into a
+  scratch token and checks it (ods-hsmutil and PKCS#11, this conf.xml's label and PIN), then
+  stops the enforcer, puts the backup's token directory and `kasp.db` in place, starts the
+  enforcer again, and proves by inventory diff that exactly the backup's keys came and that the
+  enforcer (its key list and database) names only keys the token holds. The journal's
+  `restored` line, written once both are in place and the enforcer runs, tells a rerun to check
+  only; before it, a rerun puts both in place again from the verified scratch copy.
 
 Measured on OpenDNSSEC 2.1.12 (Debian bookworm): `key generate` makes ceil(duration / lifetime)
 keys per policy key *minus* the unused ones, and does NOT multiply by the number of zones (log:
@@ -30,7 +38,12 @@ the enforcer does, and shows the zone count beside it so the difference is visib
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -44,15 +57,18 @@ from ceremony.approval import Approval
 from ceremony.digests import operation_digest
 from ceremony.durations import parse_duration
 from signer_shim import planning
-from signer_shim.backup import BackupError, build_archive, restore_backup
+from signer_shim.backup import BackupError, build_archive, read_members, restore_backup
 from signer_shim.drill import compare
 from signer_shim.hostkey import signer_info
+from signer_shim.inputs import Inputs
 from signer_shim.interface import Inventory, KeyInfo, PolicyKeys, Progress, SignerError
 from signer_shim.keystate import STATES, KeyRecord, KeyState
 from signer_shim.opendnssec.ods_config import OdsConf, OdsConfig, load_ods_config, read_ods_conf
+from signer_shim.opendnssec.ods_daemon import start_enforcer, stop_enforcer
 from signer_shim.opendnssec.ods_kasp import (
     EnforcerKey,
     copy_database,
+    database_summary,
     dead_keys,
     hsmutil_type,
     known_locators,
@@ -61,19 +77,26 @@ from signer_shim.opendnssec.ods_kasp import (
 )
 from signer_shim.operation_journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.outputs import Outputs
+from signer_shim.pkcs11.signer import _swap_tokens
 from signer_shim.pkcs11.softhsm import child_env, read_tokendir
+from signer_shim.pkcs11.workerclient import WorkerClient
+from signer_shim.restore import (
+    check_restored,
+    plan_restore,
+    refuse_foreign,
+    restored_difference,
+    sha256_hex,
+)
 from signer_shim.tokenid import token_fingerprint
 
 _GEN_BATCH = frozenset({"policy", "role", "algorithm", "lifetime_seconds", "zones", "unused",
                         "count"})
 _LOCATOR = re.compile(r"^[0-9a-f]{32}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: What a restore plan says of the KASP database it brings back (`OdsSigner.plan_restore`).
+_KASP_DB = frozenset({"sha256", "keys", "zones", "policies"})
 POLL_SECONDS = 0.25
 LIST_ATTEMPTS = 20  # listings tried after generation (each a fresh ods-hsmutil)
-
-#: hsm.restore on this backend: its backups hold the token and the KASP database, and putting
-#: both back under a running enforcer is not built yet (the PKCS#11 backend restores).
-RESTORE_NOT_BUILT = ("hsm.restore is not built for the OpenDNSSEC backend yet: restore onto a "
-                     "signer whose [signer] backend is PKCS#11 (SoftHSM2)")
 
 
 def enforcer_count(duration_seconds: int, lifetime_seconds: int, unused: int) -> int:
@@ -135,6 +158,7 @@ class OdsSigner:
         config.outputs_dir.mkdir(exist_ok=True)
         self._journal = OperationJournal(config.journal_path)
         self._outputs = Outputs(config.outputs_dir)
+        self._inputs = Inputs(config.state_dir / "inputs")
         self._lock = threading.RLock()
 
     @classmethod
@@ -230,15 +254,19 @@ class OdsSigner:
         secrets: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Carry out a planned operation once, whatever happened before (journaled as
-        Pkcs11Signer does; a generation also journals `scheduled`)."""
+        Pkcs11Signer does; a generation also journals `scheduled`, a restore `restored`)."""
         op = dict(operation)
         secrets = dict(secrets or {})
-        if op.get("op") == "restore":
-            raise SignerError(RESTORE_NOT_BUILT)
         with self._lock:
-            check_operation(op, self.fingerprint())
-            if op["op"] == "backup" and not secrets.get("password"):
-                raise SignerError("a backup needs the device-backup password (secrets['password'])")
+            digest = operation_digest(op) if isinstance(op.get("op"), str) else ""
+            if op.get("op") == "restore" and self._journal.status(digest).started:
+                # the token is the backup's now, or between the two: judged by `_restore`
+                check_operation(op, str(op.get("token")))
+            else:
+                check_operation(op, self.fingerprint())
+            if op["op"] in ("backup", "restore") and not secrets.get("password"):
+                raise SignerError(f"a {op['op']} needs the device-backup password "
+                                  "(secrets['password'])")
             digest = operation_digest(op)
 
             def start() -> frozenset[str]:
@@ -252,10 +280,36 @@ class OdsSigner:
 
     def put_input(self, name: str, data: bytes, offset: int, size: int,
                   sha256: str) -> dict[str, Any]:
-        raise SignerError(RESTORE_NOT_BUILT)
+        """A chunk of a backup to restore, handed over by the coordinator (signer_shim.inputs)."""
+        return self._inputs.put(name, data, offset, size, sha256)
 
     def plan_restore(self, name: str, sha256: str) -> dict[str, Any]:
-        raise SignerError(RESTORE_NOT_BUILT)
+        """The restore of the handed-over backup `name`: Pkcs11Signer's plan (every key, from
+        the backup's clear members, so no password before approval) plus `kasp_db`, what the
+        enforcer's database will be: the backup's `kasp.db` digest, its keys, zones and policies.
+        Refused: a backup without `kasp.db` (not this backend's), one whose database names a
+        key its token lacks, and everything `_refuse_restore` refuses."""
+        with self._lock:
+            archive = self._inputs.read(name, sha256)
+            op = plan_restore(self.fingerprint(), name, archive)
+            try:
+                kasp = read_members(archive).get("kasp.db")
+            except BackupError as e:
+                raise SignerError(f"{name}: {e}") from None
+            if kasp is None:
+                raise SignerError(f"{name} holds no KASP database (kasp.db): not a backup of an "
+                                  "OpenDNSSEC signer, so the enforcer could not be restored")
+            with tempfile.TemporaryDirectory(dir=self.config.state_dir) as t:
+                db = Path(t) / "kasp.db"
+                db.write_bytes(kasp)
+                summary, known = database_summary(db), known_locators(db)
+            lacking = sorted(set(known) - {k["locator"] for k in op["keys"]})
+            if lacking:
+                raise SignerError(f"{name}: its KASP database names {len(lacking)} key(s) its "
+                                  f"token lacks ({', '.join(lacking[:5])})")
+            op["kasp_db"] = {"sha256": sha256_hex(kasp), **summary}
+            self._refuse_restore(op)
+            return op
 
     def read_output(self, name: str) -> bytes:
         return self._outputs.read(name)
@@ -349,8 +403,24 @@ class OdsSigner:
             if alive:
                 raise SignerError(f"refusing to delete keys the enforcer does not call dead: "
                                   f"{', '.join(alive)}")
+        elif op["op"] == "restore":
+            self._refuse_restore(op)
         else:
             self._outputs.refuse_existing(op["file"])
+
+    def _refuse_restore(self, op: dict[str, Any]) -> None:
+        """A restore replaces the token and the enforcer's database: refused if either holds a
+        key the backup lacks (it would be lost), or if the backup is of another repository."""
+        if op["repository"] != self.ods.repository:
+            raise SignerError(f"the backup is of repository {op['repository']!r}; this signer's "
+                              f"conf.xml names {self.ods.repository!r} (a standby is configured "
+                              "as its primary's twin: repository, token label and PINs)")
+        refuse_foreign(self._locators(), op["keys"])
+        lost = sorted(set(known_locators(self.ods.datastore)) - {k["locator"] for k in op["keys"]})
+        if lost:
+            raise SignerError(f"the enforcer's KASP database records {len(lost)} key(s) the "
+                              f"backup does not hold ({', '.join(lost[:5])}): not restoring "
+                              "over them")
 
     def _run(self, op: dict[str, Any], digest: str, status: OperationStatus,
              progress: Progress | None, secrets: dict[str, str]) -> dict[str, Any]:
@@ -359,11 +429,16 @@ class OdsSigner:
             return self._generate(op, digest, status.before, progress)
         if op["op"] == "purge":
             return self._purge(op, status.before, progress)
+        if op["op"] == "restore":
+            return self._restore(op, digest, status.before, secrets["password"], progress)
         return self._backup(op, digest, secrets["password"])
 
-    def _scheduled(self, digest: str) -> bool:
-        return any(e.get("digest") == digest and e.get("event") == "scheduled"
+    def _journaled(self, digest: str, event: str) -> bool:
+        return any(e.get("digest") == digest and e.get("event") == event
                    for e in self._journal.entries())
+
+    def _scheduled(self, digest: str) -> bool:
+        return self._journaled(digest, "scheduled")
 
     def _generate(self, op: dict[str, Any], digest: str, before: Sequence[str],
                   progress: Progress | None) -> dict[str, Any]:
@@ -484,14 +559,135 @@ class OdsSigner:
                 repository=self.ods.repository,
                 tokendir=read_tokendir(self.config.softhsm2_conf), keystate=self._keystate(),
                 inventory=self.inventory().render(), password=password,
-                extra={"kasp.db": kasp_db},
+                extra={"kasp.db": kasp_db,
+                       "keys.json": json.dumps(self._key_listing(), indent=1).encode()},
             )
 
         return self._outputs.write_backup(op["file"], digest, build)
 
+    def _key_listing(self, softhsm2_conf: Path | None = None) -> list[dict[str, Any]]:
+        """Each key's locator, label, type and public key's SHA-256 (DER), read over PKCS#11
+        with conf.xml's module, label and PIN exactly as Pkcs11Signer reads them, so that
+        `keys.json` (and a restore plan's digests) mean the same for both backends."""
+        conf = softhsm2_conf or self.config.softhsm2_conf
+        worker = WorkerClient(self.ods.module, conf, self.ods.token_label, self.ods.pin,
+                              log_path=self.config.state_dir / "worker.log")
+        try:
+            audit = worker.call("audit")
+            return [{"locator": loc, "label": a.get("label"), "type": a.get("type"),
+                     "public_key_sha256": hashlib.sha256(base64.b64decode(
+                         worker.call("public_key", {"locator": loc})["der"])).hexdigest()}
+                    for loc, a in sorted(audit.items())]
+        finally:
+            worker.close()
+
+    def _restore(self, op: dict[str, Any], digest: str, before: Sequence[str], password: str,
+                 progress: Progress | None) -> dict[str, Any]:
+        """Restore the backup's token and KASP database. Decrypted and checked in a scratch
+        directory first (`_unpack_checked`: a wrong password stops there, nothing live touched);
+        then, with the enforcer stopped, the token directory and the database are put in place
+        (each stage redone or skipped from what is on disk) and the enforcer started again;
+        `restored` is journaled; then the inventory diff against `before` and the enforcer's
+        view are checked. A rerun before `restored` puts both in place again; after it, only
+        starts the enforcer if it is down and checks."""
+        say = progress or (lambda done, total, what: None)
+        planned, name = op["keys"], op["file"]
+        work = self.config.state_dir / f"restore-{digest[:16]}"
+        if not self._journaled(digest, "restored"):
+            if not (work / "verified").exists():
+                say(0, 5, f"restore: decrypting {name} into a scratch token")
+                self._unpack_checked(op, password, work)
+            say(2, 5, "restore: stopping the enforcer; putting the backup's token and KASP "
+                      "database in place")
+            stop_enforcer(self.ods.pidfile, self.socket)
+            _swap_tokens(read_tokendir(self.config.softhsm2_conf), work / "scratch" / "tokens",
+                         work / "replaced")
+            _put_database(work / "kasp.db", self.ods.datastore, work / "replaced-kasp")
+            say(3, 5, "restore: starting the enforcer")
+            self._start_enforcer()
+            self._journal.append(digest, "restored")
+        else:
+            self._start_enforcer()
+        say(4, 5, "restore: listing the token and the enforcer's keys")
+        after = self._locators()
+        added = check_restored(before, after, planned)
+        fingerprint = self.fingerprint()
+        if fingerprint != op["backup_token"]:
+            raise SignerError(f"restore: the token is {fingerprint}, not the backup's "
+                              f"{op['backup_token']}")
+        kasp = set(known_locators(self.ods.datastore))
+        listed = {k.locator for k in self.enforcer_keys()}
+        strangers = sorted((kasp | listed) - set(after))
+        if strangers:
+            raise SignerError(f"restore: the enforcer names {len(strangers)} key(s) the token "
+                              f"lacks: {', '.join(strangers[:5])}")
+        if len(kasp) != op["kasp_db"]["keys"]:
+            raise SignerError(f"restore: the enforcer's database holds {len(kasp)} keys, the "
+                              f"backup's {op['kasp_db']['keys']}")
+        shutil.rmtree(work, ignore_errors=True)
+        say(5, 5, f"restore: {len(planned)} keys restored")
+        return {"file": name, "restored": len(planned), "before": len(before),
+                "after": len(after), "added": len(added), "removed": 0,
+                "fingerprint": fingerprint, "kasp_keys": len(kasp), "enforcer_keys": len(listed)}
+
+    def _start_enforcer(self) -> None:
+        start_enforcer(self.config.enforcerd or "ods-enforcerd", self.config.conf,
+                       self.config.softhsm2_conf, self.socket)
+
+    def _unpack_checked(self, op: dict[str, Any], password: str, work: Path) -> None:
+        """Decrypt the backup into `work/scratch` and its database into `work/kasp.db`, then
+        mark `work/verified` only if the scratch token opens with this conf.xml (repository,
+        label, PIN), is the backup's token and holds exactly the planned keys (ods-hsmutil's
+        listing, and type and public key over PKCS#11), and the database is the planned one.
+        Anything wrong removes `work`: nothing live was touched."""
+        archive = self._inputs.read(op["file"], op["sha256"])
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            (work / op["file"]).write_bytes(archive)
+            try:
+                restored = restore_backup(work / op["file"], password, work / "scratch")
+            except BackupError as e:
+                raise SignerError(f"restore: {e}; nothing was restored") from None
+            kasp = restored.extra.get("kasp.db")
+            if kasp is None or sha256_hex(kasp) != op["kasp_db"]["sha256"]:
+                raise SignerError("restore: the backup's KASP database is not the planned one; "
+                                  "nothing was restored")
+            conf = restored.softhsm2_conf
+            try:
+                fingerprint = self._fingerprint(conf)
+                listed = parse_hsmutil_list(self._hsmutil("list", self.ods.repository,
+                                                          softhsm2_conf=conf),
+                                            self.ods.repository)
+                got = {k["locator"]: (k["type"], k["public_key_sha256"])
+                       for k in self._key_listing(conf)}
+            except SignerError as e:
+                raise SignerError(f"restore: the backup's token does not open with this "
+                                  f"signer's conf.xml ({e}); nothing was restored") from None
+            if fingerprint != op["backup_token"]:
+                raise SignerError(f"restore: the backup holds token {fingerprint}, the plan "
+                                  f"says {op['backup_token']}; nothing was restored")
+            wrong = restored_difference(op["keys"], got)
+            if wrong is None and {k.locator for k in listed.keys} != set(got):
+                wrong = "lists other keys with ods-hsmutil than over PKCS#11"
+            if wrong:
+                raise SignerError(f"restore: the decrypted backup {wrong}; nothing was restored")
+            staged = work / "kasp.db.part"
+            staged.write_bytes(kasp)
+            staged.rename(work / "kasp.db")
+            (work / "verified").touch()
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+
 
 def check_operation(op: Mapping[str, Any], token: str) -> None:
-    """Purge and backup have Pkcs11Signer's shapes; a generation holds counts, not locators."""
+    """Purge and backup have Pkcs11Signer's shapes; a generation holds counts, not locators;
+    a restore is Pkcs11Signer's plus `kasp_db`."""
+    if op.get("op") == "restore":
+        _check_kasp_db(op.get("kasp_db"))
+        planning.check_operation({k: v for k, v in op.items() if k != "kasp_db"}, token)
+        return
     if op.get("op") != "generate":
         planning.check_operation(op, token)
         return
@@ -509,6 +705,50 @@ def check_operation(op: Mapping[str, Any], token: str) -> None:
                               f"{sorted(_GEN_BATCH)}")
         if type(b["count"]) is not int or b["count"] < 0:
             raise SignerError(f"generate operation: batches[{i}].count must be a count")
+
+
+def _check_kasp_db(value: Any) -> None:
+    """A restore operation's `kasp_db`: the database's SHA-256, its key and zone counts, its
+    policies' names."""
+    if not isinstance(value, Mapping) or set(value) != _KASP_DB:
+        raise SignerError(f"restore operation: kasp_db must have keys {sorted(_KASP_DB)} (the "
+                          "OpenDNSSEC backend restores the KASP database too)")
+    if not isinstance(value["sha256"], str) or not _HEX64.fullmatch(value["sha256"]):
+        raise SignerError("restore operation: kasp_db.sha256 must be 64 lower-case hex digits")
+    for f in ("keys", "zones"):
+        if type(value[f]) is not int or value[f] < 0:
+            raise SignerError(f"restore operation: kasp_db.{f} must be a count")
+    if not isinstance(value["policies"], list) or not all(isinstance(p, str)
+                                                          for p in value["policies"]):
+        raise SignerError("restore operation: kasp_db.policies must be a list of names")
+
+
+def _put_database(source: Path, datastore: Path, aside: Path) -> None:
+    """Put the KASP database `source` in place of `datastore`, the enforcer stopped, so that a
+    crash anywhere is finished by calling again: the old database and its SQLite side files
+    (a stale `-journal` or `-wal` would be applied to the new one) are moved `aside` once (then
+    the marker `aside/.done`); the copy is written beside the target, synced, given the old
+    file's mode (and owner, as root), and renamed over it."""
+    sides = [datastore.with_name(datastore.name + s) for s in ("-journal", "-wal", "-shm")]
+    if not (aside / ".done").exists():
+        aside.mkdir(parents=True, exist_ok=True)
+        for p in (datastore, *sides):
+            if p.exists():
+                shutil.move(str(p), str(aside / p.name))
+        (aside / ".done").touch()
+    for p in sides:  # of a database an earlier attempt put in place and the enforcer then wrote
+        p.unlink(missing_ok=True)
+    staged = datastore.with_name(f".restore-{datastore.name}")
+    shutil.copyfile(source, staged)
+    old = aside / datastore.name
+    if old.exists():
+        shutil.copymode(old, staged)
+        if os.geteuid() == 0:
+            st = old.stat()
+            os.chown(staged, st.st_uid, st.st_gid)
+    with open(staged, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(staged, datastore)
 
 
 def _declared(op: Mapping[str, Any]) -> list[PolicyKeys]:
