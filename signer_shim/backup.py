@@ -12,8 +12,9 @@ Layout of `key-backup-YYYY-MM-DD.tar.gz` (members under `key-backup-YYYY-MM-DD/`
     keystate.json    the signer's key-state file (not secret: policies, roles, states)
     inventory.txt    the key list in `ods-hsmutil list` layout
     kasp.db          (OpenDNSSEC backend only) a consistent copy of the enforcer's KASP database
-    keys.json        (PKCS#11 backend) each key's locator, label, type and public key's SHA-256,
-                     in clear: what a restore's plan lists before the password decrypts anything
+    keys.json        each key's locator, label, type and public key's SHA-256, in clear: what a
+                     restore's plan lists before the password decrypts anything (both backends;
+                     older backups lack it)
 
 The GCM associated data binds the format, the token fingerprint and the KDF parameters, so a
 manifest edited to weaken the KDF or to claim another token fails to decrypt. A wrong password and

@@ -224,3 +224,39 @@ def test_bad_inputs_are_refused_before_anything_changes(
         standby.plan(name, bare)
     assert hsmutil_ids(inst) == [] and enforcer_list(inst) == set()
     assert standby.daemon.proc is not None and standby.daemon.proc.poll() is None
+
+
+def test_over_the_shim_a_restore_needs_its_quorum_of_two_kso(
+        primary: Primary, standby: Standby, tmp_path: Path) -> None:
+    """`keyrite shim` over this backend: the backup handed over in chunks, planned, refused
+    with one KSO (nothing changed), then restored under two."""
+    from dataclasses import replace
+
+    from coordinator.shim_client import QuorumRefused, ShimClient
+    from signer_shim.authority import Rule
+    from staging.standup import ShimProcess
+    from tests.shim_helpers import approve, cast_authority
+    from tests.test_shim_opendnssec import write_ods_shim_files
+
+    step = 60
+    files = write_ods_shim_files(tmp_path / "shim", standby.inst)
+    base = cast_authority()
+    authority = replace(base, rules=(*base.rules, Rule("restore", step, (("KSO", 2),))))
+    (tmp_path / "shim" / "authority.toml").write_text(authority.to_toml())
+    proc = ShimProcess(files.config)
+    try:
+        with ShimClient("127.0.0.1", proc.port, client_key=files.client_key,
+                        host_key_pin=files.host_key_pin, timeout=120) as c:
+            op = c.plan_restore(primary.name, hand_over(c, primary.name, primary.archive))
+            assert op["keys"] == primary.listing and op["kasp_db"]["keys"] == 7
+            with pytest.raises(QuorumRefused, match="needs 2 distinct KSO"):
+                c.execute(op, approve(op, "kso1", step=step), secrets={"password": PASSWORD})
+            assert hsmutil_ids(standby.inst) == [] and enforcer_list(standby.inst) == set()
+            result = c.execute(op, approve(op, "kso1", "kso2", step=step),
+                               secrets={"password": PASSWORD})
+            assert (result["added"], result["kasp_keys"]) == (7, 7)
+            assert c.fingerprint() == primary.fingerprint
+    finally:
+        proc.stop()
+    assert hsmutil_ids(standby.inst) == primary.ids
+    assert enforcer_list(standby.inst) == primary.enforcer

@@ -17,7 +17,8 @@ execute proves afterwards, by inventory diff, that exactly that happened:
   purge -z ZONE --delete` deletes every dead key of a zone; execute
   first requires that the enforcer's dead keys in those zones are all planned ones (a purge cannot
   delete a subset), then that exactly the planned keys vanished;
-- backup: the same archive as Pkcs11Signer plus `kasp.db`, an sqlite3 online-backup copy;
+- backup: the same archive as Pkcs11Signer (with `keys.json`, read over PKCS#11 with conf.xml's
+  label and PIN) plus `kasp.db`, an sqlite3 online-backup copy;
 - restore drill: the backup's token is restored into a scratch directory and listed by
   `ods-hsmutil` (this conf.xml, SOFTHSM2_CONF pointed at the scratch token), then compared with
   the live listing (`drill.compare`); the backup's `kasp.db` must name no key the token lacks;
