@@ -21,7 +21,7 @@ import pytest
 from coordinator.ceremony_world import hand_over
 from signer_shim.backup import build_archive, read_members
 from signer_shim.interface import SignerError
-from signer_shim.opendnssec.ods_daemon import accepts
+from signer_shim.opendnssec.ods_daemon import accepts, stop_enforcer
 from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation, create_installation
 from signer_shim.opendnssec.signer import OdsSigner
 from tests.ods_helpers import EC_POLICIES, running_installation, wait_until_idle
@@ -184,6 +184,29 @@ def test_a_restore_that_dies_in_the_swap_is_finished_by_executing_again(
     result = again.execute(op, [], secrets={"password": PASSWORD})
     assert (result["added"], result["after"], result["kasp_keys"]) == (7, 7, 7)
     assert hsmutil_ids(inst) == primary.ids and enforcer_list(inst) == primary.enforcer
+
+
+def test_a_restore_that_dies_after_it_is_in_place_is_only_checked_again(
+        primary: Primary, standby: Standby, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed in the final checks (token and database in place, `restored` journaled), and the
+    enforcer gone meanwhile: executing again starts it and checks, without restoring twice."""
+    s, inst = standby.signer, standby.inst
+    op = standby.plan(primary.name, primary.archive)
+
+    def killed(self: OdsSigner) -> Any:
+        raise OSError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(OdsSigner, "enforcer_keys", killed)
+        with pytest.raises(SignerError, match="killed"):
+            s.execute(op, [], secrets={"password": PASSWORD})
+    stop_enforcer(inst.directory / "enforcerd.pid", inst.socket)
+    assert not accepts(inst.socket) and hsmutil_ids(inst) == primary.ids
+    result = OdsSigner.from_file(inst.config_path).execute(op, [], secrets={"password": PASSWORD})
+    assert (result["added"], result["enforcer_keys"]) == (7, 2)
+    assert accepts(inst.socket) and enforcer_list(inst) == primary.enforcer
+    events = [e["event"] for e in s._journal.entries()]
+    assert events.count("restored") == 1 and events.count("finished") == 1
 
 
 def test_a_standby_holding_a_key_the_backup_lacks_is_refused(
