@@ -181,16 +181,6 @@ def test_a_backup_of_another_token_label_is_refused_when_planned(
         s.plan_restore(name, hand_over(s, name, data))
 
 
-def test_the_opendnssec_backend_says_restore_is_not_built_yet() -> None:
-    from signer_shim.opendnssec.signer import OdsSigner
-
-    ods = object.__new__(OdsSigner)
-    with pytest.raises(SignerError, match="not built for the OpenDNSSEC backend"):
-        ods.plan_restore("key-backup-2026-12-01.tar.gz", "00" * 32)
-    with pytest.raises(SignerError, match="not built for the OpenDNSSEC backend"):
-        ods.execute({"op": "restore"}, [])
-
-
 def test_the_coordinator_reads_the_backup_off_its_drive_plans_and_restores(
         small_rehearsal: RehearsalToken, tmp_path: Path) -> None:
     """CeremonyWorld's hands for the step: the backup read off the drive (the only one there,

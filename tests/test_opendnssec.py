@@ -202,7 +202,7 @@ def test_backup_holds_the_token_and_the_kasp_database(ods1, tmp_path: Path) -> N
     archive = signer.read_output(result["file"])
     members = read_members(archive)
     assert set(members) == {"manifest.json", "token.tar.enc", "keystate.json", "inventory.txt",
-                            "kasp.db"}
+                            "kasp.db", "keys.json"}
     copy = tmp_path / "copy.db"
     copy.write_bytes(members["kasp.db"])
     assert kasp_locators(copy) == {k.locator for k in signer.inventory().keys}
