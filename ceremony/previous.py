@@ -16,12 +16,20 @@ and previous record), then reading what the machine recorded:
                       else, once any step reached that signer, the key its link was pinned to
                       (the script's host_key, resolved from its own previous record)
     livecd_sha256     the live CD's digest as a verify step observed it (livecd.sha256)
+    backup_sha256     the last hsm.backup step's digest of the backup it wrote (as colon hex)
+    backup_file       that backup's file name (`key-backup-DATE.tar.gz`)
 
-All four are read for the script's first signer, the one the rehearsal and the live coordinator
-reach. A fact the journal never observed is absent, never guessed: `lacks()` names the ones a
-script needs. Custody is what the machine holds at the end (`Machine.custody`): each bag still
-held, its serial, its custodian and contents, with the serial read off each drive inside; and
-each bag the ceremony before it left held that this one never opened (still held, as recorded).
+A journal that does not observe the live CD or write a backup carries those facts on from its
+own previous record (a restore in between writes no backup: the bags still hold the key
+generation's, and the next audit checks them against it); the HSM's and signer's facts are never
+carried (another HSM, or the same one changed, says nothing of them).
+
+The HSM's and signer's facts are read for the script's first signer, the one the rehearsal and
+the live coordinator reach. A fact the journal never observed is absent, never guessed:
+`lacks()` names the ones a script needs. Custody is what the machine holds at the end
+(`Machine.custody`): each bag still held, its serial, its custodian and contents, with the serial
+read off each drive inside; and each bag the ceremony before it left held that this one never
+opened (still held, as recorded).
 
 Pure: it takes the records a caller read (and verified: `coordinator.record_command` does both
 at the edge) and loads nothing but the journal's own script and roster.
@@ -41,7 +49,11 @@ from ceremony.script.load import load_script_text
 from ceremony.script.model import Step
 
 #: The facts read, in the order the hand-typed record has always listed them.
-FACTS = ("livecd_sha256", "signer_host_key", "hsm_fingerprint", "key_count")
+FACTS = ("livecd_sha256", "signer_host_key", "hsm_fingerprint", "key_count", "backup_sha256",
+         "backup_file")
+
+#: The facts a journal carries on from its own previous record when it did not observe them.
+CARRIED = ("livecd_sha256", "backup_sha256", "backup_file")
 
 #: What gives each fact, said when a journal lacks it.
 WHERE = {
@@ -50,6 +62,8 @@ WHERE = {
     "hsm_fingerprint": "an hsm.fingerprint step, or a verify step observing hsm.fingerprint",
     "key_count": "an hsm.list step (or a verify step observing hsm.key_count) after the last "
                  "purge or generation",
+    "backup_sha256": "an hsm.backup step (here or in a ceremony before it)",
+    "backup_file": "an hsm.backup step (here or in a ceremony before it)",
 }
 
 
@@ -185,6 +199,11 @@ def read_previous(records: Sequence[tuple[int, dict[str, Any]]]) -> PreviousCere
         raise BadInput(f"the journal does not replay: {e}") from None
 
     record, sources = _facts(machine)
+    for key in CARRIED:
+        if key not in record and own_previous.get(key):
+            record[key] = str(own_previous[key])
+            sources[key] = "carried on from its own previous ceremony's record"
+    record = {k: record[k] for k in FACTS if k in record}
     custody = tuple(_held(machine, bag, c) for bag, c in machine.custody.items())
     # and the bags it was handed by the ceremony before it and never opened: still held by the
     # same people, so a chain of ceremonies (generate, restore, audit) keeps every bag
@@ -233,6 +252,10 @@ def _facts(m: Machine) -> tuple[dict[str, str], dict[str, str]]:
             found("hsm_fingerprint", result.get("fingerprint"), st, "hsm.fingerprint")
         elif st.action == "hsm.list":
             found("key_count", result.get("count"), st, "hsm.list")
+        elif st.action == "hsm.backup":
+            found("backup_sha256", result.get("sha256"), st, "hsm.backup")
+            found("backup_file", str(result.get("file") or "").rpartition("/")[2], st,
+                  "hsm.backup")
         elif st.action in ("hsm.purge", "hsm.generate"):
             record.pop("key_count", None)  # the count seen before is no longer the HSM's
             sources.pop("key_count", None)

@@ -42,19 +42,22 @@ KEYS: dict[str, str] = {
 
 
 def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
-    """What `seat` (holding `role`) may do now. Observers (witness, auditor) get nothing: their
-    sign-in is the KGA's ID check, signed with the KGA's key (`admit`: the seat, the ID document's
-    type and last digits, the passphrase). A seat not signed in may only sign in, with its
+    """What `seat` (holding `role`) may do now. Observers (witness, auditor) act on nothing:
+    their sign-in is the KGA's ID check, signed with the KGA's key (`admit`: the seat, the ID
+    document's type and last digits, the passphrase); they sign the journal's checkpoint only
+    where a sign-off names their role. A seat not signed in may only sign in, with its
     passphrase (the console signs the sign-in with the seat's key). An approval is offered to
     every signed-in seat the quorum lets approve (its role, its `seats`, its `distinct_from`)
     whose holder has not approved yet (any two KSOs, in any order); refusing is offered to every
     seat of the role."""
     r = view.role(role)
     me = view.participant(seat)
-    if r is None or r.observer or me is None or me.role != role:
+    if r is None or me is None or me.role != role:
         return []
     if view.status in ("completed", "aborted"):
         return []
+    if r.observer:  # never acts; signs the record where a sign-off names its role
+        return [a for a in _signoffs(view, seat) if me.signed_in and view.status == "running"]
     if not me.signed_in:
         if not _may_sign_in(view, me, r):
             return []
@@ -87,10 +90,6 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                 out.append(_secret_act(a, {"seat": seat, "step": a.step}))
                 continue
             if a.kind == "signoff" and a.step == step.n:  # each seat the machine asks signs
-                if seat in (a.detail.get("seats") or ()) and view.checkpoint is not None:
-                    out.append(_act("signoff", "Sign the journal checkpoint",
-                                    {"type": "signoff", "seat": seat, "step": a.step,
-                                     "checkpoint": view.checkpoint}, ("passphrase",)))
                 continue
             if not may_complete or a.step != step.n:
                 continue
@@ -123,6 +122,7 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
                                  "contents": list(a.detail.get("contents") or [])}))
             elif a.kind == "secret" and a.detail.get("purpose") != "drill":
                 out.append(_secret_act(a, base))
+    out += _signoffs(view, seat)
     for q in view.quorums:
         if q.role != role or not q.asked:
             continue
@@ -149,6 +149,18 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
         out += deviation
         out.append(_act("pause", "Pause the ceremony", {"type": "pause", "seat": seat, "step": n}))
     return out
+
+
+def _signoffs(view: CeremonyView, seat: str) -> list[Action]:
+    """Signing the journal checkpoint, where the machine asks `seat` to (each seat it asks)."""
+    step = view.step
+    if step is None or view.checkpoint is None:
+        return []
+    return [_act("signoff", "Sign the journal checkpoint",
+                 {"type": "signoff", "seat": seat, "step": a.step, "checkpoint": view.checkpoint},
+                 ("passphrase",))
+            for a in step.asked if a.kind == "signoff" and a.step == step.n
+            and seat in (a.detail.get("seats") or ())]
 
 
 def remark_for(view: CeremonyView, seat: str, role: str) -> Action | None:

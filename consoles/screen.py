@@ -1073,7 +1073,8 @@ class ConsoleScreen:
         """In bold: what is asked of this officer now, with the keys that do it."""
         acts = self.actions()
         role = self.view.role(self.role)
-        if role is not None and role.observer:
+        signoff = next((a for a in acts if a.kind == "signoff"), None)
+        if role is not None and role.observer and signoff is None:
             remark = next((a for a in acts if a.kind == "remark"), None)
             return [("class:dim", "You observe: this console is read-only." + (
                 f" [{remark.key}] raises a remark or a deviation." if remark else "") + "\n")]

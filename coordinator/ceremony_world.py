@@ -66,6 +66,9 @@ class CeremonyWorld:
             if not p.get("file"):
                 raise Failure("no backup has been written yet")
             return colon_hex(hashlib.sha256(self.signer.read_output(p["file"])).hexdigest())
+        if src == "drive.sha256" and not p.get("file"):  # the key backup the drive holds
+            data = self._backup_on_drive(p["drive"], None)[1]
+            return colon_hex(hashlib.sha256(data).hexdigest())
         if src in ("transcript.sha256", "drive.sha256"):
             data = self.drives.read(p["drive"], p["file"])
             return colon_hex(hashlib.sha256(data).hexdigest())

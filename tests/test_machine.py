@@ -296,7 +296,9 @@ def test_verify_mismatch_stops_the_ceremony_until_the_administrator_decides(n, w
     drive(m, w, until=n)
     before = m.snapshot()
     out = send(m, w, ev.Observed(at=w.at(), step=n, value=wrong))
-    reason = f"observed {wrong} but the record says {expected}"
+    source = {6: "the previous ceremony's record", 7: "the previous ceremony's record",
+              10: "the script", 20: "step 18"}.get(n, "the record")
+    reason = f"observed {wrong} but {source} says {expected}"
     exc = {"step": n, "kind": "mismatch", "reason": reason, "observed": wrong,
            "expected": expected}
     assert out == (d.ExceptionRaised(n, reason), d.Ask(n, "KGA", "decide", exc))

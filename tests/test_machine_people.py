@@ -27,6 +27,7 @@ from tests.machine_helpers import (
     roster,
     seal,
     send,
+    signoff,
     start,
 )
 
@@ -149,3 +150,42 @@ def test_the_loader_names_a_rule_that_could_never_hold(old: str, new: str,
     text = str(err.value)
     assert all(x in text for x in words), text
     assert "people.toml:" in text  # file and line
+
+
+SIGNOFF = '''action = "signoff"
+text = "KGA signs the journal's checkpoint"'''
+
+
+def test_a_sign_off_may_name_an_observer_role_whose_people_sign_the_record() -> None:
+    """The auditor signs what they audited: an observer never acts in the ceremony, but a
+    sign-off naming its role asks it to sign the same checkpoint, from its own console."""
+    script = _mini(SIGNOFF, SIGNOFF.replace("action", 'cosigners = ["WI"]\naction'))
+    m, w = start(script, MINI_PREVIOUS)
+    drive(m, w, until=31)
+    checkpoint = f"keyrite.test/{script.ceremony.id}\n40\n"
+    send(m, w, signoff(w, "KGA1", checkpoint))
+    assert m.current is not None and m.current.n == 31  # the witness has not signed yet
+    assert m.signoff_owing(m.current) == {"WI": ["WI1"]}
+    view = m.view(Extras(now=w.now, checkpoint=checkpoint))
+    [act] = actions_for(view, "WI1", "WI")
+    assert (act.kind, act.command["seat"], act.command["checkpoint"]) == (
+        "signoff", "WI1", checkpoint)
+    refused(m, signoff(w, "WI1", "another checkpoint\n"), "WI1 signed another checkpoint")
+    send(m, w, signoff(w, "WI1", checkpoint))
+    assert m.current is not None and m.current.n == 32
+    assert actions_for(m.view(Extras(now=w.now)), "WI1", "WI") == []  # read-only again
+    assert replay(script, w.accepted, w.previous)._state == m._state
+
+
+def test_without_it_an_observer_is_offered_nothing_and_may_not_sign_off() -> None:
+    m, w = start(None, MINI_PREVIOUS)
+    drive(m, w, until=31)
+    view = m.view(Extras(now=w.now, checkpoint="c\n"))
+    assert actions_for(view, "WI1", "WI") == []
+    refused(m, signoff(w, "WI1", "c\n"), "step 31 is signed off by the KGA", "WI1 (WI)")
+
+
+def test_a_sign_off_may_not_name_an_undeclared_role() -> None:
+    with pytest.raises(ScriptErrors, match="'AUD' is not a declared role"):
+        _mini(SIGNOFF, SIGNOFF.replace("action", 'cosigners = ["AUD"]\naction'))
+

@@ -62,8 +62,11 @@ def test_the_facts_of_the_journal_of_record() -> None:
     final_count = events_at(JOURNAL, 34, "Performed")[-1]["result"]["count"]
     host_key = events_at(JOURNAL, 25, "Observed")[-1]["value"]
     livecd = events_at(JOURNAL, 16, "Observed")[-1]["value"]
+    backup = events_at(JOURNAL, 43, "Performed")[-1]["result"]
     assert p.record == {"livecd_sha256": livecd, "signer_host_key": host_key,
-                        "hsm_fingerprint": fingerprint, "key_count": str(final_count)}
+                        "hsm_fingerprint": fingerprint, "key_count": str(final_count),
+                        "backup_sha256": backup["sha256"],
+                        "backup_file": backup["file"].rpartition("/")[2]}
     assert p.record["key_count"] == "10"  # 6 found, 2 purged, 6 generated
     assert p.sources["hsm_fingerprint"] == "step 27 (hsm.fingerprint)"
     assert p.sources["key_count"] == "step 34 (hsm.list)"
@@ -123,7 +126,7 @@ def test_export_writes_the_hand_typed_keys_and_the_custody_as_comments(
     text = out.read_text()
     record = tomllib.loads(text)
     assert record == read_previous(records_of(JOURNAL)).record
-    assert list(record) == ["livecd_sha256", "signer_host_key", "hsm_fingerprint", "key_count"]
+    assert list(record) == list(FACTS)
     assert "# verified with key keyrite.rehearsal/second-key-generation/" in text
     assert "#   bag master-copy serial " in text and "held by Officer C (KSO1)" in text
     # a paper record is never overwritten
@@ -350,5 +353,6 @@ def test_a_previous_journal_with_another_hsm_stops_at_the_verify_step_showing_bo
     p = rehearse("--workdir", str(tmp_path / "r3"), "--previous", str(forged),
                  "--previous-key", before["checkpoint_key"], "--token", str(old / "signer"))
     assert p.returncode == 1, p.stdout + p.stderr
-    assert f"stopped at step 28: observed {real} but the record says {other}" in p.stdout
+    assert f"stopped at step 28: observed {real} but the previous ceremony's record says " \
+        f"{other}" in p.stdout
     assert "Traceback" not in p.stderr

@@ -89,7 +89,8 @@ def test_a_typed_value_that_differs_from_the_record_stops_the_ceremony() -> None
     exc = m.exception
     assert m.status == "exception" and exc is not None and exc["kind"] == "mismatch"
     assert (exc["observed"], exc["expected"]) == ("TEB20250043", "TEB20250042")
-    assert exc["reason"] == "entered TEB20250043 but the record says TEB20250042"
+    assert exc["reason"] == ("entered TEB20250043 but the previous ceremony's record says "
+                             "TEB20250042")
     send(m, w, ev.Decide(at=w.at(), seat="KGA1", decision="retry"))
     send(m, w, ev.Record(at=w.at(), seat="KGA1", value="teb 2025 0042"))
     assert m.current is not None and m.current.n == 3
@@ -126,10 +127,17 @@ def test_a_drive_used_before_it_is_plugged_in_or_a_digest_with_nothing_to_check(
         load_script_text(nothing, "x.toml")
 
 
-def test_a_drive_sha256_check_needs_its_drive_and_file() -> None:
-    broken = _script(RECORD.replace('file = "journal.jsonl"\n', ""))
-    with pytest.raises(ScriptErrors, match="action 'verify' requires 'file'"):
+def test_a_drive_sha256_check_needs_its_drive_and_a_file_name_or_a_backup() -> None:
+    broken = _script(RECORD.replace('drive = "master-copy"\nfile', "file"))
+    with pytest.raises(ScriptErrors, match="a verify step observing drive.sha256 requires "
+                       "'drive'"):
         load_script_text(broken, "x.toml")
+    # without `file`, the coordinator reads the only key backup on the drive
+    m, w = _machine(_script(RECORD.replace('file = "journal.jsonl"\n', "")))
+    send(m, w, ev.Record(at=w.at(), seat="KGA1", value="TEB20250042"))
+    send(m, w, ev.Performed(at=w.at(), step=3, result={"serial": "AA11BB22"}))
+    [want] = m.wants(now=w.now)
+    assert isinstance(want, d.Observe) and want.params == {"drive": "master-copy"}
     with pytest.raises(ScriptErrors, match="a file name"):
         load_script_text(_script(RECORD.replace("journal.jsonl", "../etc/passwd")), "x.toml")
 

@@ -528,7 +528,7 @@ class Machine:
             p["format"] = "sha256" if expected.startswith("SHA256:") else "md5"
         if step.observe == "backup.sha256":
             p["file"] = self._last_result("hsm.backup").get("file")
-        if step.observe == "drive.sha256":
+        if step.observe == "drive.sha256" and step.file:  # else the only key backup there
             p["file"] = step.file
         if step.observe == "transcript.sha256":
             r = self._last_result("transcript")
@@ -930,7 +930,7 @@ class Machine:
             expected = self._expected(step)
             if value != check_value(fmt, expected):
                 self._state.observed[step.n] = value
-                return self._stop(step, "mismatch", f"entered {value} but the record says "
+                return self._stop(step, "mismatch", f"entered {value} but {_source(step)} says "
                                   f"{expected}", observed=value, expected=expected)
         elif step.equals is not None:
             # the referenced value may be a raw result (colon hex from a transcript): compare the
@@ -1074,8 +1074,8 @@ class Machine:
         self._state.observed[step.n] = e.value
         if _normalise(step.observe or "", e.value) == _normalise(step.observe or "", expected):
             return self._complete(step, e.value)
-        return self._stop(step, "mismatch", f"observed {e.value} but the record says {expected}",
-                          observed=e.value, expected=expected)
+        return self._stop(step, "mismatch", f"observed {e.value} but {_source(step)} says "
+                          f"{expected}", observed=e.value, expected=expected)
 
     def _on_OperationStarted(self, step: Step, e: ev.OperationStarted) -> list[d.Decision]:
         s = self._state
@@ -1391,6 +1391,19 @@ def _normalise(observe: str, value: str) -> str:
         # ASCII digits only: isdecimal() admits "١٤", isdigit() "²"; at most 19 of them
         return str(int(v)) if v.isascii() and v.isdecimal() and len(v) <= 19 else v
     return v
+
+
+def _source(step: Step) -> str:
+    """Where a step's expected value comes from, in words: the script's own literal, an earlier
+    step, the previous ceremony's record, or the script's declarations."""
+    ref = step.expect or ""
+    if step.value is not None:
+        return "the script"
+    if ref.startswith("step."):
+        return f"step {ref.removeprefix('step.')}"
+    if ref.startswith("previous."):
+        return "the previous ceremony's record"
+    return "the record"
 
 
 def _words(names: tuple[str, ...]) -> str:

@@ -25,7 +25,7 @@ OBSERVATIONS: dict[str, str] = {
     "hsm.key_count": "the number of keys the HSM lists",
     "drive.serial": "the USB serial of the drive named by the step's `drive`",
     "drive.sha256": "SHA-256 of the file `file` on the drive `drive` (one an earlier ceremony "
-                    "wrote, say), as colon hex",
+                    "wrote, say; without `file`, the only key backup there), as colon hex",
     "backup.sha256": "SHA-256 of the backup file as written",
     "transcript.sha256": "SHA-256 of the printable transcript as written",
 }

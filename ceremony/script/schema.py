@@ -66,7 +66,7 @@ OBSERVATION_PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hsm.fingerprint": ((), ("signer",)),
     "hsm.key_count": ((), ("signer",)),
     "drive.serial": (("drive",), ()),
-    "drive.sha256": (("drive", "file"), ()),
+    "drive.sha256": (("drive",), ("file",)),
     "backup.sha256": ((), ()),
     "transcript.sha256": ((), ()),
 }
@@ -191,8 +191,8 @@ PARAMETER_KEYS = (
     Key("equals", integer(1), "record: the entered value must equal what step N yielded", **_P),
     Key("drive", pattern(LABEL, "a drive label"), "a declared drive", **_P),
     Key("file", pattern(FILE, "a file name (letters, digits, '.', '_', '-'; no path)"),
-        "verify drive.sha256: the file's name on the drive; hsm.restore: the backup's name on "
-        "its drive (default: the only `key-backup-*.tar.gz` there)", **_P),
+        "verify drive.sha256 and hsm.restore: the file's name on the drive (default: the only "
+        "key backup there, `key-backup-*.tar.gz`)", **_P),
     Key("bag", pattern(LABEL, "a bag label"), "a declared bag; handover: one an earlier seal step "
         "seals; unseal: one in custody, sealed earlier or at the previous ceremony", **_P),
     Key("source", pattern(SOURCE, "a copy source", "string: a copy source"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ceremony.script.declared import Declared, one_of
 from ceremony.script.formats import FORMATS, check_value
 from ceremony.script.locate import KeyPath
+from ceremony.script.model import PARAMETERS
 from ceremony.script.schema import (
     OBSERVATION_FORMATS,
     PARAMETER_KEYS,
@@ -87,8 +88,9 @@ class StepChecker:
         for name in required:
             if name not in step.written:
                 doc = next(k.kind.doc for k in PARAMETER_KEYS if k.name == name)
-                self.report((*step.path, name),
-                            f"action {action!r} requires {name!r} (expected {doc})")
+                subject = f"a verify step observing {observe}" if observe and \
+                    name not in PARAMETERS["verify"][0] else f"action {action!r}"
+                self.report((*step.path, name), f"{subject} requires {name!r} (expected {doc})")
         self._names(step, required + optional)
         self._order(pos, step, action, observe)
         kind = STEP_KINDS.get(action)
@@ -366,15 +368,17 @@ class StepChecker:
                         f"{where})")
 
     def _signoff(self, pos: int, step: Row) -> None:
-        """Who else signs the closing checkpoint: declared roles that may act, not the actor's
-        own (its officers sign anyway)."""
+        """Who else signs the closing checkpoint: declared roles, not the actor's own (its
+        officers sign anyway). Observers may: signing the record is not acting in the ceremony,
+        and an auditor's signature on it is what an audit is for."""
         for i, role in enumerate(step.get("cosigners") or ()):
             at = (*step.path, "cosigners", i)
             if role == step.get("actor"):
                 self.report(at, f"{role!r} is the step's actor, who signs anyway (expected "
                             "the other roles whose officers sign too)")
-            else:
-                self.d.acting_role(role, at)
+            elif self.d.roles is not None and role not in self.d.roles:
+                self.report(at, f"{role!r} is not a declared role "
+                            f"({one_of(self.d.roles, 'role')})")
 
     def _approved(self, pos: int, step: Row) -> None:
         """Each quorum a state-changing hsm step lists authorizes exactly that step.

@@ -188,8 +188,9 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
                token=cont.token if cont else None)
 
     roster, keys = load_cast(paths)
-    previous: dict[str, Any] = {k: str(v) for k, v in read_toml(paths.previous).items()
-                                if k in script.ceremony.previous}  # only what the script names
+    # every fact of the record (a made-up one holds only what the script names; one read from a
+    # journal all it gave, so the next ceremony can carry the backup's digest on)
+    previous: dict[str, Any] = {k: str(v) for k, v in read_toml(paths.previous).items()}
     if paths.previous_journal.exists():  # the bags it left held, which unseal steps open
         held = json.loads(paths.previous_journal.read_text()).get("custody") or []
         if held:
