@@ -78,7 +78,13 @@ def test_the_standby_restored_from_the_master_copy_holds_the_primarys_keys(
     observed = {x["step"]: x["event"]["value"] for x in lines if x["type"] == "event"
                 and x["event"].get("event") == "Observed"}
     facts = r["previous"]["record"]
-    assert (observed[13], observed[14]) == (facts["hsm_fingerprint"], facts["key_count"])
+    assert (observed[14], observed[15]) == (facts["hsm_fingerprint"], facts["key_count"])
+    # the backup on the Master Copy is the one the key generation wrote (its recorded digest)
+    assert observed[11].replace(":", "") == facts["backup_sha256"].replace(":", "")
+    approvals = [(x["step"], x["event"]["seat"]) for x in lines if x["type"] == "event"
+                 and x["event"].get("event") == "Approve"]
+    # two KSOs, then a DSO who is neither (DSO1 is KSO1's holder in the seed's cast)
+    assert approvals == [(12, "KSO1"), (12, "KSO2"), (13, "DSO2")]
     bag = _custody(rest / "journal.jsonl")["master-copy"]
     assert [h["kind"] for h in bag["chain"]] == ["unseal", "seal"] and bag["custodian"] == "KSO1"
 
@@ -92,9 +98,9 @@ def test_a_password_typed_for_a_restore_is_printed_as_such() -> None:
 
     restore = load_script(RESTORE)
     secret = {"type": "secret", "at": 0.0, "seat": "SA", "name": "device-backup",
-              "purpose": "backup", "step": 12}
+              "purpose": "backup", "step": 13}
     text, _ = _describe(secret, restore)
-    assert text.startswith("SA typed the device-backup password for the restore at step 12")
+    assert text.startswith("SA typed the device-backup password for the restore at step 13")
     seed = load_script(ROOT / "ceremony" / "scripts" / "second-key-generation.toml")
     backup = next(s.n for s in seed.steps if s.action == "hsm.backup")
     text, _ = _describe({**secret, "step": backup}, seed)
@@ -152,12 +158,15 @@ def test_the_audit_checks_the_signer_and_its_record_is_cosigned(audit: tuple[Pat
     assert observed[7] == record["hsm_fingerprint"]  # the same HSM...
     assert observed[8] == record["key_count"]  # ...with nothing changed on it
     checked = [e["event"]["result"] for e in lines if e["type"] == "event"
-               and e["event"].get("event") == "Performed" and e["step"] in (11, 17, 23)]
+               and e["event"].get("event") == "Performed" and e["step"] in (11, 18, 25)]
     assert [len(r["checked"]) for r in checked] == [1, 1, 1]  # each backup read back, whole
-    p = _run("verify", str(work / "journal.jsonl"), "--cosigned-by", "KGA,SA,DSO")
+    # ...and each is the backup the key generation wrote: carried through the restore's record
+    assert record["backup_sha256"] and [observed[n].replace(":", "") for n in (12, 19, 26)] == \
+        [record["backup_sha256"].replace(":", "")] * 3
+    p = _run("verify", str(work / "journal.jsonl"), "--cosigned-by", "KGA,SA,DSO,SAU")
     assert p.returncode == 0, p.stdout + p.stderr
     copy = work / "drives" / "audit-log" / "files" / "journal.jsonl"
-    assert _run("verify", str(copy), "--cosigned-by", "KGA,SA,DSO").returncode == 0
+    assert _run("verify", str(copy), "--cosigned-by", "KGA,SA,DSO,SAU").returncode == 0
 
 
 def test_staging_the_audit_alone_is_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -228,11 +237,16 @@ def test_script_check_against_the_journal_it_continues(audit: tuple[Path, dict],
     assert "step 9 unseals bag lisbon, which" in bad.stderr
     assert "did not leave held (held: albany, auckland, audit-log, keygen-log, master-copy, " \
         "wellington)" in bad.stderr
-    example = _doc_example(tmp_path)  # a fact the audit's record does not hold
+    example = _doc_example(tmp_path)  # the docs' example, needing a fact no record holds
+    text = example.read_text()
+    assert 'previous = ["livecd_sha256", ' in text
+    example.write_text(text.replace('previous = ["livecd_sha256", ',
+                                    'previous = ["livecd_sha256", "ksk_published", '))
     missing = _run("script", "check", str(example), "--previous", str(audited),
                    "--previous-key", audit_key)
     assert missing.returncode == 2
-    assert "[ceremony] previous names livecd_sha256, which" in missing.stderr
+    assert "[ceremony] previous names ksk_published, which" in missing.stderr
+    assert "livecd_sha256" not in missing.stderr  # carried on from the key generation
 
 
 def test_values_typed_from_papers_rehearse(tmp_path: Path) -> None:
