@@ -208,3 +208,23 @@ def test_a_step_may_name_the_one_seat_that_does_it() -> None:
         load_script_text(_script(RECORD.replace('observe = "drive.sha256"',
                                                 'seat = "KGA1"\nobserve = "drive.sha256"')),
                          "x.toml")
+
+
+def test_a_ceremony_reaches_one_signer() -> None:
+    """A second signer's steps would be answered by the one link the coordinator holds (the
+    rehearsal's one shim): the check refuses, at the step that reaches the second signer."""
+    text = (Path(__file__).parent.parent / "ceremony" / "scripts" /
+            "standby-restore.toml").read_text()
+    two = text.replace("[[drives]]", '[[signers]]\nname = "primary"\n\n[[drives]]', 1)
+    for action in ("hsm.list", "hsm.restore"):
+        two = two.replace(f'action = "{action}"\n', f'action = "{action}"\nsigner = "standby"\n')
+    for observe in ("signer.host_key", "hsm.fingerprint", "hsm.key_count"):
+        two = two.replace(f'observe = "{observe}"\n', f'observe = "{observe}"\n'
+                          'signer = "standby"\n')
+    load_script_text(two, "two.toml")  # two declared, one reached: fine
+    primary = two.replace('observe = "hsm.key_count"\nsigner = "standby"\n',
+                          'observe = "hsm.key_count"\nsigner = "primary"\n')
+    with pytest.raises(ScriptErrors) as err:
+        load_script_text(primary, "two.toml")
+    assert "this step reaches signer 'primary', and step 6 (line " in str(err.value)
+    assert "reaches 'standby': a ceremony reaches one signer" in str(err.value)

@@ -219,7 +219,8 @@ CASES = [
          ("signer.standby.host_key", f"{S1}[3].expect", "signer 'standby' declares no host_key")),
     case("verify drive.serial without drive", change('drive = "log"\nexpect', "expect"),
          ("[[sections.steps]]\nn = 4", f"{S0}[3].drive",
-          "action 'verify' requires 'drive' (expected string `[a-z0-9][a-z0-9-]*`)")),
+          "a verify step observing drive.serial requires 'drive' "
+          "(expected string `[a-z0-9][a-z0-9-]*`)")),
     case("verify parameter its observation does not take",
          step_8('n = 8\nactor = "SA"\ntext = "CD."\naction = "verify"\n'
                 'observe = "livecd.sha256"\nexpect = "previous.livecd_sha256"\ndrive = "log"'),

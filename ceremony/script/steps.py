@@ -32,6 +32,7 @@ class StepChecker:
         self.report = declared.report
         self.steps = declared.steps
         self.position: dict[int, int] = {}  # step number -> index of its first step in the file
+        self.talks_to: dict[str, Row] = {}  # signer name -> the first step that reaches it
         backups = [s for s in self.steps if s.get("action") == "hsm.backup"]
         self.passwords = {s.get("password") for s in backups if s.get("password")} | \
             set(declared.passwords or ())
@@ -140,6 +141,10 @@ class StepChecker:
                 self.report((*at, "action"), "hsm.generate for all policies, and no [[policies]] "
                             "is declared")
         if "signer" in allowed and d.signers is not None:
+            talks = step.get("signer") if "signer" in step.written else (
+                next(iter(d.signers)) if len(d.signers) == 1 else None)
+            if talks and talks in d.signers:
+                self._one_signer(talks, step)
             if "signer" in step.written:
                 if signer := step.get("signer"):
                     d.lookup(d.signers, "signer", signer, (*at, "signer"))
@@ -201,6 +206,19 @@ class StepChecker:
                 self.report(at, f"drive {name!r} declares no serial")
             return None
         return "usb-serial"
+
+    def _one_signer(self, name: str, step: Row) -> None:
+        """Every step reaches the same signer: a ceremony's coordinator holds one link (its
+        config's `[signer]`, the rehearsal's one shim), and a second signer's steps would be
+        answered by the first one's HSM. Another signer is another ceremony."""
+        first = self.talks_to.setdefault(name, step)
+        if len(self.talks_to) > 1 and first is step:
+            other, row = next((n, r) for n, r in self.talks_to.items() if n != name)
+            self.report((*step.path, "signer" if "signer" in step.written else "action"),
+                        f"this step reaches signer {name!r}, and step {row.get('n')} (line "
+                        f"{self.d.line(row.path)}) reaches {other!r}: a ceremony reaches one "
+                        "signer (its coordinator holds one link); check the other signer in a "
+                        "ceremony of its own")
 
     def _earlier(self, n: int, pos: int, at: KeyPath) -> Row | None:
         """Step `n` if it comes before position `pos` in the file; reports otherwise."""
