@@ -18,6 +18,9 @@ and previous record), then reading what the machine recorded:
     livecd_sha256     the live CD's digest as a verify step observed it (livecd.sha256)
     backup_sha256     the last hsm.backup step's digest of the backup it wrote (as colon hex)
     backup_file       that backup's file name (`key-backup-DATE.tar.gz`)
+    transcript_sha256 the last transcript step's digest of the transcript it wrote (colon hex)
+    transcript_file   that transcript's file name (`transcript-DATE.txt`); neither is carried:
+                      each ceremony writes its own
 
 A journal that does not observe the live CD or write a backup carries those facts on from its
 own previous record (a restore in between writes no backup: the bags still hold the key
@@ -50,7 +53,7 @@ from ceremony.script.model import Step
 
 #: The facts read, in the order the hand-typed record has always listed them.
 FACTS = ("livecd_sha256", "signer_host_key", "hsm_fingerprint", "key_count", "backup_sha256",
-         "backup_file")
+         "backup_file", "transcript_sha256", "transcript_file")
 
 #: The facts a journal carries on from its own previous record when it did not observe them.
 CARRIED = ("livecd_sha256", "backup_sha256", "backup_file")
@@ -64,6 +67,8 @@ WHERE = {
                  "purge or generation",
     "backup_sha256": "an hsm.backup step (here or in a ceremony before it)",
     "backup_file": "an hsm.backup step (here or in a ceremony before it)",
+    "transcript_sha256": "a transcript step",
+    "transcript_file": "a transcript step",
 }
 
 
@@ -256,6 +261,10 @@ def _facts(m: Machine) -> tuple[dict[str, str], dict[str, str]]:
             found("backup_sha256", result.get("sha256"), st, "hsm.backup")
             found("backup_file", str(result.get("file") or "").rpartition("/")[2], st,
                   "hsm.backup")
+        elif st.action == "transcript":
+            found("transcript_sha256", result.get("sha256"), st, "transcript")
+            found("transcript_file", str(result.get("file") or "").rpartition("/")[2], st,
+                  "transcript")
         elif st.action in ("hsm.purge", "hsm.generate"):
             record.pop("key_count", None)  # the count seen before is no longer the HSM's
             sources.pop("key_count", None)

@@ -63,10 +63,13 @@ def test_the_facts_of_the_journal_of_record() -> None:
     host_key = events_at(JOURNAL, 25, "Observed")[-1]["value"]
     livecd = events_at(JOURNAL, 16, "Observed")[-1]["value"]
     backup = events_at(JOURNAL, 43, "Performed")[-1]["result"]
+    transcript = events_at(JOURNAL, 115, "Performed")[-1]["result"]
     assert p.record == {"livecd_sha256": livecd, "signer_host_key": host_key,
                         "hsm_fingerprint": fingerprint, "key_count": str(final_count),
                         "backup_sha256": backup["sha256"],
-                        "backup_file": backup["file"].rpartition("/")[2]}
+                        "backup_file": backup["file"].rpartition("/")[2],
+                        "transcript_sha256": transcript["sha256"],
+                        "transcript_file": "transcript-20261207.txt"}
     assert p.record["key_count"] == "10"  # 6 found, 2 purged, 6 generated
     assert p.sources["hsm_fingerprint"] == "step 27 (hsm.fingerprint)"
     assert p.sources["key_count"] == "step 34 (hsm.list)"

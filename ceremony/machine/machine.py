@@ -529,7 +529,7 @@ class Machine:
         if step.observe == "backup.sha256":
             p["file"] = self._last_result("hsm.backup").get("file")
         if step.observe == "drive.sha256" and step.file:  # else the only key backup there
-            p["file"] = step.file
+            p["file"] = self._pinned(step.file)
         if step.observe == "transcript.sha256":
             r = self._last_result("transcript")
             p.update(file=r.get("file"), drive=r.get("drive"))
@@ -570,7 +570,7 @@ class Machine:
             p["date"] = time.strftime("%Y-%m-%d", time.gmtime(self._state.now))
         if step.action == "hsm.restore":  # the coordinator reads the backup off this drive
             p["drive"] = str(step.source).removeprefix("drive:")
-            p["file"] = step.file
+            p["file"] = self._pinned(step.file)
         return p
 
     def expected(self, step: Step) -> str | None:

@@ -191,8 +191,9 @@ PARAMETER_KEYS = (
     Key("equals", integer(1), "record: the entered value must equal what step N yielded", **_P),
     Key("drive", pattern(LABEL, "a drive label"), "a declared drive", **_P),
     Key("file", pattern(FILE, "a file name (letters, digits, '.', '_', '-'; no path)"),
-        "verify drive.sha256 and hsm.restore: the file's name on the drive (default: the only "
-        "key backup there, `key-backup-*.tar.gz`)", **_P),
+        "verify drive.sha256 and hsm.restore: the file's name on the drive, or `previous.KEY` "
+        "for the name the previous record gives (`previous.transcript_file`); default: the only "
+        "key backup there, `key-backup-*.tar.gz`", **_P),
     Key("bag", pattern(LABEL, "a bag label"), "a declared bag; handover: one an earlier seal step "
         "seals; unseal: one in custody, sealed earlier or at the previous ceremony", **_P),
     Key("source", pattern(SOURCE, "a copy source", "string: a copy source"),

@@ -93,6 +93,11 @@ class StepChecker:
                     name not in PARAMETERS["verify"][0] else f"action {action!r}"
                 self.report((*step.path, name), f"{subject} requires {name!r} (expected {doc})")
         self._names(step, required + optional)
+        file = step.get("file")
+        if isinstance(file, str) and file.startswith("previous.") and self.d.previous is not None \
+                and file.removeprefix("previous.") not in self.d.previous:
+            self.report((*step.path, "file"), f"{file.removeprefix('previous.')!r} is not listed "
+                        f"in ceremony.previous ({one_of(self.d.previous, 'previous key')})")
         self._order(pos, step, action, observe)
         kind = STEP_KINDS.get(action)
         if kind is not None and kind.check is not None:
