@@ -324,6 +324,18 @@ def _front(body: _Body, script: Script, genesis: dict[str, Any],
                 body.line(f"{o.get('seat', '?'):<6} {o.get('role', '?'):<4} {o.get('name', '?')} "
                           f"({o.get('organisation', '?')})  key {o.get('signing_key', '?')}",
                           indent=2, hang=14)
+    if script.quorums:  # who may approve what: the rules the approvals below are held to
+        body.blank()
+        body.line("Quorums:")
+        for q in script.quorums.values():
+            rule = [f"{q.m} different {q.role}s" if q.m > 1 else f"one {q.role}",
+                    f"for step {q.authorizes}",
+                    f"each approval valid {_minutes(q.expires.seconds)}"]
+            if q.seats:
+                rule.append(f"only {', '.join(q.seats)}")
+            if q.distinct_from:
+                rule.append("nobody who did step " + ", ".join(map(str, q.distinct_from)))
+            body.line(f"{q.id}: {'; '.join(rule)}", indent=2, hang=4)
     previous = genesis.get("previous") or {}
     if previous:
         body.blank()
@@ -421,6 +433,16 @@ def _params(step: Step) -> str:
         bits.append(f"for {step.duration}")
     if step.equals is not None:
         bits.append(f"must equal step {step.equals}")
+    if step.file:
+        bits.append(f"file {step.file}")
+    if step.password:
+        bits.append(f"password {step.password}")
+    if step.seat:
+        bits.append(f"only {step.seat}")
+    if step.distinct_from:
+        bits.append(f"not whoever did step {', '.join(map(str, step.distinct_from))}")
+    if step.cosigners:
+        bits.append(f"cosigned by {', '.join(step.cosigners)}")
     return f" ({'; '.join(bits)})" if bits else ""
 
 
