@@ -15,7 +15,7 @@ from typing import Any
 from ceremony.digests import colon_hex, from_colon_hex
 from ceremony.machine import Machine
 from ceremony.machine import decisions as d
-from coordinator.drives import Drives, sha256_file
+from coordinator.drives import SUM_SUFFIX, Drives, sha256_file
 from coordinator.executor import Progress
 from coordinator.shim_client import HostKeyMismatch, ShimClient
 from coordinator.transcript import render, transcript_pdf
@@ -123,15 +123,16 @@ class CeremonyWorld:
 
     def _transcript(self, p: dict[str, Any], progress: Progress) -> dict[str, Any]:
         """The printable transcript of the journal so far, as paged text and as the same pages
-        in a PDF, both written to the drive; the text's digest is the step's value (the seed's
-        SA read it out), the PDF's is journaled beside it."""
+        in a PDF, both written to the drive with their sums; the text's digest is the step's
+        value (the seed's SA read it out), the PDF's is journaled beside it."""
         text = render(self.m.script, self.journal_records())
         name = time.strftime("transcript-%Y%m%d.txt", time.gmtime(self.now()))
         pdf = name.removesuffix(".txt") + ".pdf"
-        done, done_pdf = self.drives.copy(
+        written = self.drives.copy(
             p["drive"], [(name, text.encode()), (pdf, transcript_pdf(text))])
-        return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done["sha256"])),
-                "pdf": pdf, "pdf_sha256": colon_hex(str(done_pdf["sha256"]))}
+        done = {str(f["name"]): f for f in written}
+        return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done[name]["sha256"])),
+                "pdf": pdf, "pdf_sha256": colon_hex(str(done[pdf]["sha256"]))}
 
     def _drill(self, p: dict[str, Any]) -> dict[str, Any]:
         """The restore drill. The backup on the drive was just read back and checked; it must
@@ -166,6 +167,10 @@ class CeremonyWorld:
             if not t.get("file"):
                 raise Failure("no transcript has been written yet")
             files = [t["file"], *([t["pdf"]] if t.get("pdf") else [])]
+            # their sums come along where the transcript's drive holds them, so the copy is
+            # checked against the digests taken when it was written, not against itself
+            on_drive = set(self.drives.list(t["drive"]))
+            files += [s for f in files if (s := f + SUM_SUFFIX) in on_drive]
             return [(f, self.drives.read(t["drive"], f)) for f in files]
         raise Failure(f"unknown copy source {src!r}")
 

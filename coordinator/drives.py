@@ -1,6 +1,11 @@
 """Flash drives behind one small interface (`Drives`, `DriveInfo`), and the digest checks every
 kind of drive shares.
 
+Every file keyrite writes to a drive gets `NAME.sha256sum` beside it (`with_sums`), in the batch
+that writes it, so it is flushed and read back with it: a `drive.verify` step can then check any
+drive keyrite wrote (a backup's, the Key Gen Log's journal and transcript), and anyone can check
+it later with `sha256sum -c` alone.
+
 The live coordinator implements `Drives` with udev and real mounts (`coordinator.usb.usb_drives`);
 the rehearsal (and a staged ceremony) uses folders (`coordinator.folder_drives`).
 """
@@ -32,7 +37,9 @@ class Drives(Protocol):
 
     def copy(self, label: str, files: Iterable[tuple[str, bytes]],
              progress: Progress | None = None) -> list[dict[str, object]]:
-        """Write and read back; `progress(done, total, what)` in bytes."""
+        """Write `files` and their sums (`with_sums`) and read them all back; returns each file
+        written, sums included ({"name", "size", "sha256"}); `progress(done, total, what)` in
+        bytes."""
 
     def verify(self, label: str) -> dict[str, object]: ...
 
@@ -41,6 +48,29 @@ class Drives(Protocol):
     def list(self, label: str) -> list[str]: ...
 
     def eject(self, label: str) -> None: ...
+
+
+SUM_SUFFIX = ".sha256sum"
+
+
+def sha256sum_line(digest: str, name: str) -> str:
+    """What `sha256sum NAME` prints and `sha256sum -c` reads: hex, two spaces, the name."""
+    return f"{digest}  {name}\n"
+
+
+def with_sums(files: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """`files`, each followed by its `NAME.sha256sum`, unless it is a sum itself or its sum is
+    already in the batch (a backup's, written by the signer; a drive's copied with its files):
+    a sum is never doubled, nor summed."""
+    items = list(files)
+    names = {n for n, _ in items}
+    out: list[tuple[str, bytes]] = []
+    for name, data in items:
+        out.append((name, data))
+        if not name.endswith(SUM_SUFFIX) and name + SUM_SUFFIX not in names:
+            line = sha256sum_line(hashlib.sha256(data).hexdigest(), name)
+            out.append((name + SUM_SUFFIX, line.encode()))
+    return out
 
 
 def sha256_file(path: Path) -> str:

@@ -3,7 +3,8 @@
 Each drive is a folder under the workdir holding a `.drive` label file (label, serial, vendor,
 model) and a `files/` tree standing for its filesystem. Copies are written to a temporary name,
 fsync'd, renamed, the directory fsync'd, then read back and compared, so a crash never leaves a
-half-written file under its final name.
+half-written file under its final name; each file's `.sha256sum` is written the same way
+(`coordinator.drives.with_sums`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from coordinator.drives import DriveInfo, Progress, check_sha256sum, sha256_file
+from coordinator.drives import DriveInfo, Progress, check_sha256sum, sha256_file, with_sums
 from keyrite.exits import Failure
 from keyrite.files import write_atomic
 
@@ -50,7 +51,7 @@ class FolderDrives:
              progress: Progress | None = None) -> list[dict[str, object]]:
         dest = self._files(label)
         out = []
-        items = list(files)
+        items = with_sums(files)
         total, done = sum(len(d) for _, d in items), 0
         for name, data in items:
             if "/" in name or name.startswith("."):

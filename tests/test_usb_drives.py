@@ -235,3 +235,50 @@ def test_close_ends_a_wait_for_a_drive(tmp_path: Path):
     waiting.join(5)
     assert not waiting.is_alive()
     assert "stopping" in str(errors[0])
+
+
+def test_a_log_drive_gets_its_sums_and_drive_verify_checks_it(tmp_path: Path) -> None:
+    """The Key Gen Log on a real filesystem: the journal copy and the transcript get their
+    `.sha256sum` in the batch that writes them; a copy of the whole drive takes the sums along
+    (once each); `drive.verify` passes on both, and names the journal once a byte of it on the
+    device is flipped."""
+    from ceremony.machine import decisions as d
+    from coordinator.ceremony_world import CeremonyWorld
+
+    port = Port()
+    drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=1)
+    journal = tmp_path / "journal.jsonl"
+    journal.write_bytes(b'{"seq":0}\n' * 1000)
+    world = CeremonyWorld(None, None, drives, journal, journal, list, {})  # type: ignore[arg-type]
+
+    def work(action: str, **params: str) -> dict[str, object]:
+        return world.perform(d.Perform(step=1, action=action, params=params), lambda *a: None)
+
+    with loop_device(tmp_path, 16 << 20) as log, loop_device(tmp_path, 16 << 20) as cp:
+        port.plug(log.device, "LOG1", 0)
+        port.plug(cp.device, "COPY2", 1)
+        drives.wait_for("keygen-log", "LOG1")
+        drives.wait_for("keygen-copy", "COPY2")
+        copied = work("drive.copy", drive="keygen-log", source="journal")["files"]
+        assert [f["name"] for f in copied] == ["journal.jsonl", "journal.jsonl.sha256sum"]
+        drives.copy("keygen-log", [("transcript-20261207.txt", b"page 1\n"),
+                                   ("transcript-20261207.pdf", b"%PDF-1.4\n")])
+        names = ["journal.jsonl", "journal.jsonl.sha256sum", "transcript-20261207.pdf",
+                 "transcript-20261207.pdf.sha256sum", "transcript-20261207.txt",
+                 "transcript-20261207.txt.sha256sum"]
+        assert drives.list("keygen-log") == names
+        assert work("drive.verify", drive="keygen-log")["ok"] is True
+        again = work("drive.copy", drive="keygen-copy", source="drive:keygen-log")["files"]
+        assert sorted(f["name"] for f in again) == names  # the sums came along, not doubled
+        assert drives.list("keygen-copy") == names
+        assert work("drive.verify", drive="keygen-copy")["ok"] is True
+        on_drive = tmp_path / "mnt" / "keygen-log" / "journal.jsonl"
+        data = bytearray(on_drive.read_bytes())
+        data[5] ^= 0x01
+        on_drive.write_bytes(bytes(data))
+        result = work("drive.verify", drive="keygen-log")
+        assert result["ok"] is False
+        assert "journal.jsonl: FAILED" in str(result["detail"]), result
+        assert "transcript-20261207.txt: OK" in " ".join(map(str, result["sha256sum"]))
+        drives.eject("keygen-log")
+        drives.eject("keygen-copy")

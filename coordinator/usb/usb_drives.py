@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from coordinator.drives import DriveInfo
+from coordinator.drives import DriveInfo, with_sums
 from coordinator.usb.blockfs import BlockDrive, DriveError
 from coordinator.usb.watch import DriveEvent, DriveTable, UsbDrive, normalise_serial
 from keyrite.exits import Failure
@@ -285,10 +285,12 @@ class UsbDrives:
 
     def copy(self, label: str, files: Iterable[tuple[str, bytes]],
              progress: Progress | None = None) -> list[dict[str, object]]:
-        """Write, then read back from the device: the copy counts only if every digest holds."""
+        """Write the files and their sums in one batch (`with_sums`: renamed into place together,
+        or none), then read back from the device: the copy counts only if every digest holds
+        and every `.sha256sum` on the drive checks."""
         block = self._block(label)
         try:
-            written = block.copy(list(files), progress)
+            written = block.copy(list(with_sums(files)), progress)
             check = block.verify({str(w["name"]): str(w["sha256"]) for w in written})
         except (DriveError, OSError) as e:
             self._drain()
