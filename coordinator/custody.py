@@ -10,8 +10,15 @@ the bag (which the machine verified against their enrolled key while replaying: 
 signature does not verify does not replay, and the command fails), and at each `unseal` step:
 the serial read off the bag and who presented it (a bag the previous ceremony sealed is named as
 its record names the holder). Each bag's chain lists the seal, every hand-over and every opening
-in the order they happened. Run `keyrite verify` on the journal first:
-this command trusts what it reads.
+in the order they happened.
+
+A ceremony that continues an earlier one (its genesis's previous record carries `custody`, the
+bags that ceremony left held: `ceremony.previous.Held`) lists those bags too: one it never
+touched is still held as that record says (`carried`: holder, serial, contents, since which step
+of the earlier ceremony), so the output agrees with `keyrite record export` and with the next
+ceremony, which both know it is held; one it opened says so (`opened`, and `resealed` where a
+seal of this ceremony took it again), with the earlier record it was checked against
+(`previous`). Run `keyrite verify` on the journal first: this command trusts what it reads.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 
 from ceremony.machine import Machine, Refused
 from ceremony.machine import events as ev
+from ceremony.previous import Held, held_of
 from ceremony.roster import Roster
 from ceremony.script.load import load_script_text
 from coordinator.journal.entry import decode
@@ -36,7 +44,10 @@ DESCRIPTION = (
     "and previous record its first entry carries. For each bag: its serial, its contents "
     "(drives by the serial read when plugged in, password copies), who holds it now, and its "
     "chain: the seal, then each hand-over from whom to whom, with the step, the time and the "
-    "taker's signature (verified while replaying), and each opening with the serial read. "
+    "taker's signature (verified while replaying), and each opening with the serial read. A "
+    "journal that continues an earlier ceremony also lists the bags that ceremony left held: "
+    "those never opened here as carried on (holder, serial, contents, since which of its "
+    "steps), those opened here with the step that opened them and the one that resealed them. "
     "--json for a script. Verify the journal first (keyrite verify). Exit codes: 0 printed, 2 "
     "the journal cannot be read or does not replay."
 )
@@ -89,17 +100,58 @@ def custody(path: Path) -> dict[str, Any]:
         for bag, o in machine.opened.items():
             if opened.get(bag) != o:
                 chains.setdefault(bag, []).append(_opened(machine, o))
+    earlier = {h.bag: h for h in held_of({"custody": list(machine.previous_custody.values())})}
     bags = {}
-    for label in sorted(script.bags):
+    for label in sorted(set(script.bags) | set(earlier)):
         c = machine.custody.get(label)
         o = machine.opened.get(label)
-        bags[label] = {"title": script.bags[label].title,
-                       **(_row(machine, c) if c else {"sealed": False}),
-                       **({"opened": {"step": o["step"], "serial": o["serial"]}}
-                          if o and not c else {}),
-                       "chain": chains.get(label, [])}
+        h = earlier.get(label)
+        chain = chains.get(label, [])
+        title = script.bags[label].title if label in script.bags else earlier[label].title
+        if h is not None and c is None and o is None:  # never touched here: still held
+            bags[label] = {"title": title, **_carried(machine, h), "chain": chain}
+            continue
+        row: dict[str, Any] = {"title": title, **(_row(machine, c) if c else {"sealed": False}),
+                               "carried": False}
+        if o is not None:
+            row["opened"] = {"step": o["step"], "serial": o["serial"], "at": _time(o["at"])}
+            again = [x for x in chain if x["kind"] == "seal" and x["step"] > o["step"]]
+            if c is not None and again:
+                row["resealed"] = {"step": again[0]["step"], "at": again[0]["at"]}
+        if h is not None:
+            row["previous"] = _earlier(h)
+        bags[label] = {**row, "chain": chain}
     return {"journal": str(path), "ceremony": script.ceremony.id, "status": machine.status,
             "bags": bags}
+
+
+def _earlier(h: Held) -> dict[str, Any]:
+    """The bag as the previous ceremony's record left it: who held it since which of its steps,
+    its serial and what it was sealed with."""
+    return {"serial": h.serial, "custodian": h.custodian, "name": h.name, "step": h.step,
+            "contents": [_earlier_content(h, x) for x in h.contents]}
+
+
+def _carried(m: Machine, h: Held) -> dict[str, Any]:
+    """A bag the previous ceremony left held and this one never opened: still held, as that
+    record says; nothing here signed for it (its signature is in that ceremony's journal)."""
+    seat = m.roster.officers.get(h.custodian)  # their organisation, if the seat is still theirs
+    organisation = seat.organisation if seat is not None and seat.person == h.person else None
+    return {
+        "sealed": True, "carried": True, "serial": h.serial, "custodian": h.custodian,
+        "name": h.name, "organisation": organisation,
+        "contents": [_earlier_content(h, x) for x in h.contents],
+        "step": h.step, "since": "previous", "signature": None, "at": None,
+        "previous": _earlier(h),
+    }
+
+
+def _earlier_content(h: Held, item: str) -> str:
+    """An item of a bag as the previous record lists it, its drives by the serial read then."""
+    kind, _, name = item.partition(":")
+    if kind == "drive":
+        return f"flash drive {name} (serial {h.drives.get(name) or 'never read'})"
+    return _content_words(item)
 
 
 def _row(m: Machine, c: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +201,11 @@ def _content(m: Machine, item: str) -> str:
     kind, _, name = item.partition(":")
     if kind == "drive":
         return f"flash drive {name} (serial {m.drive_serial(name) or 'never read'})"
+    return _content_words(item)
+
+
+def _content_words(item: str) -> str:
+    kind, _, name = item.partition(":")
     if kind == "password":
         return f"a copy of the {name} password"
     return item
@@ -157,16 +214,30 @@ def _content(m: Machine, item: str) -> str:
 def render(report: dict[str, Any]) -> str:
     out = [f"custody in {report['journal']} (ceremony {report['ceremony']}, {report['status']})"]
     for label, b in report["bags"].items():
+        if b.get("carried"):
+            who = f"{b['name']} ({b['custodian']})" if b["name"] else b["custodian"]
+            out.append(f"  bag {label} serial {b['serial']}: held by {who} since step "
+                       f"{b['step']} of the previous ceremony, carried on from it (not opened "
+                       "in this one)")
+            out += [f"      {x}" for x in b["contents"]]
+            continue
+        o, again = b.get("opened"), b.get("resealed")
         if not b["sealed"]:
-            o = b.get("opened")
             out.append(f"  bag {label}: opened at step {o['step']} (serial {o['serial']})" if o
                        else f"  bag {label}: not sealed")
-            out += [f"      step {h['step']} {h['at']}: {_said(h)}" for h in b["chain"]]
-            continue
-        out.append(f"  bag {label} serial {b['serial']}: held by {b['name']} ({b['custodian']}, "
-                   f"{b['organisation']}) since step {b['step']}, {b['at']}, "
-                   f"{_signed(b.get('signature'))}")
-        out += [f"      {x}" for x in b["contents"]]
+        else:
+            out.append(f"  bag {label} serial {b['serial']}: held by {b['name']} "
+                       f"({b['custodian']}, {b['organisation']}) since step {b['step']}, "
+                       f"{b['at']}, {_signed(b.get('signature'))}")
+            if o:
+                out.append(f"      opened at step {o['step']} (serial {o['serial']})"
+                           + (f", resealed at step {again['step']}" if again else ""))
+            out += [f"      {x}" for x in b["contents"]]
+        p = b.get("previous")
+        if p:
+            who = f"{p['name']} ({p['custodian']})" if p["name"] else p["custodian"]
+            out.append(f"      the previous ceremony left it held by {who} since its step "
+                       f"{p['step']}, serial {p['serial']}: {', '.join(p['contents'])}")
         out += [f"      step {h['step']} {h['at']}: {_said(h)}" for h in b["chain"]]
     return "\n".join(out)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ceremony.previous import read_previous
 from ceremony.script import bundled_script_path
 from tests.rehearsal_helpers import KEYRITE, rehearse_json
 
@@ -126,3 +127,72 @@ def test_a_forged_handover_does_not_replay(handed_over, tmp_path: Path) -> None:
     assert out.returncode == 2, out.stdout
     assert f"journal.jsonl:{last + 1}: the event does not replay" in out.stderr, out.stderr
     assert "KSO2 takes bag master-copy by signing for it" in out.stderr
+
+
+#: The standby restore opens the master copy the key generation left and reseals it; the three
+#: offsite bags and the key-gen log bag it never touches.
+RESTORE = Path(__file__).resolve().parent.parent / "ceremony" / "scripts" / "standby-restore.toml"
+UNTOUCHED = ("albany", "auckland", "keygen-log", "wellington")
+
+
+@pytest.fixture(scope="module")
+def continued(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A key generation, then the standby restore continuing from its journal: (the earlier
+    journal, the continued one)."""
+    root = tmp_path_factory.mktemp("continued")
+    code, first, err = rehearse_json(root / "generate", "--fixture", "small")
+    assert code == 0, err
+    code, _, err = rehearse_json(root / "restore", str(RESTORE), "--fixture", "small",
+                                 "--previous", str(root / "generate" / "journal.jsonl"),
+                                 "--previous-key", first["checkpoint_key"])
+    assert code == 0, err
+    return root / "generate" / "journal.jsonl", root / "restore" / "journal.jsonl"
+
+
+def test_bags_carried_on_from_the_previous_ceremony_are_listed(continued) -> None:
+    earlier_journal, journal = continued
+    out = _custody(str(journal), "--json")
+    assert out.returncode == 0, out.stderr
+    bags = json.loads(out.stdout)["bags"]
+    before = json.loads(_custody(str(earlier_journal), "--json").stdout)["bags"]
+    # what `keyrite record export` (and the next ceremony) reads from the same journal
+    entries = [json.loads(x) for x in journal.read_text().splitlines()]
+    exported = {h.bag: h for h in read_previous([(e["seq"], e["record"]) for e in entries]).custody}
+    held = {label for label, b in bags.items() if b["sealed"]}
+    assert held == set(exported) == {*UNTOUCHED, "master-copy", "restore-log"}
+    for label in UNTOUCHED:
+        b, was = bags[label], before[label]
+        assert b["carried"] and b["sealed"] and b["chain"] == [], b
+        assert (b["serial"], b["custodian"], b["name"], b["step"], b["contents"]) == (
+            was["serial"], was["custodian"], was["name"], was["step"], was["contents"])
+        assert b["previous"]["serial"] == was["serial"] and b["signature"] is None
+        assert (exported[label].serial, exported[label].custodian, exported[label].step) == (
+            b["serial"], b["custodian"], b["step"])
+    text = _custody(str(journal)).stdout
+    w = bags["wellington"]
+    assert (f"bag wellington serial {w['serial']}: held by {w['name']} ({w['custodian']}) since "
+            f"step {w['step']} of the previous ceremony, carried on from it (not opened in this "
+            "one)") in text
+    assert "flash drive keygen-log (serial " in text
+
+
+def test_a_bag_opened_and_resealed_says_so(continued) -> None:
+    earlier_journal, journal = continued
+    bags = json.loads(_custody(str(journal), "--json").stdout)["bags"]
+    before = json.loads(_custody(str(earlier_journal), "--json").stdout)["bags"]["master-copy"]
+    master = bags["master-copy"]
+    assert not master["carried"] and master["sealed"]
+    unseal, seal = master["chain"]
+    assert unseal["kind"] == "unseal" and unseal["previous"] and seal["kind"] == "seal"
+    assert master["opened"]["step"] == unseal["step"]
+    assert master["opened"]["serial"] == before["serial"] == master["previous"]["serial"]
+    assert master["resealed"]["step"] == seal["step"] == master["step"]
+    assert master["previous"]["step"] == before["step"]
+    assert master["serial"] != before["serial"]  # a new bag
+    restore_log = bags["restore-log"]  # sealed here only: nothing carried, nothing opened
+    assert "opened" not in restore_log and "previous" not in restore_log
+    text = _custody(str(journal)).stdout
+    assert (f"      opened at step {unseal['step']} (serial {before['serial']}), resealed at "
+            f"step {seal['step']}") in text
+    assert (f"the previous ceremony left it held by {before['name']} ({before['custodian']}) "
+            f"since its step {before['step']}, serial {before['serial']}") in text
