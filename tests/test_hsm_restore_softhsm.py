@@ -213,7 +213,8 @@ def test_the_coordinator_reads_the_backup_off_its_drive_plans_and_restores(
         assert world.secrets == {}
     assert private_key_ids(config) == private_key_ids(source)
     # a damaged copy, and a drive with two backups and no `file`, are refused before planning
-    drives.copy("master-copy", [(name, data[:-1] + bytes([data[-1] ^ 1]))])
+    # (damaged on the drive: a copy through `drives` would write a fresh .sha256sum with it)
+    (Path(drives.info("master-copy").path) / name).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(Failure, match="does not match its .sha256sum"):
         world.plan(want)
     drives.copy("master-copy", [("key-backup-2025-12-01.tar.gz", data)])
