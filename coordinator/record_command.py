@@ -30,7 +30,8 @@ from keyrite.files import write_exclusive
 
 DESCRIPTION = (
     "Write the previous-record TOML (livecd_sha256, signer_host_key, hsm_fingerprint, "
-    "key_count: the keys a next ceremony's script checks as previous.KEY) read from a "
+    "key_count, backup_sha256, backup_file, transcript_sha256, transcript_file: the keys a next "
+    "ceremony's script checks as previous.KEY) read from a "
     "completed ceremony's journal, with the bags it left in custody as comments. The journal is "
     "verified first (--key: the coordinator's checkpoint key as printed when it was set up; "
     "without it, the key its genesis announces, which shows the journal is intact, not who wrote "

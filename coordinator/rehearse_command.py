@@ -73,6 +73,6 @@ def render(summary: dict[str, Any], render_text: Callable[[dict[str, Any]], str]
         lines.append("token: none (the script declares no signer)")
     refused = summary.get("refused")
     if refused:
-        lines.append(f"stopped at step {refused['step']}: the machine refused it: "
-                     f"{refused['reason']}")
+        why = "" if refused.get("stalled") else "the machine refused it: "
+        lines.append(f"stopped at step {refused['step']}: {why}{refused['reason']}")
     return "\n".join(lines)

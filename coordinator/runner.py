@@ -53,6 +53,7 @@ class Runner:
         #: who cosigns each checkpoint as it is written, where no console does (the rehearsal's
         #: scripted officers): given the signed note, the records to journal after it
         self.cosigners: Callable[[str], list[dict[str, Any]]] | None = None
+        self.stalled: d.Ask | d.RequestApproval | None = None  # what nobody answered, if any
 
     def checkpoint(self, at: float) -> str:
         """Sign a checkpoint of the journal so far; then journal the cosigners' word on it."""
@@ -109,6 +110,7 @@ class Runner:
                     context["checkpoint"] = self.signoff_checkpoint(want.step, self.world.now())
                 answers = self.world.people(want, context)
                 if not answers:
+                    self.stalled = want
                     return "stopped"
                 for e in answers:
                     self.apply(e)

@@ -296,8 +296,8 @@ def test_verify_mismatch_stops_the_ceremony_until_the_administrator_decides(n, w
     drive(m, w, until=n)
     before = m.snapshot()
     out = send(m, w, ev.Observed(at=w.at(), step=n, value=wrong))
-    source = {6: "the previous ceremony's record", 7: "the previous ceremony's record",
-              10: "the script", 20: "step 18"}.get(n, "the record")
+    source = {4: "the script's [[signers]]", 6: "the previous ceremony's record",
+              7: "the previous ceremony's record", 10: "the script", 20: "step 18"}[n]
     reason = f"observed {wrong} but {source} says {expected}"
     exc = {"step": n, "kind": "mismatch", "reason": reason, "observed": wrong,
            "expected": expected}

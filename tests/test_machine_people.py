@@ -189,3 +189,20 @@ def test_a_sign_off_may_not_name_an_undeclared_role() -> None:
     with pytest.raises(ScriptErrors, match="'AUD' is not a declared role"):
         _mini(SIGNOFF, SIGNOFF.replace("action", 'cosigners = ["AUD"]\naction'))
 
+
+
+def test_a_step_for_one_seat_apart_from_a_step_for_the_same_seat_could_never_be_done() -> None:
+    record = 'n = 24\nactor = "KGA"'
+    script = MINI.read_text().replace(record, record + '\nseat = "KGA1"').replace(
+        SEAL, SEAL.replace("DSO", "KGA") + '\nseat = "KGA1"\ndistinct_from = [24]')
+    with pytest.raises(ScriptErrors, match="step 24 is for seat KGA1 too, and this step only "
+                       "for KGA1: nobody can do it apart from step 24"):
+        load_script_text(script, "people.toml")
+
+
+def test_an_untrusted_role_that_acts_could_never_sign_in() -> None:
+    witness = 'trusted = false\nobserver = true'
+    assert witness in MINI.read_text()
+    with pytest.raises(ScriptErrors, match="WI is untrusted but acts: an untrusted participant "
+                       "is signed in by the administrator vouching for their ID document"):
+        _mini(witness, "trusted = false")

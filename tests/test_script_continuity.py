@@ -109,6 +109,9 @@ def test_a_files_digest_on_a_drive_is_observed_and_compared() -> None:
     colon = ":".join(LOG[i:i + 2] for i in range(0, 64, 2))
     send(m, w, ev.Observed(at=w.at(), step=4, value=hashlib.sha256(b"other").hexdigest()))
     assert m.status == "exception" and m.exception["kind"] == "mismatch"  # type: ignore[index]
+    # the record's digest shown as digests are shown (colon hex), whatever form it was typed in
+    assert m.exception["reason"].endswith(  # type: ignore[index]
+        f"but the previous ceremony's record says {colon}")
     send(m, w, ev.Decide(at=w.at(), seat="KGA1", decision="retry"))
     send(m, w, ev.Observed(at=w.at(), step=4, value=colon.upper()))
     assert m.status == "completed"

@@ -41,7 +41,7 @@ from ceremony.approval import (
     signin_message,
     verify_signature,
 )
-from ceremony.digests import from_colon_hex, operation_digest
+from ceremony.digests import colon_hex, from_colon_hex, operation_digest
 from ceremony.errors import BadInput
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
@@ -1075,7 +1075,8 @@ class Machine:
         if _normalise(step.observe or "", e.value) == _normalise(step.observe or "", expected):
             return self._complete(step, e.value)
         return self._stop(step, "mismatch", f"observed {e.value} but {_source(step)} says "
-                          f"{expected}", observed=e.value, expected=expected)
+                          f"{_shown(step.observe or '', expected)}", observed=e.value,
+                          expected=expected)
 
     def _on_OperationStarted(self, step: Step, e: ev.OperationStarted) -> list[d.Decision]:
         s = self._state
@@ -1393,6 +1394,14 @@ def _normalise(observe: str, value: str) -> str:
     return v
 
 
+def _shown(observe: str, value: str) -> str:
+    """An expected digest as the observation is shown (colon hex), so people compare like with
+    like; anything else as it is."""
+    if observe.endswith(".sha256") and check_value("sha256", value) is not None:
+        return colon_hex(str(check_value("sha256", value)))
+    return value
+
+
 def _source(step: Step) -> str:
     """Where a step's expected value comes from, in words: the script's own literal, an earlier
     step, the previous ceremony's record, or the script's declarations."""
@@ -1403,6 +1412,8 @@ def _source(step: Step) -> str:
         return f"step {ref.removeprefix('step.')}"
     if ref.startswith("previous."):
         return "the previous ceremony's record"
+    if ref.startswith(("signer.", "drive.")):
+        return f"the script's [[{ref.split('.')[0]}s]]"
     return "the record"
 
 

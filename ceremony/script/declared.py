@@ -97,6 +97,11 @@ class Declared:
             low, high = role.get("min"), role.get("max")
             if low is not None and high is not None and low > high:
                 self.report((*role.path, "min"), f"min {low} is more than max {high} for {name}")
+            if role.get("trusted") is False and role.get("observer") is False:
+                self.report((*role.path, "trusted"), f"{name} is untrusted but acts: an untrusted "
+                            "participant is signed in by the administrator vouching for their ID "
+                            "document, which only observers are (expected observer = true, or "
+                            "trusted = true for people who sign in with their own key)")
         self._check_separation()
         titles: dict[str, Row] = {}
         for section in self.sections:

@@ -78,7 +78,8 @@ class StepChecker:
                             f"not do a person's step; {action!r} is not one a person does (a "
                             "quorum's approvers: put distinct_from on the [[quorums]] table)")
             else:
-                self._apart(step.get("distinct_from"), pos, (*step.path, "distinct_from"))
+                self._apart(step.get("distinct_from"), pos, (*step.path, "distinct_from"),
+                            seat=step.get("seat"))
         observe = step.get("observe") if action == "verify" else None
         required, optional = step_parameters(action, observe)
         for name in sorted(step.written & _PARAMETERS - set(required) - set(optional)):
@@ -444,9 +445,9 @@ class StepChecker:
                         collects=q)
 
     def _apart(self, steps: tuple[int, ...], pos: int, at: KeyPath,
-               collects: str | None = None) -> None:
+               collects: str | None = None, seat: str | None = None) -> None:
         """`distinct_from`: earlier steps a person acts on or approves (not the coordinator's
-        own work), and not the quorum's own collection."""
+        own work), not the quorum's own collection, and not a step only the same seat does."""
         for i, n in enumerate(steps):
             target = self._earlier(n, pos, (*at, i))
             action = target.get("action") if target else None
@@ -455,6 +456,9 @@ class StepChecker:
             if STEP_KINDS[action].work in ("observe", "perform"):
                 self.report((*at, i), f"step {n} ({action}) is the coordinator's work: nobody "
                             "acts on it (expected a person's, a quorum or an hsm.* step)")
+            elif seat is not None and target.get("seat") == seat:
+                self.report((*at, i), f"step {n} is for seat {seat} too, and this step only for "
+                            f"{seat}: nobody can do it apart from step {n}")
             elif collects is not None and collects in (target.get("quorum") or ()):
                 self.report((*at, i), f"step {n} collects quorum {collects!r} itself (expected "
                             "a step whose people are other than its approvers)")

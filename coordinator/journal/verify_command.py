@@ -35,18 +35,21 @@ cut short says where it stops, one that forked says between which entries it dep
 its own checkpoints) and whether it holds a checkpoint of the same size with another root.
 Entries after those the checkpoint covers are allowed, and counted as not covered by it.
 
---cosigned-by N (or --cosigned-by KSO,SA) also checks that the journal's final checkpoint is
-cosigned by at least N officers (one person holding two seats counts once), or by an officer of
+--cosigned-by N (or --cosigned-by KSO,SA) also checks that the last checkpoint anyone cosigned
+is cosigned by at least N people (one person holding two seats counts once), or by someone of
 each role named: the cosignature records after it (C2SP cosignature/v1 under the key name
-<origin>/<seat>) must verify against the seat's key in the roster the genesis entry holds.
+<origin>/<seat>) must verify against the seat's key in the roster the genesis entry holds. The
+entries after that checkpoint, covered by the coordinator's checkpoints alone, are counted and
+said.
 """
 
 EPILOG = """\
 exit codes: 0 the journal verifies (and the --checkpoint holds); 1 an entry does not hold (or
 the last line is torn, or no checkpoint is signed by the given key, or the --checkpoint does not
-hold: short, forked, another log's, or not signed by a trusted key, or the final checkpoint is
-not cosigned as --cosigned-by asks); 2 the file is missing or unreadable, a --key is malformed,
-the --checkpoint file is unreadable or not a checkpoint note, or --cosigned-by is malformed."""
+hold: short, forked, another log's, or not signed by a trusted key, or the last cosigned
+checkpoint is not cosigned as --cosigned-by asks); 2 the file is missing or unreadable, a --key
+is malformed, the --checkpoint file is unreadable or not a checkpoint note, or --cosigned-by is
+malformed."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,9 +84,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--cosigned-by",
         metavar="N|ROLES",
-        help="also check that the final checkpoint is cosigned by at least N officers, or by "
-        "an officer of each role in a comma-separated list (KSO,SA), their cosignatures "
-        "verified against the genesis roster",
+        help="also check that the last checkpoint anyone cosigned is cosigned by at least N "
+        "people, or by someone of each role in a comma-separated list (KSO,SA), their "
+        "cosignatures verified against the genesis roster (the entries after it are counted)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)

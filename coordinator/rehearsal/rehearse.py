@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from ceremony.machine import Machine, Refused
+from ceremony.machine import decisions as d
 from ceremony.machine.replay import replay
 from ceremony.previous import Held
 from ceremony.records import FORMAT, Document
 from ceremony.script import bundled_script_path
 from ceremony.script.load import load_script
+from ceremony.view import Extras
 from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
@@ -255,6 +257,9 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
                            "reason": r.reason}
                 display.say(f"  !! step {refused['step']} refused: {r.reason}")
                 status = "stopped"
+            if status == "stopped" and refused is None and runner.stalled is not None:
+                refused = stalled(machine, runner.stalled)
+                display.say(f"  !! step {refused['step']} stopped: {refused['reason']}")
     finally:
         if link is not None:
             link.close()
@@ -358,6 +363,19 @@ def render_previous(summary: dict[str, Any]) -> str:
 def ended(journal: Journal) -> bool:
     """Whether the rehearsal's end is journaled already: its documents' digests."""
     return any(e.record.get("type") == "document" for e in journal.entries())
+
+
+def stalled(machine: Machine, want: d.Ask | d.RequestApproval) -> dict[str, Any]:
+    """Why the scripted room answered nothing: nobody of the cast may do what the machine asks
+    (a step for one seat, apart from earlier steps' people, a quorum of named seats: a script
+    whose rules contradict each other, or a cast too small for them)."""
+    step = machine.view(Extras(now=time.time())).step
+    asked = next((a for a in step.asked if a.step == want.step and a.role == want.role),
+                 None) if step is not None else None
+    what = asked.text if asked is not None else f"the {want.role} acts"
+    return {"step": want.step, "stalled": True,
+            "reason": f"nobody in the rehearsal's cast may do it ({what}): the script's rules "
+                      "for who does it leave nobody"}
 
 
 def last_refusal(journal: Journal) -> dict[str, Any] | None:
