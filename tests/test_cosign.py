@@ -750,3 +750,34 @@ def test_no_stray_files(tmp_path: Path) -> None:
                           lambda b: None, lambda b: None)
     keeper.look()
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_an_auditor_a_sign_off_names_signs_the_record_from_their_own_console(
+        tmp_path: Path) -> None:
+    """An observer never acts, but a sign-off naming its role asks it to sign: the witness's
+    console is offered the sign-off, signs with the seat's own key and sends its cosignature;
+    the daemon journals both, as an officer's, and the step completes."""
+    from ceremony.script.load import load_script_text
+    from tests.machine_helpers import MINI, MINI_PREVIOUS
+
+    text = MINI.read_text().replace('action = "signoff"', 'cosigners = ["WI"]\naction = "signoff"')
+    m, w = start(load_script_text(text, "mini-witness.toml"), MINI_PREVIOUS)
+    drive(m, w, until=31)
+    live, journal, clock, _ = _live(tmp_path / "j", m)
+    live._ensure_checkpoint(31, clock.now)
+    size = journal.size - 1
+    for seat, role in (("KGA1", "KGA"), ("WI1", "WI")):
+        view = from_dict(live.view())
+        enrolment = tmp_path / seat
+        enrolment.mkdir()
+        keeper = _keeper(live, seat, enrolment, clock)
+        keeper.seen(view)
+        keeper.look()
+        [act] = [a for a in actions_for(view, seat, role) if a.kind == "signoff"]
+        body = sign_command(view, dict(act.command), private_key(seat), clock.now)
+        cosign = keeper.signoff_cosignature(seat, private_key(seat), act.command["checkpoint"],
+                                            clock.now)
+        assert _handle(live, seat, {**body, "cosign": cosign}) == {"accepted": True}
+    assert [r["seat"] for r in _records(journal, "cosignature")] == ["KGA1", "WI1"]
+    assert all(r["size"] == size for r in _records(journal, "cosignature"))
+    assert m.current is not None and m.current.n == 32
