@@ -7,7 +7,9 @@ half-read."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,20 @@ def test_a_bag_opened_and_resealed_says_so(continued) -> None:
             f"step {seal['step']}") in text
     assert (f"the previous ceremony left it held by {before['name']} ({before['custodian']}) "
             f"since its step {before['step']}, serial {before['serial']}") in text
+
+
+def test_the_report_lists_the_bags_carried_on_too(continued, tmp_path: Path) -> None:
+    """The auditor's report of the restore names every bag still held, the four it never
+    touched included, each with its holder and since which step of the key generation."""
+    _, journal = continued
+    pdf = tmp_path / "report.pdf"
+    p = subprocess.run([sys.executable, "-m", "keyrite.cli", "report", str(journal), "-o",
+                        str(pdf)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    text = " ".join(subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                                   text=True, check=True).stdout.split())
+    for bag, seat in (("wellington", "DSO3"), ("albany", "DSO2"), ("auckland", "DSO4"),
+                      ("keygen-log", "KSO1")):
+        assert re.search(rf"\({bag}\) Serial \d+ Contents .*? Held by [^(]+\({seat}, [^)]+\) "
+                         r"since step \d+ of the previous ceremony \(carried on unopened\)",
+                         text), bag

@@ -168,6 +168,7 @@ class BagFact:
     organisation: str | None
     at: float | None
     chain: tuple[HandFact, ...]
+    since: str | None = None  # a bag carried on unopened: since which step of the ceremony before
 
 
 @dataclass(frozen=True)
@@ -621,8 +622,12 @@ class _Fold:
         m = self.m
         custody = m.custody
         out = []
+        carried = {h.bag: h for h in held_of({"custody": list(m.previous_custody.values())})
+                   if h.bag not in m.opened and h.bag not in custody}
         for label, b in self.script.bags.items():
             c = custody.get(label)
+            if c is None and label in carried:
+                continue  # listed below, with the bags this script does not name
             if c is None:
                 out.append(BagFact(label, b.title, None, (), None, None, None, None,
                                    tuple(self.chains.get(label, []))))
@@ -632,6 +637,16 @@ class _Fold:
                 label, b.title, str(c["serial"]), tuple(self._content(x) for x in c["contents"]),
                 c["custodian"], o.name if o else None, o.organisation if o else None,
                 float(c["at"]), tuple(self.chains.get(label, []))))
+        for h in carried.values():  # still held as the previous ceremony's record says
+            o = self.roster.officers.get(h.custodian)
+            inside = tuple(
+                f"flash drive {x.partition(':')[2]}, serial "
+                f"{h.drives.get(x.partition(':')[2]) or 'never read'}"
+                if x.startswith("drive:") else self._content(x) for x in h.contents)
+            out.append(BagFact(h.bag, h.title, h.serial, inside, h.custodian, h.name,
+                               o.organisation if o else None, None, (),
+                               since=f"step {h.step} of the previous ceremony (carried on "
+                                     "unopened)"))
         return tuple(out)
 
     def _content(self, item: str) -> str:

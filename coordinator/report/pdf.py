@@ -361,8 +361,9 @@ class _Story:
             self.h3("Sealed bags")
             self.out.append(_table(
                 [["Bag", "Serial", "Held by"]]
-                + [[b.title, _mono(b.serial), f"{b.custodian_name} ({b.custodian}, "
-                    f"{b.organisation})"] for b in bags], [190, 70, WIDTH - 260]))
+                + [[b.title, _mono(b.serial), f"{b.custodian_name} ("
+                    f"{', '.join(x for x in (b.custodian, b.organisation) if x)})"]
+                   for b in bags], [190, 70, WIDTH - 260]))
 
     def _signins(self) -> None:
         f = self.f
@@ -483,8 +484,9 @@ class _Story:
             rows2: list[tuple[str, Any]] = [
                 ("Bag", head), ("Serial", _mono(b.serial)),
                 ("Contents", "; ".join(b.contents)),
-                ("Held by", f"{b.custodian_name} ({b.custodian}, {b.organisation}) since "
-                            f"{_when(b.at, self.day)}"),
+                ("Held by", f"{b.custodian_name} ("
+                            f"{', '.join(x for x in (b.custodian, b.organisation) if x)}) since "
+                            f"{b.since or _when(b.at, self.day)}"),
             ]
             for h in b.chain:
                 what = ("sealed, taken by" if h.kind == "seal" else
