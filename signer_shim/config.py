@@ -19,11 +19,16 @@ __all__ = ["ConfigError", "SignerConfig", "read_file", "read_sections"]
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "signer": ("name", "role", "state_dir", "host_key_path", "max_keys_per_operation"),
-    "pkcs11": ("module", "softhsm2_conf", "token_label", "user_pin", "workers"),
+    "pkcs11": ("module", "softhsm2_conf", "token_label", "user_pin", "workers", "profile",
+               "launcher"),
 }
 _PATHS = {"state_dir", "host_key_path", "module", "softhsm2_conf"}
 #: Optional keys and their defaults: files written before a key existed still load.
-_OPTIONAL = {"workers": 1, "max_keys_per_operation": DEFAULT_MAX_KEYS}
+_OPTIONAL = {"workers": 1, "max_keys_per_operation": DEFAULT_MAX_KEYS, "profile": "",
+             "launcher": ()}
+#: `launcher`: the command a worker is started under (e.g. nsenter into the mount namespace of
+#: a private opencryptoki), a list of strings.
+_LISTS = {"launcher"}
 #: Worker processes for one generate: each holds a PKCS#11 session, and HSMs limit sessions.
 #: Keys one generate may make: planned in the one HSM queue, so a plan for millions is refused.
 _RANGES = {"workers": (1, 64), "max_keys_per_operation": (1, 1_000_000)}
@@ -41,6 +46,9 @@ class SignerConfig:
     host_key_path: Path  # the SSH host key whose fingerprint info() reports
     workers: int = 1  # worker processes one generate is spread over (signer_shim.pkcs11.pool)
     max_keys_per_operation: int = DEFAULT_MAX_KEYS  # a larger plan_generate is refused
+    #: the token's profile by name (signer_shim.pkcs11.profiles); "" = told by the token itself
+    profile: str = ""
+    launcher: tuple[str, ...] = ()  # argv prefix each worker process is started under
 
     @property
     def keystate_path(self) -> Path:
@@ -64,6 +72,11 @@ class SignerConfig:
             lines.append(f"[{section}]")
             for k in keys:
                 v = getattr(self, k)
+                if k in _OPTIONAL and v == _OPTIONAL[k] and k in ("profile", "launcher"):
+                    continue  # an empty value is the default, and the reader wants none
+                if k in _LISTS:
+                    lines.append(f"{k} = {json.dumps(list(v))}")
+                    continue
                 lines.append(f"{k} = {v if type(v) is int else json.dumps(str(v))}")
             lines.append("")
         return "\n".join(lines)
@@ -77,7 +90,8 @@ class SignerConfig:
         cls, text: str, source: str = "signer config", base: Path | None = None
     ) -> SignerConfig:
         return cls(**read_sections(text, source, _SECTIONS, paths=_PATHS, base=base,
-                                   optional=_OPTIONAL, ranges=_RANGES))
+                                   optional=_OPTIONAL, ranges=_RANGES,
+                                   lists=_LISTS))
 
     @classmethod
     def load(cls, path: Path) -> SignerConfig:

@@ -41,7 +41,7 @@ from signer_shim.interface import Inventory, PolicyKeys, Progress, SignerError
 from signer_shim.keystate import KeyState, load_keystate, save_keystate
 from signer_shim.operation_journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.outputs import Outputs
-from signer_shim.pkcs11 import pool
+from signer_shim.pkcs11 import pool, profiles
 from signer_shim.pkcs11.inventory import TokenContents, contents_from_objects, key_problems
 from signer_shim.pkcs11.softhsm import read_tokendir
 from signer_shim.pkcs11.workerclient import WorkerClient
@@ -51,7 +51,6 @@ from signer_shim.restore import (
     refuse_foreign,
     restored_difference,
 )
-from signer_shim.tokenid import token_fingerprint
 
 
 @final
@@ -67,6 +66,7 @@ class Pkcs11Signer:
         self._inputs = Inputs(config.state_dir / "inputs")
         self._lock = threading.RLock()
         self._worker: WorkerClient | None = None
+        self._profile: profiles.TokenProfile | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> Pkcs11Signer:
@@ -90,7 +90,18 @@ class Pkcs11Signer:
 
     def fingerprint(self) -> str:
         t = self._call("token_info")
-        return token_fingerprint(t["manufacturer_id"], t["model"], t["serial"], t["label"])
+        return self._profile_of(t).fingerprint(t)
+
+    @property
+    def profile(self) -> profiles.TokenProfile:
+        """What this token can do (signer_shim.pkcs11.profiles), chosen once per signer."""
+        with self._lock:
+            return self._profile or self._profile_of(self._call("token_info"))
+
+    def _profile_of(self, info: Mapping[str, Any]) -> profiles.TokenProfile:
+        if self._profile is None:
+            self._profile = profiles.select(self.config.profile, info)
+        return self._profile
 
     def inventory(self) -> Inventory:
         return self._contents().inventory
@@ -104,6 +115,7 @@ class Pkcs11Signer:
         """The cap (`max_keys_per_operation`) is checked from the key state before the token
         is touched, and again on the exact count before any locator is drawn."""
         with self._lock:
+            self.profile.refuse_algorithms(k.algorithm for k in keys)
             state, cap = self._keystate(), self.config.max_keys_per_operation
             planning.check_generate_size(keys, parse_duration(duration).seconds, state, cap)
             return planning.plan_generate(self.fingerprint(), keys, duration, state,
@@ -111,6 +123,7 @@ class Pkcs11Signer:
 
     def plan_backup(self, date: str) -> dict[str, Any]:
         with self._lock:
+            self.profile.refuse_backup("a backup")
             return self._outputs.plan_backup(self.fingerprint(), date)
 
     def put_input(self, name: str, data: bytes, offset: int, size: int,
@@ -123,6 +136,7 @@ class Pkcs11Signer:
         (signer_shim.restore). Refused here already if the backup is of a token another label
         names, or if this token holds a key the backup lacks."""
         with self._lock:
+            self.profile.refuse_backup("a restore")
             op = plan_restore(self.fingerprint(), name, self._inputs.read(name, sha256))
             self._refuse_restore(op, self._contents())
             return op
@@ -149,6 +163,8 @@ class Pkcs11Signer:
                 planning.check_operation(op, str(op.get("token")))
             else:
                 planning.check_operation(op, self.fingerprint())
+            if op["op"] in ("backup", "restore"):
+                self.profile.refuse_backup(f"a {op['op']}")
             if op["op"] in ("backup", "restore") and not secrets.get("password"):
                 raise SignerError(f"a {op['op']} needs the device-backup password "
                                   "(secrets['password'])")
@@ -180,6 +196,7 @@ class Pkcs11Signer:
         what it holds with the live token (see `drill.compare`). The scratch token is removed
         afterwards; the live token is only read."""
         say = progress or (lambda done, total, what: None)
+        self.profile.refuse_backup("a restore drill")
         archive = self._outputs.path(name)
         with tempfile.TemporaryDirectory(prefix="restore-drill-", dir=self.config.state_dir) as t:
             scratch = Path(t)
@@ -215,6 +232,7 @@ class Pkcs11Signer:
 
     def sign(self, locator: str, data: bytes, mechanism: str) -> bytes:
         """Sign with a key on the token: `SHA256_RSA_PKCS` over data, or `ECDSA` over a digest."""
+        data, mechanism = self.profile.sign_request(data, mechanism)
         r = self._call("sign", {"locator": locator, "data": base64.b64encode(data).decode(),
                                 "mechanism": mechanism})
         return base64.b64decode(r["signature"])
@@ -241,7 +259,7 @@ class Pkcs11Signer:
         """A further worker on the same token, for one generate spread over processes."""
         c = self.config
         return WorkerClient(c.module, c.softhsm2_conf, c.token_label, c.user_pin,
-                            log_path=c.worker_log)
+                            log_path=c.worker_log, launcher=c.launcher)
 
     def _call(self, method: str, params: dict[str, Any] | None = None,
               progress: Progress | None = None) -> Any:

@@ -38,7 +38,9 @@ _PRIVATE_FLAGS = {
     "never_extractable": Attribute.NEVER_EXTRACTABLE, "local": Attribute.LOCAL,
     "private": Attribute.PRIVATE, "sign": Attribute.SIGN,
 }
-_MECHANISMS = {"SHA256_RSA_PKCS": Mechanism.SHA256_RSA_PKCS, "ECDSA": Mechanism.ECDSA}
+#: RSA_PKCS: over a DigestInfo, for tokens without SHA256_RSA_PKCS (signer_shim.pkcs11.profiles)
+_MECHANISMS = {"SHA256_RSA_PKCS": Mechanism.SHA256_RSA_PKCS, "ECDSA": Mechanism.ECDSA,
+               "RSA_PKCS": Mechanism.RSA_PKCS}
 
 
 _PLAIN_METHODS = ("token_info", "list_objects", "destroy", "key_attributes", "audit",

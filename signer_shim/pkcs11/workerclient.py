@@ -12,6 +12,7 @@ import contextlib
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,15 +29,17 @@ _OPEN_LOCK = threading.Lock()
 class WorkerClient:
     def __init__(
         self, module: Path, softhsm2_conf: Path, token_label: str, user_pin: str,
-        log_path: Path | None = None,
+        log_path: Path | None = None, launcher: Sequence[str] = (),
     ) -> None:
+        """`launcher`: an argv prefix the worker runs under, e.g. `nsenter` into the mount
+        and IPC namespaces of a private opencryptoki (tests/okc_helpers.py)."""
         self._lock = threading.Lock()
         self._next_id = 0
         log: IO[bytes] | int = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "signer_shim.pkcs11.worker", "--module", str(module),
-                 "--label", token_label],
+                [*launcher, sys.executable, "-m", "signer_shim.pkcs11.worker",
+                 "--module", str(module), "--label", token_label],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 env=child_env(softhsm2_conf),
                 # the folder holding signer_shim, not signer_shim/ (where `import pkcs11`
