@@ -26,7 +26,9 @@ from signer_shim.keystate import KeyState, load_keystate, save_keystate
 from signer_shim.pkcs11 import profiles
 from signer_shim.pkcs11.inventory import key_problems
 from signer_shim.pkcs11.signer import Pkcs11Signer
+from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.tokenid import is_fingerprint
+from staging.fixture import SHAPES, Figures, expected_figures, seed_records
 from staging.standup import ShimFiles, ShimProcess, write_shim_files
 from tests import okc_helpers
 from tests.okc_helpers import OkcToken
@@ -117,6 +119,10 @@ def test_the_profile_is_told_by_the_token_itself(okc: OkcToken, tmp_path: Path) 
     with Pkcs11Signer(okc_config(okc, tmp_path, profile="")) as s:
         assert s.profile is profiles.OPENCRYPTOKI_SW
         fp = s.fingerprint()
+        with pytest.raises(SignerError, match="a restore drill is refused: the opencryptoki"):
+            s.restore_drill("key-backup-2026-12-07.tar.gz", "pw")
+        with pytest.raises(SignerError, match="a restore is refused"):
+            s.plan_restore("key-backup-2026-12-07.tar.gz", "00" * 32)
     assert is_fingerprint(fp)
     with Pkcs11Signer(replace(okc_config(okc, tmp_path), name="again")) as s:
         assert s.fingerprint() == fp
@@ -174,3 +180,41 @@ def test_a_soft_hsm_profile_keeps_its_backup(tmp_path: Path) -> None:
         profiles.for_token({"manufacturer_id": "Acme", "model": "HSM 9000"})
     with pytest.raises(SignerError, match="unknown token profile"):
         profiles.by_name("acme")
+
+
+def seed_small(token: OkcToken, config: SignerConfig) -> Figures:
+    """The small rehearsal's token (6 keys, 2 dead, 1 unused ZSK, 3 in use), on RSA-2048 as
+    this token has no EC, with the key state a previous ceremony left."""
+    zones, records = seed_records(RSA_POLICIES, SHAPES["small"])
+    worker = WorkerClient(token.module, config.softhsm2_conf, token.label, token.user_pin,
+                          launcher=token.launcher)
+    try:
+        worker.call("generate", {"keys": [{"locator": r.locator, "algorithm": r.algorithm}
+                                          for r in records]})
+    finally:
+        worker.close()
+    save_keystate(config.keystate_path, KeyState(zones, {r.locator: r for r in records}))
+    return expected_figures(RSA_POLICIES, SHAPES["small"], records, "P14M")
+
+
+def test_the_small_rehearsals_hsm_steps_through_the_shim(shim: OkcShim) -> None:
+    """The signer half of the small rehearsal (list, fingerprint, purge, generate P14M, the
+    backup refused) with the rehearsal's own figures, counted by pkcs11-tool at each step."""
+    figures = seed_small(shim.token, shim.config)
+    assert (figures.keys, figures.dead, figures.after_purge) == (6, 2, 4)
+    token = shim.token
+    with shim.client() as c:
+        fp = c.fingerprint()
+        assert len(locators(c)) == len(token.private_key_ids()) == figures.keys
+        purge = c.plan_purge()
+        assert len(purge["delete"]) == figures.dead
+        c.execute(purge, approve(purge, "sa1"))
+        assert len(locators(c)) == len(token.private_key_ids()) == figures.after_purge
+        gen = c.plan_generate(list(RSA_POLICIES), figures.duration)
+        result = c.execute(gen, approve(gen, "sa1"))
+        assert result["added"] == len(result["generated"]) == figures.to_generate
+        assert len(locators(c)) == figures.after_generate
+        assert token.private_key_ids() == locators(c)
+        with pytest.raises(SignerError, match="a backup is refused"):
+            c.plan_backup("2026-12-07")
+        assert c.fingerprint() == fp
