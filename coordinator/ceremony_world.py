@@ -15,6 +15,7 @@ from typing import Any
 from ceremony.digests import colon_hex, from_colon_hex
 from ceremony.machine import Machine
 from ceremony.machine import decisions as d
+from coordinator import publish
 from coordinator.drives import SUM_SUFFIX, Drives, sha256_file
 from coordinator.executor import Progress
 from coordinator.shim_client import HostKeyMismatch, ShimClient
@@ -161,7 +162,7 @@ class CeremonyWorld:
             label = src.removeprefix("drive:")
             return [(n, self.drives.read(label, n)) for n in self.drives.list(label)]
         if src == "journal":
-            return [("journal.jsonl", self.journal_path.read_bytes())]
+            return [("journal.jsonl", self.journal_path.read_bytes()), *self._public_keys()]
         if src == "transcript":
             t = p.get("transcript") or {}
             if not t.get("file"):
@@ -173,6 +174,13 @@ class CeremonyWorld:
             files += [s for f in files if (s := f + SUM_SUFFIX) in on_drive]
             return [(f, self.drives.read(t["drive"], f)) for f in files]
         raise Failure(f"unknown copy source {src!r}")
+
+    def _public_keys(self) -> list[tuple[str, bytes]]:
+        """The public keys this ceremony generated (public-keys.pem, and dnskey.txt and ds.txt
+        where the key manager gave roles and zones), from the journaled results: they go on
+        the Key Gen Log drive beside the journal that records them (docs/script-format.md)."""
+        keys = publish.keys_from_results(self.m.results_of("hsm.generate"))
+        return sorted(publish.files(keys).items())
 
     # --- HSM operations under quorum -------------------------------------------------------------
     def plan(self, want: d.Plan) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 # README commands; safe to run again (apt and pip skip what is already there).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-need=(python3 python3-venv softhsm2 opensc opencryptoki libopencryptoki0 openssh-client systemd systemd-container debootstrap ca-certificates opendnssec-enforcer-sqlite3 opendnssec-common libhsm-bin libxml2-utils sqlite3 tmux umockdev gir1.2-umockdev-1.0 python3-gi e2fsprogs util-linux mount dosfstools mtools fusefat fuse3 poppler-utils zbar-tools fonts-dejavu-core)
+need=(python3 python3-venv softhsm2 opensc opencryptoki libopencryptoki0 openssh-client systemd systemd-container debootstrap ca-certificates opendnssec-enforcer-sqlite3 opendnssec-common libhsm-bin libxml2-utils sqlite3 tmux umockdev gir1.2-umockdev-1.0 python3-gi e2fsprogs util-linux mount dosfstools mtools fusefat fuse3 poppler-utils zbar-tools fonts-dejavu-core ldnsutils)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -30,6 +30,7 @@ COMMANDS = (
     "keyrite.script_command",
     "coordinator.journal.verify_command",
     "coordinator.report.report_command",
+    "coordinator.keys_command",
     "coordinator.custody",
     "coordinator.record_command",
     "coordinator.usb.drives_command",

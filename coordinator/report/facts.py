@@ -31,6 +31,7 @@ from ceremony.previous import as_record, held_of
 from ceremony.roster import Roster
 from ceremony.script.load import load_script_text
 from ceremony.script.model import Script, Step
+from coordinator.publish import PublicKey, PublishError, keys_from_results
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class KeyFacts:
     generated: tuple[str, ...]
     batches: tuple[dict[str, Any], ...]  # the generation plan's batches (policy, role, locators)
     fingerprint: str | None  # the HSM's, as performed
+    #: each new key's public key as its generate result carries it (coordinator.publish)
+    public_keys: tuple[PublicKey, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -585,7 +588,14 @@ class _Fold:
             generated=tuple(str(k) for _, r in gens for k in r.get("generated", [])),
             batches=tuple(batches),
             fingerprint=str(fingerprints[-1][1].get("fingerprint")) if fingerprints else None,
+            public_keys=tuple(self._public_keys(gens)),
         )
+
+    def _public_keys(self, gens: list[tuple[int, dict[str, Any]]]) -> list[PublicKey]:
+        try:
+            return keys_from_results(gens)
+        except PublishError as e:
+            raise Failure(f"the journal's published keys do not read: {e}") from None
 
     def _backups(self) -> tuple[BackupFact, ...]:
         out = []

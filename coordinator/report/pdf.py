@@ -45,6 +45,7 @@ from reportlab.platypus import (
 )
 
 from ceremony.digests import colon_hex
+from coordinator.publish import PublicKey
 from coordinator.report.facts import Facts, StepFact
 from coordinator.report.fonts import chosen
 
@@ -422,6 +423,25 @@ class _Story:
         if unplanned:
             self.para(f"Not in the plan ({len(unplanned)}):", _SMALL)
             self.out.append(_ids(unplanned))
+        self._published(k.public_keys)
+
+    def _published(self, keys: Sequence[PublicKey]) -> None:
+        """The public keys the journal records for the new keys, one line each: locator, role
+        and zone where the key manager knew them, and the SHA-256 of the SubjectPublicKeyInfo
+        DER (what `sha256sum` gives over `openssl pkey -pubin -outform DER` of its PEM)."""
+        self.h3(f"Public keys published ({len(keys)})")
+        if not keys:
+            self.para("The generation results carry no public key.", _SMALL)
+            return
+        rrs = sum(1 for x in keys if x.publishes_rrs)
+        self.para("Written to the Key Gen Log drive beside the journal as public-keys.pem"
+                  + (f"; {rrs} with a role and zone also as DNSKEY (dnskey.txt) and, for "
+                     "KSKs, DS SHA-256 (ds.txt)" if rrs else "")
+                  + "; `keyrite keys JOURNAL` prints them again. Each key's locator, then the "
+                  "SHA-256 of its public key (SubjectPublicKeyInfo DER):", _SMALL)
+        lines = [f"{x.locator}  {x.sha256}"
+                 + (f"  {x.role} {x.zone}" if x.publishes_rrs else "") for x in keys]
+        self.out.append(Paragraph(" <br/>".join(escape(x) for x in lines), _MONO))
 
     def _approvals(self) -> None:
         f = self.f

@@ -340,7 +340,16 @@ class Pkcs11Signer:
         save_keystate(self.config.keystate_path,
                       self._keystate().with_keys(k.record() for k in planned))
         return {"generated": sorted(k.locator for k in planned), "before": len(before),
-                "after": len(after), "added": len(added), "removed": 0}
+                "after": len(after), "added": len(added), "removed": 0,
+                "public_keys": self._public_keys(planned)}
+
+    def _public_keys(self, planned: Sequence[planning.PlannedKey]) -> list[dict[str, Any]]:
+        """Each new key's public key (SubjectPublicKeyInfo DER, base64) and type, for the
+        ceremony's journal and the Key Gen Log drive (docs/signer.md). A pool key has no zone
+        yet, so no role is claimed for it: it is published as PEM only."""
+        spki = self._call("public_keys", {"locators": [k.locator for k in planned]})
+        return [{"locator": k.locator, "algorithm": k.algorithm, "spki": spki[k.locator]}
+                for k in sorted(planned, key=lambda k: k.locator)]
 
     def _audit_generated(self, made: Sequence[planning.PlannedKey]) -> None:
         """The per-key check the pool's helpers could not make (they write blind), made now

@@ -44,7 +44,7 @@ _MECHANISMS = {"SHA256_RSA_PKCS": Mechanism.SHA256_RSA_PKCS, "ECDSA": Mechanism.
 
 
 _PLAIN_METHODS = ("token_info", "list_objects", "destroy", "key_attributes", "audit",
-                  "public_key", "sign")
+                  "public_key", "public_keys", "sign")
 
 
 class Refused(Exception):
@@ -153,6 +153,21 @@ class Worker:
         kt = pub[Attribute.KEY_TYPE]
         der = encode_rsa_public_key(pub) if kt == KeyType.RSA else encode_ec_public_key(pub)
         return {"der": base64.b64encode(der).decode()}
+
+    def public_keys(self, locators: list[str]) -> dict[str, str]:
+        """locator -> SubjectPublicKeyInfo DER (base64) of these keys, in one pass over the
+        public key objects (a find per key scans the whole token each time)."""
+        wanted, out = set(locators), {}
+        for o in list(self.session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY})):
+            kid = bytes(o[Attribute.ID]).hex()
+            if kid in wanted:
+                der = (encode_rsa_public_key(o) if o[Attribute.KEY_TYPE] == KeyType.RSA
+                       else encode_ec_public_key(o))
+                out[kid] = base64.b64encode(der).decode()
+        missing = wanted - set(out)
+        if missing:
+            raise Refused(f"no public key object for {', '.join(sorted(missing)[:5])}")
+        return out
 
     def sign(self, locator: str, data: str, mechanism: str) -> dict[str, Any]:
         (priv,) = self._objects(locator, ObjectClass.PRIVATE_KEY)
