@@ -106,9 +106,11 @@ def key_from_entry(step: int, k: Any) -> PublicKey:
     if not isinstance(k, Mapping) or not isinstance(k.get("locator"), str):
         raise PublishError(f"step {step}: a public key entry without a locator")
     loc = k["locator"]
-    try:
-        spki = base64.b64decode(str(k.get("spki", "")), validate=True)
-        serialization.load_der_public_key(spki)
+    try:  # re-encoded: the digest the report prints is always of the SPKI DER
+        key = serialization.load_der_public_key(
+            base64.b64decode(str(k.get("spki", "")), validate=True))
+        spki = key.public_bytes(serialization.Encoding.DER,
+                                serialization.PublicFormat.SubjectPublicKeyInfo)
     except (binascii.Error, ValueError) as e:
         raise PublishError(f"step {step}: key {loc}'s public key does not read: {e}") from None
     alg = k.get("dnssec_algorithm")

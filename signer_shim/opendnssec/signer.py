@@ -40,6 +40,7 @@ the enforcer does, and shows the zone count beside it so the difference is visib
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -67,6 +68,7 @@ from signer_shim.keystate import STATES, KeyRecord, KeyState
 from signer_shim.opendnssec.ods_config import OdsConf, OdsConfig, load_ods_config, read_ods_conf
 from signer_shim.opendnssec.ods_daemon import start_enforcer, stop_enforcer
 from signer_shim.opendnssec.ods_kasp import (
+    ROLES,
     EnforcerKey,
     copy_database,
     database_summary,
@@ -465,7 +467,28 @@ class OdsSigner:
             raise SignerError(f"keys appeared that the enforcer does not hold for the planned "
                               f"policies: {', '.join(strangers)}")
         return {"generated": added_l, "before": len(start), "after": len(after),
-                "added": len(added_l), "removed": 0}
+                "added": len(added_l), "removed": 0,
+                "public_keys": self._public_keys(added_l)}
+
+    def _public_keys(self, locators: Sequence[str]) -> list[dict[str, Any]]:
+        """Each new key's public key (SubjectPublicKeyInfo DER, base64, read over PKCS#11 as
+        `_key_listing` reads it) with what the enforcer knows of it: role, DNSSEC algorithm
+        and, where one is certain, the zone whose DNSKEY it will be (docs/signer.md)."""
+        if not locators:
+            return []
+        known = _enforcer_roles(self.ods.datastore)
+        worker = WorkerClient(self.ods.module, self.config.softhsm2_conf, self.ods.token_label,
+                              self.ods.pin, log_path=self.config.state_dir / "worker.log")
+        try:
+            spki = worker.call("public_keys", {"locators": list(locators)})
+        finally:
+            worker.close()
+        out = []
+        for loc in sorted(locators):
+            entry: dict[str, Any] = {"locator": loc, "spki": spki[loc]}
+            entry.update(known.get(loc, {}))
+            out.append(entry)
+        return out
 
     def _wait_for(self, start: set[str], total: int, progress: Progress | None) -> set[str]:
         """Wait until the enforcer has recorded `total` new keys in its database (and the count
@@ -767,3 +790,25 @@ def _approval_dict(a: Approval | Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["OdsSigner", "check_operation", "enforcer_count", "parse_hsmutil_list"]
+
+
+def _enforcer_roles(db: Path) -> dict[str, dict[str, Any]]:
+    """locator -> role (KSK, ZSK, CSK), dnssec_algorithm and zone, from the KASP database
+    (read-only). The zone is the one the enforcer assigned the key to; a pool key not yet
+    assigned gets its policy's zone when the policy has exactly one (the enforcer gives a
+    policy's keys only to its zones), and none otherwise: no owner name is guessed."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as c:
+        rows = c.execute(
+            "SELECT h.locator, h.role, h.algorithm,"
+            " (SELECT GROUP_CONCAT(DISTINCT z.name) FROM keyData k JOIN zone z"
+            "   ON z.id = k.zoneId WHERE k.hsmKeyId = h.id),"
+            " (SELECT GROUP_CONCAT(z.name) FROM zone z WHERE z.policyId = h.policyId)"
+            " FROM hsmKey h").fetchall()
+    out: dict[str, dict[str, Any]] = {}
+    for loc, role, alg, assigned, zones in rows:
+        entry: dict[str, Any] = {"role": ROLES.get(role, str(role)), "dnssec_algorithm": int(alg)}
+        names = (assigned or zones or "").split(",")
+        if len(names) == 1 and names[0]:
+            entry["zone"] = names[0]
+        out[str(loc)] = entry
+    return out

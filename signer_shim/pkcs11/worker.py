@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import pkcs11
+from cryptography.hazmat.primitives import serialization
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, PKCS11Error
 from pkcs11.util.ec import encode_ec_public_key
 from pkcs11.util.rsa import encode_rsa_public_key
@@ -155,15 +156,14 @@ class Worker:
         return {"der": base64.b64encode(der).decode()}
 
     def public_keys(self, locators: list[str]) -> dict[str, str]:
-        """locator -> SubjectPublicKeyInfo DER (base64) of these keys, in one pass over the
-        public key objects (a find per key scans the whole token each time)."""
+        """locator -> SubjectPublicKeyInfo DER (base64) of these keys, what PEM and DNSKEY are
+        made from (`public_key` stays PKCS#1 for RSA: backups' keys.json digest that), in one
+        pass over the public key objects (a find per key scans the whole token each time)."""
         wanted, out = set(locators), {}
         for o in list(self.session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY})):
             kid = bytes(o[Attribute.ID]).hex()
             if kid in wanted:
-                der = (encode_rsa_public_key(o) if o[Attribute.KEY_TYPE] == KeyType.RSA
-                       else encode_ec_public_key(o))
-                out[kid] = base64.b64encode(der).decode()
+                out[kid] = base64.b64encode(_spki(o)).decode()
         missing = wanted - set(out)
         if missing:
             raise Refused(f"no public key object for {', '.join(sorted(missing)[:5])}")
@@ -257,6 +257,16 @@ class Worker:
         if wrong:
             self.destroy([locator])
             raise Refused(f"generated key {locator} is not as asked: {', '.join(wrong)}")
+
+
+def _spki(pub: Any) -> bytes:
+    """A public key object as SubjectPublicKeyInfo DER: python-pkcs11 encodes an EC key so
+    already, an RSA key as PKCS#1 RSAPublicKey, which cryptography re-wraps."""
+    if pub[Attribute.KEY_TYPE] != KeyType.RSA:
+        return bytes(encode_ec_public_key(pub))
+    key = serialization.load_der_public_key(encode_rsa_public_key(pub))
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
