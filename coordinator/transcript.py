@@ -557,6 +557,9 @@ def _result_details(r: dict[str, Any]) -> list[str]:
             out.append(f"{k} {v}")
         elif k == "listing" and isinstance(v, str):
             out.append(f"listing: {len(v.splitlines())} lines, kept whole in the journal")
+        elif k == "public_keys" and isinstance(v, list):
+            out.append(f"public keys ({len(v)}): kept whole in the journal, published as "
+                       "public-keys.pem (`keyrite keys`)")
         elif k == "files" and isinstance(v, list):
             for f in v:
                 if isinstance(f, dict):

@@ -87,6 +87,9 @@ def test_generate_makes_the_planned_keys_and_records_them(small_rehearsal: Rehea
         result = s.execute(op, approvals_for(op), lambda d, t, w: seen.append((d, t, w)))
         after = locators(s)
         attrs = s.key_attributes(sorted(planned)[0])
+    published = result.pop("public_keys")  # every planned key's SPKI (tests/test_publish.py)
+    assert [(k["locator"], k["algorithm"]) for k in published] == sorted(
+        (loc, "ECDSA/P-256") for loc in planned)
     assert result == {"generated": sorted(planned), "before": 4, "after": 10, "added": 6,
                       "removed": 0}
     assert rt.figures.after_generate == 10
@@ -172,6 +175,8 @@ def assert_recovered(rt: RehearsalToken, op: dict, result: dict, objects: list[d
                      seen: list[str], before: set[str], planned: list[str]) -> None:
     """After a killed generate of the small fixture's 6 keys was executed again: every planned
     pair once (read by a process of its own), nothing else, and the journal tells the story."""
+    published = result.pop("public_keys")  # those made before the crash too
+    assert [k["locator"] for k in published] == sorted(planned)
     assert result == {"generated": planned, "before": 6, "after": 12, "added": 6, "removed": 0}
     ids = [o["id"] for o in objects]
     assert len(ids) == 24 and sorted(set(ids)) == sorted(before | set(planned))

@@ -174,6 +174,7 @@ def test_generate_with_two_workers(small_rehearsal: RehearsalToken) -> None:
         reader.join()
         assert signer.worker_pid == main_pid  # the main session was not restarted
         assert locators(signer) == before | set(planned)
+    assert [k["locator"] for k in result.pop("public_keys")] == sorted(planned)
     assert result == {"generated": planned, "before": 6, "after": 12, "added": 6, "removed": 0}
     assert [s[:3] for s in seen] == [(n, 6, f"generated {n} of 6 keys") for n in range(1, 7)]
     assert {s[3] for s in seen} == {threading.get_ident()}  # progress in the caller's thread
