@@ -32,6 +32,11 @@ _LISTS = {"launcher"}
 #: Worker processes for one generate: each holds a PKCS#11 session, and HSMs limit sessions.
 #: Keys one generate may make: planned in the one HSM queue, so a plan for millions is refused.
 _RANGES = {"workers": (1, 64), "max_keys_per_operation": (1, 1_000_000)}
+#: `[backup] method`: how this signer's keys are backed up. "tokendir" (the default, and what a
+#: file without the section gets): the encrypted SoftHSM2 token directory (signer_shim.backup).
+#: "wrap": every key wrapped under a KEK split among the KSOs (signer_shim.wrap), for tokens
+#: that do not hand out their files; keys are then made extractable, but only wrapped.
+BACKUP_METHODS = ("tokendir", "wrap")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +54,7 @@ class SignerConfig:
     #: the token's profile by name (signer_shim.pkcs11.profiles); "" = told by the token itself
     profile: str = ""
     launcher: tuple[str, ...] = ()  # argv prefix each worker process is started under
+    backup_method: str = "tokendir"  # `[backup] method`, one of BACKUP_METHODS
 
     @property
     def keystate_path(self) -> Path:
@@ -79,6 +85,8 @@ class SignerConfig:
                     continue
                 lines.append(f"{k} = {v if type(v) is int else json.dumps(str(v))}")
             lines.append("")
+        if self.backup_method != "tokendir":
+            lines += ["[backup]", f"method = {json.dumps(self.backup_method)}", ""]
         return "\n".join(lines)
 
     def save(self, path: Path) -> Path:
@@ -89,10 +97,23 @@ class SignerConfig:
     def from_toml(
         cls, text: str, source: str = "signer config", base: Path | None = None
     ) -> SignerConfig:
-        return cls(**read_sections(text, source, _SECTIONS, paths=_PATHS, base=base,
-                                   optional=_OPTIONAL, ranges=_RANGES,
-                                   lists=_LISTS))
+        values = read_sections(text, source, _SECTIONS, paths=_PATHS, base=base,
+                               optional=_OPTIONAL, ranges=_RANGES, lists=_LISTS,
+                               tables=("backup",))
+        method = _backup_method(values.pop("backup"), source)
+        return cls(**values, backup_method=method)
 
     @classmethod
     def load(cls, path: Path) -> SignerConfig:
         return cls.from_toml(*read_file(path))
+
+
+def _backup_method(table: dict[str, str], source: str) -> str:
+    """`[backup]`, optional: only `method`, one of BACKUP_METHODS (absent = "tokendir")."""
+    unknown = sorted(set(table) - {"method"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown key backup.{unknown[0]}")
+    method = table.get("method", "tokendir")
+    if method not in BACKUP_METHODS:
+        raise ConfigError(f"{source}: backup.method must be one of {', '.join(BACKUP_METHODS)}")
+    return method
