@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import pkcs11
+from asn1crypto.keys import PublicKeyInfo
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, PKCS11Error
-from pkcs11.util.ec import encode_ec_public_key
-from pkcs11.util.rsa import encode_rsa_public_key
+from pkcs11.util.ec import decode_ec_public_key, encode_ec_public_key
+from pkcs11.util.rsa import decode_rsa_public_key, encode_rsa_public_key
 
 from signer_shim.algorithms import algorithm, ec_name, rsa_name
 from signer_shim.pkcs11.inventory import key_problems
@@ -46,6 +50,17 @@ _MECHANISMS = {"SHA256_RSA_PKCS": Mechanism.SHA256_RSA_PKCS, "ECDSA": Mechanism.
 
 _PLAIN_METHODS = ("token_info", "list_objects", "destroy", "key_attributes", "audit",
                   "public_key", "public_keys", "sign")
+#: The wrap backup's requests (signer_shim.wrap): additive, served like the plain ones.
+_WRAP_METHODS = ("mechanisms", "key_template", "import_kek", "find_kek", "destroy_kek", "wrap_keys",
+                 "unwrap_keys", "public_spki", "wrappable")
+#: Private-key attributes under the wrap method: extractable, but only wrapped by a trusted key.
+_WRAP_PRIVATE = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True,
+                 Attribute.WRAP_WITH_TRUSTED: True}
+#: The attributes a wrap archive records per private key and a restore sets again (by name).
+_WRAP_RECORDED = {"sensitive": Attribute.SENSITIVE, "extractable": Attribute.EXTRACTABLE,
+                  "wrap_with_trusted": Attribute.WRAP_WITH_TRUSTED, "private": Attribute.PRIVATE,
+                  "sign": Attribute.SIGN, "decrypt": Attribute.DECRYPT,
+                  "unwrap": Attribute.UNWRAP, "derive": Attribute.DERIVE}
 
 
 class Refused(Exception):
@@ -57,6 +72,9 @@ class Worker:
         self.module = module
         self.label = label
         self.session: Any = None
+        #: extra private-key attributes for keys this worker makes ({} = the default path;
+        #: `key_template("wrap")` sets _WRAP_PRIVATE)
+        self._private_extra: dict[Attribute, Any] = {}
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -204,7 +222,7 @@ class Worker:
         kid = bytes.fromhex(locator)
         public: dict[Attribute, Any] = {Attribute.PRIVATE: False}
         private = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-                   Attribute.PRIVATE: True}
+                   Attribute.PRIVATE: True, **self._private_extra}
         common = dict(id=kid, label=locator, store=True,
                       capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
                       public_template=public, private_template=private)
@@ -253,10 +271,214 @@ class Worker:
             attrs["type"] = ec_name(bytes(a[size]))
         else:
             attrs["type"] = str(a[Attribute.KEY_TYPE])
-        wrong = key_problems(attrs, locator, name)
+        wrong = key_problems(self._as_checked(attrs, priv), locator, name)
         if wrong:
             self.destroy([locator])
             raise Refused(f"generated key {locator} is not as asked: {', '.join(wrong)}")
+
+
+    # -- the wrap backup (signer_shim.wrap) -------------------------------------------------
+
+    def mechanisms(self) -> list[str]:
+        """The token's mechanisms by name (unknown numbers as hex), for plan-time refusals."""
+        out = []
+        for m in self.session.token.slot.get_mechanisms():
+            out.append(m.name if isinstance(m, Mechanism) else hex(int(m)))
+        return sorted(out)
+
+    def key_template(self, method: str) -> dict[str, Any]:
+        """Which private-key template this worker's `generate` uses: "tokendir" (sensitive,
+        never extractable) or "wrap" (sensitive, extractable only under a trusted wrapping
+        key). Sent once after `open` by a signer whose backup method is wrap."""
+        if method not in ("tokendir", "wrap"):
+            raise Refused(f"unknown key template {method!r}")
+        self._private_extra = dict(_WRAP_PRIVATE) if method == "wrap" else {}
+        return {"template": method}
+
+    def _as_checked(self, attrs: dict[str, Any], raw: Any) -> dict[str, Any]:
+        """The attributes `key_problems` judges. Under the wrap template a key is extractable
+        (so never_extractable is false) by design: that is accepted only if it is also
+        wrap-with-trusted, and the rest of the rule stays as it is."""
+        if not self._private_extra:
+            return attrs
+        trusted = self._wrap_with_trusted_of(raw)
+        ok = attrs["extractable"] and not attrs["never_extractable"] and trusted
+        return {**attrs, "extractable": not ok, "never_extractable": ok}
+
+    def _wrap_with_trusted_of(self, priv_or_attrs: Any) -> bool:
+        try:
+            return bool(priv_or_attrs[Attribute.WRAP_WITH_TRUSTED])
+        except (KeyError, PKCS11Error):
+            return False
+
+    def import_kek(self, value: str, kek_id: str, label: str, so_pin: str,
+                   user_pin: str) -> dict[str, Any]:
+        """Put the backup KEK on the token as the SO, so it can be CKA_TRUSTED (a user session
+        gets ATTRIBUTE_READ_ONLY for that): AES, token, public (the SO cannot make private
+        objects), wrap and unwrap, sensitive, never extractable. The user session is closed
+        for it (one login per token) and opened again afterwards. The bytes are zeroed here
+        once the token holds them (the str the request came in cannot be)."""
+        kid = bytes.fromhex(kek_id)
+        if self._kek(kid) is not None:
+            raise Refused(f"a backup KEK with ID {kek_id} is already on the token")
+        raw = bytearray(base64.b64decode(value))
+        token = self.session.token
+        try:
+            if len(raw) != 32:
+                raise Refused("the backup KEK must be 32 bytes (AES-256)")
+            self.session.close()
+            self.session = None
+            so = token.open(rw=True, so_pin=so_pin)
+            try:
+                so.create_object({
+                    Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
+                    Attribute.VALUE: bytes(raw), Attribute.TOKEN: True,
+                    Attribute.PRIVATE: False, Attribute.ID: kid, Attribute.LABEL: label,
+                    Attribute.WRAP: True, Attribute.UNWRAP: True, Attribute.ENCRYPT: False,
+                    Attribute.DECRYPT: False, Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False, Attribute.TRUSTED: True})
+            finally:
+                so.close()
+        finally:
+            raw[:] = bytes(len(raw))
+            if self.session is None:
+                self.session = token.open(rw=True, user_pin=user_pin)
+        return {"kek_id": kek_id}
+
+    def _kek(self, kid: bytes) -> Any:
+        found = list(self.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
+                                               Attribute.ID: kid}))
+        if len(found) > 1:
+            raise Refused(f"{len(found)} secret keys share the KEK ID {kid.hex()}")
+        return found[0] if found else None
+
+    def find_kek(self, kek_id: str) -> dict[str, Any]:
+        """Whether the KEK is on the token, and its attributes that matter."""
+        kek = self._kek(bytes.fromhex(kek_id))
+        if kek is None:
+            return {"present": False}
+        a = kek.get_attributes([Attribute.TRUSTED, Attribute.WRAP, Attribute.UNWRAP,
+                                Attribute.EXTRACTABLE, Attribute.SENSITIVE, Attribute.TOKEN])
+        return {"present": True, "trusted": bool(a[Attribute.TRUSTED]),
+                "wrap": bool(a[Attribute.WRAP]), "unwrap": bool(a[Attribute.UNWRAP]),
+                "extractable": bool(a[Attribute.EXTRACTABLE]),
+                "sensitive": bool(a[Attribute.SENSITIVE]), "token": bool(a[Attribute.TOKEN])}
+
+    def destroy_kek(self, kek_id: str) -> dict[str, Any]:
+        kek = self._kek(bytes.fromhex(kek_id))
+        if kek is not None:
+            kek.destroy()
+        return {"destroyed": kek is not None}
+
+    def wrappable(self) -> dict[str, Any]:
+        """Per key pair: can a wrap backup take it (extractable, so wrappable)? For the plan."""
+        out = {}
+        for o in list(self.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
+            a = o.get_attributes([Attribute.ID, Attribute.EXTRACTABLE])
+            out[bytes(a[Attribute.ID]).hex()] = {
+                "extractable": bool(a[Attribute.EXTRACTABLE]),
+                "wrap_with_trusted": self._wrap_with_trusted_of(o)}
+        return out
+
+    def public_spki(self, locator: str) -> dict[str, Any]:
+        """The public key as SubjectPublicKeyInfo DER (what a wrap archive holds and digests)."""
+        (pub,) = self._objects(locator, ObjectClass.PUBLIC_KEY)
+        return {"der": base64.b64encode(_spki(pub)).decode()}
+
+    def wrap_keys(self, kek_id: str, locators: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every key pair (or these) with its private key wrapped under the KEK with
+        CKM_AES_KEY_WRAP_PAD (RFC 5649), its public key (SPKI DER), label, type and the
+        private key's recorded attributes. Nothing leaves in the clear: the token refuses to
+        wrap a sensitive key with anything but a trusted key."""
+        kek = self._kek(bytes.fromhex(kek_id))
+        if kek is None:
+            raise Refused(f"the backup KEK {kek_id} is not on this token")
+        pairs = self.audit(locators)
+        out = []
+        for loc in sorted(pairs):
+            (priv,) = self._objects(loc, ObjectClass.PRIVATE_KEY)
+            (pub,) = self._objects(loc, ObjectClass.PUBLIC_KEY)
+            try:
+                wrapped = kek.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+            except PKCS11Error as e:
+                raise Refused(f"the token will not wrap key {loc}: {type(e).__name__}") from None
+            attrs = {}
+            for name, attr in _WRAP_RECORDED.items():
+                try:
+                    attrs[name] = bool(priv[attr])
+                except PKCS11Error:
+                    continue
+            out.append({"locator": loc, "label": pairs[loc]["label"], "type": pairs[loc]["type"],
+                        "public_label": pairs[loc]["public_label"],
+                        "wrapped": base64.b64encode(wrapped).decode(),
+                        "public_der": base64.b64encode(_spki(pub)).decode(),
+                        "attributes": attrs})
+        return out
+
+    def unwrap_keys(self, kek_id: str, keys: list[dict[str, Any]]) -> dict[str, Any]:
+        """Unwrap each key under the KEK onto the token with its recorded attributes, and put
+        its public key beside it. All or nothing: on any failure the objects this call made are
+        destroyed before the error goes back."""
+        kek = self._kek(bytes.fromhex(kek_id))
+        if kek is None:
+            raise Refused(f"the backup KEK {kek_id} is not on this token")
+        existing = self._ids()
+        clash = sorted(k["locator"] for k in keys if k["locator"] in existing)
+        if clash:
+            raise Refused(f"key objects with these IDs are already on the token: "
+                          f"{', '.join(clash[:5])}")
+        made: list[Any] = []
+        try:
+            for k in keys:
+                made += self._unwrap_one(kek, k)
+        except Exception as e:
+            for o in made:
+                with contextlib.suppress(PKCS11Error):
+                    o.destroy()
+            if isinstance(e, PKCS11Error):
+                raise Refused(f"unwrapping failed ({type(e).__name__}); nothing of the backup "
+                              "was left on the token") from None
+            raise
+        return {"unwrapped": [k["locator"] for k in keys]}
+
+    def _unwrap_one(self, kek: Any, k: dict[str, Any]) -> list[Any]:
+        kid = bytes.fromhex(k["locator"])
+        kind = algorithm(k["type"]).kind
+        key_type = KeyType.RSA if kind == "RSA" else KeyType.EC
+        allowed = {n: a for n, a in _WRAP_RECORDED.items() if n in k["attributes"]}
+        template: dict[Attribute, Any] = {a: bool(k["attributes"][n]) for n, a in allowed.items()}
+        # python-pkcs11's defaults put public-key capabilities on the template: drop them
+        template.update({Attribute.ENCRYPT: pkcs11.DEFAULT, Attribute.VERIFY: pkcs11.DEFAULT,
+                         Attribute.WRAP: pkcs11.DEFAULT})
+        made = []
+        priv = kek.unwrap_key(ObjectClass.PRIVATE_KEY, key_type, base64.b64decode(k["wrapped"]),
+                              id=kid, label=k["label"], mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                              store=True, capabilities=MechanismFlag.SIGN, template=template)
+        made.append(priv)
+        der = base64.b64decode(k["public_der"])
+        if kind == "RSA":
+            attrs = decode_rsa_public_key(PublicKeyInfo.load(der)["public_key"].parsed.dump())
+        else:
+            attrs = decode_ec_public_key(der)
+        attrs.update({Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.ID: kid,
+                      Attribute.LABEL: k.get("public_label") or k["label"],
+                      Attribute.VERIFY: True, Attribute.ENCRYPT: False, Attribute.WRAP: False})
+        try:
+            made.append(self.session.create_object(attrs))
+        except Exception:
+            priv.destroy()
+            raise
+        return made
+
+
+def _spki(pub: Any) -> bytes:
+    """A PKCS#11 public key object as SubjectPublicKeyInfo DER."""
+    if pub[Attribute.KEY_TYPE] == KeyType.RSA:
+        n = int.from_bytes(pub[Attribute.MODULUS], "big")
+        e = int.from_bytes(pub[Attribute.PUBLIC_EXPONENT], "big")
+        return RSAPublicNumbers(e, n).public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return bytes(encode_ec_public_key(pub))
 
 
 def _spki(pub: Any) -> bytes:
@@ -292,7 +514,7 @@ def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
                 raise Refused("the first request must be open")
             elif method == "generate":
                 result = worker.generate(**params, progress=progress)
-            elif method in _PLAIN_METHODS:
+            elif method in _PLAIN_METHODS or method in _WRAP_METHODS:
                 result = getattr(worker, method)(**params)
             else:
                 raise Refused(f"unknown method {method!r}")
