@@ -31,7 +31,8 @@ from typing import Any, final
 from ceremony.approval import Approval
 from ceremony.digests import operation_digest
 from ceremony.durations import parse_duration
-from signer_shim import planning
+from keyrite.files import write_atomic
+from signer_shim import planning, wrap
 from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.config import SignerConfig
 from signer_shim.drill import compare
@@ -43,7 +44,7 @@ from signer_shim.operation_journal import OperationJournal, OperationStatus, exe
 from signer_shim.outputs import Outputs
 from signer_shim.pkcs11 import pool, profiles
 from signer_shim.pkcs11.inventory import TokenContents, contents_from_objects, key_problems
-from signer_shim.pkcs11.softhsm import read_tokendir
+from signer_shim.pkcs11.softhsm import create_token, read_tokendir
 from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.restore import (
     check_restored,
@@ -123,7 +124,7 @@ class Pkcs11Signer:
 
     def plan_backup(self, date: str) -> dict[str, Any]:
         with self._lock:
-            self.profile.refuse_backup("a backup")
+            self._refuse_backup_method("a backup")
             return self._outputs.plan_backup(self.fingerprint(), date)
 
     def put_input(self, name: str, data: bytes, offset: int, size: int,
@@ -163,9 +164,12 @@ class Pkcs11Signer:
                 planning.check_operation(op, str(op.get("token")))
             else:
                 planning.check_operation(op, self.fingerprint())
-            if op["op"] in ("backup", "restore"):
+            if op["op"] == "backup" and self.config.backup_method == "wrap":
+                self._refuse_backup_method("a backup")
+            elif op["op"] in ("backup", "restore"):
                 self.profile.refuse_backup(f"a {op['op']}")
-            if op["op"] in ("backup", "restore") and not secrets.get("password"):
+            wrapped = op["op"] == "backup" and self.config.backup_method == "wrap"
+            if op["op"] in ("backup", "restore") and not wrapped and not secrets.get("password"):
                 raise SignerError(f"a {op['op']} needs the device-backup password "
                                   "(secrets['password'])")
             digest = operation_digest(op)
@@ -258,8 +262,15 @@ class Pkcs11Signer:
     def _spawn(self) -> WorkerClient:
         """A further worker on the same token, for one generate spread over processes."""
         c = self.config
-        return WorkerClient(c.module, c.softhsm2_conf, c.token_label, c.user_pin,
-                            log_path=c.worker_log, launcher=c.launcher)
+        client = WorkerClient(c.module, c.softhsm2_conf, c.token_label, c.user_pin,
+                              log_path=c.worker_log, launcher=c.launcher)
+        if c.backup_method == "wrap":  # keys it makes: extractable, but only wrapped
+            try:
+                client.call("key_template", {"method": "wrap"})
+            except BaseException:
+                client.close()
+                raise
+        return client
 
     def _call(self, method: str, params: dict[str, Any] | None = None,
               progress: Progress | None = None) -> Any:
@@ -311,6 +322,8 @@ class Pkcs11Signer:
             return self._generate(op, status.before, contents, progress)
         if op["op"] == "purge":
             return self._purge(op, status.before, contents, progress)
+        if self.config.backup_method == "wrap":
+            return self._wrap_backup(op, digest, progress)
         return self._backup(op, digest, secrets["password"], progress)
 
     def _generate(self, op: dict[str, Any], before: Sequence[str], contents: TokenContents,
@@ -357,6 +370,7 @@ class Pkcs11Signer:
         session re-reads the token (tests/test_signer_pool.py). Keys that fail are deleted,
         so executing again remakes them."""
         audit = self._call("audit", {"locators": [k.locator for k in made]})
+        audit = self._wrap_audited(audit)
         bad = {k.locator: key_problems(audit.get(k.locator, {}), k.locator, k.algorithm)
                for k in made}
         bad = {loc: wrong for loc, wrong in bad.items() if wrong}
@@ -479,6 +493,153 @@ class Pkcs11Signer:
                 inventory=self.inventory().render(), password=password,
                 extra={"keys.json": json.dumps(self._key_listing(), indent=1).encode()},
             )
+
+        say(0, 3, "backup: reading the token")
+        result = self._outputs.write_backup(op["file"], digest, build)
+        say(3, 3, f"backup: {op['file']} written")
+        return result
+
+
+    # -- the wrap backup (signer_shim.wrap) -----------------------------------------------
+
+    def create_backup_kek(self, so_pin: str, threshold: int, shares: int) -> wrap.KekShares:
+        """The first ceremony's step under the wrap method: draw the backup KEK, split it
+        into `shares` SLIP-39 shares of which `threshold` rebuild it, import it into this
+        token as the SO (CKA_TRUSTED), wipe it. The shares are returned once, for the KSOs."""
+        with self._lock:
+            self._refuse_wrap("a backup KEK", keys=False)
+            if self._kek_id() is not None:
+                raise SignerError("this token already holds a keyrite backup KEK")
+            made = wrap.create_kek(self._wrap_call, so_pin, self.config.user_pin, threshold,
+                                   shares)
+            self._record_kek(made.kek_id, threshold, shares)
+            return made
+
+    def restore_wrapped(self, archive: bytes, shares: Sequence[str], so_pin: str,
+                        progress: Progress | None = None) -> dict[str, Any]:
+        """Restore a wrap backup onto this token with `threshold` KSO shares (signer_shim.wrap
+        `restore`): refused, with nothing left behind, for too few shares, a wrong share, or
+        keys that are not the backup's. The key state is not touched (the journaled
+        `hsm.restore` of a wrap backup is not built yet)."""
+        say = progress or (lambda done, total, what: None)
+        with self._lock:
+            self._refuse_wrap("a restore", keys=False)
+            say(0, 1, "restore: unwrapping the backup's keys")
+            result = wrap.restore(self._wrap_call, self.sign, archive, shares, so_pin,
+                                  self.config.user_pin, self._public_sha256)
+            kek = wrap.read_archive(archive).manifest["kek"]
+            self._record_kek(kek["id"], kek["threshold"], kek["shares"])
+            say(1, 1, f"restore: {len(result['restored'])} keys unwrapped")
+            return result
+
+    def wrap_restore_drill(self, name: str, shares: Sequence[str], so_pin: str,
+                           progress: Progress | None = None) -> dict[str, Any]:
+        """The restore drill of a wrap backup: a scratch SoftHSM2 token beside the state
+        directory imports the KEK from the shares and unwraps every key; its keys, types and
+        public-key digests are compared with the live token's. The scratch token is removed
+        afterwards, whatever happened; the live token is only read. `so_pin` is the scratch
+        token's SO PIN to be (it is made here)."""
+        say = progress or (lambda done, total, what: None)
+        archive = self._outputs.read(name)
+        with tempfile.TemporaryDirectory(prefix="wrap-drill-", dir=self.config.state_dir) as t:
+            scratch = Path(t)
+            say(0, 3, f"restore drill: unwrapping {name} into a scratch token")
+            token = create_token(scratch / "token", self.config.token_label, so_pin=so_pin)
+            (scratch / "state").mkdir()
+            cfg = replace(self.config, name=f"{self.config.name}-drill", role="drill",
+                          softhsm2_conf=token.softhsm2_conf, state_dir=scratch / "state",
+                          user_pin=token.user_pin, workers=1, profile="softhsm2")
+            with Pkcs11Signer(cfg) as drill:
+                drill.restore_wrapped(archive, shares, so_pin)
+                say(1, 3, "restore drill: listing the restored token")
+                restored_inv = drill.inventory()
+                restored_keys = {k["locator"]: k for k in drill._key_listing()}
+            say(2, 3, "restore drill: listing the live HSM")
+            live_inv, live_fp = self.inventory(), self.fingerprint()
+            with self._lock:
+                live_keys = {k["locator"]: k for k in self._key_listing()}
+        result = compare(live_inv, restored_inv, live_fp, live_fp)
+        differ = sorted(loc for loc in set(live_keys) & set(restored_keys)
+                        if live_keys[loc] != restored_keys[loc])
+        result.update(match=result["match"] and not differ, public_keys_differ=differ,
+                      method="wrap")
+        del result["fingerprint_match"]  # a scratch token is another token by design
+        say(3, 3, f"restore drill: {result['restored']} of {result['live']} keys restored")
+        return {"file": name, **result}
+
+    def _wrap_call(self, method: str, params: dict[str, Any]) -> Any:
+        return self._call(method, params)
+
+    def _public_sha256(self, locator: str) -> str:
+        return hashlib.sha256(self.public_key_der(locator)).hexdigest()
+
+    @property
+    def _kek_record(self) -> Path:
+        """`state_dir/backup-kek.json`: the backup KEK's ID and share scheme (no secret)."""
+        return self.config.state_dir / "backup-kek.json"
+
+    def _record_kek(self, kek_id: str, threshold: int, shares: int) -> None:
+        write_atomic(self._kek_record, json.dumps(
+            {"kek_id": kek_id, "scheme": "SLIP-39", "threshold": threshold,
+             "shares": shares}, indent=1, sort_keys=True).encode())
+
+    def _kek_id(self) -> str | None:
+        """The backup KEK on this token, as `state_dir/backup-kek.json` records it."""
+        path = self._kek_record
+        if path.exists():
+            kid = str(json.loads(path.read_text())["kek_id"])
+            return kid if self._call("find_kek", {"kek_id": kid})["present"] else None
+        return None
+
+    def _refuse_wrap(self, what: str, keys: bool = True) -> None:
+        """Refuse, before anything is approved, a wrap backup the token cannot make: no
+        CKM_AES_KEY_WRAP_PAD, trust attributes it rejects, keys that are not extractable."""
+        mechanisms = self._call("mechanisms", {})
+        listed = self._call("wrappable", {}) if keys else {}
+        wrap.refuse_wrap(what, wrap.wrap_problems(
+            self.profile.description, mechanisms, self.profile.rejected_attributes, listed))
+
+    def _refuse_backup_method(self, what: str) -> None:
+        if self.config.backup_method == "wrap":
+            self._refuse_wrap(what)
+            if self._kek_id() is None:
+                raise SignerError(f"{what} by key wrapping is refused: this token holds no "
+                                  "backup KEK yet (create_backup_kek, at the first ceremony)")
+        else:
+            self.profile.refuse_backup(what)
+
+    def _wrap_audited(self, audit: dict[str, Any]) -> dict[str, Any]:
+        """Under the wrap method, the pool's audit judged as the worker judges its own keys:
+        extractable is right for a key that is also wrap-with-trusted."""
+        if self.config.backup_method != "wrap":
+            return audit
+        how = self._call("wrappable", {})
+        out = {}
+        for loc, a in audit.items():
+            ok = (a.get("extractable") and not a.get("never_extractable")
+                  and how.get(loc, {}).get("wrap_with_trusted"))
+            out[loc] = {**a, "extractable": not ok, "never_extractable": bool(ok)}
+        return out
+
+    def _wrap_backup(self, op: dict[str, Any], digest: str,
+                     progress: Progress | None) -> dict[str, Any]:
+        say = progress or (lambda done, total, what: None)
+        kid = self._kek_id()
+        if kid is None:
+            raise SignerError("a backup by key wrapping needs the backup KEK on the token")
+        scheme = json.loads(self._kek_record.read_text())
+
+        def build() -> bytes:
+            say(1, 3, f"backup: wrapping every key into {op['file']}")
+            wrapped = self._call("wrap_keys", {"kek_id": kid})
+            contents, ks = self._contents(), self.config.keystate_path
+            return wrap.build_archive(
+                name=op["file"], operation=digest, token=self.fingerprint(),
+                repository=self.config.token_label, kek_id=kid,
+                kek_scheme={k: scheme[k] for k in ("scheme", "threshold", "shares")},
+                wrapped=wrapped, keys=self._key_listing(),
+                keystate=ks.read_bytes() if ks.exists() else KeyState().to_json(),
+                inventory=contents.inventory.render())
 
         say(0, 3, "backup: reading the token")
         result = self._outputs.write_backup(op["file"], digest, build)
