@@ -29,6 +29,9 @@ from signer_shim.pkcs11 import profiles
 from signer_shim.pkcs11.signer import Pkcs11Signer
 from signer_shim.pkcs11.softhsm import SoftHSMToken, create_token
 from signer_shim.restore import plan_restore
+from staging.fixture import RehearsalToken
+from tests.conftest import EC_POLICIES
+from tests.test_signer_operations import approvals_for
 
 RSA_KEY = "0" * 31 + "1"
 EC_KEY = "0" * 31 + "2"
@@ -366,3 +369,26 @@ def test_backup_method_in_the_signer_config(tmp_path: Path) -> None:
     plain.write_text(plain.read_text() + '[backup]\nmethod = "zip"\n')
     with pytest.raises(ValueError, match="backup.method must be one of tokendir, wrap"):
         SignerConfig.load(plain)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_ceremonys_generate_under_wrap_makes_wrappable_keys_and_the_plan_names_the_rest(
+        small_rehearsal: RehearsalToken, workers: int) -> None:
+    """A token seeded the tokendir way (never extractable, as OpenDNSSEC makes keys), then
+    switched to wrap: generate (one worker, and a pool whose keys the main worker audits) makes
+    wrappable keys, and the backup is refused at plan time naming the old, stuck keys."""
+    rt = small_rehearsal
+    cfg = replace(rt.config, backup_method="wrap", workers=workers)
+    with Pkcs11Signer(cfg) as s:
+        s.create_backup_kek(rt.token.so_pin, 2, 3)
+        seeded = set(s._call("wrappable", {}))
+        op = s.plan_generate(EC_POLICIES, "P14M")
+        result = s.execute(op, approvals_for(op))
+        made = set(result["generated"])
+        how = s._call("wrappable", {})
+        with pytest.raises(SignerError) as refused:
+            s.plan_backup(DATE)
+    assert made and all(how[loc] == {"extractable": True, "wrap_with_trusted": True}
+                        for loc in made)
+    assert all(not how[loc]["extractable"] for loc in seeded)
+    assert f"{len(seeded)} key(s) are CKA_EXTRACTABLE=false" in str(refused.value)
