@@ -25,7 +25,6 @@ from typing import Any, BinaryIO
 
 import pkcs11
 from asn1crypto.keys import PublicKeyInfo
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, PKCS11Error
@@ -479,16 +478,6 @@ def _spki(pub: Any) -> bytes:
         return RSAPublicNumbers(e, n).public_key().public_bytes(
             Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return bytes(encode_ec_public_key(pub))
-
-
-def _spki(pub: Any) -> bytes:
-    """A public key object as SubjectPublicKeyInfo DER: python-pkcs11 encodes an EC key so
-    already, an RSA key as PKCS#1 RSAPublicKey, which cryptography re-wraps."""
-    if pub[Attribute.KEY_TYPE] != KeyType.RSA:
-        return bytes(encode_ec_public_key(pub))
-    key = serialization.load_der_public_key(encode_rsa_public_key(pub))
-    return key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
