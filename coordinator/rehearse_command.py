@@ -14,9 +14,11 @@ from keyrite import exits
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "rehearse",
-        help="run a whole ceremony with scripted officers on a fresh SoftHSM2 token",
+        help="run a whole ceremony with scripted officers on a fresh SoftHSM2 (or "
+        "opencryptoki) token",
         description=(
-            "Rehearse a ceremony end to end: a fresh SoftHSM2 token under DIR seeded with a "
+            "Rehearse a ceremony end to end: a fresh SoftHSM2 token (or, with --token-module "
+            "opencryptoki, opencryptoki's software token) under DIR seeded with a "
             "previous ceremony's keys, scripted officers who sign as real consoles do, folder "
             "drives, and every step through the state machine and the signed journal. "
             "The cast is derived from the script's roles, quorums and separation of duty. "
@@ -30,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fixture", choices=("seed", "small"), default="seed",
                    help="the previous ceremony's keys: 'seed' (the default) reproduces the seed's "
                    "140/115/200; 'small' is a few keys, for fast tests")
+    p.add_argument("--token-module", choices=("softhsm2", "opencryptoki"), default="softhsm2",
+                   help="the PKCS#11 implementation the rehearsal's token is made on: "
+                   "'softhsm2' (the default), or 'opencryptoki', its software token in a private "
+                   "pkcsslotd the rehearsal starts and stops (needs root with CAP_SYS_ADMIN; "
+                   "RSA only). That token cannot back up: a script with a backup, restore or "
+                   "restore-drill step is refused before anything is made (exit 2); "
+                   "tests/scripts/keygen-no-backup.toml is the bundled key generation without "
+                   "them")
     p.add_argument("--previous", type=Path, metavar="JOURNAL",
                    help="continue from a previous ceremony's journal: it is verified "
                    "(--previous-key), the previous record is read from it instead of a fresh "
@@ -54,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     code, summary = rehearse(args.script, args.workdir, fixture=args.fixture,
                              resume=args.resume, as_json=args.json, previous=args.previous,
-                             previous_key=args.previous_key, token=args.token)
+                             previous_key=args.previous_key, token=args.token,
+                             token_module=args.token_module)
     text = "\n".join(x for x in (render(summary, render_text), render_previous(summary)) if x)
     print(json.dumps(summary, indent=1) if args.json else text)
     return code if code in (exits.OK, exits.FAILED) else exits.FAILED
@@ -68,9 +79,14 @@ def render(summary: dict[str, Any], render_text: Callable[[dict[str, Any]], str]
     and why (the rehearsal stopped there, exit 1), and that a script with no signer had no
     token."""
     lines = render_text({**summary, "token": summary["token"] or NO_TOKEN}).split("\n")
-    if summary["token"] is None:
+    token = summary["token"]
+    if token is None:
         lines = [x for x in lines if not x.startswith("token: ")]
         lines.append("token: none (the script declares no signer)")
+    elif token.get("token_module") == "opencryptoki":  # no SOFTHSM2_CONF to name
+        lines = [x for x in lines if not x.startswith("token: ")]
+        lines.append(f"token: opencryptoki software token in {token['directory']} (its "
+                     f"pkcsslotd stopped) label {token['label']} user PIN {token['user_pin']}")
     refused = summary.get("refused")
     if refused:
         why = "" if refused.get("stalled") else "the machine refused it: "

@@ -1,6 +1,7 @@
-"""The rehearsal's HSM: a fresh SoftHSM2 token and key-state source holding what a previous
-ceremony left behind, so every figure the seed ceremony reads (140 keys, 115 after the purge,
-200 after generating for P14M) comes out of the real rules and a real token.
+"""The rehearsal's HSM: a fresh SoftHSM2 token (or a private opencryptoki one, `token_module`)
+and key-state source holding what a previous ceremony left behind, so every figure the seed
+ceremony reads (140 keys, 115 after the purge, 200 after generating for P14M) comes out of the
+real rules and a real token.
 
 The fixture takes the same `PolicyKeys` list the script gives the signer, so the keys it seeds and
 the keys the ceremony then plans agree by construction; the figures it returns are computed with
@@ -16,6 +17,7 @@ from a fresh process.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,11 @@ from signer_shim.pkcs11.inventory import contents_from_objects, key_problems
 from signer_shim.pkcs11.softhsm import SoftHSMToken, create_token
 from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.planning import keys_needed, new_locator
+from staging import okc
+
+#: the PKCS#11 implementations a rehearsal's token can be made on (`keyrite rehearse
+#: --token-module`): SoftHSM2, or opencryptoki's software token in a private pkcsslotd
+TOKEN_MODULES = ("softhsm2", "opencryptoki")
 
 #: The seed ceremony's one policy: KSK RSA/2048 for a year, ZSK RSA/2048 for three months.
 DEFAULT_POLICIES = (
@@ -75,7 +82,8 @@ class Figures:
 
 @dataclass(frozen=True)
 class RehearsalToken:
-    token: SoftHSMToken  # softhsm2_conf, tokendir, label, user_pin, so_pin (PINs not in repr)
+    token: SoftHSMToken | okc.OkcToken  # its files, label and PINs (PINs not in repr); an
+    # OkcToken's pkcsslotd is stopped again once seeded (staging.okc.running restarts it)
     config: SignerConfig  # ready for Pkcs11Signer(config)
     config_path: Path  # the same, as TOML
     figures: Figures
@@ -132,39 +140,60 @@ def seed_rehearsal_token(
     label: str = "rehearsal",
     processes: int = 2,
     progress: Progress | None = None,
+    token_module: str = "softhsm2",
 ) -> RehearsalToken:
     """Make `workdir/hsm` (token), `workdir/state` (key state, host key) and `workdir/signer.toml`.
 
     `workdir/hsm` must not exist yet. Progress is reported as ("seeded 37 of 140 keys").
+    `token_module` "opencryptoki" makes the token in a private pkcsslotd (staging.okc), seeded
+    through the same worker and key-state path with one process (concurrent writers are
+    untested there), and leaves it stopped; signer.toml then names the profile and launcher.
     """
+    if token_module not in TOKEN_MODULES:
+        raise ValueError(f"unknown token module {token_module!r}")
     workdir = Path(workdir).absolute()
     s = SHAPES[shape] if isinstance(shape, str) else shape
-    token = create_token(workdir / "hsm", label)
     zones, records = seed_records(policies, s)
     figures = expected_figures(policies, s, records, duration)
 
     state_dir = workdir / "state"
     state_dir.mkdir(parents=True, exist_ok=True)
-    config = SignerConfig(
-        name=name, role=role, module=token.module, softhsm2_conf=token.softhsm2_conf,
-        token_label=label, user_pin=token.user_pin, state_dir=state_dir,
-        host_key_path=ensure_host_key(state_dir / "ssh_host_ed25519_key"),
-        workers=max(1, processes),  # the ceremony's generate uses the cores the seeding did
-    )
-    _generate_parallel(token, records, max(1, processes), progress)
+    host_key = ensure_host_key(state_dir / "ssh_host_ed25519_key")
+    if token_module == "opencryptoki":
+        pins = [f"{secrets.randbelow(10**8):08d}" for _ in range(2)]  # 4 to 8 characters here
+        token: SoftHSMToken | okc.OkcToken = okc.start(workdir / "hsm", label, *pins)
+        try:
+            config = SignerConfig(
+                name=name, role=role, module=token.module,
+                softhsm2_conf=workdir / "hsm" / "unused-softhsm2.conf",  # required, not read
+                token_label=label, user_pin=token.user_pin, state_dir=state_dir,
+                host_key_path=host_key, profile=okc.PROFILE, launcher=token.launcher)
+            _generate_parallel(config, records, 1, progress)
+        finally:
+            okc.stop(token)
+    else:
+        token = create_token(workdir / "hsm", label)
+        config = SignerConfig(
+            name=name, role=role, module=token.module, softhsm2_conf=token.softhsm2_conf,
+            token_label=label, user_pin=token.user_pin, state_dir=state_dir,
+            host_key_path=host_key,
+            workers=max(1, processes),  # the ceremony's generate uses the cores the seeding did
+        )
+        _generate_parallel(config, records, max(1, processes), progress)
     save_keystate(config.keystate_path, KeyState(zones, {r.locator: r for r in records}))
     config_path = config.save(workdir / "signer.toml")
     return RehearsalToken(token, config, config_path, figures, zones)
 
 
-def _generate_parallel(token: SoftHSMToken, records: Sequence[KeyRecord], processes: int,
+def _generate_parallel(config: SignerConfig, records: Sequence[KeyRecord], processes: int,
                        progress: Progress | None) -> None:
     """Generate the records' keys over `processes` workers (signer_shim.pkcs11.pool) and check the
     token then holds exactly these keys."""
     total = len(records)
 
     def spawn() -> WorkerClient:
-        return WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)
+        return WorkerClient(config.module, config.softhsm2_conf, config.token_label,
+                            config.user_pin, launcher=config.launcher)
 
     def relay(n: int, _total: int) -> None:
         if progress is not None:
@@ -175,9 +204,10 @@ def _generate_parallel(token: SoftHSMToken, records: Sequence[KeyRecord], proces
     # Checked from a fresh process once both writers are gone: while two processes write to
     # one token, each one's view of the other's objects is unreliable in SoftHSM (stale lists,
     # invalid handles); a fresh process reads the directory as it is.
-    checker = WorkerClient(token.module, token.softhsm2_conf, token.label, token.user_pin)
+    checker = WorkerClient(config.module, config.softhsm2_conf, config.token_label,
+                           config.user_pin, launcher=config.launcher)
     try:
-        listed = contents_from_objects(token.label, checker.call("list_objects"))
+        listed = contents_from_objects(config.token_label, checker.call("list_objects"))
         audit = checker.call("audit")
     finally:
         checker.close()

@@ -24,6 +24,7 @@ tests (tests/okc_helpers.py is a thin wrapper).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import re
@@ -44,6 +45,7 @@ DEFAULT_SO_PIN = "87654321"  # what a fresh token's SO PIN is until pkcsconf -P 
 PROFILE = "opencryptoki-sw"  # signer_shim.pkcs11.profiles' name for this token
 _CONF = "version opencryptoki-3.1\n\nslot 3\n{\nstdll = libpkcs11_sw.so\n}\n"
 CAP_SYS_ADMIN = 21  # linux/capability.h
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def has_cap_sys_admin() -> bool:
@@ -127,6 +129,12 @@ def _state_dirs(directory: Path) -> dict[str, Path]:
             "/run": directory / "run"}
 
 
+def _terminate_with_parent() -> None:
+    """In the child: SIGTERM when the process that started it dies (even by SIGKILL), kept
+    across the exec of sh and pkcsslotd, so a crashed rehearsal leaves no pkcsslotd behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _launch(directory: Path, label: str, user_pin: str, so_pin: str, wait: float) -> OkcToken:
     """pkcsslotd in its own namespaces over `directory`'s state, once its pid file is there."""
     dirs = _state_dirs(directory)
@@ -137,7 +145,8 @@ def _launch(directory: Path, label: str, user_pin: str, so_pin: str, wait: float
         proc = subprocess.Popen(
             ["unshare", "--mount", "--ipc", "--propagation", "private", "sh", "-c",
              f"{mounts} && mount -t tmpfs tmpfs /dev/shm && exec pkcsslotd -f -l {log}"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_terminate_with_parent)
     token = OkcToken(directory, proc, label, user_pin, so_pin)
     try:
         deadline = time.monotonic() + wait

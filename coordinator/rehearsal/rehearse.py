@@ -19,10 +19,16 @@ fresh token: the journal is verified and its facts read before anything is made
 the signer continues on that rehearsal's own token (`--token DIR`, default the `signer/`
 directory beside the journal), copied into this work directory: as next year's ceremony finds
 the same HSM, this one's fingerprint and key count must match the journal's.
+
+`--token-module opencryptoki` makes the token on opencryptoki's software token instead, in a
+private pkcsslotd the rehearsal starts for set-up and again for the ceremony and stops after it
+(staging/okc.py). What that token cannot do (a backup, a restore, a restore drill, an EC key:
+its profile says why) is refused before anything is made, naming the step (`unfit_steps`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -63,6 +69,10 @@ from keyrite.exits import BadInput, Failure
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
 from signer_shim.config import SignerConfig
+from signer_shim.interface import SignerError
+from signer_shim.pkcs11 import profiles
+from staging import okc
+from staging.fixture import TOKEN_MODULES
 
 FIXTURES = ("seed", "small")
 
@@ -116,6 +126,60 @@ def literal_host_keys(script: Any, path: Path) -> None:
                            "rehearsal fills in with the key it makes")
 
 
+#: the profile each --token-module's token has (signer_shim.pkcs11.profiles)
+PROFILE_OF = {"softhsm2": profiles.SOFTHSM2.name, "opencryptoki": okc.PROFILE}
+#: a script without the steps a token that cannot back up refuses, to suggest
+NO_BACKUP_SCRIPT = "tests/scripts/keygen-no-backup.toml"
+
+
+def unfit_steps(script: Any, token_module: str) -> list[str]:
+    """What in `script` the token of `token_module` cannot do, each naming its step and the
+    token profile's reason: a backup, a restore or a restore drill on a token with no backup
+    method, a key algorithm it has no mechanism for. Asked of the profile itself, so a token
+    that learns to back up is let through without a change here."""
+    profile = profiles.by_name(PROFILE_OF[token_module])
+    out: list[str] = []
+    for step in script.steps:
+        what = {"hsm.backup": "a backup", "hsm.restore": "a restore"}.get(step.action) or (
+            "a restore drill" if step.action == "drive.verify" and step.drill else "")
+        if what:
+            try:
+                profile.refuse_backup(what)
+            except SignerError as e:
+                out.append(f"step {step.n} ({step.action}): {e}")
+    try:
+        profile.refuse_algorithms(k.algorithm for p in script.policies.values() for k in p.keys)
+    except SignerError as e:
+        out.append(f"its policies: {e}")
+    return out
+
+
+def check_token_module(script: Any, path: Path, token_module: str,
+                       cont: Continued | None) -> None:
+    """Before anything is made: BadInput for a script the chosen token cannot carry out (it
+    would stop halfway, at its first backup), for continuing from another rehearsal (that
+    continues on a copy of a SoftHSM2 token), and Failure when a private opencryptoki cannot
+    run on this machine."""
+    if token_module not in TOKEN_MODULES:
+        raise BadInput(f"--token-module {token_module}: known are {', '.join(TOKEN_MODULES)}")
+    if token_module == "softhsm2" or not script.signers:
+        return
+    unfit = unfit_steps(script, token_module)
+    if unfit:
+        raise BadInput(
+            f"{path}: cannot be rehearsed on --token-module {token_module}, nothing was made: "
+            + "; ".join(unfit) + ". Rehearse it on softhsm2 (the default), or give a script "
+            f"without those steps (e.g. {NO_BACKUP_SCRIPT}: the bundled key generation "
+            "without its backup, copies, restore drill and their bags)")
+    if cont is not None or script.earlier_bags:
+        raise BadInput(f"{path}: --token-module {token_module} makes a new token; continuing "
+                       "from a previous ceremony (--previous, or a script that opens bags an "
+                       "earlier one sealed) continues on a SoftHSM2 token's copy")
+    why = okc.unavailable()
+    if why:
+        raise Failure(f"--token-module {token_module}: {why}")
+
+
 def synthetic_earlier(paths: Paths, fixture: str) -> Continued:
     """The ceremony a script that opens earlier bags continues from, when no --previous is
     given: the bundled key generation, rehearsed first in WORKDIR/earlier/ with the same
@@ -133,7 +197,8 @@ def synthetic_earlier(paths: Paths, fixture: str) -> Continued:
 
 
 def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool,
-             given: Continued | None) -> tuple[Path, str, Continued | None]:
+             given: Continued | None, token_module: str
+             ) -> tuple[Path, str, Continued | None, str]:
     if resume:
         if not paths.options.is_file():
             raise BadInput(f"{paths.root}: nothing to resume ({paths.options.name} is missing)")
@@ -146,23 +211,25 @@ def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool,
         if given is not None and given != was:
             raise BadInput(f"{paths.root} was not started with these --previous, --previous-key "
                            "and --token: --resume continues with what it was started with")
-        return script, str(opts["fixture"]), was
+        return script, str(opts["fixture"]), was, str(opts.get("token_module", "softhsm2"))
     if paths.root.exists() and any(paths.root.iterdir()):
         raise BadInput(f"{paths.root} exists and is not empty: --resume it, or choose a new "
                        "--workdir")
     script = Path(script_arg).absolute() if script_arg else bundled_script_path()
-    return script, fixture, given
+    return script, fixture, given, token_module
 
 
 def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
              resume: bool = False, as_json: bool = False, previous: Path | None = None,
-             previous_key: str | None = None, token: Path | None = None
-             ) -> tuple[int, dict[str, Any]]:
+             previous_key: str | None = None, token: Path | None = None,
+             token_module: str = "softhsm2") -> tuple[int, dict[str, Any]]:
     paths = Paths(workdir.absolute())
     given = continued(previous, previous_key, token)
-    script_path, fixture, cont = _options(paths, script_arg, fixture, resume, given)
+    script_path, fixture, cont, token_module = _options(paths, script_arg, fixture, resume,
+                                                        given, token_module)
     script = load_script(script_path)  # every check before the HSM is touched
     literal_host_keys(script, script_path)
+    check_token_module(script, script_path, token_module, cont)
     cast = cast_for(script)  # from the script's roles and rules, before anyone signs in
     if cont is None and not resume and script.earlier_bags:
         cont = synthetic_earlier(paths, fixture)
@@ -178,7 +245,8 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
     display = Display(out=sys.stderr if as_json else sys.stdout)
     if not resume:
         paths.root.mkdir(parents=True, exist_ok=True)
-        options = f'script = "{script_path}"\nfixture = "{fixture}"\n'
+        options = (f'script = "{script_path}"\nfixture = "{fixture}"\n'
+                   f'token_module = "{token_module}"\n')
         write_exclusive(paths.options, (options + (cont.toml() if cont else "")).encode())
     if not paths.done.exists():
         if cont is not None:
@@ -187,7 +255,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         else:
             display.say(f"setting up {paths.root} (fixture {fixture})")
         set_up(paths, script, fixture, display.progress, cast=cast, previous=earlier,
-               token=cont.token if cont else None)
+               token=cont.token if cont else None, token_module=token_module)
 
     roster, keys = load_cast(paths)
     # every fact of the record (a made-up one holds only what the script names; one read from a
@@ -230,10 +298,19 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
               for name in password_names(script)}
     link = None
     signer: Any = NoSigner()
+    hsm = contextlib.ExitStack()  # a private opencryptoki's pkcsslotd, while the shim runs
+    if script.signers and okc.is_okc(SignerConfig.load(paths.signer / "signer.toml")):
+        okc_token = hsm.enter_context(okc.running(paths.signer / "signer.toml"))
+        display.say(f"opencryptoki: a private pkcsslotd (pid {okc_token.pid}) serves the token "
+                    f"in {okc_token.directory}")
     if script.signers:
         declared = script.signers[0]
-        link = open_link(paths.root / "shim", paths.signer / "signer.toml", script, roster,
-                         machine.host_key_pin(declared.name))
+        try:
+            link = open_link(paths.root / "shim", paths.signer / "signer.toml", script, roster,
+                             machine.host_key_pin(declared.name))
+        except BaseException:
+            hsm.close()
+            raise
         signer = link.client
         display.say(f"signer {declared.name}: shim listening on 127.0.0.1 port "
                     f"{link.process.port}, reached over SSH")
@@ -261,8 +338,11 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
                 refused = stalled(machine, runner.stalled)
                 display.say(f"  !! step {refused['step']} stopped: {refused['reason']}")
     finally:
-        if link is not None:
-            link.close()
+        try:
+            if link is not None:
+                link.close()
+        finally:
+            hsm.close()  # after the shim: its workers leave first
     if ended(journal):
         # resumed after the end: the documents and the sealing checkpoints are written already
         documents = {kind: paths.root / name for kind, name in DOCUMENTS.items()}
@@ -279,6 +359,10 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         signer_config = SignerConfig.load(paths.signer / "signer.toml")
         token = {"softhsm2_conf": str(signer_config.softhsm2_conf),
                  "label": signer_config.token_label, "user_pin": signer_config.user_pin}
+        if okc.is_okc(signer_config):  # no SoftHSM2 conf: where its state is, to restart it
+            token.update(softhsm2_conf="", module=str(signer_config.module),
+                         token_module="opencryptoki",
+                         directory=str(okc.token_directory(signer_config)))
     result = summary_.build(
         machine, status=status, journal=paths.journal, checkpoint=note,
         checkpoint_key=journal.verifier.text(), drives_root=paths.drives,

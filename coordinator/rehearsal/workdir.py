@@ -15,7 +15,9 @@
     DIR/signer/                 the signer: config, SoftHSM2 token, key state, outputs (with
                                 --previous: a copy of the previous rehearsal's token, key state
                                 and host key, as next year's ceremony finds the same HSM); not
-                                made for a script that declares no signer
+                                made for a script that declares no signer. With
+                                --token-module opencryptoki, hsm/ is a private opencryptoki's
+                                state (staging/okc.py), its pkcsslotd run only while needed
     DIR/drives/LABEL/           the folder-backed flash drives
     DIR/journal.jsonl           the ceremony journal
     DIR/setup.done              written last: set-up is complete
@@ -26,6 +28,7 @@ so nothing of the ceremony is lost), which is what makes a SIGKILL during set-up
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -55,6 +58,7 @@ from signer_shim.interface import PolicyKeys
 from signer_shim.keystate import KeyState, save_keystate
 from signer_shim.pkcs11.signer import Pkcs11Signer
 from signer_shim.pkcs11.softhsm import create_token, read_tokendir, write_conf
+from staging import okc
 from staging.fixture import DEFAULT_POLICIES, seed_rehearsal_token
 
 LIVECD_SIZE = 4 << 20
@@ -221,11 +225,13 @@ def continue_token(dest: Path, source: Path) -> SignerConfig:
 
 
 def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, cast: Cast,
-           previous: PreviousJournal | None = None, token: Path | None = None) -> None:
+           previous: PreviousJournal | None = None, token: Path | None = None,
+           token_module: str = "softhsm2") -> None:
     """Make everything the rehearsal needs for `cast`, then write `setup.done`. With `previous`
     (a verified previous journal) and `token` (its rehearsal's signer directory), the signer
     continues on that token and the previous record is the journal's. A script that declares
-    no signer gets no token."""
+    no signer gets no token; `token_module` says which PKCS#11 implementation a new one is
+    made on (staging.fixture.TOKEN_MODULES)."""
     for sub in ("officers", "materials", "signer", "drives"):
         d = getattr(paths, sub)
         if d.exists():
@@ -261,11 +267,15 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
         declared = script.signers[0]
         seeded = seed_rehearsal_token(paths.signer, policy_keys(script), shape=fixture,
                                       name=declared.name, role=declared.role or "standby",
-                                      progress=progress)
-        with Pkcs11Signer(seeded.config) as s:
-            signer = {"signer.host_key": s.info()["host_key"], "signer.role": s.info()["role"],
-                      "hsm.fingerprint": s.fingerprint(),
-                      "hsm.key_count": str(len(s.inventory().keys))}
+                                      progress=progress, token_module=token_module)
+        with contextlib.ExitStack() as up:
+            if okc.is_okc(seeded.config):  # its pkcsslotd again, for as long as we look
+                up.enter_context(okc.running(seeded.config_path))
+            config = SignerConfig.load(seeded.config_path)  # the launcher running() wrote
+            with Pkcs11Signer(config) as s:
+                signer = {"signer.host_key": s.info()["host_key"],
+                          "signer.role": s.info()["role"], "hsm.fingerprint": s.fingerprint(),
+                          "hsm.key_count": str(len(s.inventory().keys))}
 
     # materials, drives, bags, live CD
     paths.materials.mkdir(mode=0o700)
