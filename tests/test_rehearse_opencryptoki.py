@@ -26,7 +26,7 @@ import pytest
 from ceremony.script import bundled_script_path
 from coordinator.rehearsal import rehearse as rehearse_module
 from staging import okc
-from tests.rehearsal_helpers import KEYRITE, rehearse, rehearse_json
+from tests.rehearsal_helpers import KEYRITE, kill_when, rehearse, rehearse_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "scripts" / "keygen-no-backup.toml"
@@ -141,6 +141,20 @@ def test_each_count_is_what_pkcs11_tool_reads(tmp_path: Path,
     assert after == listed(done[34]) == sorted(set(before) - set(deleted) | set(generated))
     for _, pid, _ in reads:
         assert not alive(pid), f"pkcsslotd {pid} left running"
+    assert pkcsslotds_under(workdir) == []
+
+
+@needs_okc
+def test_killed_mid_ceremony_it_resumes_on_a_new_pkcsslotd(tmp_path: Path) -> None:
+    """SIGKILL after the generation (pkcsslotd dies with it, PDEATHSIG); --resume starts
+    another over the same token, points the launcher at it, finishes and stops it."""
+    workdir = tmp_path / "r"
+    kill_when(workdir, r"\[ 34/56\]", str(SCRIPT), "--fixture", "small", "--token-module",
+              "opencryptoki")
+    code, summary, err = rehearse_json(workdir, "--resume")
+    assert code == 0, err
+    assert summary["status"] == "completed" and summary["keys"]["after_generate"] == 10
+    assert summary["token"]["token_module"] == "opencryptoki"
     assert pkcsslotds_under(workdir) == []
 
 
