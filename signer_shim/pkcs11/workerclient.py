@@ -32,7 +32,7 @@ class WorkerClient:
         log_path: Path | None = None, launcher: Sequence[str] = (),
     ) -> None:
         """`launcher`: an argv prefix the worker runs under, e.g. `nsenter` into the mount
-        and IPC namespaces of a private opencryptoki (tests/okc_helpers.py)."""
+        and IPC namespaces of a private opencryptoki (staging/okc.py)."""
         self._lock = threading.Lock()
         self._next_id = 0
         log: IO[bytes] | int = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
