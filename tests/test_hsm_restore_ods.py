@@ -283,3 +283,24 @@ def test_over_the_shim_a_restore_needs_its_quorum_of_two_kso(
         proc.stop()
     assert hsmutil_ids(standby.inst) == primary.ids
     assert enforcer_list(standby.inst) == primary.enforcer
+
+
+def test_the_enforcer_starts_again_over_a_pid_file_its_killed_daemon_left(
+        tmp_path: Path) -> None:
+    """A killed daemon leaves its pid file, and where nobody reaps it (a container's init) its
+    process lingers as a zombie: ods-enforcerd refuses to start over a pid file whose process
+    exists ("Unable to write process id to pidfile"). The restore's start removes a pid file
+    that names no running enforcer first. Here the file names a live process that is not an
+    enforcer: this test's own."""
+    import os
+
+    from signer_shim.opendnssec.ods_daemon import start_enforcer
+
+    with running_installation(tmp_path / "ods", ZONES) as (inst, daemon):
+        pidfile = inst.directory / "enforcerd.pid"
+        stop_enforcer(pidfile, inst.socket)
+        pidfile.write_text(f"{os.getpid()}\n")
+        start_enforcer("ods-enforcerd", inst.conf, inst.token.softhsm2_conf, inst.socket,
+                       pidfile=pidfile)
+        assert accepts(inst.socket)
+        assert pidfile.read_text().split()[0] != str(os.getpid())

@@ -656,7 +656,7 @@ class OdsSigner:
 
     def _start_enforcer(self) -> None:
         start_enforcer(self.config.enforcerd or "ods-enforcerd", self.config.conf,
-                       self.config.softhsm2_conf, self.socket)
+                       self.config.softhsm2_conf, self.socket, pidfile=self.ods.pidfile)
 
     def _unpack_checked(self, op: dict[str, Any], password: str, work: Path) -> None:
         """Decrypt the backup into `work/scratch` and its database into `work/kasp.db`, then
