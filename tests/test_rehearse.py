@@ -46,8 +46,8 @@ def check_completed(workdir: Path, summary: dict) -> None:
             if sums.name.startswith("key-backup-"):
                 assert summary["backup_sha256"] in sums.read_text()
     # the backup on the master copy and the three operative copies; on each of the two log
-    # drives, the journal copy and the transcript's text and PDF
-    assert checked == 4 + 2 * 3
+    # drives, the journal copy, the published public keys and the transcript's text and PDF
+    assert checked == 4 + 2 * 4
     v = subprocess.run([*KEYRITE, "verify", summary["journal"], "--key", summary["checkpoint_key"]],
                        capture_output=True, text=True)
     assert v.returncode == 0, v.stdout + v.stderr
