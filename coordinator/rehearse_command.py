@@ -15,10 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "rehearse",
         help="run a whole ceremony with scripted officers on a fresh SoftHSM2 (or "
-        "opencryptoki) token",
+        "opencryptoki) token, or a private OpenDNSSEC",
         description=(
             "Rehearse a ceremony end to end: a fresh SoftHSM2 token (or, with --token-module "
-            "opencryptoki, opencryptoki's software token) under DIR seeded with a "
+            "opencryptoki, opencryptoki's software token; with --signer opendnssec, a "
+            "private OpenDNSSEC enforcer over SoftHSM2) under DIR seeded with a "
             "previous ceremony's keys, scripted officers who sign as real consoles do, folder "
             "drives, and every step through the state machine and the signed journal. "
             "The cast is derived from the script's roles, quorums and separation of duty. "
@@ -40,6 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "restore-drill step is refused before anything is made (exit 2); "
                    "tests/scripts/keygen-no-backup.toml is the bundled key generation without "
                    "them")
+    p.add_argument("--signer", choices=("pkcs11", "opendnssec"), default="pkcs11",
+                   dest="signer_backend",
+                   help="the signer backend behind the shim: 'pkcs11' (the default, on the "
+                   "--token-module's token), or 'opendnssec', a private OpenDNSSEC 2.1 "
+                   "(ods-enforcerd the rehearsal starts and stops, over a SoftHSM2 token) "
+                   "whose enforcer made the previous keys and plans the counts (it does not "
+                   "multiply by zones: P14M is 7 keys at most). Not with --previous or a "
+                   "restore")
     p.add_argument("--previous", type=Path, metavar="JOURNAL",
                    help="continue from a previous ceremony's journal: it is verified "
                    "(--previous-key), the previous record is read from it instead of a fresh "
@@ -65,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     code, summary = rehearse(args.script, args.workdir, fixture=args.fixture,
                              resume=args.resume, as_json=args.json, previous=args.previous,
                              previous_key=args.previous_key, token=args.token,
-                             token_module=args.token_module)
+                             token_module=args.token_module,
+                             signer_backend=args.signer_backend)
     text = "\n".join(x for x in (render(summary, render_text), render_previous(summary)) if x)
     print(json.dumps(summary, indent=1) if args.json else text)
     return code if code in (exits.OK, exits.FAILED) else exits.FAILED
@@ -87,6 +97,8 @@ def render(summary: dict[str, Any], render_text: Callable[[dict[str, Any]], str]
         lines = [x for x in lines if not x.startswith("token: ")]
         lines.append(f"token: opencryptoki software token in {token['directory']} (its "
                      f"pkcsslotd stopped) label {token['label']} user PIN {token['user_pin']}")
+    elif token.get("signer") == "opendnssec":
+        lines.append(f"opendnssec: {token['conf']} (its ods-enforcerd stopped)")
     refused = summary.get("refused")
     if refused:
         why = "" if refused.get("stalled") else "the machine refused it: "

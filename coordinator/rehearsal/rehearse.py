@@ -24,6 +24,13 @@ the same HSM, this one's fingerprint and key count must match the journal's.
 private pkcsslotd the rehearsal starts for set-up and again for the ceremony and stops after it
 (staging/okc.py). What that token cannot do (a backup, a restore, a restore drill, an EC key:
 its profile says why) is refused before anything is made, naming the step (`unfit_steps`).
+
+`--signer opendnssec` puts the OdsSigner backend behind the shim instead: a private OpenDNSSEC
+(conf.xml, the script's policies in kasp.xml, the fixture's zones, a SoftHSM2 token) whose
+ods-enforcerd the rehearsal starts for set-up and again for the ceremony and stops after it
+(staging/ods.py). The previous keys are the enforcer's own, from an earlier `key generate`, so
+the key counts the ceremony verifies and the counts it generates are the enforcer's (OpenDNSSEC
+2.1 does not multiply by zones). Continuing from another rehearsal and a restore are refused.
 """
 
 from __future__ import annotations
@@ -68,11 +75,17 @@ from coordinator.shim_client import NoSigner
 from keyrite.exits import BadInput, Failure
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
+from signer_shim.backends import load_signer_config
 from signer_shim.config import SignerConfig
 from signer_shim.interface import SignerError
+from signer_shim.opendnssec.ods_config import OdsConfig
 from signer_shim.pkcs11 import profiles
-from staging import okc
+from staging import ods, okc
 from staging.fixture import TOKEN_MODULES
+
+#: what `keyrite rehearse --signer` may put behind the shim: the PKCS#11 backend (on the
+#: --token-module's token) or OpenDNSSEC's enforcer over SoftHSM2 (staging/ods.py)
+SIGNERS = ("pkcs11", "opendnssec")
 
 FIXTURES = ("seed", "small")
 
@@ -180,6 +193,30 @@ def check_token_module(script: Any, path: Path, token_module: str,
         raise Failure(f"--token-module {token_module}: {why}")
 
 
+def check_signer(script: Any, path: Path, signer: str, token_module: str,
+                 cont: Continued | None) -> None:
+    """Before anything is made: BadInput for what a rehearsal on OpenDNSSEC cannot do (another
+    token module: the enforcer's repository here is SoftHSM2; continuing from a previous
+    rehearsal or restoring: both continue on a PKCS#11 signer's token), and Failure when
+    OpenDNSSEC is not installed."""
+    if signer not in SIGNERS:
+        raise BadInput(f"--signer {signer}: known are {', '.join(SIGNERS)}")
+    if signer == "pkcs11" or not script.signers:
+        return
+    if token_module != "softhsm2":
+        raise BadInput(f"--signer opendnssec runs its enforcer over a SoftHSM2 token: "
+                       f"--token-module {token_module} does not go with it")
+    restores = [st.n for st in script.steps if st.action == "hsm.restore"]
+    if cont is not None or script.earlier_bags or restores:
+        raise BadInput(f"{path}: --signer opendnssec makes a new installation; continuing from "
+                       "a previous ceremony (--previous, a script that opens bags an earlier "
+                       "one sealed" + (f", or restores: step {restores[0]}" if restores else "")
+                       + ") is rehearsed on the PKCS#11 signer (the default)")
+    why = ods.unavailable()
+    if why:
+        raise Failure(f"--signer opendnssec: {why}")
+
+
 def synthetic_earlier(paths: Paths, fixture: str) -> Continued:
     """The ceremony a script that opens earlier bags continues from, when no --previous is
     given: the bundled key generation, rehearsed first in WORKDIR/earlier/ with the same
@@ -197,8 +234,8 @@ def synthetic_earlier(paths: Paths, fixture: str) -> Continued:
 
 
 def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool,
-             given: Continued | None, token_module: str
-             ) -> tuple[Path, str, Continued | None, str]:
+             given: Continued | None, token_module: str, signer: str
+             ) -> tuple[Path, str, Continued | None, str, str]:
     if resume:
         if not paths.options.is_file():
             raise BadInput(f"{paths.root}: nothing to resume ({paths.options.name} is missing)")
@@ -211,24 +248,27 @@ def _options(paths: Paths, script_arg: str | None, fixture: str, resume: bool,
         if given is not None and given != was:
             raise BadInput(f"{paths.root} was not started with these --previous, --previous-key "
                            "and --token: --resume continues with what it was started with")
-        return script, str(opts["fixture"]), was, str(opts.get("token_module", "softhsm2"))
+        return (script, str(opts["fixture"]), was, str(opts.get("token_module", "softhsm2")),
+                str(opts.get("signer", "pkcs11")))
     if paths.root.exists() and any(paths.root.iterdir()):
         raise BadInput(f"{paths.root} exists and is not empty: --resume it, or choose a new "
                        "--workdir")
     script = Path(script_arg).absolute() if script_arg else bundled_script_path()
-    return script, fixture, given, token_module
+    return script, fixture, given, token_module, signer
 
 
 def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
              resume: bool = False, as_json: bool = False, previous: Path | None = None,
              previous_key: str | None = None, token: Path | None = None,
-             token_module: str = "softhsm2") -> tuple[int, dict[str, Any]]:
+             token_module: str = "softhsm2", signer_backend: str = "pkcs11"
+             ) -> tuple[int, dict[str, Any]]:
     paths = Paths(workdir.absolute())
     given = continued(previous, previous_key, token)
-    script_path, fixture, cont, token_module = _options(paths, script_arg, fixture, resume,
-                                                        given, token_module)
+    script_path, fixture, cont, token_module, signer_backend = _options(
+        paths, script_arg, fixture, resume, given, token_module, signer_backend)
     script = load_script(script_path)  # every check before the HSM is touched
     literal_host_keys(script, script_path)
+    check_signer(script, script_path, signer_backend, token_module, cont)
     check_token_module(script, script_path, token_module, cont)
     cast = cast_for(script)  # from the script's roles and rules, before anyone signs in
     if cont is None and not resume and script.earlier_bags:
@@ -246,7 +286,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
     if not resume:
         paths.root.mkdir(parents=True, exist_ok=True)
         options = (f'script = "{script_path}"\nfixture = "{fixture}"\n'
-                   f'token_module = "{token_module}"\n')
+                   f'token_module = "{token_module}"\nsigner = "{signer_backend}"\n')
         write_exclusive(paths.options, (options + (cont.toml() if cont else "")).encode())
     if not paths.done.exists():
         if cont is not None:
@@ -255,7 +295,8 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         else:
             display.say(f"setting up {paths.root} (fixture {fixture})")
         set_up(paths, script, fixture, display.progress, cast=cast, previous=earlier,
-               token=cont.token if cont else None, token_module=token_module)
+               token=cont.token if cont else None, token_module=token_module,
+               signer_backend=signer_backend)
 
     roster, keys = load_cast(paths)
     # every fact of the record (a made-up one holds only what the script names; one read from a
@@ -298,8 +339,13 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
               for name in password_names(script)}
     link = None
     signer: Any = NoSigner()
-    hsm = contextlib.ExitStack()  # a private opencryptoki's pkcsslotd, while the shim runs
-    if script.signers and okc.is_okc(SignerConfig.load(paths.signer / "signer.toml")):
+    hsm = contextlib.ExitStack()  # a private pkcsslotd or ods-enforcerd, while the shim runs
+    loaded = load_signer_config(paths.signer / "signer.toml") if script.signers else None
+    if isinstance(loaded, OdsConfig):
+        enforcer = hsm.enter_context(ods.running(paths.signer / "signer.toml"))
+        pid = enforcer.proc.pid if enforcer.proc is not None else "?"
+        display.say(f"opendnssec: a private ods-enforcerd (pid {pid}) serves {loaded.conf}")
+    elif isinstance(loaded, SignerConfig) and okc.is_okc(loaded):
         okc_token = hsm.enter_context(okc.running(paths.signer / "signer.toml"))
         display.say(f"opencryptoki: a private pkcsslotd (pid {okc_token.pid}) serves the token "
                     f"in {okc_token.directory}")
@@ -355,7 +401,12 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         # and one over those cosignatures, which ends the journal: nothing is left uncovered
         note = journal.checkpoint(iso(time.time()))
     token: dict[str, str] | None = None
-    if script.signers:
+    if isinstance(loaded, OdsConfig):
+        inst = ods.installation_at(paths.signer / "signer.toml")
+        token = {"softhsm2_conf": str(loaded.softhsm2_conf), "label": inst.token.label,
+                 "user_pin": inst.token.user_pin, "signer": "opendnssec",
+                 "conf": str(loaded.conf)}
+    elif script.signers:
         signer_config = SignerConfig.load(paths.signer / "signer.toml")
         token = {"softhsm2_conf": str(signer_config.softhsm2_conf),
                  "label": signer_config.token_label, "user_pin": signer_config.user_pin}

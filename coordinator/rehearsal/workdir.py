@@ -17,7 +17,10 @@
                                 and host key, as next year's ceremony finds the same HSM); not
                                 made for a script that declares no signer. With
                                 --token-module opencryptoki, hsm/ is a private opencryptoki's
-                                state (staging/okc.py), its pkcsslotd run only while needed
+                                state (staging/okc.py), its pkcsslotd run only while needed.
+                                With --signer opendnssec, a private OpenDNSSEC installation
+                                (conf.xml, kasp.xml, zonelist.xml, kasp.db, hsm/: staging/ods.py),
+                                its ods-enforcerd run only while needed
     DIR/drives/LABEL/           the folder-backed flash drives
     DIR/journal.jsonl           the ceremony journal
     DIR/setup.done              written last: set-up is complete
@@ -56,9 +59,10 @@ from keyrite.keyfiles import load_private_key, save_private_key
 from signer_shim.config import SignerConfig
 from signer_shim.interface import PolicyKeys
 from signer_shim.keystate import KeyState, save_keystate
+from signer_shim.opendnssec.signer import OdsSigner
 from signer_shim.pkcs11.signer import Pkcs11Signer
 from signer_shim.pkcs11.softhsm import create_token, read_tokendir, write_conf
-from staging import okc
+from staging import ods, okc
 from staging.fixture import DEFAULT_POLICIES, seed_rehearsal_token
 
 LIVECD_SIZE = 4 << 20
@@ -226,12 +230,13 @@ def continue_token(dest: Path, source: Path) -> SignerConfig:
 
 def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, cast: Cast,
            previous: PreviousJournal | None = None, token: Path | None = None,
-           token_module: str = "softhsm2") -> None:
+           token_module: str = "softhsm2", signer_backend: str = "pkcs11") -> None:
     """Make everything the rehearsal needs for `cast`, then write `setup.done`. With `previous`
     (a verified previous journal) and `token` (its rehearsal's signer directory), the signer
     continues on that token and the previous record is the journal's. A script that declares
     no signer gets no token; `token_module` says which PKCS#11 implementation a new one is
-    made on (staging.fixture.TOKEN_MODULES)."""
+    made on (staging.fixture.TOKEN_MODULES); `signer_backend` "opendnssec" makes a private
+    OpenDNSSEC whose enforcer generated the previous keys itself (`ods_signer`)."""
     for sub in ("officers", "materials", "signer", "drives"):
         d = getattr(paths, sub)
         if d.exists():
@@ -263,6 +268,8 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
         standby_token(paths.signer, token)  # restored onto: a fresh token on the same box
     elif token is not None:
         continue_token(paths.signer, token)
+    elif script.signers and signer_backend == "opendnssec":
+        signer = ods_signer(paths.signer, script, fixture, progress)
     elif script.signers:
         declared = script.signers[0]
         seeded = seed_rehearsal_token(paths.signer, policy_keys(script), shape=fixture,
@@ -319,6 +326,21 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
     key = Ed25519PrivateKey.generate()
     save_private_key(paths.coordinator_key, key)  # the machine's own key: file mode guards it
     write_exclusive(paths.done, b"")  # last: set-up is complete
+
+
+def ods_signer(directory: Path, script: Script, fixture: str,
+               progress: Progress) -> dict[str, str]:
+    """A private OpenDNSSEC in `directory` seeded by its own enforcer (staging.ods), and what
+    the previous ceremony's record takes from it, observed through `OdsSigner` with the
+    enforcer running: the host key, the role, the token's fingerprint and its key count (as
+    `ods-hsmutil list` gives it: the count step 30 compares with)."""
+    declared = script.signers[0]
+    seeded = ods.seed_rehearsal_ods(directory, policy_keys(script), shape=fixture,
+                                    name=declared.name, role=declared.role or "standby",
+                                    progress=progress)
+    with ods.running(seeded.config_path), OdsSigner(seeded.config) as s:
+        return {"signer.host_key": s.info()["host_key"], "signer.role": s.info()["role"],
+                "hsm.fingerprint": s.fingerprint(), "hsm.key_count": str(len(s.inventory().keys))}
 
 
 def password_names(script: Script) -> list[str]:
