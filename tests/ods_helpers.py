@@ -1,5 +1,7 @@
-"""Helpers for the OpenDNSSEC tests: a private installation with its enforcer running, and moving
-the enforcer's clock forward until keys die (restart with `--set-time`, `flush`)."""
+"""Helpers for the OpenDNSSEC tests: a thin wrapper over staging/ods.py (the private
+installation with its enforcer running, shared with `keyrite rehearse --signer opendnssec`), the
+tests' EC policies, and moving the enforcer's clock forward until keys die (restart with
+`--set-time`, `flush`), which only tests do."""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ from pathlib import Path
 
 from ceremony.durations import MONTH, YEAR
 from signer_shim.interface import PolicyKeys
-from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation, create_installation
+from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation
+from staging import ods
+from staging.ods import wait_until_idle
+
+__all__ = ["EC_POLICIES", "advance_until", "running_installation", "wait_until_idle"]
 
 EC_POLICIES = (
     PolicyKeys(policy="default", role="KSK", algorithm="ECDSA/P-256", lifetime_seconds=YEAR),
@@ -23,23 +29,9 @@ def running_installation(
     directory: Path, zones: Mapping[str, Sequence[str]],
     policies: Sequence[PolicyKeys] = EC_POLICIES,
 ) -> Iterator[tuple[OdsInstallation, EnforcerDaemon]]:
-    inst = create_installation(directory, policies, zones)
-    daemon = EnforcerDaemon(inst)
-    daemon.start()
-    try:
-        daemon.bootstrap()
-        yield inst, daemon
-    finally:
-        daemon.stop()
-
-
-def wait_until_idle(daemon: EnforcerDaemon, timeout: float = 20.0) -> None:
-    """Until `queue` reports every worker idle (the enforce tasks `flush` started are done)."""
-    deadline = time.monotonic() + timeout
-    while "All worker threads idle" not in daemon.command("queue"):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the enforcer stayed busy")
-        time.sleep(0.05)
+    """staging.ods.running_installation, with the tests' EC policies by default."""
+    with ods.running_installation(directory, zones, policies) as running:
+        yield running
 
 
 def advance_until(daemon: EnforcerDaemon, done: Callable[[], bool], *, steps: int = 15) -> int:
