@@ -23,6 +23,7 @@ from pathlib import Path
 
 from signer_shim.interface import PolicyKeys, Progress
 from signer_shim.opendnssec.ods_config import OdsConfig, load_ods_config
+from signer_shim.opendnssec.ods_daemon import stop_enforcer
 from signer_shim.opendnssec.ods_setup import (
     SCHEMA,
     EnforcerDaemon,
@@ -80,11 +81,26 @@ def running_installation(
         daemon.stop()
 
 
+def stop_leftover(directory: Path) -> str:
+    """Stop an enforcer a killed rehearsal left running over the installation in `directory`
+    (found by its pid file, checked to be an ods-enforcerd): `ods-enforcerd -d` is the
+    rehearsal's child but does not die with it, and a second one over the same database and
+    socket must not start beside it. "not running" when there was none."""
+    if not (directory / "conf.xml").is_file():
+        return "not running"
+    how = stop_enforcer(directory / "enforcerd.pid", directory / "enforcer.sock")
+    if how == "not running":  # a SIGKILLed one's pid file: ods-enforcerd refuses to start
+        (directory / "enforcerd.pid").unlink(missing_ok=True)  # over it ("Unable to write")
+    return how
+
+
 @contextmanager
 def running(config_path: Path) -> Iterator[EnforcerDaemon]:
     """The installation's enforcer up for as long as the block runs, stopped (and reaped)
-    after it, even if the block fails."""
-    daemon = EnforcerDaemon(installation_at(config_path))
+    after it, even if the block fails; one a killed run left is stopped first."""
+    inst = installation_at(config_path)
+    stop_leftover(inst.directory)
+    daemon = EnforcerDaemon(inst)
     daemon.start()
     try:
         yield daemon

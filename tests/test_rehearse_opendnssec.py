@@ -23,7 +23,7 @@ from ceremony.script import bundled_script_path
 from signer_shim.backup import read_members
 from signer_shim.opendnssec.ods_kasp import known_locators, parse_key_list
 from staging import ods
-from tests.rehearsal_helpers import KEYRITE, rehearse, rehearse_json
+from tests.rehearsal_helpers import KEYRITE, kill_when, rehearse, rehearse_json
 
 UNAVAILABLE = ods.unavailable()
 needs_ods = pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "OpenDNSSEC installed")
@@ -134,3 +134,17 @@ def test_the_option_is_explained() -> None:
     text = " ".join(p.stdout.split())
     assert "--signer {pkcs11,opendnssec}" in text
     assert "does not multiply by zones" in text
+
+
+@needs_ods
+def test_killed_mid_ceremony_it_resumes_on_a_new_enforcer(tmp_path: Path) -> None:
+    """SIGKILL after the generation (the enforcer in its process group dies too, leaving its
+    pid file); --resume clears that, starts another enforcer over the same installation,
+    finishes and stops it."""
+    workdir = tmp_path / "r"
+    kill_when(workdir, r"\[ 34/132\]", "--fixture", "small", "--signer", "opendnssec")
+    code, summary, err = rehearse_json(workdir, "--resume")
+    assert code == 0, err
+    assert summary["status"] == "completed" and summary["token"]["signer"] == "opendnssec"
+    assert summary["keys"]["after_generate"] > summary["keys"]["after_purge"]
+    assert enforcerds_under(workdir) == []

@@ -237,6 +237,7 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
     no signer gets no token; `token_module` says which PKCS#11 implementation a new one is
     made on (staging.fixture.TOKEN_MODULES); `signer_backend` "opendnssec" makes a private
     OpenDNSSEC whose enforcer generated the previous keys itself (`ods_signer`)."""
+    ods.stop_leftover(paths.signer)  # a killed set-up's enforcer, before its files go
     for sub in ("officers", "materials", "signer", "drives"):
         d = getattr(paths, sub)
         if d.exists():
