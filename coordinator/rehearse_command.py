@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Rehearse a ceremony end to end: a fresh SoftHSM2 token (or, with --token-module "
             "opencryptoki, opencryptoki's software token; with --signer opendnssec, a "
-            "private OpenDNSSEC enforcer over SoftHSM2) under DIR seeded with a "
+            "private OpenDNSSEC enforcer) under DIR seeded with a "
             "previous ceremony's keys, scripted officers who sign as real consoles do, folder "
             "drives, and every step through the state machine and the signed journal. "
             "The cast is derived from the script's roles, quorums and separation of duty. "
