@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -32,7 +31,7 @@ from signer_shim.algorithms import algorithm
 from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys
 from signer_shim.opendnssec.ods_config import OdsConfig
-from signer_shim.opendnssec.ods_daemon import stop_enforcer
+from signer_shim.opendnssec.ods_daemon import accepts, stop_enforcer
 from signer_shim.pkcs11.softhsm import SoftHSMToken, child_env, create_token
 
 SCHEMA = Path("/usr/share/opendnssec/schema.sqlite")
@@ -221,7 +220,7 @@ class EnforcerDaemon:
                                          stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + ready_timeout
-        while not _accepts(sock):  # the socket file appears before the daemon listens on it
+        while not accepts(sock):  # the socket file appears before the daemon listens on it
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ods-enforcerd exited with {self.proc.returncode}; "
                                    f"see {self.log}")
@@ -264,11 +263,3 @@ class EnforcerDaemon:
         self.command("zonelist", "import")
 
 
-def _accepts(path: Path) -> bool:
-    """Whether a unix socket at `path` takes a connection now."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(str(path))
-        except OSError:
-            return False
-    return True
