@@ -244,12 +244,14 @@ def test_a_log_drive_gets_its_sums_and_drive_verify_checks_it(tmp_path: Path) ->
     device is flipped."""
     from ceremony.machine import decisions as d
     from coordinator.ceremony_world import CeremonyWorld
+    from tests.machine_helpers import start
 
     port = Port()
     drives = UsbDrives(port, tmp_path / "mnt", {}, wait_seconds=1)
     journal = tmp_path / "journal.jsonl"
     journal.write_bytes(b'{"seq":0}\n' * 1000)
-    world = CeremonyWorld(None, None, drives, journal, journal, list, {})  # type: ignore[arg-type]
+    machine, _ = start()  # a ceremony that has generated nothing: no public keys to copy
+    world = CeremonyWorld(machine, None, drives, journal, journal, list, {})  # type: ignore[arg-type]
 
     def work(action: str, **params: str) -> dict[str, object]:
         return world.perform(d.Perform(step=1, action=action, params=params), lambda *a: None)
