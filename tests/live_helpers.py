@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -331,3 +333,29 @@ def window_size(room: Room, seat: str) -> tuple[int, int]:
                          "#{window_width} #{window_height}")
     width, height = out.split()
     return int(width), int(height)
+
+
+def coordinator_started(config: Path, log: Path, timeout: float = 60.0) -> tuple[str, str]:
+    """Start `keyrite coordinator --config CONFIG`, wait until it says its bus is up ("commands
+    on") or stops, stop it: (what it printed, what it logged to `log`)."""
+    with log.open("w") as err:
+        p = subprocess.Popen([sys.executable, "-m", "keyrite.cli", "coordinator", "--config",
+                              str(config)], stdout=subprocess.PIPE, stderr=err, text=True,
+                             cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+    assert p.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and "commands on" not in seen:
+        ready, _, _ = select.select([p.stdout], [], [], 1)
+        if ready:
+            line = p.stdout.readline()
+            if not line:
+                break
+            seen += line
+        elif p.poll() is not None:
+            break
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGTERM)
+    p.wait(30)
+    p.stdout.close()
+    return seen, log.read_text()

@@ -5,11 +5,6 @@ staged start. A script with no signer stages no shim and says so."""
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -21,6 +16,7 @@ from coordinator.live.stage import instructions, stage
 from signer_shim.authority import Authority, QuorumRefused, check_quorum
 from signer_shim.config import ConfigError
 from staging.standup import ShimProcess
+from tests.live_helpers import coordinator_started
 from tests.shim_helpers import approve, as_dicts, cast_authority
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -49,32 +45,6 @@ def test_an_authority_still_refuses_a_malformed_operations_key() -> None:
         Authority.from_toml('operations = "none"\n' + HEAD + officers_toml())
 
 
-def _coordinator_starts(config: Path, log: Path) -> str:
-    """Start `keyrite coordinator`, wait for its bus, stop it; what it printed."""
-    with log.open("w") as err:
-        p = subprocess.Popen([sys.executable, "-m", "keyrite.cli", "coordinator", "--config",
-                              str(config)], stdout=subprocess.PIPE, stderr=err, text=True,
-                             start_new_session=True)
-    assert p.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "commands on" not in seen:
-        ready, _, _ = select.select([p.stdout], [], [], 1)
-        if ready:
-            line = p.stdout.readline()
-            if not line:
-                break
-            seen += line
-        elif p.poll() is not None:
-            break
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGTERM)
-    p.wait(30)
-    p.stdout.close()
-    assert "commands on" in seen, log.read_text()[-2000:]
-    return seen
-
-
 def test_a_staged_audit_with_no_operations_starts_its_shim_and_coordinator(
         tmp_path: Path) -> None:
     path = SCRIPTS / "audit-no-operations.toml"
@@ -87,7 +57,9 @@ def test_a_staged_audit_with_no_operations_starts_its_shim_and_coordinator(
     assert {o["role"] for o in roster["officers"]} == set(load_script(path).roles)
     with ShimProcess(s.shim, wait=60) as shim:
         assert shim.port > 0
-    assert "ceremony bag-audit" in _coordinator_starts(s.coordinator, tmp_path / "c.log")
+    printed, logged = coordinator_started(s.coordinator, tmp_path / "c.log")
+    assert "commands on" in printed, logged[-2000:]
+    assert "ceremony bag-audit" in printed
 
 
 def test_a_script_with_no_signer_stages_no_shim_and_says_so(tmp_path: Path) -> None:

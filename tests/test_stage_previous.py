@@ -7,12 +7,8 @@ and its staged coordinator (and the restore's shim, on its fresh token) started.
 from __future__ import annotations
 
 import json
-import os
-import select
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +18,7 @@ from coordinator.live.config import CoordinatorConfig
 from coordinator.record_command import PreviousJournal, load_previous_journal
 from signer_shim.config import SignerConfig
 from staging.standup import ShimProcess
+from tests.live_helpers import coordinator_started
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYRITE = [sys.executable, "-m", "keyrite.cli"]
@@ -130,31 +127,6 @@ def test_the_restore_continues_on_a_fresh_token_with_the_sealed_password(
     assert cfg.passwords["device-backup"].matches(copy.read_text().strip())
 
 
-def _coordinator_starts(config: Path, log: Path) -> str:
-    """Start `keyrite coordinator`, wait for its bus, stop it; what it printed and logged."""
-    with log.open("w") as err:
-        p = subprocess.Popen([*KEYRITE, "coordinator", "--config", str(config)],
-                             stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT,
-                             start_new_session=True)
-    assert p.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "commands on" not in seen:
-        ready, _, _ = select.select([p.stdout], [], [], 1)
-        if ready:
-            line = p.stdout.readline()
-            if not line:
-                break
-            seen += line
-        elif p.poll() is not None:
-            break
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGTERM)
-    p.wait(30)
-    p.stdout.close()
-    return seen + log.read_text()
-
-
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_the_staged_shim_and_coordinator_start(name: str, staged: dict,
                                                tmp_path: Path) -> None:
@@ -162,7 +134,7 @@ def test_the_staged_shim_and_coordinator_start(name: str, staged: dict,
     assert p.returncode == 0, p.stderr[-3000:]
     with ShimProcess(Path(s["shim"]), wait=60) as shim:  # on the continued (or fresh) token
         assert shim.port > 0
-    out = _coordinator_starts(Path(s["coordinator"]), tmp_path / "coordinator.log")
+    out = "".join(coordinator_started(Path(s["coordinator"]), tmp_path / "coordinator.log"))
     assert "commands on" in out, out[-3000:]
     assert "previous record from" in out and "second-key-generation" in out
     for bag in s["held"]:
