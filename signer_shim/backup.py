@@ -29,7 +29,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -124,22 +124,29 @@ def build_archive(
     return buf.getvalue()
 
 
-def read_members(archive: bytes) -> dict[str, bytes]:
-    """The four members of a backup archive (and any optional ones), checked against the
-    manifest's digests."""
+def archive_files(archive: bytes, allowed: Sequence[str], what: str,
+                  error: type[Exception] = BackupError) -> dict[str, bytes]:
+    """Each file of a gzipped tar archive by its base name: regular files of the `allowed`
+    names only, each once; anything else, or an archive that does not read, is `error`."""
     out: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             for info in tar.getmembers():
                 member = PurePosixPath(info.name).name
-                allowed = MEMBERS + OPTIONAL_MEMBERS
                 if not info.isfile() or member not in allowed or member in out:
-                    raise BackupError(f"unexpected member {info.name!r} in the backup")
+                    raise error(f"unexpected member {info.name!r} in {what}")
                 f = tar.extractfile(info)
                 assert f is not None
                 out[member] = f.read()
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise BackupError(f"not a readable backup archive: {e}") from None
+        raise error(f"not a readable backup archive: {e}") from None
+    return out
+
+
+def read_members(archive: bytes) -> dict[str, bytes]:
+    """The four members of a backup archive (and any optional ones), checked against the
+    manifest's digests."""
+    out = archive_files(archive, MEMBERS + OPTIONAL_MEMBERS, "the backup")
     if not set(MEMBERS) <= set(out):
         raise BackupError(f"backup lacks {sorted(set(MEMBERS) - set(out))}")
     manifest = json.loads(out["manifest.json"])

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from signer_shim.backup import archive_files
 from signer_shim.interface import SignerError
 
 FORMAT = "keyrite-wrap-backup-v1"
@@ -201,18 +202,7 @@ def is_wrap_archive(archive: bytes) -> bool:
 
 def read_archive(archive: bytes) -> WrapArchive:
     """A wrap backup's members, each checked against the manifest's digest."""
-    out: dict[str, bytes] = {}
-    try:
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            for info in tar.getmembers():
-                member = info.name.rsplit("/", 1)[-1]
-                if not info.isfile() or member not in MEMBERS or member in out:
-                    raise SignerError(f"unexpected member {info.name!r} in the wrap backup")
-                f = tar.extractfile(info)
-                assert f is not None
-                out[member] = f.read()
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise SignerError(f"not a readable backup archive: {e}") from None
+    out = archive_files(archive, MEMBERS, "the wrap backup", SignerError)
     if set(out) != set(MEMBERS):
         raise SignerError(f"the wrap backup lacks {sorted(set(MEMBERS) - set(out))}")
     manifest = json.loads(out["manifest.json"])
