@@ -212,10 +212,7 @@ def read_previous(records: Sequence[tuple[int, dict[str, Any]]]) -> PreviousCere
     custody = tuple(_held(machine, bag, c) for bag, c in machine.custody.items())
     # and the bags it was handed by the ceremony before it and never opened: still held by the
     # same people, so a chain of ceremonies (generate, restore, audit) keeps every bag
-    opened = machine.opened
-    custody += tuple(held_of({"custody": [
-        c for bag, c in machine.previous_custody.items()
-        if bag not in opened and bag not in machine.custody]}))
+    custody += held_of({"custody": list(machine.carried.values())})
     journal = genesis.get("journal")
     origin = journal.get("origin") if isinstance(journal, dict) else None
     return PreviousCeremony(

@@ -101,6 +101,7 @@ def custody(path: Path) -> dict[str, Any]:
             if opened.get(bag) != o:
                 chains.setdefault(bag, []).append(_opened(machine, o))
     earlier = {h.bag: h for h in held_of({"custody": list(machine.previous_custody.values())})}
+    carried = machine.carried
     bags = {}
     for label in sorted(set(script.bags) | set(earlier)):
         c = machine.custody.get(label)
@@ -108,7 +109,7 @@ def custody(path: Path) -> dict[str, Any]:
         h = earlier.get(label)
         chain = chains.get(label, [])
         title = script.bags[label].title if label in script.bags else earlier[label].title
-        if h is not None and c is None and o is None:  # never touched here: still held
+        if h is not None and label in carried:  # never touched here: still held
             bags[label] = {"title": title, **_carried(machine, h), "chain": chain}
             continue
         row: dict[str, Any] = {"title": title, **(_row(machine, c) if c else {"sealed": False}),

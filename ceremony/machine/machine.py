@@ -234,6 +234,14 @@ class Machine:
         return copy.deepcopy(self._state.custody)
 
     @property
+    def carried(self) -> dict[str, dict[str, Any]]:
+        """Bag -> its previous ceremony's custody record, for each bag that ceremony left held
+        and this one has neither opened nor sealed: still held, as that record says."""
+        s = self._state
+        return {bag: copy.deepcopy(c) for bag, c in self.previous_custody.items()
+                if bag not in s.opened and bag not in s.custody}
+
+    @property
     def opened(self) -> dict[str, dict[str, Any]]:
         """Bag -> its last unseal: serial read, contents, step, time, and who presented it
         (`holder` seat, `person`, `name`), `previous` if the previous ceremony sealed it."""

@@ -632,8 +632,7 @@ class _Fold:
         m = self.m
         custody = m.custody
         out = []
-        carried = {h.bag: h for h in held_of({"custody": list(m.previous_custody.values())})
-                   if h.bag not in m.opened and h.bag not in custody}
+        carried = {h.bag: h for h in held_of({"custody": list(m.carried.values())})}
         for label, b in self.script.bags.items():
             c = custody.get(label)
             if c is None and label in carried:
