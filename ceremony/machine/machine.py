@@ -789,13 +789,13 @@ class Machine:
         return people
 
     def may_approve(self, quorum: str, seat: str) -> bool:
-        """Whether `seat` (signed in, of the quorum's role) may give one of its approvals: a seat
-        the quorum lists, if it lists any, whose person did none of its `distinct_from` steps."""
-        q = self.script.quorums[quorum]
-        person = self._state.signed_in.get(seat)
-        return person is not None and self.roster.officers[seat].role == q.role and \
+        """Whether enrolled `seat` may give one of the quorum's approvals (signed in or not yet):
+        of its role, a seat the quorum lists if it lists any, and its person (the roster's, the
+        only one who may sign in for it) did none of its `distinct_from` steps."""
+        q, officer = self.script.quorums[quorum], self.roster.officers.get(seat)
+        return officer is not None and officer.role == q.role and \
             (not q.seats or seat in q.seats) and \
-            not any(person in self.people_of(n) for n in q.distinct_from)
+            not any(officer.person in self.people_of(n) for n in q.distinct_from)
 
     def _signed_in(self, seat: str) -> None:
         if seat not in self.roster.officers:

@@ -277,14 +277,10 @@ class ScriptedRoom:
                 return out
         # nobody signed in may: one who may comes to their console (a quorum naming its seats,
         # or apart from an earlier step's people)
-        q = self.m.script.quorums[want.quorum]
         approved = {self.m.signed_in.get(x) for x in want.approved_by}
-        barred = approved | {p for n in q.distinct_from for p in self.m.people_of(n)}
         for p in self.people:
-            if p.person not in barred and any(
-                    x in self.m.roster.officers and self.m.roster.officers[x].role == q.role
-                    and (not q.seats or x in q.seats)
-                    for x in p.seats):
+            if p.person not in approved and any(self.m.may_approve(want.quorum, x)
+                                                for x in p.seats):
                 return self._sign_in(view, p, now)
         return []
 
