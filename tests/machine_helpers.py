@@ -435,10 +435,8 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
     if isinstance(want, d.Plan):
         return ev.OperationPlanned(at=w.at(), step=want.step, operation=plan(m, w, want))
     if isinstance(want, d.RequestApproval):
-        q = m.script.quorums[want.quorum]
-        approvers = frozenset(m.signed_in[s] for s in want.approved_by) | {
-            p for n in q.distinct_from for p in m.people_of(n)}
-        seat = seat_of(m, want.role, approvers, lambda x: not q.seats or x in q.seats)
+        approvers = frozenset(m.signed_in[s] for s in want.approved_by)
+        seat = seat_of(m, want.role, approvers, lambda x: m.may_approve(want.quorum, x))
         if (e := acting(seat)) is not None:
             return e
         at = w.at()
