@@ -23,7 +23,7 @@ from pathlib import Path
 
 from signer_shim.interface import PolicyKeys, Progress
 from signer_shim.opendnssec.ods_config import OdsConfig, load_ods_config
-from signer_shim.opendnssec.ods_daemon import stop_enforcer
+from signer_shim.opendnssec.ods_daemon import clear_stale_pidfile, stop_enforcer
 from signer_shim.opendnssec.ods_setup import (
     SCHEMA,
     EnforcerDaemon,
@@ -89,8 +89,7 @@ def stop_leftover(directory: Path) -> str:
     if not (directory / "conf.xml").is_file():
         return "not running"
     how = stop_enforcer(directory / "enforcerd.pid", directory / "enforcer.sock")
-    if how == "not running":  # a SIGKILLed one's pid file: ods-enforcerd refuses to start
-        (directory / "enforcerd.pid").unlink(missing_ok=True)  # over it ("Unable to write")
+    clear_stale_pidfile(directory / "enforcerd.pid")  # a SIGKILLed one's: it blocks a start
     return how
 
 

@@ -79,19 +79,25 @@ def stop_enforcer(pidfile: Path, sock: Path, timeout: float = 10.0) -> str:
     return how
 
 
+def clear_stale_pidfile(pidfile: Path) -> None:
+    """Remove a pid file a killed daemon left, when it names no running enforcer: ods-enforcerd
+    refuses to start over a pid file whose process still exists ("Unable to write process id
+    to pidfile"), and a killed daemon left unreaped (a zombie, where no init reaps orphans, as
+    in a container) still does."""
+    if daemon_pid(pidfile) is None:
+        Path(pidfile).unlink(missing_ok=True)
+
+
 def start_enforcer(enforcerd: str, conf: Path, softhsm2_conf: Path, sock: Path,
                    timeout: float = 10.0, pidfile: Path | None = None) -> None:
     """Start `enforcerd -c CONF` (it daemonises) with SOFTHSM2_CONF naming this signer's token,
-    and wait until its socket takes connections; nothing is done if it already does.
-
-    A pid file left by a killed daemon is removed first when it names no running enforcer: the
-    enforcer refuses to start over a pid file whose process still exists, and a killed daemon
-    left unreaped (a zombie, where no init reaps orphans, as in a container) still does."""
+    and wait until its socket takes connections; nothing is done if it already does. A stale
+    `pidfile` is cleared first (`clear_stale_pidfile`)."""
     if accepts(sock):
         return
     Path(sock).unlink(missing_ok=True)  # left by a killed daemon
-    if pidfile is not None and daemon_pid(pidfile) is None:
-        Path(pidfile).unlink(missing_ok=True)
+    if pidfile is not None:
+        clear_stale_pidfile(pidfile)
     try:
         p = subprocess.run([enforcerd, "-c", str(conf)], env=child_env(softhsm2_conf),
                            capture_output=True, text=True, timeout=timeout, check=False,
