@@ -198,6 +198,21 @@ class Secret(Record):
                                   purpose=self.purpose)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Share(Record):
+    """An officer brought their KEK share to a wrap backup's restore or drill (`purpose`). The
+    share itself went sealed to the signer and is never journaled."""
+
+    TYPE: ClassVar[str] = "share"
+    at: float
+    seat: str
+    step: int
+    purpose: str
+
+    def machine_event(self) -> ev.Event:
+        return ev.ShareGiven(at=self.at, seat=self.seat, step=self.step, purpose=self.purpose)
+
+
 def operation_typed_for(script: Any, step: Any) -> str:
     """The operation a `secret` record of purpose "backup" was typed for, by its step's action:
     "restore" for an hsm.restore, else "backup" (its actor types an operation's password, and
@@ -296,14 +311,15 @@ class Cosignature(Record):
 
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.TYPE: cls
-    for cls in (Genesis, Event, Refused, Checkpoint, Pause, Resume, Secret, Expired, Presence,
+    for cls in (Genesis, Event, Refused, Checkpoint, Pause, Resume, Secret, Share, Expired,
+                Presence,
                 Drive, Coordinator, Cosignature, Document)
 }
 
 
 #: The room's events keep the record types the coordinator always wrote for them.
 _ROOM: dict[type[ev.Event], type[Record]] = {
-    ev.Pause: Pause, ev.Resume: Resume, ev.PasswordEntered: Secret,
+    ev.Pause: Pause, ev.Resume: Resume, ev.PasswordEntered: Secret, ev.ShareGiven: Share,
     ev.ApprovalLapsed: Expired, ev.Presence: Presence,
 }
 
@@ -317,6 +333,8 @@ def of_event(event: ev.Event, step: int | None) -> Record:
     if isinstance(event, ev.PasswordEntered):
         return Secret(at=event.at, seat=event.seat, step=event.step, name=event.name,
                       purpose=event.purpose)
+    if isinstance(event, ev.ShareGiven):
+        return Share(at=event.at, seat=event.seat, step=event.step, purpose=event.purpose)
     if isinstance(event, ev.ApprovalLapsed):
         return Expired(at=event.at, seat=event.seat, quorum=event.quorum, step=event.step,
                        key=event.key, nonce=event.nonce)

@@ -254,6 +254,12 @@ class Extras:
     checkpoint: str | None = None
     secrets_needed: tuple[str, ...] = ()  # passwords the next operation needs and nobody typed
     cosigning: Cosigning = Cosigning(None, ())  # the latest checkpoint, refusals to cosign
+    # KEK shares: the signer's share key the consoles seal brought shares to (while some are
+    # asked for), the seats whose shares the daemon holds for the current step, and the boxes
+    # of a KEK just made, each sealed to its holder's console key, until each is handed over
+    share_key: str | None = None
+    shares_brought: tuple[str, ...] = ()
+    sealed_shares: tuple[tuple[str, str], ...] = ()
 
 
 def absent_actor(view: CeremonyView) -> str | None:

@@ -7,6 +7,7 @@ machine's."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from coordinator.executor import Progress
 from coordinator.shim_client import HostKeyMismatch, ShimClient
 from coordinator.transcript import render, transcript_pdf
 from keyrite.exits import Failure
+from keyrite.files import write_atomic
 from signer_shim.interface import PolicyKeys, Signer
 from signer_shim.protocol import INPUT_CHUNK, INPUT_NAME, MAX_INPUT
 
@@ -43,6 +45,50 @@ class CeremonyWorld:
         self.journal_path = journal_path
         self.journal_records = journal_records
         self.secrets = secrets
+        #: KEK shares brought for a wrap backup's restore or drill: step -> seat -> a box sealed
+        #: on the officer's console to the signer's share key (the coordinator cannot open it)
+        self.share_boxes: dict[int, dict[str, str]] = {}
+        self._share_key: str | None = None
+
+    # --- KEK shares ----------------------------------------------------------------------------
+    @property
+    def handover_path(self) -> Path:
+        """Shares of a KEK just made, each sealed to its holder's console key, until each holder
+        has written theirs down: ciphertext only, beside the journal (never in it), so that a
+        coordinator restarted between the KEK's creation and a handover still has them."""
+        return self.journal_path.with_name("kek-shares.sealed.json")
+
+    def sealed_shares(self) -> dict[str, str]:
+        """seat -> the box sealed to that holder's console key, for the shares not yet handed."""
+        try:
+            data = json.loads(self.handover_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def share_handed(self, seat: str) -> None:
+        """The holder confirmed: their box is forgotten here (only their console opened it)."""
+        left = self.sealed_shares()
+        if left.pop(seat, None) is not None:
+            write_atomic(self.handover_path, json.dumps(left, sort_keys=True).encode(), 0o600)
+
+    def share_key(self) -> str:
+        """The signer's share key (Z85), to which the officers' consoles seal the shares they
+        bring; asked once."""
+        if self._share_key is None:
+            self._share_key = str(self.signer.share_key()["share_key"])
+        return self._share_key
+
+    def console_key(self, seat: str) -> str | None:
+        """The seat's enrolled console key (Z85): a KEK share is sealed to it."""
+        officer = self.m.roster.officers.get(seat)
+        return officer.console_key if officer is not None else None
+
+    def take_shares(self, step: int, threshold: int) -> list[str]:
+        boxes = self.share_boxes.pop(step, {})
+        if len(boxes) < threshold:
+            raise Failure(f"step {step} needs {threshold} KEK shares; {len(boxes)} were brought")
+        return list(boxes.values())
 
     def now(self) -> float:
         return time.time()
@@ -147,6 +193,12 @@ class CeremonyWorld:
         if on_drive != from_colon_hex(str(backup.get("sha256", ""))):
             raise Failure(f"{name} on drive {p['drive']} is not the backup the signer wrote "
                           f"(sha256 {on_drive})")
+        if p.get("shares"):
+            ask = self.m.share_asked(self.now())
+            if ask is None:
+                raise Failure("the drill of a wrap backup needs the KEK this ceremony made")
+            return self.signer.restore_drill(name, shares=self.take_shares(ask.step,
+                                                                           ask.threshold))
         [secret] = p["secrets"]
         return self.signer.restore_drill(name, self.take_secret(secret, "the restore drill"))
 
@@ -193,6 +245,14 @@ class CeremonyWorld:
             return self.signer.plan_generate(keys, p["duration"])
         if want.action == "hsm.backup":
             return self.signer.plan_backup(p["date"])
+        if want.action == "hsm.kek":
+            holders = []
+            for seat in p["holders"]:
+                key = self.console_key(seat)
+                if key is None:
+                    raise Failure(f"{seat} has no enrolled console key to seal a KEK share to")
+                holders.append({"seat": seat, "key": key})
+            return self.signer.plan_kek(p["threshold"], holders)
         if want.action == "hsm.restore":
             name, data = self._backup_on_drive(p["drive"], p.get("file"))
             return self.signer.plan_restore(name, hand_over(self.signer, name, data))
@@ -222,10 +282,17 @@ class CeremonyWorld:
         return file, data
 
     def execute(self, want: d.Execute, progress: Progress) -> dict[str, Any]:
-        secrets = {}
+        secrets: dict[str, Any] = {}
         for name in want.secrets:
             secrets["password"] = self.take_secret(name, f"step {want.step}")
-        return self.signer.execute(want.operation, want.approvals, progress, secrets=secrets)
+        kek = want.operation.get("kek")
+        if want.operation.get("op") == "restore" and isinstance(kek, dict):
+            secrets["shares"] = self.take_shares(want.step, int(kek.get("threshold", 0)))
+        result = self.signer.execute(want.operation, want.approvals, progress, secrets=secrets)
+        if want.operation.get("op") == "kek":  # the boxes wait beside the journal, not in it
+            sealed = {str(x["seat"]): str(x["box"]) for x in result.pop("sealed", [])}
+            write_atomic(self.handover_path, json.dumps(sealed, sort_keys=True).encode(), 0o600)
+        return result
 
     def take_secret(self, name: str, purpose: str) -> str:
         """A password typed for one piece of work, handed over once and then forgotten: the

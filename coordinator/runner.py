@@ -118,8 +118,23 @@ class Runner:
                 job = executor.job(want)
                 if job is None:
                     raise AssertionError(f"unhandled decision {want!r}")
+                if not self._shares_brought():
+                    return "stopped"
                 self._carry_out(job)
         return m.status
+
+    def _shares_brought(self) -> bool:
+        """A wrap backup's restore or drill waits for the KEK shares its officers bring (the
+        world's `bring_shares`: the rehearsal's scripted KSOs); False if too few came."""
+        m = self.machine
+        ask = m.share_asked(self.world.now())
+        if ask is None:
+            return True
+        bring = getattr(self.world, "bring_shares", None)
+        for e in bring(ask) if bring is not None else []:
+            self.apply(e)
+        boxes = getattr(self.world, "share_boxes", {}).get(ask.step, {})
+        return len(boxes) >= ask.threshold
 
     def _carry_out(self, job: executor.Job) -> None:
         """The work inline: its prelude (an operation started) journaled first, then its

@@ -141,6 +141,7 @@ def seed_rehearsal_token(
     processes: int = 2,
     progress: Progress | None = None,
     token_module: str = "softhsm2",
+    backup_method: str = "tokendir",
 ) -> RehearsalToken:
     """Make `workdir/hsm` (token), `workdir/state` (key state, host key) and `workdir/signer.toml`.
 
@@ -148,7 +149,11 @@ def seed_rehearsal_token(
     `token_module` "opencryptoki" makes the token in a private pkcsslotd (staging.okc), seeded
     through the same worker and key-state path with one process (concurrent writers are
     untested there), and leaves it stopped; signer.toml then names the profile and launcher.
+    `backup_method` "wrap" (SoftHSM2 only) seeds keys a trusted KEK can wrap and gives the
+    config the token's SO PIN, which the KEK's import needs.
     """
+    if backup_method == "wrap" and token_module != "softhsm2":
+        raise ValueError("wrap backups are rehearsed on SoftHSM2 only")
     if token_module not in TOKEN_MODULES:
         raise ValueError(f"unknown token module {token_module!r}")
     workdir = Path(workdir).absolute()
@@ -178,6 +183,8 @@ def seed_rehearsal_token(
             token_label=label, user_pin=token.user_pin, state_dir=state_dir,
             host_key_path=host_key,
             workers=max(1, processes),  # the ceremony's generate uses the cores the seeding did
+            **({"backup_method": "wrap", "so_pin": token.so_pin}
+               if backup_method == "wrap" else {}),
         )
         _generate_parallel(config, records, max(1, processes), progress)
     save_keystate(config.keystate_path, KeyState(zones, {r.locator: r for r in records}))
@@ -192,8 +199,11 @@ def _generate_parallel(config: SignerConfig, records: Sequence[KeyRecord], proce
     total = len(records)
 
     def spawn() -> WorkerClient:
-        return WorkerClient(config.module, config.softhsm2_conf, config.token_label,
-                            config.user_pin, launcher=config.launcher)
+        client = WorkerClient(config.module, config.softhsm2_conf, config.token_label,
+                              config.user_pin, launcher=config.launcher)
+        if config.backup_method == "wrap":  # as the signer's own workers make them
+            client.call("key_template", {"method": "wrap"})
+        return client
 
     def relay(n: int, _total: int) -> None:
         if progress is not None:

@@ -755,6 +755,7 @@ def _one_of_each(w) -> list[ev.Event]:
         ev.Pause(at=13, seat="KGA1"),
         ev.Resume(at=14, seat="KGA1"),
         ev.PasswordEntered(at=15, seat="SA1", step=16, name="device-backup", purpose="backup"),
+        ev.ShareGiven(at=15, seat="KSO1", step=16, purpose="restore"),
         ev.ApprovalLapsed(at=16, seat="KSO1", quorum="keystore-backup", step=16, key="k",
                           nonce="n"),
         ev.Presence(at=17, person="p", seats=("KSO1", "DSO2"), connected=True),

@@ -169,7 +169,7 @@ CASES = [
     case("unknown action", change('action = "signoff"', 'action = "hsm.destroy"'),
          ("hsm.destroy", f"{S1}[3].action", "'hsm.destroy' is not an action: acknowledge, signin, "
           "record, verify, hsm.fingerprint, hsm.list, hsm.purge, hsm.generate, hsm.backup, "
-          "hsm.restore, quorum, drive.insert, drive.copy, drive.verify, drive.eject, seal, "
+          "hsm.restore, hsm.kek, kek.share, quorum, drive.insert, drive.copy, drive.verify, drive.eject, seal, "
           "handover, unseal, transcript, signoff")),
     case("parameter not allowed for the action",
          change('action = "signoff"', 'action = "signoff"\ndrive = "log"  # here'),
@@ -199,7 +199,7 @@ CASES = [
          ("step.5", f"{S0}[3].expect", "step 5 does not come before this step")),
     case("verify expect a step that yields nothing", change('"drive.log.serial"', '"step.1"'),
          ("step.1", f"{S0}[3].expect", "step 1 (signin) yields no value (expected a step whose "
-          "action is one of record, hsm.fingerprint, hsm.list, hsm.backup, drive.insert, "
+          "action is one of record, hsm.fingerprint, hsm.list, hsm.backup, hsm.kek, drive.insert, "
           "transcript)")),
     case("verify expect a step that does not exist", change('"drive.log.serial"', '"step.99"'),
          ("step.99", f"{S0}[3].expect", "step 99 does not exist")),
@@ -273,7 +273,7 @@ CASES = [
          change("authorizes = 6", "authorizes = 3"),
          ("authorizes", "quorums[0].authorizes",
           "step 3 has action drive.insert (expected one of hsm.purge, hsm.generate, "
-          "hsm.backup, hsm.restore)"),
+          "hsm.backup, hsm.restore, hsm.kek)"),
          ('quorum = ["gen"]', f"{S1}[1].quorum", "quorum 'gen' authorizes step 3, not this step 6"),
          ('quorum = "gen"', f"{S1}[0].quorum", "quorum 'gen' authorizes step 3, which comes before "
           "this step (expected quorum steps before it)")),
@@ -296,7 +296,7 @@ CASES = [
                        change('quorum = ["gen"]', 'quorum = ["gen", "purge"]')),
          ("authorizes = 5", "quorums[1].authorizes",
           "step 5 has action quorum (expected one of hsm.purge, hsm.generate, hsm.backup, "
-          "hsm.restore)"),
+          "hsm.restore, hsm.kek)"),
          ('quorum = ["gen", "purge"]', f"{S1}[1].quorum",
           "quorum 'purge' authorizes step 5, not this step 6")),
     case("quorum step after the step it authorizes", LATE,

@@ -173,9 +173,11 @@ def test_docs_example_and_the_bundled_ceremonies_use_every_action() -> None:
     s = load_script_text(_doc_example(), "example.toml")
     bundled = [load_script(p) for p in sorted(bundled_script_path().parent.glob("*.toml"))]
     assert len(bundled) == 3
-    used = {step.action for script in (s, *bundled) for step in script.steps}
+    wrap = load_script(DOC.parent.parent / "tests" / "scripts" / "keygen-wrap.toml")  # the KEK's two actions
+    used = {step.action for script in (s, *bundled, wrap) for step in script.steps}
     assert used == set(ACTIONS)
-    assert set(ACTIONS) - {step.action for step in s.steps} == {"unseal", "hsm.restore"}
+    assert set(ACTIONS) - {step.action for step in s.steps} == {"unseal", "hsm.restore",
+                                                                  "hsm.kek", "kek.share"}
     assert s.step(11).policies == ("default",)
     assert s.step(14).equals == 13
     assert s.step(21).contents == ("drive:master-copy", "password:device-backup")

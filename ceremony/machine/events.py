@@ -180,6 +180,17 @@ class PasswordEntered(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ShareGiven(Event):
+    """An officer brought their KEK share to a wrap backup's restore or drill, typed on their
+    own console and sealed there to the signer's share key. Neither the coordinator nor the
+    machine can read it: the machine judges who brought it, the signer whether it opens."""
+
+    seat: str
+    step: int
+    purpose: str  # "restore" | "drill": what `Machine.share_asked()` said it was asked for
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApprovalLapsed(Event):
     """An approval held for an operation not yet started reached its expiry (reported once; the
     quorum is then asked again, since the machine no longer counts it)."""
@@ -230,7 +241,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         SignIn, Acknowledge, Record, Approve, RefuseApproval, Decide, SignOff,
         Observed, OperationPlanned, OperationStarted, Performed, PerformFailed,
-        Pause, Resume, PasswordEntered, ApprovalLapsed, Presence, Remark, DecideDeviation,
+        Pause, Resume, PasswordEntered, ShareGiven, ApprovalLapsed, Presence, Remark, DecideDeviation,
     )
 }
 

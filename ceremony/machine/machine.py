@@ -85,6 +85,21 @@ class PasswordAsk:
     actor: str  # the step's actor role
     not_person: str | None = None
 
+@dataclass(frozen=True)
+class ShareAsk:
+    """KEK shares the next piece of work needs: a wrap backup's restore (its plan names the
+    KEK) or its drill (the KEK this ceremony made). `threshold` different officers of `role`
+    each bring their own share, typed on their own console and sealed there to the signer's
+    share key for `kek_id`; `given` is who has brought one, as the record says."""
+
+    step: int
+    purpose: str  # "restore" | "drill"
+    role: str
+    kek_id: str
+    threshold: int
+    given: tuple[str, ...] = ()  # seats
+
+
 #: a verify mismatch may be accepted with a reason; a failed operation may only be retried.
 ACCEPTABLE_EXCEPTIONS = ("mismatch",)
 #: leeway over a quorum's `expires` for clocks that differ a little between consoles.
@@ -141,6 +156,7 @@ class _State:
     # reported, and when the current section began
     paused: bool = False
     typist: dict[str, str] = field(default_factory=dict)
+    shares: dict[int, list[str]] = field(default_factory=dict)  # step -> seats that brought one
     lapsed: list[tuple[str, _Approved]] = field(default_factory=list)
     present: dict[str, bool] = field(default_factory=dict)
     section: str | None = None
@@ -172,6 +188,11 @@ class Machine:
             if step.seat and (held is None or held.role != step.actor):
                 raise BadInput(f"step {step.n} is for seat {step.seat}, which the roster does not "
                                f"hold as a {step.actor}")
+        for step in script.steps:
+            strangers = [x for x in step.holders if x not in roster.officers]
+            if strangers:
+                raise BadInput(f"step {step.n} hands KEK shares to {', '.join(strangers)}, which "
+                               "the roster does not hold")
         for q in script.quorums.values():
             wrong = [x for x in q.seats if x not in roster.officers
                      or roster.officers[x].role != q.role]
@@ -285,6 +306,34 @@ class Machine:
         return PasswordAsk(want.step, names, "drill", step.actor,
                            next((self._state.typist[n] for n in names
                                  if n in self._state.typist), None))
+
+    def share_asked(self, now: float | None = None,
+                    wants: tuple[d.Decision, ...] | None = None) -> ShareAsk | None:
+        """The KEK shares the machine's next piece of work needs, and from whom; None if it
+        needs none. `wants` as for `password_asked`."""
+        if wants is None:
+            wants = self.wants(now)
+        want = wants[0] if wants else None
+        step = self.current
+        if step is None or step.shares is None or not isinstance(want, (d.Execute, d.Perform)) \
+                or want.step != step.n:
+            return None
+        if isinstance(want, d.Execute):
+            kek = want.operation.get("kek") or {}
+            purpose = "restore"
+        else:
+            kek = self._kek_made()
+            purpose = "drill"
+        kek_id, threshold = kek.get("id"), kek.get("threshold")
+        if not isinstance(kek_id, str) or not isinstance(threshold, int):
+            return None  # not a wrap backup's: the signer refuses it, naming why
+        return ShareAsk(step.n, purpose, step.shares, kek_id, threshold,
+                        tuple(self._state.shares.get(step.n, ())))
+
+    def _kek_made(self) -> dict[str, Any]:
+        """The KEK this ceremony's latest hsm.kek step made: {"id", "threshold"} ({} if none)."""
+        r = self._last_result("hsm.kek")
+        return {"id": r.get("kek_id"), "threshold": r.get("threshold")} if r else {}
 
     def lapses(self, now: float) -> tuple[ev.ApprovalLapsed, ...]:
         """Approvals that have lapsed at `now` and are not yet reported: the coordinator records
@@ -450,6 +499,8 @@ class Machine:
             detail["format"] = step.format
         if step.action == "seal":
             detail.update(bag=step.bag, contents=list(step.contents))
+        if step.action == "kek.share":  # the console opens its own sealed share with this ID
+            detail["kek_id"] = self._kek_made().get("id")
         if step.action == "handover":
             held = self._state.custody.get(str(step.bag), {})
             detail.update(bag=step.bag, contents=list(held.get("contents", [])),
@@ -558,7 +609,11 @@ class Machine:
                 p["backup"] = self._last_result("hsm.backup")
             if step.source == "transcript":
                 p["transcript"] = self._last_result("transcript")
-        if step.drill:
+        if step.drill and step.shares:  # a wrap backup's drill: the KSOs bring their shares
+            p["backup"] = self._last_result("hsm.backup")
+            p["shares"] = step.shares
+            p["secrets"] = []
+        elif step.drill:
             p["backup"] = self._last_result("hsm.backup")
             backups = [x for x in self.steps if x.action == "hsm.backup" and x.password]
             p["secrets"] = [backups[-1].password] if backups else []
@@ -576,6 +631,9 @@ class Machine:
             ]
         if step.action == "hsm.backup":
             p["date"] = time.strftime("%Y-%m-%d", time.gmtime(self._state.now))
+        if step.action == "hsm.kek":  # the coordinator adds each holder's console key
+            p["threshold"] = step.threshold
+            p["holders"] = list(step.holders)
         if step.action == "hsm.restore":  # the coordinator reads the backup off this drive
             p["drive"] = str(step.source).removeprefix("drive:")
             p["file"] = self._pinned(step.file)
@@ -1234,6 +1292,8 @@ class Machine:
             return []
         if isinstance(e, ev.PasswordEntered):
             return self._password(e)
+        if isinstance(e, ev.ShareGiven):
+            return self._share(e)
         if isinstance(e, ev.ApprovalLapsed):
             key = nonce_key(e.key, e.nonce)
             mine = [x for x in s.lapsed if nonce_key(x[1].approval.key, x[1].approval.nonce) == key]
@@ -1319,6 +1379,27 @@ class Machine:
                           "it")
         if ask.purpose == "backup":
             s.typist[e.name] = me.person
+        return []
+
+
+    def _share(self, e: ev.ShareGiven) -> list[d.Decision]:
+        """Who brings a KEK share: a signed-in officer of the step's `shares` role, each person
+        once. Whether the share opens is the signer's to say."""
+        s = self._state
+        ask = self.share_asked(s.now)
+        if ask is None or e.step != ask.step:
+            raise Refused(f"no KEK share is asked for at step {e.step}")
+        if e.purpose != ask.purpose:
+            raise Refused(f"the KEK shares are asked for the {ask.purpose}, not the {e.purpose}")
+        me = self.roster.officers.get(e.seat)
+        if me is None or e.seat not in s.signed_in:
+            raise Refused(f"{e.seat} is not signed in")
+        if me.role != ask.role:
+            raise Refused(f"the KEK shares at step {e.step} are brought by the {ask.role}s, not "
+                          f"the {me.role}")
+        given = s.shares.setdefault(e.step, [])
+        if e.seat not in given:  # a share brought again (after a restart) is the same person's
+            given.append(e.seat)
         return []
 
 

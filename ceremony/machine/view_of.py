@@ -7,11 +7,12 @@ builder needs to know the machine's insides.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ceremony.digests import colon_hex, pgp_words
 from ceremony.machine import decisions as d
-from ceremony.machine.machine import Machine, PasswordAsk
+from ceremony.machine.machine import Machine, PasswordAsk, ShareAsk
 from ceremony.script.formats import check_value
 from ceremony.script.step_kinds import STEP_KINDS
 from ceremony.view import (
@@ -46,6 +47,17 @@ def _secret_asked(n: int, actor: str, name: str, ask: PasswordAsk | None) -> Ask
                      {"name": name, "purpose": "drill", "not_person": ask.not_person})
     return Asked(n, actor, "secret", f"the {actor} enters the {name} password",
                  {"name": name, "purpose": "backup"})
+
+
+def _share_asked(ask: ShareAsk, extras: Extras) -> Asked:
+    """KEK shares asked for a wrap backup's restore or drill: each officer of the role who has
+    not brought one types theirs on their own console, which seals it to the signer's key."""
+    need = ask.threshold - len(extras.shares_brought)
+    return Asked(ask.step, ask.role, "share",
+                 f"{need} more {ask.role}{'s' if need > 1 else ''} bring their KEK share for "
+                 f"the {ask.purpose} ({len(extras.shares_brought)} of {ask.threshold} brought)",
+                 {"purpose": ask.purpose, "kek_id": ask.kek_id, "threshold": ask.threshold,
+                  "brought": list(extras.shares_brought), "share_key": extras.share_key})
 
 
 def build_view(machine: Machine, extras: Extras,
@@ -85,11 +97,19 @@ def build_view(machine: Machine, extras: Extras,
         elif step.action == "record" and step.equals is not None:
             expected = s.values.get(step.equals)
         ask = m.password_asked(extras.now, wants) if extras.secrets_needed else None
+        shares = m.share_asked(extras.now, wants) if extras.share_key else None
+        asked = tuple(_asked(w) for w in wants)
+        if step.action == "kek.share":  # the holder's console opens the box sealed to it
+            box = dict(extras.sealed_shares).get(str(step.seat))
+            asked = tuple(replace(a, detail={**a.detail, "box": box})
+                          if a.kind == "kek.share" else a for a in asked)
+        if shares is not None and len(extras.shares_brought) < shares.threshold:
+            asked += (_share_asked(shares, extras),)
         step_view = StepView(
             n=step.n, position=s.index + 1, total=len(m.steps), actor=step.actor,
             action=step.action, text=step.text, note=step.note,
             kga_may_complete=step.kga_may_complete, observed=observed, expected=expected,
-            asked=tuple(_asked(w) for w in wants) + tuple(
+            asked=asked + tuple(
                 _secret_asked(step.n, step.actor, name, ask) for name in extras.secrets_needed),
         )
 

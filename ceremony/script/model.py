@@ -143,6 +143,9 @@ class Step:
     #                              backup's password
     drill: bool = False  # drive.verify: then the restore drill (the backup into a scratch token)
     cosigners: tuple[str, ...] = ()  # signoff: the other roles whose officers sign it too
+    holders: tuple[str, ...] = ()  # hsm.kek: the seats handed one KEK share each
+    threshold: int | None = None  # hsm.kek: different shares that rebuild the KEK
+    shares: str | None = None  # hsm.restore, drive.verify drill: the role bringing KEK shares
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,15 @@ PARAMETER_KEYS = (
         "drive.verify: after the read-back check, restore the backup into a scratch token and "
         "compare its keys with the live HSM's (the restore drill); any difference stops the "
         "ceremony", default=False, default_doc="`false`", **_P),
+    Key("holders", array(pattern(NAME, "a seat"), min_len=2),
+        "hsm.kek: the seats (as the roster names them: `KSO1`) each handed one share of the "
+        "backup KEK, sealed to that seat's console key", default=(), **_P),
+    Key("threshold", integer(2, 16), "hsm.kek: how many different shares rebuild the KEK (2..the "
+        "number of holders, at most 16)", **_P),
+    Key("shares", pattern(ROLE, "a role name"), "hsm.restore of a wrap backup, and a drill "
+        "(`drive.verify`, `drill = true`) of one: the role whose officers each bring their KEK "
+        "share on their own console, as many different people as the KEK's threshold; instead "
+        "of a password", **_P),
     Key("cosigners", array(pattern(ROLE, "a role name"), min_len=1),
         "signoff: other acting roles whose every signed-in officer signs the same checkpoint "
         "from their own console; the step completes when all have", default=(),

@@ -70,10 +70,21 @@ STEP_KINDS: dict[str, StepKind] = {k.action: k for k in (
     StepKind("hsm.backup", "the signer writes a password-protected backup and its .sha256sum "
              "(quorum)", "operation", ("quorum", "password"), ("signer",), operation="backup",
              yields="sha256", yields_format="sha256", check="_approved", progress=True),
-    StepKind("hsm.restore", "the signer restores a password-protected backup read off the "
-             "`source` drive onto its token: the plan lists every key the backup holds, and only "
-             "those keys may appear (quorum)", "operation", ("quorum", "source", "password"),
-             ("file", "signer"), operation="restore", check="_restore", progress=True),
+    StepKind("hsm.restore", "the signer restores a backup read off the `source` drive onto its "
+             "token, protected by a password or, for a wrap backup, by the KEK whose shares the "
+             "`shares` role's officers bring on their own consoles: the plan lists every key the "
+             "backup holds, and only those keys may appear (quorum)", "operation",
+             ("quorum", "source"), ("password", "shares", "file", "signer"), operation="restore",
+             check="_restore", progress=True),
+    StepKind("hsm.kek", "the signer makes the backup key-encryption key of wrap backups inside "
+             "the HSM and splits it at once, `threshold` of the `holders` seats' shares rebuilding "
+             "it; each share leaves sealed to its holder's console key (quorum)", "operation",
+             ("quorum", "holders", "threshold"), ("signer",), operation="kek", yields="kek_id",
+             yields_format="text", check="_kek"),
+    StepKind("kek.share", "the step's seat, a holder of the KEK made earlier, opens their share "
+             "on their own console, writes it down and confirms; the journal records only that "
+             "it was handed over", "person", answer="Acknowledge", check="_kek_share",
+             ask="the {role} writes down their KEK share from their own console"),
     StepKind("quorum", "officers of a role approve one exact operation from their own consoles",
              "quorum", ("quorum", "count"), check="_quorum"),
     StepKind("drive.insert", "wait for a flash drive by label and record (or check) its serial",
@@ -81,7 +92,8 @@ STEP_KINDS: dict[str, StepKind] = {k.action: k for k in (
     StepKind("drive.copy", "copy files onto a drive, flushed to the device", "perform",
              ("drive", "source"), check="_drive_copy", progress=True),
     StepKind("drive.verify", "read the files back from the drive and check them with their "
-             ".sha256sum", "perform", ("drive",), ("drill",), progress=True),
+             ".sha256sum", "perform", ("drive",), ("drill", "shares"), check="_drive_verify",
+             progress=True),
     StepKind("drive.eject", "unmount and release the drive", "perform", ("drive",)),
     StepKind("seal", "a custodian accepts a sealed tamper-evident bag, its serial and its "
              "contents", "person", ("bag", "serial", "contents"), answer="Record",

@@ -369,6 +369,59 @@ class StepChecker:
             self.report((*step.path, "password"), f"{name!r} is not the password of any "
                         f"hsm.backup step nor declared in [[passwords]] "
                         f"({one_of(self.passwords, 'password')})")
+        written = {"password", "shares"} & step.written
+        if len(written) != 1:
+            self.report((*step.path, "password" if not written else "shares"),
+                        "hsm.restore needs what opens the backup: a `password` (a token-directory "
+                        "backup) or `shares`, the role bringing the KEK's shares (a wrap backup); "
+                        + ("not both" if written else "neither is given"))
+        self._shares_role(step)
+
+    def _shares_role(self, step: Row) -> None:
+        """`shares` names a declared, trusted, acting role: its officers bring the shares."""
+        role = step.get("shares")
+        if role and self.d.roles is not None:
+            at = (*step.path, "shares")
+            row = self.d.roles.get(role)
+            if row is None:
+                self.report(at, f"{role!r} is not a declared role ({one_of(self.d.roles, 'role')})")
+            elif row.get("observer") or not row.get("trusted"):
+                self.report(at, f"{role!r} is an observer or untrusted role; KEK shares are "
+                            "brought by officers of a trusted, acting role")
+
+    def _kek(self, pos: int, step: Row) -> None:
+        """The KEK's holders are different seats, at least `threshold` of them (at most 16)."""
+        self._approved(pos, step)
+        holders, threshold = list(step.get("holders") or ()), step.get("threshold")
+        at = (*step.path, "holders")  # a seat named twice: the array's reader reports it
+        if len(holders) > 16:
+            self.report(at, f"{len(holders)} holders; SLIP-39 splits a secret into at most 16 "
+                        "shares")
+        if isinstance(threshold, int) and holders and threshold > len(holders):
+            self.report((*step.path, "threshold"), f"{threshold} shares needed but only "
+                        f"{len(holders)} holders (expected at most {len(holders)})")
+
+    def _kek_share(self, pos: int, step: Row) -> None:
+        """A share is handed to a seat that an earlier hsm.kek step names among its holders."""
+        seat = step.get("seat")
+        kek = [s for s in self.steps[:pos] if s.get("action") == "hsm.kek"]
+        if not seat:
+            self.report((*step.path, "seat"), "kek.share requires 'seat', the holder whose "
+                        "share it is (expected one of an earlier hsm.kek step's holders)")
+        elif not kek:
+            self.report((*step.path, "action"), "kek.share hands over a share of a KEK made "
+                        "earlier (expected an hsm.kek step before it)")
+        elif kek[-1].get("holders") and seat not in kek[-1].get("holders"):
+            holders = ", ".join(kek[-1].get("holders"))
+            self.report((*step.path, "seat"), f"{seat!r} is not a holder of step "
+                        f"{kek[-1].get('n')}'s KEK (its holders: {holders})")
+
+    def _drive_verify(self, pos: int, step: Row) -> None:
+        """`shares` belongs to the restore drill of a wrap backup."""
+        if step.get("shares") and not step.get("drill"):
+            self.report((*step.path, "shares"), "shares are brought for the restore drill "
+                        "(expected drill = true beside it)")
+        self._shares_role(step)
 
     def _restore_order(self, pos: int, step: Row) -> None:
         """The backup's drive is plugged in before the restore is planned: at the restore, or

@@ -51,7 +51,7 @@ from coordinator.executor import Progress
 from coordinator.folder_drives import FolderDrives
 from coordinator.record_command import PreviousJournal, render_toml
 from coordinator.rehearsal.people import Cast
-from keyrite import configfile
+from keyrite import configfile, sealing
 from keyrite.configfile import ConfigError
 from keyrite.exits import BadInput
 from keyrite.files import write_exclusive
@@ -255,8 +255,12 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
             key = Ed25519PrivateKey.generate()
             passphrases[seat] = secrets.token_urlsafe(12)
             save_private_key(paths.officers / f"{seat}.key", key, passphrases[seat].encode())
+            # the console's CURVE pair: a KEK share is sealed to its public half
+            curve_public, curve_secret = sealing.new_pair()
+            write_exclusive(paths.officers / f"{seat}.curve",
+                            f"{curve_public} {curve_secret}\n".encode(), 0o600)
             officers[seat] = Officer(seat, cast.roles[seat], p.person, p.name, p.organisation,
-                                     public_key_text(key.public_key()))
+                                     public_key_text(key.public_key()), console_key=curve_public)
     write_exclusive(paths.officers / "passphrases.toml",
               "".join(f"{k} = {_toml_value(v)}\n" for k, v in passphrases.items()).encode(), 0o600)
     write_exclusive(paths.roster, dump_roster(Roster(officers)).encode())
@@ -275,7 +279,10 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
         declared = script.signers[0]
         seeded = seed_rehearsal_token(paths.signer, policy_keys(script), shape=fixture,
                                       name=declared.name, role=declared.role or "standby",
-                                      progress=progress, token_module=token_module)
+                                      progress=progress, token_module=token_module,
+                                  backup_method="wrap" if any(
+                                      st.action == "hsm.kek" for st in script.steps)
+                                  else "tokendir")
         with contextlib.ExitStack() as up:
             if okc.is_okc(seeded.config):  # its pkcsslotd again, for as long as we look
                 up.enter_context(okc.running(seeded.config_path))
