@@ -24,7 +24,7 @@ class Action:
     """One thing this officer may do now. `command` is the wire command without what the officer
     still has to type (value, reason, passphrase); `needs` names those inputs in order."""
 
-    # signin acknowledge record signoff approve refuse decide pause resume secret admit;
+    # signin acknowledge record signoff approve refuse decide pause resume secret admit share;
     # remark (raise a remark or a deviation), deviation (the administrator decides on one)
     kind: str
     key: str  # the keystroke that starts it
@@ -37,7 +37,7 @@ class Action:
 KEYS: dict[str, str] = {
     "signin": "s", "acknowledge": "a", "record": "v", "signoff": "o", "approve": "p",
     "refuse": "r", "decide": "x", "pause": "z", "resume": "g", "secret": "w", "admit": "i",
-    "remark": "n", "deviation": "d",
+    "remark": "n", "deviation": "d", "share": "k",
 }
 
 
@@ -101,6 +101,11 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
             if a.kind == "acknowledge":
                 out.append(_act("acknowledge", f"Acknowledge step {a.step}",
                                 {"type": "acknowledge", **base}))
+            elif a.kind == "kek.share":  # the console opens the box sealed to it, shows it
+                out.append(_act("acknowledge", "Show my KEK share; confirm it is written down",
+                                {"type": "acknowledge", **base},
+                                detail={"kek_id": a.detail.get("kek_id"),
+                                        "box": a.detail.get("box"), "share": True}))
             elif a.kind == "signin" and not a.detail.get("missing"):
                 out.append(_act("acknowledge", "Confirm everyone is signed in",
                                 {"type": "acknowledge", **base}))
@@ -123,6 +128,7 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
             elif a.kind == "secret" and a.detail.get("purpose") != "drill":
                 out.append(_secret_act(a, base))
     out += _signoffs(view, seat)
+    out += _share_acts(view, seat, role, me.person)
     for q in view.quorums:
         if q.role != role or not q.asked:
             continue
@@ -161,6 +167,21 @@ def _signoffs(view: CeremonyView, seat: str) -> list[Action]:
                  ("passphrase",))
             for a in step.asked if a.kind == "signoff" and a.step == step.n
             and seat in (a.detail.get("seats") or ())]
+
+
+def _share_acts(view: CeremonyView, seat: str, role: str, person: str) -> list[Action]:
+    """Bringing one's KEK share to a wrap backup's restore or drill: every signed-in officer of
+    the asked role who has not brought one. The console seals what is typed to the signer's
+    share key; the coordinator never sees a share."""
+    step = view.step
+    if step is None:
+        return []
+    return [_act("share", f"Bring my KEK share for the {a.detail.get('purpose')}",
+                 {"type": "share", "seat": seat, "step": a.step,
+                  "purpose": a.detail.get("purpose")}, ("share",),
+                 {k: a.detail.get(k) for k in ("kek_id", "share_key", "threshold", "purpose")})
+            for a in step.asked if a.kind == "share" and a.step == step.n and a.role == role
+            and seat not in (a.detail.get("brought") or ()) and a.detail.get("share_key")]
 
 
 def remark_for(view: CeremonyView, seat: str, role: str) -> Action | None:

@@ -29,6 +29,7 @@ from consoles.bus_link import ConsoleLink
 from consoles.cosign import Accepted, Cosigner, Refusal, cosign_command, opened, refusal_command
 from consoles.journal_copy import JournalCopy
 from consoles.screen import ConsoleScreen, NotSent
+from consoles.shares import ShareKeeper
 from consoles.signing import Stale, sign_command, sign_signin_command
 from coordinator.bus import BusClient, CurveKeyPair, Refused
 from coordinator.journal.note import Verifier
@@ -56,6 +57,7 @@ class Console:
                 raise BadInput(f"{cfg.path}: console.also: {o.seat} is {o.name}'s seat, not "
                                f"{me.name}'s")
         self.me: OfficerEntry = me
+        self._curve_secret = secret  # opens the KEK share the signer seals to this console
         self.enrolments = {me.seat: cfg.enrolment, **{o.seat: d for o, d in
                                                       zip(others, cfg.also, strict=True)}}
         self.also = tuple((o.seat, o.role) for o in others)
@@ -211,7 +213,8 @@ class Console:
         if self.keeper is not None:
             threading.Thread(target=self.keeper.run, name="record", daemon=True).start()
         screen = ConsoleScreen(self.view, self.me.seat, self.me.role, self.on_command,
-                               also=self.also, status=self.status)
+                               also=self.also, status=self.status,
+                               shares=ShareKeeper(self.me.seat, self._curve_secret))
         self.screen = screen
         screen.update(self.view)  # a view that came while the screen was being built
         root = logging.getLogger()

@@ -55,6 +55,9 @@ from ceremony.script.formats import FORMATS, check_value
 from ceremony.script.step_kinds import STEP_KINDS
 from ceremony.view import CeremonyView, DeviationView, DocumentView, QuorumView, absent_actor
 from consoles.actions import KEYS, Action, actions_for, remark_for
+from consoles.shares import ShareError, ShareKeeper
+from consoles.shares import check as check_share
+from consoles.shares import rows as share_rows
 
 STYLE = Style.from_dict({
     "title": "bold",
@@ -379,6 +382,7 @@ class ConsoleScreen:
         also: tuple[tuple[str, str], ...] = (),
         status: Callable[[], str] | None = None,
         clock: Callable[[], float] = time.time,
+        shares: ShareKeeper | None = None,
         input: Input | None = None,
         output: Output | None = None,
     ) -> None:
@@ -389,6 +393,7 @@ class ConsoleScreen:
         self.also = also  # (seat, role): the same person's other seats, acted for from here
         self.status = status  # one more line under the header (the link, the auditor's copy)
         self.clock = clock
+        self.shares = shares  # this console's KEK share: opened, shown once; typed and sealed
         self.message = ""
         self._message_step: int | None = None  # a message is shown while its step is current
         self._prompt: _Prompt | None = None
@@ -569,7 +574,11 @@ class ConsoleScreen:
         return None
 
     def _begin(self, a: Action) -> None:
-        if not a.needs:
+        if a.detail.get("share"):
+            self._show_share(a)
+        elif a.kind == "share":
+            self._bring_share(a)
+        elif not a.needs:
             self._send(a, {})
         elif a.kind == "approve":
             self._approve(a)
@@ -638,6 +647,58 @@ class ConsoleScreen:
             self._open(_Prompt(lines, "Confirm password:", secret=True, submit=confirmed))
 
         self._open(_Prompt(lines, "Password:", secret=True, submit=typed))
+
+    def _show_share(self, a: Action) -> None:
+        """This holder's KEK share, opened from the box sealed to this console, on the whole
+        screen (paged if it must be) to be written down; Enter confirms, and the coordinator
+        then forgets the box. Esc leaves it for later."""
+        box, kek_id = a.detail.get("box"), str(a.detail.get("kek_id"))
+        if self.shares is None or not box:
+            self._say("no KEK share for this console has arrived: ask the KGA")
+            return
+        try:
+            words = self.shares.open(kek_id, str(box))
+        except ShareError as e:
+            self._say(str(e))
+            return
+        prompt = _Prompt(
+            [], "Enter once it is written down and checked (Esc: later):", signing=True,
+            blocks=[
+                ([("class:title", f"Your share of backup KEK {kek_id} ({self.seat}):"),
+                  ("", " write every word down, in order, and read it back. It is shown on "
+                       "this console only, and only until you confirm.")], True, 0),
+                ([("", "\n".join(share_rows(words)))], True, 0),
+            ])
+        prompt.submit = lambda _text: self._send(a, {})
+        self._open(prompt)
+
+    def _bring_share(self, a: Action) -> None:
+        """The KSO types their share (masked); it is checked here (its checksum catches a word
+        typed wrong) and sealed to the signer's share key before it is sent."""
+        if self.shares is None:
+            self._say("this console has no key to seal a share with")
+            return
+        keeper = self.shares
+
+        def why(text: str) -> str | None:
+            try:
+                check_share(text)
+            except ShareError as e:
+                return str(e)
+            return None
+
+        def submit(text: str) -> None:
+            try:
+                box = keeper.seal(str(a.detail.get("share_key")), str(a.detail.get("kek_id")),
+                                  text)
+            except ShareError as e:
+                self._say(str(e))
+                return
+            self._send(a, {"box": box})
+
+        self._open(_Prompt([a.label, "Type the words of your share, separated by spaces. It "
+                            "is sealed to the signer on this console; the coordinator cannot "
+                            "read it."], "Share:", secret=True, submit=submit, check=why))
 
     def _record(self, a: Action) -> None:
         fmt = str(a.detail.get("format") or "text")

@@ -366,6 +366,11 @@ def execute(w: World, want: d.Execute) -> dict[str, Any]:
         n = 2 * len(want.operation.get("keys", []))
         w.hsm_keys += n
         return {"generated": n}
+    if kind == "kek":  # the shares go sealed to their holders, never into the journal
+        op = want.operation
+        return {"kek_id": hashlib.sha256(want.digest.encode()).hexdigest()[:32],
+                "scheme": "SLIP-39", "threshold": op["threshold"],
+                "shares": len(op["holders"]), "holders": list(op["holders"])}
     w.backup_sha256 = hashlib.sha256(f"backup {want.digest}".encode()).hexdigest()
     return {"sha256": w.backup_sha256, "file": "backup.tar"}
 
@@ -412,7 +417,7 @@ def honest_event(m: Machine, w: World) -> ev.Event | None:
                        lambda x: want.detail.get("seat") in (None, x))
         if (e := acting(seat)) is not None:
             return e
-        if want.kind == "acknowledge":
+        if want.kind in ("acknowledge", "kek.share"):  # a KEK share: written down
             return ev.Acknowledge(at=w.at(), seat=seat)
         if want.kind == "seal":
             return seal(w, seat, step.n, str(step.bag), step.contents,

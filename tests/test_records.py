@@ -68,6 +68,8 @@ WRITTEN: list[tuple[r.Record, dict[str, Any]]] = [
       "signature": "— o/KSO1 AAAA"}),
     (r.Document(at=T0, what="report", file="report.pdf", sha256="ab:cd"),
      {"type": "document", "at": T0, "what": "report", "file": "report.pdf", "sha256": "ab:cd"}),
+    (r.Share(at=T0, seat="KSO2", step=10, purpose="drill"),
+     {"type": "share", "at": T0, "seat": "KSO2", "step": 10, "purpose": "drill"}),
 ]
 
 

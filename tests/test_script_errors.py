@@ -169,8 +169,8 @@ CASES = [
     case("unknown action", change('action = "signoff"', 'action = "hsm.destroy"'),
          ("hsm.destroy", f"{S1}[3].action", "'hsm.destroy' is not an action: acknowledge, signin, "
           "record, verify, hsm.fingerprint, hsm.list, hsm.purge, hsm.generate, hsm.backup, "
-          "hsm.restore, hsm.kek, kek.share, quorum, drive.insert, drive.copy, drive.verify, drive.eject, seal, "
-          "handover, unseal, transcript, signoff")),
+          "hsm.restore, hsm.kek, kek.share, quorum, drive.insert, drive.copy, drive.verify, "
+          "drive.eject, seal, handover, unseal, transcript, signoff")),
     case("parameter not allowed for the action",
          change('action = "signoff"', 'action = "signoff"\ndrive = "log"  # here'),
          ('drive = "log"  # here', f"{S1}[3].drive",

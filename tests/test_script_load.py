@@ -173,7 +173,8 @@ def test_docs_example_and_the_bundled_ceremonies_use_every_action() -> None:
     s = load_script_text(_doc_example(), "example.toml")
     bundled = [load_script(p) for p in sorted(bundled_script_path().parent.glob("*.toml"))]
     assert len(bundled) == 3
-    wrap = load_script(DOC.parent.parent / "tests" / "scripts" / "keygen-wrap.toml")  # the KEK's two actions
+    # the KEK's two actions are in the wrap rehearsal's script
+    wrap = load_script(DOC.parent.parent / "tests" / "scripts" / "keygen-wrap.toml")
     used = {step.action for script in (s, *bundled, wrap) for step in script.steps}
     assert used == set(ACTIONS)
     assert set(ACTIONS) - {step.action for step in s.steps} == {"unseal", "hsm.restore",

@@ -241,7 +241,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         SignIn, Acknowledge, Record, Approve, RefuseApproval, Decide, SignOff,
         Observed, OperationPlanned, OperationStarted, Performed, PerformFailed,
-        Pause, Resume, PasswordEntered, ShareGiven, ApprovalLapsed, Presence, Remark, DecideDeviation,
+        Pause, Resume, PasswordEntered, ShareGiven, ApprovalLapsed, Presence, Remark,
+        DecideDeviation,
     )
 }
 

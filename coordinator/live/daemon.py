@@ -190,6 +190,9 @@ class Live:
             drives_seen=frozenset(self._plugged()), loose_drives=self._loose(),
             checkpoint=self.checkpoint[1] if self.checkpoint else None,
             secrets_needed=self._secrets_needed(now, wants),
+            share_key=self._share_key(now, wants),
+            shares_brought=self._shares_brought(now, wants),
+            sealed_shares=self._sealed_shares(),
             cosigning=Cosigning(max(self.journal.notes, default=None),
                                 tuple(self.cosign_refusals))), wants)
 
@@ -222,6 +225,35 @@ class Live:
         only, for one piece of work)."""
         ask = self.m.password_asked(now, wants)
         return tuple(n for n in ask.names if n not in self.world.secrets) if ask else ()
+
+    def _share_key(self, now: float, wants: tuple[d.Decision, ...]) -> str | None:
+        """The signer's share key while KEK shares are asked for (the restore's plan names the
+        key its approvers signed for)."""
+        ask = self.m.share_asked(now, wants)
+        if ask is None:
+            return None
+        want = wants[0]
+        if isinstance(want, d.Execute) and want.operation.get("share_key"):
+            return str(want.operation["share_key"])
+        try:
+            return self.world.share_key()
+        except Exception as e:  # noqa: BLE001 - the signer link: shown, and asked again
+            log.warning("the signer's share key could not be read: %s", e)
+            return None
+
+    def _shares_brought(self, now: float, wants: tuple[d.Decision, ...]) -> tuple[str, ...]:
+        ask = self.m.share_asked(now, wants)
+        return tuple(sorted(self.world.share_boxes.get(ask.step, {}))) if ask else ()
+
+    def _sealed_shares(self) -> tuple[tuple[str, str], ...]:
+        cur = self.m.current
+        if cur is None or cur.action != "kek.share":
+            return ()
+        return tuple(sorted(self.world.sealed_shares().items()))
+
+    def _shares_short(self, now: float, wants: tuple[d.Decision, ...]) -> bool:
+        ask = self.m.share_asked(now, wants)
+        return ask is not None and len(self.world.share_boxes.get(ask.step, {})) < ask.threshold
 
     def changed(self) -> None:
         """Something everyone sees changed: broadcast soon; the driver looks again."""
@@ -265,7 +297,11 @@ class Live:
         stale = self._stale(body)
         if stale:
             raise CommandRefused(stale)
+        current = self.m.current
         answer = self._apply(act)
+        if isinstance(act, ev.Acknowledge) and current is not None and \
+                current.action == "kek.share":  # written down: forgotten here
+            self.world.share_handed(act.seat)
         if isinstance(act, ev.SignOff) and isinstance(body.get("cosign"), dict):
             self._signoff_cosign(act.seat, body["cosign"], now)
         return answer
@@ -336,7 +372,24 @@ class Live:
             return self._checkpoint_page(act.params["from"])
         if act.kind == "cosign":
             return self._cosign(act, now)
+        if act.kind == "share":
+            return self._share(act, now)
         return self._secret(act, now)
+
+    def _share(self, act: Own, now: float) -> dict[str, Any]:
+        """A KEK share an officer brought for a wrap backup's restore or drill, sealed on their
+        console to the signer's share key: this coordinator cannot open it, and keeps it in
+        memory for that one piece of work. The machine judges who brought it (`ShareGiven`);
+        the signer whether it opens."""
+        ask = self.m.share_asked(now)
+        held = self.world.share_boxes.get(ask.step, {}) if ask is not None else {}
+        if ask is not None and len(held) >= ask.threshold and act.seat not in held:
+            raise CommandRefused(f"the {ask.threshold} KEK shares needed are already brought")
+        answer = self._apply(ev.ShareGiven(at=now, seat=act.seat, step=act.params["step"],
+                                           purpose=act.params["purpose"]))
+        assert ask is not None  # the machine refuses a share nobody asked for
+        self.world.share_boxes.setdefault(ask.step, {})[act.seat] = act.params["box"]
+        return answer
 
     def _secret(self, act: Own, now: float) -> dict[str, Any]:
         """A password for the work about to run, checked here against the verifier the KGA
@@ -502,7 +555,8 @@ class Live:
             return True  # people's turn: their commands wake the driver
         if self.m.paused or self.m.status != "running":
             return True
-        if isinstance(want, (d.Execute, d.Perform)) and self._secrets_needed(now, wants):
+        if isinstance(want, (d.Execute, d.Perform)) and (
+                self._secrets_needed(now, wants) or self._shares_short(now, wants)):
             return True
         return absent_actor(self._view_object(now, wants)) is not None
 

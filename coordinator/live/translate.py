@@ -33,6 +33,7 @@ from coordinator.journal.checkpoint import (
     cosigner_name,
     open_cosignature,
 )
+from keyrite import sealing
 from keyrite.plainjson import MAX_INT, safe_text
 
 #: commands that become machine events (journaled as events or refusals)
@@ -41,8 +42,9 @@ EVENT_COMMANDS = ("signin", "acknowledge", "record", "approve", "refuse", "decid
 #: commands the coordinator answers first: a password is checked against its verifier before
 #: the machine judges who typed it (as a PasswordEntered); presence, journal pages, the latest
 #: checkpoint (with a consistency proof) and a console's cosignature of it, or its refusal to
-#: cosign, are not the machine's at all
-OWN_COMMANDS = ("secret", "presence", "journal", "checkpoint", "cosign")
+#: cosign, are not the machine's at all; a KEK share, sealed on the console to the signer's share
+#: key, is kept for the signer (the machine judges who brought it, as a ShareGiven)
+OWN_COMMANDS = ("secret", "share", "presence", "journal", "checkpoint", "cosign")
 
 
 class Invalid(ValueError):
@@ -53,7 +55,7 @@ class Invalid(ValueError):
 class Own:
     """A command for the coordinator itself, not the machine."""
 
-    kind: str  # secret | presence | journal | checkpoint | cosign
+    kind: str  # secret | share | presence | journal | checkpoint | cosign
     seat: str
     params: dict[str, Any]
 
@@ -192,6 +194,12 @@ def translate(roster: Roster, administrator: str, officer: str, body: Any,
         return ev.DecideDeviation(at=now, seat=seat, deviation=_int(body, "deviation"),
                                   decision=_str(body, "decision"),
                                   reason=_str(body, "reason", TEXT_LIMIT))
+    if kind == "share":  # a KEK share sealed to the signer (never journaled, never broadcast)
+        box = _str(body, "box", sealing.MAX_BOX)
+        if not box.isascii() or len(box) < 64:
+            raise Invalid("share: 'box' is a sealed box (base64), as the console makes it")
+        return Own("share", seat, {"step": _int(body, "step"), "purpose": _str(body, "purpose"),
+                                   "box": box})
     # secret: a password typed for an operation (never journaled, never broadcast)
     return Own("secret", seat, {"step": _int(body, "step"), "name": _str(body, "name"),
                                 "value": _str(body, "value", TEXT_LIMIT)})

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ceremony.machine import Machine
-from ceremony.machine.machine import ShareAsk
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
+from ceremony.machine.machine import ShareAsk
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.folder_drives import FolderDrives
 from coordinator.rehearsal.officers import ScriptedRoom
