@@ -15,13 +15,15 @@ same installation again for the ceremony.
 from __future__ import annotations
 
 import shutil
+import signal
+import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from signer_shim.interface import PolicyKeys, Progress
+from signer_shim.interface import PolicyKeys, Progress, SignerError
 from signer_shim.opendnssec.ods_config import OdsConfig, load_ods_config
 from signer_shim.opendnssec.ods_daemon import clear_stale_pidfile, stop_enforcer
 from signer_shim.opendnssec.ods_setup import (
@@ -159,3 +161,72 @@ def seed_rehearsal_ods(directory: Path, policies: Sequence[PolicyKeys], *, shape
             result = signer.execute(plan, [], progress)
         settle(daemon)
     return SeededOds(inst.config, inst.config_path, zones, int(result["added"]))
+
+
+def serve(config_path: Path, say: Callable[[str], None] = print) -> int:
+    """Run the installation's enforcer until SIGTERM or SIGINT, then stop it (`running`): what
+    a staged live ceremony starts before its shim, as the rehearsal holds `running` around its
+    own. A signal only sets a flag, so the enforcer is stopped even when one comes while it
+    starts. 0 when stopped on a signal, 1 when the enforcer exited by itself."""
+    asked: list[str] = []
+
+    def stop(signum: int, frame: object) -> None:
+        asked.append(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with running(config_path) as daemon:
+        proc = daemon.proc
+        pid = proc.pid if proc is not None else "?"
+        say(f"ods-enforcerd running (pid {pid}) over {daemon.inst.conf}, socket "
+            f"{daemon.inst.socket}; Ctrl-C or SIGTERM stops it")
+        while not asked and proc is not None and proc.poll() is None:
+            time.sleep(0.1)
+    if asked:
+        say(f"ods-enforcerd stopped ({asked[0]})")
+        return 0
+    say(f"ods-enforcerd exited by itself ({proc.returncode if proc else '?'}); see "
+        f"{daemon.log}")
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m staging.ods --config DIR/signer/signer.toml [--stop]`."""
+    import argparse
+
+    from signer_shim.config import ConfigError
+    p = argparse.ArgumentParser(
+        prog="python -m staging.ods",
+        description="Run the private ods-enforcerd of a staged live ceremony (keyrite stage "
+        "--signer opendnssec) in the foreground until Ctrl-C or SIGTERM, which stop it; "
+        "an enforcer a killed run left over the same installation is stopped first. With "
+        "--stop, only stop such a leftover. Exit codes: 0 stopped, 1 the enforcer exited by "
+        "itself or did not start, 2 bad input.")
+    p.add_argument("--config", required=True, type=Path, metavar="SIGNER_TOML",
+                   help="the installation's signer.toml (DIR/signer/signer.toml)")
+    p.add_argument("--stop", action="store_true",
+                   help="stop the enforcer left running over this installation, and exit")
+    args = p.parse_args(argv)
+    try:
+        inst = installation_at(args.config)
+    except (ConfigError, OSError, IndexError) as e:
+        print(f"{p.prog}: {args.config}: not a private OpenDNSSEC installation's signer.toml: "
+              f"{e}", file=sys.stderr)
+        return 2
+    if args.stop:
+        try:
+            how = stop_leftover(inst.directory)
+        except SignerError as e:
+            print(f"{p.prog}: {e}", file=sys.stderr)
+            return 1
+        print(f"ods-enforcerd over {inst.conf}: {how}", flush=True)
+        return 0
+    try:
+        return serve(args.config, lambda line: print(line, flush=True))
+    except (RuntimeError, OSError, SignerError) as e:
+        print(f"{p.prog}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
