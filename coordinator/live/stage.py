@@ -31,6 +31,21 @@ and the coordinator's config names it, so the live coordinator continues its cus
     DIR/live/materials.txt       the KGA's materials sheet: each drive's serial, each bag's
                                  serial, where the device-backup password's copy is
 
+With `signer="opendnssec"` (`keyrite stage --signer opendnssec`) the signer is a private
+OpenDNSSEC 2.1, made as `keyrite rehearse --signer opendnssec` makes it (staging/ods.py): conf.xml,
+the script's policies in kasp.xml, the fixture's zones, kasp.db and a SoftHSM2 token, seeded by
+the enforcer's own earlier `key generate`, the previous record observed through `OdsSigner`. The
+shim's signer_config is its signer.toml (backend "opendnssec"). Its ods-enforcerd is not left
+running: as the rehearsal holds `staging.ods.running` around its shim, the staged ceremony's
+first command, `python -m staging.ods --config DIR/signer/signer.toml`, runs it in the
+foreground until Ctrl-C or SIGTERM stops it (`staging.ods.serve`); the shim is started after it.
+Continuing from a previous ceremony is not staged on it (as it is not rehearsed on it): the
+signer would continue on a copy of a PKCS#11 rehearsal's token.
+
+    DIR/signer/                  with --signer opendnssec: the private installation
+                                 (conf.xml, kasp.xml, zonelist.xml, kasp.db, hsm/, state/,
+                                 signer.toml, enforcerd.log)
+
 The coordinator's config carries a verifier of the device-backup password (`[passwords]`, as
 `keyrite password verifier` prints it), never the password: the copy in DIR/materials stands in
 for the pre-generated password on paper that the SA and, at the restore drill, a second officer
@@ -63,11 +78,15 @@ from coordinator.rehearsal.rehearse import Continued, continued
 from coordinator.rehearsal.signer_link import authority_for
 from coordinator.rehearsal.workdir import Paths, password_copy, password_names, set_up
 from keyrite.enroll import make_officer, write_curve_pair
-from keyrite.exits import BadInput
+from keyrite.exits import BadInput, Failure
 from keyrite.files import write_exclusive
 from keyrite.keyfiles import load_private_key
 from keyrite.passwords import make_verifier
+from staging import ods
 from staging.standup import write_shim_files
+
+#: what a staged signer runs on: a PKCS#11 token (SoftHSM2), or a private OpenDNSSEC over one
+SIGNERS = ("pkcs11", "opendnssec")
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,8 @@ class Staged:
     passwords: dict[str, Path]  # name -> the pre-generated password's copy (on paper, live)
     previous: Path | None = None  # the earlier ceremony's journal this one continues from
     held: dict[str, str] = field(default_factory=dict)  # bag brought in -> serial on it
+    signer: str = "pkcs11"  # SIGNERS: what the shim's backend drives
+    enforcer: Path | None = None  # opendnssec: the signer.toml `enforcer_command` runs over
 
     @property
     def live(self) -> Path:
@@ -103,20 +124,26 @@ def _q(v: object) -> str:
 def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None,
           ports: tuple[int, int, int] | None = None, progress: Progress | None = None,
           previous: Path | None = None, previous_key: str | None = None,
-          token: Path | None = None) -> Staged:
+          token: Path | None = None, signer: str = "pkcs11") -> Staged:
     """Stage `script_path` in the new directory `root`. With `previous` (an earlier ceremony's
     journal) and `previous_key` (its checkpoint key), the staged ceremony continues from it as
     `keyrite rehearse --previous` does: the journal is verified and folded before anything is
     made, the coordinator's config names it (`previous_journal`), the drives in the bags it
     left held are as that rehearsal sealed them, and the signer continues on its token
     (`token`, default the `signer/` beside the journal), or on a fresh one of the same box for
-    a restore."""
+    a restore. With `signer` "opendnssec" the signer is a private OpenDNSSEC whose enforcer
+    made the previous keys (`check_signer` says what does not go with it)."""
     root = root.absolute()
+    if signer not in SIGNERS:
+        raise BadInput(f"--signer {signer}: known are {', '.join(SIGNERS)}")
+    if signer == "opendnssec" and (previous is not None or token is not None):
+        raise BadInput(opendnssec_refusal("--previous" if previous is not None else "--token"))
     cont = continued(previous, previous_key, token)  # the options, checked for what goes together
     if root.exists() and any(root.iterdir()):
         raise BadInput(f"{root} exists and is not empty: choose a new directory")
     script_path = (script_path or bundled_script_path()).absolute()
     script = load_script(script_path)
+    check_signer(script, script_path, signer)
     if script.earlier_bags and cont is None:  # its coordinator would refuse to start
         raise BadInput(f"{script_path} opens bags an earlier ceremony sealed "
                        f"({', '.join(script.earlier_bags)}): stage it with that ceremony's "
@@ -128,7 +155,8 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
     paths = Paths(root)
     root.mkdir(parents=True, exist_ok=True)
     set_up(paths, script, fixture, progress or (lambda done, total, what: None), cast=cast,
-           previous=earlier, token=cont.token if cont is not None else None)
+           previous=earlier, token=cont.token if cont is not None else None,
+           signer_backend=signer)
     live = root / "live"
     (live / "officers").mkdir(parents=True, mode=0o700)
     (live / "consoles").mkdir()
@@ -208,9 +236,47 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
     staged = Staged(root, live / "coordinator.toml", shim, consoles, phrases, journal_key,
                     (shim_port, commands, broadcasts), drives, bags,
                     {n: password_copy(paths, n) for n in password_names(script)},
-                    cont.journal if cont is not None else None, held)
+                    cont.journal if cont is not None else None, held,
+                    signer if script.signers else "pkcs11",
+                    paths.signer / "signer.toml"
+                    if script.signers and signer == "opendnssec" else None)
     write_exclusive(live / "materials.txt", materials_sheet(staged).encode())
     return staged
+
+
+def opendnssec_refusal(what: str) -> str:
+    return (f"--signer opendnssec with {what}: a ceremony on OpenDNSSEC is staged on a new "
+            "private installation, and continuing from a previous ceremony (--previous, "
+            "--token, a script that opens bags an earlier one sealed, or a restore) continues "
+            "on a copy of a PKCS#11 rehearsal's token, as `keyrite rehearse --signer "
+            "opendnssec` refuses it too: stage that one on the PKCS#11 signer (the default, "
+            "--signer pkcs11)")
+
+
+def check_signer(script: Script, path: Path, signer: str) -> None:
+    """Before anything is made, for `signer` "opendnssec": BadInput for a script that would
+    continue on an earlier ceremony's signer (it opens bags an earlier one sealed, or
+    restores), and Failure when OpenDNSSEC is not installed here. A script that declares no
+    signer stages none, whatever `signer` says."""
+    if signer != "opendnssec" or not script.signers:
+        return
+    restores = [st.n for st in script.steps if st.action == "hsm.restore"]
+    if script.earlier_bags:
+        raise BadInput(f"{path}: " + opendnssec_refusal(
+            f"a script that opens bags an earlier ceremony sealed "
+            f"({', '.join(script.earlier_bags)})"))
+    if restores:
+        raise BadInput(f"{path}: " + opendnssec_refusal(
+            f"a script that restores (step {restores[0]})"))
+    why = ods.unavailable()
+    if why:
+        raise Failure(f"--signer opendnssec: {why}")
+
+
+def enforcer_command(config: Path) -> str:
+    """The command that runs a staged OpenDNSSEC's enforcer in the foreground (`staging.ods`),
+    with this interpreter: keyrite has no subcommand for it, it is staging's."""
+    return f"{shlex.quote(sys.executable)} -m staging.ods --config {shlex.quote(str(config))}"
 
 
 def earlier_ceremony(cont: Continued, script: Script) -> PreviousJournal:
@@ -277,6 +343,10 @@ def materials_sheet(s: Staged) -> str:
 def instructions(s: Staged) -> str:
     k = keyrite_command()
     lines = [f"staged a live ceremony in {s.root}", "", "start, each in its own terminal:"]
+    if s.enforcer is not None:  # first: the shim's OpenDNSSEC needs its enforcer up
+        lines[-1] = ("start, each in its own terminal (the private ods-enforcerd first, and "
+                     "stop it last, with Ctrl-C, after the shim):")
+        lines += [f"  {enforcer_command(s.enforcer)}"]
     lines += [f"  {k} shim --config {s.shim}"] if s.shim else []
     lines += [f"  {k} coordinator --config {s.coordinator}"]
     lines += [f"  {k} console --config {c}" for c in s.consoles.values()]
@@ -289,6 +359,9 @@ def instructions(s: Staged) -> str:
     if s.shim is None:
         lines.append("no signer shim: the script declares no signer, so nothing is staged for "
                      "one and none is started")
+    if s.enforcer is not None:
+        lines.append(f"signer: a private OpenDNSSEC in {s.enforcer.parent} (its enforcer's "
+                     f"log: {s.enforcer.parent / 'enforcerd.log'})")
     if s.previous is not None:
         lines.append(f"continues from {s.previous} (the coordinator verifies it at each start)")
     lines.append(f"journal verifier key: {s.journal_key}")

@@ -1,5 +1,6 @@
-"""`keyrite stage --workdir DIR [--previous J --previous-key K]`: a live ceremony staged here
-(coordinator.live.stage), continuing an earlier one's journal as `keyrite rehearse` does."""
+"""`keyrite stage --workdir DIR [--signer opendnssec] [--previous J --previous-key K]`: a live
+ceremony staged here (coordinator.live.stage), continuing an earlier one's journal as `keyrite
+rehearse` does, or with a private OpenDNSSEC as its signer."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ DESCRIPTION = (
     "key generation writes one and prints its checkpoint key); the journal is verified first, "
     "the coordinator's config names it, the drives in its held bags are as it sealed them, and "
     "the signer continues on its token (a fresh token of the same box for a restore). "
-    "Exit codes: 0 staged, 2 bad input."
+    "With --signer opendnssec the signer is a private OpenDNSSEC whose enforcer the first "
+    "printed command runs. "
+    "Exit codes: 0 staged, 1 OpenDNSSEC not installed (--signer opendnssec), 2 bad input."
 )
 
 
@@ -42,18 +45,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", type=Path, metavar="DIR",
                    help="with --previous: the signer directory to continue on (default: "
                    "signer/ beside the journal)")
+    p.add_argument("--signer", choices=("pkcs11", "opendnssec"), default="pkcs11",
+                   help="the signer backend behind the staged shim: 'pkcs11' (the default, a "
+                   "SoftHSM2 token), or 'opendnssec', a private OpenDNSSEC 2.1 in DIR/signer "
+                   "(conf.xml, kasp.xml, kasp.db over a SoftHSM2 token) whose enforcer made "
+                   "the previous keys and plans the counts, as keyrite rehearse --signer "
+                   "opendnssec makes it. Its ods-enforcerd is not left running: the first "
+                   "printed command (python -m staging.ods --config DIR/signer/signer.toml) "
+                   "runs it until Ctrl-C; start it before the shim, stop it after. Not with "
+                   "--previous or --token, nor for a script that opens an earlier ceremony's "
+                   "bags or restores (exit 2)")
     p.add_argument("--json", action="store_true", help="print paths and ports as JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from coordinator.live.stage import instructions, stage
+    from coordinator.live.stage import enforcer_command, instructions, stage
 
     def progress(done: int, total: int, what: str) -> None:
         print(f"\r{what} {done}/{total}", end="", file=sys.stderr, flush=True)
 
     s = stage(args.workdir, fixture=args.fixture, script_path=args.script, progress=progress,
-              previous=args.previous, previous_key=args.previous_key, token=args.token)
+              previous=args.previous, previous_key=args.previous_key, token=args.token,
+              signer=args.signer)
     print(file=sys.stderr)
     if args.json:
         print(json.dumps({"root": str(s.root), "coordinator": str(s.coordinator),
@@ -64,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
                           "journal_key": s.journal_key, "drives": s.drives, "bags": s.bags,
                           "materials": str(s.live / "materials.txt"),
                           "previous": str(s.previous) if s.previous else None,
-                          "held": s.held}, indent=2))
+                          "held": s.held, "signer": s.signer,
+                          "enforcer": None if s.enforcer is None else {
+                              "config": str(s.enforcer),
+                              "command": enforcer_command(s.enforcer)}}, indent=2))
     else:
         print(instructions(s))
     return 0
