@@ -103,7 +103,7 @@ class Staged:
     passwords: dict[str, Path]  # name -> the pre-generated password's copy (on paper, live)
     previous: Path | None = None  # the earlier ceremony's journal this one continues from
     held: dict[str, str] = field(default_factory=dict)  # bag brought in -> serial on it
-    signer: str = "pkcs11"  # SIGNERS: what the shim's backend drives
+    signer: str | None = "pkcs11"  # SIGNERS: what the shim's backend drives; None: no signer
     enforcer: Path | None = None  # opendnssec: the signer.toml `enforcer_command` runs over
 
     @property
@@ -237,7 +237,7 @@ def stage(root: Path, *, fixture: str = "small", script_path: Path | None = None
                     (shim_port, commands, broadcasts), drives, bags,
                     {n: password_copy(paths, n) for n in password_names(script)},
                     cont.journal if cont is not None else None, held,
-                    signer if script.signers else "pkcs11",
+                    signer if script.signers else None,
                     paths.signer / "signer.toml"
                     if script.signers and signer == "opendnssec" else None)
     write_exclusive(live / "materials.txt", materials_sheet(staged).encode())
