@@ -261,3 +261,13 @@ def test_the_enforcer_runner_refuses_a_pkcs11_signer(tmp_path: Path) -> None:
     assert p.returncode == 2, p.stdout + p.stderr
     assert "not a private OpenDNSSEC installation's signer.toml" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_a_script_with_no_signer_stages_no_opendnssec(tmp_path: Path) -> None:
+    """Nothing to run an enforcer for: no installation, no enforcer command, no shim."""
+    p = _run("stage", str(ROOT / "tests" / "scripts" / "no-signer.toml"), "--signer",
+             "opendnssec", "--workdir", str(tmp_path / "c"), "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads(p.stdout)
+    assert s["signer"] is None and s["enforcer"] is None and s["shim"] is None
+    assert not (tmp_path / "c" / "signer").exists()
