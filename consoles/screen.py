@@ -650,8 +650,8 @@ class ConsoleScreen:
 
     def _show_share(self, a: Action) -> None:
         """This holder's KEK share, opened from the box sealed to this console, on the whole
-        screen (paged if it must be) to be written down; Enter confirms, and the coordinator
-        then forgets the box. Esc leaves it for later."""
+        screen (paged if it must be) to be written down; typing `written` confirms, and the
+        coordinator then forgets the box. Esc leaves it for later."""
         box, kek_id = a.detail.get("box"), str(a.detail.get("kek_id"))
         if self.shares is None or not box:
             self._say("no KEK share for this console has arrived: ask the KGA")
@@ -662,7 +662,9 @@ class ConsoleScreen:
             self._say(str(e))
             return
         prompt = _Prompt(
-            [], "Enter once it is written down and checked (Esc: later):", signing=True,
+            [], "Type written and Enter once it is written down and read back (Esc: later):",
+            signing=True, check=lambda t: None if t.strip().lower() == "written" else
+            "type the word written once every word is on paper (Esc: later)",
             blocks=[
                 ([("class:title", f"Your share of backup KEK {kek_id} ({self.seat}):"),
                   ("", " write every word down, in order, and read it back. It is shown on "
