@@ -20,7 +20,7 @@ from consoles import shares
 from consoles.screen import ConsoleScreen
 from keyrite import sealing
 from tests.machine_helpers import drive, role_of
-from tests.test_machine_kek import _at_drill, start, SCRIPT
+from tests.test_machine_kek import SCRIPT, _at_drill, start
 
 CTRL_C = "\x03"
 KEK_ID = "00" * 16
