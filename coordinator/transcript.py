@@ -471,6 +471,10 @@ def _describe(rec: dict[str, Any], script: Script) -> tuple[str, list[str]]:
             short = {k: v for k, v in r.items() if isinstance(v, str | int | float | bool)
                      and k != "listing" and len(str(v)) <= 40}
             line = "done: " + (", ".join(f"{k}={v}" for k, v in sorted(short.items())) or "ok")
+        elif e.get("event") == "Acknowledge" and isinstance(step, int) and \
+                getattr(_step_or_none(script, step), "action", None) == "kek.share":
+            line = (f"{e['seat']} wrote down their share of the backup KEK (handed over sealed "
+                    "to their console; the share is never journaled)")
         elif e.get("event") == "Record" and isinstance(step, int):
             taken = _step_or_none(script, step)
             if taken is not None and taken.action in ("seal", "handover"):
@@ -494,6 +498,9 @@ def _describe(rec: dict[str, Any], script: Script) -> tuple[str, list[str]]:
                                                      str(rec.get("purpose")))
         return (f"{rec['seat']} typed the {rec['name']} password for {purpose} at step "
                 f"{rec['step']} (it matched its verifier; the password is never journaled)", [])
+    if t == "share":
+        return (f"{rec['seat']} brought their KEK share for the {rec.get('purpose')} at step "
+                f"{rec['step']} (sealed on their console to the signer; never journaled)", [])
     if t == "expired":
         return (f"{rec['seat']}'s approval ({rec['quorum']}, for step {rec['step']}) LAPSED "
                 "before its operation started", [f"key {rec['key']}, nonce {rec['nonce']}"])

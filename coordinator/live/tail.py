@@ -47,6 +47,8 @@ def describe(record: dict[str, Any]) -> str:
         return f"{', '.join(record.get('seats', []))} {state}"
     if t == "secret":
         return f"{record.get('seat')} entered the {record.get('name')} password"
+    if t == "share":
+        return f"{record.get('seat')} brought their KEK share"
     if t == "drive":
         return describe_drive(record)
     if t == "coordinator":

@@ -392,6 +392,9 @@ class _Fold:
                        else r.purpose)
             text = (f"{self._who(r.seat)} typed the {r.name} password for the {purpose} at "
                     f"step {r.step} (the password itself is never journaled)")
+        elif isinstance(r, rec.Share):
+            text = (f"{self._who(r.seat)} brought their KEK share for the {r.purpose} at step "
+                    f"{r.step} (the share itself is never journaled)")
         elif isinstance(r, rec.Expired):
             text = f"{self._who(r.seat)}'s approval ({r.quorum}, step {r.step}) lapsed"
         elif isinstance(r, rec.Presence):
