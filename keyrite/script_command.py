@@ -41,6 +41,12 @@ def register(subparsers: Any) -> None:
                        "the script seals")
     check.add_argument("--previous-key", metavar="VKEY",
                        help="the previous journal's checkpoint key (with --previous)")
+    check.add_argument("--signer", metavar="SIGNER_TOML", type=Path,
+                       help="also check the script against the signer that will run it, from "
+                       "its config alone (no token is touched): a KEK or KEK shares need "
+                       "[backup] method = \"wrap\", a wrap signer's restore and drill need "
+                       "shares, not a password; keys the token profile cannot generate and "
+                       "backups it cannot make are refused; OpenDNSSEC takes no KEK")
     check.set_defaults(run=run_check)
 
 
@@ -91,8 +97,39 @@ def run_check(args: argparse.Namespace) -> int:
                                               "keypath": None, "message": p}
                                              for p in problems]}))
             return exits.BAD_INPUT
-    print(json.dumps(summary(script)) if args.json else summary_line(script))
+    signer = None
+    if args.signer is not None:
+        problems, signer = against_signer(script, args.signer)
+        if problems:
+            for p in problems:
+                print(f"{path}: {p}", file=sys.stderr)
+            print(f"keyrite script check: {args.signer} cannot run {len(problems)} step"
+                  f"{'s' if len(problems) > 1 else ''} of this script", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"errors": [{"path": str(path), "line": None, "column": None,
+                                              "keypath": None, "message": p}
+                                             for p in problems]}))
+            return exits.BAD_INPUT
+    if args.json:
+        print(json.dumps({**summary(script), **({"signer": signer} if signer else {})}))
+    else:
+        print(summary_line(script) + (f"; signer: {signer}" if signer else ""))
     return exits.OK
+
+
+def against_signer(script: Script, config_path: Path) -> tuple[list[str], str]:
+    """What the signer `config_path` describes cannot do of `script`, and what that judgement
+    rested on (signer_shim.script_fit). BadInput (exit 2) for a config that does not read."""
+    from ceremony.errors import BadInput
+    from signer_shim import script_fit
+    from signer_shim.backends import load_signer_config
+    from signer_shim.config import ConfigError
+
+    try:
+        config = load_signer_config(config_path)
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+    return script_fit.problems(script, config), script_fit.summary(config)
 
 
 def against_previous(script: Script, journal: Path | None, key: str | None) -> list[str]:
