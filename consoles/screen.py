@@ -161,6 +161,19 @@ def operation_lines(op: dict[str, Any]) -> list[str]:
         lines += [f"  {k.get('locator')} {k.get('type')} label {k.get('label')} public key "
                   f"sha256 {k.get('public_key_sha256')}" for k in keys]
         shown |= {"keys", "backup_token", "file", "sha256"}
+        kek = op.get("kek")
+        if isinstance(kek, dict):  # a wrap backup: opened by the KSOs' shares of its KEK
+            lines.append(f"opened by {kek.get('threshold')} of the {kek.get('shares')} shares of "
+                         f"backup KEK {kek.get('id')}, each brought sealed to the signer's "
+                         f"share key {op.get('share_key')}")
+            shown |= {"kek", "share_key", "method"}
+    elif kind == "kek":
+        holders = [dict(h) for h in op.get("holders", [])]
+        lines.append(f"make the backup KEK in the HSM and split it into {len(holders)} shares, "
+                     f"any {op.get('threshold')} of which rebuild it; each share leaves sealed "
+                     "to its holder's console key:")
+        lines += [f"  {h.get('seat')} console key {h.get('key')}" for h in holders]
+        shown |= {"holders", "threshold"}
     lines += [f"{k}: {_plain(v)}" for k, v in sorted(op.items()) if k not in shown]
     return lines
 

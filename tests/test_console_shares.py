@@ -127,3 +127,20 @@ def test_an_sa_or_a_ksos_second_share_is_not_offered(words: list[str]) -> None:
     assert [a.kind for a in actions_for(view, "KSO2", "KSO") if a.kind == "share"] == ["share"]
     assert not [a for a in actions_for(view, "KSO1", "KSO") if a.kind == "share"]
     assert not [a for a in actions_for(view, "SA1", "SA") if a.kind == "share"]
+
+
+def test_the_approver_reads_every_holder_and_key_of_the_kek_they_approve() -> None:
+    from consoles.screen import operation_lines
+
+    keys = [_pair()[0] for _ in range(3)]
+    op = {"op": "kek", "token": "d34d", "threshold": 2,
+          "holders": [{"seat": f"KSO{i + 1}", "key": k} for i, k in enumerate(keys)]}
+    text = "\n".join(operation_lines(op))
+    assert "split it into 3 shares, any 2 of which rebuild it" in text
+    for i, k in enumerate(keys):
+        assert f"KSO{i + 1} console key {k}" in text
+    restore = {"op": "restore", "token": "d34d", "file": "b.tar.gz", "sha256": "ab",
+               "backup_token": "d34d", "keys": [], "method": "wrap", "share_key": keys[0],
+               "kek": {"id": KEK_ID, "threshold": 2, "shares": 3}}
+    text = "\n".join(operation_lines(restore))
+    assert f"opened by 2 of the 3 shares of backup KEK {KEK_ID}" in text and keys[0] in text
