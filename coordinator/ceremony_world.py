@@ -76,7 +76,7 @@ class CeremonyWorld:
         """The signer's share key (Z85), to which the officers' consoles seal the shares they
         bring; asked once."""
         if self._share_key is None:
-            self._share_key = str(self.signer.share_key()["share_key"])
+            self._share_key = str(self.signer.share_key())
         return self._share_key
 
     def console_key(self, seat: str) -> str | None:

@@ -40,14 +40,13 @@ def test_the_wrap_ceremony_completes_with_the_drill_opened_by_two_shares(
     assert summary["status"] == "completed"
     assert summary["steps_completed"] == summary["steps_total"] == 12
     journal = records(workdir / "journal.jsonl")
-    events = [r["event"] for r in journal if r.get("type") == "event"]
-    performed = {e["step"]: e["result"] for e in events if e["event"] == "Performed"}
+    events = [(r["step"], r["event"]) for r in journal if r.get("type") == "event"]
+    performed = {e["step"]: e["result"] for _, e in events if e["event"] == "Performed"}
     kek = performed[3]
     assert (kek["threshold"], kek["shares"], kek["holders"]) == (2, 3, ["KSO1", "KSO2", "KSO3"])
     assert "sealed" not in kek
     # each holder wrote their own share down, at their own step
-    acks = {e["step"]: e["seat"] for e in events if e["event"] == "Acknowledge"
-            and e["step"] in (4, 5, 6)}
+    acks = {n: e["seat"] for n, e in events if e["event"] == "Acknowledge" and n in (4, 5, 6)}
     assert acks == {4: "KSO1", 5: "KSO2", 6: "KSO3"}
     # two KSOs brought theirs to the drill; the drill restored every key and matched
     brought = [(r["seat"], r["purpose"]) for r in journal if r.get("type") == "share"]
