@@ -20,15 +20,20 @@ __all__ = ["ConfigError", "SignerConfig", "read_file", "read_sections"]
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "signer": ("name", "role", "state_dir", "host_key_path", "max_keys_per_operation"),
     "pkcs11": ("module", "softhsm2_conf", "token_label", "user_pin", "workers", "profile",
-               "launcher"),
+               "launcher", "so_pin"),
 }
 _PATHS = {"state_dir", "host_key_path", "module", "softhsm2_conf"}
 #: Optional keys and their defaults: files written before a key existed still load.
 _OPTIONAL = {"workers": 1, "max_keys_per_operation": DEFAULT_MAX_KEYS, "profile": "",
-             "launcher": ()}
+             "launcher": (), "so_pin": ""}
+#: `so_pin`: the token SO's PIN, optional. Only the wrap method needs it (the backup KEK is
+#: imported as the SO, CKA_TRUSTED): creating the KEK and restoring a wrap backup refuse
+#: without it. Like the user PIN it is kept out of repr and logs; the file is 0600.
 #: `launcher`: the command a worker is started under (e.g. nsenter into the mount namespace of
 #: a private opencryptoki), a list of strings.
 _LISTS = {"launcher"}
+#: Optional keys a file leaves out when they hold their default (the reader wants none).
+_OMIT_DEFAULT = ("profile", "launcher", "so_pin")
 #: Worker processes for one generate: each holds a PKCS#11 session, and HSMs limit sessions.
 #: Keys one generate may make: planned in the one HSM queue, so a plan for millions is refused.
 _RANGES = {"workers": (1, 64), "max_keys_per_operation": (1, 1_000_000)}
@@ -55,6 +60,7 @@ class SignerConfig:
     profile: str = ""
     launcher: tuple[str, ...] = ()  # argv prefix each worker process is started under
     backup_method: str = "tokendir"  # `[backup] method`, one of BACKUP_METHODS
+    so_pin: str = field(default="", repr=False)  # `pkcs11.so_pin`; "" = not configured
 
     @property
     def keystate_path(self) -> Path:
@@ -78,7 +84,7 @@ class SignerConfig:
             lines.append(f"[{section}]")
             for k in keys:
                 v = getattr(self, k)
-                if k in _OPTIONAL and v == _OPTIONAL[k] and k in ("profile", "launcher"):
+                if k in _OPTIONAL and v == _OPTIONAL[k] and k in _OMIT_DEFAULT:
                     continue  # an empty value is the default, and the reader wants none
                 if k in _LISTS:
                     lines.append(f"{k} = {json.dumps(list(v))}")
