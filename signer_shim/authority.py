@@ -15,7 +15,7 @@ script's SHA-256), and read strictly:
     key = "ed25519:<base64>"
 
     [[operations]]
-    op = "generate"                    # purge | generate | backup | restore
+    op = "generate"                    # purge | generate | backup | restore | kek
     step = 33                          # the script step that runs it
     quorums = [{ role = "SA", m = 1 }] # every one must be met by distinct people
 
@@ -43,7 +43,7 @@ from ceremony.digests import operation_digest
 from keyrite.configfile import parse_toml
 from signer_shim.config import ConfigError
 
-OPERATIONS = ("purge", "generate", "backup", "restore")
+OPERATIONS = ("purge", "generate", "backup", "restore", "kek")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ceremony.durations import parse_duration
+from keyrite import sealing
 from signer_shim.algorithms import algorithm
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.keystate import ROLES, KeyRecord, KeyState
 from signer_shim.pkcs11.inventory import diff
-from signer_shim.restore import check_restore_shape
+from signer_shim.restore import WRAP_RESTORE_FIELDS, check_restore_shape
 from signer_shim.tokenid import is_fingerprint
 
 #: Matched whole (`fullmatch`: `$` lets a final newline through), ASCII digits only.
@@ -171,11 +172,60 @@ def plan_backup(token: str, date: str) -> dict[str, Any]:
     return {"op": "backup", "token": token, "file": f"key-backup-{date}.tar.gz"}
 
 
+#: The most KEK shares (SLIP-39 shares of one group: 16) and a seat name's longest length.
+MAX_KEK_SHARES = 16
+MAX_SEAT = 32
+
+
+def kek_problem(threshold: Any, holders: Any) -> str | None:
+    """Why (`threshold`, `holders`) cannot be a backup KEK's share plan (None if it can): 2 <=
+    M <= N <= MAX_KEK_SHARES; each holder exactly {"seat", "key"}, seats distinct non-empty
+    strings of at most MAX_SEAT printable characters, keys distinct Curve25519 keys (Z85)."""
+    if type(threshold) is not int:
+        return "threshold must be an integer"
+    if not isinstance(holders, list):
+        return "holders must be a list"
+    n = len(holders)
+    if not 2 <= threshold <= n <= MAX_KEK_SHARES:
+        return (f"need 2 <= threshold ({threshold}) <= holders ({n}) <= {MAX_KEK_SHARES}")
+    seats, keys = set(), set()
+    for i, h in enumerate(holders):
+        if not isinstance(h, Mapping) or set(h) != {"seat", "key"}:
+            return f"holders[{i}] must be an object with exactly seat and key"
+        seat, key = h["seat"], h["key"]
+        if (not isinstance(seat, str) or not seat or len(seat) > MAX_SEAT
+                or not seat.isprintable()):
+            return (f"holders[{i}].seat must be a non-empty printable string of at most "
+                    f"{MAX_SEAT} characters")
+        try:
+            sealing.z85_decode(key)
+        except sealing.SealError:
+            return f"holders[{i}].key is not a Curve25519 key (40 Z85 characters)"
+        if seat in seats:
+            return f"holders[{i}]: seat {seat!r} is named twice"
+        if key in keys:
+            return f"holders[{i}]: that key is already another seat's"
+        seats.add(seat)
+        keys.add(key)
+    return None
+
+
+def plan_kek(token: str, threshold: int, holders: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """The backup KEK's creation: its shares' scheme and who holds which (in this order)."""
+    rows = [dict(h) for h in holders]
+    problem = kek_problem(threshold, rows)
+    if problem is not None:
+        raise SignerError(f"kek: {problem}")
+    return {"op": "kek", "token": token, "threshold": threshold,
+            "holders": [{"seat": h["seat"], "key": h["key"]} for h in rows]}
+
+
 _SHAPES: Mapping[str, frozenset[str]] = {
     "purge": frozenset({"op", "token", "delete"}),
     "generate": frozenset({"op", "token", "duration", "batches"}),
     "backup": frozenset({"op", "token", "file"}),
     "restore": frozenset({"op", "token", "file", "sha256", "backup_token", "repository", "keys"}),
+    "kek": frozenset({"op", "token", "threshold", "holders"}),
 }
 _BATCH = frozenset(
     {"policy", "role", "algorithm", "lifetime_seconds", "zones", "unused", "count", "locators"}
@@ -188,8 +238,11 @@ def check_operation(op: Mapping[str, Any], token: str) -> None:
     kind = op.get("op") if isinstance(op, Mapping) else None
     if kind not in _SHAPES:
         raise SignerError(f"unknown operation {kind!r} (expected one of {sorted(_SHAPES)})")
-    if set(op) != _SHAPES[kind]:
-        extra, missing = sorted(set(op) - _SHAPES[kind]), sorted(_SHAPES[kind] - set(op))
+    shape = _SHAPES[kind]
+    if kind == "restore" and op.get("method") == "wrap":  # a wrap backup's restore
+        shape = shape | WRAP_RESTORE_FIELDS
+    if set(op) != shape:
+        extra, missing = sorted(set(op) - shape), sorted(shape - set(op))
         raise SignerError(f"{kind} operation: unknown keys {extra}, missing keys {missing}")
     if not isinstance(op["token"], str) or not is_fingerprint(op["token"]):
         raise SignerError(f"{kind} operation: token {op['token']!r} is not a token fingerprint")
@@ -205,6 +258,10 @@ def check_operation(op: Mapping[str, Any], token: str) -> None:
             raise SignerError(f"{kind} operation: bad file name {op['file']!r}")
         if kind == "restore":
             check_restore_shape(op)
+    elif kind == "kek":
+        problem = kek_problem(op["threshold"], op["holders"])
+        if problem is not None:
+            raise SignerError(f"kek operation: {problem}")
     else:
         parse_duration(op["duration"])
         if not isinstance(op["batches"], list):

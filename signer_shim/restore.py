@@ -21,15 +21,21 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from keyrite.sealing import SealError, z85_decode
 from signer_shim.backup import BackupError, read_members
 from signer_shim.interface import SignerError
 from signer_shim.pkcs11.inventory import diff
+from signer_shim.wrap import FORMAT as WRAP_FORMAT
 from signer_shim.wrap import is_wrap_archive, read_archive
 
 _LOCATOR = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: One listed key of a restore plan, exactly these fields.
 KEY_FIELDS = frozenset({"locator", "label", "type", "public_key_sha256"})
+#: What a wrap backup's restore adds to the plan: `method` ("wrap"), `kek` (the manifest's
+#: {"id", "threshold", "shares"}) and `share_key` (the signer's, for the KSOs' boxes).
+WRAP_RESTORE_FIELDS = frozenset({"method", "kek", "share_key"})
+_KEK_ID = re.compile(r"[0-9a-f]{32}")
 #: The largest backup a coordinator may hand a signer (bytes): bounds the inputs directory.
 MAX_BACKUP = 256 << 20
 
@@ -70,8 +76,9 @@ def plan_restore(token: str, name: str, archive: bytes, *,
                  wrap_ok: bool = False) -> dict[str, Any]:
     """The restore of backup `name` (its bytes `archive`) onto token `token`: what the quorum
     approves. Reads only the backup's clear members (no password). A wrap backup
-    (signer_shim.wrap) is planned the same way only when `wrap_ok`: its execution needs the
-    KSOs' shares, which the journaled `hsm.restore` does not take yet."""
+    (signer_shim.wrap) is planned only when `wrap_ok` (the signer's method is wrap): the same
+    key list, plus `method` "wrap" and the manifest's `kek` {id, threshold, shares}; the
+    signer adds its `share_key`, to which the KSOs seal the shares they bring."""
     try:
         members = read_members(archive)
     except BackupError as e:
@@ -79,16 +86,20 @@ def plan_restore(token: str, name: str, archive: bytes, *,
             raise SignerError(f"{name}: {e}") from None
         if not wrap_ok:
             raise SignerError(f"{name} is a wrap backup: it is restored with the KSOs' KEK "
-                              "shares (Pkcs11Signer.restore_wrapped); hsm.restore of a wrap "
-                              "backup is not built yet") from None
+                              "shares onto a signer whose backup.method is \"wrap\"") from None
         got = read_archive(archive)  # a wrap backup: the same clear key list
         members = {"manifest.json": json.dumps(got.manifest).encode(),
                    "keys.json": json.dumps(got.keys).encode(),
                    "inventory.txt": got.inventory.encode()}
     manifest = json.loads(members["manifest.json"])
-    return {"op": "restore", "token": token, "file": name, "sha256": sha256_hex(archive),
-            "backup_token": str(manifest["token"]), "repository": str(manifest["repository"]),
-            "keys": backup_keys(members)}
+    op = {"op": "restore", "token": token, "file": name, "sha256": sha256_hex(archive),
+          "backup_token": str(manifest["token"]), "repository": str(manifest["repository"]),
+          "keys": backup_keys(members)}
+    if manifest.get("format") == WRAP_FORMAT:  # the caller adds its share_key
+        kek = manifest["kek"]
+        op.update(method="wrap", kek={"id": str(kek["id"]), "threshold": int(kek["threshold"]),
+                                      "shares": int(kek["shares"])})
+    return op
 
 
 def check_restore_shape(op: Mapping[str, Any]) -> None:
@@ -107,6 +118,24 @@ def check_restore_shape(op: Mapping[str, Any]) -> None:
         raise SignerError("restore operation: each key's locator is 32 hex digits")
     if locs != sorted(set(locs)):
         raise SignerError("restore operation: keys must be sorted by locator, each once")
+    if "method" in op:
+        _check_wrap_fields(op)
+
+
+def _check_wrap_fields(op: Mapping[str, Any]) -> None:
+    if op["method"] != "wrap":
+        raise SignerError(f"restore operation: unknown method {op['method']!r}")
+    kek = op["kek"]
+    if (not isinstance(kek, Mapping) or set(kek) != {"id", "threshold", "shares"}
+            or not isinstance(kek["id"], str) or not _KEK_ID.fullmatch(kek["id"])
+            or type(kek["threshold"]) is not int or type(kek["shares"]) is not int
+            or not 2 <= kek["threshold"] <= kek["shares"] <= 16):
+        raise SignerError("restore operation: kek must be {id (32 hex digits), threshold, "
+                          "shares} with 2 <= threshold <= shares <= 16")
+    try:
+        z85_decode(op["share_key"])
+    except SealError:
+        raise SignerError("restore operation: share_key is not a Curve25519 key") from None
 
 
 def foreign_keys(on_token: Iterable[str], planned: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -96,7 +96,7 @@ def combine_shares(mnemonics: Sequence[str]) -> bytearray:
     try:
         shares = [shamir_mnemonic.share.Share.from_mnemonic(m) for m in ms]
     except shamir_mnemonic.MnemonicError as e:
-        raise SignerError(f"a KEK share is not a valid SLIP-39 share: {e}") from None
+        raise SignerError(f"a KEK share is not a valid SLIP-39 share: {_quiet(e)}") from None
     if not shares:
         raise SignerError("no KEK shares were given")
     need = shares[0].member_threshold
@@ -106,16 +106,28 @@ def combine_shares(mnemonics: Sequence[str]) -> bytearray:
     try:
         return bytearray(shamir_mnemonic.combine_mnemonics(ms))
     except shamir_mnemonic.MnemonicError as e:
-        raise SignerError(f"the shares do not rebuild a KEK (a wrong or foreign share?): {e}"
-                          ) from None
+        raise SignerError(f"the shares do not rebuild a KEK (a wrong or foreign share?): "
+                          f"{_quiet(e)}") from None
 
 
-def create_kek(call: Call, so_pin: str, user_pin: str, threshold: int, count: int) -> KekShares:
-    """Draw the KEK, split it, import it as the SO (trusted, never extractable), wipe it."""
+def _quiet(e: Exception) -> str:
+    """shamir-mnemonic's message, unless it quotes a word of the share (such messages reach
+    the operation journal)."""
+    text = str(e)
+    return "a word is not in the SLIP-39 word list" if "mnemonic word" in text else text
+
+
+def create_kek(call: Call, so_pin: str, user_pin: str, threshold: int, count: int,
+               before_import: Callable[[KekShares], None] | None = None) -> KekShares:
+    """Draw the KEK, split it, import it as the SO (trusted, never extractable), wipe it.
+    `before_import` gets the shares before the token is touched (the shim seals and records
+    them there, so that a KEK never lands on a token without its shares on record)."""
     kek = bytearray(os.urandom(32))
     try:
         shares = split_kek(kek, threshold, count)
         kid = kek_id_of(kek)
+        if before_import is not None:
+            before_import(KekShares(kid, threshold, shares))
         call("import_kek", {"value": base64.b64encode(kek).decode(), "kek_id": kid,
                             "label": KEK_LABEL, "so_pin": so_pin, "user_pin": user_pin})
     finally:
