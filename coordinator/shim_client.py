@@ -276,7 +276,7 @@ class ShimClient:
         approvals: Sequence[Approval],
         progress: Progress | None = None,
         *,
-        secrets: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Any] | None = None,
         key: str | None = None,
     ) -> dict[str, Any]:
         approval_dicts = [a.to_dict() if isinstance(a, Approval) else dict(a) for a in approvals]
@@ -295,10 +295,24 @@ class ShimClient:
     def plan_restore(self, name: str, sha256: str) -> dict[str, Any]:
         return dict(self.request("plan_restore", {"file": name, "sha256": sha256}))
 
-    def restore_drill(self, name: str, password: str,
+    def restore_drill(self, name: str, password: str | None = None,
+                      shares: Sequence[str] | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
-        return dict(self.request("restore_drill", {"file": name, "password": password},
-                                 progress=progress))
+        """A token-directory backup's drill takes its `password`, a wrap backup's the KSOs'
+        `shares` (boxes sealed to `share_key()`): exactly one of the two."""
+        params: dict[str, Any] = {"file": name}
+        if password is not None:
+            params["password"] = password
+        if shares is not None:
+            params["shares"] = list(shares)
+        return dict(self.request("restore_drill", params, progress=progress))
+
+    def plan_kek(self, threshold: int, holders: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+        rows = [{"seat": h["seat"], "key": h["key"]} for h in holders]
+        return dict(self.request("plan_kek", {"threshold": threshold, "holders": rows}))
+
+    def share_key(self) -> str:
+        return str(self.request("share_key")["share_key"])
 
     def read_output(self, name: str) -> bytes:
         out = bytearray()

@@ -96,7 +96,7 @@ class Signer(Protocol):
         approvals: Sequence[Approval],
         progress: Progress | None = None,
         *,
-        secrets: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Carry out a planned operation. Returns a result dict (see docs/signer.md):
 
@@ -104,17 +104,34 @@ class Signer(Protocol):
         generate {"generated": [...], "before": n, "after": n, "added": k, "removed": 0}
         backup   {"file", "sha256", "sha256sum_file", "size"}
         restore  {"file", "restored", "before", "after", "added", "removed": 0, "fingerprint"}
+                 (a wrap backup's adds "method": "wrap", "kek_id", "kek_imported")
+        kek      {"kek_id", "scheme": "SLIP-39", "threshold", "shares", "holders": [seats],
+                  "sealed": [{"seat", "box"}]}
 
         `secrets` carries what must never be journaled, logged or shown: a backup and a restore
-        need {"password": the device-backup password}. Approvals are recorded with the operation.
+        need {"password": the device-backup password}; the restore of a wrap backup needs
+        {"shares": [boxes sealed to share_key()]}; a kek operation needs none. Approvals are
+        recorded with the operation.
         """
 
     def read_output(self, name: str) -> bytes:
         """A file the signer wrote to its output directory (backups and their .sha256sum)."""
 
-    def restore_drill(self, name: str, password: str,
+    def restore_drill(self, name: str, password: str | None = None,
+                      shares: Sequence[str] | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
         """Restore backup `name` into a scratch token and compare it with the live token:
-        {"match", "live", "restored", "missing", "extra", "fingerprint_match"}."""
+        {"match", "live", "restored", "missing", "extra", "fingerprint_match"}. Exactly one of
+        `password` (a token-directory backup) and `shares` (a wrap backup: the KSOs' shares
+        sealed to share_key())."""
+
+    def plan_kek(self, threshold: int, holders: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+        """{"op": "kek", "token", "threshold", "holders": [{"seat", "key"}]}: the backup KEK's
+        creation under the wrap method, share i to be sealed to holders[i]["key"] (a Z85
+        Curve25519 public key); refused where the keys cannot be wrapped or a KEK exists."""
+
+    def share_key(self) -> str:
+        """The signer's own Curve25519 public key (Z85), to which shares brought to a wrap
+        restore or drill are sealed."""
 
     def close(self) -> None: ...

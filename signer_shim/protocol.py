@@ -51,10 +51,30 @@ Methods (version 1):
                    are in (signer_shim.inputs)
     plan_restore   {"file": "key-backup-....tar.gz", "sha256"} -> the restore operation
                    (signer_shim.restore.plan_restore): every key the handed-over backup holds
-    restore_drill  {"file": "key-backup-....tar.gz", "password": ...}
+    restore_drill  {"file": "key-backup-....tar.gz", "password": ...} or, for a wrap backup,
+                   {"file", "shares": [box, ...]} (exactly one of the two)
                    -> {"file", "match", "live", "restored", "missing", "extra",
-                       "fingerprint_match"}: the backup restored into a scratch token and
-                   compared with the live one (signer_shim.drill); the password is never logged
+                       "fingerprint_match"} (a wrap drill: "public_keys_differ" and "method"
+                   instead of "fingerprint_match"): the backup restored into a scratch token
+                   and compared with the live one (signer_shim.drill); the password and the
+                   boxes are never logged
+    plan_kek       {"threshold": M, "holders": [{"seat": "KSO1", "key": "<Z85 Curve25519
+                    public key>"}, ...]} -> {"op": "kek", "token", "threshold", "holders"}:
+                   the backup KEK's creation (wrap method only; refused if the token cannot
+                   wrap, has a KEK already, or the signer has no pkcs11.so_pin). Seats distinct
+                   printable strings of at most 32 characters, keys distinct, 2 <= M <= N <= 16.
+                   Executed with secrets {} it returns {"kek_id", "scheme": "SLIP-39",
+                   "threshold", "shares", "holders": [seats], "sealed": [{"seat", "box"}]}:
+                   share i sealed to holder i (keyrite.sealing, context
+                   share_context(kek_id, seat)); no share crosses the wire in the clear
+    share_key      {} -> {"share_key": "<Z85>"}: the signer's own Curve25519 key; the KSOs'
+                   consoles seal the shares they bring to a wrap restore or drill to it,
+                   context share_context(kek_id, "signer")
+
+A wrap backup's `plan_restore` adds "method": "wrap", "kek": {"id", "threshold", "shares"} and
+"share_key" to the operation; its `execute` takes secrets {"shares": [box, ...]} instead of a
+password. Sealed boxes (params.shares, secrets.shares) are checked here: 1 to 16 base64 strings
+of at most keyrite.sealing.MAX_BOX characters; plan_kek's holders are checked here too.
 
 Every HSM call waits its turn in one queue; while a request waits, `queued` messages say how
 many are ahead of it. The idempotency key matters for `execute`: the first request under a key
@@ -70,13 +90,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from ceremony.durations import DurationError, parse_duration
-from keyrite import plainjson
+from keyrite import plainjson, sealing
 from signer_shim.interface import Inventory
-from signer_shim.planning import BACKUP_FILE, backup_date_problem
+from signer_shim.planning import BACKUP_FILE, MAX_KEK_SHARES, backup_date_problem, kek_problem
 from signer_shim.restore import MAX_BACKUP
 
 VERSION = 1
@@ -91,10 +112,12 @@ PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
     "plan_backup": {"date": (str, True)},
     "execute": {"operation": (dict, True), "approvals": (list, True), "secrets": (dict, False)},
     "read_output": {"name": (str, True), "offset": (int, True)},
-    "restore_drill": {"file": (str, True), "password": (str, True)},
+    "restore_drill": {"file": (str, True), "password": (str, False), "shares": (list, False)},
     "put_input": {"name": (str, True), "offset": (int, True), "size": (int, True),
                   "sha256": (str, True), "data": (str, True)},
     "plan_restore": {"file": (str, True), "sha256": (str, True)},
+    "plan_kek": {"threshold": (int, True), "holders": (list, True)},
+    "share_key": {},
 }
 METHODS = tuple(PARAMS)
 OUTPUT_CHUNK = 1 << 20  # bytes of an output file per read_output answer
@@ -213,8 +236,22 @@ def _check_params(method: str, params: dict[str, Any], id_: str | None) -> None:
     if method == "execute":
         if not all(isinstance(a, dict) for a in params["approvals"]):
             raise ProtocolError("BadRequest", "params.approvals must be a list of objects", id_)
-        if not all(isinstance(v, str) for v in params.get("secrets", {}).values()):
-            raise ProtocolError("BadRequest", "params.secrets must map names to strings", id_)
+        secrets = params.get("secrets", {})
+        if not all(isinstance(v, str) for k, v in secrets.items() if k != "shares"):
+            raise ProtocolError("BadRequest", "params.secrets must map names to strings "
+                                "(and shares to a list of sealed boxes)", id_)
+        if "shares" in secrets:
+            _check_boxes(secrets["shares"], "params.secrets.shares", id_)
+    if method == "plan_kek":
+        problem = kek_problem(params["threshold"], params["holders"])
+        if problem is not None:
+            raise ProtocolError("BadRequest", f"plan_kek: {problem}", id_)
+    if method == "restore_drill":
+        if ("password" in params) == ("shares" in params):
+            raise ProtocolError("BadRequest", "restore_drill takes exactly one of "
+                                "params.password and params.shares", id_)
+        if "shares" in params:
+            _check_boxes(params["shares"], "params.shares", id_)
     if method == "plan_generate":
         _check_generate(params, id_)
     if method == "put_input":
@@ -232,6 +269,20 @@ def _check_params(method: str, params: dict[str, Any], id_: str | None) -> None:
 
 
 _POLICY_KEY = ("policy", "role", "algorithm", "lifetime_seconds")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _check_boxes(boxes: Any, where: str, id_: str | None) -> None:
+    """KEK shares as sealed boxes (keyrite.sealing): 1 to MAX_KEK_SHARES base64 strings of at
+    most sealing.MAX_BOX characters. Looked at, never echoed."""
+    if not isinstance(boxes, list) or not 1 <= len(boxes) <= MAX_KEK_SHARES:
+        raise ProtocolError("BadRequest", f"{where} must be a list of 1 to {MAX_KEK_SHARES} "
+                            "sealed boxes", id_)
+    for i, box in enumerate(boxes):
+        if (not isinstance(box, str) or not box or len(box) > sealing.MAX_BOX
+                or len(box) % 4 or not _BASE64.fullmatch(box)):
+            raise ProtocolError("BadRequest", f"{where}[{i}] is not a sealed box (base64 of at "
+                                f"most {sealing.MAX_BOX} characters)", id_)
 
 
 def _check_generate(params: dict[str, Any], id_: str | None) -> None:

@@ -247,7 +247,11 @@ class Shim:
         if req.method == "plan_restore":
             return s.plan_restore(p["file"], p["sha256"])
         if req.method == "restore_drill":
-            return s.restore_drill(p["file"], p["password"])
+            return s.restore_drill(p["file"], p.get("password"), p.get("shares"))
+        if req.method == "plan_kek":
+            return s.plan_kek(p["threshold"], p["holders"])
+        if req.method == "share_key":
+            return {"share_key": s.share_key()}
         raise AssertionError(f"method {req.method} passed parsing but has no handler")
 
     async def _execute(self, req: protocol.Request, send: Send | None) -> dict[str, Any]:
@@ -294,7 +298,7 @@ class Shim:
             listeners.remove(me)
 
     async def _operation(self, key: str, op: dict[str, Any], approvals: list[dict[str, Any]],
-                         secrets: dict[str, str]) -> dict[str, Any]:
+                         secrets: dict[str, Any]) -> dict[str, Any]:
         """The operation itself: once here, it runs to its end whoever is still listening."""
         assert self.journal is not None
         journal = self.journal

@@ -227,7 +227,7 @@ def test_restore_drill_lists_the_restored_token_with_ods_hsmutil(ods1) -> None:
                            secrets={"password": "correct horse"})
     steps: list[str] = []
     drill = signer.restore_drill(first["file"], "correct horse",
-                                 lambda done, total, what: steps.append(what))
+                                 progress=lambda done, total, what: steps.append(what))
     live = len(signer.inventory().keys)
     assert (drill["match"], drill["missing"], drill["extra"]) == (True, [], [])
     assert drill["restored"] == drill["live"] == drill["kasp_keys"] == live > 0

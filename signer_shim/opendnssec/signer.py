@@ -95,6 +95,10 @@ from signer_shim.tokenid import token_fingerprint
 _GEN_BATCH = frozenset({"policy", "role", "algorithm", "lifetime_seconds", "zones", "unused",
                         "count"})
 _LOCATOR = re.compile(r"^[0-9a-f]{32}$")
+#: Why this backend has no wrap backup (plan_kek, share_key, a wrap restore or drill).
+_NO_WRAP = ("the OpenDNSSEC backend makes no backup KEK and restores no wrap backup: "
+            "OpenDNSSEC makes its keys CKA_EXTRACTABLE=false, so they cannot leave the token "
+            "wrapped (its backups are token-directory backups)")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: What a restore plan says of the KASP database it brings back (`OdsSigner.plan_restore`).
 _KASP_DB = frozenset({"sha256", "keys", "zones", "policies"})
@@ -254,7 +258,7 @@ class OdsSigner:
         approvals: Sequence[Approval],
         progress: Progress | None = None,
         *,
-        secrets: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Carry out a planned operation once, whatever happened before (journaled as
         Pkcs11Signer does; a generation also journals `scheduled`, a restore `restored`)."""
@@ -267,6 +271,8 @@ class OdsSigner:
                 check_operation(op, str(op.get("token")))
             else:
                 check_operation(op, self.fingerprint())
+            if op["op"] == "kek" or op.get("method") == "wrap":
+                raise SignerError(_NO_WRAP)
             if op["op"] in ("backup", "restore") and not secrets.get("password"):
                 raise SignerError(f"a {op['op']} needs the device-backup password "
                                   "(secrets['password'])")
@@ -317,13 +323,25 @@ class OdsSigner:
     def read_output(self, name: str) -> bytes:
         return self._outputs.read(name)
 
-    def restore_drill(self, name: str, password: str,
+    def plan_kek(self, threshold: int, holders: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+        """Refused: OpenDNSSEC makes its keys CKA_EXTRACTABLE=false, so no key of this signer
+        can leave wrapped and a backup KEK would back nothing up."""
+        raise SignerError(_NO_WRAP)
+
+    def share_key(self) -> str:
+        """Refused, as plan_kek: this backend has no wrap backup to bring shares to."""
+        raise SignerError(_NO_WRAP)
+
+    def restore_drill(self, name: str, password: str | None = None,
+                      shares: Sequence[str] | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
         """Restore backup `name` into a scratch token and compare it with the live one, as
         Pkcs11Signer does, but through OpenDNSSEC's own eyes: `ods-hsmutil` lists the restored
         token with this installation's conf.xml (same repository, label and PIN) pointed at the
         scratch token. The backup's KASP database must also name only keys the restored token
         holds: restored together, the enforcer would otherwise manage keys that are not there."""
+        if shares is not None or password is None:
+            raise SignerError(f"{_NO_WRAP}; its restore drill takes the backup's password")
         say = progress or (lambda done, total, what: None)
         archive = self._outputs.path(name)
         with self._lock, tempfile.TemporaryDirectory(prefix="restore-drill-",

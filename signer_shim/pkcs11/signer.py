@@ -18,12 +18,14 @@ again reconciles against the token from where it stopped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, final
@@ -31,7 +33,8 @@ from typing import Any, final
 from ceremony.approval import Approval
 from ceremony.digests import operation_digest
 from ceremony.durations import parse_duration
-from keyrite.files import write_atomic
+from keyrite import sealing
+from keyrite.files import write_atomic, write_exclusive
 from signer_shim import planning, wrap
 from signer_shim.backup import BackupError, build_archive, restore_backup
 from signer_shim.config import SignerConfig
@@ -137,10 +140,32 @@ class Pkcs11Signer:
         (signer_shim.restore). Refused here already if the backup is of a token another label
         names, or if this token holds a key the backup lacks."""
         with self._lock:
-            self.profile.refuse_backup("a restore")
-            op = plan_restore(self.fingerprint(), name, self._inputs.read(name, sha256))
+            archive = self._inputs.read(name, sha256)
+            if wrap.is_wrap_archive(archive):  # method "wrap", its kek, and our share key
+                self._refuse_wrap_restore()
+                op = plan_restore(self.fingerprint(), name, archive, wrap_ok=True)
+                op["share_key"] = self.share_key()
+            else:
+                self.profile.refuse_backup("a restore")
+                op = plan_restore(self.fingerprint(), name, archive)
             self._refuse_restore(op, self._contents())
             return op
+
+    def plan_kek(self, threshold: int, holders: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+        """The backup KEK's creation, the first ceremony's step under the wrap method:
+        {"op": "kek", "token", "threshold", "holders": [{"seat", "key"}]}, share i sealed to
+        holder i's Curve25519 key when executed. Refused unless this signer's method is wrap,
+        its SO PIN is configured, the token can wrap, and it has no KEK yet."""
+        with self._lock:
+            self._refuse_kek()
+            return planning.plan_kek(self.fingerprint(), threshold, holders)
+
+    def share_key(self) -> str:
+        """This signer's share key (Curve25519, Z85): the KSOs' consoles seal the shares they
+        bring to a wrap restore or drill to it, for `sealing.share_context(kek_id, "signer")`.
+        Made on first use, kept in `state_dir/share-key.json` (0600)."""
+        with self._lock:
+            return self._share_pair()[0]
 
     def execute(
         self,
@@ -148,12 +173,14 @@ class Pkcs11Signer:
         approvals: Sequence[Approval],
         progress: Progress | None = None,
         *,
-        secrets: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Carry out a planned operation once, whatever happened before.
 
-        `secrets` holds what must never be journaled or shown: {"password": ...} for a backup.
-        A finished operation returns its recorded result; a started one is reconciled.
+        `secrets` holds what must never be journaled or shown: {"password": ...} for a backup,
+        {"shares": [box, ...]} for the restore of a wrap backup (the KSOs' shares sealed to
+        `share_key()`). A finished operation returns its recorded result; a started one is
+        reconciled.
         """
         op = dict(operation)
         secrets = dict(secrets or {})
@@ -164,15 +191,24 @@ class Pkcs11Signer:
                 planning.check_operation(op, str(op.get("token")))
             else:
                 planning.check_operation(op, self.fingerprint())
+            unwrap = op["op"] == "restore" and op.get("method") == "wrap"
             if op["op"] == "backup" and self.config.backup_method == "wrap":
                 self._refuse_backup_method("a backup")
+            elif op["op"] == "kek":
+                self._refuse_kek(exists=False)  # a KEK already made is judged by `_make_kek`
+            elif unwrap:
+                self._refuse_wrap_restore()
             elif op["op"] in ("backup", "restore"):
                 self.profile.refuse_backup(f"a {op['op']}")
             wrapped = op["op"] == "backup" and self.config.backup_method == "wrap"
-            if op["op"] in ("backup", "restore") and not wrapped and not secrets.get("password"):
+            if (op["op"] in ("backup", "restore") and not wrapped and not unwrap
+                    and not secrets.get("password")):
                 raise SignerError(f"a {op['op']} needs the device-backup password "
                                   "(secrets['password'])")
             digest = operation_digest(op)
+            mnemonics: list[str] = []
+            if unwrap and not self._journal.status(digest).finished:
+                mnemonics = self._open_shares(op["kek"], secrets.get("shares"))
             listed: list[TokenContents] = []
 
             def start() -> frozenset[str]:
@@ -181,6 +217,11 @@ class Pkcs11Signer:
                 return listed[0].locators
 
             def run(status: OperationStatus) -> dict[str, Any]:
+                if op["op"] == "kek":
+                    return self._make_kek(op, digest, resumed=not listed)
+                if unwrap:
+                    assert status.before is not None
+                    return self._wrap_restore(op, status.before, mnemonics, progress)
                 if op["op"] == "restore":  # the token may be half replaced: nothing to list
                     assert status.before is not None
                     return self._restore(op, digest, status.before, secrets["password"],
@@ -194,11 +235,27 @@ class Pkcs11Signer:
     def read_output(self, name: str) -> bytes:
         return self._outputs.read(name)
 
-    def restore_drill(self, name: str, password: str,
+    def restore_drill(self, name: str, password: str | None = None,
+                      shares: Sequence[str] | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
         """Restore backup `name` into a scratch token beside this signer's state and compare
         what it holds with the live token (see `drill.compare`). The scratch token is removed
-        afterwards; the live token is only read."""
+        afterwards; the live token is only read. A token-directory backup takes its
+        `password`; a wrap backup takes `shares`, the KSOs' boxes sealed to `share_key()`
+        (then `wrap_restore_drill`, its scratch token's SO PIN a fresh random one)."""
+        if (password is None) == (shares is None):
+            raise SignerError("a restore drill takes either the backup's password or the "
+                              "KSOs' shares, not both or neither")
+        if shares is not None:
+            try:
+                kek = wrap.read_archive(self._outputs.read(name)).manifest["kek"]
+            except SignerError as e:
+                raise SignerError(f"restore drill with shares: {name} is not a wrap backup "
+                                  f"({e})") from None
+            with self._lock:
+                mnemonics = self._open_shares(kek, shares)
+            return self.wrap_restore_drill(name, mnemonics, os.urandom(16).hex(), progress)
+        assert password is not None
         say = progress or (lambda done, total, what: None)
         self.profile.refuse_backup("a restore drill")
         archive = self._outputs.path(name)
@@ -298,6 +355,8 @@ class Pkcs11Signer:
                                   f"{', '.join(alive)}")
         elif op["op"] == "restore":
             self._refuse_restore(op, contents)
+        elif op["op"] == "kek":
+            self._refuse_kek()
         else:
             self._outputs.refuse_existing(op["file"])
 
@@ -502,16 +561,19 @@ class Pkcs11Signer:
 
     # -- the wrap backup (signer_shim.wrap) -----------------------------------------------
 
-    def create_backup_kek(self, so_pin: str, threshold: int, shares: int) -> wrap.KekShares:
+    def create_backup_kek(self, so_pin: str, threshold: int, shares: int,
+                          before_import: Callable[[wrap.KekShares], None] | None = None
+                          ) -> wrap.KekShares:
         """The first ceremony's step under the wrap method: draw the backup KEK, split it
         into `shares` SLIP-39 shares of which `threshold` rebuild it, import it into this
-        token as the SO (CKA_TRUSTED), wipe it. The shares are returned once, for the KSOs."""
+        token as the SO (CKA_TRUSTED), wipe it. The shares are returned once, for the KSOs
+        (and handed to `before_import` before the token is touched)."""
         with self._lock:
             self._refuse_wrap("a backup KEK", keys=False)
             if self._kek_id() is not None:
                 raise SignerError("this token already holds a keyrite backup KEK")
             made = wrap.create_kek(self._wrap_call, so_pin, self.config.user_pin, threshold,
-                                   shares)
+                                   shares, before_import)
             self._record_kek(made.kek_id, threshold, shares)
             return made
 
@@ -519,8 +581,8 @@ class Pkcs11Signer:
                         progress: Progress | None = None) -> dict[str, Any]:
         """Restore a wrap backup onto this token with `threshold` KSO shares (signer_shim.wrap
         `restore`): refused, with nothing left behind, for too few shares, a wrong share, or
-        keys that are not the backup's. The key state is not touched (the journaled
-        `hsm.restore` of a wrap backup is not built yet)."""
+        keys that are not the backup's. The key state is not touched here (the journaled
+        `hsm.restore` of a wrap backup, `execute`, restores it from the archive)."""
         say = progress or (lambda done, total, what: None)
         with self._lock:
             self._refuse_wrap("a restore", keys=False)
@@ -566,6 +628,142 @@ class Pkcs11Signer:
         del result["fingerprint_match"]  # a scratch token is another token by design
         say(3, 3, f"restore drill: {result['restored']} of {result['live']} keys restored")
         return {"file": name, **result}
+
+    # -- the wrap method over the shim: KEK creation, wrap restore (shares as sealed boxes) --
+
+    def _need_so_pin(self, what: str) -> str:
+        if not self.config.so_pin:
+            raise SignerError(f"{what} imports the backup KEK as the token's SO, and this "
+                              "signer's config has no SO PIN (pkcs11.so_pin)")
+        return self.config.so_pin
+
+    def _refuse_kek(self, exists: bool = True) -> None:
+        """Why no backup KEK may be made here: not the wrap method, no SO PIN, a token that
+        cannot wrap, or (`exists`) a KEK this signer already records."""
+        if self.config.backup_method != "wrap":
+            raise SignerError("a backup KEK is made only under the wrap method; this signer's "
+                              f"backup.method is {self.config.backup_method!r}")
+        self._need_so_pin("creating the backup KEK")
+        self._refuse_wrap("a backup KEK", keys=False)
+        if exists and self._kek_record.exists():
+            kid = json.loads(self._kek_record.read_text()).get("kek_id")
+            raise SignerError(f"this token already has a backup KEK ({kid}, "
+                              f"{self._kek_record.name}); a second one is refused")
+
+    def _refuse_wrap_restore(self) -> None:
+        if self.config.backup_method != "wrap":
+            raise SignerError("a wrap backup is restored only onto a signer whose "
+                              "backup.method is \"wrap\" (its keys stay wrappable); this "
+                              f"signer's is {self.config.backup_method!r}")
+        self._need_so_pin("a wrap restore")
+        self._refuse_wrap("a restore", keys=False)
+
+    def _share_pair(self) -> tuple[str, str]:
+        """(public, secret) of this signer's share key, made on first use."""
+        path = self.config.state_dir / "share-key.json"
+        if not path.exists():
+            public, secret = sealing.new_pair()
+            with contextlib.suppress(FileExistsError):  # made meanwhile: that one holds
+                write_exclusive(path, json.dumps({"public": public, "secret": secret}).encode(),
+                                mode=0o600)
+        doc = json.loads(path.read_text())
+        return str(doc["public"]), str(doc["secret"])
+
+    def _open_shares(self, kek: Mapping[str, Any], boxes: Any) -> list[str]:
+        """The KSOs' shares from their boxes (sealed to the share key for this KEK), before
+        anything touches the token; refused for too few, or for a box that does not open."""
+        if not isinstance(boxes, list | tuple) or not boxes:
+            raise SignerError("a wrap backup needs the KSOs' KEK shares (secrets['shares']: "
+                              "boxes sealed to this signer's share key); nothing was touched")
+        need = int(kek["threshold"])
+        if len(boxes) > planning.MAX_KEK_SHARES:
+            raise SignerError(f"at most {planning.MAX_KEK_SHARES} shares; {len(boxes)} were "
+                              "given")
+        if len(boxes) < need:
+            raise SignerError(f"the backup KEK needs {need} shares; {len(boxes)} were given; "
+                              "nothing was touched")
+        secret, context = self._share_pair()[1], sealing.share_context(str(kek["id"]), "signer")
+        out = []
+        for i, box in enumerate(boxes, 1):
+            try:
+                out.append(sealing.open_sealed(secret, box, context).decode("utf-8"))
+            except (sealing.SealError, UnicodeDecodeError):
+                raise SignerError(f"share {i} does not open with this signer's share key (or "
+                                  f"was sealed for another KEK); nothing was touched") from None
+        return out
+
+    def _make_kek(self, op: dict[str, Any], digest: str, resumed: bool) -> dict[str, Any]:
+        """Execute a kek operation: create the KEK with the shares sealed to their holders
+        (share i to holders[i], context `share_context(kek_id, seat)`) and recorded in
+        `state_dir/kek-<digest>.json` *before* the token is touched. Resumed after a crash:
+        a KEK on the token with its boxes on record is that result; a KEK this signer records
+        without them is refused (its shares are lost); none at all is made afresh."""
+        holders, threshold = op["holders"], op["threshold"]
+        pending = self.config.state_dir / f"kek-{digest[:16]}.json"
+        if resumed:
+            rec = json.loads(pending.read_text()) if pending.exists() else None
+            if rec is not None and self._call("find_kek", {"kek_id": rec["kek_id"]})["present"]:
+                self._record_kek(rec["kek_id"], threshold, len(holders))
+                return dict(rec["result"])
+            if self._kek_record.exists():
+                raise SignerError(
+                    "a KEK was made but its shares were not recorded: this token already has "
+                    f"a backup KEK ({self._kek_record.name}) and no sealed shares of this "
+                    "operation are on record; it is not replaced silently (remove it as the "
+                    "SO and make a new one, or back up with the one there)")
+        out: dict[str, Any] = {}
+
+        def seal(made: wrap.KekShares) -> None:
+            if len(made.shares) != len(holders):
+                raise SignerError("kek: one share per holder was not made")
+            sealed = [{"seat": h["seat"],
+                       "box": sealing.seal(h["key"], m.encode(),
+                                           sealing.share_context(made.kek_id, h["seat"]))}
+                      for h, m in zip(holders, made.shares, strict=True)]
+            out.update(kek_id=made.kek_id, scheme="SLIP-39", threshold=threshold,
+                       shares=len(holders), holders=[h["seat"] for h in holders],
+                       sealed=sealed)
+            write_atomic(pending, json.dumps({"kek_id": made.kek_id, "result": out},
+                                             sort_keys=True).encode())
+
+        made = self.create_backup_kek(self._need_so_pin("creating the backup KEK"), threshold,
+                                      len(holders), before_import=seal)
+        del made  # the mnemonics: only the boxes leave
+        return out
+
+    def _wrap_restore(self, op: dict[str, Any], before: Sequence[str], mnemonics: Sequence[str],
+                      progress: Progress | None) -> dict[str, Any]:
+        """Execute the restore of a wrap backup: `restore_wrapped` (all or nothing), then the
+        inventory diff against `before` and the key state from the archive. Resumed after a
+        crash: keys of the plan that an earlier attempt left behind are removed first, unless
+        the token already holds exactly the planned keys (then only the bookkeeping is left)."""
+        planned, name = op["keys"], op["file"]
+        archive = self._inputs.read(name, op["sha256"])
+        got = wrap.read_archive(archive)
+        kek = got.manifest["kek"]
+        if kek["id"] != op["kek"]["id"]:
+            raise SignerError(f"restore: {name} is wrapped under KEK {kek['id']}, the plan "
+                              f"says {op['kek']['id']}")
+        now = self._contents()
+        plan_locs = {str(k["locator"]) for k in planned}
+        listing = {k["locator"]: (k["type"], k["public_key_sha256"]) for k in self._key_listing()}
+        done = bool(plan_locs) and restored_difference(planned, listing) is None
+        imported = False
+        if not done:
+            leftovers = sorted(((now.locators | now.halves) & plan_locs) - set(before))
+            if leftovers:  # an attempt that died half-way: its keys go, then all again
+                self._call("destroy", {"locators": leftovers})
+            imported = bool(self.restore_wrapped(archive, mnemonics, self.config.so_pin,
+                                                 progress)["kek_imported"])
+        else:
+            self._record_kek(kek["id"], kek["threshold"], kek["shares"])
+        after = self._contents().locators
+        added = check_restored(before, after, planned)
+        save_keystate(self.config.keystate_path, KeyState.from_json(got.keystate))
+        return {"file": name, "restored": len(planned), "before": len(before),
+                "after": len(after), "added": len(added), "removed": 0,
+                "fingerprint": self.fingerprint(), "method": "wrap", "kek_id": kek["id"],
+                "kek_imported": imported}
 
     def _wrap_call(self, method: str, params: dict[str, Any]) -> Any:
         return self._call(method, params)
