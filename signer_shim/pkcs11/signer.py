@@ -140,6 +140,8 @@ class Pkcs11Signer:
         (signer_shim.restore). Refused here already if the backup is of a token another label
         names, or if this token holds a key the backup lacks."""
         with self._lock:
+            if self.config.backup_method != "wrap":  # refused before the file is looked at
+                self.profile.refuse_backup("a restore")
             archive = self._inputs.read(name, sha256)
             if wrap.is_wrap_archive(archive):  # method "wrap", its kek, and our share key
                 self._refuse_wrap_restore()
