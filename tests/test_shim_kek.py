@@ -176,10 +176,12 @@ def test_kek_backup_restore_and_drill_with_shares_only_sealed(
         assert (drill["missing"], drill["extra"], drill["public_keys_differ"]) == ([], [], [])
         with pytest.raises(SignerError, match="needs 2 shares; 1 were given"):
             c.restore_drill(name, shares=to_signer(key, kid, shares["KSO2"]))
-    logs = "".join(p.read_text() for p in source.config.state_dir.glob("*.jsonl"))
+    logs = "".join(p.read_text(errors="replace") for p in source.config.state_dir.rglob("*")
+                   if p.is_file())  # journals, worker.log, records, outputs
     logs += source.proc.log.read_text()
     for m in shares.values():  # no share, nor a run of its words, on record in the clear
         assert " ".join(m.split()[4:9]) not in logs
+    assert source.token.so_pin not in logs
     assert len(list(source.config.state_dir.glob("kek-*.json"))) == 1
     assert oct(os.stat(source.config.state_dir / "share-key.json").st_mode & 0o777) == "0o600"
 
@@ -370,3 +372,12 @@ def test_the_shim_answers_bad_kek_params_with_bad_request(source: Served) -> Non
             c.request("restore_drill", {"file": f"key-backup-{DATE}.tar.gz",
                                         "shares": ["A" * (sealing.MAX_BOX + 4)]})
     assert "Traceback" not in source.proc.log.read_text()
+
+
+def test_the_opendnssec_backend_refuses_the_kek_clearly() -> None:
+    from signer_shim.opendnssec.signer import OdsSigner
+    ods = object.__new__(OdsSigner)  # the refusals look at nothing of the installation
+    for call in (lambda: ods.plan_kek(2, holders()[0]), ods.share_key,
+                 lambda: ods.restore_drill(f"key-backup-{DATE}.tar.gz", shares=["AAAA"])):
+        with pytest.raises(SignerError, match="CKA_EXTRACTABLE=false"):
+            call()
