@@ -381,3 +381,41 @@ def test_the_opendnssec_backend_refuses_the_kek_clearly() -> None:
                  lambda: ods.restore_drill(f"key-backup-{DATE}.tar.gz", shares=["AAAA"])):
         with pytest.raises(SignerError, match="CKA_EXTRACTABLE=false"):
             call()
+
+
+def test_a_wrap_restore_that_died_is_finished_by_executing_again(
+        tmp_path: Path) -> None:
+    rows, secrets = holders()
+    _, cfg, _ = signer_config(tmp_path / "src")
+    with Pkcs11Signer(cfg) as s:
+        generate(s, (EC_KEY, "ECDSA/P-256"), (RSA_KEY, "RSA/2048"))
+        made = s.execute(s.plan_kek(2, rows), [])
+        archive = s.read_output(s.execute(s.plan_backup(DATE), [])["file"])
+        live = {k["locator"]: k for k in s._key_listing()}
+    shares = opened(made, secrets)
+    _, tcfg, _ = signer_config(tmp_path / "dst")
+    with Pkcs11Signer(tcfg) as t:
+        name = f"key-backup-{DATE}.tar.gz"
+        op = t.plan_restore(name, hand_over(t, name, archive))
+        boxes = to_signer(t.share_key(), made["kek_id"], shares["KSO2"], shares["KSO3"])
+        other = wrap.split_kek(bytearray(os.urandom(32)), 2, 3)
+        with pytest.raises(SignerError, match="not this backup's"):  # started, nothing made
+            t.execute(op, [], secrets={"shares": to_signer(t.share_key(), made["kek_id"],
+                                                            other[0], other[1])})
+        generate(t, (EC_KEY, "ECDSA/P-256"))  # as if an attempt had died half-way through
+        real = t._record_kek
+
+        def die(*args: Any) -> None:  # every key unwrapped and proved: the crash comes here
+            raise SignerError("killed after the unwrap")
+
+        t._record_kek = die  # type: ignore[method-assign]
+        with pytest.raises(SignerError, match="killed"):
+            t.execute(op, [], secrets={"shares": boxes})
+        t._record_kek = real  # type: ignore[method-assign]
+        assert sorted(k.locator for k in t.inventory().keys) == sorted(live)
+        result = t.execute(op, [], secrets={"shares": boxes})
+        assert (result["restored"], result["before"], result["after"], result["added"],
+                result["kek_imported"]) == (2, 0, 2, 2, False)
+        assert {k["locator"]: k for k in t._key_listing()} == live
+        assert t.execute(op, []) == result  # finished: no shares needed for the record
+        assert t._kek_id() == made["kek_id"]
