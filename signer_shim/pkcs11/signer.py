@@ -738,7 +738,8 @@ class Pkcs11Signer:
         """Execute the restore of a wrap backup: `restore_wrapped` (all or nothing), then the
         inventory diff against `before` and the key state from the archive. Resumed after a
         crash: keys of the plan that an earlier attempt left behind are removed first, unless
-        the token already holds exactly the planned keys (then only the bookkeeping is left)."""
+        the token already holds exactly the planned keys and the KEK (then only the
+        bookkeeping is left)."""
         planned, name = op["keys"], op["file"]
         archive = self._inputs.read(name, op["sha256"])
         got = wrap.read_archive(archive)
@@ -749,7 +750,8 @@ class Pkcs11Signer:
         now = self._contents()
         plan_locs = {str(k["locator"]) for k in planned}
         listing = {k["locator"]: (k["type"], k["public_key_sha256"]) for k in self._key_listing()}
-        done = bool(plan_locs) and restored_difference(planned, listing) is None
+        done = (bool(plan_locs) and restored_difference(planned, listing) is None
+                and self._call("find_kek", {"kek_id": kek["id"]})["present"])
         imported = False
         if not done:
             leftovers = sorted(((now.locators | now.halves) & plan_locs) - set(before))
