@@ -201,6 +201,10 @@ def kek_problem(threshold: Any, holders: Any) -> str | None:
             sealing.z85_decode(key)
         except sealing.SealError:
             return f"holders[{i}].key is not a Curve25519 key (40 Z85 characters)"
+        try:
+            sealing.seal(key, b"", "keyrite: can this key receive a box?")
+        except sealing.SealError:  # a low-order point: every box to it would be readable
+            return f"holders[{i}].key cannot receive a sealed box (a low-order point)"
         if seat in seats:
             return f"holders[{i}]: seat {seat!r} is named twice"
         if key in keys:

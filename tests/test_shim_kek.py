@@ -340,6 +340,7 @@ def test_plan_kek_and_sealed_box_parameters_are_checked_before_the_queue() -> No
         "printable string ": {"threshold": 2, "holders": [{**rows[0], "seat": "a\nb"},
                                                           rows[1]]},
         "must be a int": {"threshold": "2", "holders": rows},
+        "cannot receive": {"threshold": 2, "holders": [{**rows[0], "key": "0" * 40}, rows[1]]},
     }
     for words, params in cases.items():
         assert re.search(words.strip(), refused("plan_kek", params)), words
