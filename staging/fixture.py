@@ -28,7 +28,7 @@ from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import PolicyKeys, Progress, SignerError
 from signer_shim.keystate import KeyRecord, KeyState, save_keystate
 from signer_shim.pkcs11 import pool
-from signer_shim.pkcs11.inventory import contents_from_objects, key_problems
+from signer_shim.pkcs11.inventory import contents_from_objects, key_problems, wrap_judged
 from signer_shim.pkcs11.softhsm import SoftHSMToken, create_token
 from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.planning import keys_needed, new_locator
@@ -219,6 +219,8 @@ def _generate_parallel(config: SignerConfig, records: Sequence[KeyRecord], proce
     try:
         listed = contents_from_objects(config.token_label, checker.call("list_objects"))
         audit = checker.call("audit")
+        if config.backup_method == "wrap":  # extractable, but only wrapped by the trusted KEK
+            audit = wrap_judged(audit, checker.call("wrappable", {}))
     finally:
         checker.close()
     expected = {r.locator for r in records}

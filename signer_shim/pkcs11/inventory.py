@@ -62,6 +62,19 @@ def key_problems(attrs: Mapping[str, Any], locator: str, expected_type: str) -> 
     return wrong
 
 
+def wrap_judged(audit: Mapping[str, Any], wrappable: Mapping[str, Any]) -> dict[str, Any]:
+    """Audited attributes judged for the wrap method: a key that is extractable, and so not
+    never-extractable, is right if it is also wrap-with-trusted (`wrappable`, the worker's
+    answer): it leaves the token only wrapped by the trusted KEK. Then `key_problems` applies
+    its usual rule to what this returns."""
+    out = {}
+    for loc, a in audit.items():
+        ok = (a.get("extractable") and not a.get("never_extractable")
+              and wrappable.get(loc, {}).get("wrap_with_trusted"))
+        out[loc] = {**a, "extractable": not ok, "never_extractable": bool(ok)}
+    return out
+
+
 def diff(before: Iterable[str], after: Iterable[str]) -> tuple[list[str], list[str]]:
     """(added, removed), each sorted."""
     b, a = set(before), set(after)

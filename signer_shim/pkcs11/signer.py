@@ -46,7 +46,12 @@ from signer_shim.keystate import KeyState, load_keystate, save_keystate
 from signer_shim.operation_journal import OperationJournal, OperationStatus, execute_once
 from signer_shim.outputs import Outputs
 from signer_shim.pkcs11 import pool, profiles
-from signer_shim.pkcs11.inventory import TokenContents, contents_from_objects, key_problems
+from signer_shim.pkcs11.inventory import (
+    TokenContents,
+    contents_from_objects,
+    key_problems,
+    wrap_judged,
+)
 from signer_shim.pkcs11.softhsm import create_token, read_tokendir
 from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.restore import (
@@ -815,13 +820,7 @@ class Pkcs11Signer:
         extractable is right for a key that is also wrap-with-trusted."""
         if self.config.backup_method != "wrap":
             return audit
-        how = self._call("wrappable", {})
-        out = {}
-        for loc, a in audit.items():
-            ok = (a.get("extractable") and not a.get("never_extractable")
-                  and how.get(loc, {}).get("wrap_with_trusted"))
-            out[loc] = {**a, "extractable": not ok, "never_extractable": bool(ok)}
-        return out
+        return wrap_judged(audit, self._call("wrappable", {}))
 
     def _wrap_backup(self, op: dict[str, Any], digest: str,
                      progress: Progress | None) -> dict[str, Any]:
