@@ -54,6 +54,8 @@ class Runner:
         #: scripted officers): given the signed note, the records to journal after it
         self.cosigners: Callable[[str], list[dict[str, Any]]] | None = None
         self.stalled: d.Ask | d.RequestApproval | None = None  # what nobody answered, if any
+        #: KEK shares asked for and too few brought: (what was asked, how many came)
+        self.short_of_shares: tuple[Any, int] | None = None
 
     def checkpoint(self, at: float) -> str:
         """Sign a checkpoint of the journal so far; then journal the cosigners' word on it."""
@@ -134,7 +136,10 @@ class Runner:
         for e in bring(ask) if bring is not None else []:
             self.apply(e)
         boxes = getattr(self.world, "share_boxes", {}).get(ask.step, {})
-        return len(boxes) >= ask.threshold
+        if len(boxes) < ask.threshold:
+            self.short_of_shares = (ask, len(boxes))
+            return False
+        return True
 
     def _carry_out(self, job: executor.Job) -> None:
         """The work inline: its prelude (an operation started) journaled first, then its

@@ -383,6 +383,13 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
             if status == "stopped" and refused is None and runner.stalled is not None:
                 refused = stalled(machine, runner.stalled)
                 display.say(f"  !! step {refused['step']} stopped: {refused['reason']}")
+            elif status == "stopped" and refused is None and runner.short_of_shares is not None:
+                ask, came = runner.short_of_shares
+                refused = {"step": ask.step, "stalled": True,
+                           "reason": f"{came} of the {ask.threshold} KEK shares the "
+                                     f"{ask.purpose} needs came: only {came} {ask.role}s of the "
+                                     "cast hold a share of this KEK"}
+                display.say(f"  !! step {refused['step']} stopped: {refused['reason']}")
     finally:
         try:
             if link is not None:

@@ -186,7 +186,8 @@ def standby_token(dest: Path, source: Path) -> SignerConfig:
     previous rehearsal's signer directory; it is only read."""
     new = continue_token(dest, source)
     shutil.rmtree(dest / "hsm")
-    token = create_token(dest / "hsm", new.token_label, new.user_pin)
+    token = create_token(dest / "hsm", new.token_label, new.user_pin,
+                         so_pin=new.so_pin)  # a wrap signer's SO imports the backup KEK
     save_keystate(new.keystate_path, KeyState())
     new = dataclasses.replace(new, softhsm2_conf=token.softhsm2_conf)
     new.save(dest / "signer.toml")
@@ -264,6 +265,10 @@ def set_up(paths: Paths, script: Script, fixture: str, progress: Progress, *, ca
     write_exclusive(paths.officers / "passphrases.toml",
               "".join(f"{k} = {_toml_value(v)}\n" for k, v in passphrases.items()).encode(), 0o600)
     write_exclusive(paths.roster, dump_roster(Roster(officers)).encode())
+    if previous is not None:  # the KSOs bring the share cards they wrote at the key backup
+        for paper in sorted((previous.path.parent / "officers").glob("*.share")):
+            if paper.stem in officers:
+                write_exclusive(paths.officers / paper.name, paper.read_bytes(), 0o600)
 
     # the signer with its token: seeded with the previous ceremony's keys, or the previous
     # rehearsal's own token continued
