@@ -125,7 +125,8 @@ def test_the_loader_wants_a_known_password_and_a_quorum() -> None:
     assert any("'typo' is not the password of any hsm.backup step nor declared in "
                "[[passwords]]" in x for x in errors)
     errors = _errors(text.replace('password = "device-backup"\n', ''))
-    assert any("action 'hsm.restore' requires 'password'" in x for x in errors)
+    assert any("hsm.restore needs what opens the backup: a `password` (a token-directory "
+               "backup) or `shares`" in x and "neither is given" in x for x in errors)
     errors = _errors(text.replace('quorum = "restore"\ntext = "SA restores', 'text = "SA restores'))
     assert any("requires 'quorum'" in x for x in errors)
 
