@@ -20,9 +20,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import asyncssh
 
+from coordinator.shim_client import ShimClient
 from signer_shim.authority import Authority
 from signer_shim.backends import load_signer_config
 
@@ -62,6 +64,23 @@ def write_shim_files(directory: Path, signer_config: Path, authority: Authority,
         f"signer_config = {json.dumps(str(signer_config))}\n"
         'authority = "authority.toml"\n')
     return ShimFiles(directory / "shim.toml", client_key, pin)
+
+
+class ClientFiles(Protocol):
+    """What the coordinator's client needs of a shim's files (ShimFiles, or OpenDNSSEC's)."""
+
+    @property
+    def client_key(self) -> Path: ...
+
+    @property
+    def host_key_pin(self) -> str: ...
+
+
+def client_of(files: ClientFiles, proc: ShimProcess, timeout: float) -> ShimClient:
+    """The coordinator's client of a shim stood up here: its authorized key, the host key pinned,
+    on loopback."""
+    return ShimClient("127.0.0.1", proc.port, client_key=files.client_key,
+                      host_key_pin=files.host_key_pin, timeout=timeout)
 
 
 class ShimProcess:

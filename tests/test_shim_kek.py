@@ -30,7 +30,7 @@ from signer_shim.hostkey import ensure_host_key
 from signer_shim.interface import SignerError
 from signer_shim.pkcs11.signer import Pkcs11Signer
 from signer_shim.pkcs11.softhsm import SoftHSMToken, create_token
-from staging.standup import ShimFiles, ShimProcess, write_shim_files
+from staging.standup import ShimFiles, ShimProcess, client_of, write_shim_files
 from tests.shim_helpers import approve, cast_authority
 from tests.test_wrap_backup import EC_KEY, RSA_KEY, generate, objects
 
@@ -70,8 +70,7 @@ class Served:
     proc: ShimProcess
 
     def client(self) -> ShimClient:
-        return ShimClient("127.0.0.1", self.proc.port, client_key=self.files.client_key,
-                          host_key_pin=self.files.host_key_pin, timeout=WAIT)
+        return client_of(self.files, self.proc, WAIT)
 
 
 def serve(directory: Path, token: SoftHSMToken, config: SignerConfig, path: Path) -> Served:

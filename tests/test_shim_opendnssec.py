@@ -24,7 +24,7 @@ from signer_shim.config import ConfigError
 from signer_shim.opendnssec.ods_config import OdsConfig
 from signer_shim.opendnssec.ods_setup import EnforcerDaemon, OdsInstallation
 from signer_shim.request_journal import RequestJournal
-from staging.standup import ShimProcess
+from staging.standup import ShimProcess, client_of
 from tests.ods_helpers import EC_POLICIES, running_installation
 from tests.shim_helpers import approve, cast_authority
 from tests.test_opendnssec import ZONES13, hsmutil_count, kasp_locators
@@ -70,8 +70,7 @@ class OdsShim:
     proc: ShimProcess
 
     def client(self) -> ShimClient:
-        return ShimClient("127.0.0.1", self.proc.port, client_key=self.files.client_key,
-                          host_key_pin=self.files.host_key_pin, timeout=WAIT)
+        return client_of(self.files, self.proc, WAIT)
 
     @property
     def journal(self) -> RequestJournal:

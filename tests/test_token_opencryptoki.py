@@ -29,7 +29,7 @@ from signer_shim.pkcs11.signer import Pkcs11Signer
 from signer_shim.pkcs11.workerclient import WorkerClient
 from signer_shim.tokenid import is_fingerprint
 from staging.fixture import SHAPES, Figures, expected_figures, seed_records
-from staging.standup import ShimFiles, ShimProcess, write_shim_files
+from staging.standup import ShimFiles, ShimProcess, client_of, write_shim_files
 from tests import okc_helpers
 from tests.okc_helpers import OkcToken
 from tests.shim_helpers import approve, cast_authority
@@ -75,8 +75,7 @@ class OkcShim:
     proc: ShimProcess
 
     def client(self) -> ShimClient:
-        return ShimClient("127.0.0.1", self.proc.port, client_key=self.files.client_key,
-                          host_key_pin=self.files.host_key_pin, timeout=WAIT)
+        return client_of(self.files, self.proc, WAIT)
 
 
 @pytest.fixture
