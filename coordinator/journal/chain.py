@@ -36,6 +36,8 @@ from coordinator.journal.note import (
     open_note,
 )
 
+_HEXDIGEST = type(hashlib.sha256()).hexdigest  # unbound, for map
+
 #: The genesis record's field that carries the journal's own parameters:
 #: `{"origin": <checkpoint origin>, "vkey": <coordinator verifier key>, "version": 1}`.
 GENESIS_FIELD = "journal"
@@ -87,7 +89,13 @@ class Chain:
     `trusted` are the verifier keys checkpoints must be signed by; None means "the key the
     genesis entry announces" (`trust == "genesis"`), which proves consistency, not authorship.
     Errors are sticky: after `Broken`, every later `feed` raises it again.
+
+    `special_types`: the record types (besides the genesis) that a rule reads, and that the
+    common path of `feed_lines` therefore hands to `feed`; a subclass adds its own and checks
+    them in `_special`.
     """
+
+    special_types: tuple[str, ...] = (CHECKPOINT_TYPE,)
 
     def __init__(self, trusted: list[Verifier] | None = None) -> None:
         self.size = 0
@@ -123,11 +131,13 @@ class Chain:
         if seq != pos:
             raise self._seq_broken(pos, seq, following)
         if prev != self.last_hash:
-            raise self._link_broken(pos, line_hash, following)
+            raise self._link_broken(pos, line_hash, following, record)
         if pos == 0:
             self._genesis(record)
         elif record.get("type") == CHECKPOINT_TYPE:
             self._checkpoint(pos, record)
+        elif record.get("type") in self.special_types:
+            self._special(pos, record)
         self.last_hash = line_hash
         self.tree.append(line)
         self.size = pos + 1
@@ -137,42 +147,48 @@ class Chain:
         """`feed` every line in order, each with the next as its lookahead; raises `Broken`.
 
         The same rules as `feed`, with the common case (an ordinary entry that holds) inlined:
-        verifying 100,000 entries must take well under a second. Anything else (the genesis, a
-        checkpoint, any line that does not hold) goes through `feed`, which names the problem.
+        verifying 100,000 entries must take well under a second. The line hashes (each the next
+        entry's `prev`) are taken over the raw bytes in one pass, and the Merkle tree is
+        extended a batch at a time (before each line `feed` handles, and at the end). Each line
+        is parsed once, for what the rules need of it: that it is an entry (valid UTF-8 JSON,
+        exactly `prev`, `record`, `seq`), its `seq` and `prev`, and its record's type, which
+        sends the genesis, checkpoints and `special_types` (and any line that does not hold)
+        to `feed`, which checks them in full and names the problem.
         """
-        raw_decode = _entry.DECODER.raw_decode
-        sha256 = hashlib.sha256
+        if self.broken is not None:
+            raise self.broken
+        scan = _entry.DECODER.scan_once  # raw_decode without its Python frame
+        special = self.special_types
+        hexes = list(map(_HEXDIGEST, map(hashlib.sha256, lines)))
         last = len(lines) - 1
         pos, last_hash = self.size, self.last_hash
-        pending: list[bytes] = []  # ordinary lines not yet in the tree: added in one batch
+        start = 0  # the first line not yet in the Merkle tree
         for i, line in enumerate(lines):
             try:
                 text = line.decode("utf-8")
-                obj, end = raw_decode(text)
-                ordinary = (
-                    end == len(text)
-                    and type(obj) is dict
-                    and len(obj) == 3
-                    and obj.get("seq") == pos
-                    and type(obj["seq"]) is int
-                    and obj.get("prev") == last_hash
-                    and type(obj.get("record")) is dict
-                    and pos > 0
-                    and obj["record"].get("type") != CHECKPOINT_TYPE
-                )
-            except (ValueError, RecursionError):
-                ordinary = False
-            if ordinary and self.broken is None:
-                last_hash = sha256(line).hexdigest()
-                pending.append(line)
+                obj, end = scan(text, 0)
+            except (ValueError, StopIteration, RecursionError):
+                obj, end, text = None, -1, ""
+            if (
+                end == len(text)
+                and type(obj) is dict
+                and len(obj) == 3
+                and obj.get("prev") == last_hash
+                and obj.get("seq") == pos
+                and type(obj["seq"]) is int
+                and type(record := obj.get("record")) is dict
+                and pos > 0
+                and record.get("type") not in special
+            ):
+                last_hash = hexes[i]
                 pos += 1
                 continue
-            self.tree.extend(pending)
-            pending.clear()
+            self.tree.extend(lines[start:i])
             self.size, self.last_hash = pos, last_hash
             self.feed(line, lines[i + 1] if i < last else None)
             pos, last_hash = self.size, self.last_hash
-        self.tree.extend(pending)
+            start = i + 1
+        self.tree.extend(lines[start:])
         self.size, self.last_hash = pos, last_hash
 
     def extend(self, line: bytes, record: dict[str, Any]) -> Entry:
@@ -206,7 +222,8 @@ class Chain:
             return Broken(pos, "seq", f"{found}: {gone} deleted (or moved)")
         return Broken(pos, "seq", f"{found}: an entry was inserted (a copy of seq {seq}?)")
 
-    def _link_broken(self, pos: int, line_hash: str, following: bytes | None) -> Broken:
+    def _link_broken(self, pos: int, line_hash: str, following: bytes | None,
+                     record: dict[str, Any]) -> Broken:
         if pos == 0:
             return Broken(0, "link", "the genesis entry's prev is not 64 zeros")
         nxt = _peek(following)
@@ -218,9 +235,31 @@ class Chain:
                 f"and entry {pos + 1} does not link to it",
             )
         why = f"altered: entry {pos} records a different SHA-256 for it"
-        if nxt is None:  # nothing after entry pos to tell which of the two changed
-            why += f" (or entry {pos}'s prev was altered)"
+        if nxt is None:  # nothing after entry pos to tell which of the two changed...
+            signed = self._signs_tree(pos, record)
+            if signed is True:  # ...but entry pos is a checkpoint that signs entry pos - 1
+                return Broken(pos, "link", f"altered: its prev does not match entry {pos - 1}, "
+                              f"which the checkpoint it holds signs as it is")
+            if signed is False:
+                why += f" (the checkpoint at entry {pos} signs another root over it)"
+            else:
+                why += f" (or entry {pos}'s prev was altered)"
         return Broken(pos - 1, "link", why)
+
+    def _signs_tree(self, pos: int, record: dict[str, Any]) -> bool | None:
+        """Whether `record`, at `pos`, is a checkpoint that a trusted key signed over the tree of
+        the entries before it as they are (True), over another tree (False), or neither: not a
+        checkpoint, or not one that opens (None)."""
+        note = record.get("note")
+        if record.get("type") != CHECKPOINT_TYPE or not isinstance(note, str):
+            return None
+        try:
+            cp = Checkpoint.parse(open_note(note, self.verifiers).text)
+        except (MalformedNote, BadCheckpoint, BadSignature, NoTrustedSignature):
+            return None
+        if cp.origin != self.origin or cp.size != pos:
+            return None
+        return cp.root == self.tree.root()
 
     def _genesis(self, record: dict[str, Any]) -> None:
         params = record.get(GENESIS_FIELD)
@@ -241,6 +280,10 @@ class Chain:
         if self.trust == "genesis":
             self.verifiers = [announced]
 
+    def _special(self, pos: int, record: dict[str, Any]) -> None:
+        """A record of one of `special_types` (other than a checkpoint); raise Broken if it does
+        not hold. The journal's own rules have none."""
+
     def _checkpoint(self, pos: int, record: dict[str, Any]) -> None:
         note_text = record.get("note")
         if not isinstance(note_text, str):
@@ -257,7 +300,17 @@ class Chain:
         if cp.origin != self.origin:
             raise Broken(pos, "checkpoint", f"checkpoint origin {cp.origin!r} is not the journal's")
         if cp.size != pos:
-            raise Broken(pos, "checkpoint", f"checkpoint covers {cp.size} entries, not {pos}")
+            why = f"checkpoint covers {cp.size} entries, not {pos}"
+            earlier = self.last_checkpoint
+            if earlier is not None and cp.size < earlier.checkpoint.size:
+                why += (f": fewer than the checkpoint at entry {earlier.seq} "
+                        f"({earlier.checkpoint.size}): the log shrank")
+            elif earlier is not None and cp.size == earlier.checkpoint.size:
+                same = "the same root" if cp.root == earlier.checkpoint.root else "another root"
+                why += (f": the size of the checkpoint at entry {earlier.seq}, with {same}"
+                        + (": two histories of one size (a fork)" if cp.root !=
+                           earlier.checkpoint.root else ""))
+            raise Broken(pos, "checkpoint", why)
         if cp.root != self.tree.root():
             raise Broken(
                 pos,

@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 
 _sha256 = hashlib.sha256
+_DIGEST = type(_sha256()).digest  # unbound, for map
 _LEAF = b"\x00"  # RFC 6962 domain separation: 0x00 for leaves
 _NODE = b"\x01"  # ... and 0x01 for interior nodes
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -61,26 +62,39 @@ class CompactRange:
         self.size += 1
 
     def append(self, data: bytes) -> None:
-        self.extend((data,))
+        self.append_leaf_hash(_sha256(_LEAF + data).digest())
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        """Append many leaves (raw data): one tight loop, as verifying a journal needs."""
+        """Append many leaves (raw data), as verifying a journal needs: the leaf hashes in one
+        pass, then each perfect subtree that fits at the current size level by level. Every
+        hash is computed by `map` rather than a Python loop, which halves the interpreter's
+        share of the cost; the hashes are the same as `append`'s, one leaf at a time."""
+        hashes = list(map(_DIGEST, map(_sha256, map(_LEAF.__add__, leaves))))
+        i, n = 0, len(hashes)
+        while i < n:
+            # the largest perfect subtree that can start at `size` (a multiple of its width)
+            # and fits in what is left
+            height = (n - i).bit_length() - 1
+            if self.size:
+                height = min(height, (self.size & -self.size).bit_length() - 1)
+            level = hashes[i : i + (1 << height)]
+            while len(level) > 1:
+                pairs = map(bytes.__add__, level[0::2], level[1::2])
+                level = list(map(_DIGEST, map(_sha256, map(_NODE.__add__, pairs))))
+            self._push(level[0], height)
+            i += 1 << height
+
+    def _push(self, h: bytes, height: int) -> None:
+        """Append the root of a perfect subtree of `height` (the size must be a multiple of its
+        width), merging equal heights as a binary counter carries."""
         heights, hashes = self._heights, self._hashes
-        pop_height, push_height = heights.pop, heights.append
-        pop_hash, push_hash = hashes.pop, hashes.append
-        sha256, leaf, node = _sha256, _LEAF, _NODE
-        n = 0
-        for data in leaves:
-            h = sha256(leaf + data).digest()
-            height = 0
-            while heights and heights[-1] == height:
-                pop_height()
-                h = sha256(node + pop_hash() + h).digest()
-                height += 1
-            push_height(height)
-            push_hash(h)
-            n += 1
-        self.size += n
+        self.size += 1 << height
+        while heights and heights[-1] == height:
+            heights.pop()
+            h = _sha256(_NODE + hashes.pop() + h).digest()
+            height += 1
+        heights.append(height)
+        hashes.append(h)
 
     def root(self) -> bytes:
         if not self._hashes:
