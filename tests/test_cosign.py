@@ -715,28 +715,38 @@ def test_verify_cosigned_by_json_and_bad_input(rehearsal_journal: Path) -> None:
         assert p.returncode == 2, (bad, p.stderr)
 
 
-def test_verify_cosigned_by_counts_only_cosignatures_that_verify(tmp_path: Path) -> None:
-    """A record claiming a cosignature that does not verify against the genesis roster's key is
-    named and not counted; one person's two seats count once."""
+def test_verify_cosigned_by_counts_people_and_a_bad_cosignature_fails_the_journal(
+        tmp_path: Path) -> None:
+    """One person's two seats count once. A record claiming a cosignature that does not verify
+    against the genesis roster's key is not a record the coordinator writes (it journals a
+    `refused` instead): the journal itself does not hold, at that entry."""
     j = Journal.create(tmp_path / "j", key=COORDINATOR, name=ORIGIN, origin=ORIGIN,
                        genesis_record={"type": "genesis", "at": "2026-11-27T00:00:00Z",
                                        "roster": roster().to_dict()})
     _grow(j, 3)
     note = j.checkpoint("t")
     accepted = check(None, note, [], j.verifier)
-    for seat, key in (("KSO1", "KSO1"), ("DSO2", "DSO2"), ("KSO2", "SA1")):  # carol twice
+
+    def cosign_as(seat: str, key: str) -> None:
         cmd = cosign_command(accepted, seat, private_key(key), T0)
         j.append({"type": "cosignature", "at": T0, "seat": seat, "size": cmd["size"],
                   "root": cmd["root"], "signature": cmd["cosignature"]})
-    j.close()
+
+    for seat in ("KSO1", "DSO2"):  # carol twice
+        cosign_as(seat, seat)
     p = _verify(tmp_path / "j", "--cosigned-by", "1")
     assert p.returncode == 0
-    assert "cosigned by DSO2, KSO1; 1 cosignature does not verify (KSO2: its key id" in p.stdout
-    assert "1 officer (one person's seats count once)" in p.stdout
+    assert "cosigned by DSO2, KSO1: 1 officer (one person's seats count once)" in p.stdout
     p = _verify(tmp_path / "j", "--cosigned-by", "2")
     assert p.returncode == 1
     p = _verify(tmp_path / "j", "--cosigned-by", "KSO,DSO")
     assert p.returncode == 0
+    cosign_as("KSO2", "SA1")  # signed with another seat's key
+    j.close()
+    p = _verify(tmp_path / "j", "--cosigned-by", "1")
+    assert p.returncode == 1
+    assert "entry 7 (line 8) does not hold: the cosignature by KSO2 of the checkpoint at entry 4 " \
+        "does not verify: its key id" in p.stderr
 
 
 def test_node_hash_is_rfc_6962s() -> None:  # the domain separation the proofs rely on

@@ -47,6 +47,7 @@ from coordinator.journal.checkpoint import (
     cosigner_name,
     open_cosignature,
 )
+from coordinator.journal.entry import CHECKPOINT_TYPE
 from coordinator.journal.lines import TornTail
 from coordinator.journal.merkle import CompactRange
 from coordinator.journal.note import (
@@ -56,6 +57,9 @@ from coordinator.journal.note import (
     Verifier,
     open_note,
 )
+
+#: The record type of an officer's cosignature of a checkpoint (`ceremony.records.Cosignature`).
+COSIGNATURE_TYPE = "cosignature"
 
 #: Problem kinds that name no entry: the journal as a whole is what does not hold.
 _WHOLE_JOURNAL = ("unsigned",)
@@ -444,16 +448,61 @@ class _GivenKeyChain(Chain):
 
 class _RecordingChain(_GivenKeyChain):
     """The same rules, keeping every checkpoint that held: comparing the copy with a checkpoint
-    kept apart from it bounds a fork by them."""
+    kept apart from it bounds a fork by them. And one more rule: every `cosignature` record
+    verifies (below)."""
+
+    special_types = (CHECKPOINT_TYPE, COSIGNATURE_TYPE)
 
     def __init__(self, trusted: list[Verifier] | None) -> None:
         super().__init__(trusted)
         self.held: list[SignedCheckpoint] = []
+        self._roster: Roster | None = None
 
     def _checkpoint(self, pos: int, record: dict[str, Any]) -> None:
         super()._checkpoint(pos, record)
         assert self.last_checkpoint is not None
         self.held.append(self.last_checkpoint)
+
+    def _special(self, pos: int, record: dict[str, Any]) -> None:
+        """A `cosignature` record holds as the coordinator wrote it only once it verified
+        (`judge_cosign`): of a checkpoint of this journal before it (its size and root), by a
+        seat of the genesis roster, its signature line verifying against that seat's key under
+        `<origin>/<seat>` over that checkpoint's text. Anything else was put there by someone
+        else: a cosignature over another checkpoint body, of another history, by no seat."""
+        if record.get("type") != COSIGNATURE_TYPE:
+            return
+        seat, size, root = record.get("seat"), record.get("size"), record.get("root")
+        line = record.get("signature")
+        if not (isinstance(seat, str) and type(size) is int and isinstance(root, str)
+                and isinstance(line, str)):
+            raise Broken(pos, "cosignature", "a cosignature record needs a seat, a size, a root "
+                         "and a signature")
+        cp = next((h for h in reversed(self.held) if h.checkpoint.size == size), None)
+        if cp is None:
+            raise Broken(pos, "cosignature", f"a cosignature by {seat} of a checkpoint of size "
+                         f"{size}, which no checkpoint before it in this journal has")
+        if base64.b64encode(cp.checkpoint.root).decode() != root:
+            raise Broken(pos, "cosignature", f"a cosignature by {seat} of a checkpoint of size "
+                         f"{size} with another root than the journal's (entry {cp.seq}): a "
+                         "cosignature of another history")
+        if self._roster is None:
+            try:
+                self._roster = Roster.from_dict((self.genesis or {}).get("roster") or {},
+                                                "genesis roster")
+            except Exception as e:  # a roster that does not read: nothing can be checked
+                raise Broken(pos, "cosignature", f"a cosignature by {seat}, and the genesis "
+                             f"roster to check it against cannot be read: {e}") from None
+        officer = self._roster.officers.get(seat)
+        if officer is None or self.origin is None:
+            raise Broken(pos, "cosignature", f"a cosignature by {seat}, which is not a seat of "
+                         "the genesis roster")
+        text = cp.note[: cp.note.rfind("\n\n") + 1]
+        try:
+            open_cosignature(line, text, cosigner_name(self.origin, seat),
+                             load_public_key(officer.signing_key))
+        except (BadCosignature, ValueError) as e:
+            raise Broken(pos, "cosignature", f"the cosignature by {seat} of the checkpoint at "
+                         f"entry {cp.seq} does not verify: {e}") from None
 
 
 def _labels(labels: tuple[str, ...] | list[str]) -> str:
