@@ -167,22 +167,23 @@ class Chain:
             try:
                 text = line.decode("utf-8")
                 obj, end = scan(text, 0)
-            except (ValueError, StopIteration, RecursionError):
-                obj, end, text = None, -1, ""
-            if (
-                end == len(text)
-                and type(obj) is dict
-                and len(obj) == 3
-                and obj.get("prev") == last_hash
-                and obj.get("seq") == pos
-                and type(obj["seq"]) is int
-                and type(record := obj.get("record")) is dict
-                and pos > 0
-                and record.get("type") not in special
-            ):
-                last_hash = hexes[i]
-                pos += 1
-                continue
+                # obj["prev"] raises TypeError unless obj is a dict (scan_once makes nothing
+                # else that takes a string index), KeyError if it lacks the key
+                if (
+                    end == len(text)
+                    and obj["prev"] == last_hash
+                    and obj["seq"] == pos
+                    and len(obj) == 3
+                    and type(obj["seq"]) is int
+                    and type(record := obj["record"]) is dict
+                    and pos > 0
+                    and record.get("type") not in special
+                ):
+                    last_hash = hexes[i]
+                    pos += 1
+                    continue
+            except (ValueError, StopIteration, RecursionError, KeyError, TypeError):
+                pass
             self.tree.extend(lines[start:i])
             self.size, self.last_hash = pos, last_hash
             self.feed(line, lines[i + 1] if i < last else None)
