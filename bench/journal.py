@@ -3,8 +3,11 @@
 1. Append rate against a raw `os.write` + `os.fsync` loop writing the very same lines to the same
    directory, the two interleaved one operation at a time: the journal's own work (JSON, hashes,
    the Merkle update) should vanish next to the fsync (target: ratio >= 0.9).
-2. `verify_journal` over 100,000 entries (a checkpoint every 1,000) against one SHA-256 pass over
-   the same bytes (target: under 1 s).
+2. `verify_journal` over 100,000 entries (a checkpoint every 1,000) against SHA-256 of each line
+   on its own, the least any verifier of a hash-linked journal must do (targets: under 0.5 s,
+   and within 3x of it), and against one SHA-256 pass over the same bytes. The runs alternate
+   (verify, per-line hashing, verify, ...) so that both meet the same load on a shared machine,
+   and the best of each is kept.
 
 Prints numbers, asserts nothing. Usage: python bench/journal.py [--dir DIR] [--appends N]
 (DIR is where the files go, by default a fresh temporary directory; put it on the file system the
@@ -94,43 +97,52 @@ def build_large(path: Path, n: int, every: int) -> None:
                 j.append(record(i))
 
 
-def best_of(runs: int, fn) -> float:  # noqa: ANN001
-    times = []
+def best_of(runs: int, *fns) -> list[float]:  # noqa: ANN002
+    """The best time of each of `fns`, run in turn `runs` times (interleaved: a shared
+    machine's load then weighs on all of them alike)."""
+    best = [float("inf")] * len(fns)
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
-def bench_verify(workdir: Path, n: int = 100_000, every: int = 1_000, runs: int = 3) -> None:
+def bench_verify(workdir: Path, n: int = 100_000, every: int = 1_000, runs: int = 7) -> None:
     path = workdir / "large.journal"
     build_large(path, n, every)
     data = path.read_bytes()
     report = verify_journal(path)
     if not report.ok:
         print(f"  WARNING: the built journal does not verify: {report.summary()}")
-    t_verify = best_of(runs, lambda: verify_journal(path))
-    t_sha = best_of(runs, lambda: hashlib.sha256(data).digest())
-    t_lines = best_of(runs, lambda: [hashlib.sha256(line).digest() for line in data.split(b"\n")])
+    t_verify, t_lines, t_sha = best_of(
+        runs,
+        lambda: verify_journal(path),
+        lambda: [hashlib.sha256(line).digest() for line in data.split(b"\n")],
+        lambda: hashlib.sha256(data).digest(),
+    )
     print(
         f"verify: {report.entries} entries, {report.checkpoints} checkpoints, "
         f"{len(data) / 1e6:.1f} MB, best of {runs}"
     )
-    print(f"  verify_journal      {t_verify:10.3f} s     (target < 1 s)")
+    print(f"  verify_journal      {t_verify:10.3f} s     (target < 0.5 s)")
+    print(f"  sha256, per line    {t_lines:10.3f} s     ratio {t_verify / t_lines:6.1f}x"
+          "   (target <= 3x)")
     print(f"  sha256, one pass    {t_sha:10.3f} s     ratio {t_verify / t_sha:6.1f}x")
-    print(f"  sha256, per line    {t_lines:10.3f} s     ratio {t_verify / t_lines:6.1f}x")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, help="where to put the files (default: a temp dir)")
     parser.add_argument("--appends", type=int, default=1000, help="appends to time")
+    parser.add_argument("--verify-only", action="store_true", help="skip the append bench")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="keyrite-bench-") as d:
         workdir = Path(d)
         print(f"in {workdir}")
-        bench_append(workdir, args.appends)
+        if not args.verify_only:
+            bench_append(workdir, args.appends)
         bench_verify(workdir)
     return 0
 
