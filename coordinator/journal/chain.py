@@ -47,7 +47,8 @@ FORMAT_VERSION = 1
 class Broken(Exception):
     """The first entry that does not hold: its seq (0-based position), a kind, and why.
 
-    Kinds: json, format, seq, link, genesis, note, signature, untrusted, checkpoint, root.
+    Kinds: json, format, seq, link, genesis, note, signature, untrusted, checkpoint, root;
+    verify adds cosignature (`verify._RecordingChain`).
     The line number is seq + 1: entry n is always meant to be on line n + 1.
     """
 
