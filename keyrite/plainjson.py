@@ -73,7 +73,13 @@ class Limits:
 def safe_text(value: Any, limit: int = TEXT_LIMIT) -> str:
     """`value` as text that always encodes as UTF-8 and is at most `limit` characters (and an
     ellipsis): for error replies, logs and journals, whatever a stranger put in `value`."""
-    text = value if isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = repr(value)
+        except (ValueError, RecursionError):  # an int of 5,000 digits, a list 5,000 deep
+            text = f"<{type(value).__name__}>"
     if len(text) > limit:
         text = text[:limit] + "\u2026"
     if not text.isascii():

@@ -70,8 +70,11 @@ ID_FIELD_LIMIT = 32
 
 
 def _show(value: Any) -> str:
-    """A console's value quoted in a reason: short, and always safe to send and journal."""
-    return safe_text(repr(value), 40)
+    """A console's value quoted in a reason: short, and always safe to send and journal (an
+    object or list is named by its type: its repr could be 5,000 levels deep)."""
+    if isinstance(value, (dict, list)):
+        return type(value).__name__
+    return safe_text(value if not isinstance(value, str) else repr(value), 40)
 
 
 def _utf8(v: str) -> bool:
