@@ -23,6 +23,16 @@ error instead of ending `run`: the console asked for nothing wrong.
 
 Commands are handled one at a time, in arrival order: the ceremony machine takes one event at a
 time anyway, and a snapshot then always sits between two commands, never inside one.
+
+Floods: nothing here queues in Python. The ROUTER holds at most `ROUTER_HWM` frames from each
+console (then ZeroMQ stops reading that console's connection: TCP pushes back on it alone, and
+the ROUTER's fair queueing keeps taking the others' frames in turn) and at most `REPLY_HWM`
+replies to each (a console that never reads its replies loses the later ones, as ZeroMQ's
+ROUTER drops them; its commands were handled: a console waits for each answer, so only a
+console sending without reading gets there). A console's bad frames are logged at most
+`BAD_FRAME_LOGS` times in `BAD_FRAME_WINDOW` seconds, then counted: the count is logged with its
+next bad frame after the window. Refused commands are the daemon's to bound
+(`coordinator.live.daemon.RefusalBudget`).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,6 +60,36 @@ ZAP_DOMAIN = b"keyrite"
 #: ZeroMQ drops a connection whose frame is larger (and never holds the frame): well beyond
 #: `protocol.FROM_CONSOLE.frame`, so a frame merely too long still gets an error reply.
 MAX_WIRE = 1024 * 1024
+#: Frames queued from each console in the ROUTER (ZeroMQ's default is 1,000: with frames of up
+#: to `MAX_WIRE`, a GiB per console), and replies queued to each (ZeroMQ's default: a console
+#: that pipelines commands, as the flood test does, reads its replies a burst behind; fewer would
+#: drop replies it is about to read).
+ROUTER_HWM = 100
+REPLY_HWM = 1000
+#: Bad frames logged per console in a window of seconds; the rest are counted.
+BAD_FRAME_LOGS = 20
+BAD_FRAME_WINDOW = 10.0
+
+
+class _LogBudget:
+    """How many bad frames of each console are logged in a window (the consoles are the enrolled
+    ones: the table is as small as the roster)."""
+
+    def __init__(self, limit: int = BAD_FRAME_LOGS, window: float = BAD_FRAME_WINDOW,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._seen: dict[str, tuple[float, int]] = {}  # officer -> (window start, bad frames)
+
+    def count(self, officer: str) -> tuple[int, int]:
+        """One more bad frame from `officer`: its number in this window (1 is the first), and
+        how many of the window just ended went unlogged."""
+        now = self.clock()
+        start, n = self._seen.get(officer, (now, 0))
+        unlogged = 0
+        if now - start >= self.window:
+            unlogged, start, n = max(0, n - self.limit), now, 0
+        self._seen[officer] = (start, n + 1)
+        return n + 1, unlogged
 
 
 class CommandRefused(Exception):
@@ -81,6 +122,7 @@ class BusServer:
         self.epoch = secrets.token_hex(8)
         self.seq = 0
         self._pub: TrioSocket | None = None
+        self._bad_frames = _LogBudget()
 
     def _curve_server(self, sock: zmq.Socket) -> None:
         sock.setsockopt(zmq.LINGER, 0)
@@ -99,6 +141,8 @@ class BusServer:
                 router = TrioSocket(ctx.socket(zmq.ROUTER))
                 self._curve_server(router.zmq)
                 router.zmq.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE)
+                router.zmq.setsockopt(zmq.RCVHWM, ROUTER_HWM)
+                router.zmq.setsockopt(zmq.SNDHWM, REPLY_HWM)
                 nursery.start_soon(watch_handshakes, router.zmq, "router")
                 router.zmq.bind(self.router_endpoint)
                 pub = TrioSocket(ctx.socket(zmq.PUB))
@@ -175,11 +219,24 @@ class BusServer:
             return p.encode(p.ErrorReply(id=p.safe_text(rid, p.ID_LIMIT) if rid else None,
                                          error="the coordinator could not encode its answer"))
 
+    def _log_bad_frame(self, officer: str, why: str) -> None:
+        """Log a console's bad frame, up to the budget (a flood of them must not flood the log)."""
+        n, unlogged = self._bad_frames.count(officer)
+        budget = self._bad_frames
+        if unlogged:
+            log.warning("from %s: %d more bad frames were not logged (over %d in %g s)",
+                        officer, unlogged, budget.limit, budget.window)
+        if n <= budget.limit:
+            log.warning("from %s: %s", officer, p.safe_text(why))
+        elif n == budget.limit + 1:
+            log.warning("from %s: more than %d bad frames in %g s: the rest of them are "
+                        "counted, not logged", officer, budget.limit, budget.window)
+
     async def _answer(self, officer: str, data: bytes) -> p.Message:
         try:
             message = p.decode(data, p.FROM_CONSOLE)
         except p.ProtocolError as e:
-            log.warning("from %s: %s", officer, p.safe_text(str(e)))
+            self._log_bad_frame(officer, str(e))
             return p.ErrorReply(id=None, error=p.safe_text(f"bad message: {e}"))
         if isinstance(message, p.SnapshotRequest):
             seq, state = self.seq, self.snapshot()  # no await between: consistent
