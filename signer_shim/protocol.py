@@ -27,7 +27,9 @@ such a request gets an error message (`id` is the request's if one could be read
 and the session stays open.
 
 Error types: `BadRequest` (not a request of this protocol), `UnsupportedVersion`,
-`UnknownMethod`, `QuorumRefused` (the approvals do not let the operation run; nothing touched
+`UnknownMethod`, `Busy` (a session refused: its connection, or the shim, has as many sessions
+open as it serves, signer_shim.server.MAX_SESSIONS_PER_CONNECTION and MAX_SESSIONS; `id` null,
+and the session ends), `QuorumRefused` (the approvals do not let the operation run; nothing touched
 the HSM), `IdempotencyConflict` (the key was used for a different request), `SignerError` (the
 signer refused or failed; the message is for the officers), `Internal` (a bug in the shim;
 details are in its log, not on the wire).

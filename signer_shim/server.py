@@ -62,6 +62,21 @@ log = logging.getLogger("signer_shim.server")
 _KEYS = ("listen", "port", "host_key", "authorized_keys", "signer_config", "authority")
 _PATHS = ("host_key", "authorized_keys", "signer_config", "authority")
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages of one operation (the last is sent)
+#: Sessions one SSH connection may have open at once, and all connections together: each session
+#: has at most one request in the HSM queue, so these bound the queue (and a client that opens
+#: sessions without end is refused more, not served less: the others keep theirs).
+MAX_SESSIONS_PER_CONNECTION = 4
+MAX_SESSIONS = 32
+#: Bytes of answers a session may have waiting to be sent: past it the session stops reading
+#: requests until its client reads (a client that never reads holds only its own session), and
+#: queue and progress notices, which are advice, are dropped for it.
+OUTPUT_BUFFER = 256 << 10
+#: Bytes a client may send on a session before the shim has taken them (SSH's channel window;
+#: asyncssh's 2 MiB let a client that writes without reading grow the shim by tens of MiB, what
+#: the flood test measured); a put_input line is 44 KiB at most.
+SSH_WINDOW = 256 << 10
+#: Refused lines logged per session; the rest are counted, and the count logged at its end.
+REFUSAL_LOGS = 20
 T = TypeVar("T")
 Send = Callable[[bytes], None]
 
@@ -211,6 +226,7 @@ class Shim:
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.running: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._listeners: dict[str, list[tuple[str, Send]]] = {}
+        self.sessions: dict[object, int] = {}  # connection -> sessions open on it
 
     async def call(self, req: protocol.Request, send: Send | None = None) -> Any:
         if req.method == "execute":
@@ -296,6 +312,8 @@ class Shim:
             return await asyncio.shield(task)
         finally:
             listeners.remove(me)
+            if not listeners:
+                self._listeners.pop(req.key, None)
 
     async def _operation(self, key: str, op: dict[str, Any], approvals: list[dict[str, Any]],
                          secrets: dict[str, Any]) -> dict[str, Any]:
@@ -330,11 +348,15 @@ class Shim:
 
         return await self.queue.run(work, lambda n: tell(lambda rid: protocol.queued(rid, n)))
 
-    async def answer(self, line: bytes, send: Send | None = None) -> bytes:
+    async def answer(self, line: bytes, send: Send | None = None,
+                     refusals: _Refusals | None = None) -> bytes:
+        """The final answer to `line`; progress and queue notices go to `send` on the way.
+        `refusals` counts the session's refused lines (logged up to REFUSAL_LOGS)."""
         try:
             req = protocol.parse_request(line)
         except protocol.ProtocolError as e:
-            log.info("refused request %r: %s %s", e.id, e.type, e)
+            if refusals is None or refusals.one_more():
+                log.info("refused request %r: %s %s", e.id, e.type, e)
             return protocol.error(e.id, e.type, str(e))
         log.info("request %r key %r: %s", req.id, req.key, req.method)
         try:
@@ -371,36 +393,93 @@ class Shim:
                 return
             peer = process.get_extra_info("peername")
             user = process.get_extra_info("username")
+            conn = process.channel.get_connection()
+            busy = self._busy(conn)
+            if busy:
+                log.warning("refused a session from %s as %r: %s", peer, user, busy)
+                process.stdout.write(protocol.error(None, "Busy", busy))
+                process.exit(1)
+                return
             log.info("session from %s as %r", peer, user)
-            await self._serve_lines(process)
+            self.sessions[conn] = self.sessions.get(conn, 0) + 1
+            refusals = _Refusals()
+            try:
+                await self._serve_lines(process, refusals)
+            finally:
+                self.sessions[conn] -= 1
+                if not self.sessions[conn]:
+                    del self.sessions[conn]
+                if refusals.unlogged:
+                    log.info("session from %s: %d more refused requests were not logged",
+                             peer, refusals.unlogged)
             process.exit(0)
         except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged,
                 BrokenPipeError, ConnectionError):
             process.exit(1)
 
 
-    async def _serve_lines(self, process: asyncssh.SSHServerProcess) -> None:
+    def _busy(self, conn: object) -> str | None:
+        """Why a new session on `conn` is refused, if it is."""
+        if self.sessions.get(conn, 0) >= MAX_SESSIONS_PER_CONNECTION:
+            return (f"this connection has {MAX_SESSIONS_PER_CONNECTION} sessions open already "
+                    "(the most one connection may)")
+        if sum(self.sessions.values()) >= MAX_SESSIONS:
+            return f"the shim has {MAX_SESSIONS} sessions open already (the most it serves)"
+        return None
+
+    async def _serve_lines(self, process: asyncssh.SSHServerProcess,
+                           refusals: _Refusals | None = None) -> None:
         """Answer each line in order until end of input. A line longer than MAX_LINE is not
-        buffered: it is dropped up to its newline and answered with one error."""
+        buffered: it is dropped up to its newline and answered with one error. At most
+        OUTPUT_BUFFER bytes of answers wait for the client: then no more lines are read (SSH's
+        flow control holds the client back), and notices are dropped."""
+        channel = process.channel
+
+        def notice(data: bytes) -> None:  # queue and progress notices: advice, dropped if full
+            if channel.get_write_buffer_size() < OUTPUT_BUFFER:
+                process.stdout.write(data)
+
+        async def reply(data: bytes) -> None:
+            process.stdout.write(data)
+            if channel.get_write_buffer_size() >= OUTPUT_BUFFER:
+                await process.stdout.drain()
+            await asyncio.sleep(0)  # a chunk of 64 KiB may hold thousands of lines: take turns
+
         buf = b""
         discarding = False
         while True:
             chunk = await process.stdin.read(protocol.MAX_LINE)
             if not chunk:  # end of input: answer a last unterminated line, if any
                 if buf.strip() and not discarding:
-                    process.stdout.write(await self.answer(buf, process.stdout.write))
+                    await reply(await self.answer(buf, notice, refusals))
                 return
             buf += chunk
             while (nl := buf.find(b"\n")) >= 0:
                 line, buf = buf[: nl + 1], buf[nl + 1 :]
                 if discarding:
                     discarding = False
-                    process.stdout.write(protocol.error(
+                    await reply(protocol.error(
                         None, "BadRequest", f"line longer than {protocol.MAX_LINE} bytes"))
                 elif line.strip():
-                    process.stdout.write(await self.answer(line, process.stdout.write))
+                    await reply(await self.answer(line, notice, refusals))
             if discarding or len(buf) > protocol.MAX_LINE:
                 buf, discarding = b"", True
+
+
+class _Refusals:
+    """A session's refused lines: the first REFUSAL_LOGS are logged, the rest counted."""
+
+    def __init__(self, limit: int = REFUSAL_LOGS) -> None:
+        self.limit, self.count = limit, 0
+
+    def one_more(self) -> bool:
+        """Count one; True while it is to be logged."""
+        self.count += 1
+        return self.count <= self.limit
+
+    @property
+    def unlogged(self) -> int:
+        return max(0, self.count - self.limit)
 
 
 def _safe(send: Send, line: bytes) -> None:
@@ -438,6 +517,7 @@ async def start(loaded: Loaded, shim: Shim) -> asyncssh.SSHAcceptor:
         x11_forwarding=False,
         allow_scp=False,
         line_editor=False,
+        window=SSH_WINDOW,
         sftp_factory=None,
     )
 
