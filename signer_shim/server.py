@@ -77,6 +77,11 @@ OUTPUT_BUFFER = 256 << 10
 SSH_WINDOW = 256 << 10
 #: Refused lines logged per session; the rest are counted, and the count logged at its end.
 REFUSAL_LOGS = 20
+#: `execute` requests refused for their quorum (each journaled, fsync'd) per session in a window
+#: of seconds; past them the session's executes are refused unread until the window ends, and
+#: then one journal entry (key "*") counts them.
+REFUSED_EXECUTES = 20
+REFUSED_EXECUTES_WINDOW = 10.0
 T = TypeVar("T")
 Send = Callable[[bytes], None]
 
@@ -228,9 +233,10 @@ class Shim:
         self._listeners: dict[str, list[tuple[str, Send]]] = {}
         self.sessions: dict[object, int] = {}  # connection -> sessions open on it
 
-    async def call(self, req: protocol.Request, send: Send | None = None) -> Any:
+    async def call(self, req: protocol.Request, send: Send | None = None,
+                   session: _Refusals | None = None) -> Any:
         if req.method == "execute":
-            return await self._execute(req, send)
+            return await self._execute(req, send, session)
 
         def waiting(ahead: int) -> None:
             if send is not None:
@@ -270,9 +276,12 @@ class Shim:
             return {"share_key": s.share_key()}
         raise AssertionError(f"method {req.method} passed parsing but has no handler")
 
-    async def _execute(self, req: protocol.Request, send: Send | None) -> dict[str, Any]:
+    async def _execute(self, req: protocol.Request, send: Send | None,
+                       session: _Refusals | None = None) -> dict[str, Any]:
         if self.authority is None or self.journal is None:
             raise SignerError("this shim has no authority file: it runs no operation")
+        if session is not None:
+            self.journal_unread(session)
         op, approvals = req.params["operation"], req.params["approvals"]
         secrets = dict(req.params.get("secrets", {}))
         request = hashlib.sha256(canonical_json({"operation": op, "approvals": approvals}))
@@ -288,12 +297,19 @@ class Shim:
                 assert state.result is not None
                 return state.result
         else:
+            if session is not None and session.executes_exhausted():
+                session.unread += 1
+                raise QuorumRefused(
+                    f"more than {REFUSED_EXECUTES} requests refused on this session in "
+                    f"{REFUSED_EXECUTES_WINDOW:g} s: refused unread; wait, then ask again")
             try:
                 verdict = check_quorum(self.authority, op, approvals, now=self.clock(),
                                        used_nonces=self.journal.nonces, request_key=req.key)
             except QuorumRefused as e:
                 log.info("request %r key %r refused: %s", req.id, req.key, e)
                 self.journal.refused(req.key, str(e), digest)
+                if session is not None:
+                    session.spend_execute()
                 raise
             self.journal.received(req.key, method="execute", request=request_id,
                                   op=str(op["op"]), digest=digest, step=verdict.step,
@@ -348,6 +364,15 @@ class Shim:
 
         return await self.queue.run(work, lambda n: tell(lambda rid: protocol.queued(rid, n)))
 
+    def journal_unread(self, session: _Refusals, *, ended: bool = False) -> None:
+        """One journal entry for the executes `session` had refused unread in a window that has
+        ended (or in the session, once it ends)."""
+        n = session.closed_unread(ended=ended)
+        if n and self.journal is not None:
+            self.journal.refused("*", f"{n} more execute requests on one session refused unread "
+                                 f"(over {REFUSED_EXECUTES} refused in "
+                                 f"{REFUSED_EXECUTES_WINDOW:g} s)", None)
+
     async def answer(self, line: bytes, send: Send | None = None,
                      refusals: _Refusals | None = None) -> bytes:
         """The final answer to `line`; progress and queue notices go to `send` on the way.
@@ -360,7 +385,7 @@ class Shim:
             return protocol.error(e.id, e.type, str(e))
         log.info("request %r key %r: %s", req.id, req.key, req.method)
         try:
-            return protocol.result(req.id, await self.call(req, send))
+            return protocol.result(req.id, await self.call(req, send, refusals))
         except QuorumRefused as e:
             return protocol.error(req.id, "QuorumRefused", str(e))
         except _Conflict as e:
@@ -412,6 +437,7 @@ class Shim:
                 if refusals.unlogged:
                     log.info("session from %s: %d more refused requests were not logged",
                              peer, refusals.unlogged)
+                self.journal_unread(refusals, ended=True)
             process.exit(0)
         except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged,
                 BrokenPipeError, ConnectionError):
@@ -467,10 +493,34 @@ class Shim:
 
 
 class _Refusals:
-    """A session's refused lines: the first REFUSAL_LOGS are logged, the rest counted."""
+    """A session's refused lines (the first REFUSAL_LOGS are logged, the rest counted) and its
+    executes refused for their quorum (REFUSED_EXECUTES journaled per window, the rest refused
+    unread and counted in `unread`)."""
 
-    def __init__(self, limit: int = REFUSAL_LOGS) -> None:
+    def __init__(self, limit: int = REFUSAL_LOGS, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
         self.limit, self.count = limit, 0
+        self.clock = clock
+        self.window_start, self.executes_refused, self.unread = 0.0, 0, 0
+
+    def _window(self) -> bool:
+        """True while the current window is open."""
+        return self.clock() - self.window_start < REFUSED_EXECUTES_WINDOW
+
+    def executes_exhausted(self) -> bool:
+        return self._window() and self.executes_refused >= REFUSED_EXECUTES
+
+    def spend_execute(self) -> None:
+        if not self._window():
+            self.window_start, self.executes_refused = self.clock(), 0
+        self.executes_refused += 1
+
+    def closed_unread(self, *, ended: bool = False) -> int:
+        """The executes refused unread in a window now over (all of them, once `ended`)."""
+        if self.unread and (ended or not self._window()):
+            n, self.unread = self.unread, 0
+            return n
+        return 0
 
     def one_more(self) -> bool:
         """Count one; True while it is to be logged."""

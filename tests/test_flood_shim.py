@@ -22,7 +22,16 @@ from typing import Any
 import asyncssh
 
 from signer_shim import protocol
-from signer_shim.server import MAX_SESSIONS_PER_CONNECTION, OUTPUT_BUFFER, REFUSAL_LOGS
+from signer_shim.request_journal import RequestJournal
+from signer_shim.server import (
+    MAX_SESSIONS_PER_CONNECTION,
+    OUTPUT_BUFFER,
+    REFUSAL_LOGS,
+    REFUSED_EXECUTES,
+    REFUSED_EXECUTES_WINDOW,
+    Shim,
+    _Refusals,
+)
 from staging.fixture import RehearsalToken
 from tests.test_flood_bus import rss_kib as _own_rss
 from tests.test_fuzz_shim import connect, finals_of, info_time
@@ -121,3 +130,39 @@ def test_a_flooding_session_is_bounded_and_others_are_served(
     assert refused_lines <= 2 * REFUSAL_LOGS, refused_lines
     assert "more refused requests were not logged" in log
     assert OUTPUT_BUFFER <= 1 << 20
+
+
+def test_refused_executes_are_journaled_up_to_a_budget_per_session(tmp_path: Path) -> None:
+    """2,000 executes with forged approvals on one session: REFUSED_EXECUTES are checked and
+    journaled each window, the rest refused unread and journaled as one count; another session's
+    are checked as ever."""
+    from tests.shim_helpers import cast_authority
+    from tests.test_fuzz_shim import Obliging
+
+    now = [1000.0]
+    journal = RequestJournal(tmp_path / "requests.jsonl")
+    shim = Shim(Obliging(), cast_authority(), journal)  # type: ignore[arg-type]
+    session = _Refusals(clock=lambda: now[0])
+
+    def execute(i: int) -> bytes:
+        return protocol.Request(f"r{i}", f"k{i}", "execute", {
+            "operation": {"op": "purge", "token": "t"}, "approvals": [{"forged": True}]}).to_line()
+
+    async def flood(n: int, s: _Refusals | None) -> list[dict[str, Any]]:
+        return [protocol.parse_reply(await shim.answer(execute(i), None, s)) for i in range(n)]
+
+    answers = asyncio.run(flood(2_000, session))
+    assert all(a["error"]["type"] == "QuorumRefused" for a in answers)
+    unread = sum("refused unread" in a["error"]["message"] for a in answers)
+    assert unread == 2_000 - REFUSED_EXECUTES
+    [other] = asyncio.run(flood(1, _Refusals(clock=lambda: now[0])))  # another session's
+    assert "refused unread" not in other["error"]["message"]
+    refused = [e for e in journal.entries() if e["event"] == "refused"]
+    assert len(refused) == REFUSED_EXECUTES + 1  # the budget's, and the other session's
+    now[0] += REFUSED_EXECUTES_WINDOW
+    asyncio.run(flood(1, session))  # the window is over: the count is journaled, and this one
+    refused = [e for e in journal.entries() if e["event"] == "refused"]
+    assert refused[-2]["key"] == "*" and refused[-2]["reason"].startswith(
+        f"{2_000 - REFUSED_EXECUTES} more execute requests")
+    assert refused[-1]["key"] == "k0" and len(refused) == REFUSED_EXECUTES + 3
+    shim.queue.close()
