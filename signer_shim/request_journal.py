@@ -8,7 +8,9 @@ One JSON line per event, appended and fsync'd (signer_shim.operation_journal's w
     started    key                        the single HSM queue reached it
     finished   key, result                what the caller gets back, now and on every retry
     failed     key, error                 a retry under the same key carries on from here
-    refused    key, reason, digest        nothing touched the HSM (kept for the auditors)
+    refused    key, reason, digest        nothing touched the HSM (kept for the auditors); key
+                                          "*" (digest null): how many executes one session had
+                                          refused unread, past its budget (signer_shim.server)
     boot       (no key)                   the shim started; whatever ran before it is over
 
 Why a second journal beside the signer's operation journal: that one is keyed by operation and
