@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from ceremony.view import CeremonyView, from_dict
-from coordinator.bus import BusClient, Refused
+from coordinator.bus import BusClient, Refused, view_delta
 from coordinator.bus import protocol as p
 
 log = logging.getLogger("keyrite.console")
@@ -65,14 +65,17 @@ class ConsoleLink:
             self._started.set()
 
     async def _updates(self) -> None:
+        shown: dict[str, Any] | None = None  # the view as of the last update, as a dict
         async for update in self.client.updates:
-            data = update.state if isinstance(update, p.Reset) else update.body
             log.debug("view %d (%s)", update.seq, type(update).__name__)
-            try:
+            try:  # a broadcast carries what changed since the one before (view_delta)
+                data = update.state if isinstance(update, p.Reset) else \
+                    view_delta.apply(shown, update.body)
                 view = from_dict(data)
-            except ValueError as e:
+            except ValueError as e:  # DeltaError too
                 log.error("a view this console cannot read: %s", e)
                 continue
+            shown = data
             self.on_view(view)
 
     async def _presence(self) -> None:

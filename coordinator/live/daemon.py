@@ -12,9 +12,10 @@ One trio thread owns the machine and the journal. These change them:
 - with real flash drives, udev (`drive_notice`): a drive plugged in, pulled out or refused is
   journaled and shown the moment the watcher thread reports it, whatever step is current.
 
-After every change the whole view (`ceremony.view`, built by `Machine.view`) is broadcast; a
-snapshot is the same view, so a console that missed anything, or restarted, or outlived a
-coordinator restart, shows exactly what the others show. The durability rule is the runner's:
+After every change the view (`ceremony.view`, built by `Machine.view`) is broadcast as what
+changed since the last broadcast (`coordinator.bus.view_delta`); a snapshot is the whole view as
+last broadcast, so a console that missed anything, or restarted, or outlived a coordinator
+restart, shows exactly what the others show. The durability rule is the runner's:
 journal first, then act, then show.
 """
 
@@ -43,7 +44,7 @@ from ceremony.view import (
     to_dict,
 )
 from coordinator import executor
-from coordinator.bus import BusServer, CommandRefused
+from coordinator.bus import BusServer, CommandRefused, view_delta
 from coordinator.ceremony_world import CeremonyWorld
 from coordinator.journal.merkle import consistency_proof, leaf_hash
 from coordinator.live.tail import describe
@@ -172,6 +173,7 @@ class Live:
         self._leaves_at = 0  # byte offset in the journal file after the last leaf read
         self._read_record(journal)
         self.bus: BusServer | None = None
+        self.published: dict[str, Any] | None = None  # the view as last broadcast
         self._token: trio.lowlevel.TrioToken | None = None
         self._dirty = trio.Event()
         self._wake = trio.Event()
@@ -641,8 +643,16 @@ class Live:
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
-            await self.bus.publish(self.view())
+            view = self.view()
+            body = view_delta.delta(self.published, view)
+            self.published = view  # no await before the publish: a snapshot is consistent
+            await self.bus.publish(body)
             await trio.sleep(min_interval)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a console (re)joining is given: the view as last broadcast, to which the next
+        broadcast's changes apply (coordinator.bus.view_delta); the current view before any."""
+        return self.published if self.published is not None else self.view()
 
     async def tick_forever(self) -> None:
         while True:

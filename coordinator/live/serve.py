@@ -156,7 +156,7 @@ async def serve(cfg: CoordinatorConfig, live: Live, enrolment: Enrolment, curve:
                 *, ready: Any = None) -> None:
     """Bind, announce, run the ceremony; return on SIGTERM or SIGINT."""
     bus = BusServer(keys=curve, enrolment=enrolment, handle_command=live.handle,
-                    snapshot=live.view, router=cfg.commands, pub=cfg.broadcasts)
+                    snapshot=live.snapshot, router=cfg.commands, pub=cfg.broadcasts)
     live.bus = bus
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
