@@ -11,12 +11,21 @@ Durability, in the order things happen:
 
 One writer at a time: the file is held with an exclusive `flock` while open, so a second
 coordinator on the same journal fails at once (`JournalBusy`) instead of interleaving lines.
-A failed write (disk full, I/O error) leaves the file in an unknown state, so the journal refuses
-every later append; reopening it cuts whatever partial line was left.
+
+A failed write or fsync (disk full, I/O error) raises `JournalWriteFailed` and leaves the file in
+an unknown state: after a failed fsync the page cache may hold bytes that never reach the disk,
+and fsync'ing the same descriptor again may report success for them (PostgreSQL's "fsyncgate").
+So the descriptor is closed at once and never fsync'd again, and the journal refuses every later
+append until `recover()` opens the file afresh, checks that every acknowledged entry is there,
+cuts whatever the failed append left after them, and fsyncs that on the new descriptor. `open`
+rewrites the last line in place and fsyncs it, so a line left in the page cache by a process
+that died after a failed fsync is really on disk before anything is appended after it.
+Every call goes through `keyrite.diskio`, where tests inject the failures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterator, Mapping
@@ -38,6 +47,7 @@ from coordinator.journal.checkpoint import Checkpoint
 from coordinator.journal.entry import CHECKPOINT_TYPE, Entry
 from coordinator.journal.lines import TornTail
 from coordinator.journal.note import Signer, Verifier, sign, valid_name
+from keyrite import diskio
 from keyrite.files import fsync_dir
 
 
@@ -57,20 +67,68 @@ class JournalBusy(JournalError):
     """Another process holds the journal open for writing."""
 
 
+class JournalWriteFailed(JournalError, OSError):
+    """An append could not be written or fsync'd (disk full, I/O error): it was not
+    acknowledged, and the journal takes no other append until `recover()` settles the file.
+    `errno` is the system's; `op` says which call failed ("write" or "fsync")."""
+
+    def __init__(self, path: Path, op: str, error: OSError) -> None:
+        name = os.strerror(error.errno) if error.errno else str(error)
+        OSError.__init__(self, error.errno, f"{path}: the journal's {op} failed: {name}; "
+                         "the entry was not recorded")
+        self.op = op
+        self.error = error
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def _lock(fd: int, path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
+        diskio.io().close(fd)
         raise JournalBusy(f"{path} is held open by another process") from None
 
 
+_write_all = diskio.write_all
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+
+def _read(path: Path, fd: int) -> tuple[Chain, int, TornTail | None, bytes]:
+    """Check every complete line of the file open on `fd`: the chain, the end of its last
+    complete line, what is torn after it, and the bytes read."""
+    with open(path, "rb") as f:
+        data = f.read()
+    complete, torn = _lines.split(data)
+    if not complete:
+        why = "its genesis entry is torn" if torn else "it is empty"
+        raise JournalError(
+            f"{path} has no complete genesis entry ({why}): "
+            "its creation was interrupted; nothing was cut"
+        )
+    chain = Chain()
+    try:
+        chain.feed_lines(complete)
+    except Broken as e:
+        raise JournalCorrupt(path, e) from None
+    end = torn.offset if torn is not None else len(data)
+    return chain, end, torn, data
+
+
+def _settle_last_line(path: Path, data: bytes, end: int) -> None:
+    """Write the last complete line again, in place, and fsync it: if a process died after a
+    failed fsync, the page cache may show that line while the disk does not hold it, and an
+    fsync of untouched pages would not write it. The same bytes: a crash midway changes
+    nothing. (A separate descriptor, without O_APPEND, so the write lands where the line is; its
+    fsync also makes a cut torn tail durable: fsync covers the file's size, whatever the fd.)"""
+    start = data.rfind(b"\n", 0, end - 1) + 1
+    io = diskio.io()
+    fd = io.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        io.pwrite(fd, data[start:end], start)
+        io.fsync(fd)
+    finally:
+        io.close(fd)
 
 
 def discard_unborn(path: Path) -> bool:
@@ -96,6 +154,10 @@ class Journal:
         self._chain = chain
         self._signer = signer
         self._failed: OSError | None = None
+        #: the end of the last acknowledged line, and how many entries are acknowledged
+        self._end = 0
+        self._spare = -1  # after a failure: a fresh descriptor holding the lock, for `recover`
+        self._acked = (chain.size, chain.last_hash)
         #: What `open` cut from the end of the file, or None.
         self.torn: TornTail | None = None
 
@@ -135,16 +197,19 @@ class Journal:
         line = _entry.encode(0, _entry.GENESIS_PREV, record)
         chain.feed(line)  # the same rules a verifier applies, before anything is written
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o644)
+        io = diskio.io()
+        fd = io.open(path, flags, 0o644)
         _lock(fd, path)
         try:
             _write_all(fd, line + b"\n")
-            os.fsync(fd)
+            io.fsync(fd)
             fsync_dir(path.parent)
         except BaseException:
-            os.close(fd)
+            io.close(fd)  # a creation cut short: `discard_unborn` removes what is left
             raise
-        return cls(path, fd, chain, signer)
+        journal = cls(path, fd, chain, signer)
+        journal._end = len(line) + 1
+        return journal
 
     @classmethod
     def open(
@@ -158,33 +223,64 @@ class Journal:
         raises JournalCorrupt. If `key` is given it must be the key the genesis announces.
         """
         path = Path(path)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        io = diskio.io()
+        fd = io.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         _lock(fd, path)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-            complete, torn = _lines.split(data)
-            if not complete:
-                why = "its genesis entry is torn" if torn else "it is empty"
-                raise JournalError(
-                    f"{path} has no complete genesis entry ({why}): "
-                    "its creation was interrupted; nothing was cut"
-                )
-            chain = Chain()
-            try:
-                chain.feed_lines(complete)
-            except Broken as e:
-                raise JournalCorrupt(path, e) from None
+            chain, end, torn, data = _read(path, fd)
             signer = cls._signer_for(chain, key)
             if torn is not None:
-                os.ftruncate(fd, torn.offset)
-                os.fsync(fd)
+                io.ftruncate(fd, torn.offset)  # made durable by the settling fsync
+            _settle_last_line(path, data, end)
         except BaseException:
-            os.close(fd)
+            io.close(fd)
             raise
         journal = cls(path, fd, chain, signer)
         journal.torn = torn
+        journal._end = end
         return journal
+
+    def recover(self) -> None:
+        """After a failed append: open the file afresh, check that every acknowledged entry is
+        on it, cut whatever the failed append left after them, and fsync that on the new
+        descriptor (the failed one was closed, never fsync'd again). Then appends go on.
+
+        Raises `JournalWriteFailed` while the disk still fails (call again later), and
+        `JournalError` if an acknowledged entry is missing or different: the disk lost what it
+        said it held (that journal needs a person; nothing is changed)."""
+        if self._failed is None:
+            return
+        io = diskio.io()
+        fd, self._spare = self._spare, -1
+        if fd < 0:
+            try:
+                fd = io.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            except OSError as e:
+                raise JournalWriteFailed(self.path, "open", e) from None
+            _lock(fd, self.path)
+        try:
+            chain, end, _torn, data = _read(self.path, fd)
+            size, last = self._acked
+            if chain.size < size or end < self._end:
+                raise JournalError(f"{self.path}: holds {chain.size} entries, but {size} were "
+                                   "acknowledged: the disk lost acknowledged entries")
+            if chain.size > size:  # the failed append's line landed whole: not acknowledged
+                chain = Chain()
+                chain.feed_lines(_lines.split(data[: self._end])[0])
+            if chain.size != size or chain.last_hash != last:
+                raise JournalError(f"{self.path}: entry {size - 1} is not the one acknowledged")
+        except BaseException:
+            self._spare = fd  # still locked, never fsync'd: the next try starts from it
+            raise
+        try:
+            if len(data) > self._end:
+                io.ftruncate(fd, self._end)
+            io.fsync(fd)
+        except OSError as e:  # this descriptor failed too: the next try takes a fresh one
+            self._fd = fd
+            self._close_failed()
+            raise JournalWriteFailed(self.path, "recovery", e) from None
+        self._fd, self._chain, self._failed = fd, chain, None
 
     @staticmethod
     def _signer_for(chain: Chain, key: Ed25519PrivateKey | None) -> Signer | None:
@@ -223,10 +319,11 @@ class Journal:
         return note
 
     def _append(self, record: dict[str, Any]) -> Entry:
+        if self._failed is not None:
+            raise JournalError(f"{self.path}: an earlier write failed ({self._failed}); "
+                               "recover() or reopen it")
         if self._fd < 0:
             raise JournalError(f"{self.path} is closed")
-        if self._failed is not None:
-            raise JournalError(f"{self.path}: an earlier write failed ({self._failed}); reopen it")
         try:
             line = _entry.encode(self._chain.size, self._chain.last_hash, record)
         except (ValueError, TypeError, RecursionError) as e:  # UnicodeEncodeError included
@@ -242,13 +339,43 @@ class Journal:
             except _entry.BadLine as e:
                 raise ValueError(f"record cannot be journaled: {e.reason}") from None
         entry = self._chain.extend(line, record)
+        data = line + b"\n"
+        op = "write"
         try:
-            _write_all(self._fd, line + b"\n")
-            os.fsync(self._fd)
+            _write_all(self._fd, data)
+            op = "fsync"
+            diskio.io().fsync(self._fd)
         except OSError as e:
-            self._failed = e  # the entry may or may not be on disk: reopening will tell
-            raise
+            raise self._fail(op, e) from e
+        self._end += len(data)
+        self._acked = (entry.seq + 1, entry.line_hash)
         return entry
+
+    def _fail(self, op: str, error: OSError) -> JournalWriteFailed:
+        """The entry may or may not be on disk, and the page cache may say it is when it is
+        not: close the descriptor (never fsync it again) and refuse appends until `recover`."""
+        self._failed = error
+        self._close_failed()
+        return JournalWriteFailed(self.path, op, error)
+
+    def _close_failed(self) -> None:
+        """Close the failed descriptor, keeping the file locked through a fresh one (opened
+        first, locked the moment the old one's lock goes), which `recover` then writes on."""
+        io = diskio.io()
+        fd, self._fd = self._fd, -1
+        try:
+            spare = io.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        except OSError:
+            spare = -1  # `recover` opens one, and locks it, when the disk lets it
+        with contextlib.suppress(OSError):  # close may report the write error again
+            io.close(fd)  # releases the flock; the descriptor is gone either way
+        if spare >= 0:
+            try:
+                fcntl.flock(spare, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another process took it in between: recover will say so
+                io.close(spare)
+                spare = -1
+        self._spare = spare
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -265,8 +392,8 @@ class Journal:
 
     @property
     def size(self) -> int:
-        """Number of entries, the genesis and checkpoints included."""
-        return self._chain.size
+        """Number of entries, the genesis and checkpoints included (acknowledged ones only)."""
+        return self._acked[0] if self._failed is not None else self._chain.size
 
     @property
     def last_checkpoint(self) -> SignedCheckpoint | None:
@@ -291,9 +418,11 @@ class Journal:
     # -- closing -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # releases the flock
-            self._fd = -1
+        for fd in (self._fd, self._spare):
+            if fd >= 0:
+                diskio.io().close(fd)  # releases the flock
+        self._fd = self._spare = -1
+        self._failed = None  # closed: nothing to recover
 
     def __enter__(self) -> Journal:
         return self
