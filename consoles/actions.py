@@ -54,7 +54,7 @@ def actions_for(view: CeremonyView, seat: str, role: str) -> list[Action]:
     me = view.participant(seat)
     if r is None or me is None or me.role != role:
         return []
-    if view.status in ("completed", "aborted"):
+    if view.status in ("completed", "aborted", "halted"):  # halted: it refuses everything
         return []
     if r.observer:  # never acts; signs the record where a sign-off names its role
         return [a for a in _signoffs(view, seat) if me.signed_in and view.status == "running"]

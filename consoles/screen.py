@@ -1063,7 +1063,9 @@ class ConsoleScreen:
         if v.status != "running":
             badge = {"exception": "STOPPED: an exception awaits the administrator's decision",
                      "paused": "PAUSED by the administrator", "completed": "CEREMONY COMPLETED",
-                     "aborted": "CEREMONY ABORTED"}.get(v.status, v.status.upper())
+                     "aborted": "CEREMONY ABORTED",
+                     "halted": "HALTED: the coordinator cannot write its journal (see below)",
+                     }.get(v.status, v.status.upper())
             out.append(("class:bad" if v.status != "completed" else "class:good", badge + "\n"))
         return out
 

@@ -17,11 +17,22 @@ changed since the last broadcast (`coordinator.bus.view_delta`); a snapshot is t
 last broadcast, so a console that missed anything, or restarted, or outlived a coordinator
 restart, shows exactly what the others show. The durability rule is the runner's:
 journal first, then act, then show.
+
+When the journal cannot be written (disk full, I/O error: `JournalWriteFailed`), the daemon
+halts its ceremony work at once: the machine has judged an event the journal does not hold, so
+nothing more may be acted on. Every console's view says why (status `halted`, the reason in
+`exception`), every command is refused with that reason, and the daemon keeps serving the view.
+It recovers the journal file as soon as the disk lets it (the failed descriptor closed, never
+fsync'd again; what the failed append left cut off); a coordinator restarted on it then resumes
+from the journal with every acknowledged entry (docs/live.md, "When the journal fails").
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
+import errno
 import logging
 import time
 from collections import deque
@@ -36,6 +47,7 @@ from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.view import (
     Cosigning,
+    ExceptionView,
     Extras,
     JournalLine,
     LooseDrive,
@@ -46,6 +58,7 @@ from ceremony.view import (
 from coordinator import executor
 from coordinator.bus import BusServer, CommandRefused, view_delta
 from coordinator.ceremony_world import CeremonyWorld
+from coordinator.journal.file import JournalError
 from coordinator.journal.merkle import consistency_proof, leaf_hash
 from coordinator.live.tail import describe
 from coordinator.live.translate import Invalid, Own, cosign_params, judge_cosign, translate
@@ -65,6 +78,12 @@ JOURNAL_PAGE = 500  # lines per `journal` command answer (the auditor's copy)
 COSIGN_REFUSALS = 10  # the latest refusals to cosign the view carries (every one is journaled)
 REFUSALS = 20  # refused commands one console may have journaled in REFUSAL_WINDOW seconds
 REFUSAL_WINDOW = 10.0
+RECOVER_EVERY = 5.0  # seconds between tries to recover a journal whose disk failed
+
+
+class JournalHalted(Exception):
+    """The journal could not be written: the daemon has halted its ceremony work. The message
+    is what every console is told."""
 
 
 def iso(at: float) -> str:
@@ -73,21 +92,30 @@ def iso(at: float) -> str:
 
 class _Tail:
     """The journal, remembering one line of text per record for the consoles' panel, and every
-    checkpoint it signs (tree size -> note) for the consoles that cosign them."""
+    checkpoint it signs (tree size -> note) for the consoles that cosign them. A write that
+    fails is handed to `failed` (the daemon halts), which gives the exception raised instead."""
 
-    def __init__(self, journal: Any, lines: deque[JournalLine]) -> None:
+    def __init__(self, journal: Any, lines: deque[JournalLine],
+                 failed: Callable[[dict[str, Any], Exception], Exception]) -> None:
         self.journal = journal
         self.lines = lines
         self.notes: dict[int, str] = {}
+        self.failed = failed
 
     def append(self, record: dict[str, Any]) -> Any:
-        entry = self.journal.append(record)
+        try:
+            entry = self.journal.append(record)
+        except (JournalError, OSError) as e:  # not ValueError: a record that cannot be written
+            raise self.failed(record, e) from e
         self.lines.append(JournalLine(entry.seq, float(record.get("at") or time.time()),
                                       describe(record)))
         return entry
 
     def checkpoint(self, at: str) -> str:
-        note = self.journal.checkpoint(at)
+        try:
+            note = self.journal.checkpoint(at)
+        except (JournalError, OSError) as e:
+            raise self.failed({"type": "checkpoint", "at": at}, e) from e
         self.notes[self.journal.size - 1] = note  # a checkpoint at seq n covers n entries
         self.lines.append(JournalLine(self.journal.size - 1, time.time(), "checkpoint signed"))
         return note
@@ -154,7 +182,11 @@ class Live:
         self.world = world
         self.clock = clock
         self.lines: deque[JournalLine] = deque(maxlen=TAIL)
-        self.journal = _Tail(journal, self.lines)
+        self.journal = _Tail(journal, self.lines, self._halt)
+        #: why the daemon halted (the journal could not be written), shown on every console
+        self.halted: str | None = None
+        self.recovered = False  # the journal file is sound again (a restart resumes from it)
+        self._recover_at = 0.0
         self.runner = Runner(machine, self.journal, world, _Log(), iso)
         # person -> last presence; whoever the journal last saw connected has a timeout's grace
         # to reconnect to a restarted coordinator before they are recorded as gone
@@ -180,7 +212,56 @@ class Live:
 
     # --- what everyone sees --------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
-        return to_dict(self._view_object(self.clock()))
+        view = self._view_object(self.clock())
+        if self.halted is not None:
+            cur = self.m.current
+            view = dataclasses.replace(view, status="halted", exception=ExceptionView(
+                step=cur.n if cur else 0, kind="journal", reason=self._halt_reason(),
+                observed=None, expected=None, acceptable=False))
+        return to_dict(view)
+
+    # --- when the journal cannot be written ----------------------------------------------------
+    def _halt(self, record: dict[str, Any], error: Exception) -> JournalHalted:
+        """An append failed: halt the ceremony work (the machine judged an event the journal
+        does not hold, so nothing more may follow it), say why on every screen, and settle
+        the journal file if the disk lets it. Returns the exception the caller raises."""
+        if self.halted is None:
+            code = getattr(error, "errno", None)
+            name = f" ({errno.errorcode[code]})" if code in errno.errorcode else ""
+            try:
+                what = describe(record)
+            except Exception:  # noqa: BLE001 - a reading aid only
+                what = str(record.get("type"))
+            self.halted = (f"THE JOURNAL CANNOT BE WRITTEN{name}: {error}. The coordinator has "
+                           f"halted: this was not recorded ({what}), and nothing more is done")
+            log.error("halted: %s", self.halted)
+            self._recover()
+            self.changed()
+        return JournalHalted(self._halt_reason())
+
+    def _halt_reason(self) -> str:
+        assert self.halted is not None
+        if self.recovered:
+            return (f"{self.halted}. The journal is sound again: restart the coordinator to "
+                    "resume from it (nothing acknowledged is lost)")
+        return (f"{self.halted}. Free space or replace the disk, then restart the coordinator: "
+                "it resumes from the journal (nothing acknowledged is lost)")
+
+    def _recover(self) -> None:
+        """Settle the journal file (`Journal.recover`: a fresh descriptor, the acknowledged
+        entries checked, the failed append's remains cut), if the disk lets it now."""
+        recover = getattr(self.journal.journal, "recover", None)
+        if self.recovered or recover is None:
+            return
+        self._recover_at = self.clock()
+        try:
+            recover()
+        except (JournalError, OSError) as e:
+            log.warning("the journal is not recovered yet: %s", e)
+            return
+        self.recovered = True
+        log.info("the journal is recovered: restart the coordinator to resume")
+        self.changed()
 
     def _view_object(self, now: float, wants: tuple[d.Decision, ...] | None = None) -> Any:
         """The view at `now`; `wants` is the machine's at `now`, when the caller has it."""
@@ -266,8 +347,11 @@ class Live:
         """A USB drive plugged in, removed or refused (`coordinator.usb.usb_drives.DriveNotice`):
         journaled and shown at once, whatever step is running."""
         cur = self.m.current
-        self.journal.append({"type": "drive", "at": self.clock(),
-                             "step": cur.n if cur else None, **notice.to_record()})
+        try:
+            self.journal.append({"type": "drive", "at": self.clock(),
+                                 "step": cur.n if cur else None, **notice.to_record()})
+        except JournalHalted:
+            log.error("drive notice not journaled (halted): %s", notice)
         self.changed()
 
     # --- commands ------------------------------------------------------------------------------
@@ -277,12 +361,17 @@ class Live:
         a refusal is journaled with safe text only (`_refused`) and the bus makes every reason
         it sends back safe to encode."""
         now = self.clock()
+        if self.halted is not None and not (isinstance(body, dict) and body.get("type") in (
+                "presence", "journal", "checkpoint")):
+            raise CommandRefused(self._halt_reason())
         if self.budget.exhausted(officer, now):
             self.budget.unread[officer] = self.budget.unread.get(officer, 0) + 1
             raise CommandRefused(f"more than {self.budget.limit} refused commands from this "
                                  f"console in {self.budget.window:g} s: wait, then try again")
         try:
             return await self._handle(officer, body, now)
+        except JournalHalted as e:
+            raise CommandRefused(str(e)) from None
         except CommandRefused:
             self.budget.spend(officer, now)
             raise
@@ -511,6 +600,15 @@ class Live:
     # --- time ----------------------------------------------------------------------------------
     def tick(self) -> None:
         now = self.clock()
+        if self.halted is not None:
+            self._presence(now)  # who is there is still shown; nothing is journaled
+            if not self.recovered and now - self._recover_at >= RECOVER_EVERY:
+                self._recover()
+            return
+        with contextlib.suppress(JournalHalted):  # halted: every screen says why
+            self._ticked(now)
+
+    def _ticked(self, now: float) -> None:
         self._presence(now)
         self._expiries(now)
         for console, n in self.budget.closed(now).items():
@@ -526,7 +624,7 @@ class Live:
         signed-in person is the machine's to record (`Machine.presence_changes`)."""
         live = {p for p, t in self.seen.items() if now - t < PRESENCE_TIMEOUT}
         seats = frozenset(s for s, o in self.m.roster.officers.items() if o.person in live)
-        changes = self.m.presence_changes(live, now)
+        changes = self.m.presence_changes(live, now) if self.halted is None else ()
         for change in changes:
             self._record(change)
         if seats != self.connected or changes:
@@ -572,19 +670,22 @@ class Live:
     async def drive(self) -> None:
         """Do the coordinator's part of each step until the ceremony ends."""
         self._token = trio.lowlevel.current_trio_token()
-        while self.m.status in ("running", "exception"):
-            now = self.clock()
-            wants = self.m.wants(now=now)
-            if not wants:
-                break
-            want = wants[0]
-            if self._blocked(wants, now):
-                with trio.move_on_after(TICK):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                continue
-            await self._work(want)
-            self.changed()
+        try:
+            while self.m.status in ("running", "exception") and self.halted is None:
+                now = self.clock()
+                wants = self.m.wants(now=now)
+                if not wants:
+                    break
+                want = wants[0]
+                if self._blocked(wants, now):
+                    with trio.move_on_after(TICK):
+                        await self._wake.wait()
+                    self._wake = trio.Event()
+                    continue
+                await self._work(want)
+                self.changed()
+        except JournalHalted:
+            pass  # the ceremony work stops here; every screen says why
         self.changed()
 
     async def _work(self, want: d.Decision) -> None:

@@ -10,6 +10,7 @@ sent, and the ceremony runs until it ends and a signal stops the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -32,7 +33,7 @@ from coordinator.folder_drives import FolderDrives
 from coordinator.journal import Journal
 from coordinator.journal.file import discard_unborn
 from coordinator.live.config import CoordinatorConfig
-from coordinator.live.daemon import TAIL, Live, iso
+from coordinator.live.daemon import TAIL, JournalHalted, Live, iso
 from coordinator.live.tail import tail
 from coordinator.shim_client import NoSigner, ShimClient
 from keyrite.configfile import ConfigError, read_toml
@@ -110,8 +111,10 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
     resumed = journal.size > 1
     live.lines.extend(tail(((e.seq, e.record) for e in journal.entries()), TAIL))
     at = machine.current.n if machine.current else None
-    live.journal.append({"type": "coordinator", "at": time.time(), "step": at,
-                         "what": f"resumed at step {at}" if resumed else "started"})
+    # if the disk still fails, the daemon halts at once: it serves the consoles the reason
+    with contextlib.suppress(JournalHalted):
+        live.journal.append({"type": "coordinator", "at": time.time(), "step": at,
+                             "what": f"resumed at step {at}" if resumed else "started"})
     return live, journal, enrolment, curve
 
 

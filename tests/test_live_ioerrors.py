@@ -1,0 +1,199 @@
+"""The live coordinator when its journal cannot be written (ENOSPC, EIO, injected through
+`keyrite.diskio`): it halts its ceremony work, every console's view says why, every command is
+refused with that reason, and a coordinator restarted on the same journal once the fault
+clears resumes with every acknowledged entry (docs/live.md, "When the journal fails")."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ceremony.machine import decisions as d
+from ceremony.machine.replay import replay
+from ceremony.view import from_dict
+from consoles.actions import actions_for
+from coordinator.bus import CommandRefused
+from coordinator.journal import Journal, verify_journal
+from coordinator.live.daemon import PRESENCE_TIMEOUT, RECOVER_EVERY, Live
+from keyrite import diskio
+from tests.machine_helpers import T0, approval, honest_event, kso_quorum, start
+
+KEY = Ed25519PrivateKey.generate()
+NAME = "keyrite.test/live"
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _NoWork:
+    def __init__(self) -> None:
+        self.secrets: dict[str, str] = {}
+        self.drives = object()
+
+    def now(self) -> float:
+        raise AssertionError("the world was asked to work")
+
+
+def _live(path: Path) -> tuple[Live, Journal, Any, _Clock]:
+    """A coordinator whose journal holds every event of a ceremony up to the KSOs' quorum
+    (journaled by its own runner, so a restart can replay them)."""
+    m, w = start()
+    journal = Journal.create(path, key=KEY, name=NAME, origin=NAME,
+                             genesis_record={"type": "genesis", "at": "2026-12-08T00:00:00Z"})
+    clock = _Clock(T0 + 10_000)
+    live = Live(m, journal, _NoWork(), clock=clock)  # type: ignore[arg-type]
+    before = kso_quorum(0)
+    while True:
+        wants = m.wants(now=w.now + w.tick)
+        if wants and before(wants[0]):
+            break
+        e = honest_event(m, w)
+        assert e is not None
+        live.runner.apply(e)
+        w.accepted.append(e)
+    clock.now = max(clock.now, w.now + 1)
+    return live, journal, w, clock
+
+
+def _restarted(path: Path, clock: _Clock) -> tuple[Live, Journal]:
+    """What `serve.open_live` does with an existing journal: open it, replay it."""
+    journal = Journal.open(path, key=KEY)
+    m, _ = start()
+    replay(((e.seq, e.record) for e in journal.entries() if e.seq > 0), m, m.script.sha256)
+    return Live(m, journal, _NoWork(), clock=clock), journal  # type: ignore[arg-type]
+
+
+def _handle(live: Live, officer: str, body: dict[str, Any]) -> Any:
+    return trio.run(live.handle, officer, body)
+
+
+def _records(journal: Journal) -> list[dict[str, Any]]:
+    return [e.record for e in journal.entries()]
+
+
+def _approve(live: Live, w: Any, clock: _Clock, seat: str) -> Any:
+    [want] = [x for x in live.m.wants(now=clock()) if isinstance(x, d.RequestApproval)]
+    a = approval(w, seat, want.step, want.digest, 300, at=clock())
+    return _handle(live, seat, {"type": "approve", "approval": a.to_dict()})
+
+
+@pytest.mark.parametrize("op", ["write", "fsync"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO], ids=errno.errorcode.get)
+@pytest.mark.parametrize("times", [1, None], ids=["once", "persistent"])
+def test_a_failing_append_halts_the_coordinator_and_a_restart_resumes(
+        tmp_path: Path, op: str, code: int, times: int | None) -> None:
+    path = tmp_path / "journal.jsonl"
+    live, journal, w, clock = _live(path)
+    _handle(live, "KSO1", {"type": "presence"})
+    acknowledged = _records(journal)
+    faults = diskio.Faults().fail(op, code, times=times, path=str(path))
+    with diskio.injected(faults):
+        with pytest.raises(CommandRefused, match="THE JOURNAL CANNOT BE WRITTEN") as e:
+            _approve(live, w, clock, "KSO1")
+        assert errno.errorcode[code] in str(e.value)
+        # every console is shown why: the one view every console gets
+        view = from_dict(live.view())
+        assert view.status == "halted" and view.exception is not None
+        assert view.exception.kind == "journal" and errno.errorcode[code] in view.exception.reason
+        assert "approve" in view.exception.reason.lower() or "event" in view.exception.reason
+        assert "restart the coordinator" in view.exception.reason
+        assert actions_for(view, "KSO2", "KSO") == []  # nothing is offered: all is refused
+        # every command is refused with the reason; the coordinator's own reads still answer
+        with pytest.raises(CommandRefused, match="THE JOURNAL CANNOT BE WRITTEN"):
+            _handle(live, "KGA1", {"type": "pause"})
+        assert "seq" in _handle(live, "KSO2", {"type": "presence"})
+        assert _handle(live, "KSO2", {"type": "journal", "from": 0})["size"] == len(acknowledged)
+        # time goes on without journaling (a console dropping is shown, not recorded)
+        clock.now += PRESENCE_TIMEOUT + 0.1
+        live.tick()
+        assert "KSO1" not in live.connected
+        trio.run(live.drive)  # the driver does nothing more: it returns at once
+        faults.clear()
+        clock.now += RECOVER_EVERY
+        live.tick()  # the journal is recovered as soon as the disk lets it
+        assert live.recovered
+        assert "sound again" in from_dict(live.view()).exception.reason  # type: ignore[union-attr]
+        assert faults.fsync_retried == []
+        journal.close()
+
+    # the file holds every acknowledged entry, nothing half-written, and verifies
+    assert verify_journal(path).ok
+    again, journal2 = _restarted(path, clock)
+    assert _records(journal2) == acknowledged  # the failed approval was never acknowledged
+    view = from_dict(again.view())
+    assert view.status == "running" and view.exception is None
+    [q] = view.quorums
+    assert q.have == 0
+    assert _approve(again, w, clock, "KSO1") == {"accepted": True}
+    assert from_dict(again.view()).quorums[0].have == 1
+    journal2.close()
+    assert verify_journal(path).ok
+
+
+def test_a_restart_before_the_disk_recovers_keeps_what_landed(tmp_path: Path) -> None:
+    """EIO on fsync, and the coordinator stops before the disk lets it recover the file (the
+    file does not even open again): the restarted one finds the approval's line whole (never
+    acknowledged, and harmless: as if it had stopped just after the fsync), writes it again in
+    place, fsyncs it and resumes with it."""
+    path = tmp_path / "journal.jsonl"
+    live, journal, w, clock = _live(path)
+    acknowledged = _records(journal)
+    faults = diskio.Faults().fail("fsync", errno.EIO, path=str(path))
+    faults.fail("open", errno.EIO, times=None, path=str(path))
+    with diskio.injected(faults):
+        with pytest.raises(CommandRefused, match="EIO"):
+            _approve(live, w, clock, "KSO1")
+        assert not live.recovered
+        journal.close()
+        with pytest.raises(OSError):  # still failing: the coordinator does not start
+            _restarted(path, clock)
+        faults.clear()
+        again, journal2 = _restarted(path, clock)
+    records = _records(journal2)
+    assert records[: len(acknowledged)] == acknowledged
+    assert [r["type"] for r in records[len(acknowledged):]] == ["event"]  # the approval
+    assert from_dict(again.view()).quorums[0].have == 1
+    journal2.close()
+    assert verify_journal(path).ok
+
+
+def test_every_console_shows_why(tmp_path: Path) -> None:
+    from tests.test_console_screen import console
+
+    path = tmp_path / "journal.jsonl"
+    live, journal, w, clock = _live(path)
+    with diskio.injected(diskio.Faults().fail("fsync", errno.EIO, times=None)):
+        with pytest.raises(CommandRefused):
+            _approve(live, w, clock, "KSO1")
+        view = from_dict(live.view())
+        journal.close()
+    for seat in ("KGA1", "KSO1", "KSO2", "WI1"):
+        with console(view, seat, clock()) as c:
+            text = " ".join(c.screen.render_text(width=200, height=80).split())
+            assert "HALTED: the coordinator cannot write its journal" in text
+            assert "THE JOURNAL CANNOT BE WRITTEN (EIO)" in text, text
+            assert "restart the coordinator" in text
+
+
+def test_a_failure_in_the_coordinators_own_journaling_halts_it_too(tmp_path: Path) -> None:
+    """Not a command: a console dropping, which time records (tick)."""
+    path = tmp_path / "journal.jsonl"
+    live, journal, _, clock = _live(path)
+    _handle(live, "KSO1", {"type": "presence"})
+    with diskio.injected(diskio.Faults().fail("write", errno.ENOSPC, times=None)):
+        clock.now += PRESENCE_TIMEOUT + 0.1
+        live.tick()  # no exception out of the daemon's loop
+        assert live.halted is not None and "KSO1, SA2 DISCONNECTED" in live.halted
+        assert from_dict(live.view()).status == "halted"
+        journal.close()
+    assert verify_journal(path).ok
