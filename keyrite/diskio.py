@@ -79,6 +79,7 @@ class Rule:
     times: int | None  # None: every call from now on (persistent)
     path: str | None  # only files whose path contains this
     partial: bool  # a failing write first writes half of its bytes
+    after: int = 0  # matching calls let through before the first failure
 
 
 @dataclass
@@ -98,8 +99,8 @@ class Faults(DiskIO):
         self._lock = threading.Lock()
 
     def fail(self, op: str, errno: int = _errno.EIO, *, times: int | None = 1,
-             path: str | None = None, partial: bool = False) -> Faults:
-        self.rules.append(Rule(op, errno, times, path, partial))
+             path: str | None = None, partial: bool = False, after: int = 0) -> Faults:
+        self.rules.append(Rule(op, errno, times, path, partial, after))
         return self
 
     def clear(self) -> None:
@@ -120,6 +121,9 @@ class Faults(DiskIO):
             self.calls[op] = self.calls.get(op, 0) + 1
             for rule in self.rules:
                 if rule.op == op and (rule.path is None or rule.path in path):
+                    if rule.after > 0:
+                        rule.after -= 1
+                        continue
                     if rule.times is not None:
                         rule.times -= 1
                         if rule.times == 0:

@@ -9,19 +9,41 @@ result. Secrets (PINs, the backup password) are never written here.
 
 A crash can tear the last line; reading skips a last line that does not parse, and the next
 append cuts it off first, so a line that does not parse anywhere else is real damage and raises.
+
+A write or fsync that fails (disk full, I/O error) raises `JournalWriteError`, a SignerError the
+caller's request is answered with: nothing was recorded. Its descriptor is closed, never
+fsync'd again (after a failed fsync the page cache may show bytes the disk does not hold), and
+the next append to that file cuts it back to what was acknowledged before writing, so the failed
+line, whole or half, never stays behind (docs/journal.md, "I/O errors"). The calls go through
+`keyrite.diskio`, where tests inject the failures.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keyrite import diskio
 from signer_shim.interface import SignerError
+
+
+class JournalWriteError(SignerError):
+    """A line could not be written or fsync'd: nothing was recorded; the message says why."""
+
+    def __init__(self, path: Path, op: str, error: OSError) -> None:
+        code = f" ({errno.errorcode[error.errno]})" if error.errno in errno.errorcode else ""
+        why = os.strerror(error.errno) if error.errno else str(error)
+        super().__init__(f"the signer's journal {Path(path).name} cannot be written: {op} "
+                         f"failed: {why}{code}; nothing was recorded")
+        self.errno = error.errno
 
 
 @dataclass(frozen=True)
@@ -131,18 +153,68 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+#: file -> its size before an append that failed: all that was acknowledged, which the next
+#: append cuts it back to (the failed line may sit in the page cache only, whole or half)
+_unsettled: dict[str, int] = {}
+_unsettled_lock = threading.Lock()
+
+
 def append_json_line(path: Path, entry: Mapping[str, Any]) -> None:
-    """Append one entry and fsync it, cutting a torn last line off first."""
+    """Append one entry and fsync it, cutting a torn last line, or whatever a failed append
+    left, off first. A failure raises JournalWriteError."""
     line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    name = os.path.abspath(path)
+    io = diskio.io()
+    try:
+        fd = io.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise JournalWriteError(path, "open", e) from None
+    with _unsettled_lock:
+        acked = _unsettled.get(name)
+    op = "write"
     try:
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            os.ftruncate(fd, _end_of_last_line(fd, size))  # drop a torn, never-done append
-        os.write(fd, line)
-        os.fsync(fd)
+        if acked is not None:
+            if size > acked:
+                io.ftruncate(fd, acked)  # what the failed append left: never acknowledged
+        elif size and os.pread(fd, 1, size - 1) != b"\n":
+            acked = _end_of_last_line(fd, size)
+            io.ftruncate(fd, acked)  # drop a torn, never-done append
+        else:
+            acked = size
+        diskio.write_all(fd, line)
+        op = "fsync"
+        io.fsync(fd)
+    except OSError as e:
+        if acked is not None:
+            with _unsettled_lock:
+                _unsettled[name] = acked
+        raise JournalWriteError(path, op, e) from None
     finally:
-        os.close(fd)
+        with contextlib.suppress(OSError):  # close may report the write error again
+            io.close(fd)  # a failed fsync's descriptor is never fsync'd again
+    with _unsettled_lock:
+        _unsettled.pop(name, None)
+
+
+def settle_last_line(path: Path) -> None:
+    """Write the last complete line again, in place, and fsync it: a process that died after a
+    failed fsync may have left it in the page cache only (the coordinator's journal does the
+    same when it opens; docs/journal.md, "I/O errors")."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end == 0:
+        return
+    start = data.rfind(b"\n", 0, end - 1) + 1
+    io = diskio.io()
+    fd = io.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        io.pwrite(fd, data[start:end], start)
+        io.fsync(fd)
+    finally:
+        io.close(fd)
 
 
 def _end_of_last_line(fd: int, size: int) -> int:

@@ -33,7 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from keyrite.files import fsync_dir
-from signer_shim.operation_journal import append_json_line, read_json_lines, utc_now
+from signer_shim.operation_journal import (
+    append_json_line,
+    read_json_lines,
+    settle_last_line,
+    utc_now,
+)
 
 log = logging.getLogger("signer_shim.request_journal")
 
@@ -89,6 +94,7 @@ class RequestJournal:
                     said = True
                 time.sleep(0.1)
         self._claim_fd = fd
+        settle_last_line(self.path)  # a line a failed fsync left in the page cache only
         self.requests.clear()
         self.nonces.clear()
         for e in read_json_lines(self.path):
@@ -117,6 +123,8 @@ class RequestJournal:
         self._append({"event": "refused", "key": key, "reason": reason, "digest": digest})
 
     def _append(self, entry: dict[str, Any]) -> None:
+        """Append and fsync `entry`, then fold it; JournalWriteError (nothing recorded, nothing
+        folded: no nonce spent) if the disk fails."""
         entry = {"at": utc_now(), **entry}
         with self._lock:
             new = not self.path.exists()
