@@ -58,6 +58,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from coordinator.drives import check_sha256sum
+from keyrite import diskio
 
 CHUNK = 1 << 20
 COMMAND_SECONDS = 60  # a mount/umount that takes longer is a failing drive, not a slow one
@@ -423,7 +424,8 @@ class BlockDrive:
         """Write `src` to `tmp` and fsync it; the caller renames it and removes it on failure."""
         h = hashlib.sha256()
         tmp.unlink(missing_ok=True)  # a leftover from an earlier interrupted copy
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        io = diskio.io()  # tests inject disk failures here (keyrite.diskio)
+        fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             written = 0
             # Hash chunk k on a second thread while chunk k+1 is read and written (both release
@@ -433,7 +435,7 @@ class BlockDrive:
                 for chunk in _chunks(src, name):
                     view = memoryview(chunk)
                     while view:
-                        n = os.write(fd, view)
+                        n = io.write(fd, view)
                         view = view[n:]
                     if hashing is not None:
                         hashing.result()
@@ -448,11 +450,11 @@ class BlockDrive:
                     f"source of {name} changed size while copying ({size} -> "
                     f"{written} bytes); nothing was recorded"
                 )
-            os.fsync(fd)
+            io.fsync(fd)  # failed: the file is removed, never fsync'd again
             if self._fuse is not None:
                 self._sync_device()  # fusefat's fsync stops at the page cache
         finally:
-            _quiet(os.close, fd)
+            _quiet(io.close, fd)
         return h.hexdigest()
 
     # -- reading back ----------------------------------------------------------------------
