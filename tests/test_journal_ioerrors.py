@@ -131,9 +131,9 @@ def test_a_short_write_never_leaves_a_half_line_behind(tmp_path: Path, key) -> N
     path = tmp_path / "j.journal"
     j, records = started(path, key)
     good = path.read_bytes()
-    with diskio.injected(diskio.Faults().fail("write", errno.ENOSPC, partial=True)):
-        with pytest.raises(JournalWriteFailed, match="No space left on device"):
-            j.append(rec(99))
+    with (diskio.injected(diskio.Faults().fail("write", errno.ENOSPC, partial=True)),
+          pytest.raises(JournalWriteFailed, match="No space left on device")):
+        j.append(rec(99))
     assert path.read_bytes().startswith(good) and len(path.read_bytes()) > len(good)
     report = verify_journal(path)
     assert not report.ok and report.problem is not None and report.problem.kind == "torn"
@@ -146,9 +146,9 @@ def test_a_short_write_never_leaves_a_half_line_behind(tmp_path: Path, key) -> N
 def test_a_failing_checkpoint_is_not_signed_twice(tmp_path: Path, key) -> None:
     path = tmp_path / "j.journal"
     j, records = started(path, key)
-    with diskio.injected(diskio.Faults().fail("fsync", errno.EIO)):
-        with pytest.raises(JournalWriteFailed):
-            j.checkpoint(AT)
+    with (diskio.injected(diskio.Faults().fail("fsync", errno.EIO)),
+          pytest.raises(JournalWriteFailed)):
+        j.checkpoint(AT)
     j.recover()
     note = j.checkpoint(AT)
     assert f"\n{j.size - 1}\n" in note  # covers the same entries the failed one would have
@@ -159,9 +159,9 @@ def test_a_failing_checkpoint_is_not_signed_twice(tmp_path: Path, key) -> None:
 def test_recover_refuses_a_journal_that_lost_acknowledged_entries(tmp_path: Path, key) -> None:
     path = tmp_path / "j.journal"
     j, records = started(path, key)
-    with diskio.injected(diskio.Faults().fail("fsync", errno.EIO)):
-        with pytest.raises(JournalWriteFailed):
-            j.append(rec(99))
+    with (diskio.injected(diskio.Faults().fail("fsync", errno.EIO)),
+          pytest.raises(JournalWriteFailed)):
+        j.append(rec(99))
     data = path.read_bytes()
     cut = data.rstrip(b"\n").rsplit(b"\n", 2)[0] + b"\n"  # the failed line and one before it
     path.write_bytes(cut)
@@ -178,3 +178,56 @@ def test_recover_on_a_healthy_journal_changes_nothing(tmp_path: Path, key) -> No
     j.append(rec(7))
     j.close()
     assert path.read_bytes().startswith(before)
+
+
+# -- group commit and the line encoder ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("record", [
+    {"type": "x", "at": AT},
+    {"type": "x", "at": AT, "text": "é — \u2028 \"quoted\" \\ back\nslash\t", "n": [1, 2.5, None]},
+    {"type": "x", "at": AT, "nested": {"b": {"z": 1, "a": [True, False]}, "a": ""}},
+    {"type": "x", "at": AT, "big": 2**70, "neg": -3, "emoji": "\U0001f511"},
+])
+def test_the_line_is_canonical_json_of_the_entry(record: dict[str, object]) -> None:
+    from ceremony.digests import canonical_json
+    from coordinator.journal import entry as entry_codec
+
+    for seq, prev in ((0, "0" * 64), (12345, "ab" * 32)):
+        line = entry_codec.encode(seq, prev, record)
+        assert line == canonical_json({"prev": prev, "record": record, "seq": seq})
+        assert entry_codec.decode(line) == (seq, prev, record)
+
+
+def test_group_commit_writes_once_and_fsyncs_once(tmp_path: Path, key) -> None:
+    path = tmp_path / "j.journal"
+    j, records = started(path, key)
+    more = [rec(i) for i in range(10, 18)]
+    faults = diskio.Faults()
+    with diskio.injected(faults):
+        entries = j.append_many(more)
+    assert faults.calls == {"write": 1, "fsync": 1}
+    assert [e.record for e in entries] == more and entries[-1].seq == j.size - 1
+    j.checkpoint(AT)
+    j.close()
+    assert verify_journal(path).ok
+    assert acknowledged(path, key, records)[-9:-1] == more
+
+
+def test_group_commit_is_all_or_nothing(tmp_path: Path, key) -> None:
+    path = tmp_path / "j.journal"
+    j, records = started(path, key)
+    size = j.size
+    with pytest.raises(ValueError, match="cannot be journaled"):
+        j.append_many([rec(1), {"type": "x", "at": AT, "bad": float("nan")}])
+    assert j.size == size  # refused before anything was written; the journal goes on
+    with (diskio.injected(diskio.Faults().fail("fsync", errno.ENOSPC)),
+          pytest.raises(JournalWriteFailed)):
+        j.append_many([rec(1), rec(2), rec(3)])
+    assert j.size == size
+    j.recover()
+    assert j.size == size
+    j.append_many([rec(4), rec(5)])
+    j.close()
+    assert verify_journal(path).ok
+    assert acknowledged(path, key, records)[-2:] == [rec(4), rec(5)]

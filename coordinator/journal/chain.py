@@ -27,7 +27,7 @@ from typing import Any
 from coordinator.journal import entry as _entry
 from coordinator.journal.checkpoint import BadCheckpoint, Checkpoint
 from coordinator.journal.entry import CHECKPOINT_TYPE, GENESIS_PREV, BadLine, Entry
-from coordinator.journal.merkle import CompactRange
+from coordinator.journal.merkle import CompactRange, leaf_hash
 from coordinator.journal.note import (
     BadSignature,
     MalformedNote,
@@ -208,7 +208,7 @@ class Chain:
             return self.feed(line)
         line_hash = _entry.line_hash(line)
         prev, self.last_hash = self.last_hash, line_hash
-        self.tree.append(line)
+        self.tree.append_leaf_hash(leaf_hash(line))
         self.size = pos + 1
         return Entry(pos, prev, record, line_hash)
 

@@ -43,8 +43,13 @@ class Entry(NamedTuple):
 
 
 def encode(seq: int, prev: str, record: dict[str, Any]) -> bytes:
-    """The line for an entry, without its newline."""
-    return canonical_json({"prev": prev, "record": record, "seq": seq})
+    """The line for an entry, without its newline: `canonical_json({"prev", "record", "seq"})`,
+    the outer object spelled out (its keys in sorted order) so that only the record goes through
+    the encoder (append's path; `tests/test_journal_ioerrors.py` checks the bytes are the same).
+    `prev` is always 64 hex digits, which JSON writes as they are."""
+    if type(seq) is not int or not _HEX64.fullmatch(prev):
+        return canonical_json({"prev": prev, "record": record, "seq": seq})
+    return b'{"prev":"%s","record":%s,"seq":%d}' % (prev.encode(), canonical_json(record), seq)
 
 
 def line_hash(line: bytes) -> str:

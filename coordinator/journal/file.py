@@ -307,6 +307,27 @@ class Journal:
             raise ValueError("checkpoint records are written by Journal.checkpoint only")
         return self._append(dict(record))
 
+    def append_many(self, records: list[Mapping[str, Any]]) -> list[Entry]:
+        """Group commit: write `records` as the next entries, one write and one fsync for all,
+        and return once they are all on disk; for events that arrive together (the rehearsal's
+        officers cosigning a checkpoint). All or nothing for the caller: a record refused
+        (ValueError, as `append`) refuses the batch before anything is written; a failed write
+        or fsync acknowledges none of them (`JournalWriteFailed`, as `append`)."""
+        self._check_open()
+        pending: list[tuple[bytes, dict[str, Any]]] = []
+        size, last = self._chain.size, self._chain.last_hash
+        for record in records:  # every line built before the chain moves: all or nothing
+            if record.get("type") == CHECKPOINT_TYPE:
+                raise ValueError("checkpoint records are written by Journal.checkpoint only")
+            r = dict(record)
+            line = self._encode(size, last, r)
+            pending.append((line, r))
+            size, last = size + 1, _entry.line_hash(line)
+        entries = [self._chain.extend(line, r) for line, r in pending]
+        if entries:
+            self._commit(b"".join(line + b"\n" for line, _ in pending), entries[-1])
+        return entries
+
     def checkpoint(self, at: str) -> str:
         """Sign the tree of every entry so far and append it; return the signed note text."""
         if self._signer is None:
@@ -318,14 +339,26 @@ class Journal:
         self._append({"type": CHECKPOINT_TYPE, "note": note, "at": at})
         return note
 
-    def _append(self, record: dict[str, Any]) -> Entry:
+    def _check_open(self) -> None:
         if self._failed is not None:
             raise JournalError(f"{self.path}: an earlier write failed ({self._failed}); "
                                "recover() or reopen it")
         if self._fd < 0:
             raise JournalError(f"{self.path} is closed")
+
+    def _append(self, record: dict[str, Any]) -> Entry:
+        self._check_open()
+        line = self._encode(self._chain.size, self._chain.last_hash, record)
+        entry = self._chain.extend(line, record)
+        self._commit(line + b"\n", entry)
+        return entry
+
+    @staticmethod
+    def _encode(seq: int, prev: str, record: dict[str, Any]) -> bytes:
+        """The entry's line, or ValueError for a record no journal line can hold (nothing is
+        written, and the journal stays usable)."""
         try:
-            line = _entry.encode(self._chain.size, self._chain.last_hash, record)
+            line = _entry.encode(seq, prev, record)
         except (ValueError, TypeError, RecursionError) as e:  # UnicodeEncodeError included
             # e.g. a lone surrogate, which no UTF-8 line can hold: refused before anything is
             # written, and the journal stays usable
@@ -338,8 +371,11 @@ class Journal:
                 _entry.decode(line)
             except _entry.BadLine as e:
                 raise ValueError(f"record cannot be journaled: {e.reason}") from None
-        entry = self._chain.extend(line, record)
-        data = line + b"\n"
+        return line
+
+    def _commit(self, data: bytes, last: Entry) -> None:
+        """Write `data` (whole lines) and fsync: the one place entries reach the disk, up to
+        and including `last`; they are acknowledged once this returns."""
         op = "write"
         try:
             _write_all(self._fd, data)
@@ -348,8 +384,7 @@ class Journal:
         except OSError as e:
             raise self._fail(op, e) from e
         self._end += len(data)
-        self._acked = (entry.seq + 1, entry.line_hash)
-        return entry
+        self._acked = (last.seq + 1, last.line_hash)
 
     def _fail(self, op: str, error: OSError) -> JournalWriteFailed:
         """The entry may or may not be on disk, and the page cache may say it is when it is
