@@ -7,13 +7,15 @@ Public names:
 
 - `Journal.create(path, key, name, origin, genesis_record) -> Journal`,
   `Journal.open(path, key=None) -> Journal`; then `append(record) -> Entry`,
+  `append_many(records) -> list[Entry]` (group commit), `recover()` (after a failed write),
   `checkpoint(at) -> str` (the signed note), `entries() -> Iterator[Entry]`, `size`,
   `last_checkpoint` (`SignedCheckpoint | None`), `torn` (`TornTail | None`: what open cut),
   `genesis`, `verifier`, `origin`, `close()`.
 - `Entry(seq, prev, record, line_hash)`.
 - `verify_journal(path, trusted_keys=None) -> Report` (`ok`, `problem`, `summary()`,
   `to_dict()`), `Problem(seq, line, kind, reason)`.
-- `JournalError`, `JournalCorrupt` (`.broken`), `JournalBusy`.
+- `JournalError`, `JournalCorrupt` (`.broken`), `JournalBusy`, `JournalWriteFailed` (an OSError
+  too: `errno`, `op`).
 - Keys: `generate_key()`, `save_private_key(path, key, passphrase=None)`,
   `load_private_key(path, passphrase=None)`, `verifier_key(name, key) -> str`, `KeyFileError`.
 - Record conventions: `GENESIS_FIELD` ("journal": origin, vkey, version) and `CHECKPOINT_TYPE`.
@@ -22,7 +24,13 @@ Public names:
 from coordinator.journal.chain import GENESIS_FIELD, SignedCheckpoint
 from coordinator.journal.checkpoint import Checkpoint
 from coordinator.journal.entry import CHECKPOINT_TYPE, Entry
-from coordinator.journal.file import Journal, JournalBusy, JournalCorrupt, JournalError
+from coordinator.journal.file import (
+    Journal,
+    JournalBusy,
+    JournalCorrupt,
+    JournalError,
+    JournalWriteFailed,
+)
 from coordinator.journal.keys import (
     KeyFileError,
     generate_key,
@@ -42,6 +50,7 @@ __all__ = [
     "JournalBusy",
     "JournalCorrupt",
     "JournalError",
+    "JournalWriteFailed",
     "KeyFileError",
     "Problem",
     "Report",
