@@ -96,7 +96,11 @@ _write_all = diskio.write_all
 
 def _read(path: Path, fd: int) -> tuple[Chain, int, TornTail | None, bytes]:
     """Check every complete line of the file open on `fd`: the chain, the end of its last
-    complete line, what is torn after it, and the bytes read."""
+    complete line, what is torn after it, and the bytes read. Clean cached pages are dropped
+    first, so what is read is what the disk holds: after a failed writeback the kernel may keep
+    pages it could not write, marked clean, showing bytes the disk does not have."""
+    with contextlib.suppress(OSError):  # advice only: a file system may not take it
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     with open(path, "rb") as f:
         data = f.read()
     complete, torn = _lines.split(data)
