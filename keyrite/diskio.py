@@ -65,8 +65,11 @@ def injected(faulty: DiskIO) -> Iterator[DiskIO]:
 
 def write_all(fd: int, data: bytes) -> None:
     """Write all of `data` (a short write is continued; a failure raises OSError)."""
-    view = memoryview(data)
     w = _current.write
+    n = w(fd, data)
+    if n == len(data):  # the common case: one call, no view
+        return
+    view = memoryview(data)[n:]
     while view:
         n = w(fd, view)
         view = view[n:]

@@ -231,3 +231,18 @@ def test_group_commit_is_all_or_nothing(tmp_path: Path, key) -> None:
     j.close()
     assert verify_journal(path).ok
     assert acknowledged(path, key, records)[-2:] == [rec(4), rec(5)]
+
+
+def test_short_writes_are_continued(tmp_path: Path, key) -> None:
+    class Short(diskio.DiskIO):
+        def write(self, fd: int, data: bytes | memoryview) -> int:
+            return super().write(fd, data[:10])
+
+    path = tmp_path / "j.journal"
+    j, records = started(path, key)
+    with diskio.injected(Short()):
+        j.append(rec(7))
+        j.append_many([rec(8), rec(9)])
+    j.close()
+    assert verify_journal(path).ok
+    assert acknowledged(path, key, records)[-3:] == [rec(7), rec(8), rec(9)]
