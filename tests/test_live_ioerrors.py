@@ -197,3 +197,37 @@ def test_a_failure_in_the_coordinators_own_journaling_halts_it_too(tmp_path: Pat
         assert from_dict(live.view()).status == "halted"
         journal.close()
     assert verify_journal(path).ok
+
+
+def test_a_coordinator_starting_on_a_failing_disk(tmp_path: Path) -> None:
+    """`open_live`: a journal that cannot be created or opened is a Failure saying why (no
+    traceback); one that opens but takes no append halts the daemon at once (the consoles are
+    told); once the disk is sound it starts, and then resumes, from the journal."""
+    from coordinator.live.config import CoordinatorConfig
+    from coordinator.live.serve import open_live
+    from coordinator.live.stage import stage
+    from keyrite.exits import Failure
+
+    s = stage(tmp_path / "c", fixture="small")
+    cfg = CoordinatorConfig.load(s.coordinator)
+    where = str(cfg.journal)
+    full = diskio.Faults().fail("fsync", errno.ENOSPC, times=None, path=where)
+    with diskio.injected(full), pytest.raises(Failure, match="cannot be opened: .*No space"):
+        open_live(cfg)
+    live, journal, _, _ = open_live(cfg)  # what the failed creation left is started again
+    assert live.halted is None
+    journal.close()
+    broken = diskio.Faults().fail("fsync", errno.EIO, times=None, path=where)
+    with diskio.injected(broken), pytest.raises(Failure, match="cannot be opened: .*Input/out"):
+        open_live(cfg)
+    with diskio.injected(diskio.Faults().fail("write", errno.ENOSPC, times=None, path=where)):
+        live, journal, _, _ = open_live(cfg)
+        assert live.halted is not None and "ENOSPC" in live.halted
+        assert from_dict(live.view()).status == "halted"
+        journal.close()
+    live, journal, _, _ = open_live(cfg)
+    assert live.halted is None
+    whats = [e.record.get("what") for e in journal.entries() if e.record["type"] == "coordinator"]
+    assert whats == ["started", "resumed at step 1"]
+    journal.close()
+    assert verify_journal(cfg.journal).ok

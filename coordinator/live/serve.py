@@ -38,7 +38,7 @@ from coordinator.live.tail import tail
 from coordinator.shim_client import NoSigner, ShimClient
 from keyrite.configfile import ConfigError, read_toml
 from keyrite.enroll import EnrollError, read_curve_pair
-from keyrite.exits import BadInput
+from keyrite.exits import BadInput, Failure
 from keyrite.keyfiles import load_private_key
 from keyrite.sdnotify import sd_notify
 
@@ -75,6 +75,37 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
                        "(keyrite password verifier), so that a mistyped password is refused "
                        "before it protects a backup")
     machine = Machine(script, roster, previous)
+    try:
+        journal = _open_journal(cfg, script, roster, previous, key, machine)
+    except OSError as e:  # the disk fails (ENOSPC, EIO): nothing can start on it
+        raise Failure(f"the journal {cfg.journal} cannot be opened: {e}. Free space or replace "
+                      "the disk, then start the coordinator again: it resumes from the "
+                      "journal") from None
+    signer: Any = NoSigner()  # a script with no signer: no step may reach one
+    if script.signers:
+        declared = script.signers[0]
+        pin = machine.host_key_pin(declared.name)
+        if not pin:
+            raise BadInput(f"{cfg.script}: signer {declared.name} pins no host_key: a live "
+                           "coordinator reaches only a signer whose key the script names")
+        signer = ShimClient(cfg.signer_host, cfg.signer_port, client_key=cfg.signer_client_key,
+                            host_key_pin=pin)
+    world = CeremonyWorld(machine, signer, _drives(cfg, script), cfg.livecd, cfg.journal,
+                          lambda: ((e.seq, e.record) for e in journal.entries()), {})
+    live = Live(machine, journal, world, passwords=cfg.passwords)
+    resumed = journal.size > 1
+    live.lines.extend(tail(((e.seq, e.record) for e in journal.entries()), TAIL))
+    at = machine.current.n if machine.current else None
+    # if the disk still fails, the daemon halts at once: it serves the consoles the reason
+    with contextlib.suppress(JournalHalted):
+        live.journal.append({"type": "coordinator", "at": time.time(), "step": at,
+                             "what": f"resumed at step {at}" if resumed else "started"})
+    return live, journal, enrolment, curve
+
+
+def _open_journal(cfg: CoordinatorConfig, script: Any, roster: Any, previous: dict[str, Any],
+                  key: Any, machine: Machine) -> Journal:
+    """The journal resumed (replayed into `machine`), or created."""
     if discard_unborn(cfg.journal):
         log.warning("journal: %s was being created when the coordinator stopped; starting it "
                     "again", cfg.journal.name)
@@ -96,26 +127,7 @@ def open_live(cfg: CoordinatorConfig) -> tuple[Live, Journal, Enrolment, CurveKe
                 "format": FORMAT,  # sign-ins are signed: the fold requires it on replay
             },
         )
-    signer: Any = NoSigner()  # a script with no signer: no step may reach one
-    if script.signers:
-        declared = script.signers[0]
-        pin = machine.host_key_pin(declared.name)
-        if not pin:
-            raise BadInput(f"{cfg.script}: signer {declared.name} pins no host_key: a live "
-                           "coordinator reaches only a signer whose key the script names")
-        signer = ShimClient(cfg.signer_host, cfg.signer_port, client_key=cfg.signer_client_key,
-                            host_key_pin=pin)
-    world = CeremonyWorld(machine, signer, _drives(cfg, script), cfg.livecd, cfg.journal,
-                          lambda: ((e.seq, e.record) for e in journal.entries()), {})
-    live = Live(machine, journal, world, passwords=cfg.passwords)
-    resumed = journal.size > 1
-    live.lines.extend(tail(((e.seq, e.record) for e in journal.entries()), TAIL))
-    at = machine.current.n if machine.current else None
-    # if the disk still fails, the daemon halts at once: it serves the consoles the reason
-    with contextlib.suppress(JournalHalted):
-        live.journal.append({"type": "coordinator", "at": time.time(), "step": at,
-                             "what": f"resumed at step {at}" if resumed else "started"})
-    return live, journal, enrolment, curve
+    return journal
 
 
 def load_previous(cfg: CoordinatorConfig, needs: tuple[str, ...]) -> dict[str, Any]:
