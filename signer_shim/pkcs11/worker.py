@@ -74,6 +74,11 @@ class Worker:
         #: extra private-key attributes for keys this worker makes ({} = the default path;
         #: `key_template("wrap")` sets _WRAP_PRIVATE)
         self._private_extra: dict[Attribute, Any] = {}
+        #: (class, handle) -> (listed record, object) of the key objects this session last
+        #: listed or made: a listing re-reads each object's ID and label (a round through
+        #: SoftHSM's store per object) and takes the type from here when they are unchanged
+        #: (`list_objects`); `public_keys` reads through these handles (`_listed_public`)
+        self._seen: dict[tuple[str, int], tuple[dict[str, Any], Any]] = {}
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -81,6 +86,7 @@ class Worker:
         lib = pkcs11.lib(self.module)
         token = lib.get_token(token_label=self.label)
         self.session = token.open(rw=True, user_pin=pin)
+        self._seen = {}
         return {"pid": os.getpid()}
 
     def token_info(self) -> dict[str, Any]:
@@ -89,13 +95,28 @@ class Worker:
                 "serial": t.serial.decode("ascii", "replace"), "label": t.label}
 
     def list_objects(self) -> list[dict[str, Any]]:
-        out = []
+        """Every private and public key object: class, id (hex), label and type.
+
+        Each object found is read afresh for its ID and label (both can be changed in place);
+        its type (key type and size, which cannot) is read only for a handle this session has
+        not listed or made before, or whose ID or label changed since. That halves the reads
+        of a listing of known objects, the generate's three listings' main cost (bench/shim.py).
+        """
+        out, seen = [], {}
         for cls, name in _CLASSES.items():
             for o in list(self.session.get_objects({Attribute.CLASS: cls})):
-                a = o.get_attributes([Attribute.ID, Attribute.LABEL, Attribute.KEY_TYPE])
-                out.append({"class": name, "id": bytes(a[Attribute.ID]).hex(),
-                            "label": a[Attribute.LABEL],
-                            "type": self._type(o, a[Attribute.KEY_TYPE])})
+                known = self._seen.get((name, o.handle))
+                a = o.get_attributes([Attribute.ID, Attribute.LABEL] +
+                                     ([] if known else [Attribute.KEY_TYPE]))
+                kid, label = bytes(a[Attribute.ID]).hex(), a[Attribute.LABEL]
+                if known and known[0]["id"] == kid and known[0]["label"] == label:
+                    kind = known[0]["type"]
+                else:
+                    kind = self._type(o, a.get(Attribute.KEY_TYPE))
+                rec = {"class": name, "id": kid, "label": label, "type": kind}
+                seen[(name, o.handle)] = (rec, o)
+                out.append(rec)
+        self._seen = seen
         return out
 
     def generate(self, keys: list[dict[str, str]], progress: Callable[..., None],
@@ -127,6 +148,7 @@ class Worker:
             objs = [o for c in wanted for o in self._objects(loc, c)]
             for o in objs:
                 o.destroy()
+            self._forget(loc)
             if objs:
                 destroyed.append(loc)
         return {"destroyed": destroyed}
@@ -176,7 +198,11 @@ class Worker:
         """locator -> SubjectPublicKeyInfo DER (base64) of these keys, what PEM and DNSKEY are
         made from (`public_key` stays PKCS#1 for RSA: backups' keys.json digest that), in one
         pass over the public key objects (a find per key scans the whole token each time)."""
-        wanted, out = set(locators), {}
+        wanted = set(locators)
+        out = self._listed_public(wanted)
+        if out is not None:
+            return out
+        out = {}
         for o in list(self.session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY})):
             kid = bytes(o[Attribute.ID]).hex()
             if kid in wanted:
@@ -192,6 +218,31 @@ class Worker:
         return {"signature": base64.b64encode(sig).decode()}
 
     # -- device details ---------------------------------------------------------------------
+
+    def _listed_public(self, wanted: set[str]) -> dict[str, str] | None:
+        """`public_keys` through the handles of the last listing (after a generate: the
+        inventory diff's), with no pass over the token: each object's ID is read again with
+        its key and must still be the locator. None (make the pass) if a locator was not
+        listed, was listed twice, or a handle no longer reads as listed."""
+        by_id: dict[str, list[Any]] = {}
+        for (name, _h), (rec, o) in self._seen.items():
+            if name == "public" and rec["id"] in wanted:
+                by_id.setdefault(rec["id"], []).append(o)
+        if set(by_id) != wanted or any(len(v) != 1 for v in by_id.values()):
+            return None
+        out = {}
+        try:
+            for kid, (o,) in by_id.items():
+                if bytes(o[Attribute.ID]).hex() != kid:
+                    return None
+                out[kid] = base64.b64encode(_spki(o)).decode()
+        except PKCS11Error:
+            return None
+        return out
+
+    def _forget(self, locator: str) -> None:
+        """Drop a destroyed key's handles from `_seen` (a token may hand them out again)."""
+        self._seen = {k: v for k, v in self._seen.items() if v[0]["id"] != locator}
 
     def _ids(self) -> set[str]:
         """Every key object ID on the token, in one pass (a find per key costs a pass each)."""
@@ -274,6 +325,10 @@ class Worker:
         if wrong:
             self.destroy([locator])
             raise Refused(f"generated key {locator} is not as asked: {', '.join(wrong)}")
+        for cls, o, label in (("private", priv, attrs["label"]),
+                              ("public", pub, attrs["public_label"])):
+            rec = {"class": cls, "id": locator, "label": label, "type": attrs["type"]}
+            self._seen[(cls, o.handle)] = (rec, o)
 
 
     # -- the wrap backup (signer_shim.wrap) -------------------------------------------------
@@ -327,6 +382,7 @@ class Worker:
                 raise Refused("the backup KEK must be 32 bytes (AES-256)")
             self.session.close()
             self.session = None
+            self._seen = {}  # handles are the session's: a new session lists afresh
             so = token.open(rw=True, so_pin=so_pin)
             try:
                 so.create_object({
