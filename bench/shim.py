@@ -17,6 +17,10 @@ all of them alike. Ratios are against (1) measured in the same run; targets: >= 
 worker, >= 1.7x for RSA with two (on two cores). RSA key times vary with the primes found, so
 a run of n keys carries a spread of its own, printed as +-% (standard error of the baseline's
 mean key time).
+With --local, each path's CPU time (user + system: this process, the workers, the helpers) is
+shown as well, and its ratio to the baseline's (baseline CPU / ours, per key as keys are equal):
+on a loaded machine, where wall-clock rates swing by 2x, it shows what keyrite's own work
+costs; with two workers it counts both cores, so it is no measure of their speed-up.
 Prints numbers, asserts nothing. Usage: python bench/shim.py [--rsa N] [--ec N] [--rounds R]
 [--local] [--json] [--dir DIR]
 """
@@ -34,7 +38,9 @@ import sys
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
+import contextlib
 import json
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -73,13 +79,28 @@ def baseline_child() -> int:
     w.open(p["pin"])
     for line in sys.stdin:
         times = []
+        c0 = time.process_time()
         for _ in range(int(line)):
             loc = new_locator()
             t0 = time.perf_counter()
             w._generate_one(loc, p["algorithm"])
             times.append(time.perf_counter() - t0)
-        print(json.dumps(times), flush=True)
+        print(json.dumps({"times": times, "cpu": time.process_time() - c0}), flush=True)
     return 0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) so far of this process, its reaped children and `pids`."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 class Baseline:
@@ -91,6 +112,7 @@ class Baseline:
         self._send({"module": str(token.module), "label": token.label, "pin": token.user_pin,
                     "algorithm": alg})
         self.times: list[float] = []
+        self.cpu = 0.0
 
     def _send(self, value: object) -> None:
         assert self.proc.stdin is not None
@@ -100,9 +122,10 @@ class Baseline:
     def round(self, n: int) -> float:
         assert self.proc.stdout is not None
         self._send(n)
-        times = json.loads(self.proc.stdout.readline())
-        self.times += times
-        return float(sum(times))
+        got = json.loads(self.proc.stdout.readline())
+        self.times += got["times"]
+        self.cpu += got["cpu"]
+        return float(sum(got["times"]))
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -141,7 +164,7 @@ class Keyrite:
         self.stack = ExitStack()
         config_path, self.pk = signer_setup(workdir, alg, per_round, workers)
         self.officer = Ed25519PrivateKey.generate()
-        self.per_round, self.rounds = per_round, 0
+        self.per_round, self.rounds, self.cpu, self.local = per_round, 0, 0.0, local
         if local:
             self.signer: Any = self.stack.enter_context(
                 Pkcs11Signer(SignerConfig.load(config_path)))
@@ -166,9 +189,12 @@ class Keyrite:
         op = self.signer.plan_generate([self.pk], f"P{self.rounds}Y")
         count = sum(len(b["locators"]) for b in op["batches"])
         assert count == n, f"planned {count} keys, wanted {n}"
+        pids = [self.signer.worker_pid] if self.local else []
+        c0 = cpu_seconds(pids)
         t0 = time.perf_counter()
         result = self.signer.execute(op, approvals(self.officer, op))
         seconds = time.perf_counter() - t0
+        self.cpu += cpu_seconds(pids) - c0
         assert result["added"] == n, result
         return seconds
 
@@ -198,12 +224,13 @@ def measure(base: Path, name: str, n: int, rounds: int, local: bool) -> list[dic
     spread = statistics.stdev(times) / statistics.fmean(times) / len(times) ** 0.5
     keys = per * rounds
     rows = [{"path": "baseline (raw python-pkcs11, one session)", "keys": keys,
-             "seconds": seconds[0], "spread": spread}]
-    rows += [{"path": p.path, "keys": keys, "seconds": t}
+             "seconds": seconds[0], "spread": spread, "cpu": paths[0].cpu}]
+    rows += [{"path": p.path, "keys": keys, "seconds": t, "cpu": p.cpu if local else None}
              for p, t in zip(paths[1:], seconds[1:], strict=True)]
     for r in rows:
         r["rate"] = keys / r["seconds"]
         r["ratio"] = r["rate"] / rows[0]["rate"]
+        r["cpu_ratio"] = rows[0]["cpu"] / r["cpu"] if r["cpu"] else None
     rows[1]["target"], rows[2]["target"] = 0.95, (1.7 if name == "rsa" else None)
     return rows
 
@@ -229,8 +256,10 @@ def show(report: dict[str, Any]) -> None:
         print(f"{alg}: {rows[0]['keys']} keys per path (baseline key times: +-{spread:.1%})")
         for r in rows:
             target = f"   (target >= {r['target']}x)" if r.get("target") else ""
+            cpu = (f"  cpu {r['cpu']:6.2f} s ({r['cpu_ratio']:4.2f}x)"
+                   if r.get("cpu_ratio") else "")
             print(f"  {r['path']:<42} {r['rate']:8.2f} keys/s  {r['seconds']:7.2f} s  "
-                  f"ratio {r['ratio']:5.2f}x{target}")
+                  f"ratio {r['ratio']:5.2f}x{cpu}{target}")
 
 
 def main() -> int:
