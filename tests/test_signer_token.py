@@ -67,6 +67,38 @@ def test_worker_reports_errors_and_lives_on(softhsm_token: SoftHSMToken) -> None
     assert not w.alive
 
 
+def test_worker_refuses_an_id_already_there_listed_or_not(softhsm_token: SoftHSMToken) -> None:
+    """The duplicate-ID refusal holds whether the worker knows the IDs from its last listing
+    and its own writes since (`_listed_ids`) or passes over the token for them; a listing
+    afterwards still reads every object (a known handle's type is not read again)."""
+    t = softhsm_token
+    ec, rsa = "ECDSA/P-256", "RSA/2048"
+    a, b, c = "a1" * 16, "b2" * 16, "c3" * 16
+    w = WorkerClient(t.module, t.softhsm2_conf, t.label, t.user_pin)
+    try:
+        w.call("generate", {"keys": [{"locator": a, "algorithm": ec}]})  # not listed: a pass
+        with pytest.raises(SignerError, match=f"ID {a} already exist"):
+            w.call("generate", {"keys": [{"locator": a, "algorithm": ec}]})
+        w.call("list_objects")
+        w.call("generate", {"keys": [{"locator": b, "algorithm": ec}]})  # tracked: b added
+        for loc in (a, b):
+            with pytest.raises(SignerError, match=f"ID {loc} already exist"):
+                w.call("generate", {"keys": [{"locator": c, "algorithm": ec},
+                                             {"locator": loc, "algorithm": ec}]})
+        w.call("destroy", {"locators": [a]})  # tracked: a gone, so allowed again
+        w.call("generate", {"keys": [{"locator": a, "algorithm": rsa}]})
+        objects = sorted((o["class"], o["id"], o["type"]) for o in w.call("list_objects"))
+        assert objects == sorted((cls, loc, alg) for loc, alg in ((a, rsa), (b, ec))
+                                 for cls in ("private", "public"))
+        keys = w.call("public_keys", {"locators": [a, b]})  # through the listed handles
+        assert set(keys) == {a, b}
+        w.call("destroy", {"locators": [b], "classes": ["public"]})  # half a pair: untracked
+        with pytest.raises(SignerError, match=f"ID {b} already exist"):
+            w.call("generate", {"keys": [{"locator": b, "algorithm": ec}]})
+    finally:
+        w.close()
+
+
 def test_inventory_lists_every_pair_in_ods_hsmutil_layout(small_rehearsal: RehearsalToken) -> None:
     with Pkcs11Signer(small_rehearsal.config) as s:
         inv = s.inventory()
