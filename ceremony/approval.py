@@ -159,24 +159,25 @@ def check_approval(
     state this function does not hold.
     """
     if approval.ceremony != ceremony:
-        raise ApprovalRefused(f"approval is for ceremony {approval.ceremony!r}, not {ceremony!r}")
+        raise ApprovalRefused(f"approval is for ceremony {approval.ceremony!r}, not {ceremony!r} "
+                              "[A2]")
     if approval.step != step:
-        raise ApprovalRefused(f"approval is for step {approval.step}, not step {step}")
+        raise ApprovalRefused(f"approval is for step {approval.step}, not step {step} [A2]")
     if approval.script_sha256 != script_sha256:
-        raise ApprovalRefused("approval is for another version of the script")
+        raise ApprovalRefused("approval is for another version of the script [A2]")
     if approval.operation != operation:
-        raise ApprovalRefused("approval is for a different operation than the one to run")
+        raise ApprovalRefused("approval is for a different operation than the one to run [A2]")
     if lapsed(approval, now):
-        raise ApprovalRefused(f"approval expired {int(now - approval.expires)} s ago")
+        raise ApprovalRefused(f"approval expired {int(now - approval.expires)} s ago [A2]")
     if approval.expires > now + max_lifetime:
-        raise ApprovalRefused("approval claims a validity longer than allowed")
+        raise ApprovalRefused("approval claims a validity longer than allowed [A2]")
     if len(approval.nonce) != 32 or any(c not in "0123456789abcdef" for c in approval.nonce):
         raise ApprovalRefused("approval nonce is not 32 lower-case hex digits")
     try:
         pub = load_public_key(approval.key)
         pub.verify(base64.b64decode(approval.signature, validate=True), approval.message())
     except (InvalidSignature, ValueError) as e:
-        raise ApprovalRefused("approval signature does not verify") from e
+        raise ApprovalRefused("approval signature does not verify [A2]") from e
 
 
 CUSTODY_DOMAIN = "keyrite-custody-v1"

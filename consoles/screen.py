@@ -1461,7 +1461,7 @@ class ConsoleScreen:
             p.blocked = (f"{size}, smaller than the {SIGN_MIN[0]}x{SIGN_MIN[1]} a signature needs"
                          if small else f"{size}: too small to show the digest and its words on "
                          "one page") + (": the passphrase is not taken, since you could not see "
-                                        "all you would sign. Enlarge the terminal, or Esc.")
+                                        "all you would sign. Enlarge the terminal, or Esc. [A10]")
             p.seen_all = False
             why = wrap([("class:bad", p.blocked)], width)
             body = [r for b in blocks for r in b][:max(0, height - len(head) - len(why))]

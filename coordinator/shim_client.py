@@ -46,7 +46,7 @@ class HostKeyMismatch(SignerError):
 
     def __init__(self, presented: str, pinned: str) -> None:
         super().__init__(f"the signer presented host key {presented}, the records say {pinned}: "
-                         "not sending anything to it")
+                         "not sending anything to it [A8]")
         self.presented = presented
         self.pinned = pinned
 

@@ -112,7 +112,7 @@ def open_sealed(secret_z85: str, box: str, context: str) -> bytes:
         return ChaCha20Poly1305(_key(shared, eph_public, mine, context)).decrypt(
             _NONCE, raw[33:], context.encode())
     except (ValueError, InvalidTag) as e:
-        raise SealError("this sealed box is not for this key, or not for this purpose") from e
+        raise SealError("this sealed box is not for this key, or not for this purpose [A9]") from e
 
 
 def _key(shared: bytes, eph_public: bytes, recipient: bytes, context: str) -> bytes:

@@ -166,23 +166,24 @@ def check_quorum(
     kind = operation.get("op")
     rules = [r for r in authority.rules if r.op == kind]
     if not rules:
-        raise QuorumRefused(f"this signer accepts no {kind!r} operation")
+        raise QuorumRefused(f"this signer accepts no {kind!r} operation [A1]")
     if not approvals:
-        raise QuorumRefused(f"{kind} needs approvals and none were sent")
+        raise QuorumRefused(f"{kind} needs approvals and none were sent [A1]")
     parsed = []
     for i, a in enumerate(approvals):
         try:
             parsed.append(Approval.from_dict(dict(a)))
         except (KeyError, TypeError, ValueError) as e:
-            raise QuorumRefused(f"approval {i + 1} is malformed: {e}") from None
+            raise QuorumRefused(f"approval {i + 1} is malformed: {e} [A2]") from None
     steps = sorted({a.step for a in parsed})
     if len(steps) != 1:
-        raise QuorumRefused(f"the approvals name different steps ({', '.join(map(str, steps))})")
+        raise QuorumRefused(f"the approvals name different steps ({', '.join(map(str, steps))}) "
+                            "[A2]")
     rule = next((r for r in rules if r.step == steps[0]), None)
     if rule is None:
         allowed = ", ".join(str(r.step) for r in rules)
         raise QuorumRefused(f"the approvals are for step {steps[0]}; this signer runs {kind} "
-                            f"only at step {allowed}")
+                            f"only at step {allowed} [A2]")
     digest = operation_digest(operation)
     people: dict[str, set[str]] = {}  # role -> names
     seen_keys: set[str] = set()
@@ -192,7 +193,7 @@ def check_quorum(
         officer = authority.officers.get(a.key)
         if officer is None:
             raise QuorumRefused(f"an approval is signed by a key not on this signer's roster "
-                                f"({a.key[:20]}...)")
+                                f"({a.key[:20]}...) [A1]")
         try:
             check_approval(a, ceremony=authority.ceremony, step=rule.step,
                            script_sha256=authority.script_sha256, operation=digest, now=now)
@@ -200,23 +201,23 @@ def check_quorum(
             raise QuorumRefused(f"{officer.name} ({officer.role}): {e}") from None
         if a.key in seen_keys:
             raise QuorumRefused(f"{officer.name} ({officer.role}) approved twice; each officer "
-                                "counts once")
+                                "counts once [A1]")
         seen_keys.add(a.key)
         if a.nonce in seen_nonces:
-            raise QuorumRefused("two approvals carry the same nonce")
+            raise QuorumRefused("two approvals carry the same nonce [A3]")
         seen_nonces.add(a.nonce)
         spent = used_nonces.get(a.nonce)
         if spent is not None and spent != request_key:
             raise QuorumRefused(f"{officer.name} ({officer.role}): this approval was already "
-                                f"used (request {spent!r}); a replay is refused")
+                                f"used (request {spent!r}); a replay is refused [A3]")
         if officer.role not in wanted:
             raise QuorumRefused(f"{officer.name} is {officer.role}; {kind} at step {rule.step} "
-                                f"asks for {', '.join(wanted)}")
+                                f"asks for {', '.join(wanted)} [A1]")
         people.setdefault(officer.role, set()).add(officer.name)
     for role, m in rule.quorums:
         have = len(people.get(role, ()))
         if have < m:
-            raise QuorumRefused(f"{kind} needs {m} distinct {role} approval(s), has {have}")
+            raise QuorumRefused(f"{kind} needs {m} distinct {role} approval(s), has {have} [A1]")
     names = sorted(f"{n} ({role})" for role, group in people.items() for n in group)
     return Verdict(rule.step, digest, tuple(sorted(seen_nonces)), tuple(names))
 

@@ -28,7 +28,7 @@ from keyrite.exits import BadInput
 from tests.machine_helpers import drive, refused, start
 
 RULE = ("separation of duty: one person may not be both KSO and SA (the script's [separation] "
-        "may_combine does not allow it)")
+        "may_combine does not allow it) [A5]")
 
 
 def kso_and_sa_on_one_person() -> tuple[Person, ...]:

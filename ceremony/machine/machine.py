@@ -816,10 +816,10 @@ class Machine:
         role = self.roster.officers[seat].role
         admin = self.script.ceremony.administrator
         if step.seat is not None and seat != step.seat and role == step.actor:
-            raise Refused(f"step {step.n} is for {step.seat}; {seat} may not complete it")
+            raise Refused(f"step {step.n} is for {step.seat}; {seat} may not complete it [A4]")
         if role != step.actor and not (role == admin and step.kga_may_complete):
             raise Refused(f"step {step.n} is for the {step.actor}; {seat} ({role}) may not "
-                          "complete it")
+                          "complete it [A4]")
         self._apart(f"step {step.n}", step.distinct_from, seat)
         self._state.acted.setdefault(step.n, []).append(self._state.signed_in[seat])
 
@@ -1242,7 +1242,7 @@ class Machine:
             raise Refused(str(err)) from err
         nonce = nonce_key(e.approval.key, e.approval.nonce)
         if nonce in s.used_nonces:
-            raise Refused("this approval was already used (replayed nonce)")
+            raise Refused("this approval was already used (replayed nonce) [A3]")
         if q.seats and e.seat not in q.seats:
             raise Refused(f"quorum {q.id} is approved by {_words(q.seats)} only; {e.seat} may "
                           "not approve it")
@@ -1411,14 +1411,14 @@ def separation_breach(script: Script, roles: Iterable[str]) -> str | None:
     seen: set[str] = set()
     for r in roles:
         if r in seen:
-            return f"one person may not hold two {r} seats (quorums count people)"
+            return f"one person may not hold two {r} seats (quorums count people) [A5]"
         seen.add(r)
     ordered = sorted(seen)
     for i, r1 in enumerate(ordered):
         for r2 in ordered[i + 1:]:
             if frozenset((r1, r2)) not in script.may_combine:
                 return (f"separation of duty: one person may not be both {r1} and {r2} (the "
-                        "script's [separation] may_combine does not allow it)")
+                        "script's [separation] may_combine does not allow it) [A5]")
     return None
 
 

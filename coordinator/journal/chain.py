@@ -318,7 +318,7 @@ class Chain:
                 pos,
                 "root",
                 f"checkpoint root does not match entries 0 to {pos - 1}: an earlier entry "
-                "was rewritten and its links recomputed",
+                "was rewritten and its links recomputed [A7]",
             )
         self.checkpoints += 1
         self.previous_checkpoint = self.last_checkpoint

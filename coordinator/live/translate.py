@@ -139,7 +139,7 @@ def acting_seat(roster: Roster, officer: str, body: dict[str, Any]) -> str:
     if officer not in roster.officers:
         raise Invalid(f"console {officer!r} is not in the roster")
     if roster.officers[seat].person != roster.officers[officer].person:
-        raise Invalid(f"this console belongs to {officer}; it may not act as {seat}")
+        raise Invalid(f"this console belongs to {officer}; it may not act as {seat} [A6]")
     return seat
 
 
