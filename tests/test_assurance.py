@@ -1,0 +1,385 @@
+"""The assurance case (docs/assurance.md): for each numbered claim, a test that it holds and a
+test that it breaks when its enforcement is taken out.
+
+Each `test_A<n>_breaks_without_its_enforcement` monkeypatches the one function (or check) the
+document names to a permissive version and shows the attack it stops now succeeding: a forged
+approval reaching the HSM, a rewritten journal verifying, a signature taken on a terminal too
+small to show it. That the attack fails with the real function is `test_A<n>_holds`. The last
+tests keep the document and this file in step: the same claims, and each claim's number in the
+messages of the files that enforce it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ceremony.machine import events as ev
+from ceremony.machine import machine as machine_module
+from ceremony.machine.machine import Machine
+from coordinator import shim_client
+from coordinator.journal import chain as chain_module
+from coordinator.journal import generate_key, verify_journal
+from coordinator.live import translate as translate_module
+from coordinator.live.translate import Invalid, translate
+from keyrite import sealing
+from signer_shim import authority as authority_module
+from signer_shim import protocol
+from signer_shim import server as server_module
+from signer_shim.authority import Verdict
+from signer_shim.request_journal import RequestJournal
+from signer_shim.server import Shim
+from tests.machine_helpers import at_kso_quorum, drive, refused, roster, send, sign_in, start
+from tests.shim_helpers import approve, as_dicts, cast_authority
+from tests.test_fuzz_shim import Obliging
+
+ROOT = Path(__file__).parent.parent
+DOC = ROOT / "docs" / "assurance.md"
+
+
+# -- the shim: quorum, binding, nonces (A1-A3) ----------------------------------------------------
+PURGE = {"op": "purge", "token": "d34d", "delete": ["00" * 16]}
+
+
+class Recording(Obliging):
+    """A signer that does whatever it is asked, and remembers every operation that reached it."""
+
+    def __init__(self) -> None:
+        self.executed: list[dict[str, Any]] = []
+
+    def execute(self, op: dict[str, Any], approvals: Any, progress: Any,
+                secrets: Any = None) -> dict[str, Any]:
+        self.executed.append(op)
+        return {"done": op["op"]}
+
+
+SHIMS: list[Shim] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_queues() -> Any:
+    yield
+    while SHIMS:
+        SHIMS.pop().queue.close()
+
+
+def shim(tmp_path: Path, signer: Recording | None = None) -> tuple[Shim, Recording]:
+    signer = signer or Recording()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    s = Shim(signer, cast_authority(), RequestJournal(tmp_path / "requests.jsonl"))  # type: ignore[arg-type]
+    SHIMS.append(s)
+    return s, signer
+
+
+def execute(s: Shim, op: dict[str, Any], approvals: list[dict[str, Any]],
+            key: str = "k1") -> dict[str, Any]:
+    line = protocol.Request("r1", key, "execute", {"operation": op, "approvals": approvals})
+    return protocol.parse_reply(asyncio.run(s.answer(line.to_line())))
+
+
+def forged() -> list[dict[str, Any]]:
+    """A purge approved by a key the signer's authority does not list (the coordinator's own,
+    say), dressed as the SA's."""
+    return as_dicts(approve(PURGE, "sa1", signer=Ed25519PrivateKey.generate()))
+
+
+def test_A1_holds(tmp_path: Path) -> None:
+    s, signer = shim(tmp_path)
+    answer = execute(s, PURGE, forged())
+    assert answer["error"]["type"] == "QuorumRefused"
+    assert "not on this signer's roster" in answer["error"]["message"]
+    assert "[A1]" in answer["error"]["message"]
+    assert signer.executed == []
+    s2, signer2 = shim(tmp_path / "other")
+    assert "[A1]" in execute(s2, PURGE, as_dicts(approve(PURGE, "w1")))["error"]["message"]
+    assert signer2.executed == []  # a witness is on the roster, but not a role the rule asks for
+
+
+def test_A1_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None:
+    def trusting(authority: Any, operation: Any, approvals: Any, **_: Any) -> Verdict:
+        return Verdict(31, "", tuple(a["nonce"] for a in approvals), ("whoever",))
+
+    monkeypatch.setattr(server_module, "check_quorum", trusting)
+    s, signer = shim(tmp_path)
+    assert execute(s, PURGE, forged())["result"] == {"done": "purge"}
+    assert signer.executed == [PURGE]  # the forged approval reached the HSM
+
+
+def altered() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The SA approved the purge of one key; the operation sent deletes two."""
+    more = {**PURGE, "delete": ["00" * 16, "11" * 16]}
+    return more, as_dicts(approve(PURGE, "sa1"))
+
+
+def test_A2_holds(tmp_path: Path) -> None:
+    s, signer = shim(tmp_path)
+    more, approvals = altered()
+    message = execute(s, more, approvals)["error"]["message"]
+    assert "a different operation than the one to run [A2]" in message
+    assert signer.executed == []
+    s2, signer2 = shim(tmp_path / "step")  # the same operation, approved for another step
+    message = execute(s2, PURGE, as_dicts(approve(PURGE, "sa1", step=33)))["error"]["message"]
+    assert "[A2]" in message and signer2.executed == []
+    s3, signer3 = shim(tmp_path / "expired")
+    message = execute(s3, PURGE, as_dicts(approve(PURGE, "sa1", expires_in=-5)))["error"][
+        "message"]
+    assert "expired" in message and "[A2]" in message and signer3.executed == []
+
+
+def test_A2_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(authority_module, "check_approval", lambda *a, **kw: None)
+    s, signer = shim(tmp_path)
+    more, approvals = altered()
+    assert execute(s, more, approvals)["result"] == {"done": "purge"}
+    assert signer.executed == [more]  # two keys deleted on an approval for one
+
+
+def test_A3_holds(tmp_path: Path) -> None:
+    s, signer = shim(tmp_path)
+    approvals = as_dicts(approve(PURGE, "sa1"))
+    assert execute(s, PURGE, approvals, key="k1")["result"] == {"done": "purge"}
+    assert execute(s, PURGE, approvals, key="k1")["result"] == {"done": "purge"}  # a retry
+    message = execute(s, PURGE, approvals, key="k2")["error"]["message"]
+    assert "a replay is refused [A3]" in message
+    restarted, _ = shim(tmp_path, signer)  # the spent nonces are read back from its journal
+    message = execute(restarted, PURGE, approvals, key="k3")["error"]["message"]
+    assert "a replay is refused [A3]" in message
+    assert signer.executed == [PURGE]  # once
+    m, w = at_kso_quorum(have=1)  # the machine, too, takes one approval once
+    [first] = [e for e in w.accepted if isinstance(e, ev.Approve) and e.seat.startswith("KSO")]
+    refused(m, first, "replayed nonce) [A3]")
+
+
+def test_A3_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None:
+    real = server_module.check_quorum
+
+    def forgetful(authority: Any, operation: Any, approvals: Any, **kw: Any) -> Verdict:
+        return real(authority, operation, approvals, **{**kw, "used_nonces": {}})
+
+    monkeypatch.setattr(server_module, "check_quorum", forgetful)
+    s, signer = shim(tmp_path)
+    approvals = as_dicts(approve(PURGE, "sa1"))
+    assert execute(s, PURGE, approvals, key="k1")["result"] == {"done": "purge"}
+    assert execute(s, PURGE, approvals, key="k2")["result"] == {"done": "purge"}
+    assert signer.executed == [PURGE, PURGE]  # one approval, spent twice
+
+
+# -- the machine: who acts (A4, A5) ---------------------------------------------------------------
+def at_kga_step() -> tuple[Machine, Any]:
+    m, w = start()
+    drive(m, w, until=2)
+    send(m, w, sign_in(w, "bob"))  # SA1
+    send(m, w, sign_in(w, "erin"))
+    drive(m, w, until=18)  # the KGA records a drive's serial
+    return m, w
+
+
+def test_A4_holds() -> None:
+    m, w = at_kga_step()
+    refused(m, ev.Record(at=w.at(), seat="SA1", value="AA11BB22"), "step 18 is for the KGA",
+            "[A4]")
+    assert 18 not in m.completed
+
+
+def test_A4_breaks_without_its_enforcement(monkeypatch) -> None:
+    def anyone(self: Machine, step: Any, seat: str) -> None:
+        self._signed_in(seat)  # type: ignore[attr-defined]
+        self._state.acted.setdefault(step.n, []).append(self._state.signed_in[seat])  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Machine, "_actor", anyone)
+    m, w = at_kga_step()
+    send(m, w, ev.Record(at=w.at(), seat="SA1", value="AA11BB22"))
+    assert 18 in m.completed  # the sysadmin recorded what the administrator must
+
+
+def carol_as_kso_and_sa() -> tuple[Machine, Any, ev.SignIn]:
+    m, w = start()
+    return m, w, sign_in(w, "carol", seats=("KSO1", "SA2"))  # signed by both seats' keys
+
+
+def test_A5_holds() -> None:
+    m, w, e = carol_as_kso_and_sa()
+    refused(m, e, "separation of duty", "KSO and SA", "[A5]")
+    assert "SA2" not in m.signed_in
+
+
+def test_A5_breaks_without_its_enforcement(monkeypatch) -> None:
+    monkeypatch.setattr(machine_module, "separation_breach", lambda script, roles: None)
+    m, w, e = carol_as_kso_and_sa()
+    send(m, w, e)
+    assert {"KSO1", "SA2"} <= set(m.signed_in)  # one person holds a key and runs the HSM
+
+
+# -- the bus: whose command (A6) ------------------------------------------------------------------
+def test_A6_holds() -> None:
+    # the console whose CURVE key is enrolled for KSO1 (carol) asks to act as KSO2 (dave)
+    with pytest.raises(Invalid, match=r"may not act as KSO2 \[A6\]"):
+        translate(roster(), "KGA", "KSO1", {"type": "acknowledge", "seat": "KSO2"}, 0.0)
+    assert translate(roster(), "KGA", "KSO1", {"type": "acknowledge", "seat": "DSO2"}, 0.0) \
+        == ev.Acknowledge(at=0.0, seat="DSO2")  # carol's other seat
+
+
+def test_A6_breaks_without_its_enforcement(monkeypatch) -> None:
+    monkeypatch.setattr(translate_module, "acting_seat",
+                        lambda roster, officer, body: body.get("seat", officer))
+    e = translate(roster(), "KGA", "KSO1", {"type": "acknowledge", "seat": "KSO2"}, 0.0)
+    assert e == ev.Acknowledge(at=0.0, seat="KSO2")  # carol's console speaks for dave
+
+
+# -- the journal (A7) -----------------------------------------------------------------------------
+def rewritten(tmp_path: Path) -> Path:
+    """A journal whose entry 7 was changed and every later link recomputed: only the signed
+    checkpoint at entry 9 (over entries 0-8) can tell."""
+    from tests.test_journal import make_journal, read_lines, relink, write_lines
+    from tests.test_journal_verify import replace_record
+
+    path = tmp_path / "ceremony.journal"
+    make_journal(path, generate_key(), n=12, checkpoints=(5, 9))
+    lines = read_lines(path)
+    replace_record(lines, 7, step=70)
+    write_lines(path, relink(lines, 8))
+    return path
+
+
+def test_A7_holds(tmp_path: Path) -> None:
+    report = verify_journal(rewritten(tmp_path))
+    assert not report.ok and report.problem is not None
+    assert (report.problem.seq, report.problem.kind) == (9, "root")
+    assert "[A7]" in report.problem.reason
+
+
+def test_A7_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None:
+    real = chain_module.Chain._checkpoint
+
+    class Agreeing:
+        def __init__(self, root: bytes) -> None:
+            self._root = root
+
+        def root(self) -> bytes:
+            return self._root
+
+    def no_root_check(self: Any, pos: int, record: dict[str, Any]) -> None:
+        signed = chain_module.Checkpoint.parse(
+            chain_module.open_note(record["note"], self.verifiers).text)
+        tree, self.tree = self.tree, Agreeing(signed.root)  # whatever the entries hash to
+        try:
+            real(self, pos, record)
+        finally:
+            self.tree = tree
+
+    monkeypatch.setattr(chain_module.Chain, "_checkpoint", no_root_check)
+    report = verify_journal(rewritten(tmp_path))
+    assert report.ok, report.problem  # the rewritten history verifies
+
+
+# -- the signer link (A8) -------------------------------------------------------------------------
+def presented() -> tuple[asyncssh.SSHKey, str]:
+    """A host key the signer shows, and the pin the script holds (another key's)."""
+    shown = asyncssh.generate_private_key("ssh-ed25519")
+    pinned = asyncssh.generate_private_key("ssh-ed25519")
+    return shown, pinned.get_fingerprint("sha256")
+
+
+def test_A8_holds() -> None:
+    shown, pin = presented()
+    seen: list[tuple[str, str]] = []
+    assert shim_client._Pinning(pin, seen).validate_host_public_key("h", "a", 22, shown) is False
+    assert shim_client._Pinning(shown.get_fingerprint("sha256"), seen).validate_host_public_key(
+        "h", "a", 22, shown) is True
+    assert "[A8]" in str(shim_client.HostKeyMismatch(seen[0][0], pin))
+
+
+def test_A8_breaks_without_its_enforcement(monkeypatch) -> None:
+    monkeypatch.setattr(shim_client, "matches", lambda pin, key: True)
+    shown, pin = presented()
+    # an impostor's key is accepted: asyncssh goes on to authenticate and send to it
+    assert shim_client._Pinning(pin, []).validate_host_public_key("h", "a", 22, shown) is True
+
+
+# -- KEK shares (A9) ------------------------------------------------------------------------------
+def old_share_for_new_kek() -> tuple[str, str]:
+    """A share sealed to the signer's key for an earlier KEK, brought to this KEK's restore."""
+    public, secret = sealing.new_pair()
+    box = sealing.seal(public, b"share of the old KEK", sealing.share_context("kek-2025", "signer"))
+    return secret, box
+
+
+def test_A9_holds() -> None:
+    secret, box = old_share_for_new_kek()
+    with pytest.raises(sealing.SealError, match=r"not for this purpose \[A9\]"):
+        sealing.open_sealed(secret, box, sealing.share_context("kek-2026", "signer"))
+    _, coordinator = sealing.new_pair()  # the coordinator relays the box and cannot open it
+    with pytest.raises(sealing.SealError, match=r"\[A9\]"):
+        sealing.open_sealed(coordinator, box, sealing.share_context("kek-2025", "signer"))
+    assert sealing.open_sealed(secret, box, sealing.share_context("kek-2025", "signer")) \
+        == b"share of the old KEK"
+
+
+def test_A9_breaks_without_its_enforcement(monkeypatch) -> None:
+    monkeypatch.setattr(sealing, "share_context", lambda kek_id, recipient: "keyrite kek share")
+    secret, box = old_share_for_new_kek()
+    assert sealing.open_sealed(secret, box, sealing.share_context("kek-2026", "signer")) \
+        == b"share of the old KEK"  # taken for another KEK
+
+
+# -- the signing prompt (A10) ---------------------------------------------------------------------
+PGDN = "\x1b[6~"
+
+
+def sign_on_a_small_terminal() -> tuple[list[dict[str, Any]], str]:
+    from tests.test_console_approval import purge_of, sized
+
+    view, now = purge_of(4)
+    with sized(view, "SA1", now, (79, 24)) as c:
+        c.press("p", *[PGDN] * 10)
+        text = " ".join(c.text().split())
+        return c.press("my passphrase\r"), text
+
+
+def test_A10_holds() -> None:
+    sent, text = sign_on_a_small_terminal()
+    assert "smaller than the 80x24 a signature needs" in text and "[A10]" in text
+    assert sent == []
+
+
+def test_A10_breaks_without_its_enforcement(monkeypatch) -> None:
+    from consoles import screen
+
+    monkeypatch.setattr(screen, "SIGN_MIN", (40, 10))
+    sent, _ = sign_on_a_small_terminal()
+    assert [c["passphrase"] for c in sent] == ["my passphrase"]  # signed, part of it unseen
+
+
+# -- the document and this file agree -------------------------------------------------------------
+def doc_claims() -> dict[int, list[str]]:
+    """Each claim's number and the files its "Enforced by" line names."""
+    text = DOC.read_text()
+    claims: dict[int, list[str]] = {}
+    for m in re.finditer(r"^## A(\d+)\b.*?(?=^## |\Z)", text, re.M | re.S):
+        enforced = re.search(r"^\*\*Enforced by\*\*:(.*?)\n\n", m.group(0), re.M | re.S)
+        assert enforced, f"A{m.group(1)} has no 'Enforced by' line"
+        claims[int(m.group(1))] = re.findall(r"`([\w/]+\.py)", enforced.group(1))
+    return claims
+
+
+def test_the_document_lists_exactly_the_claims_tested_here() -> None:
+    tested = {int(n) for n in re.findall(r"^def test_A(\d+)_holds", Path(__file__).read_text(),
+                                         re.M)}
+    broken = {int(n) for n in re.findall(r"^def test_A(\d+)_breaks_without_its_enforcement",
+                                         Path(__file__).read_text(), re.M)}
+    claims = doc_claims()
+    assert set(claims) == tested == broken
+    assert sorted(claims) == list(range(1, len(claims) + 1))
+
+
+def test_each_claims_number_is_in_the_messages_of_the_files_that_enforce_it() -> None:
+    for n, files in doc_claims().items():
+        assert files, f"A{n} names no file"
+        for f in files:
+            assert f"[A{n}]" in (ROOT / f).read_text(), f"[A{n}] is not in {f}"
