@@ -955,7 +955,7 @@ class Machine:
             signers = [e.by]
         if len(e.signatures) != len(signers) or len(e.fingerprints) != len(signers):
             raise Refused(f"the sign-in needs one signature, and one key fingerprint, by each of "
-                          f"{', '.join(signers)}")
+                          f"{', '.join(signers)} [A12]")
         try:
             message = signin_message(self.script.ceremony.id, self.script.sha256, e.person,
                                      tuple(e.seats), e.signed_at, **fields)
@@ -966,10 +966,10 @@ class Machine:
             key = self.roster.officers[seat].signing_key
             if fingerprint != key_fingerprint(key):
                 raise Refused(f"the sign-in names key {_quoted(fingerprint)} for {seat}, whose "
-                              f"enrolled key is {key_fingerprint(key)}")
+                              f"enrolled key is {key_fingerprint(key)} [A12]")
             if not verify_signature(key, signature, message):
                 raise Refused(f"the sign-in is not signed with {seat}'s enrolled key (the "
-                              "signature does not verify)")
+                              "signature does not verify) [A12]")
 
     # people's steps
     def _on_Acknowledge(self, step: Step, e: ev.Acknowledge) -> list[d.Decision]:
@@ -1376,7 +1376,7 @@ class Machine:
         if not e.verified:
             raise Refused(f"that is not the pre-generated {e.name} password (it does not match "
                           "the verifier recorded before the ceremony): read it again and retype "
-                          "it")
+                          "it [A11]")
         if ask.purpose == "backup":
             s.typist[e.name] = me.person
         return []
