@@ -24,6 +24,7 @@ from ceremony.machine import events as ev
 from ceremony.machine import machine as machine_module
 from ceremony.machine.machine import Machine
 from coordinator import shim_client
+from coordinator.bus import CommandRefused
 from coordinator.journal import chain as chain_module
 from coordinator.journal import generate_key, verify_journal
 from coordinator.live import translate as translate_module
@@ -354,6 +355,68 @@ def test_A10_breaks_without_its_enforcement(monkeypatch) -> None:
     monkeypatch.setattr(screen, "SIGN_MIN", (40, 10))
     sent, _ = sign_on_a_small_terminal()
     assert [c["passphrase"] for c in sent] == ["my passphrase"]  # signed, part of it unseen
+
+
+# -- the backup password (A11) --------------------------------------------------------------------
+def typo_at_the_backup(tmp_path: Path) -> Any:
+    """The SA, asked for the device-backup password, types one that is not the pre-generated
+    one (the live coordinator, its verifier recorded before the ceremony)."""
+    from tests.test_backup_password import TYPO, _backup_execute, _live, _secret
+
+    live, journal, _ = _live(tmp_path, _backup_execute)
+    try:
+        _secret(live, "SA1", TYPO)
+    except CommandRefused as e:
+        return live, journal, str(e)
+    return live, journal, None
+
+
+def test_A11_holds(tmp_path: Path) -> None:
+    live, journal, refusal = typo_at_the_backup(tmp_path)
+    assert refusal is not None and "not the pre-generated device-backup password" in refusal
+    assert "[A11]" in refusal
+    assert live.world.secrets == {}  # nothing for the backup to encrypt under
+    [record] = [e.record for e in journal.entries() if e.record.get("type") == "refused"]
+    assert "[A11]" in record["reason"]
+
+
+def test_A11_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None:
+    from keyrite.passwords import Verifier
+    from tests.test_backup_password import TYPO
+
+    monkeypatch.setattr(Verifier, "matches", lambda self, password: True)
+    live, _, refusal = typo_at_the_backup(tmp_path)
+    assert refusal is None
+    assert live.world.secrets == {"device-backup": TYPO}  # the backup would be sealed under it
+
+
+# -- signed sign-in (A12) -------------------------------------------------------------------------
+def carol_signed_in_by_another_key() -> tuple[Machine, Any, ev.SignIn]:
+    """Carol's sign-in as KSO1 and DSO2, signed with KSO2's key but naming KSO1's fingerprint:
+    what anyone without KSO1's key (the coordinator, say) could send."""
+    import dataclasses
+
+    from ceremony.approval import key_fingerprint
+    from tests.machine_helpers import signed_sign_in
+
+    m, w = start()
+    other = signed_sign_in(m.script, "carol", "Carol", "R", ("KSO1", "DSO2"), w.at(),
+                           signers=("KSO2", "DSO2"))
+    fps = tuple(key_fingerprint(m.roster.officers[s].signing_key) for s in ("KSO1", "DSO2"))
+    return m, w, dataclasses.replace(other, fingerprints=fps)
+
+
+def test_A12_holds() -> None:
+    m, w, forged_sign_in = carol_signed_in_by_another_key()
+    refused(m, forged_sign_in, "not signed with KSO1's enrolled key", "[A12]")
+    assert "KSO1" not in m.signed_in
+
+
+def test_A12_breaks_without_its_enforcement(monkeypatch) -> None:
+    monkeypatch.setattr(Machine, "_identity", lambda self, e: None)
+    m, w, forged_sign_in = carol_signed_in_by_another_key()
+    send(m, w, forged_sign_in)
+    assert m.signed_in["KSO1"] == "carol"  # signed in without her key
 
 
 # -- the document and this file agree -------------------------------------------------------------
