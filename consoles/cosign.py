@@ -97,17 +97,17 @@ def check(last: Accepted | None, note: str, proof: Sequence[str] | None,
                       "the log this console accepted checkpoints of", size, root)
     if size < old.size:
         raise Refusal("shrunk", f"it covers {size} entries, fewer than the {old.size} of the one "
-                      "accepted before: the journal SHRANK", size, root)
+                      "accepted before: the journal SHRANK [A13]", size, root)
     if size == old.size:
         if cp.root != old.root:
             raise Refusal("fork", f"it covers the same {size} entries as the one accepted before, "
-                          "with another root: the journal FORKED", size, root)
+                          "with another root: the journal FORKED [A13]", size, root)
         return last
     hashes = _hashes(proof)
     if hashes is None or not verify_consistency(old.size, size, old.root, cp.root, hashes):
         why = "no consistency proof" if proof is None else "no valid consistency proof"
         raise Refusal("fork", f"it does not extend checkpoint {old.size} accepted before "
-                      f"({why}): the journal FORKED", size, root)
+                      f"({why}): the journal FORKED [A13]", size, root)
     return new
 
 

@@ -539,7 +539,7 @@ def test_a_console_fed_a_forked_checkpoint_refuses_and_every_screen_shows_it(
     assert rec["console"] == "KSO1"
     assert rec["reason"] == (f"REFUSES TO COSIGN checkpoint {fork_size}: it does not extend "
                              f"checkpoint {accepted_size} accepted before (no valid consistency "
-                             "proof): the journal FORKED")
+                             "proof): the journal FORKED [A13]")
     assert _records(journal2, "cosignature") == []
 
     view = from_dict(live2.view())

@@ -129,7 +129,7 @@ def test_every_screen_shows_a_console_refusing_a_forked_checkpoint(room: Room) -
 
     # each console refuses once; the coordinator journals each refusal
     reason = (f"REFUSES TO COSIGN checkpoint {fork}: it does not extend checkpoint {accepted} "
-              "accepted before (no valid consistency proof): the journal FORKED")
+              "accepted before (no valid consistency proof): the journal FORKED [A13]")
 
     def refusals() -> list[dict]:
         return [r for r in _records(room) if r["type"] == "refused" and r["command"] == "cosign"]
@@ -146,7 +146,7 @@ def test_every_screen_shows_a_console_refusing_a_forked_checkpoint(room: Room) -
     last = got[-1]["console"]
     disputed = f"RECORD DISPUTED: {last} {reason} ({len(SEATS) - 1} more before: see the journal)"
     own = (f"YOU REFUSED TO COSIGN checkpoint {fork}: it does not extend checkpoint {accepted} "
-           "accepted before (no valid consistency proof): the journal FORKED")
+           "accepted before (no valid consistency proof): the journal FORKED [A13]")
     assert window_size(room, "KGA") == (WIDTH, HEIGHT) and window_size(room, "WI1") == (80, 24)
     for seat in SEATS:
         screen = room.wait(seat, lambda s: disputed in _flat(s) and own in _flat(s))
