@@ -419,6 +419,40 @@ def test_A12_breaks_without_its_enforcement(monkeypatch) -> None:
     assert m.signed_in["KSO1"] == "carol"  # signed in without her key
 
 
+# -- the officers' copy of the record (A13) -------------------------------------------------------
+def a_fork_offered(tmp_path: Path) -> tuple[Any, Any, str, list[str]]:
+    """A console accepted the checkpoint over 11 entries; the coordinator, with its own key,
+    rewrites entries 5 onwards, signs a checkpoint over 15 and sends a proof from 11."""
+    from consoles.cosign import Cosigner
+    from tests.test_cosign import _fork, _grow, _journal, _proof
+
+    j = _journal(tmp_path / "j", 6)
+    j.checkpoint("t")
+    _grow(j, 3)
+    console = Cosigner(j.verifier)
+    accepted = console.offer(j.checkpoint("t"), [])
+    f = _fork(j.path, tmp_path / "f", 5, 10)
+    return console, accepted, f.checkpoint("t"), _proof(f.path, 11, 15)
+
+
+def test_A13_holds(tmp_path: Path) -> None:
+    from consoles.cosign import Refusal
+
+    console, accepted, note, proof = a_fork_offered(tmp_path)
+    with pytest.raises(Refusal, match=r"the journal FORKED \[A13\]"):
+        console.offer(note, proof)
+    assert console.accepted is accepted  # it cosigns nothing of the rewritten history
+
+
+def test_A13_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None:
+    from consoles import cosign
+
+    monkeypatch.setattr(cosign, "verify_consistency", lambda *a: True)
+    console, accepted, note, proof = a_fork_offered(tmp_path)
+    taken = console.offer(note, proof)
+    assert taken.checkpoint.size == 15 and console.accepted is taken  # the fork is cosignable
+
+
 # -- the document and this file agree -------------------------------------------------------------
 def doc_claims() -> dict[int, list[str]]:
     """Each claim's number and the files its "Enforced by" line names."""
