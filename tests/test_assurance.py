@@ -280,27 +280,78 @@ def test_A7_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None:
 
 
 # -- the signer link (A8) -------------------------------------------------------------------------
-def presented() -> tuple[asyncssh.SSHKey, str]:
-    """A host key the signer shows, and the pin the script holds (another key's)."""
-    shown = asyncssh.generate_private_key("ssh-ed25519")
-    pinned = asyncssh.generate_private_key("ssh-ed25519")
-    return shown, pinned.get_fingerprint("sha256")
+class Impostor:
+    """An SSH server that is not the signer (its own host key) but speaks the shim's protocol:
+    it answers `info` with whatever it likes, and remembers every line it was sent."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        import threading
+
+        self.host_key = asyncssh.generate_private_key("ssh-ed25519")
+        client = asyncssh.generate_private_key("ssh-ed25519")
+        self.client_key = tmp_path / "coordinator_key"
+        client.write_private_key(self.client_key)
+        self.authorized = asyncssh.import_authorized_keys(
+            client.export_public_key().decode())
+        self.received: list[bytes] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.acceptor = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(10)
+        self.port = int(self.acceptor.sockets[0].getsockname()[1])
+
+    async def _listen(self) -> asyncssh.SSHAcceptor:
+        return await asyncssh.listen(
+            "127.0.0.1", 0, server_host_keys=[self.host_key],
+            authorized_client_keys=self.authorized, process_factory=self._session,
+            encoding=None, sftp_factory=None)
+
+    async def _session(self, process: asyncssh.SSHServerProcess) -> None:
+        async for line in process.stdin:
+            if not line:  # the client closed
+                break
+            self.received.append(line)
+            rid = protocol.parse_request(line).id
+            process.stdout.write(b'{"v": 1, "id": "' + rid.encode() + b'", "result": '
+                                 b'{"name": "signer", "host_key": "whatever it says"}}\n')
+
+    def client(self, pin: str) -> shim_client.ShimClient:
+        return shim_client.ShimClient("127.0.0.1", self.port, client_key=self.client_key,
+                                      host_key_pin=pin, timeout=10)
+
+    def close(self) -> None:
+        self.acceptor.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
-def test_A8_holds() -> None:
-    shown, pin = presented()
-    seen: list[tuple[str, str]] = []
-    assert shim_client._Pinning(pin, seen).validate_host_public_key("h", "a", 22, shown) is False
-    assert shim_client._Pinning(shown.get_fingerprint("sha256"), seen).validate_host_public_key(
-        "h", "a", 22, shown) is True
-    assert "[A8]" in str(shim_client.HostKeyMismatch(seen[0][0], pin))
+@pytest.fixture
+def impostor(tmp_path: Path) -> Any:
+    server = Impostor(tmp_path)
+    yield server
+    server.close()
 
 
-def test_A8_breaks_without_its_enforcement(monkeypatch) -> None:
+#: The signer's host key, as the script pins it.
+SIGNER_PIN = asyncssh.generate_private_key("ssh-ed25519").get_fingerprint("sha256")
+
+
+def test_A8_holds(impostor: Impostor) -> None:
+    with impostor.client(SIGNER_PIN) as c, pytest.raises(shim_client.HostKeyMismatch) as e:
+        c.request("info")
+    assert "[A8]" in str(e.value)
+    assert e.value.presented == impostor.host_key.get_fingerprint("sha256")
+    assert impostor.received == []  # nothing was sent to it, not even the authentication
+    with impostor.client(impostor.host_key.get_fingerprint("sha256")) as c:  # pinned: it talks
+        assert c.request("info")["name"] == "signer"
+
+
+def test_A8_breaks_without_its_enforcement(impostor: Impostor, monkeypatch) -> None:
     monkeypatch.setattr(shim_client, "matches", lambda pin, key: True)
-    shown, pin = presented()
-    # an impostor's key is accepted: asyncssh goes on to authenticate and send to it
-    assert shim_client._Pinning(pin, []).validate_host_public_key("h", "a", 22, shown) is True
+    with impostor.client(SIGNER_PIN) as c:
+        assert c.request("info")["host_key"] == "whatever it says"  # believed
+    assert len(impostor.received) == 1  # and the coordinator's request went to the impostor
 
 
 # -- KEK shares (A9) ------------------------------------------------------------------------------
