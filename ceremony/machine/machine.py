@@ -1070,7 +1070,7 @@ class Machine:
             key.verify(base64.b64decode(e.signature, validate=True), message)
         except (InvalidSignature, ValueError) as err:
             raise Refused(f"{e.seat} takes bag {bag} by signing for it: the "
-                          "acceptance is missing or does not verify") from err
+                          "acceptance is missing or does not verify [A14]") from err
         record: dict[str, Any] = {
             "serial": serial, "contents": contents, "custodian": e.seat, "person": person,
             "step": step.n, "at": e.at, "signature": e.signature,
