@@ -504,6 +504,38 @@ def test_A13_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None
     assert taken.checkpoint.size == 15 and console.accepted is taken  # the fork is cosignable
 
 
+# -- custody of bags (A14) ------------------------------------------------------------------------
+def carols_bag_signed_by_alice() -> tuple[Machine, Any, ev.Record]:
+    """Mini step 25: DSO2 (Carol) seals the backup bag. Alice (DSO1) signs the acceptance and
+    sends it as Carol's."""
+    import dataclasses
+
+    from tests.machine_helpers import seal
+
+    m, w = start()
+    drive(m, w, until=25)
+    contents = m.script.step(25).contents
+    forged = seal(w, "DSO1", 25, "backup", contents, "TEB000BACKUP")
+    return m, w, dataclasses.replace(forged, seat="DSO2")
+
+
+def test_A14_holds() -> None:
+    m, w, forged_seal = carols_bag_signed_by_alice()
+    refused(m, forged_seal, "DSO2 takes bag backup by signing for it", "[A14]")
+    assert "backup" not in m.custody
+
+
+def test_A14_breaks_without_its_enforcement(monkeypatch) -> None:
+    class AnySignature:
+        def verify(self, signature: bytes, message: bytes) -> None:
+            return None
+
+    monkeypatch.setattr(machine_module, "load_public_key", lambda text: AnySignature())
+    m, w, forged_seal = carols_bag_signed_by_alice()
+    send(m, w, forged_seal)
+    assert m.custody["backup"]["custodian"] == "DSO2"  # Carol holds a bag she never signed for
+
+
 # -- the document and this file agree -------------------------------------------------------------
 def doc_claims() -> dict[int, list[str]]:
     """Each claim's number and the files its "Enforced by" line names."""
