@@ -563,3 +563,13 @@ def test_each_claims_number_is_in_the_messages_of_the_files_that_enforce_it() ->
         assert files, f"A{n} names no file"
         for f in files:
             assert f"[A{n}]" in (ROOT / f).read_text(), f"[A{n}] is not in {f}"
+
+
+def test_no_source_file_names_a_claim_the_document_does_not_tie_to_it() -> None:
+    claims = doc_claims()
+    for package in ("ceremony", "keyrite", "coordinator", "consoles", "signer_shim", "staging"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = path.relative_to(ROOT).as_posix()
+            for n in {int(x) for x in re.findall(r"\[A(\d+)\]", path.read_text())}:
+                assert n in claims, f"{name} names [A{n}], which docs/assurance.md lacks"
+                assert name in claims[n], f"{name} names [A{n}], whose claim does not list it"
