@@ -113,7 +113,7 @@ class LiveEvent:
     fsync: build the whole view of a ceremony at the KSO quorum (the seed script, 11 seats) and
     broadcast it. The body then weighs what a real broadcast weighs."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, deltas: bool = False) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         from ceremony.machine import decisions as d
@@ -128,14 +128,30 @@ class LiveEvent:
             workdir / "journal.jsonl", key=Ed25519PrivateKey.generate(), name="bench/bus",
             origin="bench/bus", genesis_record={"type": "genesis", "at": "2026-01-01T00:00:00Z"})
         self._view = lambda: to_dict(self.m.view(Extras(now=self.w.now)))
+        self.deltas = deltas
+        if deltas:  # the views before and after one KSO approval, broadcast by turns as changes
+            from tests.machine_helpers import honest_event, send
+
+            self._pair = [self._view()]
+            send(self.m, self.w, honest_event(self.m, self.w))  # type: ignore[arg-type]
+            self._pair.append(self._view())
+            self._turn = 0
 
     def body(self) -> dict[str, object]:
         self.journal.append({"type": "presence", "at": self.w.now, "seats": ["KSO2"]})
         t = time.perf_counter()  # the event is on disk: from here to each console
-        return {"t": t, "view": self._view()}
+        view = self._view()  # built each time, as the coordinator does
+        if self.deltas:
+            from coordinator.bus import view_delta
+
+            before, after = self._pair[self._turn % 2], self._pair[(self._turn + 1) % 2]
+            self._turn += 1
+            return {"t": t, "view": view_delta.delta(before, after)}
+        return {"t": t, "view": view}
 
     def payload(self) -> bytes:
-        return json.dumps({"body": {"t": 0.0, "view": self._view()}, "seq": 1, "v": 1}).encode()
+        body = self.body()
+        return json.dumps({"body": {**body, "t": 0.0}, "seq": 1, "v": 1}).encode()
 
 
 async def bus_path(consoles: int, nursery: trio.Nursery, live: LiveEvent | None = None):
@@ -168,7 +184,12 @@ async def bus_path(consoles: int, nursery: trio.Nursery, live: LiveEvent | None 
     box: dict[str, object] = {}
 
     async def console(c: BusClient) -> None:
+        from coordinator.bus import view_delta
+
+        shown: dict[str, object] | None = None
         async for update in c.updates:
+            if isinstance(update, p.Apply) and live is not None and live.deltas:
+                shown = view_delta.apply(shown or {}, update.body["view"])  # as a console folds
             arrived = time.perf_counter()
             if isinstance(update, p.Apply):
                 times.append(arrived - update.body["t"])
@@ -199,10 +220,12 @@ async def main_async(args: argparse.Namespace) -> None:
     if args.view:
         import tempfile
 
-        live = LiveEvent(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")))
+        live = LiveEvent(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")), args.delta)
         payload = live.payload()
-        print(f"--view: each broadcast is a whole ceremony view of {len(payload)} bytes, timed "
-              "from the journal's fsync; raw sends the same bytes")
+        what = "the changes of one approval to a ceremony view (view_delta)" if args.delta \
+            else "a whole ceremony view"
+        print(f"--view: each broadcast is {what}, {len(payload)} bytes, timed from the journal's "
+              "fsync; raw sends the same bytes")
     raw, raw_curve = Raw(args.consoles, curve=False), Raw(args.consoles, curve=True)
     t_raw: list[float] = []
     t_curve: list[float] = []
@@ -326,10 +349,11 @@ async def processes_async(args: argparse.Namespace) -> None:
     if args.view:
         import tempfile
 
-        live = LiveEvent(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")))
+        live = LiveEvent(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")), args.delta)
         pad = live.payload()
-        print(f"--view: each broadcast is a whole ceremony view of {len(pad)} bytes, timed "
-              "from the journal's fsync; raw sends the same bytes")
+        what = "the changes of one approval (view_delta)" if args.delta else "a whole view"
+        print(f"--view: each broadcast is {what} of a ceremony, {len(pad)} bytes, timed from "
+              "the journal's fsync; raw sends the same bytes")
     # raw
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
@@ -413,6 +437,9 @@ def main() -> None:
     ap.add_argument("--view", action="store_true",
                     help="broadcast a real ceremony view after a journal append (as the live "
                     "coordinator does), timed from the append's fsync")
+    ap.add_argument("--delta", action="store_true",
+                    help="with --view: broadcast what the live coordinator now sends, the changes "
+                    "since the last view (coordinator.bus.view_delta), folded by each console")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
