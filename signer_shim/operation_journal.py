@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keyrite import diskio
+from keyrite import crashpoints, diskio
 from signer_shim.interface import SignerError
 
 
@@ -120,7 +120,9 @@ def execute_once(
         if not status.started:
             journal.append(digest, "started", before=sorted(start()))
             status = journal.status(digest)
+        crashpoints.hit(f"shim:{op['op']}:before_device")  # test-only, as below
         result = run(status)
+        crashpoints.hit(f"shim:{op['op']}:after_device")  # test-only (KEYRITE_TEST_CRASH)
     except Exception as e:
         journal.append(digest, "failed", error=str(e))
         if isinstance(e, SignerError):
@@ -195,6 +197,7 @@ def append_json_line(path: Path, entry: Mapping[str, Any]) -> None:
             io.close(fd)  # a failed fsync's descriptor is never fsync'd again
     with _unsettled_lock:
         _unsettled.pop(name, None)
+    crashpoints.hit("shim:journal")  # test-only (KEYRITE_TEST_CRASH); nothing when unset
 
 
 def settle_last_line(path: Path) -> None:

@@ -47,7 +47,7 @@ from coordinator.journal.checkpoint import Checkpoint
 from coordinator.journal.entry import CHECKPOINT_TYPE, Entry
 from coordinator.journal.lines import TornTail
 from coordinator.journal.note import Signer, Verifier, sign, valid_name
-from keyrite import diskio
+from keyrite import crashpoints, diskio
 from keyrite.files import fsync_dir
 
 
@@ -388,7 +388,10 @@ class Journal:
         except OSError as e:
             raise self._fail(op, e) from e
         self._end += len(data)
+        before = self._acked[0]
         self._acked = (last.seq + 1, last.line_hash)
+        for _ in range(last.seq + 1 - before):  # each entry: test-only (KEYRITE_TEST_CRASH)
+            crashpoints.hit("journal")
 
     def _fail(self, op: str, error: OSError) -> JournalWriteFailed:
         """The entry may or may not be on disk, and the page cache may say it is when it is
