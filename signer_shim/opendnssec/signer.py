@@ -58,6 +58,7 @@ from typing import Any, final
 from ceremony.approval import Approval
 from ceremony.digests import operation_digest
 from ceremony.durations import parse_duration
+from keyrite import crashpoints
 from signer_shim import planning
 from signer_shim.backup import BackupError, build_archive, read_members, restore_backup
 from signer_shim.drill import compare
@@ -104,6 +105,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _KASP_DB = frozenset({"sha256", "keys", "zones", "policies"})
 POLL_SECONDS = 0.25
 LIST_ATTEMPTS = 20  # listings tried after generation (each a fresh ods-hsmutil)
+#: how long a retry waits for the work of a `key generate` a crash left unconfirmed
+ACCEPT_GRACE_SECONDS = 30.0
 
 
 def enforcer_count(duration_seconds: int, lifetime_seconds: int, unused: int) -> int:
@@ -465,11 +468,19 @@ class OdsSigner:
                   progress: Progress | None) -> dict[str, Any]:
         total = sum(b["count"] for b in op["batches"])
         start = set(before)
-        added = set(self._locators()) - start
-        # Schedule once: journaled after the enforcer accepted it; keys already added since
-        # `before` also prove an earlier attempt scheduled it (crash before the journal line).
-        if total and not added and not self._scheduled(digest):
-            self._enforcer("key", "generate", "--duration", op["duration"], "--all")
+        # Schedule once: `scheduling` is journaled before the enforcer is asked, `scheduled`
+        # after it accepted. A crash in between leaves `scheduling` alone: the retry looks in
+        # the enforcer's database for its work first (asked again at once, the enforcer, whose
+        # task has made nothing yet, would generate a second time; and listing the token while
+        # it writes fails). Keys already on the token since `before` also prove an earlier
+        # attempt scheduled it (a journal of an older shim, with no `scheduling` line).
+        if total and not self._scheduled(digest):
+            if self._journaled(digest, "scheduling") and self._enforcer_took(start):
+                pass  # accepted before the crash: its keys are waited for below
+            elif not set(self._locators()) - start:
+                self._journal.append(digest, "scheduling")
+                self._enforcer("key", "generate", "--duration", op["duration"], "--all")
+                crashpoints.hit("shim:generate:enforcer_accepted")  # test-only
             self._journal.append(digest, "scheduled")
         after = self._wait_for(start, total, progress)
         added_l, removed = sorted(after - start), sorted(start - after)
@@ -487,6 +498,22 @@ class OdsSigner:
         return {"generated": added_l, "before": len(start), "after": len(after),
                 "added": len(added_l), "removed": 0,
                 "public_keys": self._public_keys(added_l)}
+
+    def _enforcer_took(self, start: set[str]) -> bool:
+        """Whether a `key generate` asked before a crash was accepted: its keys appear in the
+        enforcer's database within `ACCEPT_GRACE_SECONDS` (its task runs at once on an idle
+        enforcer). False: nothing came, so the request never reached it (the crash was between
+        `scheduling` and the command) and it is asked now."""
+        deadline = time.monotonic() + ACCEPT_GRACE_SECONDS
+        while True:
+            try:
+                if set(known_locators(self.ods.datastore)) - start:
+                    return True
+            except sqlite3.Error:  # the enforcer holds the database for a write: it works
+                pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_SECONDS)
 
     def _public_keys(self, locators: Sequence[str]) -> list[dict[str, Any]]:
         """Each new key's public key (SubjectPublicKeyInfo DER, base64, read over PKCS#11 as
