@@ -61,7 +61,7 @@ from coordinator.rehearsal.display import Display
 from coordinator.rehearsal.officers import ScriptedRoom
 from coordinator.rehearsal.people import cast_for
 from coordinator.rehearsal.rehearsal_world import RehearsalWorld
-from coordinator.rehearsal.signer_link import open_link
+from coordinator.rehearsal.signer_link import ShimDied, open_link
 from coordinator.rehearsal.workdir import (
     Paths,
     load_cast,
@@ -375,6 +375,9 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
         else:
             try:
                 status = runner.run()
+            except ShimDied as e:  # the signer crashed: so does the rehearsal, resumable
+                raise Failure(f"{e}; nothing was journaled of it: --resume starts a new shim, "
+                              "which reconciles the operation") from None
             except Refused as r:  # journaled as refused by the runner: an orderly stop, exit 1
                 refused = {"step": machine.current.n if machine.current else None,
                            "reason": r.reason}

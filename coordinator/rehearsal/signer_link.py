@@ -11,14 +11,18 @@ public keys; a person with two seats is one person).
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ceremony.roster import Roster
 from ceremony.script.model import Script
 from coordinator.shim_client import ShimClient
 from keyrite.exits import Failure
 from signer_shim.authority import Authority, Officer, Rule
+from signer_shim.interface import Progress, SignerError
 from staging.standup import ShimFiles, ShimProcess, write_shim_files
 
 
@@ -32,6 +36,40 @@ def authority_for(script: Script, roster: Roster) -> Authority:
     rules = tuple(Rule(script.step(n).action.removeprefix("hsm."), n, tuple(qs))
                   for n, qs in sorted(by_step.items()))
     return Authority(script.ceremony.id, script.sha256, officers, rules)
+
+
+class ShimDied(Exception):  # noqa: N818 (not an Error: the rehearsal's signer crashed)
+    """The rehearsal's own shim process died under a request (SIGKILL: a power cut of the
+    signer). Not a SignerError: the executor must not journal it as the operation's failure
+    (which would stop the ceremony on an exception nobody in a rehearsal decides); the
+    rehearsal stops as if it had crashed itself, and `--resume` starts a new shim, which
+    reconciles the operation journaled as started against its own journal and the token."""
+
+
+#: how ShimClient's errors for a link that went away begin (an answer from the shim does not)
+LINK_LOST = ("cannot reach the signer", "lost the link to the signer")
+
+
+class RehearsalShimClient(ShimClient):
+    """The coordinator's client, which tells a lost link to a shim that is still running (a
+    SignerError, as in a live ceremony) from one whose process is gone (ShimDied)."""
+
+    process: ShimProcess | None = None
+
+    def request(self, method: str, params: Mapping[str, Any] | None = None, *,
+                key: str | None = None, progress: Progress | None = None) -> Any:
+        try:
+            return super().request(method, params, key=key, progress=progress)
+        except SignerError as e:
+            if self.process is not None and (self.process.proc.poll() is not None
+                                             or str(e).startswith(LINK_LOST)):
+                try:
+                    code = self.process.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    raise e from None  # still running: the signer's own answer
+                raise ShimDied(f"the signer shim (pid {self.process.pid}) died with exit "
+                               f"status {code} during {method}: {e}") from None
+            raise
 
 
 @dataclass
@@ -58,6 +96,7 @@ def open_link(directory: Path, signer_config: Path, script: Script, roster: Rost
         process = ShimProcess(files.config, wait=600)  # an earlier shim may be finishing
     except RuntimeError as e:
         raise Failure(str(e)) from None
-    client = ShimClient("127.0.0.1", process.port, client_key=files.client_key,
-                        host_key_pin=pin or files.host_key_pin)
+    client = RehearsalShimClient("127.0.0.1", process.port, client_key=files.client_key,
+                                 host_key_pin=pin or files.host_key_pin)
+    client.process = process
     return SignerLink(files, process, client)
