@@ -91,6 +91,7 @@ class Outcome:
     point: str
     problems: list[str] = field(default_factory=list)
     first: str = ""  # how the first run ended
+    last: dict[str, Any] | None = None  # the last record the crash left in the journal
     seconds: float = 0.0
 
     @property
@@ -120,6 +121,8 @@ def crash_and_resume(point: str, workdir: Path, expected: dict[str, Any],
                                 f"(exit {first.returncode})")
         out.first = "coordinator killed"
     left = journal.read_bytes() if journal.exists() else b""
+    if left.strip():
+        out.last = json.loads(left.splitlines()[-1])["record"]
     second = rehearse(workdir, "--resume")
     out.seconds = time.monotonic() - t0
     if second.returncode != 0:
