@@ -75,6 +75,23 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+
+
+def rewrite_last_line(path: str | os.PathLike[str], data: bytes, end: int) -> None:
+    """Write the complete line that ends at `end` of `data` (the file's bytes) again, in place,
+    and fsync it: after a failed fsync the page cache may show that line while the disk does not
+    hold it, and an fsync of untouched pages would not write it. The same bytes, so a crash
+    midway changes nothing; a separate descriptor without O_APPEND, so the write lands where the
+    line is (the coordinator's journal and the shim's both settle their last line this way)."""
+    start = data.rfind(b"\n", 0, end - 1) + 1
+    fd = io().open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        io().pwrite(fd, data[start:end], start)
+        io().fsync(fd)
+    finally:
+        io().close(fd)
+
+
 @dataclass
 class Rule:
     op: str  # "write", "fsync", "open", "ftruncate", "pwrite"

@@ -210,14 +210,7 @@ def settle_last_line(path: Path) -> None:
     end = data.rfind(b"\n") + 1
     if end == 0:
         return
-    start = data.rfind(b"\n", 0, end - 1) + 1
-    io = diskio.io()
-    fd = io.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        io.pwrite(fd, data[start:end], start)
-        io.fsync(fd)
-    finally:
-        io.close(fd)
+    diskio.rewrite_last_line(path, data, end)
 
 
 def _end_of_last_line(fd: int, size: int) -> int:

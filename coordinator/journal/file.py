@@ -125,14 +125,7 @@ def _settle_last_line(path: Path, data: bytes, end: int) -> None:
     fsync of untouched pages would not write it. The same bytes: a crash midway changes
     nothing. (A separate descriptor, without O_APPEND, so the write lands where the line is; its
     fsync also makes a cut torn tail durable: fsync covers the file's size, whatever the fd.)"""
-    start = data.rfind(b"\n", 0, end - 1) + 1
-    io = diskio.io()
-    fd = io.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        io.pwrite(fd, data[start:end], start)
-        io.fsync(fd)
-    finally:
-        io.close(fd)
+    diskio.rewrite_last_line(path, data, end)
 
 
 def discard_unborn(path: Path) -> bool:
