@@ -18,6 +18,9 @@ from signer_shim import planning
 from signer_shim.backup import BackupError, read_manifest, sha256sum_line
 from signer_shim.interface import SignerError
 
+#: the longest file name (bytes) a Linux file system takes; a longer one is refused as such
+NAME_MAX = 255
+
 
 class Outputs:
     def __init__(self, directory: Path) -> None:
@@ -25,10 +28,16 @@ class Outputs:
 
     def path(self, name: str) -> Path:
         """The output file `name`, which must exist (a plain name: no directories)."""
-        if "/" in name or name.startswith(".") or not name:
-            raise SignerError(f"{name!r} is not the name of an output file")
+        if "/" in name or "\0" in name or name.startswith(".") or not name or \
+                len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+            raise SignerError(f"{name[:80]!r} is not the name of an output file")
         p = self.dir / name
-        if not p.is_file():
+        try:
+            found = p.is_file()
+        except OSError as e:  # whatever the file system says of a name: a refusal, not a crash
+            raise SignerError(f"{name[:80]!r} is not the name of an output file ({e.strerror})") \
+                from None
+        if not found:
             raise SignerError(f"the signer has no output named {name}")
         return p
 

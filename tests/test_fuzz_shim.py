@@ -183,7 +183,11 @@ def test_a_real_shim_takes_a_fuzzed_stream_and_answers_another_session(
                 fuzzed.stdin.write_eof()
                 return answers, took
 
-        answers, took = asyncio.run(scenario())
+        try:
+            answers, took = asyncio.run(scenario())
+        except AssertionError as e:  # an Internal answer: the shim's log says what raised
+            log = (config.parent / "shim.log").read_text(errors="replace")
+            raise AssertionError(f"{e}\nthe shim's log ends:\n{log[-4000:]}") from None
         assert len(answers) == expected
         assert took < 20, took
         assert proc.poll() is None

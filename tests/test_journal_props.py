@@ -39,7 +39,8 @@ json_values = st.recursive(
     max_leaves=8,
 )
 records = st.fixed_dictionaries(
-    {"type": st.text(min_size=1, max_size=12).filter(lambda t: t != "checkpoint"), "at": st.text()},
+    {"type": st.text(min_size=1, max_size=12).filter(  # both are checked for what they sign
+        lambda t: t not in ("checkpoint", "cosignature")), "at": st.text()},
     optional={"value": json_values, "note": st.text()},
 )
 #: None stands for a checkpoint.
