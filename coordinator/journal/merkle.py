@@ -51,15 +51,7 @@ class CompactRange:
         self.size = 0
 
     def append_leaf_hash(self, h: bytes) -> None:
-        heights, hashes = self._heights, self._hashes
-        height = 0
-        while heights and heights[-1] == height:
-            heights.pop()
-            h = _sha256(_NODE + hashes.pop() + h).digest()
-            height += 1
-        heights.append(height)
-        hashes.append(h)
-        self.size += 1
+        self._push(h, 0)  # a leaf is a perfect subtree of height 0
 
     def append(self, data: bytes) -> None:
         self.append_leaf_hash(_sha256(_LEAF + data).digest())
