@@ -33,6 +33,7 @@ from keyrite.passwords import VerifierError, make_verifier, parse_verifier
 from signer_shim.interface import PolicyKeys, SignerError
 from signer_shim.pkcs11.signer import Pkcs11Signer
 from staging.fixture import seed_rehearsal_token
+from tests.idle_world import NoWork
 from tests.machine_helpers import drive, execute, seed_script, send, start
 
 PASSWORD = "correct horse battery staple"
@@ -80,24 +81,13 @@ def test_keyrite_password_verifier_prints_a_line_that_checks(tmp_path: Path) -> 
 
 
 # --- the coordinator takes only the pre-generated password --------------------------------------
-class _Hands:
-    """The live coordinator's world, doing nothing: these tests type passwords, not run work."""
-
-    def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
-        self.drives = object()
-
-    def now(self) -> float:
-        raise AssertionError("the world was asked to work")
-
-
 def _live(tmp_path: Path, before: Any) -> tuple[Live, Journal, Any]:
     m, w = start(seed_script())
     drive(m, w, before=before)
     journal = Journal.create(tmp_path / "journal.jsonl", key=Ed25519PrivateKey.generate(),
                              name="keyrite.test/live", origin="keyrite.test/live",
                              genesis_record={"type": "genesis", "at": "2026-11-27T00:00:00Z"})
-    live = Live(m, journal, _Hands(), clock=lambda: w.now + 1,  # type: ignore[arg-type]
+    live = Live(m, journal, NoWork(), clock=lambda: w.now + 1,  # type: ignore[arg-type]
                 passwords={"device-backup": make_verifier(PASSWORD, salt=SALT)})
     return live, journal, w
 

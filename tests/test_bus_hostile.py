@@ -36,6 +36,7 @@ from coordinator.live.daemon import Live
 from coordinator.live.stage import Staged, stage
 from coordinator.live.translate import Invalid, translate
 from keyrite.enroll import console_keys, read_curve_pair
+from tests.idle_world import NoWork
 from tests.machine_helpers import T0, drive, kso_quorum, roster, start
 from tests.test_plainjson import json_bytes, values
 
@@ -261,15 +262,6 @@ def test_translate_passes_on_only_what_it_checked() -> None:
     assert page.params == {"from": 3}
 
 
-class _NoWork:
-    def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
-        self.drives = object()
-
-    def now(self) -> float:
-        raise AssertionError("the world was asked to work")
-
-
 def _live(tmp_path: Path) -> tuple[Live, Journal]:
     m, w = start()
     drive(m, w, before=kso_quorum(0))
@@ -277,7 +269,7 @@ def _live(tmp_path: Path) -> tuple[Live, Journal]:
                              name="keyrite.test/live", origin="keyrite.test/live",
                              genesis_record={"type": "genesis", "at": "2026-11-27T00:00:00Z"})
     now = max(T0 + 10_000, w.now + 1)
-    return Live(m, journal, _NoWork(), clock=lambda: now), journal  # type: ignore[arg-type]
+    return Live(m, journal, NoWork(), clock=lambda: now), journal  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("body", [

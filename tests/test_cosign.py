@@ -60,6 +60,7 @@ from coordinator.journal.merkle import (
 )
 from coordinator.journal.note import Signer, open_note, sign
 from coordinator.live.daemon import Live
+from tests.idle_world import NoWork, SetClock
 from tests.machine_helpers import (
     T0,
     drive,
@@ -345,25 +346,8 @@ def test_a_console_refuses_what_the_coordinators_key_did_not_sign(tmp_path: Path
 
 
 # --- the coordinator journals them ---------------------------------------------------------------
-class _Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _NoWork:
-    def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
-        self.drives = object()
-
-    def now(self) -> float:
-        raise AssertionError("the world was asked to work")
-
-
 def _live(path: Path, m: Any = None, journal: Journal | None = None,
-          clock: _Clock | None = None) -> tuple[Live, Journal, _Clock, Any]:
+          clock: SetClock | None = None) -> tuple[Live, Journal, SetClock, Any]:
     if m is None:
         m, w = start()
         drive(m, w, before=kso_quorum(0))  # KGA1, SA1, KSO1, KSO2, WI1... signed in
@@ -371,8 +355,8 @@ def _live(path: Path, m: Any = None, journal: Journal | None = None,
         journal = Journal.create(path, key=COORDINATOR, name=ORIGIN, origin=ORIGIN,
                                  genesis_record={"type": "genesis", "at": "2026-11-27T00:00:00Z",
                                                  "roster": roster().to_dict()})
-    clock = clock or _Clock(T0 + 50_000)
-    return Live(m, journal, _NoWork(), clock=clock), journal, clock, m  # type: ignore[arg-type]
+    clock = clock or SetClock(T0 + 50_000)
+    return Live(m, journal, NoWork(), clock=clock), journal, clock, m  # type: ignore[arg-type]
 
 
 def _handle(live: Live, officer: str, body: dict[str, Any]) -> Any:
@@ -481,7 +465,7 @@ def _screen_text(view: Any, seat: str, status: Any = None) -> str:
         return screen.render_text(width=110, height=50)
 
 
-def _keeper(live: Live, seat: str, enrolment: Path, clock: _Clock) -> RecordKeeper:
+def _keeper(live: Live, seat: str, enrolment: Path, clock: SetClock) -> RecordKeeper:
     def request(body: dict[str, Any]) -> Any:
         return _handle(live, seat, body)
 

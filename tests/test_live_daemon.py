@@ -21,6 +21,7 @@ from coordinator.bus import CommandRefused
 from coordinator.journal import Journal
 from coordinator.live.daemon import PRESENCE_TIMEOUT, Live
 from coordinator.live.translate import Invalid, Own, translate
+from tests.idle_world import NoWork
 from tests.machine_helpers import T0, approval, drive, kso_quorum, roster, start
 
 
@@ -32,17 +33,6 @@ class _Clock:
         return self.now
 
 
-class _NoWork:
-    """The coordinator's hands are not used by these tests (no step here needs the signer)."""
-
-    def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
-        self.drives = object()  # folder drives: no udev, no `seen`
-
-    def now(self) -> float:
-        raise AssertionError("the world was asked to work")
-
-
 def _live(tmp_path: Path, before: Any) -> tuple[Live, Journal, Any, _Clock]:
     m, w = start()
     drive(m, w, before=before)
@@ -51,7 +41,7 @@ def _live(tmp_path: Path, before: Any) -> tuple[Live, Journal, Any, _Clock]:
                              genesis_record={"type": "genesis", "at": "2026-11-27T00:00:00Z"})
     clock = _Clock()
     clock.now = max(clock.now, w.now + 1)
-    live = Live(m, journal, _NoWork(), clock=clock)  # type: ignore[arg-type]
+    live = Live(m, journal, NoWork(), clock=clock)  # type: ignore[arg-type]
     return live, journal, w, clock
 
 
@@ -221,7 +211,7 @@ def test_an_approval_lapsing_just_before_the_operation_starts_stops_nothing(tmp_
     [execute] = live.m.wants(now=clock())
     assert isinstance(execute, d.Execute)
 
-    class Late(_NoWork):
+    class Late(NoWork):
         def now(self) -> float:
             return float(a.expires + 1)
 

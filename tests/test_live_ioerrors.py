@@ -21,37 +21,21 @@ from coordinator.bus import CommandRefused
 from coordinator.journal import Journal, verify_journal
 from coordinator.live.daemon import PRESENCE_TIMEOUT, RECOVER_EVERY, Live
 from keyrite import diskio
+from tests.idle_world import NoWork, SetClock
 from tests.machine_helpers import T0, approval, honest_event, kso_quorum, start
 
 KEY = Ed25519PrivateKey.generate()
 NAME = "keyrite.test/live"
 
 
-class _Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _NoWork:
-    def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
-        self.drives = object()
-
-    def now(self) -> float:
-        raise AssertionError("the world was asked to work")
-
-
-def _live(path: Path) -> tuple[Live, Journal, Any, _Clock]:
+def _live(path: Path) -> tuple[Live, Journal, Any, SetClock]:
     """A coordinator whose journal holds every event of a ceremony up to the KSOs' quorum
     (journaled by its own runner, so a restart can replay them)."""
     m, w = start()
     journal = Journal.create(path, key=KEY, name=NAME, origin=NAME,
                              genesis_record={"type": "genesis", "at": "2026-12-08T00:00:00Z"})
-    clock = _Clock(T0 + 10_000)
-    live = Live(m, journal, _NoWork(), clock=clock)  # type: ignore[arg-type]
+    clock = SetClock(T0 + 10_000)
+    live = Live(m, journal, NoWork(), clock=clock)  # type: ignore[arg-type]
     before = kso_quorum(0)
     while True:
         wants = m.wants(now=w.now + w.tick)
@@ -65,12 +49,12 @@ def _live(path: Path) -> tuple[Live, Journal, Any, _Clock]:
     return live, journal, w, clock
 
 
-def _restarted(path: Path, clock: _Clock) -> tuple[Live, Journal]:
+def _restarted(path: Path, clock: SetClock) -> tuple[Live, Journal]:
     """What `serve.open_live` does with an existing journal: open it, replay it."""
     journal = Journal.open(path, key=KEY)
     m, _ = start()
     replay(((e.seq, e.record) for e in journal.entries() if e.seq > 0), m, m.script.sha256)
-    return Live(m, journal, _NoWork(), clock=clock), journal  # type: ignore[arg-type]
+    return Live(m, journal, NoWork(), clock=clock), journal  # type: ignore[arg-type]
 
 
 def _handle(live: Live, officer: str, body: dict[str, Any]) -> Any:
@@ -81,7 +65,7 @@ def _records(journal: Journal) -> list[dict[str, Any]]:
     return [e.record for e in journal.entries()]
 
 
-def _approve(live: Live, w: Any, clock: _Clock, seat: str) -> Any:
+def _approve(live: Live, w: Any, clock: SetClock, seat: str) -> Any:
     [want] = [x for x in live.m.wants(now=clock()) if isinstance(x, d.RequestApproval)]
     a = approval(w, seat, want.step, want.digest, 300, at=clock())
     return _handle(live, seat, {"type": "approve", "approval": a.to_dict()})

@@ -20,21 +20,21 @@ from coordinator.bus import CommandRefused
 from coordinator.journal import Journal
 from coordinator.live.daemon import Live
 from keyrite import sealing
+from tests.idle_world import NoWork
 from tests.machine_helpers import drive, send, sign_in
 from tests.test_machine_kek import SCRIPT, _at_drill, start
 
 SIGNER_PUBLIC, SIGNER_SECRET = (k.decode() for k in zmq.curve_keypair())
 
 
-class _Hands:
+class _Hands(NoWork):
     """The coordinator's world, doing no work: these tests bring shares, not run the drill."""
 
     def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
+        super().__init__()
         self.share_boxes: dict[int, dict[str, str]] = {}
         self.sealed: dict[str, str] = {}
         self.handed: list[str] = []
-        self.drives = object()
 
     def share_key(self) -> str:
         return SIGNER_PUBLIC
@@ -45,9 +45,6 @@ class _Hands:
     def share_handed(self, seat: str) -> None:
         self.handed.append(seat)
         self.sealed.pop(seat, None)
-
-    def now(self) -> float:
-        raise AssertionError("the world was asked to work")
 
 
 def _live(tmp_path: Path, m: Any, w: Any) -> tuple[Live, Journal]:
