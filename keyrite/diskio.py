@@ -17,7 +17,7 @@ import errno as _errno
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 
@@ -75,6 +75,28 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+PROBE_BYTES = 64 * 1024
+
+
+def disk_takes_a_write(probe: str | os.PathLike[str]) -> bool:
+    """Does the disk take a write and an fsync now? `probe` (a file of its own beside the one
+    that failed) is created, written with `PROBE_BYTES`, fsync'd, closed and removed; any
+    OSError means not yet. How a halted coordinator tells that a full or failing disk has
+    cleared before it resumes on it."""
+    fd = -1
+    try:
+        fd = io().open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        write_all(fd, bytes(PROBE_BYTES))
+        io().fsync(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        if fd >= 0:
+            with suppress(OSError):
+                io().close(fd)
+        with suppress(OSError):
+            os.unlink(probe)
 
 
 def rewrite_last_line(path: str | os.PathLike[str], data: bytes, end: int) -> None:

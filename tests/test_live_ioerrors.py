@@ -1,7 +1,8 @@
 """The live coordinator when its journal cannot be written (ENOSPC, EIO, injected through
 `keyrite.diskio`): it halts its ceremony work, every console's view says why, every command is
-refused with that reason, and a coordinator restarted on the same journal once the fault
-clears resumes with every acknowledged entry (docs/live.md, "When the journal fails")."""
+refused with that reason, and once the fault clears it resumes from the journal by itself, on
+the same bus, with every acknowledged entry; a coordinator restarted on the same journal does
+the same (docs/live.md, "When the journal fails")."""
 
 from __future__ import annotations
 
@@ -102,12 +103,25 @@ def test_a_failing_append_halts_the_coordinator_and_a_restart_resumes(
         live.tick()
         assert "KSO1" not in live.connected
         trio.run(live.drive)  # the driver does nothing more: it returns at once
+        asked: list[bool] = []
+        live.on_resumable = lambda: asked.append(True)
+        if times is None and op == "write":  # the file recovers (no write), the disk does not
+            clock.now += RECOVER_EVERY
+            live.tick()
+            assert live.recovered and not live.resumable and asked == []
+            reason = from_dict(live.view()).exception.reason  # type: ignore[union-attr]
+            assert "sound again" in reason and "once the disk takes a write" in reason
         faults.clear()
         clock.now += RECOVER_EVERY
-        live.tick()  # the journal is recovered as soon as the disk lets it
-        assert live.recovered
-        assert "sound again" in from_dict(live.view()).exception.reason  # type: ignore[union-attr]
+        live.tick()  # recovered, and the disk takes a probe write: the server is asked once
+        assert live.recovered and live.resumable and asked == [True]
+        assert "resuming from the journal" in from_dict(  # type: ignore[union-attr]
+            live.view()).exception.reason
+        clock.now += RECOVER_EVERY
+        live.tick()
+        assert asked == [True]
         assert faults.fsync_retried == []
+        assert not list(tmp_path.glob("*.probe"))  # the probe file is gone
         journal.close()
 
     # the file holds every acknowledged entry, nothing half-written, and verifies
@@ -214,4 +228,80 @@ def test_a_coordinator_starting_on_a_failing_disk(tmp_path: Path) -> None:
     whats = [e.record.get("what") for e in journal.entries() if e.record["type"] == "coordinator"]
     assert whats == ["started", "resumed at step 1"]
     journal.close()
+    assert verify_journal(cfg.journal).ok
+
+
+def test_the_daemon_resumes_by_itself_once_the_disk_takes_writes(tmp_path: Path) -> None:
+    """`serve.serve` end to end, in process: a console on the real bus (CURVE, its enrolled
+    key) is refused while the disk is full, and once space is back the daemon reopens the
+    ceremony from its journal on the same bus and the console's next command is taken."""
+    import functools
+
+    import zmq
+
+    from coordinator.bus import BusClient, CurveKeyPair, Refused
+    from coordinator.bus import protocol as p
+    from coordinator.live import daemon as live_daemon
+    from coordinator.live.config import ConsoleConfig, CoordinatorConfig
+    from coordinator.live.serve import close_live, open_live, serve
+    from coordinator.live.stage import stage
+    from keyrite.enroll import console_keys
+
+    s = stage(tmp_path / "c", fixture="small")
+    cfg = CoordinatorConfig.load(s.coordinator)
+    seat, path = next(iter(s.consoles.items()))
+    console = ConsoleConfig.load(path)
+    _, public, secret = console_keys(console.enrolment)
+    live, _, enrolment, curve = open_live(cfg)
+    opened = [live]
+
+    def reopen(old: Live) -> Live:
+        close_live(old)
+        opened.append(open_live(cfg)[0])
+        return opened[-1]
+
+    full = diskio.Faults().fail("write", errno.ENOSPC, times=None, path=str(cfg.journal))
+    ctx = zmq.Context()
+    statuses: list[str] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            bound = trio.Event()
+            nursery.start_soon(functools.partial(serve, cfg, live, enrolment, curve,
+                                                 ready=lambda *_: bound.set(), reopen=reopen))
+            await bound.wait()
+            client = BusClient(router=console.commands, pub=console.broadcasts,
+                               server_public=console.coordinator_key,
+                               keys=CurveKeyPair(public, secret), ctx=ctx)
+            await nursery.start(client.run)
+
+            async def watch() -> None:
+                async for update in client.updates:
+                    if isinstance(update, p.Reset):
+                        statuses.append(from_dict(update.state).status)
+
+            nursery.start_soon(watch)
+            with trio.fail_after(60):
+                with diskio.injected(full):
+                    with pytest.raises(Refused, match="THE JOURNAL CANNOT BE WRITTEN"):
+                        await client.command({"type": "pause"})
+                    with pytest.raises(Refused, match="ENOSPC"):
+                        await client.command({"type": "pause"})
+                    await trio.sleep(live_daemon.RECOVER_EVERY + 1.5)
+                    assert len(opened) == 1  # still full: no resume
+                while len(opened) == 1:  # space is back: the next probe resumes it
+                    await trio.sleep(0.2)
+                assert await client.command({"type": "pause"}) == {"accepted": True}
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        ctx.destroy(linger=0)
+        close_live(opened[-1])
+    assert len(opened) == 2 and opened[-1].halted is None and opened[-1].m.paused
+    journal = Journal.open(cfg.journal, key=None)
+    whats = [e.record.get("what") for e in journal.entries() if e.record["type"] == "coordinator"]
+    journal.close()
+    assert whats == ["started", "resumed at step 1"], whats
     assert verify_journal(cfg.journal).ok

@@ -23,8 +23,10 @@ halts its ceremony work at once: the machine has judged an event the journal doe
 nothing more may be acted on. Every console's view says why (status `halted`, the reason in
 `exception`), every command is refused with that reason, and the daemon keeps serving the view.
 It recovers the journal file as soon as the disk lets it (the failed descriptor closed, never
-fsync'd again; what the failed append left cut off); a coordinator restarted on it then resumes
-from the journal with every acknowledged entry (docs/live.md, "When the journal fails").
+fsync'd again; what the failed append left cut off); once a probe write beside the journal is
+fsync'd too, the fault has cleared and it asks to resume (`on_resumable`): `serve` reopens the
+ceremony from the journal, as a restart would, with every acknowledged entry and the same bus
+(docs/live.md, "When the journal fails").
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from coordinator.journal.merkle import consistency_proof, leaf_hash
 from coordinator.live.tail import describe
 from coordinator.live.translate import Invalid, Own, cosign_params, judge_cosign, translate
 from coordinator.runner import Runner
+from keyrite.diskio import disk_takes_a_write
 from keyrite.passwords import Verifier
 from keyrite.plainjson import safe_text
 
@@ -187,6 +190,10 @@ class Live:
         self.halted: str | None = None
         self.recovered = False  # the journal file is sound again (a restart resumes from it)
         self._recover_at = 0.0
+        #: called once the fault has cleared (the file recovered and a probe write fsync'd):
+        #: the server then resumes the ceremony from the journal (`serve.serve`)
+        self.on_resumable: Callable[[], None] | None = None
+        self.resumable = False
         self.runner = Runner(machine, self.journal, world, _Log(), iso)
         # person -> last presence; whoever the journal last saw connected has a timeout's grace
         # to reconnect to a restarted coordinator before they are recorded as gone
@@ -241,11 +248,16 @@ class Live:
 
     def _halt_reason(self) -> str:
         assert self.halted is not None
+        if self.resumable:
+            return (f"{self.halted}. The disk writes again: resuming from the journal (nothing "
+                    "acknowledged is lost); repeat what was not recorded")
         if self.recovered:
-            return (f"{self.halted}. The journal is sound again: restart the coordinator to "
-                    "resume from it (nothing acknowledged is lost)")
-        return (f"{self.halted}. Free space or replace the disk, then restart the coordinator: "
-                "it resumes from the journal (nothing acknowledged is lost)")
+            return (f"{self.halted}. The journal is sound again; the coordinator resumes from "
+                    "it once the disk takes a write (nothing acknowledged is lost): free space "
+                    "or replace the disk, or restart the coordinator")
+        return (f"{self.halted}. Free space or replace the disk: the coordinator resumes from "
+                "the journal once the disk takes a write, or restart the coordinator (nothing "
+                "acknowledged is lost)")
 
     def _recover(self) -> None:
         """Settle the journal file (`Journal.recover`: a fresh descriptor, the acknowledged
@@ -260,8 +272,24 @@ class Live:
             log.warning("the journal is not recovered yet: %s", e)
             return
         self.recovered = True
-        log.info("the journal is recovered: restart the coordinator to resume")
+        log.info("the journal is recovered; resuming once the disk takes a write")
         self.changed()
+
+    def _probe(self) -> None:
+        """Once the file is recovered: does the disk take a write now? A probe file beside the
+        journal (through `keyrite.diskio`, as the journal's own writes) written, fsync'd and
+        removed; if so the fault has cleared, and the server is asked to resume."""
+        path = getattr(self.journal.journal, "path", None)
+        if self.resumable or path is None:
+            return
+        self._recover_at = self.clock()
+        if not disk_takes_a_write(path.with_name(path.name + ".probe")):
+            return
+        self.resumable = True
+        log.info("the disk takes writes again: resuming from the journal")
+        self.changed()
+        if self.on_resumable is not None:
+            self.on_resumable()
 
     def _view_object(self, now: float, wants: tuple[d.Decision, ...] | None = None) -> Any:
         """The view at `now`; `wants` is the machine's at `now`, when the caller has it."""
@@ -602,8 +630,11 @@ class Live:
         now = self.clock()
         if self.halted is not None:
             self._presence(now)  # who is there is still shown; nothing is journaled
-            if not self.recovered and now - self._recover_at >= RECOVER_EVERY:
-                self._recover()
+            if now - self._recover_at >= RECOVER_EVERY:
+                if not self.recovered:
+                    self._recover()
+                if self.recovered:
+                    self._probe()
             return
         with contextlib.suppress(JournalHalted):  # halted: every screen says why
             self._ticked(now)

@@ -5,16 +5,20 @@ script, the roster with a console key for each seat that will have a console, th
 both keys); then the journal is created or replayed (the journal is the truth: a coordinator
 restarted mid-ceremony continues where it stopped, and an HSM operation started but not finished
 is reconciled by the signer before anything is retried); then the bus is bound, `READY=1` is
-sent, and the ceremony runs until it ends and a signal stops the daemon.
+sent, and the ceremony runs until it ends and a signal stops the daemon. A daemon halted because
+its journal could not be written resumes from the journal by itself, on the same bus, once the
+disk takes writes again (docs/live.md, "When the journal fails").
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,11 +172,21 @@ def _drives(cfg: CoordinatorConfig, script: Any) -> Drives:
 
 
 async def serve(cfg: CoordinatorConfig, live: Live, enrolment: Enrolment, curve: CurveKeyPair,
-                *, ready: Any = None) -> None:
-    """Bind, announce, run the ceremony; return on SIGTERM or SIGINT."""
-    bus = BusServer(keys=curve, enrolment=enrolment, handle_command=live.handle,
-                    snapshot=live.snapshot, router=cfg.commands, pub=cfg.broadcasts)
-    live.bus = bus
+                *, ready: Any = None, reopen: Callable[[Live], Live] | None = None) -> None:
+    """Bind, announce, run the ceremony; return on SIGTERM or SIGINT.
+
+    A daemon halted because its journal could not be written asks to resume once the disk takes
+    writes again (`Live.on_resumable`); `reopen(old)` then closes the old one's signer and
+    drives and opens the ceremony from the journal again, as a restart would, and the new one is
+    served on the same bus: the consoles see a new view, not a lost connection."""
+    current = [live]
+
+    async def handle(officer: str, body: Any) -> dict[str, Any]:
+        return await current[0].handle(officer, body)
+
+    bus = BusServer(keys=curve, enrolment=enrolment, handle_command=handle,
+                    snapshot=lambda: current[0].snapshot(), router=cfg.commands,
+                    pub=cfg.broadcasts)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             router, pub = await nursery.start(bus.run)
@@ -181,41 +195,77 @@ async def serve(cfg: CoordinatorConfig, live: Live, enrolment: Enrolment, curve:
             sd_notify("READY=1")
             if ready is not None:
                 ready(router, pub)
-            start_drives = getattr(live.world.drives, "start", None)
-            if start_drives is not None:  # udev: plugged, removed, refused, told at once
-                token = trio.lowlevel.current_trio_token()
 
-                def tell(notice: Any) -> None:  # from the watcher thread
-                    try:
-                        token.run_sync_soon(live.drive_notice, notice)
-                    except trio.RunFinishedError:  # stopping: the journal is closing
-                        log.info("drive notice after shutdown, not journaled: %s", notice)
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("signal %d: stopping", signum)
+                    sd_notify("STOPPING=1")
+                    nursery.cancel_scope.cancel()
+                    return
 
-                start_drives(tell)
-            nursery.start_soon(live.publish_forever)
-            nursery.start_soon(live.tick_forever)
-            nursery.start_soon(live.drive)
-            live.changed()
-            async for signum in signals:
-                log.info("signal %d: stopping", signum)
-                sd_notify("STOPPING=1")
-                nursery.cancel_scope.cancel()
-                break
+            nursery.start_soon(stop_on_signal)
+            while True:
+                await _run_ceremony(current[0], bus, can_resume=reopen is not None)
+                assert reopen is not None  # it returns only to resume
+                # in this thread: no command is handled by a half-closed ceremony meanwhile
+                current[0] = reopen(current[0])
+
+
+async def _run_ceremony(live: Live, bus: BusServer, *, can_resume: bool) -> None:
+    """Serve `live` on `bus` until cancelled, or until, halted on its journal, it can resume."""
+    live.bus = bus
+    resumable = trio.Event()
+    if can_resume:
+        live.on_resumable = resumable.set
+    async with trio.open_nursery() as nursery:
+        start_drives = getattr(live.world.drives, "start", None)
+        if start_drives is not None:  # udev: plugged, removed, refused, told at once
+            token = trio.lowlevel.current_trio_token()
+
+            def tell(notice: Any) -> None:  # from the watcher thread
+                try:
+                    token.run_sync_soon(live.drive_notice, notice)
+                except trio.RunFinishedError:  # stopping: the journal is closing
+                    log.info("drive notice after shutdown, not journaled: %s", notice)
+
+            start_drives(tell)
+        nursery.start_soon(live.publish_forever)
+        nursery.start_soon(live.tick_forever)
+        nursery.start_soon(live.drive)
+        live.changed()
+        await resumable.wait()
+        await trio.sleep(0.2)  # the consoles are shown "resuming" before the new view
+        nursery.cancel_scope.cancel()
+
+
+def close_live(live: Live) -> None:
+    """Stop what `open_live` started beside the journal, then close the journal."""
+    try:
+        close_drives = getattr(live.world.drives, "close", None)
+        if close_drives is not None:  # the udev watcher, and any wait for a drive
+            close_drives()
+        live.world.signer.close()  # type: ignore[attr-defined]
+    finally:
+        live.journal.journal.close()
 
 
 def run(config: Path) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = CoordinatorConfig.load(config)
-    live, journal, enrolment, curve = open_live(cfg)
+    live, _journal, enrolment, curve = open_live(cfg)
+    opened: list[Live | None] = [live]
+
+    def reopen(old: Live) -> Live:
+        opened[0] = None
+        close_live(old)
+        log.info("resuming the ceremony from the journal %s", cfg.journal)
+        opened[0] = open_live(cfg)[0]
+        return opened[0]
+
     try:
-        trio.run(serve, cfg, live, enrolment, curve)
+        trio.run(functools.partial(serve, cfg, live, enrolment, curve, reopen=reopen))
     finally:
-        try:
-            close_drives = getattr(live.world.drives, "close", None)
-            if close_drives is not None:  # the udev watcher, and any wait for a drive
-                close_drives()
-            live.world.signer.close()  # type: ignore[attr-defined]
-        finally:
-            journal.close()
+        if opened[0] is not None:
+            close_live(opened[0])
     return 0
