@@ -98,7 +98,7 @@ def _bound(max_int: int) -> str:
 
 def _parse_float(text: str) -> float:
     if len(text) > MAX_NUMBER_TEXT:
-        raise NotPlainJSON(f"a number of {len(text)} characters (at most {MAX_NUMBER_TEXT})")
+        raise NotPlainJSON(f"a number of {len(text)} characters (at most {MAX_NUMBER_TEXT}) [A16]")
     value = float(text)
     if not math.isfinite(value):  # 1e400 is read as infinity
         raise NotPlainJSON(f"{text} is not a finite number")
@@ -140,7 +140,7 @@ def _checked(max_int: int, unique_keys: bool) -> json.JSONDecoder:
             value = int(text)
             if -max_int <= value <= max_int:
                 return value
-        raise NotPlainJSON(f"an integer of {n} digits, beyond +-{bound}")
+        raise NotPlainJSON(f"an integer of {n} digits, beyond +-{bound} [A16]")
 
     return json.JSONDecoder(parse_int=parse_int, parse_float=_parse_float,
                             parse_constant=_parse_constant,
@@ -163,7 +163,7 @@ def _risky_numbers(data: bytes) -> bool:
 
 def _check_string(s: str, limits: Limits) -> None:
     if len(s) > limits.string:
-        raise NotPlainJSON(f"a string of {len(s)} characters (at most {limits.string})")
+        raise NotPlainJSON(f"a string of {len(s)} characters (at most {limits.string}) [A16]")
     if not s.isascii():
         try:
             s.encode("utf-8")
@@ -183,7 +183,7 @@ def _check_tree(obj: Any, limits: Limits, strings: bool) -> None:
     depth = 1
     while level:
         if depth > limits.depth:
-            raise NotPlainJSON(f"nested deeper than {limits.depth}")
+            raise NotPlainJSON(f"nested deeper than {limits.depth} [A16]")
         below = []
         for container in level:
             if type(container) is dict:
@@ -215,7 +215,7 @@ def _parse(text: str, limits: Limits, checked: bool) -> Any:
     except json.JSONDecodeError as e:
         raise NotJSON(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:  # the parser's own recursion: far deeper than any limit
-        raise NotPlainJSON(f"nested deeper than {limits.depth}") from None
+        raise NotPlainJSON(f"nested deeper than {limits.depth} [A16]") from None
     except ValueError as e:  # nothing known, but only NotPlainJSON may leave
         raise NotJSON(f"not JSON: {safe_text(str(e), 100)}") from None
 
@@ -231,7 +231,7 @@ def loads(data: bytes | str, limits: Limits) -> Any:
     elif type(data) is not bytes:
         data = bytes(data)
     if len(data) > limits.size:
-        raise NotPlainJSON(f"{len(data)} bytes (at most {limits.size})")
+        raise NotPlainJSON(f"{len(data)} bytes (at most {limits.size}) [A16]")
     try:
         text = data.decode("utf-8")  # strict: no UTF-16, no encoded surrogates
     except UnicodeDecodeError as e:

@@ -12,6 +12,9 @@ messages of the files that enforce it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -20,22 +23,27 @@ import asyncssh
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
 from ceremony.machine import machine as machine_module
 from ceremony.machine.machine import Machine
 from coordinator import shim_client
 from coordinator.bus import CommandRefused
+from coordinator.bus import protocol as bus_protocol
+from coordinator.journal import Journal, generate_key, verify_journal
 from coordinator.journal import chain as chain_module
-from coordinator.journal import generate_key, verify_journal
+from coordinator.journal.file import JournalWriteFailed
 from coordinator.live import translate as translate_module
 from coordinator.live.translate import Invalid, translate
-from keyrite import sealing
+from coordinator.runner import Runner
+from keyrite import diskio, plainjson, sealing
 from signer_shim import authority as authority_module
 from signer_shim import protocol
 from signer_shim import server as server_module
 from signer_shim.authority import Verdict
 from signer_shim.request_journal import RequestJournal
 from signer_shim.server import Shim
+from tests import machine_helpers as h
 from tests.machine_helpers import at_kso_quorum, drive, refused, roster, send, sign_in, start
 from tests.shim_helpers import approve, as_dicts, cast_authority
 from tests.test_fuzz_shim import Obliging
@@ -537,6 +545,99 @@ def test_A14_breaks_without_its_enforcement(monkeypatch) -> None:
 
 
 # -- the document and this file agree -------------------------------------------------------------
+# -- durability and bounded input (A15, A16) ----------------------------------------------------
+class Sending:
+    """The runner's world at a purge whose quorum is complete: it records what reaches the
+    signer; nobody answers anything else (the run stops after the work)."""
+
+    def __init__(self, m: Machine, w: Any) -> None:
+        self.m, self.w = m, w
+        self.sent: list[int] = []
+
+    def observe(self, want: Any) -> str:
+        return h.observation(self.w, want)
+
+    def perform(self, want: Any, progress: Any) -> dict[str, Any]:
+        return h.perform(self.w, want)
+
+    def plan(self, want: Any) -> dict[str, Any]:
+        return h.plan(self.m, self.w, want)
+
+    def now(self) -> float:
+        return self.w.at()
+
+    def execute(self, want: d.Execute, progress: Any) -> dict[str, Any]:
+        self.sent.append(want.step)
+        return h.execute(self.w, want)
+
+    def people(self, want: Any, context: Any) -> list[Any]:
+        return []
+
+
+def _at_the_purge(tmp_path: Path) -> tuple[Runner, Sending, Path]:
+    m, w = start()
+    drive(m, w, before=lambda x: isinstance(x, d.Execute))
+    path = tmp_path / "journal.jsonl"
+    journal = Journal.create(path, key=Ed25519PrivateKey.generate(), name="keyrite.test/a15",
+                             origin="keyrite.test/a15", genesis_record={"type": "genesis"})
+    world = Sending(m, w)
+    return Runner(m, journal, world, _Quiet(), str), world, path  # type: ignore[arg-type]
+
+
+class _Quiet:
+    def step(self, machine: Any) -> None: ...
+    def notice(self, machine: Any, notice: Any) -> None: ...
+    def progress(self, done: int, total: int, what: str) -> None: ...
+    def approval(self, machine: Any, want: Any) -> None: ...
+
+
+def test_A15_holds(tmp_path: Path) -> None:
+    runner, world, path = _at_the_purge(tmp_path)
+    before = path.read_bytes()
+    full = diskio.Faults().fail("write", errno.ENOSPC, times=None, path=str(path))
+    with diskio.injected(full), pytest.raises(JournalWriteFailed, match=r"not recorded \[A15\]"):
+        runner.run()
+    assert world.sent == []
+    assert path.read_bytes() == before
+
+
+def test_A15_breaks_without_its_enforcement(tmp_path: Path, monkeypatch) -> None:
+    def careless(self: Journal, data: bytes, last: Any) -> None:
+        with contextlib.suppress(OSError):
+            diskio.write_all(self._fd, data)
+        self._end += len(data)
+        self._acked = (last.seq + 1, last.line_hash)
+
+    monkeypatch.setattr(Journal, "_commit", careless)
+    runner, world, path = _at_the_purge(tmp_path)
+    before = path.read_bytes()
+    full = diskio.Faults().fail("write", errno.ENOSPC, times=None, path=str(path))
+    with diskio.injected(full):
+        runner.run()
+    assert world.sent != []  # the purge reached the signer...
+    assert path.read_bytes() == before  # ...and the journal holds nothing of it
+
+
+DEEP = b'{"v":1,"kind":"command","id":"1","body":' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+LONG_INT = b'{"id":"r1","op":"info","n":' + b"7" * 5000 + b"}"
+
+
+def test_A16_holds() -> None:
+    with pytest.raises(bus_protocol.ProtocolError, match=r"nested deeper than \d+ \[A16\]"):
+        bus_protocol.decode(DEEP)
+    with pytest.raises(protocol.ProtocolError, match=r"5000 digits, beyond .*\[A16\]"):
+        protocol.parse_request(LONG_INT)
+
+
+def test_A16_breaks_without_its_enforcement(monkeypatch) -> None:
+    monkeypatch.setattr(plainjson, "loads", lambda data, limits: json.loads(data))
+    with pytest.raises(RecursionError):
+        bus_protocol.decode(DEEP)
+    with pytest.raises(ValueError) as e:
+        protocol.parse_request(LONG_INT)
+    assert not isinstance(e.value, protocol.ProtocolError)
+
+
 def doc_claims() -> dict[int, list[str]]:
     """Each claim's number and the files its "Enforced by" line names."""
     text = DOC.read_text()

@@ -74,7 +74,8 @@ class JournalWriteFailed(JournalError, OSError):
 
     def __init__(self, path: Path, op: str, error: OSError) -> None:
         name = os.strerror(error.errno) if error.errno else str(error)
-        then = "the entry was not recorded" if op in ("write", "fsync") else "try again later"
+        then = ("the entry was not recorded [A15]" if op in ("write", "fsync")
+                else "try again later")
         OSError.__init__(self, error.errno, f"{path}: the journal's {op} failed: {name}; {then}")
         self.op = op
         self.error = error
