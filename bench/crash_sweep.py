@@ -10,10 +10,13 @@ lost, no operation run twice, on the token too, the journal verifies, the same k
 steps as the uninterrupted run). docs/reliability.md reports the last measured result.
 
 Usage: python bench/crash_sweep.py [--every K [--start S]] [--only REGEX] [--script PATH]
-       [--dir DIR] [--json FILE]
+       [--then POINT] [--dir DIR] [--json FILE]
 --every K keeps the ceremony-journal points S, S+K, S+2K, ... (S is 0 unless given; all the
-shim's points are kept); --only keeps points matching REGEX. Each point costs two rehearsals
-(10 to 30 s here). Exit 1 if any fails.
+shim's points are kept); --only keeps points matching REGEX; --script sweeps another script
+(with the small fixture: tests/scripts/keygen-wrap.toml makes a KEK, a wrap backup and a drill
+opened with shares); --then POINT kills the first resume too, at POINT (counted from that
+resume's start), before a second resume must complete. Each point costs two or three
+rehearsals (5 to 30 s here). Exit 1 if any fails.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def main() -> int:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--only", default="")
     ap.add_argument("--script", default=None)
+    ap.add_argument("--then", default=None, metavar="POINT")
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
@@ -61,10 +65,10 @@ def main() -> int:
     results = []
     for i, point in enumerate(chosen, 1):
         work = root / f"p{i:03}"
-        out = crash_and_resume(point, work, expected, *args)
-        results.append({"point": point, "ok": out.ok, "first": out.first,
+        out = crash_and_resume(point, work, expected, *args, then=a.then)
+        results.append({"point": out.point, "ok": out.ok, "first": out.first,
                         "seconds": round(out.seconds, 1), "problems": out.problems})
-        print(f"[{i:3}/{len(chosen)}] {'ok  ' if out.ok else 'FAIL'} {point:40} "
+        print(f"[{i:3}/{len(chosen)}] {'ok  ' if out.ok else 'FAIL'} {out.point:40} "
               f"{out.seconds:5.1f} s  {out.first}" + "".join(f"\n      {p}" for p in out.problems),
               flush=True)
         if out.ok:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from keyrite import crashpoints
-from tests.rehearsal_helpers import KEYRITE, token_private_key_ids
+from tests.rehearsal_helpers import KEYRITE, token_object_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = "KEYRITE_TEST_CRASH"
@@ -53,10 +53,19 @@ def rehearse(workdir: Path, *args: str, crash: str | None = None,
 
 
 def baseline(workdir: Path, *args: str) -> dict[str, Any]:
-    """An uninterrupted run: its summary, and what the sweep enumerates from it."""
+    """An uninterrupted run: its summary (with what its token holds, read with pkcs11-tool, as
+    `token_keys`), and what the sweep enumerates from it."""
     p = rehearse(workdir, *args)
     assert p.returncode == 0, p.stderr[-3000:]
-    return json.loads(p.stdout)
+    summary = json.loads(p.stdout)
+    summary["token_keys"] = token_keys(summary)
+    return summary
+
+
+def token_keys(summary: dict[str, Any]) -> dict[str, int]:
+    """How many private and secret keys (a KEK) the rehearsal's token holds; a CKA_ID found
+    twice counts as a problem of its own (`check_resumed`)."""
+    return {kind: len(token_object_ids(summary, kind)) for kind in ("privkey", "secrkey")}
 
 
 def points_of(summary: dict[str, Any]) -> list[str]:
@@ -100,27 +109,28 @@ class Outcome:
 
 
 def crash_and_resume(point: str, workdir: Path, expected: dict[str, Any],
-                     *args: str) -> Outcome:
+                     *args: str, then: str | None = None) -> Outcome:
     """Kill a fresh rehearsal in `workdir` at `point`, resume it, check it against `expected`
-    (an uninterrupted run's summary)."""
-    out = Outcome(point)
+    (an uninterrupted run's summary). With `then`, the first resume is killed too, at `then`
+    (counted from that resume's own start), and a second resume must complete."""
+    out = Outcome(point if then is None else f"{point} then {then}")
     t0 = time.monotonic()
     first = rehearse(workdir, *args, crash=point)
+    out.problems += _killed(point, first, workdir)
+    out.first = "shim killed; rehearsal exit 1" if point.startswith("shim:") \
+        else "coordinator killed"
     journal = workdir / "journal.jsonl"
-    if point.startswith("shim:"):
-        logs = "".join(p.read_text(errors="replace") for p in (workdir / "shim").glob("*.log"))
-        if marker(point) not in logs:
-            out.problems.append(f"the shim never reached {point} (exit {first.returncode})")
-        if first.returncode != 1:
-            out.problems.append(f"the rehearsal exited {first.returncode}, not 1, when its "
-                                "shim died")
-        out.first = "shim killed; rehearsal exit 1"
-    else:
-        if first.returncode != -signal.SIGKILL or marker(point) not in first.stderr:
-            out.problems.append(f"the coordinator was not killed at {point} "
-                                f"(exit {first.returncode})")
-        out.first = "coordinator killed"
     left = journal.read_bytes() if journal.exists() else b""
+    if then is not None:
+        marks = _shim_logs(workdir).count(marker(then)) if then.startswith("shim:") else 0
+        again = rehearse(workdir, "--resume", crash=then)
+        out.problems += _killed(then, again, workdir, marks)
+        out.first += ", then " + ("its shim killed" if then.startswith("shim:")
+                                  else "the resume killed")
+        after = journal.read_bytes() if journal.exists() else b""
+        if not after.startswith(left):
+            out.problems.append("the first resume changed what the crash left in the journal")
+        left = after
     if left.strip():
         out.last = json.loads(left.splitlines()[-1])["record"]
     second = rehearse(workdir, "--resume")
@@ -131,6 +141,25 @@ def crash_and_resume(point: str, workdir: Path, expected: dict[str, Any],
     summary = json.loads(second.stdout)
     out.problems += check_resumed(summary, expected, left)
     return out
+
+
+def _shim_logs(workdir: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in (workdir / "shim").glob("*.log"))
+
+
+def _killed(point: str, run: subprocess.CompletedProcess[str], workdir: Path,
+            marks_before: int = 0) -> list[str]:
+    """What is wrong with how `run` ended, for a run killed at `point` (`marks_before`: the
+    shim's logs' kills at that point before the run)."""
+    if point.startswith("shim:"):
+        if _shim_logs(workdir).count(marker(point)) <= marks_before:
+            return [f"the shim never reached {point} (exit {run.returncode})"]
+        if run.returncode != 1:
+            return [f"the rehearsal exited {run.returncode}, not 1, when its shim died"]
+        return []
+    if run.returncode != -signal.SIGKILL or marker(point) not in run.stderr:
+        return [f"the coordinator was not killed at {point} (exit {run.returncode})"]
+    return []
 
 
 def check_resumed(summary: dict[str, Any], expected: dict[str, Any], left: bytes) -> list[str]:
@@ -159,10 +188,12 @@ def check_resumed(summary: dict[str, Any], expected: dict[str, Any], left: bytes
             problems.append(f"an operation was not {event} exactly once: {twice or counts}")
     if summary["keys"] != expected["keys"]:
         problems.append(f"keys {summary['keys']}, an uninterrupted run's {expected['keys']}")
-    ids = token_private_key_ids(summary)
-    if len(ids) != expected["keys"]["after_generate"] or len(set(ids)) != len(ids):
-        problems.append(f"the token holds {len(ids)} private keys ({len(set(ids))} IDs), "
-                        f"not {expected['keys']['after_generate']}")
+    want = expected.get("token_keys") or {"privkey": expected["keys"]["after_generate"]}
+    for kind, n in want.items():
+        ids = token_object_ids(summary, kind)
+        if len(ids) != n or len(set(ids)) != len(ids):
+            problems.append(f"the token holds {len(ids)} {kind} objects ({len(set(ids))} IDs), "
+                            f"an uninterrupted run's {n}")
     v = subprocess.run([*KEYRITE, "verify", str(journal), "--key", summary["checkpoint_key"]],
                        capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)

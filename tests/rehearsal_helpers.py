@@ -52,11 +52,16 @@ def kill_when(workdir: Path, pattern: str, *extra: str, timeout: float = 300) ->
 def token_private_key_ids(summary: dict[str, Any]) -> list[str]:
     """The CKA_IDs of the private keys on the rehearsal's token, read with OpenSC's pkcs11-tool
     (not with keyrite's code): an independent look."""
+    return token_object_ids(summary, "privkey")
+
+
+def token_object_ids(summary: dict[str, Any], kind: str) -> list[str]:
+    """The CKA_IDs of the token's objects of one pkcs11-tool `--type` (privkey, secrkey, ...)."""
     t = summary["token"]
     env = {**os.environ, "SOFTHSM2_CONF": t["softhsm2_conf"]}
     p = subprocess.run(
         ["pkcs11-tool", "--module", MODULE, "--token-label", t["label"], "--login",
-         "--pin", t["user_pin"], "--list-objects", "--type", "privkey"],
+         "--pin", t["user_pin"], "--list-objects", "--type", kind],
         capture_output=True, text=True, env=env, timeout=120, check=True,
     )
     return re.findall(r"^\s*ID:\s*([0-9a-f]+)\s*$", p.stdout, re.M)
