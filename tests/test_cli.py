@@ -41,3 +41,23 @@ def test_exceptions_map_to_their_exit_codes(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert str(error) in err
     assert ("Traceback" in err) == (code == exits.INTERNAL)
+
+
+def test_each_command_is_owned_by_the_module_that_adds_it() -> None:
+    """`keyrite NAME` imports OWNERS[NAME] alone: each module in COMMANDS adds exactly the
+    command OWNERS gives it, and only that one imports for it."""
+    assert sorted(cli.OWNERS.values()) == sorted(cli.COMMANDS)
+    for name, module in cli.OWNERS.items():
+        assert list(cli.build_parser((module,))._subparsers._group_actions[0].choices) == [name]
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    import subprocess
+    from pathlib import Path
+
+    code = ("import sys; from keyrite import cli; cli.main(['shim', '--help']); "
+            "print(sorted(m for m in cli.COMMANDS if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[1]).stdout
+    assert out.strip().splitlines()[-1] == "['signer_shim.shim_command']"
+    assert "--config" in out
