@@ -54,9 +54,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from keyrite.heap import return_large_buffers
     from signer_shim import server
     from signer_shim.config import ConfigError
 
+    return_large_buffers()  # freed backup and output buffers go back, not stay resident
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

@@ -74,6 +74,7 @@ from coordinator.runner import Runner
 from coordinator.shim_client import NoSigner
 from keyrite.exits import BadInput, Failure
 from keyrite.files import write_exclusive
+from keyrite.heap import return_large_buffers
 from keyrite.keyfiles import load_private_key
 from signer_shim.backends import load_signer_config
 from signer_shim.config import SignerConfig
@@ -262,6 +263,7 @@ def rehearse(script_arg: str | None, workdir: Path, *, fixture: str = "seed",
              previous_key: str | None = None, token: Path | None = None,
              token_module: str = "softhsm2", signer_backend: str = "pkcs11"
              ) -> tuple[int, dict[str, Any]]:
+    return_large_buffers()  # the backup read from the shim must not stay resident (keyrite.heap)
     paths = Paths(workdir.absolute())
     given = continued(previous, previous_key, token)
     script_path, fixture, cont, token_module, signer_backend = _options(
