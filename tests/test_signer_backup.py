@@ -206,3 +206,35 @@ def test_restore_refuses_a_wrong_password_or_a_weakened_manifest(mixed: Rehearsa
     forge(lambda m: m.update(token="0000-0000-0000-0000-0000-0000-0000-0000-0000-0000"),
           "other-token")
     forge(lambda m: m["kdf"].update(note="x"), "extra-kdf-field")
+
+
+def test_no_worker_runs_beside_the_password_kdf(mixed: RehearsalToken,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backup password's scrypt (128 MiB) runs with the signer's idle worker ended, in a
+    backup and in a restore drill: the two at once were the signer's peak memory
+    (docs/performance.md). The next HSM call starts a worker again."""
+    import os
+
+    import signer_shim.backup as backup_module
+
+    real, workers = backup_module._derive, []
+
+    def derive(password: str, kdf: dict) -> bytes:
+        try:
+            os.kill(workers[-1], 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        workers.append(alive)
+        return real(password, kdf)
+
+    monkeypatch.setattr(backup_module, "_derive", derive)
+    with Pkcs11Signer(mixed.config) as s:
+        workers.append(s.worker_pid)
+        op = s.plan_backup("2012-05-01")
+        s.execute(op, [], secrets={"password": PASSWORD})
+        assert workers[1:] == [False]
+        workers.append(s.worker_pid)
+        assert workers[2] != workers[0] and s.inventory().keys  # a worker again
+        s.restore_drill(op["file"], PASSWORD)
+        assert workers[3:] == [False]

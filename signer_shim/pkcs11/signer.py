@@ -269,6 +269,7 @@ class Pkcs11Signer:
         with tempfile.TemporaryDirectory(prefix="restore-drill-", dir=self.config.state_dir) as t:
             scratch = Path(t)
             say(0, 3, f"restore drill: restoring {name} into a scratch token")
+            self._close_for_kdf()
             try:
                 restored = restore_backup(archive, password, scratch / "token")
             except BackupError as e:
@@ -290,6 +291,12 @@ class Pkcs11Signer:
             if self._worker is not None:
                 self._worker.close()
                 self._worker = None
+
+    def _close_for_kdf(self) -> None:
+        """End the idle worker before the backup password's scrypt (128 MiB, backup.py): the
+        two at once were the signer's peak memory. The next HSM call starts a new worker, once
+        per backup, restore or drill: small beside the KDF's own time."""
+        self.close()
 
     # -- beyond the protocol: for the restore drill and the tests -------------------------
 
@@ -486,6 +493,7 @@ class Pkcs11Signer:
             work.mkdir(parents=True)
             archive_path = work / name
             archive_path.write_bytes(archive)
+            self._close_for_kdf()
             try:
                 restored = restore_backup(archive_path, password, work / "scratch")
             except BackupError as e:
@@ -550,14 +558,16 @@ class Pkcs11Signer:
 
         def build() -> bytes:
             ks = self.config.keystate_path
+            inventory = self.inventory().render()
+            keys = json.dumps(self._key_listing(), indent=1).encode()
+            self._close_for_kdf()
             say(1, 3, f"backup: packing and encrypting the token into {op['file']}")
             return build_archive(
                 name=op["file"], operation=digest, token=op["token"],
                 repository=self.config.token_label,
                 tokendir=read_tokendir(self.config.softhsm2_conf),
                 keystate=ks.read_bytes() if ks.exists() else KeyState().to_json(),
-                inventory=self.inventory().render(), password=password,
-                extra={"keys.json": json.dumps(self._key_listing(), indent=1).encode()},
+                inventory=inventory, password=password, extra={"keys.json": keys},
             )
 
         say(0, 3, "backup: reading the token")
