@@ -40,9 +40,10 @@ COMMANDS = (
     "keyrite.words_command",
     "coordinator.live.stage_command",
 )
+
 #: The subcommand each of COMMANDS adds: `keyrite NAME ...` imports NAME's module alone. The
 #: others' imports (trio, ZeroMQ, the consoles' and the coordinator's modules) would stay
-#: resident for a long command's whole life: 12 MB in the signer shim, 6 MB in a rehearsal.
+#: resident for a long command's whole life: 9 MB in the signer shim, 6 MB in a rehearsal.
 OWNERS = {
     "rehearse": "coordinator.rehearse_command",
     "coordinator": "coordinator.live.coordinator_command",
