@@ -79,7 +79,7 @@ class BusClient:
         """Connect and keep the console in step until cancelled."""
         ctx = self._ctx or zmq.Context.instance()
         dealer = TrioSocket(ctx.socket(zmq.DEALER))
-        sub = TrioSocket(ctx.socket(zmq.SUB))
+        sub = TrioSocket(ctx.socket(zmq.SUB), one_task=True)  # _read_broadcasts only
         try:
             self._curve_client(dealer.zmq)
             self._curve_client(sub.zmq)
@@ -89,7 +89,7 @@ class BusClient:
             # (seen under load: a monitor attached a moment later left the link "connecting")
             events = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                       | zmq.EVENT_DISCONNECTED)
-            monitor = TrioSocket(sub.zmq.get_monitor_socket(events))
+            monitor = TrioSocket(sub.zmq.get_monitor_socket(events), one_task=True)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_reconnects, sub.zmq, monitor)
                 dealer.zmq.connect(self.router_endpoint)
@@ -153,14 +153,30 @@ class BusClient:
     async def _act(self, actions: list[p.Action]) -> None:
         """Carry out the Follower's actions. Callers call it right after the Follower (no await
         between), and trio.Lock is FIFO, so updates reach `updates` in the Follower's order even
-        when the snapshot task and the broadcast reader both have some to hand on."""
-        async with self._emit_lock:
+        when the snapshot task and the broadcast reader both have some to hand on.
+
+        When nobody holds the lock and the console's task is waiting on `updates` (the usual
+        case), nothing here waits: the update is handed over without a trip through the
+        scheduler (the reader's next wait on its socket is the schedule point)."""
+        if not actions:
+            return
+        lock = self._emit_lock
+        try:
+            lock.acquire_nowait()  # refused while anyone holds it or waits for it: FIFO kept
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             for action in actions:
                 if isinstance(action, p.NeedSnapshot):
                     log.info("asking for a snapshot: %s", action.reason)
                     self._need_snapshot.set()
-                else:
+                    continue
+                try:
+                    self._send_update.send_nowait(action)
+                except trio.WouldBlock:  # the console is busy: wait for it
                     await self._send_update.send(action)
+        finally:
+            lock.release()
 
     async def _sync(self) -> None:
         while True:
@@ -180,7 +196,14 @@ class BusClient:
                 await self._act(self.follower.snapshot_lost())
 
     async def _read_broadcasts(self, sub: TrioSocket) -> None:
-        async for message in self._messages(sub, "broadcast"):
+        # `_messages` spelled out: this loop runs once per broadcast on every console
+        while True:
+            data = await sub.recv()
+            try:
+                message = p.decode(data, p.FROM_COORDINATOR)
+            except p.ProtocolError as e:
+                log.warning("bad broadcast: %s", p.safe_text(str(e)))
+                continue
             self.subscribed.set()
             if isinstance(message, p.Broadcast):
                 await self._act(self.follower.broadcast(message))
