@@ -310,6 +310,55 @@ def _plain(v: Any) -> Any:
     return v
 
 
+class WireForm:
+    """`to_dict` for a stream of views, each converted knowing the one before: a top-level
+    field that is the very object it was (a string of the script) keeps its wire form, and so
+    does every journal line, progress bar and loose drive the last view already held (the same
+    objects: the daemon keeps them from view to view; they are frozen and hold only plain
+    values). So a view whose journal tail moved on by a line converts one line, not 48, and the
+    lines reused are the same objects as before, which `coordinator.bus.view_delta` then finds
+    unchanged at a glance. What it returns equals `to_dict(view)`; nobody may change it."""
+
+    #: frozen dataclasses holding only plain values, kept by the daemon from view to view
+    KEPT = (JournalLine, Progress, LooseDrive)
+
+    def __init__(self) -> None:
+        self._last: CeremonyView | None = None
+        self._wire: dict[str, Any] = {}
+        self._kept: dict[int, tuple[Any, Any]] = {}  # id -> (object, its wire form)
+
+    def to_dict(self, view: CeremonyView) -> dict[str, Any]:
+        last, wire, kept = self._last, self._wire, self._kept
+        held: dict[int, tuple[Any, Any]] = {}  # the kept objects this view holds, for the next
+
+        def plain(v: Any) -> Any:
+            t = type(v)
+            if t in self.KEPT:
+                hit = kept.get(id(v))  # an entry holds its object, so no other has its id
+                entry = hit if hit is not None and hit[0] is v else (v, _plain(v))
+                held[id(v)] = entry
+                return entry[1]
+            if t is tuple:
+                return [plain(x) for x in v]
+            if t is Cosigning:
+                return {"checkpoint": v.checkpoint, "refusals": plain(v.refusals)}
+            return _plain(v)
+
+        out: dict[str, Any] = {}
+        for name in _VIEW_FIELDS:
+            value = getattr(view, name)
+            if last is not None and getattr(last, name) is value and name in wire:
+                out[name] = wire[name]
+            else:
+                out[name] = plain(value)
+        self._last, self._wire, self._kept = view, out, held
+        return out
+
+
+_VIEW_FIELDS = tuple(f.name for f in dataclasses.fields(CeremonyView))
+assert tuple(f.name for f in dataclasses.fields(Cosigning)) == ("checkpoint", "refusals")
+
+
 def from_dict(data: Any) -> CeremonyView:
     """The inverse of `to_dict`. Strict: an unknown, missing or mistyped field anywhere, or another
     version, is a ValueError (a console shows nothing rather than a half-understood view)."""

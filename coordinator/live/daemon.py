@@ -54,8 +54,8 @@ from ceremony.view import (
     JournalLine,
     LooseDrive,
     Progress,
+    WireForm,
     absent_actor,
-    to_dict,
 )
 from coordinator import executor
 from coordinator.bus import BusServer, CommandRefused, view_delta
@@ -213,6 +213,7 @@ class Live:
         self._read_record(journal)
         self.bus: BusServer | None = None
         self.published: dict[str, Any] | None = None  # the view as last broadcast
+        self._wire = WireForm()  # each view's wire form reuses what the last one had unchanged
         self._token: trio.lowlevel.TrioToken | None = None
         self._dirty = trio.Event()
         self._wake = trio.Event()
@@ -225,7 +226,7 @@ class Live:
             view = dataclasses.replace(view, status="halted", exception=ExceptionView(
                 step=cur.n if cur else 0, kind="journal", reason=self._halt_reason(),
                 observed=None, expected=None, acceptable=False))
-        return to_dict(view)
+        return self._wire.to_dict(view)
 
     # --- when the journal cannot be written ----------------------------------------------------
     def _halt(self, record: dict[str, Any], error: Exception) -> JournalHalted:
@@ -775,11 +776,17 @@ class Live:
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
-            view = self.view()
-            body = view_delta.delta(self.published, view)
-            self.published = view  # no await before the publish: a snapshot is consistent
-            await self.bus.publish(body)
+            await self.publish()
             await trio.sleep(min_interval)
+
+    async def publish(self) -> int:
+        """Broadcast what changed since the last broadcast (the whole view the first time);
+        returns its sequence number. (bench/bus.py --view times this, as it is.)"""
+        assert self.bus is not None
+        view = self.view()
+        body = view_delta.delta(self.published, view)
+        self.published = view  # no await before the publish: a snapshot is consistent
+        return await self.bus.publish(body)
 
     def snapshot(self) -> dict[str, Any]:
         """What a console (re)joining is given: the view as last broadcast, to which the next
