@@ -16,11 +16,15 @@ consoles are, and broadcasts go out every --gap ms instead (arrival is reported 
 monotonic clock is shared by all processes).
 p50 and p99 over all (broadcast, console) pairs; ratios against raw measured in the same run
 (target: bus p99 <= 2x raw).
-With --view, each bus broadcast is what the live coordinator sends: a journal append (fsync'd),
-then the whole view of a ceremony built and broadcast, timed from the append's return; raw sends
-the same bytes.
+With --view, each bus broadcast is what the live coordinator sends, by its own code: the seed
+ceremony's events one at a time, each judged by the machine and journaled (fsync'd) by the daemon
+(`coordinator.live.daemon.Live`, whose journal tail the view shows), then, timed from there, the
+daemon's `Live.publish`: the view built, what changed since the last broadcast
+(`coordinator.bus.view_delta`), the bus; each console folds the change in before it stamps its
+arrival. A ceremony that ends starts again. Raw sends the same frames (recorded beforehand from
+the same path). --whole broadcasts the whole view each time instead (the daemon's old path).
 Prints numbers, asserts nothing. Usage: python bench/bus.py [--n N] [--rounds R] [--consoles C]
-[--processes [--gap MS]] [--view]
+[--processes [--gap MS]] [--view [--whole]]
 """
 
 from __future__ import annotations
@@ -108,64 +112,104 @@ class Raw:
         self.ctx.term()
 
 
-class LiveEvent:
-    """--view: what the live coordinator does per accepted command, timed from the journal's
-    fsync: build the whole view of a ceremony at the KSO quorum (the seed script, 11 seats) and
-    broadcast it. The body then weighs what a real broadcast weighs."""
+class _Recorder:
+    """A stand-in for the bus that keeps the frames it would send (raw's payloads)."""
 
-    def __init__(self, workdir: Path, deltas: bool = False) -> None:
+    def __init__(self) -> None:
+        self.seq, self.epoch, self.frames = 0, "0123456789abcdef", []
+
+    async def publish(self, body: object) -> int:
+        self.seq += 1
+        self.frames.append(p.encode(p.Broadcast(epoch=self.epoch, seq=self.seq, body=body)))
+        return self.seq
+
+
+class LiveCeremony:
+    """--view: what the live coordinator does for each accepted event, with its own code: the
+    seed ceremony's events (11 seats; sign-ins, steps, approvals, the coordinator's work) one at
+    a time, each judged by the machine and journaled, fsync'd, by the daemon
+    (`coordinator.live.daemon.Live`: its runner and its journal tail, which the view shows), then
+    timed from there: the daemon's own `Live.publish` (the view built, what changed since the
+    last broadcast, the bus), to each console's code once it has folded the change in. A
+    ceremony that ends starts again (untimed), the consoles showing the last one's view.
+    `whole=True` broadcasts the whole view each time instead (what the daemon did before it sent
+    deltas)."""
+
+    def __init__(self, workdir: Path, bus: object, whole: bool = False) -> None:
+        self.workdir, self.bus, self.whole = workdir, bus, whole
+        self.live: object | None = None
+        self.ceremonies = 0
+        self._new()
+
+    def _new(self) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        from ceremony.machine import decisions as d
-        from ceremony.view import Extras, to_dict
         from coordinator.journal import Journal
-        from tests.machine_helpers import drive, seed_script, start
+        from coordinator.live.daemon import Live
+        from tests.idle_world import NoWork
+        from tests.machine_helpers import seed_script, start
 
+        self.ceremonies += 1
         self.m, self.w = start(seed_script())
-        drive(self.m, self.w, before=lambda x: isinstance(x, d.RequestApproval)
-              and x.role == "KSO")
-        self.journal = Journal.create(
-            workdir / "journal.jsonl", key=Ed25519PrivateKey.generate(), name="bench/bus",
-            origin="bench/bus", genesis_record={"type": "genesis", "at": "2026-01-01T00:00:00Z"})
-        self._view = lambda: to_dict(self.m.view(Extras(now=self.w.now)))
-        self.deltas = deltas
-        if deltas:  # the views before and after one KSO approval, broadcast by turns as changes
-            from tests.machine_helpers import honest_event, send
+        journal = Journal.create(
+            self.workdir / f"journal-{self.ceremonies}.jsonl", key=Ed25519PrivateKey.generate(),
+            name="bench/bus", origin="bench/bus",
+            genesis_record={"type": "genesis", "at": "2026-01-01T00:00:00Z"})
+        live = Live(self.m, journal, NoWork(), clock=lambda: self.w.now)  # type: ignore[arg-type]
+        live.bus = self.bus  # type: ignore[assignment]
+        if self.live is not None:
+            live.published = self.live.published  # type: ignore[attr-defined]
+        self.live = live
 
-            self._pair = [self._view()]
-            send(self.m, self.w, honest_event(self.m, self.w))  # type: ignore[arg-type]
-            self._pair.append(self._view())
-            self._turn = 0
+    def event(self) -> None:
+        """The next event, judged and journaled (fsync'd) as the daemon does it: untimed."""
+        from tests.machine_helpers import honest_event
 
-    def body(self) -> dict[str, object]:
-        self.journal.append({"type": "presence", "at": self.w.now, "seats": ["KSO2"]})
-        t = time.perf_counter()  # the event is on disk: from here to each console
-        view = self._view()  # built each time, as the coordinator does
-        if self.deltas:
-            from coordinator.bus import view_delta
+        if self.m.status in ("completed", "aborted"):
+            self._new()
+        e = honest_event(self.m, self.w)
+        assert e is not None
+        self.w.accepted.append(e)
+        self.live._apply(e)  # type: ignore[attr-defined]  # the daemon's: runner + journal
 
-            before, after = self._pair[self._turn % 2], self._pair[(self._turn + 1) % 2]
-            self._turn += 1
-            return {"t": t, "view": view_delta.delta(before, after)}
-        return {"t": t, "view": view}
-
-    def payload(self) -> bytes:
-        body = self.body()
-        return json.dumps({"body": {**body, "t": 0.0}, "seq": 1, "v": 1}).encode()
+    async def publish(self) -> int:
+        if self.whole:
+            self.live.published = None  # type: ignore[attr-defined]
+        return await self.live.publish()  # type: ignore[attr-defined]
 
 
-async def bus_path(consoles: int, nursery: trio.Nursery, live: LiveEvent | None = None):
+async def view_frames(n: int, whole: bool) -> list[bytes]:
+    """The frames n broadcasts of `LiveCeremony` send, encoded as the bus encodes them: raw's
+    payloads (the same bytes, give or take a timestamp's digits)."""
+    import tempfile
+
+    rec = _Recorder()
+    live = LiveCeremony(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")), rec, whole)
+    for _ in range(n):
+        live.event()
+        await live.publish()
+    return rec.frames
+
+
+async def bus_path(consoles: int, nursery: trio.Nursery, view: bool = False,
+                   whole: bool = False):
     keys = generate_keypair()
     officers = {f"C{i}": generate_keypair() for i in range(consoles)}
     state = {"seq": 0}
+    ceremony: LiveCeremony | None = None
     server = BusServer(
         keys=keys,
         enrolment=Enrolment.from_pairs({k: v.public for k, v in officers.items()}),
         handle_command=lambda officer, body: None,
-        snapshot=lambda: dict(state),
+        snapshot=lambda: ceremony.live.snapshot() if ceremony else dict(state),  # type: ignore
         heartbeat=0.05,
     )
     await nursery.start(server.run)
+    if view:
+        import tempfile
+
+        ceremony = LiveCeremony(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")), server,
+                                whole)
     clients = []
     for k in officers.values():
         c = BusClient(
@@ -181,6 +225,7 @@ async def bus_path(consoles: int, nursery: trio.Nursery, live: LiveEvent | None 
         await c.subscribed.wait()
     server.heartbeat = 0  # no heartbeats during the measurements (they would add jitter)
     times: list[float] = []
+    sent: dict[int, float] = {}  # seq -> when its publish started
     box: dict[str, object] = {}
 
     async def console(c: BusClient) -> None:
@@ -188,11 +233,13 @@ async def bus_path(consoles: int, nursery: trio.Nursery, live: LiveEvent | None 
 
         shown: dict[str, object] | None = None
         async for update in c.updates:
-            if isinstance(update, p.Apply) and live is not None and live.deltas:
-                shown = view_delta.apply(shown or {}, update.body["view"])  # as a console folds
+            if isinstance(update, p.Reset):
+                shown = update.state
+            elif view:  # as a console folds a broadcast (consoles/bus_link.py)
+                shown = view_delta.apply(shown, update.body)
             arrived = time.perf_counter()
             if isinstance(update, p.Apply):
-                times.append(arrived - update.body["t"])
+                times.append(arrived - sent[update.seq])
             box["left"] -= 1  # type: ignore[operator]
             if box["left"] == 0:
                 box["done"].set()  # type: ignore[union-attr]
@@ -202,9 +249,14 @@ async def bus_path(consoles: int, nursery: trio.Nursery, live: LiveEvent | None 
 
     async def one() -> None:
         box["left"], box["done"] = len(clients), trio.Event()
-        state["seq"] += 1
-        body = live.body() if live else {"t": time.perf_counter(), "step": 42, "note": "x" * 40}
-        await server.publish(body)
+        if ceremony is not None:
+            ceremony.event()  # judged and journaled (fsync'd): untimed
+            sent[server.seq + 1] = time.perf_counter()
+            await ceremony.publish()
+        else:
+            state["seq"] += 1
+            sent[server.seq + 1] = t = time.perf_counter()
+            await server.publish({"t": t, "step": 42, "note": "x" * 40})
         await box["done"].wait()  # type: ignore[union-attr]
 
     return one, times, clients
@@ -214,29 +266,35 @@ def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    payload = b'{"body":{"note":"' + b"x" * 40 + b'","step":42,"t":0.0},"seq":1,"v":1}'
-    live = None
-    if args.view:
-        import tempfile
+def describe_view(frames: list[bytes], whole: bool) -> str:
+    sizes = sorted(len(f) for f in frames)
+    what = "the whole view" if whole else "what changed since the last broadcast (view_delta)"
+    return (f"--view: each broadcast follows one event of a seed ceremony, judged and journaled "
+            f"(fsync'd) by the live daemon, and is its own Live.publish: {what}, timed from the "
+            f"journal's fsync to each console having folded it in; frames of {sizes[0]} to "
+            f"{sizes[-1]} bytes, median {statistics.median(sizes):.0f}; raw sends the same "
+            "frames")
 
-        live = LiveEvent(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")), args.delta)
-        payload = live.payload()
-        what = "the changes of one approval to a ceremony view (view_delta)" if args.delta \
-            else "a whole ceremony view"
-        print(f"--view: each broadcast is {what}, {len(payload)} bytes, timed from the journal's "
-              "fsync; raw sends the same bytes")
+
+async def main_async(args: argparse.Namespace) -> None:
+    payloads = [b'{"body":{"note":"' + b"x" * 40 + b'","step":42,"t":0.0},"seq":1,"v":1}']
+    per_round = max(1, args.n // args.rounds)
+    if args.view:
+        payloads = await view_frames(per_round * args.rounds, args.whole)
+        print(describe_view(payloads, args.whole))
     raw, raw_curve = Raw(args.consoles, curve=False), Raw(args.consoles, curve=True)
     t_raw: list[float] = []
     t_curve: list[float] = []
     async with trio.open_nursery() as nursery:
-        one_bus, t_bus, clients = await bus_path(args.consoles, nursery, live)
-        per_round = max(1, args.n // args.rounds)
+        one_bus, t_bus, clients = await bus_path(args.consoles, nursery, args.view, args.whole)
+        i = j = 0
         for _ in range(args.rounds):
             for _ in range(per_round):
-                t_raw += raw.one(payload)
+                t_raw += raw.one(payloads[i % len(payloads)])
+                i += 1
             for _ in range(per_round):
-                t_curve += raw_curve.one(payload)
+                t_curve += raw_curve.one(payloads[j % len(payloads)])
+                j += 1
             for _ in range(per_round):
                 await one_bus()
         snapshots = sum(c.snapshots_requested for c in clients)
@@ -282,6 +340,7 @@ def child_raw(spec: dict[str, str]) -> None:
 
 
 async def child_bus(spec: dict[str, str]) -> None:
+    from coordinator.bus import view_delta
     from coordinator.bus.curve import CurveKeyPair
 
     client = BusClient(
@@ -292,17 +351,21 @@ async def child_bus(spec: dict[str, str]) -> None:
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
-        await client.updates.receive()
+        reset = await client.updates.receive()
+        shown = reset.state if isinstance(reset, p.Reset) else None
         await client.subscribed.wait()
         print("ready", flush=True)
-        times: list[float] = []
+        arrivals: list[tuple[int, float]] = []  # (seq, when it reached this console's code)
         async for update in client.updates:
-            arrived = time.perf_counter()
-            if isinstance(update, p.Apply):
-                if update.body == "stop":
-                    break
-                times.append(arrived - update.body["t"])
-        print(json.dumps(times), flush=True)
+            if isinstance(update, p.Reset):
+                shown = update.state
+                continue
+            if update.body == "stop":
+                break
+            if spec.get("view"):  # as a console folds a broadcast
+                shown = view_delta.apply(shown, update.body)
+            arrivals.append((update.seq, time.perf_counter()))
+        print(json.dumps(arrivals), flush=True)
         nursery.cancel_scope.cancel()
 
 
@@ -334,27 +397,21 @@ async def ready(procs: list[subprocess.Popen[str]], poke) -> None:
                 await trio.sleep(0.01)
 
 
-async def collect(procs: list[subprocess.Popen[str]]) -> list[float]:
-    times: list[float] = []
+async def collect(procs: list[subprocess.Popen[str]]) -> list:
+    out: list = []
     for proc in procs:
-        out = await trio.to_thread.run_sync(proc.communicate)
-        times += json.loads(out[0].strip().splitlines()[-1])
-    return times
+        text = await trio.to_thread.run_sync(proc.communicate)
+        out += json.loads(text[0].strip().splitlines()[-1])
+    return out
 
 
 async def processes_async(args: argparse.Namespace) -> None:
     gap = args.gap / 1000
-    pad = b"x" * 60
-    live = None
+    frames = [b"x" * 60]
     if args.view:
-        import tempfile
-
-        live = LiveEvent(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")), args.delta)
-        pad = live.payload()
-        what = "the changes of one approval (view_delta)" if args.delta else "a whole view"
-        print(f"--view: each broadcast is {what} of a ceremony, {len(pad)} bytes, timed from "
-              "the journal's fsync; raw sends the same bytes")
-    # raw
+        frames = await view_frames(args.n, args.whole)
+        print(describe_view(frames, args.whole))
+    # raw: each frame behind the time it was sent
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.linger = 0
@@ -365,8 +422,8 @@ async def processes_async(args: argparse.Namespace) -> None:
     ]
     await ready(procs, lambda: pub.send(b"warm"))
     await trio.sleep(0.1)
-    for _ in range(args.n):
-        pub.send(struct.pack("d", time.perf_counter()) + pad)
+    for i in range(args.n):
+        pub.send(struct.pack("d", time.perf_counter()) + frames[i % len(frames)])
         await trio.sleep(gap)
     pub.send(b"stop")
     t_raw = await collect(procs)
@@ -375,15 +432,22 @@ async def processes_async(args: argparse.Namespace) -> None:
     # bus
     keys = generate_keypair()
     officers = {f"C{i}": generate_keypair() for i in range(args.consoles)}
+    ceremony: LiveCeremony | None = None
     server = BusServer(
         keys=keys,
         enrolment=Enrolment.from_pairs({k: v.public for k, v in officers.items()}),
         handle_command=lambda officer, body: None,
-        snapshot=lambda: {},
+        snapshot=lambda: ceremony.live.snapshot() if ceremony else {},  # type: ignore
         heartbeat=0.05,
     )
+    sent: dict[int, float] = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
+        if args.view:
+            import tempfile
+
+            ceremony = LiveCeremony(Path(tempfile.mkdtemp(prefix="keyrite-bench-bus-")), server,
+                                    args.whole)
         procs = [
             spawn(
                 {
@@ -393,6 +457,7 @@ async def processes_async(args: argparse.Namespace) -> None:
                     "server": keys.public,
                     "public": k.public,
                     "secret": k.secret,
+                    "view": "yes" if args.view else "",
                 }
             )
             for k in officers.values()
@@ -401,11 +466,16 @@ async def processes_async(args: argparse.Namespace) -> None:
         server.heartbeat = 0
         await trio.sleep(0.1)
         for _ in range(args.n):
-            await server.publish(live.body() if live else
-                                 {"t": time.perf_counter(), "step": 42, "note": "x" * 40})
+            if ceremony is not None:
+                ceremony.event()  # judged and journaled (fsync'd): untimed
+                sent[server.seq + 1] = time.perf_counter()
+                await ceremony.publish()
+            else:
+                sent[server.seq + 1] = t = time.perf_counter()
+                await server.publish({"t": t, "step": 42, "note": "x" * 40})
             await trio.sleep(gap)
         await server.publish("stop")
-        t_bus = await collect(procs)
+        t_bus = [arrived - sent[seq] for seq, arrived in await collect(procs)]
         nursery.cancel_scope.cancel()
     expected = args.n * args.consoles
     print(f"bus: {args.n} broadcasts every {args.gap} ms to {args.consoles} console processes")
@@ -435,11 +505,13 @@ def main() -> None:
     ap.add_argument("--processes", action="store_true", help="one process per console")
     ap.add_argument("--gap", type=float, default=2.0, help="ms between broadcasts (--processes)")
     ap.add_argument("--view", action="store_true",
-                    help="broadcast a real ceremony view after a journal append (as the live "
-                    "coordinator does), timed from the append's fsync")
-    ap.add_argument("--delta", action="store_true",
-                    help="with --view: broadcast what the live coordinator now sends, the changes "
-                    "since the last view (coordinator.bus.view_delta), folded by each console")
+                    help="what the live coordinator broadcasts: after each event of a seed "
+                    "ceremony, judged and journaled (fsync'd) by the daemon, its own "
+                    "Live.publish (the changes since the last view, coordinator.bus.view_delta), "
+                    "timed from the fsync to each console having folded it in")
+    ap.add_argument("--whole", action="store_true",
+                    help="with --view: the whole view each time instead of the changes (what "
+                    "the daemon sent before it sent deltas)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
