@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ceremony.machine.view_of import _drive_serials
+from ceremony.machine.view_of import Parts, _drive_serials
 from ceremony.view import Extras, JournalLine, LooseDrive, Progress, WireForm, to_dict
 from coordinator.bus import protocol as p
 from coordinator.bus import view_delta
@@ -55,7 +55,9 @@ def test_the_daemons_incremental_view_is_the_fresh_view_after_every_event(tmp_pa
     shown: dict[str, Any] | None = None
     events = tails = 0
     while m.status not in ("completed", "aborted"):
+        kept, live._parts = live._parts, Parts()  # built afresh: nothing kept
         fresh = to_dict(live._view_object(live.clock()))  # at the seq the view will carry
+        live._parts = kept
         trio.run(live.publish)
         assert _wire(live.published) == _wire(fresh)  # incremental == built afresh
         body = p.decode(bus.frames[-1], p.FROM_COORDINATOR).body  # type: ignore[union-attr]
@@ -109,3 +111,29 @@ def test_a_stream_of_views_in_any_order_converts_as_each_alone(picks: list[tuple
         view = dataclasses.replace(VIEWS[view_i], journal=tuple(lines), progress=BARS[bar_i],
                                    loose_drives=tuple(LOOSE[:loose_n]))
         assert _wire(wire.to_dict(view)) == _wire(to_dict(view))
+
+
+def test_kept_parts_are_the_fresh_ones_and_are_kept_while_nothing_changed() -> None:
+    m, w = start(seed_script())
+    parts = Parts()
+    seats = sorted(m.roster.officers)
+    labels = sorted(m.script.drives)
+    for i in range(150):
+        if m.status in ("completed", "aborted"):
+            break
+        for connected, seen in ((frozenset(seats[: i % 5]), frozenset(labels[: i % 3])),
+                                (frozenset(seats[: i % 5]), frozenset(labels[: i % 3])),
+                                (frozenset(seats[1:]), frozenset())):
+            extras = Extras(now=w.now, connected=connected, drives_seen=seen)
+            before = parts.kept
+            kept = m.view(extras, parts=parts)
+            assert kept == m.view(extras)  # the same as built afresh
+            assert _wire(to_dict(kept)) == _wire(to_dict(m.view(extras)))
+            if parts.kept is before:  # kept: the very same objects as the last view's
+                assert kept.participants is before["participants"]
+        again = m.view(Extras(now=w.now, connected=frozenset(seats[1:])), parts=parts)
+        assert again.participants is parts.kept["participants"]
+        from tests.machine_helpers import send
+        send(m, w, honest_event(m, w))  # type: ignore[arg-type]
+        assert m.view(Extras(now=w.now, connected=frozenset(seats[1:])), parts=parts) \
+            .participants is not again.participants  # a new state: built again

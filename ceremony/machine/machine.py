@@ -396,10 +396,12 @@ class Machine:
             "deviations": copy.deepcopy(s.deviations),
         }
 
-    def view(self, extras: Extras, wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
-        """What every console is shown at `extras.now` (ceremony.view); reads, never changes."""
+    def view(self, extras: Extras, wants: tuple[d.Decision, ...] | None = None,
+             parts: Any = None) -> CeremonyView:
+        """What every console is shown at `extras.now` (ceremony.view); reads, never changes.
+        `parts`: a `view_of.Parts` kept by a caller that builds view after view (the daemon)."""
         from ceremony.machine.view_of import build_view  # the builder reads this class
-        return build_view(self, extras, wants)
+        return build_view(self, extras, wants, parts)
 
     # --- what the machine wants done ------------------------------------------------------------
     def wants(self, now: float | None = None) -> tuple[d.Decision, ...]:

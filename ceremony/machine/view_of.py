@@ -60,12 +60,69 @@ def _share_asked(ask: ShareAsk, extras: Extras) -> Asked:
                   "brought": list(extras.shares_brought), "share_key": extras.share_key})
 
 
+class Parts:
+    """The parts of a view that depend only on the machine's state and a few extras (who is
+    connected, which drives are seen), kept from one view to the next while those stay the same
+    (`build_view(..., parts=...)`, the live daemon's). The machine replaces its state object with
+    every event it takes (`Machine.handle` works on a copy), so the state object's identity is the
+    state's version: this holds the object, so its identity is never another's. A state changed
+    in place (a test forcing one) would not be seen: only the daemon passes a `Parts`. The parts
+    kept are the same objects from view to view, so ceremony.view.WireForm reuses their wire
+    forms and coordinator.bus.view_delta sees them unchanged at a glance."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self.kept: dict[str, Any] = {}
+
+    def get(self, m: Machine, extras: Extras) -> dict[str, Any]:
+        key = (m, m._state, extras.connected, extras.drives_seen)
+        old = self._key
+        if old is None or old[0] is not m or old[1] is not m._state or old[2:] != key[2:]:
+            self._key, self.kept = key, _parts(m, extras)
+        return self.kept
+
+
+def _parts(m: Machine, extras: Extras) -> dict[str, Any]:
+    """The view's parts that `Parts` keeps: roles, participants, drives, bags, deviations and
+    the transcript."""
+    s, script, roster = m._state, m.script, m.roster.officers
+    participants = tuple(
+        Participant(o.seat, o.role, o.person, o.name, o.organisation, o.seat in s.signed_in,
+                    o.seat in extras.connected)
+        for o in sorted(roster.values(), key=lambda o: o.seat)
+    )
+    serials = _drive_serials(m)
+    drives = tuple(
+        DriveView(label, drv.title, m.drive_pin(label), serials.get(label),
+                  label in extras.drives_seen)
+        for label, drv in sorted(script.drives.items())
+    )
+    bags = []
+    for label, bag in sorted(script.bags.items()):
+        c = s.custody.get(label)
+        seat = c["custodian"] if c else None
+        bags.append(BagView(label, bag.title, c["serial"] if c else None,
+                            tuple(c["contents"]) if c else (), seat,
+                            roster[seat].name if seat in roster else None))
+    roles = tuple(RoleView(r.name, r.title, r.min, r.max, r.observer)
+                  for r in script.roles.values())
+    deviations = tuple(
+        DeviationView(int(x["n"]), str(x["kind"]), str(x["seat"]),
+                      roster[x["seat"]].name if x["seat"] in roster else str(x["person"]),
+                      str(x["text"]), float(x["at"]), x["step"], x["decision"], x["reason"],
+                      x["decided_by"])
+        for x in s.deviations)
+    return {"participants": participants, "drives": drives, "bags": tuple(bags),
+            "roles": roles, "deviations": deviations, "transcript": _transcript(m)}
+
+
 def build_view(machine: Machine, extras: Extras,
-               wants: tuple[d.Decision, ...] | None = None) -> CeremonyView:
+               wants: tuple[d.Decision, ...] | None = None,
+               parts: Parts | None = None) -> CeremonyView:
     """The view of `machine` at `extras.now`. Reads the machine, never changes it. `wants`:
-    `machine.wants(now=extras.now)`, when the caller has it already."""
+    `machine.wants(now=extras.now)`, when the caller has it already; `parts`: the parts kept
+    from the last view of this machine (`Parts`), when the caller keeps them."""
     m, s, script = machine, machine._state, machine.script
-    roster = m.roster.officers
     if wants is None:
         wants = m.wants(now=extras.now)
     step = m.current
@@ -113,43 +170,18 @@ def build_view(machine: Machine, extras: Extras,
                 _secret_asked(step.n, step.actor, name, ask) for name in extras.secrets_needed),
         )
 
-    participants = tuple(
-        Participant(o.seat, o.role, o.person, o.name, o.organisation, o.seat in s.signed_in,
-                    o.seat in extras.connected)
-        for o in sorted(roster.values(), key=lambda o: o.seat)
-    )
-    serials = _drive_serials(m)
-    drives = tuple(
-        DriveView(label, drv.title, m.drive_pin(label), serials.get(label),
-                  label in extras.drives_seen)
-        for label, drv in sorted(script.drives.items())
-    )
-    bags = []
-    for label, bag in sorted(script.bags.items()):
-        c = s.custody.get(label)
-        seat = c["custodian"] if c else None
-        bags.append(BagView(label, bag.title, c["serial"] if c else None,
-                            tuple(c["contents"]) if c else (), seat,
-                            roster[seat].name if seat in roster else None))
-    roles = tuple(RoleView(r.name, r.title, r.min, r.max, r.observer)
-                  for r in script.roles.values())
-    deviations = tuple(
-        DeviationView(int(x["n"]), str(x["kind"]), str(x["seat"]),
-                      roster[x["seat"]].name if x["seat"] in roster else str(x["person"]),
-                      str(x["text"]), float(x["at"]), x["step"], x["decision"], x["reason"],
-                      x["decided_by"])
-        for x in s.deviations)
+    kept = parts.get(m, extras) if parts is not None else _parts(m, extras)
     return CeremonyView(
         version=VERSION, seq=extras.seq, ceremony_id=script.ceremony.id,
         title=script.ceremony.title, script_sha256=script.sha256,
         administrator=script.ceremony.administrator, status=status,
         now=extras.now, section=section, section_estimate=estimate,
-        section_started=s.section_since, step=step_view, exception=exc, roles=roles,
-        participants=participants, quorums=quorums, drives=drives,
-        loose_drives=extras.loose_drives, bags=tuple(bags),
+        section_started=s.section_since, step=step_view, exception=exc, roles=kept["roles"],
+        participants=kept["participants"], quorums=quorums, drives=kept["drives"],
+        loose_drives=extras.loose_drives, bags=kept["bags"],
         journal=tuple(extras.journal), progress=_progress(m, extras.progress),
-        checkpoint=extras.checkpoint, deviations=deviations,
-        cosigning=extras.cosigning, transcript=_transcript(m),
+        checkpoint=extras.checkpoint, deviations=kept["deviations"],
+        cosigning=extras.cosigning, transcript=kept["transcript"],
     )
 
 

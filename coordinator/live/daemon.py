@@ -47,6 +47,7 @@ from ceremony import records
 from ceremony.machine import Machine, Refused
 from ceremony.machine import decisions as d
 from ceremony.machine import events as ev
+from ceremony.machine.view_of import Parts
 from ceremony.view import (
     Cosigning,
     ExceptionView,
@@ -214,6 +215,7 @@ class Live:
         self.bus: BusServer | None = None
         self.published: dict[str, Any] | None = None  # the view as last broadcast
         self._wire = WireForm()  # each view's wire form reuses what the last one had unchanged
+        self._parts = Parts()  # and the view's machine-only parts, while the state is the same
         self._token: trio.lowlevel.TrioToken | None = None
         self._dirty = trio.Event()
         self._wake = trio.Event()
@@ -306,7 +308,7 @@ class Live:
             shares_brought=self._shares_brought(now, wants),
             sealed_shares=self._sealed_shares(),
             cosigning=Cosigning(max(self.journal.notes, default=None),
-                                tuple(self.cosign_refusals))), wants)
+                                tuple(self.cosign_refusals))), wants, self._parts)
 
     def _plugged(self) -> set[str]:
         """Drives in the laptop now: as udev says, for real drives; else by the steps done
