@@ -204,7 +204,8 @@ class BusClient:
             except p.ProtocolError as e:
                 log.warning("bad broadcast: %s", p.safe_text(str(e)))
                 continue
-            self.subscribed.set()
+            if not self.subscribed.is_set():
+                self.subscribed.set()
             if isinstance(message, p.Broadcast):
                 await self._act(self.follower.broadcast(message))
             elif isinstance(message, p.Heartbeat):

@@ -196,11 +196,13 @@ def decode(data: bytes, limits: Limits = FROM_CONSOLE) -> Message:
     if not isinstance(kind, str) or kind not in _KINDS:
         raise ProtocolError(f"unknown kind {_show(kind)}")
     cls, fields = _KINDS[kind]
-    rest = {k: v for k, v in obj.items() if k not in ("v", "kind")}
-    if set(rest) != set(fields):
+    # v and kind are there: the fields are exactly right iff they number as many, all there
+    if len(obj) != len(fields) + 2 or not all(name in obj for name in fields):
+        rest = {k: v for k, v in obj.items() if k not in ("v", "kind")}
         extra = ", ".join(_show(k) for k in sorted(set(rest) - set(fields))[:5])
         raise ProtocolError(f"{kind}: fields {extra or 'none'} unknown, "
                             f"{sorted(set(fields) - set(rest)) or 'none'} missing")
+    rest = {name: obj[name] for name in fields}
     for name, types in fields.items():
         value = rest[name]
         if not isinstance(value, types) or (int in types and isinstance(value, bool)):
