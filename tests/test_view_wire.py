@@ -53,7 +53,7 @@ def test_the_daemons_incremental_view_is_the_fresh_view_after_every_event(tmp_pa
     bus = _Bus()
     live.bus = bus  # type: ignore[assignment]
     shown: dict[str, Any] | None = None
-    events = tails = 0
+    events = tails = documents = 0
     while m.status not in ("completed", "aborted"):
         kept, live._parts = live._parts, Parts()  # built afresh: nothing kept
         fresh = to_dict(live._view_object(live.clock()))  # at the seq the view will carry
@@ -66,6 +66,10 @@ def test_the_daemons_incremental_view_is_the_fresh_view_after_every_event(tmp_pa
         tails += view_delta.TAILS in body
         for label in m.script.drives:  # the one-pass serials are the machine's
             assert _drive_serials(m).get(label) == m.drive_serial(label)
+        done = m.results_of("transcript")  # the transcript is the latest one written
+        shown_doc = live.published["transcript"]
+        assert (shown_doc["step"] if shown_doc else None) == (done[-1][0] if done else None)
+        documents += shown_doc is not None
         cur = m.current
         if cur is not None and live.published["step"] is not None:
             observed = m.snapshot()["observed"].get(str(cur.n))
@@ -78,6 +82,7 @@ def test_the_daemons_incremental_view_is_the_fresh_view_after_every_event(tmp_pa
         live._apply(e)
         events += 1
     assert events > 100 and tails > events // 2  # the journal tail went as tails, mostly
+    assert documents > 0  # a transcript was written and shown
 
 
 def _views() -> list[Any]:

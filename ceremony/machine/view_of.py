@@ -185,20 +185,39 @@ def build_view(machine: Machine, extras: Extras,
     )
 
 
+#: per script (held, so its id is no other's): the steps that read a drive's serial, and the
+#: transcript steps; a view is built after every event, and these were a pass over every
+#: completed step each, asking the script for each step
+_STEPS_OF: dict[int, tuple[Any, dict[int, Any], frozenset[int]]] = {}
+
+
+def _steps_of(m: Machine) -> tuple[dict[int, Any], frozenset[int]]:
+    hit = _STEPS_OF.get(id(m.script))
+    if hit is None or hit[0] is not m.script:
+        if len(_STEPS_OF) >= 16:
+            _STEPS_OF.clear()
+        serial_steps = {st.n: st for st in m.steps if st.drive is not None and (
+            st.action == "drive.insert" or (st.action == "verify"
+                                            and st.observe == "drive.serial"))}
+        transcripts = frozenset(st.n for st in m.steps if st.action == "transcript")
+        hit = _STEPS_OF[id(m.script)] = (m.script, serial_steps, transcripts)
+    return hit[1], hit[2]
+
+
 def _drive_serials(m: Machine) -> dict[str, str | None]:
     """`m.drive_serial(label)` of every drive that has one, in one pass over the completed
     steps instead of one pass per drive (the same rule: a label's latest insert, or a later
     serial check)."""
     s, out = m._state, {}
+    serial_steps, _ = _steps_of(m)
     for n in reversed(s.completed):
-        st = m.script.step(n)
-        label = st.drive
-        if label is None or label in out:
+        st = serial_steps.get(n)
+        if st is None or st.drive in out:
             continue
         if st.action == "drive.insert":
-            out[label] = s.values.get(n)
-        elif st.action == "verify" and st.observe == "drive.serial":
-            out[label] = s.observed.get(n) or s.values.get(n)
+            out[st.drive] = s.values.get(n)
+        else:  # a serial check
+            out[st.drive] = s.observed.get(n) or s.values.get(n)
     return out
 
 
@@ -206,10 +225,14 @@ def _transcript(m: Machine) -> DocumentView | None:
     """The latest printable transcript written (the last completed `transcript` step's result),
     or None before one is. Its text's digest is the step's value: one that does not read as a
     SHA-256 gives no document rather than a line of words officers would compare in vain."""
-    done = m.results_of("transcript")
-    if not done:
+    # m.results_of("transcript")[-1], without copying every result on the way
+    _, transcripts = _steps_of(m)
+    s = m._state
+    n = next((n for n in reversed(s.completed) if n in transcripts and n in s.results), None) \
+        if transcripts else None
+    if n is None:
         return None
-    n, r = done[-1]
+    r = s.results[n]  # read only
     text = _sha256(r.get("sha256"))
     if text is None:
         return None
