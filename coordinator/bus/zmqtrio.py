@@ -5,12 +5,14 @@ hangs: ZMQ_FD is edge-triggered and shared by sending and receiving, and any ope
 socket (a send, a recv, reading ZMQ_EVENTS) may consume the edge that announced a message for
 some other task. So, as measured and written down in the field notes:
 
-- every send and recv is tried with NOBLOCK first; `zmq.Again` means "wait";
-- before sleeping, `ZMQ_EVENTS` is read: it is the truth, the FD only says "look again";
+- `ZMQ_EVENTS` is read before every send and recv (NOBLOCK) and before sleeping: it is the
+  truth, the FD only says "look again" (reading it first spares the `zmq.Again` exception a
+  reader would otherwise raise before every message; `zmq.Again` still means "wait");
 - exactly one task sleeps in `trio.lowlevel.wait_readable(fd)` (trio allows only one waiter
   per FD); the others sleep on an in-process event;
 - after every successful send or recv, and whenever the FD fires, every sleeper is woken
-  (the FD sleeper by cancelling its private cancel scope) so each re-reads `ZMQ_EVENTS`;
+  (the FD sleeper by cancelling its private cancel scope) so each re-reads `ZMQ_EVENTS`; a
+  socket only one task ever waits on (`one_task`) needs no scope;
 - `trio.lowlevel.notify_closing(fd)` before the socket is closed, so a sleeper gets
   `trio.ClosedResourceError` instead of waiting on a dead descriptor.
 
