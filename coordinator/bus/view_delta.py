@@ -80,7 +80,7 @@ def apply(shown: dict[str, Any] | None, body: Any) -> Any:
         raise DeltaError("a view delta is {view_delta: {...}, removed: [...], tails: {...}}")
     if shown is None:
         raise DeltaError("a view delta came before any whole view")
-    out = {k: v for k, v in shown.items() if k not in removed}
+    out = {k: v for k, v in shown.items() if k not in removed} if removed else dict(shown)
     out.update(changed)
     for k, tail in tails.items():
         if not (isinstance(tail, list) and len(tail) == 2 and type(tail[0]) is int
