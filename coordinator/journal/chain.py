@@ -27,7 +27,7 @@ from typing import Any
 from coordinator.journal import entry as _entry
 from coordinator.journal.checkpoint import BadCheckpoint, Checkpoint
 from coordinator.journal.entry import CHECKPOINT_TYPE, GENESIS_PREV, BadLine, Entry
-from coordinator.journal.merkle import CompactRange, leaf_hash
+from coordinator.journal.merkle import CompactRange
 from coordinator.journal.note import (
     BadSignature,
     MalformedNote,
@@ -36,7 +36,8 @@ from coordinator.journal.note import (
     open_note,
 )
 
-_HEXDIGEST = type(hashlib.sha256()).hexdigest  # unbound, for map
+_sha256 = hashlib.sha256
+_HEXDIGEST = type(_sha256()).hexdigest  # unbound, for map
 
 #: The genesis record's field that carries the journal's own parameters:
 #: `{"origin": <checkpoint origin>, "vkey": <coordinator verifier key>, "version": 1}`.
@@ -206,9 +207,9 @@ class Chain:
         pos = self.size
         if pos == 0 or record.get("type") == CHECKPOINT_TYPE:
             return self.feed(line)
-        line_hash = _entry.line_hash(line)
+        line_hash = _sha256(line).hexdigest()  # _entry.line_hash, without its frame
         prev, self.last_hash = self.last_hash, line_hash
-        self.tree.append_leaf_hash(leaf_hash(line))
+        self.tree.append(line)
         self.size = pos + 1
         return Entry(pos, prev, record, line_hash)
 

@@ -52,6 +52,35 @@ def encode(seq: int, prev: str, record: dict[str, Any]) -> bytes:
     return b'{"prev":"%s","record":%s,"seq":%d}' % (prev.encode(), canonical_json(record), seq)
 
 
+def _not_json(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# canonical_json's encoder, made once: `JSONEncoder.encode` builds a C encoder and a closure on
+# every call, which the append path pays for nothing. The same settings (sorted keys, no
+# spaces, no ASCII escaping), so the same bytes, except that NaN and infinities raise ValueError
+# (no JSON reader takes them back) and a circular record raises RecursionError rather than
+# ValueError (no markers: the one encoder is shared, and markers left by a failed call would
+# poison the next).
+_RECORD_JSON = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False
+) if json.encoder.c_make_encoder is not None else None  # type: ignore[attr-defined]
+
+
+def append_line(seq: int, prev: str, record: dict[str, Any]) -> bytes:
+    """The line the writer appends: `encode`'s bytes for an entry it builds itself (`seq` an
+    int, `prev` the chain's own last hash, 64 hex digits, both unchecked), without the
+    encoder's per-call set-up. Refuses what no journal line can hold: ValueError for NaN and
+    infinities ("Out of range float values...") and a string that is not UTF-8 (a lone
+    surrogate), TypeError for a value JSON does not have, RecursionError for a circular or
+    too deeply nested record."""
+    if _RECORD_JSON is None:  # no C encoder (not CPython): the plain way, and the NaN check
+        line = encode(seq, prev, record)
+        decode(line)
+        return line
+    return f'{{"prev":"{prev}","record":{"".join(_RECORD_JSON(record, 0))},"seq":{seq}}}'.encode()
+
+
 def line_hash(line: bytes) -> str:
     """Hex SHA-256 of a line's bytes (no newline): the next entry's `prev`."""
     return hashlib.sha256(line).hexdigest()
