@@ -16,6 +16,7 @@ Pure: bytes in, digests out.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Sequence
 
 _sha256 = hashlib.sha256
@@ -23,6 +24,8 @@ _DIGEST = type(_sha256()).digest  # unbound, for map
 _LEAF = b"\x00"  # RFC 6962 domain separation: 0x00 for leaves
 _NODE = b"\x01"  # ... and 0x01 for interior nodes
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+_JOIN = b"".join
+_NODES = itertools.repeat(_NODE)
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -54,7 +57,7 @@ class CompactRange:
         self._push(h, 0)  # a leaf is a perfect subtree of height 0
 
     def append(self, data: bytes) -> None:
-        self.append_leaf_hash(_sha256(_LEAF + data).digest())
+        self._push(_sha256(_LEAF + data).digest(), 0)  # leaf_hash(data), a subtree of height 0
 
     def extend(self, leaves: Iterable[bytes]) -> None:
         """Append many leaves (raw data), as verifying a journal needs: the leaf hashes in one
@@ -70,9 +73,9 @@ class CompactRange:
             if self.size:
                 height = min(height, (self.size & -self.size).bit_length() - 1)
             level = hashes[i : i + (1 << height)]
-            while len(level) > 1:
-                pairs = map(bytes.__add__, level[0::2], level[1::2])
-                level = list(map(_DIGEST, map(_sha256, map(_NODE.__add__, pairs))))
+            while len(level) > 1:  # 0x01 || left || right, in one join per node
+                nodes = map(_JOIN, zip(_NODES, level[0::2], level[1::2], strict=False))
+                level = list(map(_DIGEST, map(_sha256, nodes)))
             self._push(level[0], height)
             i += 1 << height
 
