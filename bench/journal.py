@@ -9,8 +9,9 @@
    journal's CPU cost alone, independent of the disk; and group commit (`append_many`, one
    write and one fsync for 8 records) against 8 raw write+fsync.
 2. `verify_journal` over 100,000 entries (a checkpoint every 1,000) against SHA-256 of each line
-   on its own, the least any verifier of a hash-linked journal must do (targets: under 0.5 s,
-   and within 3x of it), and against one SHA-256 pass over the same bytes. The runs alternate
+   on its own (`per_line_hashes`: split, hash, hex), the least any verifier of a hash-linked
+   journal must do (targets: under 0.5 s, and within 3x of it), and, for scale, against one
+   SHA-256 pass over the same bytes. The runs alternate
    (verify, per-line hashing, verify, ...) so that both meet the same load on a shared machine,
    and the best of each is kept.
 
@@ -177,6 +178,15 @@ def best_of(runs: int, *fns) -> list[tuple[float, float]]:  # noqa: ANN002
     return best
 
 
+def per_line_hashes(data: bytes) -> list[str]:
+    """The baseline of verification: the file's lines, each hashed once on its own the way the
+    chain needs it (SHA-256 of the line's bytes without the newline, in hex: the next entry's
+    `prev`), in a plain loop. A journal verifier can do no less; verify also parses every line,
+    and takes the RFC 6962 leaf hash of it and the tree's interior nodes (two more SHA-256 per
+    line)."""
+    return [hashlib.sha256(line).hexdigest() for line in data.split(b"\n")[:-1]]
+
+
 def bench_verify(workdir: Path, n: int = 100_000, every: int = 1_000, runs: int = 7) -> None:
     path = workdir / "large.journal"
     build_large(path, n, every)
@@ -187,7 +197,7 @@ def bench_verify(workdir: Path, n: int = 100_000, every: int = 1_000, runs: int 
     (v, v_cpu), (lines, lines_cpu), (one, one_cpu) = best_of(
         runs,
         lambda: verify_journal(path),
-        lambda: [hashlib.sha256(line).digest() for line in data.split(b"\n")],
+        lambda: per_line_hashes(data),
         lambda: hashlib.sha256(data).digest(),
     )
     print(
@@ -195,8 +205,8 @@ def bench_verify(workdir: Path, n: int = 100_000, every: int = 1_000, runs: int 
         f"{len(data) / 1e6:.1f} MB, best of {runs} (wall; CPU)"
     )
     print(f"  verify_journal      {v:6.3f} s; {v_cpu:6.3f} s   (target < 0.5 s)")
-    print(f"  sha256, per line    {lines:6.3f} s; {lines_cpu:6.3f} s   ratio {v / lines:4.1f}x; "
-          f"{v_cpu / lines_cpu:4.1f}x   (target <= 3x)")
+    print(f"  sha256, per line    {lines:6.3f} s; {lines_cpu:6.3f} s   ratio {v / lines:4.2f}x; "
+          f"{v_cpu / lines_cpu:4.2f}x   (target <= 3x; split and hexdigest included)")
     print(f"  sha256, one pass    {one:6.3f} s; {one_cpu:6.3f} s   ratio {v / one:4.1f}x; "
           f"{v_cpu / one_cpu:4.1f}x")
 
