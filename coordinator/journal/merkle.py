@@ -38,40 +38,70 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(_NODE + left + right).digest()
 
 
+#: Leaves `CompactRange.append` holds before hashing them in one batch.
+PENDING_MAX = 256
+
+
 class CompactRange:
     """The roots of the perfect subtrees covering leaves [0, size), largest first.
 
     Appending merges equal-height neighbours the way a binary counter carries, so `size`'s binary
     form is exactly the list of heights; `root()` folds them right to left, which is RFC 6962's
     split at the largest power of two.
+
+    `append` only keeps the leaf: leaves are hashed in batches (`extend`), when the tree is read
+    (`root`, `copy`, another append of a hash) or `PENDING_MAX` of them wait. The journal appends
+    one leaf between two fsyncs, where a hash taken alone costs several times what it costs in
+    a batch (cold caches after the sleep); a checkpoint reads the root, so what it signs is the
+    same.
     """
 
-    __slots__ = ("_heights", "_hashes", "size")
+    __slots__ = ("_heights", "_hashes", "_size", "_pending")
 
     def __init__(self) -> None:
         self._heights: list[int] = []
         self._hashes: list[bytes] = []
-        self.size = 0
+        self._size = 0  # leaves hashed in
+        self._pending: list[bytes] = []  # leaves appended, not yet hashed
+
+    @property
+    def size(self) -> int:
+        return self._size + len(self._pending)
 
     def append_leaf_hash(self, h: bytes) -> None:
+        if self._pending:
+            self._flush()
         self._push(h, 0)  # a leaf is a perfect subtree of height 0
 
     def append(self, data: bytes) -> None:
-        self._push(_sha256(_LEAF + data).digest(), 0)  # leaf_hash(data), a subtree of height 0
+        """Append one leaf (raw data); it is hashed with the next batch."""
+        pending = self._pending
+        pending.append(data)
+        if len(pending) >= PENDING_MAX:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        self._extend(pending)
 
     def extend(self, leaves: Iterable[bytes]) -> None:
         """Append many leaves (raw data), as verifying a journal needs: the leaf hashes in one
         pass, then each perfect subtree that fits at the current size level by level. Every
         hash is computed by `map` rather than a Python loop, which halves the interpreter's
         share of the cost; the hashes are the same as `append`'s, one leaf at a time."""
+        if self._pending:
+            self._flush()
+        self._extend(leaves)
+
+    def _extend(self, leaves: Iterable[bytes]) -> None:
         hashes = list(map(_DIGEST, map(_sha256, map(_LEAF.__add__, leaves))))
         i, n = 0, len(hashes)
         while i < n:
             # the largest perfect subtree that can start at `size` (a multiple of its width)
             # and fits in what is left
             height = (n - i).bit_length() - 1
-            if self.size:
-                height = min(height, (self.size & -self.size).bit_length() - 1)
+            if self._size:
+                height = min(height, (self._size & -self._size).bit_length() - 1)
             level = hashes[i : i + (1 << height)]
             while len(level) > 1:  # 0x01 || left || right, in one join per node
                 nodes = map(_JOIN, zip(_NODES, level[0::2], level[1::2], strict=False))
@@ -83,7 +113,7 @@ class CompactRange:
         """Append the root of a perfect subtree of `height` (the size must be a multiple of its
         width), merging equal heights as a binary counter carries."""
         heights, hashes = self._heights, self._hashes
-        self.size += 1 << height
+        self._size += 1 << height
         while heights and heights[-1] == height:
             heights.pop()
             h = _sha256(_NODE + hashes.pop() + h).digest()
@@ -92,6 +122,8 @@ class CompactRange:
         hashes.append(h)
 
     def root(self) -> bytes:
+        if self._pending:
+            self._flush()
         if not self._hashes:
             return EMPTY_ROOT
         it = reversed(self._hashes)
@@ -101,10 +133,12 @@ class CompactRange:
         return root
 
     def copy(self) -> CompactRange:
+        if self._pending:
+            self._flush()
         other = CompactRange()
         other._heights = list(self._heights)
         other._hashes = list(self._hashes)
-        other.size = self.size
+        other._size = self._size
         return other
 
 
