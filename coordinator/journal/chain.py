@@ -37,6 +37,7 @@ from coordinator.journal.note import (
 )
 
 _HEXDIGEST = type(hashlib.sha256()).hexdigest  # unbound, for map
+_new_entry = tuple.__new__  # what a NamedTuple's generated __new__ calls
 # One line hashed alone, between two fsyncs (the writer's `extend`): CPython's own SHA-256 costs
 # about half of OpenSSL's there (less code to bring back into the caches after the sleep); in
 # a batch (`feed_lines`, by `map`) OpenSSL's is the faster. The same digest either way.
@@ -220,7 +221,7 @@ class Chain:
         prev, self.last_hash = self.last_hash, line_hash
         self.tree.append(line)
         self.size = pos + 1
-        return Entry(pos, prev, record, line_hash)
+        return _new_entry(Entry, (pos, prev, record, line_hash))  # Entry(...) without a frame
 
     def _seq_broken(self, pos: int, seq: int, following: bytes | None) -> Broken:
         nxt = _peek(following)
