@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import select
 import shlex
 import shutil
@@ -78,12 +79,17 @@ class Room:
     """A staged ceremony under tmux: shim, coordinator and consoles, each in a window."""
 
     def __init__(self, tmp: Path, consoles: tuple[str, ...], *,
-                 udev: dict[str, str] | None = None, script: Path | None = None) -> None:
+                 udev: dict[str, str] | None = None, script: Path | None = None,
+                 observers: tuple[str, ...] = ()) -> None:
         """`udev`: the environment that shows the coordinator a umockdev testbed; given, the
         coordinator uses USB drives (`drives = "usb"`, mounted under tmp/mnt) instead of the
-        staged folders. `script`: another script than the bundled one."""
+        staged folders. `script`: another script than the bundled one. `observers`: seats of
+        the witness role (WI) enrolled beyond the cast (`enrol_observer`), each with a console
+        config, so that a room can have more consoles than the script's cast has people."""
         self.tmp = tmp
         self.staged: Staged = stage(tmp / "ceremony", fixture="small", script_path=script)
+        for seat in observers:
+            enrol_observer(self.staged, seat)
         self.udev = udev
         self.mounts = tmp / "mnt"
         if udev is not None:
@@ -118,6 +124,23 @@ class Room:
 
     def close(self) -> None:
         self.tmux.kill_server()
+
+    def pid(self, name: str) -> int:
+        """The pid of the program running in window `name` (the coordinator, a console): the
+        child of the window's shell (`Tmux.open` runs it under `bash -c`)."""
+        out = self.tmux._run("list-panes", "-t", f"{self.tmux.session}:{name}", "-F",
+                             "#{pane_pid}")
+        shell = int(out.split()[0])
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == shell:
+                return int(d)
+        raise RuntimeError(f"no program runs in window {name} (its shell is {shell})")
 
     # --- what a person does and sees -----------------------------------------------------------
     def screen(self, seat: str) -> str:
@@ -173,6 +196,56 @@ def env_ok() -> bool:
     return HAVE_TMUX and os.name == "posix"
 
 
+def enrol_observer(staged: Staged, seat: str, role: str = "WI") -> Path:
+    """Enrol one more observer seat in a staged ceremony, before its coordinator starts: its
+    keys (keyrite.enroll), a roster entry, a passphrase in passphrases.toml and a console
+    config like the cast's. The script must allow another of `role` (its `max`)."""
+    from ceremony.roster import Officer, Roster, dump_roster, load_roster
+    from keyrite.enroll import make_officer
+
+    live = staged.live
+    phrase = secrets.token_hex(5)
+    e = make_officer(live / "officers" / seat, role=role, name=f"Observer {seat}",
+                     passphrase=phrase.encode(), seat=seat, person=f"p-{seat.lower()}",
+                     organisation="Independent observer")
+    roster = load_roster(live / "roster.toml")
+    officers = {**roster.officers, seat: Officer(seat, e.role, e.person, e.name, e.organisation,
+                                                 e.signing_key, e.console_key)}
+    (live / "roster.toml").write_text(dump_roster(Roster(officers)))
+    with (live / "passphrases.toml").open("a") as f:
+        f.write(f'{seat} = "{phrase}"\n')
+    staged.passphrases[seat] = phrase
+    template = next(iter(staged.consoles.values())).read_text()
+    text = re.sub(r'^enrolment = ".*"$', f'enrolment = "../officers/{seat}"', template,
+                  flags=re.M)
+    text = re.sub(r"^also = .*$", "also = []", text, flags=re.M)
+    text = re.sub(r"^journal_copy = .*\n", "", text, flags=re.M)
+    path = live / "consoles" / f"{seat}.toml"
+    path.write_text(text)
+    staged.consoles[seat] = path
+    return path
+
+
+def sign_in_observer(room: Room, seat: str, doc: str = "p", digits: str = "4711",
+                     by: str = "KGA") -> None:
+    """`by` (signed in) signs `seat` in after checking its ID: picked from the list of those
+    not signed in by number, the document's type (`doc`: its key on the screen), its last
+    digits and `by`'s passphrase, as tests/test_live_tmux.py does by hand."""
+    room.press(by, "i")
+    listed = room.wait(by, lambda s: re.search(rf"^[ >] (\d+)\) {seat} ", s, re.M) is not None)
+    number = re.search(rf"^[ >] (\d+)\) {seat} ", listed, re.M).group(1)  # type: ignore[union-attr]
+    room.press(by, *number)
+    room.wait(by, lambda s: re.search(rf"^> {number}\) ", s, re.M) is not None)
+    room.press(by, "Enter")
+    room.wait(by, lambda s: "The ID document you checked for" in s)
+    room.press(by, doc)
+    room.wait(by, lambda s: re.search(r"^Last digits:", s, re.M) is not None)
+    room.type(by, digits)
+    room.wait(by, lambda s: re.search(rf"^Passphrase of {by}'s key", s, re.M) is not None)
+    room.type(by, room.phrases[by])
+    room.wait(by, lambda s: re.search(rf"^│{seat} +\S.*: signed in", s, re.M) is not None)
+
+
 # --- doing what is asked, as the officers would ------------------------------------------------
 class Autopilot:
     """Presses, for each step, the key the bold line offers, and types what the officer would
@@ -189,18 +262,29 @@ class Autopilot:
     def current(self) -> int | None:
         return self.room.step_of(self.seats[0])
 
+    def finish(self, timeout: float = 900.0) -> None:
+        """Act until the ceremony is over: every screen's badge says CEREMONY COMPLETED."""
+        self._drive(lambda screen, n: "CEREMONY COMPLETED" in screen, timeout,
+                    "the ceremony did not complete")
+
     def run(self, until: int, timeout: float = 600.0) -> None:
         """Act until step `until` is current. Each decision is read off one screen (its step
         and its bold line together) that held for two captures in a row: never a key pressed
         for a step that has moved on, nor off a capture torn between two redraws (a capture
         with no step line let the autopilot act, and so, once in a full-suite run, approve
         step 33's generation it was told to stop before)."""
+        self._drive(lambda screen, n: n is not None and n >= until, timeout,
+                    f"the ceremony did not reach step {until}")
+
+    def _drive(self, done: Callable[[str, int | None], bool], timeout: float,
+               failed: str) -> None:
+        """`run`'s loop, until a screen (with its step) is `done`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for seat in self.seats:
                 screen = self.room.screen(seat)
                 n = _step(screen)
-                if n is not None and n >= until:
+                if done(screen, n):
                     return
                 time.sleep(0.08)
                 if n is None or self.room.screen(seat) != screen:
@@ -213,7 +297,7 @@ class Autopilot:
                     break
             else:
                 time.sleep(0.15)  # the coordinator is working (or waiting for someone)
-        raise AssertionError(f"the ceremony did not reach step {until} in {timeout} s")
+        raise AssertionError(f"{failed} in {timeout} s")
 
     def act(self, seat: str, key: str, n: int | None) -> None:
         r = self.room
@@ -252,13 +336,20 @@ class Autopilot:
                 r.press(seat, "Enter")
             else:
                 r.type(seat, value)
-            if "bag-serial" in screen:  # a custodian then signs for the bag
+            if "bag-serial" in screen and self.custodian_signs(screen):
+                # a custodian then signs for the bag (a bag's serial recorded is not signed)
                 signing = r.wait(seat, lambda s: "Passphrase of" in s or "REFUSED" in s, 20)
                 m = re.search(r"Passphrase of (\w+)'s key", signing)
                 if m:
                     r.type(seat, r.phrases[m.group(1)])
         else:
             raise AssertionError(f"the autopilot does not answer [{key}]")
+
+    def custodian_signs(self, screen: str) -> bool:
+        """Whether the value the prompt asks for is a seal's or a handover's bag serial, which
+        its custodian signs for, rather than a serial the KGA records."""
+        m = re.search(r"Enter the value for step (\d+)", screen)
+        return m is None or self.script.step(int(m.group(1))).action in ("seal", "handover")
 
     def passphrases(self, seat: str, screen: str) -> None:
         """Type the passphrase each "Passphrase of SEAT's key" prompt asks for, one after the
@@ -288,6 +379,10 @@ class Autopilot:
             return self.room.serial(step.drive)
         if fmt == "bag-serial" and step.bag:
             return self.room.bag(step.bag)
+        if fmt == "sha256":  # a digest the prompt shows (the transcript's), read aloud
+            shown = re.search(r"^sha256 ((?:\s*[0-9a-f]{2}:?){32})", screen, re.M)
+            if shown:
+                return "".join(re.findall(r"[0-9a-f]{2}", shown.group(1)))
         return "noted"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,4 +46,11 @@ def test_bench_run_quick_json_has_every_row(tmp_path: Path) -> None:
                 "rehearse.small.rss"):
         assert rows[key]["status"] == "ok", rows[key]
     assert rows["rehearse.seed.rss"]["status"] == "skipped"  # only with --seed-rehearsal
+    # the live room's row runs wherever tmux is (bench/coordinator_rss.py), else says it needs it
+    coordinator = rows["coordinator.rss.10"]
+    if shutil.which("tmux"):
+        assert coordinator["status"] == "ok", coordinator
+        assert "10 console processes" in coordinator["note"], coordinator
+    else:
+        assert "needs tmux" in coordinator["note"], coordinator
     assert isinstance(report["load_before"], list) and report["cores"] >= 1
