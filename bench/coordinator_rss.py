@@ -193,6 +193,7 @@ def summarise(samples: list[tuple[float, int | None, int, int]], base: list[tupl
         "peak_rss_mb": peak[2] * mb,
         "peak_at_step": peak[1],
         "peak_pss_mb": max(s[3] for s in samples) * mb,
+        "step_peak_rss_mb": max(r for _, r, _ in per_step) * mb if per_step else 0.0,
         "first_step": first[0],
         "first_step_rss_mb": first[1] * mb,
         "last_step": last[0],
@@ -220,6 +221,8 @@ def show(r: dict[str, Any]) -> None:
     print(f"10 consoles connected                  RSS {r['connected_rss_mb']:6.1f} MB")
     print(f"peak                                   RSS {r['peak_rss_mb']:6.1f} MB  "
           f"PSS {r['peak_pss_mb']:6.1f} MB  (at step {r['peak_at_step']})")
+    print(f"peak of the per-step samples            RSS {r['step_peak_rss_mb']:6.1f} MB  "
+          "(what the coordinator holds between steps; the peak above may be one step's work)")
     print(f"first step ({r['first_step']}, after {r['warmup_steps']} warm-up)"
           f"{'':>9} RSS {r['first_step_rss_mb']:6.1f} MB")
     print(f"last step ({r['last_step']}){'':>24} RSS {r['last_step_rss_mb']:6.1f} MB")

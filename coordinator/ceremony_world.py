@@ -20,7 +20,7 @@ from coordinator import publish
 from coordinator.drives import SUM_SUFFIX, Drives, sha256_file
 from coordinator.executor import Progress
 from coordinator.shim_client import HostKeyMismatch, ShimClient
-from coordinator.transcript import render, transcript_pdf
+from coordinator.transcript import render, transcript_pdf_apart
 from keyrite.exits import Failure
 from keyrite.files import write_atomic
 from signer_shim.interface import PolicyKeys, Signer
@@ -176,7 +176,7 @@ class CeremonyWorld:
         name = time.strftime("transcript-%Y%m%d.txt", time.gmtime(self.now()))
         pdf = name.removesuffix(".txt") + ".pdf"
         written = self.drives.copy(
-            p["drive"], [(name, text.encode()), (pdf, transcript_pdf(text))])
+            p["drive"], [(name, text.encode()), (pdf, transcript_pdf_apart(text))])
         done = {str(f["name"]): f for f in written}
         return {"file": name, "drive": p["drive"], "sha256": colon_hex(str(done[name]["sha256"])),
                 "pdf": pdf, "pdf_sha256": colon_hex(str(done[pdf]["sha256"]))}

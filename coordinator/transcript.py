@@ -694,3 +694,35 @@ def transcript_pdf(text: str) -> bytes:
         pdf.showPage()
     pdf.save()
     return buf.getvalue()
+
+
+def transcript_pdf_apart(text: str, timeout: float = 600.0) -> bytes:
+    """`transcript_pdf` made in a child process of this interpreter, for the live coordinator:
+    reportlab and the embedded font cost some 12 MB that a process keeps once it has loaded
+    them (the registered font, the modules), and the coordinator runs the whole ceremony on.
+    The child runs this very code with this font, so the bytes are `transcript_pdf(text)`'s."""
+    import os
+    import subprocess
+    import sys
+
+    from keyrite.exits import Failure
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    try:
+        done = subprocess.run([sys.executable, "-m", "coordinator.transcript"],
+                              input=text.encode("utf-8", "surrogatepass"), capture_output=True,
+                              env=env, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise Failure(f"the transcript's PDF could not be made: {e}") from None
+    if done.returncode != 0 or not done.stdout.startswith(b"%PDF"):
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise Failure(f"the transcript's PDF could not be made (exit {done.returncode}): "
+                      f"{tail[0]}")
+    return done.stdout
+
+
+if __name__ == "__main__":  # transcript_pdf_apart's child: the text on stdin, the PDF on stdout
+    import sys
+
+    sys.stdout.buffer.write(transcript_pdf(sys.stdin.buffer.read().decode("utf-8",
+                                                                          "surrogatepass")))

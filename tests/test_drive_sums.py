@@ -6,6 +6,7 @@ journal stops the ceremony at the check, naming the file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from ceremony.machine import decisions as d
 from coordinator.ceremony_world import CeremonyWorld
-from coordinator.drives import with_sums
+from coordinator.drives import sha256_file, with_sums
 from coordinator.folder_drives import FolderDrives
 from keyrite import cli
 from tests.rehearsal_helpers import rehearse_json
@@ -125,3 +126,13 @@ def test_sums_are_added_once_and_never_summed() -> None:
     assert batch[1][1] == b"x  b.tar.gz\n"  # the signer's own sum, kept as it wrote it
     assert batch[3][1] == (b"ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356"
                            b"  journal.jsonl\n")
+
+
+def test_sha256_file_reads_a_file_of_many_buffers_whole(tmp_path: Path) -> None:
+    """sha256_file reads into one 64 KiB buffer: every byte of a file several buffers long
+    and not a whole number of them is hashed, an empty file too."""
+    data = bytes(range(256)) * 1000 + b"tail"
+    (tmp_path / "f").write_bytes(data)
+    (tmp_path / "e").write_bytes(b"")
+    assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+    assert sha256_file(tmp_path / "e") == hashlib.sha256(b"").hexdigest()

@@ -30,7 +30,9 @@ from coordinator.transcript import (
     pages,
     render,
     transcript_pdf,
+    transcript_pdf_apart,
 )
+from keyrite.exits import Failure
 from tests.test_report import NAMES, needs_dejavu, renamed
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -361,3 +363,12 @@ def test_without_the_font_files_the_pdf_is_courier_with_the_rest_replaced(
     fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
                            check=True).stdout.splitlines()[2:]
     assert [line.split()[0] for line in fonts] == ["Courier"]
+
+
+def test_the_coordinators_pdf_made_apart_is_the_same_pdf(text: str, monkeypatch) -> None:
+    """The live coordinator makes the PDF in a child process (reportlab and the font stay out
+    of it): the same bytes; a child that cannot make it is a Failure that says so."""
+    assert transcript_pdf_apart(text) == transcript_pdf(text)
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(Failure, match="the transcript's PDF could not be made"):
+        transcript_pdf_apart(text)
