@@ -47,6 +47,7 @@ PEAK_TARGET_MB = 100.0
 SLOPE_FLAT_MB = 0.1  # MB per step
 GROWTH_FLAT_MB = 5.0  # last step minus first step, after the warm-up
 QUICK_UNTIL = 20  # --quick: steps 1 to 19 (the sign-in, the live CD and drive checks)
+SOCKET_DIR_MAX = 70  # --dir's length that leaves room for /keyrite-rss-XXXXXXXX/tmux-XXXXXXXX
 EXTRA = "WI2"  # the tenth console: a witness enrolled beyond the cast
 OBSERVERS = (("WI1", "p", "4711"), ("SAU1", "d", "08X2"), (EXTRA, "p", "0042"))
 
@@ -255,7 +256,14 @@ def main() -> int:
               file=sys.stderr)
         return 2
     until = QUICK_UNTIL if a.quick else a.until
-    with tempfile.TemporaryDirectory(dir=a.dir, prefix="keyrite-coordinator-rss-") as d:
+    base = a.dir
+    if base is not None and len(str(base.absolute())) > SOCKET_DIR_MAX:
+        # tmux's socket goes in the room's directory, and a unix socket's path is at most 107
+        # bytes (a pytest tmp_path under bench/run's directory is longer)
+        print(f"coordinator_rss: {base} is too long a path for tmux's socket: the room goes in "
+              f"{tempfile.gettempdir()}", file=sys.stderr)
+        base = None
+    with tempfile.TemporaryDirectory(dir=base, prefix="keyrite-rss-") as d:
         r = measure(Path(d), until, a.interval, a.warmup, a.timeout)
     r["load_average"] = os.getloadavg()
     if a.json:

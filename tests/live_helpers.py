@@ -263,7 +263,7 @@ class Autopilot:
         return self.room.step_of(self.seats[0])
 
     def finish(self, timeout: float = 900.0) -> None:
-        """Act until the ceremony is over: every screen's badge says CEREMONY COMPLETED."""
+        """Act until the ceremony is over: a console's badge says CEREMONY COMPLETED."""
         self._drive(lambda screen, n: "CEREMONY COMPLETED" in screen, timeout,
                     "the ceremony did not complete")
 
