@@ -229,22 +229,26 @@ def show(r: dict[str, Any]) -> None:
     print(f"ceremony {what}: {r['steps_seen']} steps seen, {r['journal_entries']} journal "
           f"entries, {r['ceremony_s']:.0f} s ({r['wall_s']:.0f} s with staging); "
           f"{r['samples']} samples")
-    print(f"baseline (coordinator up, no console)  RSS {r['baseline_rss_mb']:6.1f} MB  "
-          f"PSS {r['baseline_pss_mb']:6.1f} MB")
-    print(f"10 consoles connected                  RSS {r['connected_rss_mb']:6.1f} MB")
-    print(f"peak (VmHWM, the process's life)       RSS {r['peak_rss_mb']:6.1f} MB")
-    print(f"peak of the samples                    RSS {r['sampled_peak_rss_mb']:6.1f} MB  "
-          f"PSS {r['peak_pss_mb']:6.1f} MB  (at step {r['peak_at_step']})")
-    print(f"peak of the per-step samples            RSS {r['step_peak_rss_mb']:6.1f} MB  "
-          "(what the coordinator holds between steps; the peak above may be one step's work)")
-    print(f"first step ({r['first_step']}, after {r['warmup_steps']} warm-up)"
-          f"{'':>9} RSS {r['first_step_rss_mb']:6.1f} MB")
-    print(f"last step ({r['last_step']}){'':>24} RSS {r['last_step_rss_mb']:6.1f} MB")
-    print(f"growth, last - first                   {r['growth_mb']:+.2f} MB   "
-          f"(flat: < {GROWTH_FLAT_MB:.0f} MB)")
-    print(f"slope (least squares, per step)        {r['slope_mb_per_step']:+.4f} MB/step   "
+    last = "the end (completed)" if r["until"] is None else f"the last step ({r['last_step']})"
+
+    def line(label: str, mb: float, more: str = "") -> None:
+        print(f"{label:44} RSS {mb:6.1f} MB{'  ' + more if more else ''}")
+
+    line("baseline: coordinator up, no console", r["baseline_rss_mb"],
+         f"PSS {r['baseline_pss_mb']:.1f} MB")
+    line("10 consoles connected", r["connected_rss_mb"])
+    line("peak (VmHWM: the process's whole life)", r["peak_rss_mb"])
+    line("peak of the 100 ms samples", r["sampled_peak_rss_mb"],
+         f"PSS {r['peak_pss_mb']:.1f} MB, at step {r['peak_at_step']}")
+    line("peak of the per-step samples", r["step_peak_rss_mb"],
+         "what it holds between steps")
+    line(f"step {r['first_step']} (after {r['warmup_steps']} warm-up steps)",
+         r["first_step_rss_mb"])
+    line(last, r["last_step_rss_mb"])
+    print(f"{'growth, last - first':44} {r['growth_mb']:+.2f} MB (flat: < {GROWTH_FLAT_MB:.0f} MB)")
+    print(f"{'slope (least squares over the steps)':44} {r['slope_mb_per_step']:+.4f} MB/step "
           f"(flat: |slope| < {SLOPE_FLAT_MB} MB/step)")
-    flat = {True: "flat", False: "NOT flat", None: "flat not judged (not a whole ceremony)"}
+    flat = {True: "flat", False: "NOT flat", None: "flat not judged: not a whole ceremony"}
     print(f"target: peak <= {PEAK_TARGET_MB:.0f} MB and flat: "
           f"{'met' if r['met'] else 'NOT met'} ({flat[r['flat']]}); peak / baseline "
           f"{r['peak_rss_mb'] / r['baseline_rss_mb']:.2f}x")
