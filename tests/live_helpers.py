@@ -109,9 +109,13 @@ class Room:
         for seat in consoles:
             self.start_console(seat)
 
-    def start_coordinator(self) -> None:
-        env = [] if self.udev is None else ["env", *(f"{k}={self.udev[k]}" for k in
-                                                     ("LD_PRELOAD", "UMOCKDEV_DIR"))]
+    def start_coordinator(self, extra_env: dict[str, str] | None = None) -> None:
+        """Start the coordinator in its window; `extra_env` adds to its environment (a test's
+        `KEYRITE_TEST_CRASH`, say)."""
+        pairs = {} if self.udev is None else {k: self.udev[k]
+                                              for k in ("LD_PRELOAD", "UMOCKDEV_DIR")}
+        pairs.update(extra_env or {})
+        env = ["env", *(f"{k}={v}" for k, v in pairs.items())] if pairs else []
         self.tmux.open("coordinator", [*env, *KEYRITE, "coordinator", "--config",
                                        str(self.staged.coordinator)], self.logs / "coordinator.log")
         self.wait("coordinator", lambda s: "commands on" in s, 60)
