@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import pkcs11
-from asn1crypto.keys import PublicKeyInfo
+from asn1crypto.core import OctetString
+from asn1crypto.keys import ECDomainParameters, PublicKeyInfo
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, PKCS11Error
@@ -33,9 +34,17 @@ from pkcs11.util.rsa import decode_rsa_public_key, encode_rsa_public_key
 
 from signer_shim.algorithms import algorithm, ec_name, rsa_name
 from signer_shim.pkcs11.inventory import key_problems
+from signer_shim.pkcs11.raw import RawSession, boolean, ulong
 from signer_shim.pkcs11.wire import decode, encode
 
 _CLASSES = {ObjectClass.PRIVATE_KEY: "private", ObjectClass.PUBLIC_KEY: "public"}
+#: what a listing reads of every object, in one call (signer_shim.pkcs11.raw)
+_LISTED = ((Attribute.CLASS, 8), (Attribute.ID, 128), (Attribute.LABEL, 128),
+           (Attribute.KEY_TYPE, 8))
+#: what a public key's SubjectPublicKeyInfo is made of, with its ID, in one call
+_PUBLIC = ((Attribute.ID, 128), (Attribute.KEY_TYPE, 8), (Attribute.EC_PARAMS, 128),
+           (Attribute.EC_POINT, 256), (Attribute.MODULUS, 1024),
+           (Attribute.PUBLIC_EXPONENT, 16))
 _PRIVATE_FLAGS = {
     "sensitive": Attribute.SENSITIVE, "extractable": Attribute.EXTRACTABLE,
     "always_sensitive": Attribute.ALWAYS_SENSITIVE,
@@ -62,6 +71,17 @@ _WRAP_RECORDED = {"sensitive": Attribute.SENSITIVE, "extractable": Attribute.EXT
                   "unwrap": Attribute.UNWRAP, "derive": Attribute.DERIVE}
 
 
+#: what `_check` reads of a new private key (ID, class, the flags, label, token, key type and
+#: what names the size) and of its public key (ID, class, label, token, RSA's exponent)
+_CHECK_EC = ((Attribute.ID, 128), (Attribute.CLASS, 8),
+             *((attr, 1) for attr in _PRIVATE_FLAGS.values()), (Attribute.LABEL, 128),
+             (Attribute.TOKEN, 1), (Attribute.KEY_TYPE, 8), (Attribute.EC_PARAMS, 128))
+_CHECK_RSA = (*_CHECK_EC[:-1], (Attribute.MODULUS, 1024))
+_CHECK_PUBLIC = ((Attribute.ID, 128), (Attribute.CLASS, 8), (Attribute.LABEL, 128),
+                 (Attribute.TOKEN, 1))
+_CHECK_PUBLIC_RSA = (*_CHECK_PUBLIC, (Attribute.PUBLIC_EXPONENT, 16))
+
+
 class Refused(Exception):
     """A request the worker will not carry out as asked."""
 
@@ -74,11 +94,12 @@ class Worker:
         #: extra private-key attributes for keys this worker makes ({} = the default path;
         #: `key_template("wrap")` sets _WRAP_PRIVATE)
         self._private_extra: dict[Attribute, Any] = {}
-        #: (class, handle) -> (listed record, object) of the key objects this session last
-        #: listed or made: a listing re-reads each object's ID and label (a round through
-        #: SoftHSM's store per object) and takes the type from here when they are unchanged
+        #: (class, handle) -> listed record of the key objects this session last listed or
+        #: made: a listing re-reads each object's ID and label (a round through SoftHSM's
+        #: store per object) and takes the type from here when they are unchanged
         #: (`list_objects`); `public_keys` reads through these handles (`_listed_public`)
-        self._seen: dict[tuple[str, int], tuple[dict[str, Any], Any]] = {}
+        self._seen: dict[tuple[str, int], dict[str, Any]] = {}
+        self._raw_session: tuple[Any, RawSession] | None = None
         #: the key object IDs of the last listing, kept current with this worker's own writes
         #: since (its destroys and checked generates); None when not known that way
         self._listed_ids: set[str] | None = None
@@ -92,6 +113,12 @@ class Worker:
         self._seen, self._listed_ids = {}, None
         return {"pid": os.getpid()}
 
+    def _raw(self) -> RawSession:
+        """Finds and one-call reads on the current session (signer_shim.pkcs11.raw)."""
+        if self._raw_session is None or self._raw_session[0] is not self.session:
+            self._raw_session = (self.session, RawSession(self.module, self.session))
+        return self._raw_session[1]
+
     def token_info(self) -> dict[str, Any]:
         t = self.session.token
         return {"manufacturer_id": t.manufacturer_id, "model": t.model,
@@ -100,25 +127,29 @@ class Worker:
     def list_objects(self) -> list[dict[str, Any]]:
         """Every private and public key object: class, id (hex), label and type.
 
-        Each object found is read afresh for its ID and label (both can be changed in place);
-        its type (key type and size, which cannot) is read only for a handle this session has
-        not listed or made before, or whose ID or label changed since. That halves the reads
-        of a listing of known objects, the generate's three listings' main cost (bench/shim.py).
+        One find for every object on the token, and each object read afresh for its class,
+        ID and label (the two can be changed in place) in one call (signer_shim.pkcs11.raw);
+        its type's size (modulus or curve, which cannot change) is read only for a handle this
+        session has not listed or made before, or whose ID or label changed since.
         """
-        out, seen = [], {}
-        for cls, name in _CLASSES.items():
-            for o in list(self.session.get_objects({Attribute.CLASS: cls})):
-                known = self._seen.get((name, o.handle))
-                a = o.get_attributes([Attribute.ID, Attribute.LABEL] +
-                                     ([] if known else [Attribute.KEY_TYPE]))
-                kid, label = bytes(a[Attribute.ID]).hex(), a[Attribute.LABEL]
-                if known and known[0]["id"] == kid and known[0]["label"] == label:
-                    kind = known[0]["type"]
-                else:
-                    kind = self._type(o, a.get(Attribute.KEY_TYPE))
-                rec = {"class": name, "id": kid, "label": label, "type": kind}
-                seen[(name, o.handle)] = (rec, o)
-                out.append(rec)
+        raw = self._raw()
+        by_class: dict[str, list[dict[str, Any]]] = {"private": [], "public": []}
+        seen = {}
+        for h in raw.find():
+            c, i, lab, kt = raw.read(h, _LISTED)
+            name = _CLASSES.get(ulong(c))  # type: ignore[call-overload]
+            if name is None:
+                continue
+            kid, label = (i or b"").hex(), (lab or b"").decode("utf-8", "replace")
+            known = self._seen.get((name, h))
+            if known and known["id"] == kid and known["label"] == label:
+                kind = known["type"]
+            else:
+                kind = self._raw_type(h, ulong(kt))
+            rec = {"class": name, "id": kid, "label": label, "type": kind}
+            seen[(name, h)] = rec
+            by_class[name].append(rec)
+        out = by_class["private"] + by_class["public"]
         self._seen, self._listed_ids = seen, {rec["id"] for rec in out}
         return out
 
@@ -245,30 +276,38 @@ class Worker:
         inventory diff's), with no pass over the token: each object's ID is read again with
         its key and must still be the locator. None (make the pass) if a locator was not
         listed, was listed twice, or a handle no longer reads as listed."""
-        by_id: dict[str, list[Any]] = {}
-        for (name, _h), (rec, o) in self._seen.items():
+        by_id: dict[str, list[int]] = {}
+        for (name, h), rec in self._seen.items():
             if name == "public" and rec["id"] in wanted:
-                by_id.setdefault(rec["id"], []).append(o)
+                by_id.setdefault(rec["id"], []).append(h)
         if set(by_id) != wanted or any(len(v) != 1 for v in by_id.values()):
             return None
-        out = {}
+        raw, out = self._raw(), {}
         try:
-            for kid, (o,) in by_id.items():
-                if bytes(o[Attribute.ID]).hex() != kid:
+            for kid, (h,) in by_id.items():
+                i, kt, params, point, modulus, exponent = raw.read(h, _PUBLIC)
+                if (i or b"").hex() != kid:
                     return None
-                out[kid] = base64.b64encode(_spki(o)).decode()
+                der = _spki_of(ulong(kt), params, point, modulus, exponent)
+                if der is None:
+                    return None
+                out[kid] = base64.b64encode(der).decode()
         except PKCS11Error:
             return None
         return out
 
     def _forget(self, locator: str) -> None:
         """Drop a destroyed key's handles from `_seen` (a token may hand them out again)."""
-        self._seen = {k: v for k, v in self._seen.items() if v[0]["id"] != locator}
+        self._seen = {k: v for k, v in self._seen.items() if v["id"] != locator}
 
     def _ids(self) -> set[str]:
         """Every key object ID on the token, in one pass (a find per key costs a pass each)."""
-        return {bytes(o[Attribute.ID]).hex() for c in _CLASSES
-                for o in list(self.session.get_objects({Attribute.CLASS: c}))}
+        raw, out = self._raw(), set()
+        for h in raw.find():
+            c, i = raw.read(h, _LISTED[:2])
+            if ulong(c) in _CLASSES:
+                out.add((i or b"").hex())
+        return out
 
     def _objects(self, locator: str, cls: ObjectClass | None = None) -> list[Any]:
         classes = [cls] if cls is not None else list(_CLASSES)
@@ -277,6 +316,16 @@ class Worker:
             attrs = {Attribute.CLASS: c, Attribute.ID: bytes.fromhex(locator)}
             found += list(self.session.get_objects(attrs))
         return found
+
+    def _raw_type(self, handle: int, kt: int | None) -> str:
+        """A key object's type as `_type` names it, read through its handle."""
+        if kt == KeyType.RSA:
+            (modulus,) = self._raw().read(handle, ((Attribute.MODULUS, 1024),))
+            return rsa_name(len(modulus or b"") * 8)
+        if kt == KeyType.EC:
+            (params,) = self._raw().read(handle, ((Attribute.EC_PARAMS, 128),))
+            return ec_name(params or b"")
+        return str(kt)
 
     def _type(self, o: Any, kt: Any = None) -> str:
         kt = o[Attribute.KEY_TYPE] if kt is None else kt
@@ -319,37 +368,39 @@ class Worker:
         """
         kid = bytes.fromhex(locator)
         rsa = algorithm(name).kind == "RSA"
-        size = Attribute.MODULUS if rsa else Attribute.EC_PARAMS  # what names the type
-        try:  # two C_GetAttributeValue calls per pair: each is a round through SoftHSM's store
-            a = priv.get_attributes([Attribute.ID, Attribute.CLASS, *_PRIVATE_FLAGS.values(),
-                                     Attribute.LABEL, Attribute.TOKEN, Attribute.KEY_TYPE, size])
-            p = pub.get_attributes([Attribute.ID, Attribute.CLASS, Attribute.LABEL,
-                                    Attribute.TOKEN] + ([Attribute.PUBLIC_EXPONENT] if rsa else []))
+        raw = self._raw()
+        try:  # one C_GetAttributeValue per object: each is a round through SoftHSM's store
+            a = raw.read(priv.handle, _CHECK_RSA if rsa else _CHECK_EC)
+            p = raw.read(pub.handle, _CHECK_PUBLIC_RSA if rsa else _CHECK_PUBLIC)
         except PKCS11Error as e:
             self.destroy([locator])
             raise Refused(f"generated key {locator} is not as asked: {e!r}") from None
-        got = ((bytes(p[Attribute.ID]), p[Attribute.CLASS]),
-               (bytes(a[Attribute.ID]), a[Attribute.CLASS]))
+        got = ((p[0], ulong(p[1])), (a[0], ulong(a[1])))
         if got != ((kid, ObjectClass.PUBLIC_KEY), (kid, ObjectClass.PRIVATE_KEY)):
             raise Refused(f"generated key {locator}: the new objects do not carry its ID")
-        attrs: dict[str, Any] = {n: bool(a[attr]) for n, attr in _PRIVATE_FLAGS.items()}
-        attrs.update(label=a[Attribute.LABEL], public_label=p[Attribute.LABEL],
-                     token=bool(a[Attribute.TOKEN]) and bool(p[Attribute.TOKEN]))
-        if a[Attribute.KEY_TYPE] == KeyType.RSA and rsa:
-            attrs["type"] = rsa_name(len(a[size]) * 8)
-            attrs["public_exponent"] = int.from_bytes(p[Attribute.PUBLIC_EXPONENT], "big")
-        elif a[Attribute.KEY_TYPE] == KeyType.EC and not rsa:
-            attrs["type"] = ec_name(bytes(a[size]))
+        flags = a[2:2 + len(_PRIVATE_FLAGS)]
+        label, token, kt, size = a[2 + len(_PRIVATE_FLAGS):]
+        attrs: dict[str, Any] = {n: boolean(v) for n, v in zip(_PRIVATE_FLAGS, flags,
+                                                                 strict=True)}
+        attrs.update(label=(label or b"").decode("utf-8", "replace"),
+                     public_label=(p[2] or b"").decode("utf-8", "replace"),
+                     token=boolean(token) and boolean(p[3]))
+        kt = ulong(kt)
+        if kt == KeyType.RSA and rsa:
+            attrs["type"] = rsa_name(len(size or b"") * 8)
+            attrs["public_exponent"] = int.from_bytes(p[4] or b"", "big")
+        elif kt == KeyType.EC and not rsa:
+            attrs["type"] = ec_name(size or b"")
         else:
-            attrs["type"] = str(a[Attribute.KEY_TYPE])
+            attrs["type"] = str(kt)
         wrong = key_problems(self._as_checked(attrs, priv), locator, name)
         if wrong:
             self.destroy([locator])
             raise Refused(f"generated key {locator} is not as asked: {', '.join(wrong)}")
-        for cls, o, label in (("private", priv, attrs["label"]),
-                              ("public", pub, attrs["public_label"])):
-            rec = {"class": cls, "id": locator, "label": label, "type": attrs["type"]}
-            self._seen[(cls, o.handle)] = (rec, o)
+        for cls, o, lab in (("private", priv, attrs["label"]),
+                            ("public", pub, attrs["public_label"])):
+            rec = {"class": cls, "id": locator, "label": lab, "type": attrs["type"]}
+            self._seen[(cls, o.handle)] = rec
 
 
     # -- the wrap backup (signer_shim.wrap) -------------------------------------------------
@@ -546,6 +597,21 @@ class Worker:
             priv.destroy()
             raise
         return made
+
+
+def _spki_of(kt: int | None, params: bytes | None, point: bytes | None,
+             modulus: bytes | None, exponent: bytes | None) -> bytes | None:
+    """SubjectPublicKeyInfo DER from a public key's raw attributes, as `_spki` makes it; None
+    if they do not make one."""
+    if kt == KeyType.RSA and modulus and exponent:
+        return RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(
+            modulus, "big")).public_key().public_bytes(Encoding.DER,
+                                                       PublicFormat.SubjectPublicKeyInfo)
+    if kt == KeyType.EC and params and point:
+        return bytes(PublicKeyInfo({
+            "algorithm": {"algorithm": "ec", "parameters": ECDomainParameters.load(params)},
+            "public_key": bytes(OctetString.load(point))}).dump())
+    return None
 
 
 def _spki(pub: Any) -> bytes:
