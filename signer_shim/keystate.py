@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,9 @@ class KeyRecord:
     @property
     def unused(self) -> bool:
         return self.state == UNUSED and self.zone is None
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(KeyRecord))
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,10 @@ class KeyState:
         doc = {
             "version": VERSION,
             "policies": {p: {"zones": list(z)} for p, z in sorted(self.zones.items())},
-            "keys": [
-                {k: v for k, v in asdict(r).items()} for _, r in sorted(self.keys.items())
-            ],
+            # the fields by name: asdict deep-copies every value (12 ms against 2 for 320
+            # keys, on every generate and purge; the values are str or None)
+            "keys": [{f: getattr(r, f) for f in _RECORD_FIELDS}
+                     for _, r in sorted(self.keys.items())],
         }
         return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
