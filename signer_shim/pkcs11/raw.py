@@ -96,7 +96,8 @@ class RawSession:
     def read(self, handle: int, spec: Sequence[tuple[int, int]]) -> list[bytes | None]:
         """The raw values of these attributes of one object in one C_GetAttributeValue call
         (`spec`: (attribute, buffer size)); None for one the object does not have or keeps
-        secret. A value longer than its buffer is read again, its length asked first."""
+        secret. If any value is missing, the call is made again with the lengths asked first
+        (a value longer than its buffer is missing too): ask only for what the object has."""
         key = tuple(spec)
         made = self._templates.get(key)
         if made is None:
@@ -107,12 +108,15 @@ class RawSession:
         for i, ((attr, size), buf) in enumerate(zip(spec, bufs, strict=True)):
             tpl[i].type, tpl[i].pValue, tpl[i].ulValueLen = attr, ctypes.addressof(buf), size
         rv = self._get(self._session, handle, tpl, len(spec))
-        if rv == _TOO_SMALL:
-            return self._read_sized(handle, spec)
-        if rv not in (_OK, _SENSITIVE, _TYPE_INVALID):
+        if rv not in (_OK, _SENSITIVE, _TYPE_INVALID, _TOO_SMALL):
             raise _error(rv, "C_GetAttributeValue")
-        return [None if tpl[i].ulValueLen == _UNAVAILABLE else buf.raw[:tpl[i].ulValueLen]
-                for i, buf in enumerate(bufs)]
+        lengths = [tpl[i].ulValueLen for i in range(len(spec))]
+        if rv != _OK and _UNAVAILABLE in lengths:
+            # one code for the whole call: SoftHSM answers ATTRIBUTE_SENSITIVE for a call
+            # where another value did not fit; the lengths alone tell which is which
+            return self._read_sized(handle, spec)
+        return [None if n == _UNAVAILABLE else buf.raw[:n]
+                for n, buf in zip(lengths, bufs, strict=True)]
 
     def _read_sized(self, handle: int, spec: Sequence[tuple[int, int]]) -> list[bytes | None]:
         tpl = (_Attribute * len(spec))()

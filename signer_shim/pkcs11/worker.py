@@ -41,10 +41,11 @@ _CLASSES = {ObjectClass.PRIVATE_KEY: "private", ObjectClass.PUBLIC_KEY: "public"
 #: what a listing reads of every object, in one call (signer_shim.pkcs11.raw)
 _LISTED = ((Attribute.CLASS, 8), (Attribute.ID, 128), (Attribute.LABEL, 128),
            (Attribute.KEY_TYPE, 8))
-#: what a public key's SubjectPublicKeyInfo is made of, with its ID, in one call
-_PUBLIC = ((Attribute.ID, 128), (Attribute.KEY_TYPE, 8), (Attribute.EC_PARAMS, 128),
-           (Attribute.EC_POINT, 256), (Attribute.MODULUS, 1024),
-           (Attribute.PUBLIC_EXPONENT, 16))
+#: what an EC or RSA public key's SubjectPublicKeyInfo is made of, with its ID, in one call
+_PUBLIC_EC = ((Attribute.ID, 128), (Attribute.KEY_TYPE, 8), (Attribute.EC_PARAMS, 128),
+              (Attribute.EC_POINT, 256))
+_PUBLIC_RSA = ((Attribute.ID, 128), (Attribute.KEY_TYPE, 8), (Attribute.MODULUS, 1024),
+               (Attribute.PUBLIC_EXPONENT, 16))
 _PRIVATE_FLAGS = {
     "sensitive": Attribute.SENSITIVE, "extractable": Attribute.EXTRACTABLE,
     "always_sensitive": Attribute.ALWAYS_SENSITIVE,
@@ -276,16 +277,21 @@ class Worker:
         inventory diff's), with no pass over the token: each object's ID is read again with
         its key and must still be the locator. None (make the pass) if a locator was not
         listed, was listed twice, or a handle no longer reads as listed."""
-        by_id: dict[str, list[int]] = {}
+        by_id: dict[str, list[tuple[int, bool]]] = {}
         for (name, h), rec in self._seen.items():
             if name == "public" and rec["id"] in wanted:
-                by_id.setdefault(rec["id"], []).append(h)
+                by_id.setdefault(rec["id"], []).append((h, rec["type"].startswith("RSA/")))
         if set(by_id) != wanted or any(len(v) != 1 for v in by_id.values()):
             return None
         raw, out = self._raw(), {}
         try:
-            for kid, (h,) in by_id.items():
-                i, kt, params, point, modulus, exponent = raw.read(h, _PUBLIC)
+            for kid, ((h, rsa),) in by_id.items():
+                if rsa:
+                    i, kt, modulus, exponent = raw.read(h, _PUBLIC_RSA)
+                    params = point = None
+                else:
+                    i, kt, params, point = raw.read(h, _PUBLIC_EC)
+                    modulus = exponent = None
                 if (i or b"").hex() != kid:
                     return None
                 der = _spki_of(ulong(kt), params, point, modulus, exponent)
