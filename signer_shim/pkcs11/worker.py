@@ -138,7 +138,7 @@ class Worker:
         seen = {}
         for h in raw.find():
             c, i, lab, kt = raw.read(h, _LISTED)
-            name = _CLASSES.get(ulong(c))  # type: ignore[call-overload]
+            name = _CLASSES.get(ulong(c))
             if name is None:
                 continue
             kid, label = (i or b"").hex(), (lab or b"").decode("utf-8", "replace")
@@ -391,14 +391,14 @@ class Worker:
         attrs.update(label=(label or b"").decode("utf-8", "replace"),
                      public_label=(p[2] or b"").decode("utf-8", "replace"),
                      token=boolean(token) and boolean(p[3]))
-        kt = ulong(kt)
-        if kt == KeyType.RSA and rsa:
+        key_type = ulong(kt)
+        if key_type == KeyType.RSA and rsa:
             attrs["type"] = rsa_name(len(size or b"") * 8)
             attrs["public_exponent"] = int.from_bytes(p[4] or b"", "big")
-        elif kt == KeyType.EC and not rsa:
+        elif key_type == KeyType.EC and not rsa:
             attrs["type"] = ec_name(size or b"")
         else:
-            attrs["type"] = str(kt)
+            attrs["type"] = str(key_type)
         wrong = key_problems(self._as_checked(attrs, priv), locator, name)
         if wrong:
             self.destroy([locator])
