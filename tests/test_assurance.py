@@ -327,8 +327,14 @@ class Impostor:
         return shim_client.ShimClient("127.0.0.1", self.port, client_key=self.client_key,
                                       host_key_pin=pin, timeout=10)
 
-    def close(self) -> None:
+    async def _close(self) -> None:
         self.acceptor.close()
+        await self.acceptor.wait_closed()
+
+    def close(self) -> None:
+        """Stop listening on the loop's own thread (asyncio's server is not thread-safe: closed
+        from here, it raced the loop and failed in one full-suite run), then stop the loop."""
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
