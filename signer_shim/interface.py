@@ -117,6 +117,11 @@ class Signer(Protocol):
     def read_output(self, name: str) -> bytes:
         """A file the signer wrote to its output directory (backups and their .sha256sum)."""
 
+    def read_output_chunk(self, name: str, offset: int, length: int) -> tuple[int, bytes]:
+        """`read_output(name)`'s size and its bytes from `offset`, at most `length` of them
+        (none past the end): what the shim answers a `read_output` request with, reading only
+        that chunk."""
+
     def restore_drill(self, name: str, password: str | None = None,
                       shares: Sequence[str] | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:

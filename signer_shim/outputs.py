@@ -9,6 +9,7 @@ finished by running the same operation again, and nothing of another operation i
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ class Outputs:
 
     def read(self, name: str) -> bytes:
         return self.path(name).read_bytes()
+
+    def read_chunk(self, name: str, offset: int, length: int) -> tuple[int, bytes]:
+        """The file's size and at most `length` of its bytes from `offset` (none past its
+        end): a client reads a backup a chunk at a time, and each request reads only its
+        chunk, not the whole file again (which made a large backup's reading quadratic and
+        held the whole file in memory per request)."""
+        with self.path(name).open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if offset >= size:
+                return size, b""
+            f.seek(offset)
+            return size, f.read(length)
 
     def plan_backup(self, token: str, date: str) -> dict[str, Any]:
         """The backup operation of `token` for `date`, refused if its files already exist."""

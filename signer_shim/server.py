@@ -259,9 +259,8 @@ class Shim:
         if req.method == "plan_backup":
             return s.plan_backup(p["date"])
         if req.method == "read_output":
-            data = s.read_output(p["name"])
-            chunk = data[p["offset"] : p["offset"] + protocol.OUTPUT_CHUNK]
-            return {"name": p["name"], "size": len(data), "offset": p["offset"],
+            size, chunk = s.read_output_chunk(p["name"], p["offset"], protocol.OUTPUT_CHUNK)
+            return {"name": p["name"], "size": size, "offset": p["offset"],
                     "data": base64.b64encode(chunk).decode()}
         if req.method == "put_input":
             return s.put_input(p["name"], base64.b64decode(p["data"]), p["offset"], p["size"],

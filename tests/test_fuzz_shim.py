@@ -75,6 +75,10 @@ class Obliging:
     def read_output(self, name: str) -> bytes:
         return b"output of " + name.encode("utf-8", "replace")
 
+    def read_output_chunk(self, name: str, offset: int, length: int) -> tuple[int, bytes]:
+        data = self.read_output(name)
+        return len(data), data[offset:offset + length]
+
     def fingerprint(self) -> str:
         return "d34d"
 

@@ -326,6 +326,9 @@ class OdsSigner:
     def read_output(self, name: str) -> bytes:
         return self._outputs.read(name)
 
+    def read_output_chunk(self, name: str, offset: int, length: int) -> tuple[int, bytes]:
+        return self._outputs.read_chunk(name, offset, length)
+
     def plan_kek(self, threshold: int, holders: Sequence[Mapping[str, str]]) -> dict[str, Any]:
         """Refused: OpenDNSSEC makes its keys CKA_EXTRACTABLE=false, so no key of this signer
         can leave wrapped and a backup KEK would back nothing up."""

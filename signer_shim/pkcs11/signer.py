@@ -242,6 +242,9 @@ class Pkcs11Signer:
     def read_output(self, name: str) -> bytes:
         return self._outputs.read(name)
 
+    def read_output_chunk(self, name: str, offset: int, length: int) -> tuple[int, bytes]:
+        return self._outputs.read_chunk(name, offset, length)
+
     def restore_drill(self, name: str, password: str | None = None,
                       shares: Sequence[str] | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
