@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.journal.checkpoint import BadCheckpoint, Checkpoint, cosign, cosigner_name
 from coordinator.journal.merkle import verify_consistency
-from coordinator.journal.note import NoteError, Verifier, open_note
+from coordinator.journal.note import NoteError, Verifier, note_text, open_note
 
 #: the most hashes a consistency proof may hold: about 2 log2(n) for a tree of n leaves
 MAX_PROOF = 128
@@ -48,7 +48,7 @@ class Accepted:
     @property
     def text(self) -> str:
         """The note's text (origin, size, root): what a cosignature signs."""
-        return self.note[: self.note.rfind("\n\n") + 1]
+        return note_text(self.note)
 
     @property
     def root(self) -> str:

@@ -58,7 +58,7 @@ from coordinator.journal.merkle import (
     tree_hash,
     verify_consistency,
 )
-from coordinator.journal.note import Signer, open_note, sign
+from coordinator.journal.note import Signer, note_text, open_note, sign
 from coordinator.live.daemon import Live
 from tests.idle_world import NoWork, SetClock
 from tests.machine_helpers import (
@@ -295,7 +295,7 @@ def test_a_console_accepts_a_log_that_only_grew(tmp_path: Path) -> None:
     assert first.checkpoint.size == 5 and c.accepted is first
     _grow(j, 7)
     note = j.checkpoint("t")
-    size = Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size
+    size = Checkpoint.parse(note_text(note)).size
     assert c.offer(note, _proof(j.path, 5, size)).checkpoint.size == size == 13
     assert c.offer(note, []) is c.accepted  # the same one again: nothing to prove
 

@@ -39,7 +39,7 @@ from coordinator.journal import Journal, Report, verify_journal
 from coordinator.journal import entry as entry_codec
 from coordinator.journal.checkpoint import Checkpoint, cosign, cosigner_name
 from coordinator.journal.merkle import tree_hash
-from coordinator.journal.note import Signer, sign
+from coordinator.journal.note import Signer, note_text, sign
 from tests.machine_helpers import T0, private_key, roster
 
 ORIGIN = "keyrite.test/tamper"
@@ -53,15 +53,10 @@ N = FINAL + 1
 KEYRITE = [sys.executable, "-m", "keyrite.cli"]
 
 
-def _text(note: str) -> str:
-    """A signed note's text: what a checkpoint's signatures and cosignatures sign."""
-    return note[: note.rfind("\n\n") + 1]
-
-
 def cosignature(note: str, seat: str, at: float) -> dict[str, object]:
     """The record the coordinator journals for a seat's cosignature of `note`."""
-    cp = Checkpoint.parse(_text(note))
-    line = cosign(_text(note), cosigner_name(ORIGIN, seat), private_key(seat), int(at))
+    cp = Checkpoint.parse(note_text(note))
+    line = cosign(note_text(note), cosigner_name(ORIGIN, seat), private_key(seat), int(at))
     return Cosignature(at=at, seat=seat, size=cp.size, root=base64.b64encode(cp.root).decode(),
                        signature=line).to_dict()
 
@@ -411,7 +406,7 @@ def test_a_cosignature_over_another_body(journal, verdicts) -> None:
     forked = _resigned_note(20, tree_hash(lines[1:20] + lines[:1]))
     bodies = {"checkpoint 13's body": notes[13], "a forked checkpoint 20's body": forked}
     for what, body in bodies.items():
-        line = cosign(_text(body), cosigner_name(ORIGIN, "SA1"), private_key("SA1"), int(T0))
+        line = cosign(note_text(body), cosigner_name(ORIGIN, "SA1"), private_key("SA1"), int(T0))
         bad = {**honest, "signature": line}
         out = with_record(lines, seq, bad)
         verdicts.named(f"cosignature over {what}, relinked", joined(relink(out, seq + 1)), seq,
@@ -425,7 +420,7 @@ def test_a_cosignature_over_another_body(journal, verdicts) -> None:
                             "cosignature")
     assert report.problem is not None and "another history" in report.problem.reason
     # signed by another seat's key, by a seat that is not in the roster, and at the end
-    wrong_key = cosign(_text(notes[20]), cosigner_name(ORIGIN, "SA1"), private_key("KSO1"),
+    wrong_key = cosign(note_text(notes[20]), cosigner_name(ORIGIN, "SA1"), private_key("KSO1"),
                        int(T0))
     for what, record in (("another seat's key", {**honest, "signature": wrong_key}),
                          ("no seat", {**honest, "seat": "SA9"}),

@@ -167,6 +167,12 @@ class OpenedNote:
     unknown: tuple[str, ...]  # the same for signatures by keys the verifier does not know
 
 
+def note_text(note: str) -> str:
+    """A signed note's text, up to the blank line before its signatures, unchecked: what its
+    signatures, and an officer's cosignature, sign ("" if it has no blank line)."""
+    return note[: note.rfind("\n\n") + 1]
+
+
 def open_note(msg: str, verifiers: list[Verifier]) -> OpenedNote:
     """Parse `msg` and check its signatures against `verifiers`, by the signed-note rules.
 

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from ceremony.approval import load_public_key
-from ceremony.roster import Roster
+from ceremony.records import Cosignature
+from ceremony.roster import Officer, Roster
 from coordinator.journal import entry as _entry
 from coordinator.journal import lines as _lines
 from coordinator.journal.chain import Broken, Chain, SignedCheckpoint
@@ -55,11 +56,12 @@ from coordinator.journal.note import (
     MalformedNote,
     NoTrustedSignature,
     Verifier,
+    note_text,
     open_note,
 )
 
-#: The record type of an officer's cosignature of a checkpoint (`ceremony.records.Cosignature`).
-COSIGNATURE_TYPE = "cosignature"
+#: The record type of an officer's cosignature of a checkpoint.
+COSIGNATURE_TYPE = Cosignature.TYPE
 
 #: Problem kinds that name no entry: the journal as a whole is what does not hold.
 _WHOLE_JOURNAL = ("unsigned",)
@@ -119,7 +121,7 @@ def parse_checkpoint_note(note: str, name: str = "checkpoint") -> Checkpoint:
             "{") else ""
         raise BadCheckpointFile(f"{name}: not a signed note: {e}{hint}") from None
     try:
-        return Checkpoint.parse(note[: note.rfind("\n\n") + 1])
+        return Checkpoint.parse(note_text(note))
     except BadCheckpoint as e:
         raise BadCheckpointFile(f"{name}: not a checkpoint: {e}") from None
 
@@ -262,9 +264,25 @@ def cosigned_checkpoint(held: list[SignedCheckpoint],
             _, _, record = _entry.decode(line)
         except _entry.BadLine:
             continue  # the journal's own check names it
-        if record.get("type") == "cosignature" and isinstance(record.get("size"), int):
+        if record.get("type") == COSIGNATURE_TYPE and isinstance(record.get("size"), int):
             sizes.add(record["size"])
     return next((c for c in reversed(held) if c.checkpoint.size in sizes), held[-1])
+
+
+def _genesis_roster(genesis: dict[str, Any] | None) -> Roster:
+    """The roster the genesis entry recorded, whose keys cosignatures are checked against."""
+    return Roster.from_dict((genesis or {}).get("roster") or {}, "genesis roster")
+
+
+def _cosigner(roster: Roster, origin: str, seat: Any, line: str, text: str) -> Officer | None:
+    """The officer at `seat` whose key made `line`, a cosignature of the checkpoint `text`
+    under `<origin>/<seat>`; None if `seat` is not one of `roster`'s. Raises BadCosignature
+    (or ValueError, for a key that does not load) if the line does not verify."""
+    officer = roster.officers.get(seat) if isinstance(seat, str) else None
+    if officer is None:
+        return None
+    open_cosignature(line, text, cosigner_name(origin, seat), load_public_key(officer.signing_key))
+    return officer
 
 
 def check_cosigned(required: int | tuple[str, ...], genesis: dict[str, Any] | None,
@@ -279,9 +297,9 @@ def check_cosigned(required: int | tuple[str, ...], genesis: dict[str, Any] | No
         return CosignCheck(required, False, "the journal has no checkpoint to be cosigned", None)
     size = last.checkpoint.size
     root = base64.b64encode(last.checkpoint.root).decode()
-    text = last.note[: last.note.rfind("\n\n") + 1]
+    text = note_text(last.note)
     try:
-        roster = Roster.from_dict((genesis or {}).get("roster") or {}, "genesis roster")
+        roster = _genesis_roster(genesis)
     except Exception as e:  # a genesis whose roster does not read: nothing can verify
         return CosignCheck(required, False, f"the genesis roster cannot be read: {e}", size)
     good: dict[str, str] = {}  # seat -> person
@@ -291,19 +309,17 @@ def check_cosigned(required: int | tuple[str, ...], genesis: dict[str, Any] | No
             _, _, record = _entry.decode(line)
         except _entry.BadLine:
             continue  # the journal's own check names it
-        if record.get("type") != "cosignature" or record.get("size") != size \
+        if record.get("type") != COSIGNATURE_TYPE or record.get("size") != size \
                 or record.get("root") != root:
             continue
         seat = record.get("seat")
-        officer = roster.officers.get(seat) if isinstance(seat, str) else None
-        if officer is None:
-            bad.append(f"{seat}: not a seat of the genesis roster")
-            continue
         try:
-            open_cosignature(str(record.get("signature")), text, cosigner_name(origin, seat),
-                             load_public_key(officer.signing_key))
+            officer = _cosigner(roster, origin, seat, str(record.get("signature")), text)
         except (BadCosignature, ValueError) as e:
             bad.append(f"{seat}: {e}")
+            continue
+        if officer is None:
+            bad.append(f"{seat}: not a seat of the genesis roster")
             continue
         good[seat] = officer.person
     seats = tuple(sorted(good))
@@ -487,22 +503,20 @@ class _RecordingChain(_GivenKeyChain):
                          "cosignature of another history")
         if self._roster is None:
             try:
-                self._roster = Roster.from_dict((self.genesis or {}).get("roster") or {},
-                                                "genesis roster")
+                self._roster = _genesis_roster(self.genesis)
             except Exception as e:  # a roster that does not read: nothing can be checked
                 raise Broken(pos, "cosignature", f"a cosignature by {seat}, and the genesis "
                              f"roster to check it against cannot be read: {e}") from None
-        officer = self._roster.officers.get(seat)
-        if officer is None or self.origin is None:
+        officer = None
+        if self.origin is not None:
+            try:
+                officer = _cosigner(self._roster, self.origin, seat, line, note_text(cp.note))
+            except (BadCosignature, ValueError) as e:
+                raise Broken(pos, "cosignature", f"the cosignature by {seat} of the checkpoint "
+                             f"at entry {cp.seq} does not verify: {e}") from None
+        if officer is None:
             raise Broken(pos, "cosignature", f"a cosignature by {seat}, which is not a seat of "
                          "the genesis roster")
-        text = cp.note[: cp.note.rfind("\n\n") + 1]
-        try:
-            open_cosignature(line, text, cosigner_name(self.origin, seat),
-                             load_public_key(officer.signing_key))
-        except (BadCosignature, ValueError) as e:
-            raise Broken(pos, "cosignature", f"the cosignature by {seat} of the checkpoint at "
-                         f"entry {cp.seq} does not verify: {e}") from None
 
 
 def _labels(labels: tuple[str, ...] | list[str]) -> str:

@@ -33,6 +33,7 @@ from coordinator.journal.checkpoint import (
     cosigner_name,
     open_cosignature,
 )
+from coordinator.journal.note import note_text
 from keyrite import sealing
 from keyrite.plainjson import MAX_INT, safe_text
 
@@ -250,7 +251,7 @@ def judge_cosign(roster: Roster, notes: Mapping[int, str], seat: str, params: di
     if note is None:
         why = f"the journal has no checkpoint of size {size}"
     else:
-        text = note[: note.rfind("\n\n") + 1]
+        text = note_text(note)
         cp = Checkpoint.parse(text)
         if base64.b64encode(cp.root).decode() != root:
             why = f"the journal's checkpoint of size {size} has another root than {_show(root)}"

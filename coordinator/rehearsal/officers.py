@@ -32,6 +32,7 @@ from consoles.signing import SIGNED, sign_command, sign_signin_command
 from coordinator.journal import Journal
 from coordinator.journal.checkpoint import Checkpoint
 from coordinator.journal.merkle import consistency_proof, leaf_hash
+from coordinator.journal.note import note_text
 from coordinator.live.translate import Own, judge_cosign, translate
 
 
@@ -298,7 +299,7 @@ class ScriptedRoom:
         notes: dict[int, str] = {}
 
         def cosign(note: str) -> list[dict[str, Any]]:
-            size = Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size
+            size = Checkpoint.parse(note_text(note)).size
             notes[size] = note
             hashes = [leaf_hash(line) for line in journal.path.read_bytes().split(b"\n")[:size]]
             now = self.clock()
