@@ -120,15 +120,6 @@ def _read(path: Path, fd: int) -> tuple[Chain, int, TornTail | None, bytes]:
     return chain, end, torn, data
 
 
-def _settle_last_line(path: Path, data: bytes, end: int) -> None:
-    """Write the last complete line again, in place, and fsync it: if a process died after a
-    failed fsync, the page cache may show that line while the disk does not hold it, and an
-    fsync of untouched pages would not write it. The same bytes: a crash midway changes
-    nothing. (A separate descriptor, without O_APPEND, so the write lands where the line is; its
-    fsync also makes a cut torn tail durable: fsync covers the file's size, whatever the fd.)"""
-    diskio.rewrite_last_line(path, data, end)
-
-
 def discard_unborn(path: Path) -> bool:
     """Remove a journal file whose genesis line never reached the disk whole (the process died
     while creating it: it holds nothing of the ceremony); say whether it did. Anything with a
@@ -229,7 +220,10 @@ class Journal:
             signer = cls._signer_for(chain, key)
             if torn is not None:
                 io.ftruncate(fd, torn.offset)  # made durable by the settling fsync
-            _settle_last_line(path, data, end)
+            # the last line written again in place and fsync'd (a process that died after a
+            # failed fsync may have left it in the page cache only); that fsync also makes the
+            # cut torn tail durable: fsync covers the file's size, whatever the descriptor
+            diskio.rewrite_last_line(path, data, end)
         except BaseException:
             io.close(fd)
             raise
