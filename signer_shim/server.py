@@ -46,6 +46,7 @@ import asyncssh
 
 from ceremony.approval import Approval
 from ceremony.digests import canonical_json, operation_digest
+from keyrite.budget import RefusalBudget
 from keyrite.sdnotify import sd_notify
 from signer_shim import protocol
 from signer_shim.authority import Authority, QuorumRefused, check_quorum
@@ -297,7 +298,7 @@ class Shim:
                 return state.result
         else:
             if session is not None and session.executes_exhausted():
-                session.unread += 1
+                session.refuse_unread()
                 raise QuorumRefused(
                     f"more than {REFUSED_EXECUTES} requests refused on this session in "
                     f"{REFUSED_EXECUTES_WINDOW:g} s: refused unread; wait, then ask again")
@@ -494,32 +495,28 @@ class Shim:
 class _Refusals:
     """A session's refused lines (the first REFUSAL_LOGS are logged, the rest counted) and its
     executes refused for their quorum (REFUSED_EXECUTES journaled per window, the rest refused
-    unread and counted in `unread`)."""
+    unread and counted: `keyrite.budget`, as the coordinator's consoles)."""
 
     def __init__(self, limit: int = REFUSAL_LOGS, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self.limit, self.count = limit, 0
         self.clock = clock
-        self.window_start, self.executes_refused, self.unread = 0.0, 0, 0
-
-    def _window(self) -> bool:
-        """True while the current window is open."""
-        return self.clock() - self.window_start < REFUSED_EXECUTES_WINDOW
+        self.executes = RefusalBudget(REFUSED_EXECUTES, REFUSED_EXECUTES_WINDOW)
 
     def executes_exhausted(self) -> bool:
-        return self._window() and self.executes_refused >= REFUSED_EXECUTES
+        return self.executes.exhausted(_SESSION, self.clock())
 
     def spend_execute(self) -> None:
-        if not self._window():
-            self.window_start, self.executes_refused = self.clock(), 0
-        self.executes_refused += 1
+        self.executes.spend(_SESSION, self.clock())
+
+    def refuse_unread(self) -> None:
+        self.executes.refuse_unread(_SESSION)
 
     def closed_unread(self, *, ended: bool = False) -> int:
         """The executes refused unread in a window now over (all of them, once `ended`)."""
-        if self.unread and (ended or not self._window()):
-            n, self.unread = self.unread, 0
-            return n
-        return 0
+        if ended:
+            return self.executes.take_unread(_SESSION)
+        return self.executes.closed(self.clock()).get(_SESSION, 0)
 
     def one_more(self) -> bool:
         """Count one; True while it is to be logged."""
@@ -529,6 +526,9 @@ class _Refusals:
     @property
     def unlogged(self) -> int:
         return max(0, self.count - self.limit)
+
+
+_SESSION = "session"  # a _Refusals' one key in its budget
 
 
 def _safe(send: Send, line: bytes) -> None:

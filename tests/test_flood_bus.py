@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from coordinator.bus import server as bus_server
-from coordinator.live.daemon import REFUSAL_WINDOW, RefusalBudget
+from coordinator.live.daemon import REFUSAL_WINDOW, REFUSALS
+from keyrite.budget import RefusalBudget
 from tests.bus_fuzz_helpers import PRESENCE, BusThread, answer, make_live
 
 REFUSED = b'{"v":1,"kind":"command","id":"f","body":{"type":"acknowledge","step":"x"}}'
@@ -71,7 +72,7 @@ def test_a_console_flooding_refused_commands_over_the_bus_is_bounded(
     short one (the flood spread over many windows, each journaling its budget and a summary)."""
     n = FLOOD
     live, journal = make_live(tmp_path, real_time=True)
-    live.budget = RefusalBudget(window=window)
+    live.budget = RefusalBudget(REFUSALS, window)
     with BusThread(live, ("WI1", "KGA1"), tick=True) as bus:
         before = len(records(journal, "refused"))
         started = time.monotonic()

@@ -32,7 +32,7 @@ ROUTER drops them; its commands were handled: a console waits for each answer, s
 console sending without reading gets there). A console's bad frames are logged at most
 `BAD_FRAME_LOGS` times in `BAD_FRAME_WINDOW` seconds, then counted: the count is logged with its
 next bad frame after the window. Refused commands are the daemon's to bound
-(`coordinator.live.daemon.RefusalBudget`).
+(`keyrite.budget.RefusalBudget`, in `coordinator.live.daemon`).
 """
 
 from __future__ import annotations

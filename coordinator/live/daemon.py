@@ -66,6 +66,7 @@ from coordinator.journal.merkle import consistency_proof, leaf_hash
 from coordinator.live.tail import describe
 from coordinator.live.translate import Invalid, Own, cosign_params, judge_cosign, translate
 from coordinator.runner import Runner
+from keyrite.budget import RefusalBudget
 from keyrite.diskio import disk_takes_a_write
 from keyrite.passwords import Verifier
 from keyrite.plainjson import safe_text
@@ -142,38 +143,6 @@ class _Log:
         pass
 
 
-class RefusalBudget:
-    """How many refused commands each console may have journaled in a window of time.
-
-    Every refusal is journaled, for the audit; but one console sending thousands of bad
-    commands a second (any enrolled key can, a witness's too) would make the daemon spend itself
-    on fsyncs and fill the disk while the others wait. Past the budget a console's commands are
-    refused unread until its window ends; then one record says how many were."""
-
-    def __init__(self, limit: int = REFUSALS, window: float = REFUSAL_WINDOW) -> None:
-        self.limit, self.window = limit, window
-        self._spent: dict[str, tuple[float, int]] = {}  # console -> (window start, refusals)
-        self.unread: dict[str, int] = {}  # console -> commands refused unread in this window
-
-    def exhausted(self, console: str, now: float) -> bool:
-        start, n = self._spent.get(console, (now, 0))
-        return now - start < self.window and n >= self.limit
-
-    def spend(self, console: str, now: float) -> None:
-        start, n = self._spent.get(console, (now, 0))
-        if now - start >= self.window:
-            start, n = now, 0
-        self._spent[console] = (start, n + 1)
-
-    def closed(self, now: float) -> dict[str, int]:
-        """Consoles whose window has ended with commands refused unread: how many each."""
-        out = {c: n for c, n in self.unread.items()
-               if now - self._spent.get(c, (now - self.window, 0))[0] >= self.window}
-        for c in out:
-            del self.unread[c]
-        return out
-
-
 class Live:
     """Everything the daemon holds beyond the machine, and the three ways it changes."""
 
@@ -203,7 +172,7 @@ class Live:
         self.connected: frozenset[str] = frozenset()  # seats
         self.progress: Progress | None = None
         self.checkpoint: tuple[int, str] | None = None  # (step, note) for a signoff step
-        self.budget = RefusalBudget()
+        self.budget = RefusalBudget(REFUSALS, REFUSAL_WINDOW)  # refused commands per console
         # the record consoles cosign: refusals to cosign shown on every screen, who cosigned
         # which checkpoint (seat, size), and the leaves' hashes consistency proofs are made of
         self.cosign_refusals: deque[JournalLine] = deque(maxlen=COSIGN_REFUSALS)
@@ -396,7 +365,7 @@ class Live:
                 "presence", "journal", "checkpoint")):
             raise CommandRefused(self._halt_reason())
         if self.budget.exhausted(officer, now):
-            self.budget.unread[officer] = self.budget.unread.get(officer, 0) + 1
+            self.budget.refuse_unread(officer)
             raise CommandRefused(f"more than {self.budget.limit} refused commands from this "
                                  f"console in {self.budget.window:g} s: wait, then try again")
         try:
