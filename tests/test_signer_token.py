@@ -85,14 +85,16 @@ def test_worker_refuses_an_id_already_there_listed_or_not(softhsm_token: SoftHSM
             with pytest.raises(SignerError, match=f"ID {loc} already exist"):
                 w.call("generate", {"keys": [{"locator": c, "algorithm": ec},
                                              {"locator": loc, "algorithm": ec}]})
-        w.call("destroy", {"locators": [a]})  # tracked: a gone, so allowed again
+        # tracked: a gone, so allowed again; what was not there is not said destroyed
+        assert w.call("destroy", {"locators": [a, c]}) == {"destroyed": [a]}
         w.call("generate", {"keys": [{"locator": a, "algorithm": rsa}]})
         objects = sorted((o["class"], o["id"], o["type"]) for o in w.call("list_objects"))
         assert objects == sorted((cls, loc, alg) for loc, alg in ((a, rsa), (b, ec))
                                  for cls in ("private", "public"))
         keys = w.call("public_keys", {"locators": [a, b]})  # through the listed handles
         assert set(keys) == {a, b}
-        w.call("destroy", {"locators": [b], "classes": ["public"]})  # half a pair: untracked
+        # half a pair: untracked
+        assert w.call("destroy", {"locators": [b], "classes": ["public"]}) == {"destroyed": [b]}
         with pytest.raises(SignerError, match=f"ID {b} already exist"):
             w.call("generate", {"keys": [{"locator": b, "algorithm": ec}]})
     finally:

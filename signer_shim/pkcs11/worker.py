@@ -200,10 +200,10 @@ class Worker:
             self._forget(loc)
             if self._listed_ids is not None and classes is None:
                 self._listed_ids.discard(loc)
-        if classes is not None:  # half a pair may be left: its ID is still there
-            self._listed_ids = None
             if objs:
                 destroyed.append(loc)
+        if classes is not None:  # half a pair may be left: its ID is still there
+            self._listed_ids = None
         return {"destroyed": destroyed}
 
     def key_attributes(self, locator: str) -> dict[str, Any]:
