@@ -146,7 +146,7 @@ class Worker:
             if known and known["id"] == kid and known["label"] == label:
                 kind = known["type"]
             else:
-                kind = self._raw_type(h, ulong(kt))
+                kind = self._type(h, ulong(kt))
             rec = {"class": name, "id": kid, "label": label, "type": kind}
             seen[(name, h)] = rec
             by_class[name].append(rec)
@@ -236,7 +236,7 @@ class Worker:
         out = {name: bool(a[attr]) for name, attr in _PRIVATE_FLAGS.items()}
         out.update(label=a[Attribute.LABEL], public_label=p[Attribute.LABEL],
                    token=bool(a[Attribute.TOKEN]) and bool(p[Attribute.TOKEN]),
-                   type=self._type(priv, a[Attribute.KEY_TYPE]))
+                   type=self._type(priv.handle, a[Attribute.KEY_TYPE]))
         if rsa:
             out["public_exponent"] = int.from_bytes(p[Attribute.PUBLIC_EXPONENT], "big")
         return out
@@ -323,22 +323,15 @@ class Worker:
             found += list(self.session.get_objects(attrs))
         return found
 
-    def _raw_type(self, handle: int, kt: int | None) -> str:
-        """A key object's type as `_type` names it, read through its handle."""
+    def _type(self, handle: int, kt: Any) -> str:
+        """A key object's type ("RSA/2048", "ECDSA/P-256"; else its key type as it reads), its
+        size read through its handle."""
         if kt == KeyType.RSA:
             (modulus,) = self._raw().read(handle, ((Attribute.MODULUS, 1024),))
             return rsa_name(len(modulus or b"") * 8)
         if kt == KeyType.EC:
             (params,) = self._raw().read(handle, ((Attribute.EC_PARAMS, 128),))
             return ec_name(params or b"")
-        return str(kt)
-
-    def _type(self, o: Any, kt: Any = None) -> str:
-        kt = o[Attribute.KEY_TYPE] if kt is None else kt
-        if kt == KeyType.RSA:
-            return rsa_name(len(o[Attribute.MODULUS]) * 8)
-        if kt == KeyType.EC:
-            return ec_name(bytes(o[Attribute.EC_PARAMS]))
         return str(kt)
 
     def _generate_one(self, locator: str, name: str) -> tuple[Any, Any]:
@@ -610,9 +603,7 @@ def _spki_of(kt: int | None, params: bytes | None, point: bytes | None,
     """SubjectPublicKeyInfo DER from a public key's raw attributes, as `_spki` makes it; None
     if they do not make one."""
     if kt == KeyType.RSA and modulus and exponent:
-        return RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(
-            modulus, "big")).public_key().public_bytes(Encoding.DER,
-                                                       PublicFormat.SubjectPublicKeyInfo)
+        return _rsa_spki(modulus, exponent)
     if kt == KeyType.EC and params and point:
         return bytes(PublicKeyInfo({
             "algorithm": {"algorithm": "ec", "parameters": ECDomainParameters.load(params)},
@@ -623,11 +614,15 @@ def _spki_of(kt: int | None, params: bytes | None, point: bytes | None,
 def _spki(pub: Any) -> bytes:
     """A PKCS#11 public key object as SubjectPublicKeyInfo DER."""
     if pub[Attribute.KEY_TYPE] == KeyType.RSA:
-        n = int.from_bytes(pub[Attribute.MODULUS], "big")
-        e = int.from_bytes(pub[Attribute.PUBLIC_EXPONENT], "big")
-        return RSAPublicNumbers(e, n).public_key().public_bytes(
-            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return _rsa_spki(pub[Attribute.MODULUS], pub[Attribute.PUBLIC_EXPONENT])
     return bytes(encode_ec_public_key(pub))
+
+
+def _rsa_spki(modulus: bytes, exponent: bytes) -> bytes:
+    """An RSA public key's SubjectPublicKeyInfo DER from its modulus and exponent bytes."""
+    return RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(
+        modulus, "big")).public_key().public_bytes(Encoding.DER,
+                                                   PublicFormat.SubjectPublicKeyInfo)
 
 
 def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
