@@ -22,28 +22,10 @@ from collections.abc import Sequence
 
 from keyrite import __version__, exits
 
-#: Modules that own a subcommand, in the order --help lists them.
-COMMANDS = (
-    "coordinator.rehearse_command",
-    "coordinator.live.coordinator_command",
-    "consoles.console_command",
-    "keyrite.script_command",
-    "coordinator.journal.verify_command",
-    "coordinator.report.report_command",
-    "coordinator.keys_command",
-    "coordinator.custody",
-    "coordinator.record_command",
-    "coordinator.usb.drives_command",
-    "signer_shim.shim_command",
-    "keyrite.enroll_command",
-    "keyrite.password_command",
-    "keyrite.words_command",
-    "coordinator.live.stage_command",
-)
-
-#: The subcommand each of COMMANDS adds: `keyrite NAME ...` imports NAME's module alone. The
-#: others' imports (trio, ZeroMQ, the consoles' and the coordinator's modules) would stay
-#: resident for a long command's whole life: 9 MB in the signer shim, 6 MB in a rehearsal.
+#: The module that owns each subcommand, in the order --help lists them: `keyrite NAME ...`
+#: imports NAME's module alone. The others' imports (trio, ZeroMQ, the consoles' and the
+#: coordinator's modules) would stay resident for a long command's whole life: 9 MB in the
+#: signer shim, 6 MB in a rehearsal.
 OWNERS = {
     "rehearse": "coordinator.rehearse_command",
     "coordinator": "coordinator.live.coordinator_command",
@@ -61,6 +43,8 @@ OWNERS = {
     "words": "keyrite.words_command",
     "stage": "coordinator.live.stage_command",
 }
+#: Modules that own a subcommand (what --help imports, all of them).
+COMMANDS = tuple(OWNERS.values())
 
 
 def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
